@@ -1,0 +1,4 @@
+# Thin shim: all metadata lives in pyproject.toml.
+from setuptools import setup
+
+setup()

@@ -1,0 +1,31 @@
+"""visionfw: a Keras 3 model zoo for super-resolution, task-aware downscaling and colorization,
+with architectures written as plain Python dicts.
+
+    >>> import visionfw
+    >>> visionfw.list_models()[:3]
+    >>> model = visionfw.get_model('edsr_baseline', scale=2)
+"""
+import os as _os
+
+_os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+_os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+
+__version__ = "0.1.0"
+
+from visionfw import errors  # noqa: E402
+from visionfw.builder import build_model, list_blocks, make_layer, register_block, validate_spec  # noqa: E402
+from visionfw.errors import SpecError, VisionFWError  # noqa: E402
+from visionfw.registry import get_model, get_spec, list_models, register_model  # noqa: E402
+from visionfw.spec_tools import describe, spec_from_json, spec_to_dot, spec_to_json  # noqa: E402
+
+
+def load_weights(model, path, **kwargs):
+    """Loads weights from ``path`` into ``model`` (see :mod:`visionfw.weights` for the formats)."""
+    from visionfw.weights import load_weights as _load
+
+    return _load(model, path, **kwargs)
+
+
+__all__ = ["build_model", "describe", "errors", "get_model", "get_spec", "list_blocks", "list_models",
+           "load_weights", "make_layer", "register_block", "register_model", "spec_from_json",
+           "spec_to_dot", "spec_to_json", "validate_spec", "SpecError", "VisionFWError"]

@@ -1,0 +1,5 @@
+import sys
+
+from visionfw.cli import run
+
+sys.exit(run())

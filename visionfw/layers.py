@@ -1,0 +1,287 @@
+"""Custom Keras layers of visionfw.
+
+Every layer is registered as serializable (package ``visionfw``), so a model that
+uses them saves to ``.keras`` and loads back with ``safe_mode=True`` and no
+``custom_objects``.  Shapes are NHWC throughout.
+"""
+import keras
+from keras import ops
+
+_PACKAGE = "visionfw"
+
+
+def _register(cls):
+    return keras.saving.register_keras_serializable(package=_PACKAGE)(cls)
+
+
+def _check_order(order, layer):
+    if order not in ("tf", "torch"):
+        from visionfw.errors import SpecError
+
+        raise SpecError(
+            f"{layer}: order={order!r} is not supported; use 'tf' (depth_to_space channel "
+            "order) or 'torch' (PyTorch's nn.PixelShuffle channel order, for converted weights)"
+        )
+
+
+@_register
+class PixelShuffle(keras.layers.Layer):
+    """Sub-pixel upsampling: (H, W, C*r*r) -> (H*r, W*r, C).
+
+    ``order='tf'`` follows ``tf.nn.depth_to_space`` (channel index ``(i*r + j)*C + c``);
+    ``order='torch'`` follows PyTorch's ``nn.PixelShuffle`` (channel index
+    ``c*r*r + i*r + j``), so weights converted from PyTorch need no reordering.
+    """
+
+    def __init__(self, scale=2, order="tf", **kwargs):
+        super().__init__(**kwargs)
+        _check_order(order, "PixelShuffle")
+        self.scale = int(scale)
+        self.order = order
+
+    def call(self, x):
+        r = self.scale
+        shape = ops.shape(x)
+        n, h, w, c = shape[0], shape[1], shape[2], shape[3]
+        oc = c // (r * r)
+        if self.order == "tf":
+            x = ops.reshape(x, (n, h, w, r, r, oc))
+        else:
+            x = ops.reshape(x, (n, h, w, oc, r, r))
+            x = ops.transpose(x, (0, 1, 2, 4, 5, 3))
+        x = ops.transpose(x, (0, 1, 3, 2, 4, 5))  # n, h, i, w, j, c
+        return ops.reshape(x, (n, h * r, w * r, oc))
+
+    def compute_output_shape(self, input_shape):
+        n, h, w, c = input_shape
+        r = self.scale
+        return (n, None if h is None else h * r, None if w is None else w * r,
+                None if c is None else c // (r * r))
+
+    def get_config(self):
+        return {**super().get_config(), "scale": self.scale, "order": self.order}
+
+
+@_register
+class PixelUnshuffle(keras.layers.Layer):
+    """Inverse of :class:`PixelShuffle`: (H, W, C) -> (H/r, W/r, C*r*r)."""
+
+    def __init__(self, scale=2, order="tf", **kwargs):
+        super().__init__(**kwargs)
+        _check_order(order, "PixelUnshuffle")
+        self.scale = int(scale)
+        self.order = order
+
+    def call(self, x):
+        r = self.scale
+        shape = ops.shape(x)
+        n, h, w, c = shape[0], shape[1], shape[2], shape[3]
+        x = ops.reshape(x, (n, h // r, r, w // r, r, c))
+        if self.order == "tf":
+            x = ops.transpose(x, (0, 1, 3, 2, 4, 5))  # n, h, w, i, j, c
+        else:
+            x = ops.transpose(x, (0, 1, 3, 5, 2, 4))  # n, h, w, c, i, j
+        return ops.reshape(x, (n, h // r, w // r, c * r * r))
+
+    def compute_output_shape(self, input_shape):
+        n, h, w, c = input_shape
+        r = self.scale
+        return (n, None if h is None else h // r, None if w is None else w // r,
+                None if c is None else c * r * r)
+
+    def get_config(self):
+        return {**super().get_config(), "scale": self.scale, "order": self.order}
+
+
+@_register
+class MeanShift(keras.layers.Layer):
+    """Adds ``sign * mean / std`` per channel (EDSR's RGB mean shift); no weights to train."""
+
+    def __init__(self, mean=(0.4488, 0.4371, 0.4040), std=(1.0, 1.0, 1.0), sign=-1, **kwargs):
+        super().__init__(**kwargs)
+        self.mean = [float(v) for v in mean]
+        self.std = [float(v) for v in std]
+        self.sign = int(sign)
+
+    def call(self, x):
+        mean = ops.convert_to_tensor(self.mean, dtype=x.dtype)
+        std = ops.convert_to_tensor(self.std, dtype=x.dtype)
+        if self.sign < 0:
+            return (x - mean) / std
+        return x * std + mean
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+    def get_config(self):
+        return {**super().get_config(), "mean": self.mean, "std": self.std, "sign": self.sign}
+
+
+@_register
+class Scale(keras.layers.Layer):
+    """Multiplies by a constant (EDSR's residual scaling) or, with ``trainable_scale``, a learnt scalar."""
+
+    def __init__(self, value=1.0, trainable_scale=False, **kwargs):
+        super().__init__(**kwargs)
+        self.value = float(value)
+        self.trainable_scale = bool(trainable_scale)
+
+    def build(self, input_shape):
+        if self.trainable_scale:
+            self.scale = self.add_weight(
+                name="scale", shape=(), initializer=keras.initializers.Constant(self.value))
+
+    def call(self, x):
+        if self.trainable_scale:
+            return x * ops.cast(self.scale, x.dtype)
+        return x * ops.cast(self.value, x.dtype)
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+    def get_config(self):
+        return {**super().get_config(), "value": self.value, "trainable_scale": self.trainable_scale}
+
+
+@_register
+class ChannelAttention(keras.layers.Layer):
+    """RCAN's channel attention: x * sigmoid(W2 relu(W1 avgpool(x) + b1) + b2).
+
+    The two 1x1 convolutions of the paper act on a 1x1 map, so they are stored as
+    dense kernels of shape (C, C/r) and (C/r, C), with biases.
+    """
+
+    def __init__(self, reduction=16, **kwargs):
+        super().__init__(**kwargs)
+        self.reduction = int(reduction)
+
+    def build(self, input_shape):
+        channels = int(input_shape[-1])
+        hidden = max(1, channels // self.reduction)
+        self.down = keras.layers.Dense(hidden, activation="relu", name="down")
+        self.up = keras.layers.Dense(channels, activation="sigmoid", name="up")
+        self.down.build((None, channels))
+        self.up.build((None, hidden))
+
+    def call(self, x):
+        pooled = ops.mean(x, axis=(1, 2))
+        weights = self.up(self.down(pooled))
+        return x * weights[:, None, None, :]
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+    def get_config(self):
+        return {**super().get_config(), "reduction": self.reduction}
+
+
+@_register
+class WeightedSum(keras.layers.Layer):
+    """Learnable weighted sum of its inputs, initialised to their plain mean."""
+
+    def build(self, input_shape):
+        n = len(input_shape)
+        self.w = self.add_weight(
+            name="w", shape=(n,), initializer=keras.initializers.Constant(1.0 / n))
+
+    def call(self, inputs):
+        total = inputs[0] * ops.cast(self.w[0], inputs[0].dtype)
+        for i in range(1, len(inputs)):
+            total = total + inputs[i] * ops.cast(self.w[i], inputs[i].dtype)
+        return total
+
+    def compute_output_shape(self, input_shape):
+        return input_shape[0]
+
+
+@_register
+class BicubicResize(keras.layers.Layer):
+    """MATLAB-compatible bicubic resize by ``scale`` (>1 up, <1 down), for pre-upsampled inputs."""
+
+    def __init__(self, scale=2.0, **kwargs):
+        super().__init__(**kwargs)
+        self.scale = float(scale)
+
+    def call(self, x):
+        from visionfw.data.imresize import imresize
+
+        return imresize(x, scale=self.scale)
+
+    def compute_output_shape(self, input_shape):
+        n, h, w, c = input_shape
+
+        def size(v):
+            return None if v is None else int(-(-v * self.scale // 1))
+
+        return (n, size(h), size(w), c)
+
+    def get_config(self):
+        return {**super().get_config(), "scale": self.scale}
+
+
+@_register
+class Quantize(keras.layers.Layer):
+    """Rounds to ``levels`` steps in [0, 1] (an 8-bit image by default).
+
+    The gradient passes straight through (``x + stop_gradient(q - x)``), so the layers
+    before it keep learning once rounding is on.  ``enabled`` is a non-trainable
+    variable: a training loop switches quantisation on from a chosen step.
+    """
+
+    def __init__(self, levels=255, enabled=True, **kwargs):
+        super().__init__(**kwargs)
+        self.levels = int(levels)
+        self.initially_enabled = bool(enabled)
+
+    def build(self, input_shape):
+        self.enabled = self.add_weight(
+            name="enabled", shape=(), trainable=False,
+            initializer=keras.initializers.Constant(1.0 if self.initially_enabled else 0.0))
+
+    def call(self, x):
+        q = ops.round(ops.clip(x, 0.0, 1.0) * self.levels) / self.levels
+        on = ops.cast(self.enabled, x.dtype)
+        return x + on * ops.stop_gradient(q - x)
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+    def get_config(self):
+        return {**super().get_config(), "levels": self.levels, "enabled": self.initially_enabled}
+
+
+@_register
+class EdgePadConv2D(keras.layers.Conv2D):
+    """Conv2D whose 'same' padding replicates edge pixels (MATLAB's/SRCNN's 'replicate').
+
+    The official SRCNN code pads this way; zero padding costs it about 3 dB.  Any
+    Conv2D argument is accepted; ``padding`` is always 'valid' after the edge pad.
+    """
+
+    def __init__(self, *args, **kwargs):
+        kwargs["padding"] = "valid"
+        super().__init__(*args, **kwargs)
+
+    def _edge_pad(self, x, axis, before, after):
+        if before == 0 and after == 0:
+            return x
+        size = ops.shape(x)[axis]
+        idx = ops.clip(ops.arange(-before, size + after), 0, size - 1)
+        return ops.take(x, idx, axis=axis)
+
+    def call(self, x):
+        for axis, (k, d) in zip((1, 2), zip(self.kernel_size, self.dilation_rate)):
+            total = (k - 1) * d
+            x = self._edge_pad(x, axis, total // 2, total - total // 2)
+        return super().call(x)
+
+    def compute_output_shape(self, input_shape):
+        n, h, w, _ = input_shape
+        return (n, h, w, self.filters)
+
+
+CUSTOM_LAYERS = {
+    cls.__name__: cls
+    for cls in (PixelShuffle, PixelUnshuffle, MeanShift, Scale, ChannelAttention, WeightedSum,
+                BicubicResize, Quantize, EdgePadConv2D)
+}

@@ -1,0 +1,104 @@
+"""Spec utilities: JSON round trip, a printed summary, and a DOT (graphviz) export."""
+import json
+
+from visionfw.builder import TYPE_CODES, build_model, validate_spec
+from visionfw.errors import SpecError
+
+
+def _to_jsonable(value, where):
+    if isinstance(value, dict):
+        return {str(k): _to_jsonable(v, f"{where}.{k}") for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_to_jsonable(v, where) for v in value]
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    raise SpecError(f"{where}: value {value!r} of type {type(value).__name__} cannot be written as JSON. "
+                    "Use plain Python values (str, int, float, bool, None, lists, dicts) in specs.")
+
+
+def spec_to_json(spec, indent=None):
+    """The spec as a JSON string (tuples become lists; :func:`spec_from_json` restores them)."""
+    validate_spec(spec)
+    return json.dumps(_to_jsonable(spec, "spec"), indent=indent)
+
+
+def _restore(spec):
+    out = {}
+    for key, value in spec.items():
+        if key in TYPE_CODES:
+            out[key] = [tuple(link) for link in value]
+        elif key in ("inputs",):
+            out[key] = [tuple(shape) for shape in value]
+        elif key == "blocks":
+            out[key] = {name: _restore(b) for name, b in value.items()}
+        else:
+            out[key] = value
+    return out
+
+
+def spec_from_json(text):
+    """Parses a JSON string (or a dict already loaded) back into a spec with tuple links."""
+    try:
+        data = json.loads(text) if isinstance(text, (str, bytes)) else text
+    except json.JSONDecodeError as exc:
+        raise SpecError(f"spec_from_json: not valid JSON ({exc}).") from exc
+    if not isinstance(data, dict):
+        raise SpecError("spec_from_json: the JSON must hold an object (a spec dict).")
+    spec = _restore(data)
+    validate_spec(spec)
+    return spec
+
+
+def _links_by_node(spec):
+    links, n_inputs, outputs = validate_spec(spec)
+    return sorted(links, key=lambda link: link[3]), n_inputs, outputs
+
+
+def describe(spec, print_fn=print):
+    """Prints node, link, layer, output shape and parameter count of every link; returns the text."""
+    links, n_inputs, outputs = _links_by_node(spec)
+    model = build_model(spec)
+    by_prefix = {}
+    for layer in model.layers:
+        by_prefix.setdefault(layer.name.split("_n")[0], []).append(layer)
+    rows = [("node", "link", "class/block", "output shape", "params")]
+    for i, shape in enumerate(spec.get("inputs", [(None, None, 3)])):
+        rows.append((str(i), "input", "Input", str((None,) + tuple(shape)), "0"))
+    total = 0
+    for code, idx, ins, out, sub, par in links:
+        prefix = f"{code}{idx}"
+        owned = [ly for ly in model.layers if ly.name == f"{prefix}_n{out}" or ly.name.startswith(f"{prefix}_n{out}_")]
+        params = sum(ly.count_params() for ly in owned)
+        total += params
+        shape = "?"
+        if owned:
+            try:
+                shape = str(tuple(owned[-1].output.shape))
+            except (AttributeError, ValueError):
+                shape = "?"
+        rows.append((str(out), f"{code}[{idx}] {tuple(ins)}", sub, shape, f"{params:,}"))
+    widths = [max(len(r[c]) for r in rows) for c in range(5)]
+    lines = [f"Model {spec['name']!r}: {model.count_params():,} parameters "
+             f"({sum(int(w.numpy().size) for w in model.trainable_weights):,} trainable), outputs {outputs}"]
+    for r in rows:
+        lines.append("  ".join(v.ljust(w) for v, w in zip(r, widths)))
+    text = "\n".join(lines)
+    if print_fn is not None:
+        print_fn(text)
+    return text
+
+
+def spec_to_dot(spec):
+    """A graphviz DOT text of the spec's graph (render with ``dot -Tpng``)."""
+    links, n_inputs, outputs = _links_by_node(spec)
+    lines = [f'digraph "{spec["name"]}" {{', "  rankdir=TB;", '  node [shape=box, fontname="Helvetica"];']
+    for i in range(n_inputs):
+        lines.append(f'  n{i} [label="{i}: input", shape=ellipse];')
+    for code, idx, ins, out, sub, par in links:
+        label = f"{out}: {sub}\\n{code}[{idx}]"
+        style = ", peripheries=2" if out in outputs else ""
+        lines.append(f'  n{out} [label="{label}"{style}];')
+        for v in ins:
+            lines.append(f"  n{v} -> n{out};")
+    lines.append("}")
+    return "\n".join(lines)
