@@ -54,5 +54,7 @@ def edsr(n_blocks=32, filters=256, res_scale=0.1, channels=3, scale=2, rgb_range
     }
 
 
-register_model("edsr_baseline", family="edsr", n_blocks=16, filters=64, res_scale=1.0)(edsr)
-register_model("edsr", family="edsr", n_blocks=32, filters=256, res_scale=0.1)(edsr)
+register_model("edsr_baseline", family="edsr", n_blocks=16, filters=64, res_scale=1.0,
+               description="EDSR baseline: 16 residual blocks x 64 features")(edsr)
+register_model("edsr", family="edsr", n_blocks=32, filters=256, res_scale=0.1,
+               description="EDSR (paper): 32 residual blocks x 256 features, residual scale 0.1")(edsr)

@@ -22,4 +22,5 @@ def srcnn(f1=9, f2=1, f3=5, n1=64, n2=32, channels=1, padding="replicate", scale
 
 
 for _f2 in (1, 3, 5):
-    register_model(f"srcnn_9{_f2}5", family="srcnn", f1=9, f2=_f2, f3=5)(srcnn)
+    register_model(f"srcnn_9{_f2}5", family="srcnn", f1=9, f2=_f2, f3=5,
+                   description=f"SRCNN 9-{_f2}-5 (Y, bicubic-upscaled input, replicate padding)")(srcnn)
