@@ -1,0 +1,227 @@
+"""Standard SR test sets by name: Set5, Set14, BSD100 (B100), Urban100, Manga109, DIV2K-valid.
+
+:func:`resolve_dataset` finds a set's HR folder on disk; :func:`load_benchmark` returns its
+images mod-cropped to the scale with their LR inputs, made with MATLAB-exact bicubic
+(:mod:`visionfw.data.imresize`) or read from an LR folder.
+
+Where datasets are looked for (first hit wins):
+
+1. ``data_dir`` when given (only there);
+2. otherwise ``$VISIONFW_DATA``, the repository's ``../shared/data/benchmark`` (when it
+   exists) and ``~/.visionfw/data``.
+
+Under each root the set's folder may be ``<root>/<Name>`` or ``<root>/benchmark/<Name>``
+(any letter case, any of the set's aliases), and it may hold the images directly or in an
+``HR`` sub-folder (the layout of EDSR's ``benchmark.tar``).  Nothing is downloaded unless
+:func:`download_dataset` is called explicitly.
+"""
+from __future__ import annotations
+
+import dataclasses
+import os
+import tarfile
+import zipfile
+from pathlib import Path
+
+import numpy as np
+
+from visionfw.data.image_io import IMAGE_EXTENSIONS, list_images, read_image_uint8
+from visionfw.data.imresize import imresize, modcrop
+from visionfw.errors import DataError
+
+__all__ = ["DATASETS", "DATASET_URLS", "BenchmarkImage", "canonical_name", "default_data_dirs",
+           "resolve_dataset", "load_benchmark", "download_dataset"]
+
+# canonical name -> folder names it may have on disk (first is canonical)
+DATASETS = {
+    "Set5": ("Set5",),
+    "Set14": ("Set14",),
+    "BSD100": ("BSD100", "B100"),
+    "Urban100": ("Urban100",),
+    "Manga109": ("Manga109",),
+    "DIV2K-valid": ("DIV2K-valid", "DIV2K_valid", "DIV2K_valid_HR", "DIV2K"),
+}
+_ALIASES = {alias.lower(): name for name, aliases in DATASETS.items() for alias in aliases}
+
+# Where users with internet can get the HR images.  sha256 is None where we could not
+# verify the archive ourselves (no network here) -- we do not make checksums up.
+_EDSR_BENCHMARK = dict(
+    url="https://cv.snu.ac.kr/research/EDSR/benchmark.tar", sha256=None,
+    note="EDSR's benchmark.tar: Set5, Set14, B100, Urban100 with HR/ and LR_bicubic/X{2,3,4}/")
+DATASET_URLS = {
+    "Set5": _EDSR_BENCHMARK,
+    "Set14": _EDSR_BENCHMARK,
+    "BSD100": _EDSR_BENCHMARK,
+    "Urban100": _EDSR_BENCHMARK,
+    "Manga109": dict(url=None, sha256=None,
+                     note="Manga109 is distributed on request only: apply at "
+                          "http://www.manga109.org/en/download.html and unpack it under data_dir/Manga109"),
+    "DIV2K-valid": dict(url="http://data.vision.ee.ethz.ch/cvl/DIV2K/DIV2K_valid_HR.zip",
+                        sha256=None, note="DIV2K validation HR images 0801..0900"),
+}
+
+
+@dataclasses.dataclass
+class BenchmarkImage:
+    """One test image: ``hr`` uint8 HxWxC mod-cropped to the scale, ``lr`` uint8 (H/s)x(W/s)xC."""
+
+    name: str
+    hr: np.ndarray
+    lr: np.ndarray
+
+
+def canonical_name(name):
+    """Canonical set name for ``name`` or any alias (case-insensitive), e.g. 'b100' -> 'BSD100'."""
+    try:
+        return _ALIASES[str(name).lower()]
+    except KeyError:
+        known = ", ".join(f"{n} ({'/'.join(a)})" if len(a) > 1 else n for n, a in DATASETS.items())
+        raise DataError(f"Unknown benchmark dataset {name!r}; known sets: {known}. A path to an "
+                        "image folder also works.") from None
+
+
+def _repo_shared_benchmark():
+    return Path(__file__).resolve().parents[2].parent / "shared" / "data" / "benchmark"
+
+
+def default_data_dirs():
+    """Roots searched when no ``data_dir`` is given, in order."""
+    roots = []
+    if os.environ.get("VISIONFW_DATA"):
+        roots.append(Path(os.environ["VISIONFW_DATA"]).expanduser())
+    shared = _repo_shared_benchmark()
+    if shared.is_dir():
+        roots.append(shared)
+    roots.append(Path("~/.visionfw/data").expanduser())
+    return roots
+
+
+def _child_ci(folder, names):
+    """Sub-folder of ``folder`` whose name matches one of ``names`` ignoring case."""
+    if not folder.is_dir():
+        return None
+    wanted = [n.lower() for n in names]
+    entries = {p.name.lower(): p for p in folder.iterdir() if p.is_dir()}
+    for n in wanted:
+        if n in entries:
+            return entries[n]
+    return None
+
+
+def _has_images(folder):
+    return any(p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS for p in folder.iterdir())
+
+
+def _hr_folder(folder):
+    hr = _child_ci(folder, ["HR"])
+    if hr is not None:
+        return hr
+    return folder if _has_images(folder) else None
+
+
+def resolve_dataset(name_or_path, data_dir=None):
+    """Folder holding the HR images of a benchmark set (by name), or ``name_or_path`` itself
+    when it is an existing folder.  Raises DataError naming every place looked in."""
+    as_path = Path(str(name_or_path)).expanduser()
+    if as_path.is_dir():
+        return as_path
+    name = canonical_name(name_or_path)
+    roots = [Path(data_dir).expanduser()] if data_dir is not None else default_data_dirs()
+    looked = []
+    for root in roots:
+        for parent in (root, root / "benchmark"):
+            looked.append(str(parent / DATASETS[name][0]))
+            found = _child_ci(parent, DATASETS[name])
+            if found is not None:
+                hr = _hr_folder(found)
+                if hr is not None:
+                    return hr
+                looked[-1] += " (exists, but holds no images nor an HR/ folder)"
+    raise DataError(
+        f"Benchmark dataset {name!r} not found. Looked in: {'; '.join(looked)} (any case; "
+        f"aliases {', '.join(DATASETS[name])}; images directly or in HR/). Fix: pass "
+        f"data_dir=..., set VISIONFW_DATA, or download it with "
+        f"visionfw.data.benchmarks.download_dataset({name!r}, data_dir).")
+
+
+def _find_lr(lr_dir, stem, scale):
+    folders = [lr_dir]
+    sub = _child_ci(lr_dir, [f"X{scale}"])
+    if sub is not None:
+        folders.insert(0, sub)
+    for folder in folders:
+        for candidate in (f"{stem}x{scale}", f"{stem}_x{scale}", stem):
+            for ext in IMAGE_EXTENSIONS:
+                for ext_case in (ext, ext.upper()):
+                    p = folder / f"{candidate}{ext_case}"
+                    if p.is_file():
+                        return p
+    raise DataError(f"No LR image for {stem!r} at x{scale} in {lr_dir} (tried X{scale}/ and "
+                    f"the names {stem}x{scale}.*, {stem}_x{scale}.*, {stem}.*); point lr_dir to "
+                    "the folder of the LR images, or leave it None to make them with MATLAB bicubic.")
+
+
+def load_benchmark(name, scale, data_dir=None, lr_dir=None):
+    """Load a benchmark set as a list of :class:`BenchmarkImage` (sorted by file name).
+
+    ``hr`` is mod-cropped to a multiple of ``scale``.  ``lr`` is MATLAB
+    ``imresize(hr, 1/scale, 'bicubic')`` on uint8 (exact), or, when ``lr_dir`` is given,
+    read from there (``X{scale}/{name}x{scale}.png`` and similar) and checked for size.
+    """
+    scale = int(scale)
+    if scale < 1:
+        raise DataError(f"load_benchmark: scale={scale} must be a positive integer.")
+    folder = resolve_dataset(name, data_dir)
+    lr_root = Path(lr_dir).expanduser() if lr_dir is not None else None
+    if lr_root is not None and not lr_root.is_dir():
+        raise DataError(f"load_benchmark: lr_dir {lr_root} is not a folder; fix the path or pass None.")
+    records = []
+    for path in list_images(folder):
+        hr = modcrop(read_image_uint8(path), scale)
+        if lr_root is None:
+            lr = imresize(hr, scale=1.0 / scale).numpy()
+        else:
+            lr_path = _find_lr(lr_root, path.stem, scale)
+            lr = read_image_uint8(lr_path)
+            want = (hr.shape[0] // scale, hr.shape[1] // scale, hr.shape[2])
+            if lr.shape != want:
+                raise DataError(f"LR image {lr_path} has shape {lr.shape}, expected {want} "
+                                f"(HR {path.name} mod-cropped to x{scale}); wrong scale folder?")
+        records.append(BenchmarkImage(name=path.stem, hr=hr, lr=lr))
+    return records
+
+
+def _safe_extract(archive, dest):
+    dest = Path(dest).resolve()
+    if tarfile.is_tarfile(archive):
+        with tarfile.open(archive) as tar:
+            tar.extractall(dest, filter="data")  # 'data' refuses absolute paths and ../
+        return
+    with zipfile.ZipFile(archive) as zf:
+        for member in zf.namelist():
+            target = (dest / member).resolve()
+            if dest not in target.parents and target != dest:
+                raise DataError(f"Archive {archive} has an unsafe member {member!r}; not extracting.")
+        zf.extractall(dest)
+
+
+def download_dataset(name, data_dir=None):
+    """Download and unpack a benchmark set into ``data_dir`` (default ``~/.visionfw/data``).
+
+    Needs internet; uses ``keras.utils.get_file`` (checks sha256 where
+    :data:`DATASET_URLS` knows it).  Returns the resolved HR folder.  Never called by the
+    library itself.
+    """
+    import keras
+
+    name = canonical_name(name)
+    entry = DATASET_URLS[name]
+    if entry["url"] is None:
+        raise DataError(f"{name} cannot be downloaded automatically: {entry['note']}.")
+    root = Path(data_dir if data_dir is not None else "~/.visionfw/data").expanduser()
+    root.mkdir(parents=True, exist_ok=True)
+    fname = entry["url"].rsplit("/", 1)[-1]
+    archive = keras.utils.get_file(fname=fname, origin=entry["url"], file_hash=entry["sha256"],
+                                   cache_dir=str(root), cache_subdir="downloads")
+    _safe_extract(archive, root)
+    return resolve_dataset(name, root)
