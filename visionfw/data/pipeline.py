@@ -1,0 +1,681 @@
+"""Training input pipeline: random aligned (LR, HR) patches as a ``tf.data.Dataset``.
+
+Design
+------
+* Images are decoded once (threads), converted to the training channels and cached
+  in memory as one flat uint8 (default) or float32 buffer per role (HR, LR), with
+  per-image offsets and sizes.  A patch is cut with one ``tf.gather`` of computed
+  indices, so the cost of a crop is the patch size, not the image size, and a whole
+  batch is cut in one vectorised map call.
+* Order: every epoch is a permutation of ``patches_per_image`` copies of the image
+  indices (exact shuffle, no buffer).  All randomness is stateless and keyed on the
+  seed, the epoch (for the permutation) and the index of the batch's first patch (for
+  crop positions and augmentation).  The same seed gives the same batches whatever
+  the parallelism, and ``start_step`` jumps to any batch without computing the ones
+  before it (resumable training).
+* ``patch_order='downscale_then_crop'``: each HR image is mod-cropped to a multiple
+  of the scale and downscaled once, at build time, with MATLAB's bicubic; LR crop at
+  (y, x) pairs with HR crop at (y*s, x*s).  ``'crop_then_downscale'``: an HR patch is
+  cut anywhere and downscaled on its own (border pixels of the LR patch then see
+  mirrored, not real, neighbours).
+* Augmentation (8 flips/90-degree rotations) is folded into the gather indices, the
+  same for the LR and HR crop; with crop_then_downscale the HR patch is transformed
+  first and then downscaled, so LR is always exactly the bicubic of the target.
+* With the uint8 cache the bicubic LR is made like MATLAB's ``imresize`` of a uint8
+  image (rounded between and after the passes) and Y like ``rgb2ycbcr`` of uint8
+  (rounded); with ``cache_dtype='float32'`` nothing is rounded.
+"""
+from __future__ import annotations
+
+import concurrent.futures
+import dataclasses
+import logging
+import os
+import sys
+import warnings
+from typing import Optional
+
+import numpy as np
+import tensorflow as tf
+
+from visionfw.errors import ConfigError, DataError
+
+__all__ = ["TrainDataConfig", "make_train_dataset", "make_h5_dataset", "skip_batches",
+           "load_train_images", "AUTOTUNE"]
+
+AUTOTUNE = tf.data.AUTOTUNE
+_log = logging.getLogger(__name__)
+
+_CHANNELS = ("rgb", "y")
+_PATCH_ORDERS = ("downscale_then_crop", "crop_then_downscale")
+_CACHE_DTYPES = ("uint8", "float32")
+
+
+# ----------------------------------------------------------------- sibling modules
+# Imported lazily, so this module loads even where a sibling is broken, and tests can
+# swap one in.
+
+
+def _imresize(images, scale=None, output_size=None):
+    from visionfw.data.imresize import imresize
+    return imresize(images, scale=scale, output_size=output_size)
+
+
+def _read_image(path, as_uint8=False):
+    """HxWxC image of a file: uint8 (16-bit rounded to 8) or float32 in [0, 1]."""
+    from visionfw.data import image_io
+    return image_io.read_image_uint8(path) if as_uint8 else image_io.read_image(path)
+
+
+def _list_images(folder):
+    from visionfw.data.image_io import list_images
+    return list_images(folder)
+
+
+def _to_y(image):
+    """Y of MATLAB rgb2ycbcr of an HxWx3 numpy image (uint8 in -> rounded uint8 out)."""
+    from visionfw.data.color import rgb_to_y
+    return np.asarray(rgb_to_y(image))
+
+
+# ----------------------------------------------------------------- configuration
+
+
+@dataclasses.dataclass
+class TrainDataConfig:
+    """How to make training batches.  See the module docstring for the semantics.
+
+    Attributes:
+      source: folder of HR images, an HDF5 patch file (``.h5``/``.hdf5``, handed to
+        :func:`make_h5_dataset`), or None for the embedded scikit-image photos.
+      scale: integer SR factor s.
+      lr_patch: LR patch size p; the HR patch is p*s.
+      batch_size: patches per batch.
+      channels: ``'rgb'`` (grey images repeated) or ``'y'`` (luma; grey used as is).
+      lr_source: ``'bicubic'`` (MATLAB bicubic of the HR image) or a folder of LR
+        images named ``name.ext``, ``namex{s}.ext`` or ``nameX{s}.ext`` for HR ``name.*``.
+      patch_order: ``'downscale_then_crop'`` or ``'crop_then_downscale'`` (bicubic only).
+      augment: random flips and 90-degree rotations (the same for LR and HR).
+      patches_per_image: patches taken from every image per epoch.
+      repeat: number of epochs, or None for an endless dataset.
+      shuffle: permute the image order every epoch (a full permutation, not a buffer).
+      seed: seed of every random choice.
+      upsample_input: bicubic-upscale the LR patch to the HR size (SRCNN/VDSR-style
+        models).  With downscale_then_crop the whole LR image is upscaled once and
+        cropped, as the SRCNN/VDSR training code does.
+      cache_dtype: ``'uint8'`` (4x less memory, MATLAB uint8 rounding) or ``'float32'``.
+      num_parallel_calls, prefetch: tf.data knobs (AUTOTUNE by default).
+      num_read_threads: threads decoding image files at build time.
+    """
+
+    source: Optional[str] = None
+    scale: int = 2
+    lr_patch: int = 32
+    batch_size: int = 16
+    channels: str = "rgb"
+    lr_source: str = "bicubic"
+    patch_order: str = "downscale_then_crop"
+    augment: bool = True
+    patches_per_image: int = 8
+    repeat: Optional[int] = None
+    shuffle: bool = True
+    seed: int = 0
+    upsample_input: bool = False
+    cache_dtype: str = "uint8"
+    num_parallel_calls: int = AUTOTUNE
+    prefetch: int = AUTOTUNE
+    num_read_threads: int = 8
+
+    def __post_init__(self):
+        def positive_int(name):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1:
+                raise ConfigError(f"TrainDataConfig.{name}={v!r} must be a positive integer.")
+
+        for name in ("scale", "lr_patch", "batch_size", "patches_per_image", "num_read_threads"):
+            positive_int(name)
+        if self.repeat is not None:
+            positive_int("repeat")
+        if self.channels not in _CHANNELS:
+            raise ConfigError(f"TrainDataConfig.channels={self.channels!r} must be one of {_CHANNELS}.")
+        if self.patch_order not in _PATCH_ORDERS:
+            raise ConfigError(f"TrainDataConfig.patch_order={self.patch_order!r} must be one of "
+                              f"{_PATCH_ORDERS}.")
+        if self.cache_dtype not in _CACHE_DTYPES:
+            raise ConfigError(f"TrainDataConfig.cache_dtype={self.cache_dtype!r} must be one of "
+                              f"{_CACHE_DTYPES}.")
+        if not isinstance(self.lr_source, (str, os.PathLike)):
+            raise ConfigError(f"TrainDataConfig.lr_source={self.lr_source!r} must be 'bicubic' or "
+                              "a folder path.")
+        if self.lr_source != "bicubic" and self.patch_order != "downscale_then_crop":
+            raise ConfigError("TrainDataConfig: patch_order='crop_then_downscale' makes the LR "
+                              f"patch by bicubic, so it cannot use lr_source={str(self.lr_source)!r}; "
+                              "use patch_order='downscale_then_crop' with an LR folder.")
+        if not isinstance(self.seed, (int, np.integer)) or isinstance(self.seed, bool):
+            raise ConfigError(f"TrainDataConfig.seed={self.seed!r} must be an integer.")
+
+    @property
+    def hr_patch(self):
+        return self.lr_patch * self.scale
+
+
+# ----------------------------------------------------------------- loading
+
+
+def _progress(iterable, total, desc):
+    try:
+        from tqdm import tqdm
+    except ImportError:  # pragma: no cover
+        return iterable
+    return tqdm(iterable, total=total, desc=desc, disable=not sys.stderr.isatty(), leave=False)
+
+
+def _read_all(paths, threads, as_uint8):
+    # PIL decodes with the GIL released, so threads give a real speed-up
+    with concurrent.futures.ThreadPoolExecutor(max_workers=max(1, min(threads, len(paths)))) as pool:
+        images = pool.map(lambda p: _read_image(p, as_uint8), paths)
+        return list(_progress(images, len(paths), "decoding images"))
+
+
+def _folder_images(folder, what):
+    folder = os.fspath(folder)
+    if not os.path.isdir(folder):
+        raise DataError(f"{what}: folder {folder!r} does not exist; pass an existing folder of images.")
+    paths = list(_list_images(folder))
+    if not paths:
+        raise DataError(f"{what}: folder {folder!r} holds no images (png/jpg/bmp/tif...); "
+                        "point it at a folder of training images.")
+    return [os.fspath(p) for p in paths]
+
+
+def _stem(path):
+    return os.path.splitext(os.path.basename(path))[0]
+
+
+def _pair_lr(hr_paths, lr_folder, scale):
+    """LR path for every HR path: stem, stem+'x{s}' or stem+'X{s}' (DIV2K naming)."""
+    by_stem = {}
+    for p in _folder_images(lr_folder, "TrainDataConfig.lr_source"):
+        by_stem.setdefault(_stem(p), p)
+    pairs, missing = [], []
+    for hr in hr_paths:
+        stem = _stem(hr)
+        for cand in (stem, f"{stem}x{scale}", f"{stem}X{scale}"):
+            if cand in by_stem:
+                pairs.append(by_stem[cand])
+                break
+        else:
+            missing.append(os.path.basename(hr))
+    if missing:
+        raise DataError(f"TrainDataConfig.lr_source: no LR image in {os.fspath(lr_folder)!r} for "
+                        f"{len(missing)} HR image(s) {missing[:10]}; LR files must be named "
+                        f"'name.ext' or 'namex{scale}.ext' after HR 'name.ext'.")
+    return pairs
+
+
+def _prepare(image, channels, cache_dtype, name):
+    """uint8 or float [0, 1] HxW[xC] -> cache dtype, training channels.
+
+    Quantised to uint8 before the Y conversion so Y is MATLAB's rgb2ycbcr of the uint8
+    image (rounded), as in the SRCNN/VDSR training code.
+    """
+    image = np.asarray(image)
+    if image.ndim == 2:
+        image = image[..., None]
+    if image.ndim != 3 or image.shape[-1] not in (1, 3):
+        raise DataError(f"Image {name!r} has shape {image.shape}; expected HxW, HxWx1 or HxWx3.")
+    if cache_dtype == "uint8" and image.dtype != np.uint8:
+        image = np.clip(np.floor(image.astype(np.float64) * 255.0 + 0.5), 0, 255).astype(np.uint8)
+    elif cache_dtype == "float32" and image.dtype == np.uint8:
+        image = image.astype(np.float32) / np.float32(255)
+    elif cache_dtype == "float32":
+        image = image.astype(np.float32)
+    if channels == "rgb":
+        image = np.repeat(image, 3, axis=-1) if image.shape[-1] == 1 else image
+    elif image.shape[-1] == 3:
+        image = _to_y(image)  # grey images are their own Y
+    return np.ascontiguousarray(image)
+
+
+def _quantize(image, cache_dtype):
+    if cache_dtype == "uint8":
+        return np.clip(np.floor(image * 255.0 + 0.5), 0, 255).astype(np.uint8)
+    return np.ascontiguousarray(image, dtype=np.float32)
+
+
+def load_train_images(config):
+    """Decode the training images of ``config`` (no LR generation yet).
+
+    Returns ``(names, hr, lr)``: lists of HxWxC arrays in the cache dtype with the
+    training channels (``lr`` is None for ``lr_source='bicubic'``).
+    """
+    if config.source is None:
+        from visionfw.data.embedded import EMBEDDED_NAMES, embedded_images
+        names = list(EMBEDDED_NAMES)
+        raw = embedded_images(None)
+        lr_raw = None
+    else:
+        hr_paths = _folder_images(config.source, "TrainDataConfig.source")
+        names = [os.path.basename(p) for p in hr_paths]
+        lr_paths = None
+        if config.lr_source != "bicubic":
+            lr_paths = _pair_lr(hr_paths, config.lr_source, config.scale)
+        as_uint8 = config.cache_dtype == "uint8"
+        raw = _read_all(hr_paths, config.num_read_threads, as_uint8)
+        lr_raw = _read_all(lr_paths, config.num_read_threads, as_uint8) if lr_paths else None
+    hr = [_prepare(im, config.channels, config.cache_dtype, n) for im, n in zip(raw, names)]
+    lr = None
+    if lr_raw is not None:
+        lr = [_prepare(im, config.channels, config.cache_dtype, n) for im, n in zip(lr_raw, names)]
+    return names, hr, lr
+
+
+# ----------------------------------------------------------------- the cache
+
+
+class _FlatCache:
+    """Images of one role (HR, LR, upscaled LR) concatenated into one flat tensor."""
+
+    def __init__(self, images):
+        self.channels = int(images[0].shape[-1])
+        # pixels, each a row of C values: one gather index per pixel, not per value
+        sizes = np.array([im.shape[0] * im.shape[1] for im in images], dtype=np.int64)
+        # int32 indices gather faster; only caches over 2 G values need int64
+        self.index_dtype = tf.int32 if sizes.sum() < 2 ** 31 - 1 else tf.int64
+        np_dtype = self.index_dtype.as_numpy_dtype
+        self.offsets = tf.constant(np.concatenate([[0], np.cumsum(sizes)[:-1]]).astype(np_dtype))
+        self.heights = tf.constant(np.array([im.shape[0] for im in images], dtype=np_dtype))
+        self.widths = tf.constant(np.array([im.shape[1] for im in images], dtype=np_dtype))
+        self.flat = tf.constant(np.concatenate([im.reshape(-1, self.channels) for im in images]))
+
+    def crop(self, image_idx, ys, xs, size, flips=None):
+        """Patches ``[B, size, size, C]`` at (ys, xs) of images ``image_idx`` ([B] ints).
+
+        ``flips``: None or bools ``(flip_w, flip_h, transpose)``, each [B]; the patch is
+        transposed, flipped upside down, then left-right (the 8 dihedral transforms).
+        The transform goes into the gather indices, so it costs nothing extra.
+        """
+        dt = self.index_dtype
+        image_idx, ys, xs = (tf.cast(v, dt) for v in (image_idx, ys, xs))
+        ar = tf.range(size, dtype=dt)
+        shape = tf.stack([tf.shape(ys, out_type=dt)[0], size, size])
+        rows = tf.broadcast_to(ar[None, :, None], shape)  # source row of each output pixel
+        cols = tf.broadcast_to(ar[None, None, :], shape)
+        if flips is not None:
+            flip_w, flip_h, transpose = (tf.reshape(f, [-1, 1, 1]) for f in flips)
+            rows, cols = tf.where(transpose, cols, rows), tf.where(transpose, rows, cols)
+            rows = tf.where(flip_h, size - 1 - rows, rows)
+            cols = tf.where(flip_w, size - 1 - cols, cols)
+        row_len = tf.gather(self.widths, image_idx)
+        pix = (tf.gather(self.offsets, image_idx)[:, None, None]
+               + (ys[:, None, None] + rows) * row_len[:, None, None]
+               + (xs[:, None, None] + cols))
+        return tf.gather(self.flat, pix)
+
+
+def _resize_whole(image, scale):
+    """Build-time resize of one whole image: the float64 numpy MATLAB bicubic.
+
+    It gathers only the contributing taps, so it is far faster on big images than the
+    dense-matrix TF version; uint8 in -> MATLAB-rounded uint8 out.
+    """
+    from visionfw.data.imresize import imresize_numpy
+    return imresize_numpy(image, scale=scale)
+
+
+def _downscale(image, scale):
+    lr = _resize_whole(image, 1.0 / scale)
+    h, w = image.shape[0] // scale, image.shape[1] // scale
+    if lr.shape[:2] != (h, w):  # never for mod-cropped images (ceil(n/s) == n/s)
+        raise DataError(f"Downscaling a {image.shape[1]}x{image.shape[0]} image by {scale} gave "
+                        f"{lr.shape[1]}x{lr.shape[0]}; expected {w}x{h}.")
+    return lr
+
+
+def _map_threads(fn, items, threads, desc):
+    # numpy releases the GIL in its inner loops, so threads help here too
+    with concurrent.futures.ThreadPoolExecutor(max_workers=max(1, min(threads, len(items)))) as pool:
+        return list(_progress(pool.map(fn, items), len(items), desc))
+
+
+def _build_caches(config, names, hr, lr):
+    """Mod-crop, pair/downscale, drop too-small images; returns the caches dict."""
+    s, p = config.scale, config.lr_patch
+    hr_p = p * s
+    keep_hr, keep_lr, small = [], [], []
+    for i, (name, img) in enumerate(zip(names, hr)):
+        if lr is not None:
+            lr_img = lr[i]
+            h, w = lr_img.shape[:2]
+            if img.shape[0] < h * s or img.shape[1] < w * s or img.shape[0] >= (h + 1) * s \
+                    or img.shape[1] >= (w + 1) * s:
+                raise DataError(f"LR image for {name!r} is {w}x{h} (w x h) but the HR image is "
+                                f"{img.shape[1]}x{img.shape[0]}; at scale {s} the LR must be the HR "
+                                "size divided by the scale (rounded down). Check lr_source and scale.")
+            img = img[:h * s, :w * s]
+        else:
+            img = img[:img.shape[0] - img.shape[0] % s, :img.shape[1] - img.shape[1] % s]
+        if img.shape[0] < hr_p or img.shape[1] < hr_p:
+            small.append(f"{name} ({img.shape[1]}x{img.shape[0]})")
+            continue
+        keep_hr.append(np.ascontiguousarray(img))
+        if lr is not None:
+            keep_lr.append(np.ascontiguousarray(lr[i]))
+    if small:
+        msg = (f"{len(small)} training image(s) smaller than one {hr_p}x{hr_p} HR patch "
+               f"(lr_patch {p} x scale {s}): {small[:20]}{' ...' if len(small) > 20 else ''}")
+        if not keep_hr:
+            raise DataError(f"No usable training image: {msg}. Lower lr_patch or use larger images.")
+        warnings.warn(f"Skipping {msg}.", stacklevel=3)
+
+    caches = {"hr": _FlatCache(keep_hr)}
+    if config.patch_order == "downscale_then_crop":
+        threads = config.num_read_threads
+        if lr is None:
+            keep_lr = _map_threads(lambda im: _downscale(im, s), keep_hr, threads, "downscaling")
+        if config.upsample_input:
+            # upscale the whole LR image once, as SRCNN/VDSR's training code does (in float)
+            def upscale(img):
+                f = img.astype(np.float32) / np.float32(255) if img.dtype == np.uint8 else img
+                return _quantize(_resize_whole(f, s), config.cache_dtype)
+
+            caches["lr_up"] = _FlatCache(_map_threads(upscale, keep_lr, threads, "upscaling"))
+        else:
+            caches["lr"] = _FlatCache(keep_lr)
+    return caches, len(keep_hr)
+
+
+# ----------------------------------------------------------------- batch making
+
+
+def _dihedral(images, flip_w, flip_h, transpose=None):
+    """Per-example flips and transposition (square patches only) of a batch; bools [B].
+
+    The three together give all 8 flips/90-degree rotations.
+    """
+    def pick(mask, changed, x):
+        return tf.where(tf.reshape(mask, [-1, 1, 1, 1]), changed, x)
+
+    images = pick(flip_w, tf.reverse(images, axis=[2]), images)
+    images = pick(flip_h, tf.reverse(images, axis=[1]), images)
+    if transpose is not None:
+        images = pick(transpose, tf.transpose(images, [0, 2, 1, 3]), images)
+    return images
+
+
+def _to_float(x):
+    if x.dtype == tf.uint8:
+        return tf.cast(x, tf.float32) / 255.0  # same rounding as numpy x / 255
+    return tf.cast(x, tf.float32)
+
+
+def _seed_pair(seed, stream, counter):
+    """Stateless seed for one (stream, counter): distinct streams never share seeds."""
+    base = tf.random.experimental.stateless_fold_in(tf.constant([seed, 0], tf.int64), stream)
+    return tf.random.experimental.stateless_fold_in(base, counter)
+
+
+_SHUFFLE_STREAM, _PATCH_STREAM = 1, 2
+
+
+def _batch_fn(config, caches):
+    s, p, bsz = config.scale, config.lr_patch, config.batch_size
+    hr_p = p * s
+    hr_cache = caches["hr"]
+    c = hr_cache.channels
+
+    @tf.autograph.experimental.do_not_convert  # plain Python branches on the config only
+    def make(gidx, image_idx):
+        u = tf.random.stateless_uniform([bsz, 5], seed=_seed_pair(config.seed, _PATCH_STREAM, gidx[0]),
+                                        dtype=tf.float64)
+        flips = tuple(tf.unstack(u[:, 2:] < 0.5, axis=1)) if config.augment else None
+        heights = tf.cast(tf.gather(hr_cache.heights, image_idx), tf.float64)
+        widths = tf.cast(tf.gather(hr_cache.widths, image_idx), tf.float64)
+        if config.patch_order == "downscale_then_crop":
+            # positions on the LR grid, so the HR crop starts at a multiple of s
+            ry, rx = tf.floor(heights / s) - p + 1, tf.floor(widths / s) - p + 1
+        else:
+            ry, rx = heights - hr_p + 1, widths - hr_p + 1
+        ys = tf.cast(tf.minimum(tf.floor(u[:, 0] * ry), ry - 1), tf.int64)
+        xs = tf.cast(tf.minimum(tf.floor(u[:, 1] * rx), rx - 1), tf.int64)
+
+        if config.patch_order == "downscale_then_crop":
+            # the same flips on both crops keep them aligned
+            hr = hr_cache.crop(image_idx, ys * s, xs * s, hr_p, flips)
+            if config.upsample_input:
+                lr = caches["lr_up"].crop(image_idx, ys * s, xs * s, hr_p, flips)
+            else:
+                lr = caches["lr"].crop(image_idx, ys, xs, p, flips)
+        else:
+            # augment the HR patch, then downscale it: the LR is always the bicubic of
+            # exactly the target the model sees
+            hr = hr_cache.crop(image_idx, ys, xs, hr_p, flips)
+            lr = _imresize(hr, scale=1.0 / s)  # uint8 in -> MATLAB uint8 rounding
+            if config.upsample_input:
+                lr = _imresize(_to_float(lr), scale=s)
+        lr_size = hr_p if config.upsample_input else p
+        lr = tf.ensure_shape(_to_float(lr), [bsz, lr_size, lr_size, c])
+        hr = tf.ensure_shape(_to_float(hr), [bsz, hr_p, hr_p, c])
+        return lr, hr
+
+    return make
+
+
+def _index_stream(num_items, per_item, shuffle, seed, start, repeat):
+    """Dataset of (global index, item index) from global position ``start`` on.
+
+    Epoch e is ``per_item`` copies of ``range(num_items)``, permuted with a seed that
+    depends only on (seed, e): any position can be reached without replaying.
+    """
+    epoch_len = num_items * per_item
+    start_epoch = start // epoch_len
+    if repeat is not None and start_epoch >= repeat:
+        raise ConfigError(f"start_step is past the end of the data ({repeat} epoch(s) of "
+                          f"{epoch_len} patches); lower start_step or raise repeat.")
+    base = tf.tile(tf.range(num_items, dtype=tf.int64), [per_item])
+
+    @tf.autograph.experimental.do_not_convert
+    def epoch_items(epoch):
+        items = base
+        if shuffle:
+            keys = tf.random.stateless_uniform([epoch_len], seed=_seed_pair(seed, _SHUFFLE_STREAM, epoch))
+            items = tf.gather(base, tf.argsort(keys, stable=True))
+        return tf.data.Dataset.from_tensor_slices(items)
+
+    epochs = (tf.data.Dataset.counter(start_epoch) if repeat is None
+              else tf.data.Dataset.range(start_epoch, repeat))
+    items = epochs.flat_map(epoch_items)
+    counter = tf.data.Dataset.counter(start_epoch * epoch_len)
+    ds = tf.data.Dataset.zip((counter, items))
+    return ds.skip(start - start_epoch * epoch_len)
+
+
+def _finish(ds, prefetch):
+    options = tf.data.Options()
+    options.deterministic = True
+    ds = ds.with_options(options)
+    return ds.prefetch(prefetch) if prefetch else ds
+
+
+def make_train_dataset(config, start_step=0):
+    """``tf.data.Dataset`` of ``(lr, hr)`` float32 NHWC batches in [0, 1].
+
+    Args:
+      config: a :class:`TrainDataConfig`.  A ``source`` ending in ``.h5``/``.hdf5`` is
+        read with :func:`make_h5_dataset` (its patches are used as stored: scale, lr_patch,
+        lr_source, patch_order, upsample_input and patches_per_image do not apply;
+        channels must match the file).
+      start_step: index of the first batch to yield.  Batch k of a dataset built with
+        ``start_step=n`` equals batch n+k of one built with ``start_step=0`` (same config,
+        including batch_size); no skipped batch is computed.
+
+    Shapes: hr ``[B, p*s, p*s, C]``; lr ``[B, p, p, C]`` (``[B, p*s, p*s, C]`` with
+    ``upsample_input``).  C is 3 for ``'rgb'``, 1 for ``'y'``.
+    """
+    if not isinstance(config, TrainDataConfig):
+        raise ConfigError(f"make_train_dataset: config must be a TrainDataConfig, got {type(config).__name__}.")
+    if isinstance(start_step, bool) or not isinstance(start_step, (int, np.integer)) or start_step < 0:
+        raise ConfigError(f"make_train_dataset: start_step={start_step!r} must be an integer >= 0.")
+    if config.source is not None and str(config.source).lower().endswith((".h5", ".hdf5")):
+        return make_h5_dataset(config.source, config.batch_size, shuffle=config.shuffle,
+                               seed=config.seed, repeat=config.repeat, augment=config.augment,
+                               start_step=start_step, channels=1 if config.channels == "y" else 3,
+                               num_parallel_calls=config.num_parallel_calls, prefetch=config.prefetch)
+    names, hr, lr = load_train_images(config)
+    caches, n_images = _build_caches(config, names, hr, lr)
+    del hr, lr
+    per_image = config.patches_per_image
+    _log.info("training data: %d images, %d patches per epoch", n_images, n_images * per_image)
+    ds = _index_stream(n_images, per_image, config.shuffle, int(config.seed),
+                       int(start_step) * config.batch_size, config.repeat)
+    ds = ds.batch(config.batch_size, drop_remainder=True)
+    ds = ds.map(_batch_fn(config, caches),
+                num_parallel_calls=config.num_parallel_calls, deterministic=True)
+    return _finish(ds, config.prefetch)
+
+
+def skip_batches(dataset, n):
+    """Drop the first ``n`` batches of any dataset (computes them; prefer ``start_step``)."""
+    if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 0:
+        raise ConfigError(f"skip_batches: n={n!r} must be an integer >= 0.")
+    return dataset.skip(int(n))
+
+
+# ----------------------------------------------------------------- HDF5 patches
+
+
+def _h5_layout(shape, key, path):
+    """'nhwc' or 'nchw' for a 4-D array; channel count 1 or 3 decides."""
+    if len(shape) != 4:
+        raise DataError(f"HDF5 {path!r}: dataset {key!r} has shape {shape}; expected 4-D patches "
+                        "(N, H, W, C) or (N, C, H, W), C = 1 or 3.")
+    if shape[-1] in (1, 3):
+        return "nhwc"
+    if shape[1] in (1, 3):
+        # MATLAB writes column-major, so h5py sees (N, C, W, H): H and W swapped for
+        # both data and label, which keeps them aligned (a transposition augmentation)
+        return "nchw"
+    raise DataError(f"HDF5 {path!r}: dataset {key!r} of shape {shape} has no channel axis of "
+                    "size 1 or 3 (first or last after N).")
+
+
+def _h5_divisor(dtype, sample_max):
+    if dtype == np.uint8:
+        return 255.0
+    if dtype == np.uint16:
+        return 65535.0
+    # some tools store floats in [0, 255]
+    return 255.0 if sample_max > 1.5 else 1.0
+
+
+def make_h5_dataset(path, batch_size, *, shuffle=True, seed=0, repeat=None, augment=False,
+                    start_step=0, channels=None, num_parallel_calls=AUTOTUNE, prefetch=AUTOTUNE,
+                    max_memory_bytes=2 * 1024 ** 3):
+    """Batches ``(data, label)`` from an SRCNN-style HDF5 patch file.
+
+    The file holds ``data`` (LR, possibly pre-upsampled) and ``label`` (HR) patches,
+    NHWC or MATLAB/Caffe NCHW (told apart by the channel axis being 1 or 3), float or
+    uint8 (uint8 and floats above 1.5 are divided by 255).  Files up to
+    ``max_memory_bytes`` are loaded into memory; larger ones are read per batch.
+
+    Args:
+      channels: expected channel count (1 or 3) or None to accept what the file has.
+      augment: random flips (and transpositions for square patches), same for both.
+      start_step, shuffle, seed, repeat: as in :func:`make_train_dataset` (one epoch =
+        every patch once).
+
+    Yields float32 NHWC ``(data, label)`` batches of ``batch_size``.
+    """
+    import h5py
+
+    path = os.fspath(path)
+    if not os.path.isfile(path):
+        raise DataError(f"HDF5 training file {path!r} does not exist.")
+    if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
+        raise ConfigError(f"make_h5_dataset: batch_size={batch_size!r} must be a positive integer.")
+    try:
+        f = h5py.File(path, "r")
+    except OSError as exc:
+        raise DataError(f"HDF5 training file {path!r} cannot be opened: {exc}") from exc
+    with f:
+        missing = [k for k in ("data", "label") if k not in f]
+        if missing:
+            raise DataError(f"HDF5 {path!r} lacks dataset(s) {missing} (has {list(f.keys())}); "
+                            "expected 'data' (LR input) and 'label' (HR target).")
+        meta = {}
+        for key in ("data", "label"):
+            ds = f[key]
+            layout = _h5_layout(ds.shape, key, path)
+            n = ds.shape[0]
+            sample = ds[: min(n, 64)]
+            meta[key] = (layout, ds.dtype, _h5_divisor(ds.dtype, float(np.max(sample)) if n else 0.0))
+        n = f["data"].shape[0]
+        if f["label"].shape[0] != n:
+            raise DataError(f"HDF5 {path!r}: 'data' has {n} patches but 'label' has "
+                            f"{f['label'].shape[0]}; they must pair one to one.")
+        if n == 0:
+            raise DataError(f"HDF5 {path!r} holds no patches.")
+        nbytes = f["data"].size * f["data"].dtype.itemsize + f["label"].size * f["label"].dtype.itemsize
+        in_memory = nbytes <= max_memory_bytes
+        shapes = {}
+        arrays = {}
+        for key in ("data", "label"):
+            shp = f[key].shape
+            shapes[key] = shp[1:] if meta[key][0] == "nhwc" else (shp[2], shp[3], shp[1])
+            if in_memory:
+                arr = f[key][()]
+                if meta[key][0] == "nchw":
+                    arr = np.transpose(arr, (0, 2, 3, 1))
+                arrays[key] = np.ascontiguousarray(arr)
+    for key in ("data", "label"):
+        if channels is not None and shapes[key][-1] != channels:
+            raise DataError(f"HDF5 {path!r}: {key!r} has {shapes[key][-1]} channel(s) but {channels} "
+                            "are expected; set channels ('y' = 1, 'rgb' = 3) to match the file.")
+    if n < batch_size and repeat is not None:
+        raise DataError(f"HDF5 {path!r} holds {n} patches, fewer than batch_size={batch_size}.")
+
+    square = all(shapes[k][0] == shapes[k][1] for k in ("data", "label"))
+    if in_memory:
+        consts = {k: tf.constant(v) for k, v in arrays.items()}
+
+        def fetch(idx):
+            return tf.gather(consts["data"], idx), tf.gather(consts["label"], idx)
+    else:
+        def read(idx):
+            # h5py wants increasing, unique indices; a batch may straddle two epochs
+            uniq, inverse = np.unique(idx, return_inverse=True)
+            out = []
+            with h5py.File(path, "r") as fh:
+                for key in ("data", "label"):
+                    arr = fh[key][uniq][inverse]
+                    if meta[key][0] == "nchw":
+                        arr = np.transpose(arr, (0, 2, 3, 1))
+                    out.append(np.ascontiguousarray(arr))
+            return tuple(out)
+
+        def fetch(idx):
+            d, lab = tf.numpy_function(read, [idx], [tf.as_dtype(meta["data"][1]),
+                                                     tf.as_dtype(meta["label"][1])], stateful=False)
+            return d, lab
+
+    @tf.autograph.experimental.do_not_convert
+    def make(gidx, idx):
+        data, label = fetch(idx)
+        data = tf.cast(data, tf.float32) / meta["data"][2]
+        label = tf.cast(label, tf.float32) / meta["label"][2]
+        if augment:
+            u = tf.random.stateless_uniform([batch_size, 3], seed=_seed_pair(seed, _PATCH_STREAM, gidx[0]))
+            bits = u < 0.5
+            turn = bits[:, 2] if square else None
+            data = _dihedral(data, bits[:, 0], bits[:, 1], turn)
+            label = _dihedral(label, bits[:, 0], bits[:, 1], turn)
+        data = tf.ensure_shape(data, [batch_size, *shapes["data"]])
+        label = tf.ensure_shape(label, [batch_size, *shapes["label"]])
+        return data, label
+
+    if isinstance(start_step, bool) or not isinstance(start_step, (int, np.integer)) or start_step < 0:
+        raise ConfigError(f"make_h5_dataset: start_step={start_step!r} must be an integer >= 0.")
+    ds = _index_stream(n, 1, shuffle, int(seed), int(start_step) * batch_size, repeat)
+    ds = ds.batch(batch_size, drop_remainder=True)
+    ds = ds.map(make, num_parallel_calls=num_parallel_calls if in_memory else 1, deterministic=True)
+    return _finish(ds, prefetch)
