@@ -1,0 +1,250 @@
+"""Training loop: losses, schedules, presets, run directory, exact resume, crash recovery, NaN stop."""
+import csv
+import json
+import math
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from visionfw.errors import ConfigError, TrainingError
+from visionfw.train import TrainConfig, train
+from visionfw.train.checkpoint import load_state
+from visionfw.train.losses import parse_loss
+from visionfw.train.presets import get_preset
+from visionfw.train.schedules import CosineLR, MultiStepLR, StepLR, make_schedule
+from visionfw.train.trainer import resolve_config
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED = Path(os.environ.get("VISIONFW_SHARED_DATA", REPO.parent / "shared" / "data"))
+TINY_ESPCN = {"n1": 8, "n2": 4}
+
+
+@pytest.fixture(scope="module")
+def image_dir(tmp_path_factory):
+    """Six smooth 48x48 RGB images (tiny, so a dataset builds in well under a second)."""
+    from PIL import Image, ImageFilter
+
+    folder = tmp_path_factory.mktemp("train_images")
+    rng = np.random.default_rng(0)
+    for i in range(6):
+        noise = (rng.random((12, 12, 3)) * 255).astype(np.uint8)
+        im = Image.fromarray(noise).resize((48, 48), Image.BICUBIC).filter(ImageFilter.GaussianBlur(1))
+        im.save(folder / f"img{i}.png")
+    return str(folder)
+
+
+def tiny_config(workdir, image_dir, **kw):
+    base = dict(model="espcn", scale=2, model_kwargs=dict(TINY_ESPCN), train_data=image_dir, val_data=[],
+                steps=6, batch_size=4, lr_patch=8, log_every=1, ckpt_every=3, val_every=0, seed=3,
+                deterministic=True, workdir=str(workdir), progress=False, tensorboard=False,
+                data_options={"patches_per_image": 2})
+    base.update(kw)
+    return TrainConfig(**base)
+
+
+def ckpt_arrays(path):
+    arrays, meta = load_state(path)
+    return arrays, meta
+
+
+# ----------------------------------------------------------------------------- losses
+
+
+def test_losses_hand_values():
+    t = tf.zeros([1, 2, 2, 1])
+    p = tf.reshape(tf.constant([1.0, -2.0, 0.0, 0.5]), [1, 2, 2, 1])
+    assert float(parse_loss("l1")(t, p)) == pytest.approx(0.875)
+    assert float(parse_loss("mse")(t, p)) == pytest.approx(1.3125)
+    eps2 = 1e-6
+    charb = (math.sqrt(1 + eps2) + math.sqrt(4 + eps2) + math.sqrt(eps2) + math.sqrt(0.25 + eps2)) / 4
+    assert float(parse_loss("charbonnier")(t, p)) == pytest.approx(charb, rel=1e-6)
+    mix = parse_loss("0.8*l1 + 0.2*charbonnier")
+    assert float(mix(t, p)) == pytest.approx(0.8 * 0.875 + 0.2 * charb, rel=1e-6)
+    assert repr(mix) == "0.8*l1+0.2*charbonnier"
+    for bad in ("l3", "0.5*", "l1+", ""):
+        with pytest.raises(ConfigError):
+            parse_loss(bad)
+
+
+def test_schedules_values_and_serialisation():
+    import keras
+
+    s = StepLR(1e-4, step_size=200_000, gamma=0.5)
+    assert [float(s(k)) for k in (0, 199_999, 200_000, 400_000)] == pytest.approx([1e-4, 1e-4, 5e-5, 2.5e-5])
+    m = MultiStepLR(1.0, [10, 20], gamma=0.1)
+    assert [float(m(k)) for k in (9, 10, 19, 20)] == pytest.approx([1.0, 0.1, 0.1, 0.01])
+    c = CosineLR(1.0, total_steps=110, warmup=10)
+    assert [float(c(k)) for k in (0, 5, 10, 60, 110, 200)] == pytest.approx([0.0, 0.5, 1.0, 0.5, 0.0, 0.0],
+                                                                            abs=1e-6)
+    assert float(make_schedule("constant", 3e-4)(12345)) == pytest.approx(3e-4)
+    back = keras.saving.deserialize_keras_object(keras.saving.serialize_keras_object(s))
+    assert isinstance(back, StepLR) and float(back(200_000)) == pytest.approx(5e-5)
+    with pytest.raises(ConfigError):
+        make_schedule("step", 1e-3, milestones=[1])
+
+
+def test_presets_and_overrides():
+    edsr = get_preset("edsr", 2)
+    assert (edsr["loss"], edsr["lr"], edsr["batch_size"], edsr["lr_patch"]) == ("l1", 1e-4, 16, 48)
+    assert edsr["schedule_kwargs"] == {"step_size": 200_000, "gamma": 0.5}
+    assert edsr["optimizer_kwargs"] == {"beta_1": 0.9, "beta_2": 0.999, "epsilon": 1e-8}
+    assert get_preset("srcnn", 3)["lr_patch"] == 11          # 33x33 HR sub-images
+    assert get_preset("srresnet", 4)["lr_patch"] == 24       # 96x96 HR
+    assert get_preset("fsrcnn", 3)["lr_patch"] == 7
+    c = resolve_config(TrainConfig(model="edsr_baseline", scale=2, lr=5e-4, batch_size=8))
+    assert (c.lr, c.batch_size, c.loss, c.lr_patch, c.protocol) == (5e-4, 8, "l1", 48, "edsr")
+    assert c.workdir == os.path.join("runs", "edsr_baseline_x2") and "Lim et al." in c.preset_source
+    assert resolve_config(TrainConfig(model="vdsr", scale=2)).protocol == "srcnn"
+    with pytest.raises(ConfigError):
+        resolve_config(TrainConfig(model="espcn", mixed_precision="float8"))
+
+
+# ----------------------------------------------------------------------------- runs
+
+
+def test_short_run_writes_run_dir_and_model_reloads(tmp_path, image_dir):
+    import keras
+
+    val = ["Set5"] if (SHARED / "benchmark" / "Set5").is_dir() else []
+    cfg = tiny_config(tmp_path / "run", image_dir, steps=4, ckpt_every=2, log_every=2, val_every=4,
+                      val_data=val, tensorboard=True, data_dir=str(SHARED / "benchmark") if val else None)
+    result = train(cfg)
+    run = tmp_path / "run"
+    saved = json.loads((run / "config.json").read_text())
+    assert saved["loss"] == "l1" and saved["lr"] == 1e-3 and saved["model_kwargs"] == TINY_ESPCN
+    assert "Demo recipe" in saved["preset_source"]
+    with open(run / "train_log.csv") as f:
+        rows = list(csv.DictReader(f))
+    cols = ["step", "loss", "lr", "time", "steps_per_sec"] + [f"val_{n}_{m}" for n in val for m in ("psnr", "ssim")]
+    assert list(rows[0].keys()) == cols
+    assert [int(r["step"]) for r in rows] == [2, 4] and all(float(r["loss"]) > 0 for r in rows)
+    assert sorted(os.listdir(run / "checkpoints")) == (["best.npz"] if val else []) + \
+        ["ckpt-00000002.npz", "ckpt-00000004.npz"]
+    assert any(n.startswith("events.out.tfevents") for n in os.listdir(run / "tb"))
+    if val:
+        assert 5.0 < float(rows[-1]["val_Set5_psnr"]) < 40.0 and result["val_psnr"] == pytest.approx(
+            float(rows[-1]["val_Set5_psnr"]), abs=1e-4)
+        assert "edsr" in result["protocol"]
+    # model.keras: safe-mode load, same outputs as the checkpointed weights in a fresh model
+    loaded = keras.saving.load_model(run / "model.keras", safe_mode=True)
+    arrays, meta = ckpt_arrays(run / "checkpoints" / "ckpt-00000004.npz")
+    assert meta["step"] == 4
+    from visionfw.registry import get_model
+
+    fresh = get_model("espcn", scale=2, **TINY_ESPCN)
+    fresh.set_weights([arrays[k] for k in sorted(a for a in arrays if a.startswith("model/"))])
+    x = np.random.default_rng(1).random((1, 10, 12, 3)).astype(np.float32)
+    np.testing.assert_array_equal(loaded(x).numpy(), fresh(x).numpy())
+    assert loaded(x).shape == (1, 20, 24, 3)
+
+
+def test_resume_equals_uninterrupted(tmp_path, image_dir):
+    full = train(tiny_config(tmp_path / "a", image_dir, steps=6))
+    train(tiny_config(tmp_path / "b", image_dir, steps=3))
+    resumed = train(tiny_config(tmp_path / "b", image_dir, steps=6))
+    assert full["resumed_from"] is None and resumed["resumed_from"].endswith("ckpt-00000003.npz")
+    a, _ = ckpt_arrays(tmp_path / "a" / "checkpoints" / "ckpt-00000006.npz")
+    b, meta = ckpt_arrays(tmp_path / "b" / "checkpoints" / "ckpt-00000006.npz")
+    assert meta["step"] == 6 and sorted(a) == sorted(b)
+    assert any(k.startswith("optimizer/") for k in a)
+    for key in a:  # weights, Adam slots, iterations, RNG state: bit-identical
+        np.testing.assert_array_equal(a[key], b[key], err_msg=key)
+    # the log of the resumed run continues the first one without duplicates
+    with open(tmp_path / "b" / "train_log.csv") as f:
+        assert [int(r["step"]) for r in csv.DictReader(f)] == [1, 2, 3, 4, 5, 6]
+
+
+def test_psnr_hist_sampler_learns_and_resumes_exactly(tmp_path, image_dir):
+    """--sampler=psnr_hist: batches drawn in the step, P updated, sampler state checkpointed."""
+    kw = dict(sampler="psnr_hist", pool_size=48, ckpt_every=2, log_every=2)
+    train(tiny_config(tmp_path / "a", image_dir, steps=4, **kw))
+    train(tiny_config(tmp_path / "b", image_dir, steps=2, **kw))
+    train(tiny_config(tmp_path / "b", image_dir, steps=4, **kw))
+    a, _ = ckpt_arrays(tmp_path / "a" / "checkpoints" / "ckpt-00000004.npz")
+    b, _ = ckpt_arrays(tmp_path / "b" / "checkpoints" / "ckpt-00000004.npz")
+    probs = [a[k] for k in a if k.startswith("sampler/") and a[k].shape == (48,)]
+    assert len(probs) == 1 and probs[0].sum() == pytest.approx(1.0, abs=1e-5)
+    assert probs[0].max() > 1.5 / 48  # no longer uniform: low-gain patches gained mass
+    for key in a:
+        np.testing.assert_array_equal(a[key], b[key], err_msg=key)
+
+
+def test_registered_task_metrics_are_logged(tmp_path, image_dir):
+    from visionfw.train import SRTask, register_task
+    from visionfw.train.losses import l2
+
+    class SRWithMSE(SRTask):
+        metric_names = ("mse",)
+
+        def compute_loss(self, model, batch, training):
+            loss, metrics = super().compute_loss(model, batch, training)
+            return loss, dict(metrics, mse=l2(batch[1], metrics["_outputs"]))
+
+    register_task("sr_mse_test", SRWithMSE)
+    train(tiny_config(tmp_path / "m", image_dir, task="sr_mse_test", steps=2, log_every=2, ckpt_every=0))
+    with open(tmp_path / "m" / "train_log.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert list(rows[0])[:6] == ["step", "loss", "lr", "time", "steps_per_sec", "train_mse"]
+    # |error| < 1 everywhere, so the mean squared error is below the mean absolute error (the loss)
+    assert 0.0 < float(rows[0]["train_mse"]) < float(rows[0]["loss"])
+    with pytest.raises(ConfigError):
+        register_task("bad", object)
+
+
+def test_nan_loss_stops_and_keeps_last_good_checkpoint(tmp_path, image_dir):
+    calls = tf.Variable(0, dtype=tf.int64)
+
+    def poisoned_l1(y_true, y_pred):
+        calls.assign_add(1)
+        bad = tf.where(calls >= 5, tf.constant(np.nan, tf.float32), 0.0)
+        return tf.reduce_mean(tf.abs(tf.cast(y_pred, tf.float32) - y_true)) + bad
+
+    cfg = tiny_config(tmp_path / "nan", image_dir, steps=8, ckpt_every=2, loss=poisoned_l1)
+    with pytest.raises(TrainingError, match="non-finite") as info:
+        train(cfg)
+    assert "ckpt-00000004.npz" in str(info.value)
+    ckpts = sorted(os.listdir(tmp_path / "nan" / "checkpoints"))
+    assert ckpts == ["ckpt-00000002.npz", "ckpt-00000004.npz"]
+    arrays, _ = ckpt_arrays(tmp_path / "nan" / "checkpoints" / ckpts[-1])
+    assert all(np.all(np.isfinite(v)) for k, v in arrays.items() if v.dtype.kind == "f")
+    assert not (tmp_path / "nan" / "model.keras").exists()
+    with open(tmp_path / "nan" / "train_log.csv") as f:
+        last = list(csv.DictReader(f))[-1]
+    assert int(last["step"]) == 5 and math.isnan(float(last["loss"]))
+
+
+@pytest.mark.slow
+def test_sigkill_then_resume_auto_matches_uninterrupted(tmp_path, image_dir):
+    """kill -9 the CLI after its first checkpoint; --resume=auto finishes with the same weights."""
+    reference = train(tiny_config(tmp_path / "ref", image_dir, steps=12, ckpt_every=3, log_every=3,
+                                  data_options={}))
+    assert reference["steps"] == 12
+    args = [sys.executable, "-m", "visionfw.cli", "train", "--model=espcn", "--scale=2",
+            "--model_kwargs=n1=8,n2=4", f"--train_data={image_dir}", "--val_data=", "--steps=12",
+            "--batch_size=4", "--lr_patch=8", "--log_every=3", "--ckpt_every=3", "--seed=3",
+            "--deterministic", f"--workdir={tmp_path / 'killed'}", "--notensorboard"]
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
+    proc = subprocess.Popen(args + ["--step_delay=0.5"], env=env, cwd=REPO,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    first = tmp_path / "killed" / "checkpoints" / "ckpt-00000003.npz"
+    deadline = time.time() + 120
+    while not first.exists() and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.05)
+    assert first.exists(), proc.communicate()[0].decode()[-2000:]
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert not (tmp_path / "killed" / "checkpoints" / "ckpt-00000012.npz").exists()
+    done = subprocess.run(args + ["--resume=auto"], env=env, cwd=REPO, capture_output=True, text=True)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    assert "model:" in done.stdout
+    a, _ = ckpt_arrays(tmp_path / "ref" / "checkpoints" / "ckpt-00000012.npz")
+    b, _ = ckpt_arrays(tmp_path / "killed" / "checkpoints" / "ckpt-00000012.npz")
+    for key in a:
+        np.testing.assert_array_equal(a[key], b[key], err_msg=key)

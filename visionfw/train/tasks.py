@@ -1,0 +1,290 @@
+"""Training tasks: what a model is, what data it eats, what it minimises, how it is validated.
+
+The trainer (:mod:`visionfw.train.trainer`) owns everything generic -- distribution,
+the compiled step, checkpoints, logging -- and asks a :class:`Task` for the rest.  A
+new task (e.g. TAD: encoder + decoder, two-part loss) subclasses :class:`Task` and is
+made available to ``visionfw train --task=NAME`` with :func:`register_task`.
+
+Hooks the compiled step calls (inside ``strategy.run``, i.e. per replica, in graph):
+
+* ``compute_loss(model, batch, training)`` -> ``(loss, metrics)``: the replica's
+  float32 mean loss and a dict of extra scalars.  The keys listed in the class
+  attribute ``metric_names`` are averaged over replicas and log steps and logged as
+  ``train_<name>`` (CSV and TensorBoard); the key ``'_outputs'`` (the model output)
+  is handed to a learning sampler and ``after_step``.
+* ``after_step(model, batch, outputs)``: optional, e.g. a sampler update (default no-op).
+
+Host-side hooks: ``build_model``, ``data_config``/``make_dataset`` (global batches, a
+deterministic function of the start step), ``validate``, ``state_variables`` (extra
+state to checkpoint), ``begin_step(step)`` (e.g. turn quantisation on from a step).
+"""
+from __future__ import annotations
+
+import numpy as np
+import tensorflow as tf
+
+from visionfw.errors import ConfigError, DataError
+
+__all__ = ["Task", "SRTask", "TASKS", "register_task", "get_task"]
+
+
+class Task:
+    """Base class; see the module docstring.  ``config`` is a resolved ``TrainConfig``."""
+
+    name = None
+    metric_names = ()  # extra scalars compute_loss returns, e.g. ('l1', 'latent') for TAD
+
+    def __init__(self, config):
+        self.config = config
+        self.rng = None  # a tf.random.Generator the trainer sets (checkpointed)
+        self._spec = None
+
+    # -- model -------------------------------------------------------------------------
+    def spec(self):
+        """The model spec dict (registry name + scale + model_kwargs)."""
+        if self._spec is None:
+            from visionfw.registry import get_spec, model_entry
+
+            entry = model_entry(self.config.model)
+            hyper = dict(self.config.model_kwargs or {})
+            import inspect
+            if "scale" in inspect.signature(entry.fn).parameters:
+                hyper.setdefault("scale", int(self.config.scale))
+            self._spec = get_spec(self.config.model, **hyper)
+        return self._spec
+
+    def build_model(self, dtype_policy=None):
+        """A fresh ``keras.Model``; ``dtype_policy`` e.g. ``'mixed_bfloat16'`` (None: float32)."""
+        import keras
+
+        from visionfw.builder import build_model
+
+        previous = keras.config.dtype_policy()
+        keras.config.set_dtype_policy(dtype_policy or "float32")
+        try:
+            return build_model(self.spec())
+        finally:
+            keras.config.set_dtype_policy(previous)
+
+    @property
+    def meta(self):
+        return self.spec().get("meta", {})
+
+    # -- data --------------------------------------------------------------------------
+    def make_dataset(self, start_step=0):
+        raise NotImplementedError
+
+    # -- step --------------------------------------------------------------------------
+    def compute_loss(self, model, batch, training):
+        raise NotImplementedError
+
+    def after_step(self, model, batch, outputs):
+        return None
+
+    def begin_step(self, step):
+        return None
+
+    def state_variables(self):
+        return []
+
+    # -- validation --------------------------------------------------------------------
+    def validate(self, model):
+        """``{set: {'psnr', 'ssim', 'bicubic_psnr'}}`` plus ``'protocol'`` (a description)."""
+        return {}
+
+    def sample_images(self, model, batch):
+        """``{name: NHWC float [0, 1] images}`` for TensorBoard (a few patches)."""
+        return {}
+
+
+class SRTask(Task):
+    """Single-image super-resolution: ``model(lr) -> sr``, pixel loss against ``hr``."""
+
+    name = "sr"
+
+    def __init__(self, config):
+        super().__init__(config)
+        from visionfw.train.losses import parse_loss
+
+        self.loss_fn = parse_loss(config.loss)
+
+    @property
+    def channels(self):
+        return "y" if self.meta.get("channels") == "y" else "rgb"
+
+    @property
+    def upsampled_input(self):
+        return bool(self.meta.get("upsampled_input", False))
+
+    def data_config(self, batch_size=None):
+        from visionfw.data.pipeline import TrainDataConfig
+
+        c = self.config
+        extra = dict(c.data_options or {})
+        return TrainDataConfig(source=c.train_data, scale=int(c.scale), lr_patch=int(c.lr_patch),
+                               batch_size=int(batch_size or c.batch_size), channels=self.channels,
+                               lr_source=c.lr_source or "bicubic", augment=bool(c.augment),
+                               seed=int(c.seed), upsample_input=self.upsampled_input, **extra)
+
+    def make_dataset(self, start_step=0):
+        from visionfw.data.pipeline import make_train_dataset
+
+        return make_train_dataset(self.data_config(), start_step=int(start_step))
+
+    def compute_loss(self, model, batch, training):
+        lr, hr = batch
+        sr = model(lr, training=training)
+        loss = self.loss_fn(hr, sr)
+        # '_outputs' is not logged; the trainer hands it to a learning sampler
+        return tf.cast(loss, tf.float32), {"_outputs": sr}
+
+    # -- patch pool + sampler (--sampler) -------------------------------------------------
+    def make_patch_source(self, sampler_name, pool_size, **sampler_kwargs):
+        """``(pool, sampler, bicubic_fn)`` for sampler-driven training.
+
+        The pool holds ``pool_size`` HR crops (uniformly random positions, seeded) of the
+        training images; each LR patch is the MATLAB bicubic (float, unrounded) of its own
+        HR crop (crop-then-downscale) and is not augmented.  ``bicubic_fn(lr)`` is the
+        HR-size bicubic the PSNR-gain of ``psnr_hist`` is measured against.
+        """
+        from visionfw.data.imresize import imresize
+        from visionfw.data.pipeline import load_train_images
+        from visionfw.sampling import PatchPool, make_sampler
+
+        dc = self.data_config()
+        if dc.source is not None and str(dc.source).lower().endswith((".h5", ".hdf5")):
+            raise ConfigError("--sampler needs a folder of training images (or the embedded set), "
+                              "not an .h5 patch file.")
+        _, hr_images, _ = load_train_images(dc)
+        scale, hr_p = int(self.config.scale), dc.hr_patch
+        sizes = [im.shape[:2] for im in hr_images]
+        coords = PatchPool.random_coords(sizes, hr_p, int(pool_size), seed=int(self.config.seed))
+        upsampled = self.upsampled_input
+
+        def downscale(hr):
+            lr = imresize(hr, scale=1.0 / scale)
+            return imresize(lr, scale=float(scale)) if upsampled else lr
+
+        def bicubic(lr):
+            return lr if upsampled else imresize(lr, scale=float(scale))
+
+        pool = PatchPool.from_images(hr_images, coords, hr_p, downscale_fn=downscale)
+        opts = dict(sampler_kwargs)
+        if sampler_name == "pic" and "pic_values" not in opts:
+            opts["pic_values"] = pool.compute_pic()
+        opts.setdefault("seed", int(self.config.seed))
+        sampler = make_sampler(sampler_name, pool.num_patches, **opts)
+        return pool, sampler, bicubic
+
+    # -- validation --------------------------------------------------------------------
+    def validate(self, model):
+        names = list(self.config.val_data or [])
+        if not names:
+            return {}
+        protocol = self.config.protocol
+        try:
+            from visionfw.evaluate import evaluate_model
+        except ImportError:
+            evaluate_model = None
+        if evaluate_model is not None:
+            raw = evaluate_model(model, names, int(self.config.scale), protocol=protocol,
+                                 data_dir=self.config.data_dir, channels=self.channels,
+                                 upsampled_input=self.upsampled_input, progress=False)
+            return _normalise_results(raw, names)
+        return _fallback_evaluate(model, names, int(self.config.scale), protocol, self.config.data_dir,
+                                  self.channels, self.upsampled_input)
+
+    def sample_images(self, model, batch):
+        lr, hr = batch
+        lr, hr = lr[:3], hr[:3]
+        sr = tf.clip_by_value(tf.cast(model(lr, training=False), tf.float32), 0.0, 1.0)
+        size = tf.shape(hr)[1:3]
+        lr_view = lr if self.upsampled_input else tf.image.resize(lr, size, method="nearest")
+        return {"lr": lr_view, "sr": sr, "hr": hr}
+
+
+def _normalise_results(raw, names):
+    """evaluate_model's dict -> ``{set: {psnr, ssim, bicubic_psnr}, 'protocol': str}``."""
+    out = {}
+    protocol = raw.get("protocol") if isinstance(raw, dict) else None
+    for name in names:
+        r = raw.get(name)
+        if r is None:  # keyed by canonical name
+            r = next((v for k, v in raw.items() if isinstance(v, dict) and k.lower() == name.lower()), None)
+        if r is None:
+            raise DataError(f"evaluate_model returned no result for validation set {name!r}.")
+        bic = r.get("bicubic_psnr")
+        if bic is None and isinstance(r.get("bicubic"), dict):
+            bic = r["bicubic"].get("psnr")
+        out[name] = {"psnr": float(r["psnr"]), "ssim": float(r.get("ssim", float("nan"))),
+                     "bicubic_psnr": float(bic) if bic is not None else float("nan")}
+        protocol = protocol or r.get("protocol_description") or r.get("protocol")
+    out["protocol"] = protocol or ""
+    return out
+
+
+_CACHE = {}
+
+
+def _fallback_evaluate(model, names, scale, protocol, data_dir, channels, upsampled):
+    """Full-image PSNR/SSIM under ``protocol`` (used until visionfw.evaluate exists)."""
+    from visionfw import metrics
+    from visionfw.data.benchmarks import load_benchmark
+    from visionfw.data.imresize import imresize_numpy
+
+    @tf.function(reduce_retracing=True)
+    def run(x):
+        return tf.cast(model(x, training=False), tf.float32)
+
+    out = {}
+    description = None
+    for name in names:
+        key = (name, scale, protocol, data_dir)
+        if key not in _CACHE:
+            _CACHE[key] = load_benchmark(name, scale, data_dir)
+        psnrs, ssims, bics = [], [], []
+        for rec in _CACHE[key]:
+            hr = rec.hr
+            if channels == "y":
+                if protocol == "srcnn":
+                    lr = imresize_numpy(metrics.protocol_y(hr, "srcnn"), 1.0 / scale)
+                else:
+                    lr = metrics.protocol_y(rec.lr, "edsr")
+            else:
+                lr = rec.lr.astype(np.float32) / 255.0
+                if lr.ndim == 2:
+                    lr = lr[..., None]
+                if lr.shape[-1] == 1:
+                    lr = np.repeat(lr, 3, axis=-1)
+            lr = np.asarray(lr, np.float32)
+            if upsampled:
+                lr = np.asarray(imresize_numpy(lr.astype(np.float64), float(scale)), np.float32)
+            sr = np.clip(run(tf.constant(lr[None])).numpy()[0], 0.0, 1.0)
+            hr_eval = hr if hr.ndim == 3 else hr[..., None]
+            if channels == "rgb" and hr_eval.shape[-1] == 1 and sr.shape[-1] == 3:
+                sr = sr[..., :1]  # grey ground truth: every channel is the grey value
+            r = metrics.evaluate_pair(sr, hr_eval, scale, protocol)
+            b = metrics.bicubic_baseline(hr_eval, scale, protocol)
+            psnrs.append(r["psnr"]), ssims.append(r["ssim"]), bics.append(b["psnr"])
+            description = r["protocol"]
+        out[name] = {"psnr": float(np.mean(psnrs)), "ssim": float(np.mean(ssims)),
+                     "bicubic_psnr": float(np.mean(bics))}
+    out["protocol"] = description or ""
+    return out
+
+
+TASKS = {"sr": SRTask}
+
+
+def register_task(name, cls):
+    """Makes ``cls`` (a :class:`Task` subclass) available as ``--task=name``."""
+    if not (isinstance(cls, type) and issubclass(cls, Task)):
+        raise ConfigError(f"register_task({name!r}): {cls!r} is not a Task subclass.")
+    TASKS[str(name)] = cls
+    return cls
+
+
+def get_task(name):
+    if name not in TASKS:
+        raise ConfigError(f"--task={name!r} is unknown; registered tasks: {sorted(TASKS)}.")
+    return TASKS[name]
