@@ -36,6 +36,7 @@ from pathlib import Path
 import numpy as np
 
 from visionfw.errors import ConfigError, DataError
+from visionfw.metrics import as_hwc
 
 __all__ = ["prepare_input", "super_resolve", "receptive_radius", "tiling_is_exact", "infer_model_meta",
            "evaluate_model", "format_table", "write_results_json", "geometric_transforms"]
@@ -47,15 +48,6 @@ _GLOBAL_CLASSES = ("ChannelAttention", "GlobalAveragePooling2D", "GlobalMaxPooli
 
 
 # --------------------------------------------------------------------------- input
-
-
-def _hwc(img):
-    img = np.asarray(img)
-    if img.ndim == 2:
-        img = img[..., None]
-    if img.ndim != 3 or img.shape[-1] not in (1, 3):
-        raise DataError(f"expected one HW or HWC image with 1 or 3 channels, got shape {img.shape}.")
-    return img
 
 
 def _as_float(img):
@@ -98,10 +90,10 @@ def prepare_input(lr, upsampled_input, channels="y", scale=None, protocol="srcnn
     from visionfw.data.imresize import imresize_numpy
     from visionfw.metrics import quantize
 
-    lr = _hwc(lr)
+    lr = as_hwc(lr)
     upscaled = False
     if upsampled_input and protocol == "edsr" and lr.dtype == np.uint8:
-        lr = _hwc(imresize_numpy(lr, float(scale)))  # uint8 in, uint8 out, rounded per pass
+        lr = as_hwc(imresize_numpy(lr, float(scale)))  # uint8 in, uint8 out, rounded per pass
         upscaled = True
     if channels == "y":
         if lr.shape[-1] == 1:
@@ -115,7 +107,7 @@ def prepare_input(lr, upsampled_input, channels="y", scale=None, protocol="srcnn
         if x.shape[-1] == 1:
             x = np.repeat(x, 3, axis=-1)
     if upsampled_input and not upscaled:
-        x = _hwc(imresize_numpy(x, float(scale)))
+        x = as_hwc(imresize_numpy(x, float(scale)))
     return x.astype(np.float32)
 
 
@@ -389,13 +381,13 @@ def evaluate_model(model, datasets, scale, protocol="srcnn", data_dir=None, chan
         start = time.perf_counter()
         rows = []
         for rec in tqdm(records, desc=f"{ds_name} x{scale}", disable=not progress, leave=False):
-            hr = _hwc(rec.hr)
-            lr = _hwc(rec.lr)
+            hr = as_hwc(rec.hr)
+            lr = as_hwc(rec.lr)
             if channels == "rgb" and hr.shape[-1] == 1:  # EDSR's set_channel: grey -> 3 equal channels
                 hr, lr = np.repeat(hr, 3, axis=-1), np.repeat(lr, 3, axis=-1)
             if protocol == "srcnn":
                 src = protocol_y(hr, "srcnn") if channels == "y" else hr.astype(np.float64) / 255.0
-                lr = _hwc(imresize_numpy(src, 1.0 / scale))  # float LR, as the MATLAB test code
+                lr = as_hwc(imresize_numpy(src, 1.0 / scale))  # float LR, as the MATLAB test code
             x = prepare_input(lr, upsampled_input, channels, scale, protocol)
             sr = super_resolve(model, x, tile=tile, tile_overlap=tile_overlap, self_ensemble=self_ensemble)
             if sr.shape[:2] != hr.shape[:2]:

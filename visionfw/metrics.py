@@ -159,7 +159,8 @@ def _check_protocol(protocol, channel="y"):
         raise DataError(f"channel={channel!r} is unknown; use one of {_CHANNELS}.")
 
 
-def _hwc(img):
+def as_hwc(img):
+    """One image as an HWC array (HW grey gets a channel axis); DataError unless 1 or 3 channels."""
     img = np.asarray(img)
     if img.ndim == 2:
         img = img[..., None]
@@ -176,7 +177,7 @@ def protocol_y(img, protocol):
     is rounded to uint8, then /255; ``"edsr"`` -> float Y of the uint8 RGB, not rounded.
     """
     _check_protocol(protocol)
-    q = _hwc(quantize(_hwc(img)))
+    q = as_hwc(quantize(as_hwc(img)))
     if q.shape[-1] == 1:
         return q.astype(np.float64) / 255.0
     if protocol == "srcnn":
@@ -210,7 +211,7 @@ def evaluate_pair(sr, hr, scale, protocol="srcnn", channel="y"):
     Returns ``dict(psnr=float dB, ssim=float, protocol=description string)``.
     """
     _check_protocol(protocol, channel)
-    sr, hr = _hwc(sr), _hwc(hr)
+    sr, hr = as_hwc(sr), as_hwc(hr)
     if sr.shape[:2] != hr.shape[:2]:
         raise DataError(f"evaluate_pair: SR size {sr.shape[:2]} differs from HR size "
                         f"{hr.shape[:2]}; mod-crop the HR image (modcrop(hr, {scale})) first.")
@@ -236,7 +237,7 @@ def bicubic_baseline(hr_uint8, scale, protocol="srcnn", channel="y"):
     (MATLAB rounds after every pass), Y taken in float afterwards.
     """
     _check_protocol(protocol, channel)
-    hr = modcrop(_hwc(np.asarray(hr_uint8)), scale)
+    hr = modcrop(as_hwc(np.asarray(hr_uint8)), scale)
     if protocol == "srcnn" and channel == "y":
         y = protocol_y(hr, "srcnn")
         up = imresize_numpy(imresize_numpy(y, 1.0 / scale), float(scale))
