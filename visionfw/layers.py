@@ -24,20 +24,27 @@ def _check_order(order, layer):
         )
 
 
+class _PixelRearrange(keras.layers.Layer):
+    """Shared arguments of PixelShuffle and PixelUnshuffle."""
+
+    def __init__(self, scale=2, order="tf", **kwargs):
+        super().__init__(**kwargs)
+        _check_order(order, type(self).__name__)
+        self.scale = int(scale)
+        self.order = order
+
+    def get_config(self):
+        return {**super().get_config(), "scale": self.scale, "order": self.order}
+
+
 @_register
-class PixelShuffle(keras.layers.Layer):
+class PixelShuffle(_PixelRearrange):
     """Sub-pixel upsampling: (H, W, C*r*r) -> (H*r, W*r, C).
 
     ``order='tf'`` follows ``tf.nn.depth_to_space`` (channel index ``(i*r + j)*C + c``);
     ``order='torch'`` follows PyTorch's ``nn.PixelShuffle`` (channel index
     ``c*r*r + i*r + j``), so weights converted from PyTorch need no reordering.
     """
-
-    def __init__(self, scale=2, order="tf", **kwargs):
-        super().__init__(**kwargs)
-        _check_order(order, "PixelShuffle")
-        self.scale = int(scale)
-        self.order = order
 
     def call(self, x):
         r = self.scale
@@ -58,19 +65,11 @@ class PixelShuffle(keras.layers.Layer):
         return (n, None if h is None else h * r, None if w is None else w * r,
                 None if c is None else c // (r * r))
 
-    def get_config(self):
-        return {**super().get_config(), "scale": self.scale, "order": self.order}
 
 
 @_register
-class PixelUnshuffle(keras.layers.Layer):
+class PixelUnshuffle(_PixelRearrange):
     """Inverse of :class:`PixelShuffle`: (H, W, C) -> (H/r, W/r, C*r*r)."""
-
-    def __init__(self, scale=2, order="tf", **kwargs):
-        super().__init__(**kwargs)
-        _check_order(order, "PixelUnshuffle")
-        self.scale = int(scale)
-        self.order = order
 
     def call(self, x):
         r = self.scale
@@ -88,9 +87,6 @@ class PixelUnshuffle(keras.layers.Layer):
         r = self.scale
         return (n, None if h is None else h // r, None if w is None else w // r,
                 None if c is None else c * r * r)
-
-    def get_config(self):
-        return {**super().get_config(), "scale": self.scale, "order": self.order}
 
 
 @_register
