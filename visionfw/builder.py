@@ -112,6 +112,10 @@ def layer_class(name):
     cls = getattr(keras.layers, name, None)
     if inspect.isclass(cls) and issubclass(cls, keras.layers.Layer):
         return cls
+    # layers registered elsewhere with @register_keras_serializable(package="visionfw")
+    cls = keras.saving.get_registered_object(f"visionfw>{name}")
+    if inspect.isclass(cls) and issubclass(cls, keras.layers.Layer):
+        return cls
     return None
 
 

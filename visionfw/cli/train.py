@@ -12,6 +12,8 @@ flags.DEFINE_string("model", None, "Registry name of the model (see `visionfw mo
 flags.DEFINE_integer("scale", 2, "Upscaling factor.")
 flags.DEFINE_string("task", "sr", "Training task (sr; others register with visionfw.train.register_task).")
 flags.DEFINE_string("model_kwargs", "", "Model hyper-parameters: 'n1=32,n2=16' or a JSON object.")
+flags.DEFINE_string("task_options", "", "Task options, e.g. TAD 'alpha=10,beta=1,epsilon=10,quantize_from=5000', "
+                    "colorize 'lam=0.5'.")
 flags.DEFINE_string("train_data", None, "Folder of HR images or an .h5 patch file; unset: the embedded photos.")
 flags.DEFINE_string("lr_source", "bicubic", "'bicubic' (MATLAB bicubic of the HR) or a folder of LR images.")
 flags.DEFINE_list("val_data", ["Set5"], "Benchmark sets validated on (comma list); empty: no validation.")
@@ -87,6 +89,7 @@ def main(command, argv):
     config = TrainConfig(
         model=FLAGS.model, scale=FLAGS.scale, task=FLAGS.task,
         model_kwargs=_parse_kv(FLAGS.model_kwargs, "model_kwargs"),
+        task_options=_parse_kv(FLAGS.task_options, "task_options"),
         train_data=FLAGS.train_data, lr_source=FLAGS.lr_source, augment=FLAGS.augment,
         val_data=[s for s in FLAGS.val_data if s], data_dir=FLAGS.data_dir, protocol=FLAGS.protocol,
         steps=FLAGS.steps, batch_size=FLAGS.batch_size, lr_patch=FLAGS.lr_patch, loss=FLAGS.loss,

@@ -74,6 +74,25 @@ class Task:
     def make_dataset(self, start_step=0):
         raise NotImplementedError
 
+    def hr_patch_dataset(self, hr_patch, start_step=0):
+        """Batches of RGB HR patches only, as ``(hr,)`` tuples, from the shared input pipeline.
+
+        For tasks that make their own model input from the HR patch (TAD, colorization).
+        Deterministic in (seed, step) like every pipeline batch, so resumed runs see the
+        same data.
+        """
+        from visionfw.data.pipeline import TrainDataConfig, make_train_dataset
+
+        c = self.config
+        hr_patch = int(hr_patch)
+        if hr_patch < 2 or hr_patch % 2:
+            raise ConfigError(f"the HR patch of task {c.task!r} must be an even size >= 2, got {hr_patch}; "
+                              "change --lr_patch.")
+        config = TrainDataConfig(source=c.train_data, scale=2, lr_patch=hr_patch // 2,
+                                 batch_size=int(c.batch_size), channels="rgb", augment=bool(c.augment),
+                                 seed=int(c.seed), **dict(c.data_options or {}))
+        return make_train_dataset(config, start_step=int(start_step)).map(lambda lr, hr: (hr,))
+
     # -- step --------------------------------------------------------------------------
     def compute_loss(self, model, batch, training):
         raise NotImplementedError
@@ -284,7 +303,15 @@ def register_task(name, cls):
     return cls
 
 
+# Tasks whose module registers them on import; loaded on first use so `--task=tad` just works.
+_TASK_MODULES = {"tad": "visionfw.tad", "colorize": "visionfw.colorization"}
+
+
 def get_task(name):
+    if name not in TASKS and name in _TASK_MODULES:
+        import importlib
+
+        importlib.import_module(_TASK_MODULES[name])
     if name not in TASKS:
         raise ConfigError(f"--task={name!r} is unknown; registered tasks: {sorted(TASKS)}.")
     return TASKS[name]

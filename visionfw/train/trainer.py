@@ -53,6 +53,7 @@ class TrainConfig:
     model: str = "espcn"
     scale: int = 2
     task: str = "sr"
+    task_options: dict = dataclasses.field(default_factory=dict)  # e.g. TAD: alpha, beta, epsilon, quantize_from
     model_kwargs: dict = dataclasses.field(default_factory=dict)
     # data
     train_data: Optional[str] = None          # folder | .h5 | None = embedded photos

@@ -1,0 +1,227 @@
+"""Task-aware downscaling: architecture sizes, recursion, guidance, epsilon-ball loss, STE quantisation, CLI."""
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+import visionfw
+from model_defs.tad import decoder_spec, encoder_spec
+from visionfw import tad
+from visionfw.data.imresize import imresize
+
+
+def _trainable(model):
+    return sum(int(np.prod(w.shape)) for w in model.trainable_weights)
+
+
+# Reference counts from the issue (trainable parameters; the Quantize switch adds one
+# non-trainable variable to count_params()).
+@pytest.mark.parametrize("name, count", [
+    ("aetad", 671_350), ("aetad_skip2", 671_350), ("aetad_very_small", 375_926),
+    ("aetad_very_large", 1_299_126), ("aetad_small", 523_638), ("aetad_large", 819_062),
+    ("aetad_color_large", 716_836),
+])
+def test_reference_parameter_counts(name, count):
+    model = visionfw.get_model(name)
+    assert _trainable(model) == count
+    assert model.count_params() == count + 1
+
+
+def test_recursive_scales_share_the_x2_weights():
+    x2 = visionfw.get_model("aetad_very_small", scale=2)
+    x4 = visionfw.get_model("aetad_very_small", scale=4)
+    assert _trainable(x4) == _trainable(x2)  # same encoder/decoder, applied twice
+    x = np.random.default_rng(0).random((1, 32, 48, 3), dtype=np.float32)
+    shr, slr = x4(x)
+    assert shr.shape == (1, 32, 48, 3) and slr.shape == (1, 8, 12, 3)
+    # x4 = x2 encoder twice: copying the weights over reproduces the recursion by hand
+    x2.set_weights(x4.get_weights())
+    enc, dec = tad.split_model(x2, 1)
+    lr = enc(enc(x))
+    np.testing.assert_allclose(np.asarray(lr), np.asarray(slr), atol=1e-5)
+    np.testing.assert_allclose(np.asarray(dec(dec(lr))), np.asarray(shr), atol=1e-4)
+
+
+def test_x16_and_direct_x4_shapes():
+    x = np.zeros((1, 64, 32, 3), np.float32)
+    shr, slr = visionfw.get_model("aetad_very_small", scale=16)(x)
+    assert slr.shape == (1, 4, 2, 3) and shr.shape == (1, 64, 32, 3)
+    shr, slr = visionfw.get_model("aetad_4direct")(x)
+    assert slr.shape == (1, 16, 8, 3) and shr.shape == (1, 64, 32, 3)
+
+
+def test_slr_is_bicubic_plus_encoder_residual():
+    """With the encoder's last conv zeroed, SLR is exactly MATLAB bicubic of HR (the guide)."""
+    model = visionfw.get_model("aetad_very_small")
+    enc = model.get_layer("encoder")
+    last = [l for l in enc.layers if isinstance(l, keras.layers.Conv2D)][-1]
+    assert last.filters == 3
+    last.set_weights([np.zeros_like(w) for w in last.get_weights()])
+    x = np.random.default_rng(1).random((2, 24, 20, 3), dtype=np.float32)
+    _, slr = model(x)
+    np.testing.assert_allclose(np.asarray(slr), np.asarray(imresize(x, scale=0.5)), atol=1e-6)
+
+
+def test_color_latent_is_luma_guided():
+    model = visionfw.get_model("aetad_color")
+    enc = model.get_layer("encoder")
+    last = [l for l in enc.layers if isinstance(l, keras.layers.Conv2D)][-1]
+    last.set_weights([np.zeros_like(w) for w in last.get_weights()])
+    x = np.array([[[[1.0, 0.0, 0.0], [0.0, 1.0, 0.0]], [[0.0, 0.0, 1.0], [1.0, 1.0, 1.0]]]], np.float32)
+    shr, grey = model(x)
+    np.testing.assert_allclose(np.asarray(grey)[0, ..., 0], [[0.299, 0.587], [0.114, 1.0]], atol=1e-6)
+    assert shr.shape == (1, 2, 2, 3)
+
+
+@pytest.mark.parametrize("name, scale", [("aetad_very_small", 2), ("aetad_skip2", 4)])
+def test_keras_round_trip(name, scale, tmp_path):
+    model = visionfw.get_model(name, scale=scale)
+    tad.set_quantization(model, True)
+    x = np.random.default_rng(2).random((1, 16, 24, 3), dtype=np.float32)
+    before = model(x)
+    path = tmp_path / "tad.keras"
+    model.save(path)
+    loaded = keras.saving.load_model(path, safe_mode=True)
+    after = loaded(x)
+    for a, b in zip(before, after):
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+    assert tad.quantization_enabled(loaded)
+    # quantised SLR lies on the 8-bit grid
+    slr = np.asarray(after[1]) * 255.0
+    np.testing.assert_allclose(slr, np.round(slr), atol=1e-3)
+
+
+def test_encoder_and_decoder_specs_take_the_full_models_weights():
+    full = visionfw.get_model("aetad_very_small")
+    enc = visionfw.build_model(encoder_spec("aetad_very_small"))
+    dec = visionfw.build_model(decoder_spec("aetad_very_small"))
+    enc.get_layer("encoder").set_weights(full.get_layer("encoder").get_weights())
+    dec.get_layer("decoder").set_weights(full.get_layer("decoder").get_weights())
+    x = np.random.default_rng(3).random((1, 16, 16, 3), dtype=np.float32)
+    shr, slr = full(x)
+    np.testing.assert_allclose(np.asarray(enc(x)), np.asarray(slr), atol=1e-6)
+    np.testing.assert_allclose(np.asarray(dec(slr)), np.asarray(shr), atol=1e-5)
+
+
+def test_latent_loss_epsilon_ball_hand_worked():
+    """Image 1 deviates 5 grey levels, image 2 deviates 20: epsilon 10 keeps only image 2."""
+    guide = np.full((2, 4, 4, 3), 0.5, np.float32)
+    slr = guide.copy()
+    slr[0] += 5 / 255
+    slr[1] -= 20 / 255
+    np.testing.assert_allclose(tad.latent_deviation(slr, guide).numpy() * 255, [5, 20], rtol=1e-5)
+    np.testing.assert_allclose(float(tad.latent_loss(slr, guide, 10.0)), (0 + 20 / 255) / 2, rtol=1e-5)
+    np.testing.assert_allclose(float(tad.latent_loss(slr, guide, 0.0)), (5 / 255 + 20 / 255) / 2, rtol=1e-5)
+    assert float(tad.latent_loss(slr, guide, 21.0)) == 0.0
+    hr = np.zeros((2, 8, 8, 3), np.float32)
+    shr = hr + 0.1
+    loss, terms = tad.tad_loss(hr, shr, slr, guide, alpha=10.0, beta=1.0, epsilon=10.0)
+    np.testing.assert_allclose(float(loss), 10 * 0.1 + 10 / 255, rtol=1e-5)
+
+
+def test_ste_quantisation_keeps_the_encoder_learning():
+    keras.utils.set_random_seed(0)
+    model = visionfw.get_model("aetad_very_small")
+    task = tad.TADObjective(scale=2, quantize_from=0)
+    task.on_step(model, 0)
+    assert tad.quantization_enabled(model)
+    enc_vars = model.get_layer("encoder").trainable_variables
+    before = [v.numpy().copy() for v in enc_vars]
+    hr = tf.constant(np.random.default_rng(4).random((2, 16, 16, 3), dtype=np.float32))
+    with tf.GradientTape() as tape:
+        loss, _ = task.compute_loss(model, hr, True)
+    grads = tape.gradient(loss, enc_vars)
+    assert all(g is not None for g in grads)
+    # the reconstruction gradient reaches the encoder head through the rounding
+    assert float(tf.reduce_max(tf.abs(grads[0]))) > 0
+    keras.optimizers.SGD(0.1).apply_gradients(zip(grads, enc_vars))
+    changed = [np.abs(v.numpy() - b).max() for v, b in zip(enc_vars, before)]
+    assert min(changed) > 0
+    _, slr = model(hr)
+    q = np.asarray(slr) * 255
+    np.testing.assert_allclose(q, np.round(q), atol=1e-3)
+
+
+def test_quantisation_switches_on_at_the_chosen_step():
+    model = visionfw.get_model("aetad_very_small")
+    task = tad.TADObjective(quantize_from=3)
+    task.on_step(model, 2)
+    assert not tad.quantization_enabled(model)
+    task.on_step(model, 3)
+    assert tad.quantization_enabled(model)
+
+
+def test_add_noise_has_the_requested_sigma():
+    noisy = tad.add_noise(np.zeros((200, 200, 3), np.float32), 0.1, seed=0)
+    assert abs(float(noisy.std()) - 0.1) < 0.002
+
+
+def test_cli_downscale_then_upscale(tmp_path):
+    from visionfw.cli.tad import run
+    from visionfw.data.image_io import read_image_uint8, write_image
+
+    src = tmp_path / "in"
+    img = (np.random.default_rng(5).random((18, 22, 3)) * 255).astype(np.uint8)
+    write_image(src / "a.png", img)
+    model = visionfw.get_model("aetad_very_small")
+    model.save_weights(tmp_path / "w.weights.h5")
+    lr_files = run("downscale", "aetad_very_small", str(tmp_path / "w.weights.h5"), str(src), str(tmp_path / "lr"))
+    lr = read_image_uint8(lr_files[0])
+    assert lr.shape == (9, 11, 3)
+    # the written LR is the model's own SLR rounded to 8 bits
+    _, slr = model(img[None].astype(np.float32) / 255)
+    assert np.abs(lr.astype(int) - np.round(np.clip(np.asarray(slr)[0], 0, 1) * 255)).max() <= 1
+    hr_files = run("upscale", "aetad_very_small", str(tmp_path / "w.weights.h5"), str(tmp_path / "lr"),
+                   str(tmp_path / "hr"))
+    assert read_image_uint8(hr_files[0]).shape == (18, 22, 3)
+
+
+def test_unsupported_scale_is_a_config_error():
+    with pytest.raises(visionfw.errors.ConfigError):
+        visionfw.get_model("aetad", scale=3)
+
+
+def test_tad_task_plugs_into_the_shared_trainer(tmp_path):
+    from visionfw.data.image_io import write_image
+    from visionfw.train.tasks import get_task
+    from visionfw.train.trainer import TrainConfig
+
+    for i in range(2):
+        write_image(tmp_path / f"{i}.png", (np.random.default_rng(i).random((20, 20, 3)) * 255).astype(np.uint8))
+    config = TrainConfig(model="aetad_very_small", task="tad", scale=2, lr_patch=8, batch_size=2,
+                         seed=0, train_data=str(tmp_path), task_options={"epsilon": 10.0, "quantize_from": 1})
+    task = get_task("tad")(config)
+    assert isinstance(task, tad.TADTask) and task.objective.epsilon == 10.0
+    model = task.build_model()
+    task.begin_step(0)
+    assert not tad.quantization_enabled(model)
+    task.begin_step(1)
+    assert tad.quantization_enabled(model)
+    (batch,) = next(iter(task.make_dataset(start_step=5)))  # HR patches from the shared pipeline
+    assert batch.shape == (2, 16, 16, 3)
+    (again,) = next(iter(task.make_dataset(start_step=5)))
+    np.testing.assert_array_equal(batch.numpy(), again.numpy())  # deterministic in the step
+    loss, metrics = task.compute_loss(model, batch, False)
+    assert np.isfinite(float(loss)) and set(metrics) == {"l1_hr", "l_latent", "psnr_hr"}
+
+
+def test_tad_trains_end_to_end_in_the_shared_loop(tmp_path):
+    """`visionfw train --task=tad` path: the shared trainer runs TADTask and saves a loadable model."""
+    import keras
+
+    from visionfw.data.image_io import write_image
+    from visionfw.train import train
+    from visionfw.train.trainer import TrainConfig
+
+    data = tmp_path / "data"
+    for i in range(3):
+        write_image(data / f"{i}.png", (np.random.default_rng(i).random((24, 24, 3)) * 255).astype(np.uint8))
+    result = train(TrainConfig(model="aetad_very_small", task="tad", scale=2, steps=4, batch_size=2, lr_patch=8,
+                               train_data=str(data), val_data=[], workdir=str(tmp_path / "run"), log_every=2,
+                               ckpt_every=2, progress=False, tensorboard=False,
+                               task_options={"epsilon": 10.0, "quantize_from": 2}))
+    assert result["steps"] == 4 and np.isfinite(result["final_loss"])
+    model = keras.saving.load_model(result["model_path"], safe_mode=True)
+    assert tad.quantization_enabled(model)  # switched on at step 2 and saved that way
+    shr, slr = model(np.zeros((1, 16, 16, 3), np.float32))
+    assert shr.shape == (1, 16, 16, 3) and slr.shape == (1, 8, 8, 3)

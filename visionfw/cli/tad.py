@@ -1,0 +1,115 @@
+"""`visionfw downscale` / `visionfw upscale`: task-aware LR images and their restoration.
+
+    visionfw downscale --model=aetad_skip2 --weights=tad.keras --input=DIR_or_file --output=DIR [--scale=2]
+    visionfw upscale   --model=aetad_skip2 --weights=tad.keras --input=LR_DIR_or_file --output=DIR [--scale=2]
+
+``--weights`` is a whole ``.keras`` model saved from training, or a ``.weights.h5`` file for the
+zoo model ``--model`` at ``--scale``.  HR inputs are cropped to a multiple of the scale; outputs
+are 8-bit PNGs named after the inputs.
+"""
+from pathlib import Path
+
+from absl import flags
+
+FLAGS = flags.FLAGS
+
+
+def _define(kind, name, default, text):
+    if name not in FLAGS:  # another command module may have defined it in this process
+        getattr(flags, f"DEFINE_{kind}")(name, default, text)
+
+
+_define("string", "model", None, "Registry name of the TAD model (see `visionfw models --task=tad`).")
+_define("integer", "scale", None, "Downscaling factor (default: the model's own).")
+_define("string", "weights", None, "A .keras model or .weights.h5 file of the trained TAD model.")
+_define("string", "input", None, "An image file or a folder of images.")
+_define("string", "output", None, "Folder the PNGs are written to (created if missing).")
+
+
+def load_tad_model(model_name=None, weights=None, scale=None):
+    """(model, recursions, latent) from a .keras file or a zoo name plus a weights file."""
+    import keras
+    import numpy as np
+
+    import visionfw
+    import visionfw.tad  # noqa: F401  (custom layers and blocks for load_model)
+    from visionfw.errors import ConfigError, WeightsError
+    from visionfw.registry import get_spec, model_entry
+
+    if weights and str(weights).endswith(".keras"):
+        if not Path(weights).is_file():
+            raise WeightsError(f"--weights={weights}: no such file.")
+        model = keras.saving.load_model(weights, safe_mode=True)
+        try:
+            times = max(1, len(model.get_layer("encoder")._inbound_nodes))
+        except ValueError as exc:
+            raise WeightsError(f"--weights={weights} is not a TAD model (no 'encoder' sub-model).") from exc
+        latent = "luma" if model.outputs[1].shape[-1] == 1 else "bicubic"
+        probe = model(np.zeros((1, 64, 64, 3), np.float32))[1]
+        return model, times, latent, int(round(64 / probe.shape[1]))
+    if not model_name:
+        raise ConfigError("--model is required unless --weights is a whole .keras model.")
+    entry = model_entry(model_name)
+    hyper = {"scale": scale} if scale and entry.scales else {}
+    spec = get_spec(model_name, **hyper)
+    model = visionfw.build_model(spec)
+    if weights:
+        if not Path(weights).is_file():
+            raise WeightsError(f"--weights={weights}: no such file.")
+        try:
+            model.load_weights(weights)
+        except Exception as exc:
+            raise WeightsError(f"--weights={weights} does not fit {model_name} x{spec['meta']['scale']}: {exc}. "
+                               "Pass the --model/--scale it was trained with.") from exc
+    meta = spec["meta"]
+    return model, int(meta["recursions"]), meta["latent"], int(meta["scale"])
+
+
+def _inputs(path):
+    from visionfw.data.image_io import list_images
+    from visionfw.errors import DataError
+
+    p = Path(path)
+    if p.is_dir():
+        return list_images(p)
+    if p.is_file():
+        return [p]
+    raise DataError(f"--input={path}: no such file or folder.")
+
+
+def run(command, model_name, weights, input_path, output, scale=None):
+    """Runs downscale/upscale; returns the list of written files."""
+    import numpy as np
+
+    from visionfw import tad
+    from visionfw.data.image_io import read_image, write_image
+    from visionfw.data.imresize import modcrop
+    from visionfw.errors import ConfigError
+
+    if not input_path or not output:
+        raise ConfigError(f"{command} needs --input and --output.")
+    if not weights:
+        raise ConfigError(f"{command} needs --weights (a trained .keras model or .weights.h5 file); "
+                          "an untrained TAD model would write noise.")
+    model, times, latent, s = load_tad_model(model_name, weights, scale)
+    encoder, decoder = tad.split_model(model, times)
+    written = []
+    for path in _inputs(input_path):
+        img = read_image(path)
+        if command == "downscale":
+            img = np.repeat(img, 3, -1) if img.shape[-1] == 1 else img[..., :3]
+            img = modcrop(img, s) if latent == "bicubic" else img
+            out = tad.downscale(encoder, img)
+        else:
+            want = 1 if latent == "luma" else 3
+            if img.shape[-1] != want:
+                img = img.mean(-1, keepdims=True) if want == 1 else np.repeat(img[..., :1], 3, -1)
+            out = tad.upscale(decoder, img)
+        written.append(write_image(Path(output) / f"{Path(path).stem}.png", out))
+    return written
+
+
+def main(command, argv):
+    files = run(command, FLAGS.model, FLAGS.weights, FLAGS.input, FLAGS.output, FLAGS.scale)
+    print(f"visionfw {command}: wrote {len(files)} image(s) to {FLAGS.output}")
+    return 0

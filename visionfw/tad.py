@@ -1,0 +1,477 @@
+"""Task-aware downscaling (TAD): an autoencoder whose latent is a readable low-resolution image.
+
+The model (see ``model_defs/tad.py``) maps an HR image to ``[SHR, SLR]``: the encoder
+gives ``SLR = encoder(HR) + guide(HR)`` (guide: MATLAB bicubic ``1/s`` downscale, or
+for the colour models the luma of HR), a :class:`visionfw.layers.Quantize` layer
+rounds SLR to 8 bits once switched on, and the decoder restores ``SHR``.
+
+Loss (Kim et al., ECCV 2018, with the thesis' epsilon ball)::
+
+    loss = alpha * L1(SHR, HR) + beta * L_latent
+    L_latent = mean_i [ d_i * 1(255 * d_i >= epsilon) ],   d_i = mean |SLR_i - guide_i|
+
+``d_i`` is the per-image mean absolute deviation on the [0, 1] scale, and its
+*normalised value* is ``255 * d_i``: grey levels of an 8-bit image.  So ``epsilon=10``
+lets the LR image drift 10 grey levels on average from the guide before the latent
+term acts; ``epsilon=0`` always applies it.
+
+x4 and x16 are the x2 autoencoder applied recursively with the *same* weights: one
+encoder sub-model called ``log2(s)`` times, then one decoder sub-model called
+``log2(s)`` times (sub-models named ``encoder`` and ``decoder`` in the full model).
+"""
+from __future__ import annotations
+
+import math
+import time
+
+import keras
+import numpy as np
+import tensorflow as tf
+from keras import ops
+
+from visionfw.builder import register_block
+from visionfw.errors import ConfigError, DataError, TrainingError
+from visionfw.layers import Quantize
+
+__all__ = ["Luma", "latent_deviation", "latent_loss", "tad_loss", "TADTask", "set_quantization",
+           "quantization_enabled", "guide_for", "TADObjective", "SRObjective", "split_model", "downscale", "upscale", "random_patches",
+           "train_tad", "train_sr", "evaluate_tad", "evaluate_sr", "add_noise"]
+
+# Full-range BT.601 luma (JPEG YCbCr): Y in [0, 1] for RGB in [0, 1], the colour models' grey guide.
+LUMA_WEIGHTS = (0.299, 0.587, 0.114)
+
+
+@keras.saving.register_keras_serializable(package="visionfw")
+class Luma(keras.layers.Layer):
+    """RGB -> full-range luma ``0.299 R + 0.587 G + 0.114 B`` (one channel, no weights)."""
+
+    def call(self, x):
+        w = ops.convert_to_tensor(LUMA_WEIGHTS, dtype=x.dtype)
+        return ops.sum(x * w, axis=-1, keepdims=True)
+
+    def compute_output_shape(self, input_shape):
+        return tuple(input_shape[:-1]) + (1,)
+
+
+@register_block("luma")
+def luma_block(inputs, name):
+    """The luma of an RGB node (the colour TAD's grey guide)."""
+    x = inputs[0] if isinstance(inputs, (list, tuple)) else inputs
+    return Luma(name=name)(x)
+
+
+@register_block("tad_apply")
+def tad_apply(inputs, name, spec, times=1, role=None):
+    """Builds ``spec`` once as a sub-model named ``role`` and applies it ``times`` times.
+
+    This is how x4/x16 reuse the x2 weights: the same sub-model is called on its own output.
+    """
+    from visionfw.builder import build_model
+
+    if not isinstance(spec, dict):
+        raise ConfigError(f"block 'tad_apply' ({name}): 'spec' must be a dict spec, got {type(spec).__name__}.")
+    if int(times) < 1:
+        raise ConfigError(f"block 'tad_apply' ({name}): times={times} must be at least 1.")
+    sub = build_model(dict(spec, name=role or spec["name"]))
+    x = inputs[0] if isinstance(inputs, (list, tuple)) else inputs
+    for _ in range(int(times)):
+        x = sub(x)
+    return x
+
+
+# --------------------------------------------------------------------------- losses
+
+
+def latent_deviation(slr, guide):
+    """Per-image mean |SLR - guide| on the [0, 1] scale, shape (N,)."""
+    slr = tf.cast(slr, tf.float32)
+    guide = tf.cast(guide, tf.float32)
+    return tf.reduce_mean(tf.abs(slr - guide), axis=[1, 2, 3])
+
+
+def latent_loss(slr, guide, epsilon=0.0):
+    """Epsilon-ball latent loss: mean over images of ``d_i`` where ``255 * d_i >= epsilon``, else 0."""
+    d = latent_deviation(slr, guide)
+    active = tf.cast(d * 255.0 >= float(epsilon), tf.float32)
+    return tf.reduce_mean(d * active)
+
+
+def tad_loss(hr, shr, slr, guide, alpha=10.0, beta=1.0, epsilon=0.0):
+    """``alpha * L1(SHR, HR) + beta * L_latent``; returns (loss, dict of its terms)."""
+    rec = tf.reduce_mean(tf.abs(tf.cast(shr, tf.float32) - tf.cast(hr, tf.float32)))
+    lat = latent_loss(slr, guide, epsilon)
+    return alpha * rec + beta * lat, {"l1_hr": rec, "l_latent": lat}
+
+
+def guide_for(hr, scale, latent="bicubic"):
+    """The LR guide of an NHWC batch: MATLAB bicubic ``1/scale`` (float, unrounded) or the luma."""
+    from visionfw.data.imresize import imresize
+
+    if latent == "luma":
+        return Luma()(tf.cast(hr, tf.float32))
+    if latent != "bicubic":
+        raise ConfigError(f"latent={latent!r} is unknown; use 'bicubic' or 'luma'.")
+    return imresize(tf.cast(hr, tf.float32), scale=1.0 / float(scale))
+
+
+# --------------------------------------------------------------------------- model helpers
+
+
+def _quantizers(model):
+    found = []
+
+    def walk(layer):
+        if isinstance(layer, Quantize):
+            found.append(layer)
+        for sub in getattr(layer, "layers", []) or []:
+            walk(sub)
+
+    walk(model)
+    return found
+
+
+def set_quantization(model, on):
+    """Switches every Quantize layer of ``model`` on or off (its ``enabled`` variable)."""
+    qs = _quantizers(model)
+    if not qs:
+        raise ConfigError(f"model {model.name!r} has no Quantize layer to switch.")
+    for q in qs:
+        q.enabled.assign(1.0 if on else 0.0)
+
+
+def quantization_enabled(model):
+    """Whether the model's Quantize layers round (True only if all do)."""
+    qs = _quantizers(model)
+    return bool(qs) and all(float(q.enabled.numpy()) > 0.5 for q in qs)
+
+
+def split_model(model, times=1):
+    """(encoder, decoder) Keras models sharing ``model``'s weights.
+
+    ``times`` is the number of recursions (``log2(scale)`` for aetad; 1 for x2 and colour).
+    The encoder includes nothing after SLR (no quantisation: files are 8-bit anyway).
+    """
+    try:
+        enc = model.get_layer("encoder")
+        dec = model.get_layer("decoder")
+    except ValueError as exc:
+        raise ConfigError(f"model {model.name!r} has no 'encoder'/'decoder' sub-models; build it from "
+                          "model_defs.tad (e.g. visionfw.get_model('aetad_skip2')).") from exc
+    x_in = keras.Input(shape=enc.inputs[0].shape[1:])
+    x = x_in
+    for _ in range(times):
+        x = enc(x)
+    encoder = keras.Model(x_in, x, name=f"{model.name}_encoder")
+    y_in = keras.Input(shape=dec.inputs[0].shape[1:])
+    y = y_in
+    for _ in range(times):
+        y = dec(y)
+    decoder = keras.Model(y_in, y, name=f"{model.name}_decoder")
+    return encoder, decoder
+
+
+def _batch(img):
+    img = np.asarray(img, dtype=np.float32)
+    if img.ndim == 3:
+        return img[None], True
+    if img.ndim == 4:
+        return img, False
+    raise DataError(f"expected an HWC or NHWC float image, got shape {img.shape}.")
+
+
+def downscale(encoder, hr):
+    """Task-aware LR of ``hr`` (HWC/NHWC float [0, 1]), quantised to 8 bits like a stored PNG."""
+    x, single = _batch(hr)
+    lr = np.asarray(encoder(x, training=False))
+    lr = np.clip(np.floor(lr * 255.0 + 0.5), 0, 255) / 255.0
+    return (lr[0] if single else lr).astype(np.float32)
+
+
+def upscale(decoder, lr):
+    """Restored HR from a task-aware LR image (HWC/NHWC float [0, 1]), clipped to [0, 1]."""
+    x, single = _batch(lr)
+    hr = np.clip(np.asarray(decoder(x, training=False)), 0.0, 1.0)
+    return (hr[0] if single else hr).astype(np.float32)
+
+
+def add_noise(img, sigma, seed=0):
+    """``img`` plus white Gaussian noise of std ``sigma`` (on the [0, 1] scale), not clipped."""
+    rng = np.random.default_rng(seed)
+    return (np.asarray(img, np.float32) + rng.normal(0.0, sigma, np.shape(img))).astype(np.float32)
+
+
+# --------------------------------------------------------------------------- objectives and trainer tasks
+
+try:  # the shared trainer's Task API (visionfw.train.tasks); absent in a trimmed install
+    from visionfw.train.tasks import Task as _TaskBase
+    from visionfw.train.tasks import register_task as _register_task
+except ImportError:  # pragma: no cover
+    _TaskBase, _register_task = object, None
+
+
+def _hr_of(batch):
+    if isinstance(batch, dict):
+        return batch["hr"]
+    if isinstance(batch, (tuple, list)):
+        return batch[-1]
+    return batch
+
+
+class TADObjective:
+    """TAD loss for any loop: ``compute_loss(model, batch, training) -> (loss, metrics)``.
+
+    ``batch`` is an NHWC float HR batch in [0, 1] (or a dict with ``'hr'``, or an (lr, hr) pair).
+    :meth:`on_step` switches SLR quantisation on once ``step >= quantize_from``.
+    """
+
+    def __init__(self, scale=2, alpha=10.0, beta=1.0, epsilon=0.0, quantize_from=None, latent="bicubic"):
+        if alpha < 0 or beta < 0 or epsilon < 0:
+            raise ConfigError(f"TAD loss: alpha={alpha}, beta={beta}, epsilon={epsilon} must be >= 0.")
+        if latent not in ("bicubic", "luma"):
+            raise ConfigError(f"TAD loss: latent={latent!r} is unknown; use 'bicubic' or 'luma'.")
+        self.scale = int(scale)
+        self.alpha = float(alpha)
+        self.beta = float(beta)
+        self.epsilon = float(epsilon)
+        self.quantize_from = quantize_from
+        self.latent = latent
+
+    def on_step(self, model, step):
+        if self.quantize_from is not None:
+            want = step >= self.quantize_from
+            if want != quantization_enabled(model):
+                set_quantization(model, want)
+
+    def compute_loss(self, model, batch, training):
+        hr = tf.cast(_hr_of(batch), tf.float32)
+        shr, slr = model(hr, training=training)
+        guide = guide_for(hr, self.scale, self.latent)
+        loss, terms = tad_loss(hr, shr, slr, guide, self.alpha, self.beta, self.epsilon)
+        mse = tf.reduce_mean(tf.square(tf.clip_by_value(tf.cast(shr, tf.float32), 0.0, 1.0) - hr))
+        terms["psnr_hr"] = -10.0 * tf.math.log(mse + 1e-12) / math.log(10.0)
+        return loss, terms
+
+
+class SRObjective:
+    """Plain SR on bicubic LR (the baseline TAD is compared with): L1(model(bicubic(HR)), HR).
+
+    The LR input is MATLAB bicubic of the HR patch, rounded to 8 bits like a stored LR file.
+    """
+
+    def __init__(self, scale=2):
+        self.scale = int(scale)
+
+    def compute_loss(self, model, batch, training):
+        hr = tf.cast(_hr_of(batch), tf.float32)
+        lr = tf.round(tf.clip_by_value(guide_for(hr, self.scale), 0.0, 1.0) * 255.0) / 255.0
+        sr = model(lr, training=training)
+        loss = tf.reduce_mean(tf.abs(tf.cast(sr, tf.float32) - hr))
+        return loss, {"l1_hr": loss}
+
+
+def _load_folder_images(folders):
+    from visionfw.data.image_io import list_images, read_image
+
+    images = []
+    for folder in ([folders] if isinstance(folders, str) else list(folders)):
+        for path in list_images(folder):
+            img = read_image(path)
+            if img.shape[-1] == 1:
+                img = np.repeat(img, 3, axis=-1)
+            images.append(img[..., :3])
+    if not images:
+        raise DataError(f"no training images found in {folders!r}.")
+    return images
+
+
+class TADTask(_TaskBase):
+    """``visionfw train --task=tad``: the TAD autoencoder with :class:`TADObjective`.
+
+    Options come from ``config.task_options`` (a dict; alpha, beta, epsilon, quantize_from),
+    the HR patch is ``config.lr_patch * scale``, data are the images of ``config.train_data``.
+    The model's Quantize layer is switched on by :meth:`begin_step`.
+    """
+
+    name = "tad"
+
+    def __init__(self, config):
+        if _TaskBase is not object:
+            super().__init__(config)
+        else:  # pragma: no cover
+            self.config = config
+        opts = dict(getattr(config, "task_options", None) or {})
+        self._model = None
+        scale = int(getattr(config, "scale", 2) or 2)
+        latent = "bicubic"
+        if getattr(config, "model", None):
+            meta = self.meta
+            latent = meta.get("latent", "bicubic")
+            scale = int(meta.get("scale", scale)) or 1
+        self.objective = TADObjective(scale=scale, latent=latent, **opts)
+
+    def build_model(self, dtype_policy=None):
+        self._model = super().build_model(dtype_policy)
+        return self._model
+
+    def begin_step(self, step):
+        if self._model is not None:
+            self.objective.on_step(self._model, int(step))
+
+    def make_dataset(self, start_step=0):
+        return self.hr_patch_dataset(int(self.config.lr_patch) * max(1, self.objective.scale), start_step)
+
+    def compute_loss(self, model, batch, training):
+        return self.objective.compute_loss(model, batch, training)
+
+    def validate(self, model):
+        from visionfw.data.benchmarks import load_benchmark
+
+        out, scale = {}, self.objective.scale
+        times = int(self.meta.get("recursions", 1))
+        for name in list(getattr(self.config, "val_data", None) or []):
+            records = load_benchmark(name, max(scale, 1), getattr(self.config, "data_dir", None))
+            r = evaluate_tad(model, [rec.hr for rec in records], scale, times=times)
+            out[name] = {"psnr": r["psnr"], "ssim": r["ssim"], "bicubic_psnr": float("nan"),
+                         "lr_psnr": r["lr_psnr"]}
+            out["protocol"] = r["protocol"]
+        return out
+
+
+if _register_task is not None:
+    _register_task("tad", TADTask)
+
+
+# --------------------------------------------------------------------------- small self-contained trainer
+
+
+def random_patches(images, batch_size, patch_size, rng):
+    """A batch of random ``patch_size`` crops with random flips/transposes (NHWC float32)."""
+    out = np.empty((batch_size, patch_size, patch_size, images[0].shape[-1]), np.float32)
+    for b in range(batch_size):
+        img = images[rng.integers(len(images))]
+        h, w = img.shape[:2]
+        if h < patch_size or w < patch_size:
+            raise DataError(f"random_patches: an image of {h}x{w} is smaller than the patch {patch_size}.")
+        y, x = rng.integers(h - patch_size + 1), rng.integers(w - patch_size + 1)
+        p = img[y:y + patch_size, x:x + patch_size]
+        if rng.random() < 0.5:
+            p = p[:, ::-1]
+        if rng.random() < 0.5:
+            p = p[::-1]
+        if rng.random() < 0.5:
+            p = p.transpose(1, 0, 2)
+        out[b] = p
+    return out
+
+
+def _fit(model, task, images, steps, batch_size, patch_size, lr, decay_every, decay, seed, log_every,
+         time_limit=None):
+    """Adam with step decay on random patches; returns a history list of (step, loss, metrics)."""
+    if steps < 1:
+        raise TrainingError(f"steps={steps} must be >= 1.")
+    schedule = keras.optimizers.schedules.ExponentialDecay(
+        lr, decay_steps=max(1, int(decay_every)), decay_rate=decay, staircase=True)
+    opt = keras.optimizers.Adam(learning_rate=schedule)
+    opt.build(model.trainable_variables)  # slots made outside the traced step: one trace, not two
+    rng = np.random.default_rng(seed)
+
+    @tf.function
+    def step_fn(batch):
+        with tf.GradientTape() as tape:
+            loss, metrics = task.compute_loss(model, batch, True)
+        grads = tape.gradient(loss, model.trainable_variables)
+        opt.apply_gradients(zip(grads, model.trainable_variables))
+        return loss, metrics
+
+    history = []
+    start = time.time()
+    for step in range(steps):
+        if hasattr(task, "on_step"):
+            task.on_step(model, step)
+        batch = tf.constant(random_patches(images, batch_size, patch_size, rng))
+        loss, metrics = step_fn(batch)
+        if not np.isfinite(float(loss)):
+            raise TrainingError(f"loss became {float(loss)} at step {step}; lower the learning rate.")
+        if (step + 1) % log_every == 0 or step == steps - 1:
+            history.append((step + 1, float(loss), {k: float(v) for k, v in metrics.items()}))
+        if time_limit is not None and time.time() - start > time_limit:
+            history.append((step + 1, float(loss), {k: float(v) for k, v in metrics.items()}))
+            break
+    return history
+
+
+def train_tad(model, images, steps, task=None, batch_size=16, patch_size=96, lr=4e-4, decay_every=None,
+              decay=0.5, seed=0, log_every=50, time_limit=None):
+    """Self-contained TAD training (Adam ``lr`` halved every ``decay_every`` steps).
+
+    A stand-in for the shared trainer in ``visionfw.train`` (which takes :class:`TADTask`).
+    ``images``: list of HWC float32 RGB HR images in [0, 1].  Returns the loss history.
+    """
+    task = task or TADObjective()
+    return _fit(model, task, images, steps, batch_size, patch_size, lr, decay_every or max(1, steps // 2),
+                decay, seed, log_every, time_limit)
+
+
+def train_sr(model, images, steps, scale=2, batch_size=16, patch_size=96, lr=4e-4, decay_every=None,
+             decay=0.5, seed=0, log_every=50, time_limit=None):
+    """Trains ``model`` as plain SR on 8-bit MATLAB-bicubic LR patches (same loop as :func:`train_tad`)."""
+    return _fit(model, SRObjective(scale), images, steps, batch_size, patch_size, lr,
+                decay_every or max(1, steps // 2), decay, seed, log_every, time_limit)
+
+
+# --------------------------------------------------------------------------- evaluation
+
+
+def _as_rgb(img_uint8):
+    img = np.asarray(img_uint8)
+    if img.ndim == 2:
+        img = img[..., None]
+    return np.repeat(img, 3, axis=-1) if img.shape[-1] == 1 else img
+
+
+def _back_to_channels(out, like):
+    """Grey HR images (Set14 bridge) go in as 3 equal channels; their output is the channel mean."""
+    if np.asarray(like).ndim == 2 or np.asarray(like).shape[-1] == 1:
+        return out.mean(axis=-1, keepdims=True)
+    return out
+
+
+def evaluate_tad(model, hr_images, scale, times=1, protocol="edsr", noise_sigma=0.0, seed=0):
+    """TAD on uint8 HR images: SLR stored as 8 bits (+ optional noise), then decoded.
+
+    Returns dict(psnr, ssim: HR metrics under ``protocol`` on Y with ``scale`` px shaved;
+    lr_psnr: RGB PSNR of the 8-bit SLR against 8-bit MATLAB bicubic of HR, no shave;
+    protocol: the description).
+    """
+    from visionfw import metrics
+    from visionfw.data.imresize import imresize_numpy, modcrop
+
+    encoder, decoder = split_model(model, times)
+    results, lr_psnrs = [], []
+    for hr in hr_images:
+        hr = modcrop(np.asarray(hr), scale)
+        x = _as_rgb(hr).astype(np.float32) / 255.0
+        slr = downscale(encoder, x)
+        bic = imresize_numpy(_as_rgb(hr), 1.0 / scale).astype(np.float64) / 255.0
+        lr_psnrs.append(metrics.psnr(slr.astype(np.float64), bic))
+        if noise_sigma > 0:
+            slr = add_noise(slr, noise_sigma, seed)
+        out = _back_to_channels(upscale(decoder, slr), hr)
+        results.append(metrics.evaluate_pair(out, hr, scale, protocol=protocol, channel="y"))
+    mean = metrics.mean_metrics(results)
+    mean["lr_psnr"] = float(np.mean(lr_psnrs))
+    return mean
+
+
+def evaluate_sr(model, hr_images, scale, protocol="edsr"):
+    """Plain SR from 8-bit MATLAB-bicubic LR (uint8 resize of the uint8 HR), same metrics as above."""
+    from visionfw import metrics
+    from visionfw.data.imresize import imresize_numpy, modcrop
+
+    results = []
+    for hr in hr_images:
+        hr = modcrop(np.asarray(hr), scale)
+        lr = imresize_numpy(_as_rgb(hr), 1.0 / scale).astype(np.float32) / 255.0
+        out = _back_to_channels(upscale(model, lr), hr)
+        results.append(metrics.evaluate_pair(out, hr, scale, protocol=protocol, channel="y"))
+    return metrics.mean_metrics(results)
