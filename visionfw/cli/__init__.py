@@ -46,7 +46,15 @@ def run(argv=None):
         print(f"visionfw: unknown command {command!r}.{hint}\n\n{_usage()}", file=sys.stderr)
         return 2
     module = importlib.import_module(COMMANDS[command][0])
-    from absl import app
+    from absl import app, flags
+
+    from visionfw.cli import common
+
+    if any(a in ("-h", "--help", "--helpshort") for a in argv[2:]):
+        # the command's flags are all defined through common.define_flag
+        print(f"usage: visionfw {command} [--flags]   ({COMMANDS[command][1]})\n")
+        print(flags.FLAGS.module_help(common))
+        return 0
 
     from visionfw.errors import VisionFWError
 

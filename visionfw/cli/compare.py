@@ -7,33 +7,29 @@ import sys
 
 from absl import flags
 
+from visionfw.cli.common import define_flag
+
 FLAGS = flags.FLAGS
 
 
-def _define(kind, name, default, help_text, **kw):
-    # several visionfw commands share flag names (model, scale...); a process that imports
-    # two command modules (tests) must not define one twice
-    if name not in FLAGS:
-        getattr(flags, f"DEFINE_{kind}")(name=name, default=default, help=help_text, **kw)
 
-
-_define("string", "models", "srcnn_915,fsrcnn,espcn,vdsr,edsr_baseline", "Registry names, comma separated.")
-_define("string", "test_data", "Set5,Set14", "Benchmark sets (names or folders), comma separated.")
-_define("integer", "scale", 2, "Upscaling factor.")
-_define("string", "weights", "", "name=path pairs (comma separated); path 'official' picks the official "
+define_flag("string", "models", "srcnn_915,fsrcnn,espcn,vdsr,edsr_baseline", "Registry names, comma separated.")
+define_flag("string", "test_data", "Set5,Set14", "Benchmark sets (names or folders), comma separated.")
+define_flag("integer", "scale", 2, "Upscaling factor.")
+define_flag("string", "weights", "", "name=path pairs (comma separated); path 'official' picks the official "
         "SRCNN/VDSR file from the reference data.")
-_define("integer", "train_steps", 0, "Models without --weights are trained this many steps (0: random weights).")
-_define("string", "train_data", None, "Training images for --train_steps (folder; unset: the embedded photos).")
-_define("integer", "train_batch_size", None, "Batch size of that training (default: the model's preset).")
-_define("integer", "train_lr_patch", None, "LR patch size of that training (default: the model's preset).")
-_define("string", "out", "runs/compare", "Output folder (tables, plot, cache, trained models).")
-_define("string", "input_size", "64x64", "LR input size HxW for MACs, latency and memory (pre-upsampled "
+define_flag("integer", "train_steps", 0, "Models without --weights are trained this many steps (0: random weights).")
+define_flag("string", "train_data", None, "Training images for --train_steps (folder; unset: the embedded photos).")
+define_flag("integer", "train_batch_size", None, "Batch size of that training (default: the model's preset).")
+define_flag("integer", "train_lr_patch", None, "LR patch size of that training (default: the model's preset).")
+define_flag("string", "out", "runs/compare", "Output folder (tables, plot, cache, trained models).")
+define_flag("string", "input_size", "64x64", "LR input size HxW for MACs, latency and memory (pre-upsampled "
         "models get scale times that).")
-_define("enum", "protocol", "srcnn", "PSNR/SSIM protocol for every model.", enum_values=["srcnn", "edsr"])
-_define("string", "data_dir", None, "Where the benchmark sets live.")
-_define("integer", "latency_runs", 10, "Timed forward passes (the median is reported).")
-_define("integer", "warmup", 3, "Untimed forward passes before timing.")
-_define("integer", "seed", 0, "Seed of training and of random initialisation.")
+define_flag("enum", "protocol", "srcnn", "PSNR/SSIM protocol for every model.", enum_values=["srcnn", "edsr"])
+define_flag("string", "data_dir", None, "Where the benchmark sets live.")
+define_flag("integer", "latency_runs", 10, "Timed forward passes (the median is reported).")
+define_flag("integer", "warmup", 3, "Untimed forward passes before timing.")
+define_flag("integer", "seed", 0, "Seed of training and of random initialisation.")
 
 
 def main(command, argv):

@@ -1,12 +1,14 @@
 """`visionfw models` and `visionfw describe --model=NAME [--scale=S]`."""
 from absl import flags
 
+from visionfw.cli.common import define_flag
+
 FLAGS = flags.FLAGS
-flags.DEFINE_string("model", None, "Registry name of the model (see `visionfw models`).")
-flags.DEFINE_integer("scale", None, "Upscaling factor (default: the model's own).")
-flags.DEFINE_string("pattern", "*", "Glob filter for `visionfw models`, e.g. 'edsr*'.")
-flags.DEFINE_string("task", None, "Only models of this task: sr, tad or colorize.")
-flags.DEFINE_boolean("dot", False, "`describe`: print the graph as graphviz DOT instead of a table.")
+define_flag("string", "model", None, "Registry name of the model (see `visionfw models`).")
+define_flag("integer", "scale", None, "Upscaling factor (default: the model's own).")
+define_flag("string", "pattern", "*", "Glob filter for `visionfw models`, e.g. 'edsr*'.")
+define_flag("string", "task", None, "Only models of this task: sr, tad or colorize.")
+define_flag("boolean", "dot", False, "`describe`: print the graph as graphviz DOT instead of a table.")
 
 
 def main(command, argv):

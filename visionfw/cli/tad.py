@@ -11,19 +11,16 @@ from pathlib import Path
 
 from absl import flags
 
+from visionfw.cli.common import define_flag
+
 FLAGS = flags.FLAGS
 
 
-def _define(kind, name, default, text):
-    if name not in FLAGS:  # another command module may have defined it in this process
-        getattr(flags, f"DEFINE_{kind}")(name, default, text)
-
-
-_define("string", "model", None, "Registry name of the TAD model (see `visionfw models --task=tad`).")
-_define("integer", "scale", None, "Downscaling factor (default: the model's own).")
-_define("string", "weights", None, "A .keras model or .weights.h5 file of the trained TAD model.")
-_define("string", "input", None, "An image file or a folder of images.")
-_define("string", "output", None, "Folder the PNGs are written to (created if missing).")
+define_flag("string", "model", None, "Registry name of the TAD model (see `visionfw models --task=tad`).")
+define_flag("integer", "scale", None, "Downscaling factor (default: the model's own).")
+define_flag("string", "weights", None, "A .keras model or .weights.h5 file of the trained TAD model.")
+define_flag("string", "input", None, "An image file or a folder of images.")
+define_flag("string", "output", None, "Folder the PNGs are written to (created if missing).")
 
 
 def load_tad_model(model_name=None, weights=None, scale=None):

@@ -5,31 +5,33 @@
 """
 from absl import flags
 
+from visionfw.cli.common import define_flag
+
 FLAGS = flags.FLAGS
-flags.DEFINE_string("model", None, "Registry name of the model (see `visionfw models`); optional when "
+define_flag("string", "model", None, "Registry name of the model (see `visionfw models`); optional when "
                     "--weights is a .keras model file.")
-flags.DEFINE_string("weights", None, "Weights: official .mat (SRCNN/VDSR), .keras, .weights.h5, or a "
+define_flag("string", "weights", None, "Weights: official .mat (SRCNN/VDSR), .keras, .weights.h5, or a "
                     "PyTorch state dict (.pth/.pt with torch installed, or .npz).")
-flags.DEFINE_list("test_data", ["Set5", "Set14"], "Benchmark sets (names or folders), comma-separated.")
-flags.DEFINE_list("scale", None, "SR factor(s), e.g. 3 or 2,3,4 (several only for pre-upsampled "
+define_flag("list", "test_data", ["Set5", "Set14"], "Benchmark sets (names or folders), comma-separated.")
+define_flag("list", "scale", None, "SR factor(s), e.g. 3 or 2,3,4 (several only for pre-upsampled "
                   "models such as VDSR). Default: the model's own.")
-flags.DEFINE_string("data_dir", None, "Folder holding the benchmark sets (default: $VISIONFW_DATA, "
+define_flag("string", "data_dir", None, "Folder holding the benchmark sets (default: $VISIONFW_DATA, "
                     "../shared/data/benchmark, ~/.visionfw/data).")
-flags.DEFINE_enum("protocol", "srcnn", ["srcnn", "edsr"], "Evaluation protocol: 'srcnn' (SRCNN/VDSR "
+define_flag("enum", "protocol", "srcnn", enum_values=["srcnn", "edsr"], help_text="Evaluation protocol: 'srcnn' (SRCNN/VDSR "
                   "MATLAB code: uint8 Y, float bicubic) or 'edsr' (EDSR/RCAN code: uint8 RGB LR).")
-flags.DEFINE_string("lr_dir", None, "--protocol=edsr: folder of ready-made LR images (X<s>/<name>x<s>.png).")
-flags.DEFINE_boolean("per_image", False, "Print one row per image too.")
-flags.DEFINE_string("save_images", None, "Write SR images to DIR/<set>/x<scale>/<name>.png.")
-flags.DEFINE_string("results", None, "Write the results (with the weights' sha256) to this JSON file.")
-flags.DEFINE_integer("tile", None, "Tiled inference with tiles of N input pixels (bounded memory).")
-flags.DEFINE_integer("tile_overlap", None, "Context pixels around each tile (default: the model's "
+define_flag("string", "lr_dir", None, "--protocol=edsr: folder of ready-made LR images (X<s>/<name>x<s>.png).")
+define_flag("boolean", "per_image", False, "Print one row per image too.")
+define_flag("string", "save_images", None, "Write SR images to DIR/<set>/x<scale>/<name>.png.")
+define_flag("string", "results", None, "Write the results (with the weights' sha256) to this JSON file.")
+define_flag("integer", "tile", None, "Tiled inference with tiles of N input pixels (bounded memory).")
+define_flag("integer", "tile_overlap", None, "Context pixels around each tile (default: the model's "
                      "receptive radius, which makes tiling exact for local models).")
-flags.DEFINE_boolean("self_ensemble", False, "Average over the 8 flips/rotations (EDSR's '+').")
-flags.DEFINE_enum("shuffle_order", "torch", ["torch", "tf"], "PyTorch weights: the PixelShuffle channel "
+define_flag("boolean", "self_ensemble", False, "Average over the 8 flips/rotations (EDSR's '+').")
+define_flag("enum", "shuffle_order", "torch", enum_values=["torch", "tf"], help_text="PyTorch weights: the PixelShuffle channel "
                   "order they were trained with.")
-flags.DEFINE_boolean("allow_random", False, "Evaluate without --weights (random weights: the numbers "
+define_flag("boolean", "allow_random", False, "Evaluate without --weights (random weights: the numbers "
                      "mean nothing; for smoke tests only).")
-flags.DEFINE_boolean("progress", True, "Show a progress bar.")
+define_flag("boolean", "progress", True, "Show a progress bar.")
 
 
 def _scales(default):
