@@ -248,3 +248,13 @@ def test_sigkill_then_resume_auto_matches_uninterrupted(tmp_path, image_dir):
     b, _ = ckpt_arrays(tmp_path / "killed" / "checkpoints" / "ckpt-00000012.npz")
     for key in a:
         np.testing.assert_array_equal(a[key], b[key], err_msg=key)
+
+
+def test_unknown_data_option_is_config_error():
+    from visionfw.errors import ConfigError
+    from visionfw.train.tasks import SRTask
+    from visionfw.train.trainer import TrainConfig, resolve_config
+
+    config = resolve_config(TrainConfig(model="espcn", scale=2, data_options={"patch_ordr": "crop_then_downscale"}))
+    with pytest.raises(ConfigError, match="patch_ordr"):
+        SRTask(config).data_config()

@@ -16,6 +16,8 @@ define_flag("string", "model_kwargs", "", "Model hyper-parameters: 'n1=32,n2=16'
 define_flag("string", "task_options", "", "Task options, e.g. TAD 'alpha=10,beta=1,epsilon=10,quantize_from=5000', "
                     "colorize 'lam=0.5'.")
 define_flag("string", "train_data", None, "Folder of HR images or an .h5 patch file; unset: the embedded photos.")
+define_flag("string", "data_options", "", "More input-pipeline options (TrainDataConfig fields), e.g. "
+            "'patch_order=crop_then_downscale,patches_per_image=16'.")
 define_flag("string", "lr_source", "bicubic", "'bicubic' (MATLAB bicubic of the HR) or a folder of LR images.")
 define_flag("list", "val_data", ["Set5"], "Benchmark sets validated on (comma list); empty: no validation.")
 define_flag("string", "data_dir", None, "Where benchmark sets live (default: visionfw.data.benchmarks search path).")
@@ -67,6 +69,7 @@ def main(command, argv):
         model_kwargs=parse_kv(FLAGS.model_kwargs, "model_kwargs"),
         task_options=parse_kv(FLAGS.task_options, "task_options"),
         train_data=FLAGS.train_data, lr_source=FLAGS.lr_source, augment=FLAGS.augment,
+        data_options=parse_kv(FLAGS.data_options, "data_options"),
         val_data=[s for s in FLAGS.val_data if s], data_dir=FLAGS.data_dir, protocol=FLAGS.protocol,
         steps=FLAGS.steps, batch_size=FLAGS.batch_size, lr_patch=FLAGS.lr_patch, loss=FLAGS.loss,
         lr=FLAGS.lr, schedule=FLAGS.schedule,

@@ -90,7 +90,7 @@ class Task:
                               "change --lr_patch.")
         config = TrainDataConfig(source=c.train_data, scale=2, lr_patch=hr_patch // 2,
                                  batch_size=int(c.batch_size), channels="rgb", augment=bool(c.augment),
-                                 seed=int(c.seed), **dict(c.data_options or {}))
+                                 seed=int(c.seed), **_checked_data_options(c.data_options))
         return make_train_dataset(config, start_step=int(start_step)).map(lambda lr, hr: (hr,))
 
     # -- step --------------------------------------------------------------------------
@@ -139,7 +139,7 @@ class SRTask(Task):
         from visionfw.data.pipeline import TrainDataConfig
 
         c = self.config
-        extra = dict(c.data_options or {})
+        extra = _checked_data_options(c.data_options)
         return TrainDataConfig(source=c.train_data, scale=int(c.scale), lr_patch=int(c.lr_patch),
                                batch_size=int(batch_size or c.batch_size), channels=self.channels,
                                lr_source=c.lr_source or "bicubic", augment=bool(c.augment),
@@ -290,6 +290,23 @@ def _fallback_evaluate(model, names, scale, protocol, data_dir, channels, upsamp
                      "bicubic_psnr": float(np.mean(bics))}
     out["protocol"] = description or ""
     return out
+
+
+def _checked_data_options(options):
+    """``--data_options`` as TrainDataConfig keyword arguments; ConfigError names an unknown key."""
+    import dataclasses
+
+    from visionfw.data.pipeline import TrainDataConfig
+
+    options = dict(options or {})
+    fixed = {"source", "scale", "lr_patch", "batch_size", "channels", "lr_source", "augment", "seed",
+             "upsample_input"}  # set by their own flags or by the model
+    allowed = {f.name for f in dataclasses.fields(TrainDataConfig)} - fixed
+    for key in options:
+        if key not in allowed:
+            raise ConfigError(f"--data_options: {key!r} is not a pipeline option here; use one of "
+                              f"{sorted(allowed)} (the others have their own flags).")
+    return options
 
 
 TASKS = {"sr": SRTask}
