@@ -73,7 +73,6 @@ def test_vdsr_set5(vdsr_model, scale):
     _check(results, "vdsr", scale)
 
 
-@pytest.mark.slow
 @pytest.mark.parametrize("scale", [2, 3, 4])
 def test_vdsr_set14(vdsr_model, scale):
     results = evaluate_model(vdsr_model, "Set14", scale, channels="y", upsampled_input=True, progress=False)

@@ -220,7 +220,6 @@ def test_nan_loss_stops_and_keeps_last_good_checkpoint(tmp_path, image_dir):
     assert int(last["step"]) == 5 and math.isnan(float(last["loss"]))
 
 
-@pytest.mark.slow
 def test_sigkill_then_resume_auto_matches_uninterrupted(tmp_path, image_dir):
     """kill -9 the CLI after its first checkpoint; --resume=auto finishes with the same weights."""
     reference = train(tiny_config(tmp_path / "ref", image_dir, steps=12, ckpt_every=3, log_every=3,

@@ -86,7 +86,6 @@ def single_device(tmp_path_factory):
     return root, images, result, _model_weights(root / "single")
 
 
-@pytest.mark.slow
 def test_mirrored_two_cpus_matches_single_device(single_device):
     root, images, ref, ref_w = single_device
     got = _finish(_launch({"logical_cpus": 2,
@@ -107,7 +106,6 @@ def _free_ports(n):
     return ports
 
 
-@pytest.mark.slow
 def test_multi_worker_two_processes_matches_single_device(single_device):
     root, images, ref, ref_w = single_device
     workers = [f"127.0.0.1:{p}" for p in _free_ports(2)]
