@@ -16,3 +16,17 @@ def shared_data():
     if not (SHARED_DATA / "README.md").exists():
         pytest.skip(f"reference data not found at {SHARED_DATA} (set VISIONFW_SHARED_DATA)")
     return SHARED_DATA
+
+
+def write_noise_images(folder, n, size, seed):
+    """``n`` smooth random RGB PNGs of ``size`` x ``size`` in ``folder`` (tiny train/test sets for tests)."""
+    import numpy as np
+    from PIL import Image, ImageFilter
+
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    for i in range(n):
+        noise = (rng.random((8, 8, 3)) * 255).astype(np.uint8)
+        im = Image.fromarray(noise).resize((size, size), Image.BICUBIC).filter(ImageFilter.GaussianBlur(1))
+        im.save(folder / f"im{i}.png")
+    return folder

@@ -7,22 +7,14 @@ import pytest
 
 from visionfw import compare as cmp
 from visionfw.errors import ConfigError
+from conftest import write_noise_images
 
 TINY = [{"label": "srcnn_tiny", "model": "srcnn_915", "hyper": {"n1": 8, "n2": 4}},
         {"label": "espcn_tiny", "model": "espcn", "hyper": {"n1": 8, "n2": 4}}]
 TRAIN_OPTS = {"batch_size": 4, "lr_patch": 8, "data_options": {"patches_per_image": 2}}
 
 
-def _write_images(folder, n, size, seed):
-    from PIL import Image, ImageFilter
-
-    folder.mkdir(parents=True, exist_ok=True)
-    rng = np.random.default_rng(seed)
-    for i in range(n):
-        noise = (rng.random((8, 8, 3)) * 255).astype(np.uint8)
-        im = Image.fromarray(noise).resize((size, size), Image.BICUBIC).filter(ImageFilter.GaussianBlur(1))
-        im.save(folder / f"im{i}.png")
-    return folder
+_write_images = write_noise_images
 
 
 @pytest.fixture(scope="module")

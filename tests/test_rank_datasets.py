@@ -6,6 +6,7 @@ import pytest
 
 from visionfw import rank_datasets as rd
 from visionfw.errors import ConfigError, DataError
+from conftest import write_noise_images
 
 # rows = test sets, columns = training sets (mean PSNR gain, dB)
 GAINS = {"Set5": {"T91": 2.0, "BSD200": 2.5, "BSDS500": 2.4},
@@ -55,15 +56,7 @@ def test_table_labels_sit_next_to_their_own_values():
     assert "Overall ranking: BSD200 > BSDS500 > T91" in md
 
 
-def _write_images(folder, n, size, seed):
-    from PIL import Image, ImageFilter
-
-    folder.mkdir(parents=True, exist_ok=True)
-    rng = np.random.default_rng(seed)
-    for i in range(n):
-        noise = (rng.random((8, 8, 3)) * 255).astype(np.uint8)
-        im = Image.fromarray(noise).resize((size, size), Image.BICUBIC).filter(ImageFilter.GaussianBlur(1))
-        im.save(folder / f"im{i}.png")
+_write_images = write_noise_images
 
 
 def test_resolve_train_sets(tmp_path):

@@ -252,14 +252,10 @@ class ColorizeObjective:
         return loss, {"ce": tf.reduce_mean(ce)}
 
 
-try:  # the shared trainer's Task API
-    from visionfw.train.tasks import Task as _TaskBase
-    from visionfw.train.tasks import register_task as _register_task
-except ImportError:  # pragma: no cover
-    _TaskBase, _register_task = object, None
+from visionfw.train.tasks import Task, register_task  # the shared trainer's task API
 
 
-class ColorizeTask(_TaskBase):
+class ColorizeTask(Task):
     """``visionfw train --task=colorize``: Zhang et al.'s loss on patches of ``config.train_data``.
 
     The rebalancing weights come from the training images (smoothed bin distribution of their
@@ -269,10 +265,7 @@ class ColorizeTask(_TaskBase):
     name = "colorize"
 
     def __init__(self, config):
-        if _TaskBase is not object:
-            super().__init__(config)
-        else:  # pragma: no cover
-            self.config = config
+        super().__init__(config)
         self._images = None
         self._objective = None
 
@@ -299,8 +292,7 @@ class ColorizeTask(_TaskBase):
         return self.objective.compute_loss(model, batch, training)
 
 
-if _register_task is not None:
-    _register_task("colorize", ColorizeTask)
+register_task("colorize", ColorizeTask)
 
 
 def sample_ab(images, factor=4, max_pixels=2_000_000, seed=0):

@@ -202,11 +202,7 @@ def add_noise(img, sigma, seed=0):
 
 # --------------------------------------------------------------------------- objectives and trainer tasks
 
-try:  # the shared trainer's Task API (visionfw.train.tasks); absent in a trimmed install
-    from visionfw.train.tasks import Task as _TaskBase
-    from visionfw.train.tasks import register_task as _register_task
-except ImportError:  # pragma: no cover
-    _TaskBase, _register_task = object, None
+from visionfw.train.tasks import Task, register_task  # the shared trainer's task API
 
 
 def _hr_of(batch):
@@ -284,7 +280,7 @@ def _load_folder_images(folders):
     return images
 
 
-class TADTask(_TaskBase):
+class TADTask(Task):
     """``visionfw train --task=tad``: the TAD autoencoder with :class:`TADObjective`.
 
     Options come from ``config.task_options`` (a dict; alpha, beta, epsilon, quantize_from),
@@ -295,10 +291,7 @@ class TADTask(_TaskBase):
     name = "tad"
 
     def __init__(self, config):
-        if _TaskBase is not object:
-            super().__init__(config)
-        else:  # pragma: no cover
-            self.config = config
+        super().__init__(config)
         opts = dict(getattr(config, "task_options", None) or {})
         self._model = None
         scale = int(getattr(config, "scale", 2) or 2)
@@ -337,8 +330,7 @@ class TADTask(_TaskBase):
         return out
 
 
-if _register_task is not None:
-    _register_task("tad", TADTask)
+register_task("tad", TADTask)
 
 
 # --------------------------------------------------------------------------- small self-contained trainer
