@@ -30,3 +30,17 @@ def write_noise_images(folder, n, size, seed):
         im = Image.fromarray(noise).resize((size, size), Image.BICUBIC).filter(ImageFilter.GaussianBlur(1))
         im.save(folder / f"im{i}.png")
     return folder
+
+
+def count_calls(monkeypatch, targets):
+    """Wraps ``{name: (module, attribute)}`` so each call is counted; returns the live ``{name: count}``."""
+    calls = {name: 0 for name in targets}
+    for name, (module, attr) in targets.items():
+        fn = getattr(module, attr)
+
+        def wrapper(*args, _name=name, _fn=fn, **kwargs):
+            calls[_name] += 1
+            return _fn(*args, **kwargs)
+
+        monkeypatch.setattr(module, attr, wrapper)
+    return calls

@@ -7,7 +7,7 @@ import pytest
 
 from visionfw import compare as cmp
 from visionfw.errors import ConfigError
-from conftest import write_noise_images
+from conftest import count_calls, write_noise_images
 
 TINY = [{"label": "srcnn_tiny", "model": "srcnn_915", "hyper": {"n1": 8, "n2": 4}},
         {"label": "espcn_tiny", "model": "espcn", "hyper": {"n1": 8, "n2": 4}}]
@@ -117,19 +117,11 @@ def test_compare_table_outputs_and_cache(tiny_data, tmp_path, monkeypatch):
     assert (out / "psnr_vs_macs.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
     # a rerun computes nothing: count the calls of every expensive step
-    calls = {"train": 0, "eval": 0, "latency": 0}
     import visionfw.evaluate as ev
     import visionfw.train as tr
 
-    def counting(name, fn):
-        def wrapper(*a, **k):
-            calls[name] += 1
-            return fn(*a, **k)
-        return wrapper
-
-    monkeypatch.setattr(tr, "train", counting("train", tr.train))
-    monkeypatch.setattr(ev, "evaluate_model", counting("eval", ev.evaluate_model))
-    monkeypatch.setattr(cmp, "measure_latency", counting("latency", cmp.measure_latency))
+    calls = count_calls(monkeypatch, {"train": (tr, "train"), "eval": (ev, "evaluate_model"),
+                                      "latency": (cmp, "measure_latency")})
     again = cmp.compare_models(models, ["Set5"], 2, **kw)
     assert calls == {"train": 0, "eval": 0, "latency": 0}
     assert again["computed"] == {"train": 0, "eval": 0, "cost": 0}

@@ -6,7 +6,7 @@ import pytest
 
 from visionfw import rank_datasets as rd
 from visionfw.errors import ConfigError, DataError
-from conftest import write_noise_images
+from conftest import count_calls, write_noise_images
 
 # rows = test sets, columns = training sets (mean PSNR gain, dB)
 GAINS = {"Set5": {"T91": 2.0, "BSD200": 2.5, "BSDS500": 2.4},
@@ -76,16 +76,7 @@ def test_rank_datasets_end_to_end_and_resume(tmp_path, monkeypatch):
     _write_images(root / "A", 4, 40, 1)
     _write_images(root / "B", 4, 40, 2)
     _write_images(tmp_path / "bench" / "Set5", 2, 24, 0)
-    calls = {"train": 0, "eval": 0}
-
-    def counting(name, fn):
-        def wrapper(*a, **k):
-            calls[name] += 1
-            return fn(*a, **k)
-        return wrapper
-
-    monkeypatch.setattr(tr, "train", counting("train", tr.train))
-    monkeypatch.setattr(ev, "evaluate_model", counting("eval", ev.evaluate_model))
+    calls = count_calls(monkeypatch, {"train": (tr, "train"), "eval": (ev, "evaluate_model")})
     out = tmp_path / "out"
     kw = dict(data_dir=str(tmp_path / "bench"), train_root=str(root), model_kwargs={"n1": 8, "n2": 4},
               train_options={"batch_size": 4, "lr_patch": 8, "data_options": {"patches_per_image": 2}})
