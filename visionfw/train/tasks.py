@@ -20,7 +20,6 @@ state to checkpoint), ``begin_step(step)`` (e.g. turn quantisation on from a ste
 """
 from __future__ import annotations
 
-import numpy as np
 import tensorflow as tf
 
 from visionfw.errors import ConfigError, DataError
@@ -200,18 +199,12 @@ class SRTask(Task):
         names = list(self.config.val_data or [])
         if not names:
             return {}
-        protocol = self.config.protocol
-        try:
-            from visionfw.evaluate import evaluate_model
-        except ImportError:
-            evaluate_model = None
-        if evaluate_model is not None:
-            raw = evaluate_model(model, names, int(self.config.scale), protocol=protocol,
-                                 data_dir=self.config.data_dir, channels=self.channels,
-                                 upsampled_input=self.upsampled_input, progress=False)
-            return _normalise_results(raw, names)
-        return _fallback_evaluate(model, names, int(self.config.scale), protocol, self.config.data_dir,
-                                  self.channels, self.upsampled_input)
+        from visionfw.evaluate import evaluate_model
+
+        raw = evaluate_model(model, names, int(self.config.scale), protocol=self.config.protocol,
+                             data_dir=self.config.data_dir, channels=self.channels,
+                             upsampled_input=self.upsampled_input, progress=False)
+        return _normalise_results(raw, names)
 
     def sample_images(self, model, batch):
         lr, hr = batch
@@ -224,71 +217,16 @@ class SRTask(Task):
 
 def _normalise_results(raw, names):
     """evaluate_model's dict -> ``{set: {psnr, ssim, bicubic_psnr}, 'protocol': str}``."""
-    out = {}
-    protocol = raw.get("protocol") if isinstance(raw, dict) else None
+    from pathlib import Path
+
+    out = {"protocol": ""}
     for name in names:
-        r = raw.get(name)
-        if r is None:  # keyed by canonical name
-            r = next((v for k, v in raw.items() if isinstance(v, dict) and k.lower() == name.lower()), None)
+        # evaluate_model keys a set by its name as given, or by the folder's name for a path
+        r = raw.get(name) or raw.get(Path(str(name)).name)
         if r is None:
             raise DataError(f"evaluate_model returned no result for validation set {name!r}.")
-        bic = r.get("bicubic_psnr")
-        if bic is None and isinstance(r.get("bicubic"), dict):
-            bic = r["bicubic"].get("psnr")
-        out[name] = {"psnr": float(r["psnr"]), "ssim": float(r.get("ssim", float("nan"))),
-                     "bicubic_psnr": float(bic) if bic is not None else float("nan")}
-        protocol = protocol or r.get("protocol_description") or r.get("protocol")
-    out["protocol"] = protocol or ""
-    return out
-
-
-_CACHE = {}
-
-
-def _fallback_evaluate(model, names, scale, protocol, data_dir, channels, upsampled):
-    """Full-image PSNR/SSIM under ``protocol`` (used until visionfw.evaluate exists)."""
-    from visionfw import metrics
-    from visionfw.data.benchmarks import load_benchmark
-    from visionfw.data.imresize import imresize_numpy
-
-    @tf.function(reduce_retracing=True)
-    def run(x):
-        return tf.cast(model(x, training=False), tf.float32)
-
-    out = {}
-    description = None
-    for name in names:
-        key = (name, scale, protocol, data_dir)
-        if key not in _CACHE:
-            _CACHE[key] = load_benchmark(name, scale, data_dir)
-        psnrs, ssims, bics = [], [], []
-        for rec in _CACHE[key]:
-            hr = rec.hr
-            if channels == "y":
-                if protocol == "srcnn":
-                    lr = imresize_numpy(metrics.protocol_y(hr, "srcnn"), 1.0 / scale)
-                else:
-                    lr = metrics.protocol_y(rec.lr, "edsr")
-            else:
-                lr = rec.lr.astype(np.float32) / 255.0
-                if lr.ndim == 2:
-                    lr = lr[..., None]
-                if lr.shape[-1] == 1:
-                    lr = np.repeat(lr, 3, axis=-1)
-            lr = np.asarray(lr, np.float32)
-            if upsampled:
-                lr = np.asarray(imresize_numpy(lr.astype(np.float64), float(scale)), np.float32)
-            sr = np.clip(run(tf.constant(lr[None])).numpy()[0], 0.0, 1.0)
-            hr_eval = hr if hr.ndim == 3 else hr[..., None]
-            if channels == "rgb" and hr_eval.shape[-1] == 1 and sr.shape[-1] == 3:
-                sr = sr[..., :1]  # grey ground truth: every channel is the grey value
-            r = metrics.evaluate_pair(sr, hr_eval, scale, protocol)
-            b = metrics.bicubic_baseline(hr_eval, scale, protocol)
-            psnrs.append(r["psnr"]), ssims.append(r["ssim"]), bics.append(b["psnr"])
-            description = r["protocol"]
-        out[name] = {"psnr": float(np.mean(psnrs)), "ssim": float(np.mean(ssims)),
-                     "bicubic_psnr": float(np.mean(bics))}
-    out["protocol"] = description or ""
+        out[name] = {"psnr": float(r["psnr"]), "ssim": float(r["ssim"]), "bicubic_psnr": float(r["bicubic_psnr"])}
+        out["protocol"] = r["protocol_description"]
     return out
 
 
