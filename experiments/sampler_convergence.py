@@ -54,11 +54,6 @@ VAL_TIMES_FILE = "val_times.csv"
 DONE_FILE = "run_summary.json"
 
 
-def shared_data_root() -> Path:
-    return Path(os.environ.get("VISIONFW_SHARED_DATA",
-                               Path(__file__).resolve().parents[1].parent / "shared" / "data"))
-
-
 # ----------------------------------------------------------------------------- pure helpers
 
 def steps_to_reach(steps, values, target, times=None):
@@ -386,8 +381,10 @@ def parse_args(argv=None):
     ap.add_argument("--sampler_kwargs", default="{}",
                     help='JSON {sampler: {option: value}}, e.g. \'{"psnr_hist": {"bins": 10}}\'')
     ap.add_argument("--out", default="experiments/results/sampler_convergence")
-    ap.add_argument("--train_data", default=str(shared_data_root() / "train" / "T91"))
-    ap.add_argument("--data_dir", default=None, help="benchmark sets (default: library search path)")
+    ap.add_argument("--train_data", default=None, help="training images (default: train/T91 on the library's "
+                    "data search path)")
+    ap.add_argument("--data_dir", default=None, help="first root of the library's data search path "
+                    "(benchmark sets, and T91 when --train_data is not given)")
     args = ap.parse_args(argv)
     args.seeds = [int(s) for s in args.seeds.split(",") if s.strip()]
     args.samplers = [s.strip() for s in args.samplers.split(",") if s.strip()]
@@ -397,9 +394,16 @@ def parse_args(argv=None):
 
 def main(argv=None):
     args = parse_args(argv)
+    if args.train_data is None:
+        from visionfw.data import paths
+        from visionfw.errors import DataError
+
+        try:
+            args.train_data = str(paths.find("train", "T91", args.data_dir, what="The training set T91"))
+        except DataError as exc:
+            sys.exit(f"{exc} (or pass --train_data)")
     if not Path(args.train_data).is_dir():
-        sys.exit(f"--train_data={args.train_data}: no such folder (T91 lives in shared/data/train/T91; "
-                 "set VISIONFW_SHARED_DATA or pass --train_data)")
+        sys.exit(f"--train_data={args.train_data}: no such folder.")
     out = Path(args.out)
     key = f"{args.model}_x{args.scale}_steps{args.steps}_val{args.val_every}_pool{args.pool_size}"
     if args.schedule:

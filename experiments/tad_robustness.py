@@ -1,11 +1,13 @@
 """Robustness of TAD x2 to noise on the stored LR image, for several epsilon-ball radii.
 
-For each epsilon, trains ``aetad_very_small`` on T91 (same loop/budget for all), then stores the
-8-bit SLR of every Set5 image, adds white Gaussian noise of std sigma (on the [0, 1] scale,
-unclipped) and decodes.  Reports HR PSNR (Y, EDSR protocol, shave 2) per sigma, the relative
-PSNR loss at the largest sigma, and writes a PSNR-vs-sigma PNG plot.
+For each epsilon, trains ``aetad_very_small`` on T91 through the one training loop
+(``TrainConfig(task='tad')``, the same budget for all), then stores the 8-bit SLR of every
+Set5 image, adds white Gaussian noise of std sigma (on the [0, 1] scale, unclipped) and
+decodes.  Reports HR PSNR (Y, EDSR protocol, shave 2) per sigma, the relative PSNR loss at the
+largest sigma, and writes a PSNR-vs-sigma PNG plot.
 
     python experiments/tad_robustness.py --epsilons=0,10 --steps=250 --out=/tmp/tad_robustness
+    python experiments/tad_robustness.py --steps=4 --batch=2 --patch=16 --out=/tmp/tad_smoke   # a smoke run
 """
 import argparse
 import json
@@ -15,6 +17,7 @@ import time
 from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 
 def main():
@@ -25,21 +28,19 @@ def main():
     ap.add_argument("--steps", type=int, default=250)
     ap.add_argument("--batch", type=int, default=16)
     ap.add_argument("--patch", type=int, default=48, help="HR patch size")
+    ap.add_argument("--lr", type=float, default=4e-4)
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--out", default="tad_robustness", help="output folder (JSON + PNG)")
+    ap.add_argument("--data_dir", default=None, help="first root of the data search path")
+    ap.add_argument("--out", default="tad_robustness", help="output folder (runs, JSON, PNG)")
     args = ap.parse_args()
 
     import keras
 
-    import visionfw
+    import tad_runs
     from visionfw import tad
-    from visionfw.data.image_io import list_images, read_image, read_image_uint8
+    from visionfw.train import train
 
-    root = Path(os.environ.get("VISIONFW_SHARED_DATA", Path(__file__).resolve().parents[1].parent / "shared" / "data"))
-    if not (root / "README.md").exists():
-        sys.exit(f"reference data not found at {root}; set VISIONFW_SHARED_DATA")
-    train = [read_image(p) for p in list_images(root / "train" / "T91")]
-    test = [read_image_uint8(p) for p in list_images(root / "benchmark" / "Set5")]
+    test = tad_runs.hr_images("Set5", 2, args.data_dir)
     epsilons = [float(e) for e in args.epsilons.split(",")]
     sigmas = [float(s) for s in args.sigmas.split(",")]
     out = Path(args.out)
@@ -49,12 +50,11 @@ def main():
                            "noise N(0, sigma^2) added to the 8-bit SLR on the [0, 1] scale, not clipped",
                "runs": {}}
     for eps in epsilons:
-        keras.utils.set_random_seed(args.seed)
-        model = visionfw.get_model(args.model, scale=2)
-        task = tad.TADObjective(scale=2, epsilon=eps, quantize_from=args.steps // 2)
         t0 = time.time()
-        tad.train_tad(model, train, args.steps, task=task, batch_size=args.batch, patch_size=args.patch,
-                      decay_every=int(args.steps * 0.75), seed=args.seed, log_every=args.steps)
+        run = train(tad_runs.train_config(
+            args.model, out / "runs" / f"epsilon{eps:g}", args.steps, args.batch, args.patch, args.lr, args.seed,
+            data_dir=args.data_dir, task="tad", task_options={"epsilon": eps, "quantize_from": args.steps // 2}))
+        model = keras.saving.load_model(run["model_path"], safe_mode=True)
         curve = []
         lr_psnr = None
         for sigma in sigmas:
@@ -68,14 +68,12 @@ def main():
               f"loss at sigma {sigmas[-1]}: {loss:.1f}%; LR vs bicubic {lr_psnr:.2f} dB", flush=True)
     (out / "tad_robustness.json").write_text(json.dumps(results, indent=2))
 
-    import matplotlib
+    from matplotlib.figure import Figure
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(5, 3.5))
-    for eps, run in results["runs"].items():
-        ax.plot(sigmas, run["psnr"], marker="o", label=f"epsilon = {float(eps):g}")
+    fig = Figure(figsize=(5, 3.5))
+    ax = fig.subplots()
+    for eps, r in results["runs"].items():
+        ax.plot(sigmas, r["psnr"], marker="o", label=f"epsilon = {float(eps):g}")
     ax.set_xlabel("noise sigma on the LR image ([0, 1] scale)")
     ax.set_ylabel("Set5 x2 PSNR (Y, dB)")
     ax.set_title(f"TAD {args.model}: robustness to LR noise")

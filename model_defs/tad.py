@@ -34,98 +34,67 @@ the full-range luma 0.299R+0.587G+0.114B in [0, 1]:
 """
 import math
 
-import visionfw.tad  # noqa: F401  (registers the 'tad_apply' and 'luma' blocks)
 from visionfw.errors import ConfigError
-from visionfw.registry import model_entry, register_model
+from visionfw.graph import Graph
+from visionfw.registry import register_model
 
+PAPER = "Kim et al., Task-Aware Image Downscaling, ECCV 2018"
 _DEFAULTS = {"Conv2D": {"filters": 64, "kernel_size": 3, "padding": "same"}}
 
 
-class _Links:
-    """Collects typed links while a spec is written node by node."""
-
-    def __init__(self, n_inputs=1):
-        self.node = n_inputs - 1
-        self.spec = {}
-
-    def add(self, code, ins, sub=None, par=None):
-        self.node += 1
-        ins = ins if isinstance(ins, (list, tuple)) else [ins]
-        self.spec.setdefault(code, []).append(tuple(ins) + (self.node,))
-        if sub is not None or code + "_sub" in self.spec:
-            self.spec.setdefault(code + "_sub", []).append(sub)
-        self.spec.setdefault(code + "_par", []).append(dict(par or {}))
-        return self.node
-
-    def conv(self, x, filters=64, **kw):
-        return self.add("convo", x, "Conv2D", dict(filters=filters, **kw))
-
-
-def _body(links, x, n_blocks, skip, conv_only):
+def _body(g, x, n_blocks, skip, conv_only):
     """R residual blocks (or plain conv pairs), Conv 64, optional long skip from ``x``."""
     h = x
     for _ in range(n_blocks):
         if conv_only:
-            h = links.add("block", h, "conv_relu")
-            h = links.add("block", h, "conv_relu")
+            h = g.block("conv_relu", g.block("conv_relu", h))
         else:
-            h = links.add("block", h, "resblock")
-    h = links.conv(h)
-    if skip:
-        h = links.add("merge", [x, h], "Add")
-    return h
+            h = g.block("resblock", h)
+    h = g.conv(h, 64)
+    return g.add(x, h) if skip else h
 
 
 def aetad_encoder(n_blocks=3, encoder_skip=True, factor=2, conv_only=False):
     """The x``factor`` TAD encoder spec: HR (3 ch) -> SLR = net(HR) + bicubic(HR, 1/factor)."""
-    links = _Links()
-    h = links.conv(0, 8)
-    h = links.conv(h, 16 if factor == 2 else 64 // (factor * factor))
-    h = links.add("pslyr", h, "PixelUnshuffle", {"scale": factor})
-    h = _body(links, h, n_blocks, encoder_skip, conv_only)
-    h = links.conv(h, 3)
-    g = links.add("usmpl", 0, "BicubicResize", {"scale": 1.0 / factor})
-    links.add("merge", [h, g], "Add")
-    return dict({"name": f"aetad_encoder_x{factor}", "inputs": [(None, None, 3)], "defaults": _DEFAULTS},
-                **links.spec)
+    g = Graph(f"aetad_encoder_x{factor}", inputs=[(None, None, 3)], defaults=_DEFAULTS)
+    h = g.conv(g.input, 8)
+    h = g.conv(h, 16 if factor == 2 else 64 // (factor * factor))
+    h = g.unshuffle(h, factor)
+    h = _body(g, h, n_blocks, encoder_skip, conv_only)
+    h = g.conv(h, 3)
+    g.add(h, g.bicubic(g.input, 1.0 / factor))
+    return g.spec()
 
 
 def aetad_decoder(n_blocks=3, decoder_skip=True, factor=2, extra_decoder_conv=False, conv_only=False):
     """The x``factor`` TAD decoder spec: SLR (3 ch) -> SHR."""
-    links = _Links()
-    g = links.conv(0)
-    h = _body(links, g, n_blocks, decoder_skip, conv_only)
+    g = Graph(f"aetad_decoder_x{factor}", inputs=[(None, None, 3)], defaults=_DEFAULTS)
+    head = g.conv(g.input, 64)
+    h = _body(g, head, n_blocks, decoder_skip, conv_only)
     if extra_decoder_conv:
-        h = links.conv(h)
-    h = links.conv(h, 256)
-    h = links.add("pslyr", h, "PixelShuffle", {"scale": factor})
-    links.conv(h, 3)
-    return dict({"name": f"aetad_decoder_x{factor}", "inputs": [(None, None, 3)], "defaults": _DEFAULTS},
-                **links.spec)
+        h = g.conv(h, 64)
+    h = g.shuffle(g.conv(h, 256), factor)
+    g.conv(h, 3)
+    return g.spec()
 
 
 def color_encoder(n_blocks=3):
     """Colour TAD encoder: RGB -> grey latent = net(RGB) + luma(RGB)."""
-    links = _Links()
-    h = links.conv(0, 16)
-    h = links.conv(h, 64)
-    h = _body(links, h, n_blocks, True, False)
-    h = links.conv(h, 32)
-    h = links.conv(h, 1)
-    g = links.add("block", 0, "luma")
-    links.add("merge", [h, g], "Add")
-    return dict({"name": "aetad_color_encoder", "inputs": [(None, None, 3)], "defaults": _DEFAULTS}, **links.spec)
+    g = Graph("aetad_color_encoder", inputs=[(None, None, 3)], defaults=_DEFAULTS)
+    h = g.conv(g.conv(g.input, 16), 64)
+    h = _body(g, h, n_blocks, True, False)
+    h = g.conv(g.conv(h, 32), 1)
+    g.add(h, g.block("luma", g.input))
+    return g.spec()
 
 
 def color_decoder(n_blocks=3):
     """Colour TAD decoder: grey latent -> RGB."""
-    links = _Links()
-    h = links.conv(0, 32)
-    g = links.conv(h, 64)
-    h = _body(links, g, n_blocks, True, False)
-    h = links.conv(h, 8)
-    links.conv(h, 3)
-    return dict({"name": "aetad_color_decoder", "inputs": [(None, None, 1)], "defaults": _DEFAULTS}, **links.spec)
+    g = Graph("aetad_color_decoder", inputs=[(None, None, 1)], defaults=_DEFAULTS)
+    head = g.conv(g.conv(g.input, 32), 64)
+    h = _body(g, head, n_blocks, True, False)
+    g.conv(g.conv(h, 8), 3)
+    return g.spec()
 
 
 def _recursions(scale, factor):
@@ -138,21 +107,14 @@ def _recursions(scale, factor):
 
 def _autoencoder(name, enc, dec, times, latent, scale, extra_meta):
     """Full model: encoder^times -> Quantize (off) -> decoder^times; outputs [SHR, SLR]."""
-    latent_channels = 1 if latent == "luma" else 3
-    return {
-        "name": name,
-        "inputs": [(None, None, 3)],
-        "block": [(0, 1), (2, 3)],
-        "block_sub": ["tad_apply", "tad_apply"],
-        "block_par": [{"spec": enc, "times": times, "role": "encoder"},
-                      {"spec": dec, "times": times, "role": "decoder"}],
-        "layer": [(1, 2)], "layer_sub": ["Quantize"],
-        "layer_par": [{"levels": 255, "enabled": False, "name": "quantize"}],
-        "outputs": [3, 2],
-        "meta": dict({"scale": scale, "recursions": times, "latent": latent,
-                      "latent_channels": latent_channels, "outputs": ["SHR", "SLR"],
-                      "paper": "Kim et al., Task-Aware Image Downscaling, ECCV 2018"}, **extra_meta),
-    }
+    g = Graph(name, inputs=[(None, None, 3)])
+    slr = g.block("tad_apply", g.input, spec=enc, times=times, role="encoder")
+    quantized = g.layer("Quantize", slr, levels=255, enabled=False, name="quantize")
+    shr = g.block("tad_apply", quantized, spec=dec, times=times, role="decoder")
+    g.output(shr, quantized)  # SLR as stored: after the 8-bit rounding (once it is switched on)
+    return g.spec(meta=dict({"scale": scale, "recursions": times, "latent": latent,
+                             "latent_channels": 1 if latent == "luma" else 3, "outputs": ["SHR", "SLR"],
+                             "paper": PAPER}, **extra_meta))
 
 
 def aetad(n_blocks=3, encoder_skip=True, decoder_skip=True, extra_decoder_conv=False, factor=2,
@@ -172,17 +134,23 @@ def aetad_color(n_blocks=3):
                         "luma", 1, {"factor": 1, "n_blocks": n_blocks})
 
 
-_X2 = (2, 4, 16)
-register_model("aetad", family="tad", scales=_X2, task="tad", n_blocks=3, encoder_skip=False,
-               decoder_skip=False)(aetad)
-register_model("aetad_skip", family="tad", scales=_X2, task="tad", n_blocks=3, encoder_skip=True,
-               decoder_skip=False)(aetad)
-register_model("aetad_skip2", family="tad", scales=_X2, task="tad", n_blocks=3)(aetad)
-register_model("aetad_small", family="tad", scales=_X2, task="tad", n_blocks=2)(aetad)
-register_model("aetad_very_small", family="tad", scales=_X2, task="tad", n_blocks=1)(aetad)
-register_model("aetad_large", family="tad", scales=_X2, task="tad", n_blocks=4)(aetad)
-register_model("aetad_very_large", family="tad", scales=_X2, task="tad", n_blocks=7,
-               extra_decoder_conv=True)(aetad)
+# name: (hyper-parameters, trainable parameters, description); every x2 model also runs at x4/x16.
+_X2_MODELS = {
+    "aetad": (dict(n_blocks=3, encoder_skip=False, decoder_skip=False), 671_350,
+              "R=3, no long skips (Kim et al.'s model as re-implemented)"),
+    "aetad_skip": (dict(n_blocks=3, encoder_skip=True, decoder_skip=False), 671_350, "R=3, encoder long skip"),
+    "aetad_skip2": (dict(n_blocks=3), 671_350, "R=3, encoder and decoder long skips (the final SR model)"),
+    "aetad_small": (dict(n_blocks=2), 523_638, "skip2 layout, R=2"),
+    "aetad_very_small": (dict(n_blocks=1), 375_926, "skip2 layout, R=1"),
+    "aetad_large": (dict(n_blocks=4), 819_062, "skip2 layout, R=4"),
+    "aetad_very_large": (dict(n_blocks=7, extra_decoder_conv=True), 1_299_126,
+                         "skip2 layout, R=7 and one extra decoder conv"),
+    "conv_only": (dict(n_blocks=3, encoder_skip=False, decoder_skip=False, conv_only=True), 671_350,
+                  "R=3 with plain Conv-ReLU pairs instead of residual blocks, no skips"),
+}
+for _name, (_hyper, _count, _text) in _X2_MODELS.items():
+    register_model(_name, aetad, family="tad", scales=(2, 4, 16), task="tad", paper=PAPER, params=_count,
+                   params_counted="trainable", description=f"TAD autoencoder, {_text}", **_hyper)
 
 
 def aetad_4direct(n_blocks=3, scale=4):
@@ -190,33 +158,32 @@ def aetad_4direct(n_blocks=3, scale=4):
     return aetad(n_blocks=n_blocks, factor=4, scale=scale)
 
 
-register_model("aetad_4direct", family="tad", scales=(4, 16), task="tad")(aetad_4direct)
-register_model("conv_only", family="tad", scales=_X2, task="tad", n_blocks=3, encoder_skip=False,
-               decoder_skip=False, conv_only=True)(aetad)
-register_model("aetad_color", family="tad", scales=(), task="tad", n_blocks=3)(aetad_color)
-register_model("aetad_color_large", family="tad", scales=(), task="tad", n_blocks=4)(aetad_color)
+register_model("aetad_4direct", aetad_4direct, family="tad", scales=(4, 16), task="tad", paper=PAPER,
+               params=669_178, params_counted="trainable",
+               description="TAD autoencoder, skip2 layout, x4 in one step (PixelUnshuffle/PixelShuffle 4)")
+register_model("aetad_color", aetad_color, family="tad", scales=(), task="tad", paper=PAPER, n_blocks=3,
+               params=569_124, params_counted="trainable",
+               description="Colour TAD: RGB -> grey latent guided by luma -> RGB, R=3")
+register_model("aetad_color_large", aetad_color, family="tad", scales=(), task="tad", paper=PAPER, n_blocks=4,
+               params=716_836, params_counted="trainable", description="Colour TAD, R=4")
 
 
-def _parts(name, scale):
+def _part(name, scale, role):
+    """The encoder or decoder alone of zoo model ``name``, with the same layer names as in the full model."""
     from visionfw.registry import get_spec
 
-    hyper = {} if model_entry(name).fn is aetad_color else {"scale": scale}
-    spec = get_spec(name, **hyper)
-    enc_par, dec_par = spec["block_par"]
-    return spec, enc_par, dec_par
+    spec = get_spec(name, scale=scale)
+    meta = spec["meta"]
+    g = Graph(f"{spec['name']}_{role}", inputs=[(None, None, 3 if role == "encoder" else meta["latent_channels"])])
+    g.block("tad_apply", g.input, **spec["block_par"][0 if role == "encoder" else 1])
+    return g.spec(meta=dict(meta, part=role))
 
 
 def encoder_spec(name, scale=2):
-    """Spec of the encoder alone of zoo model ``name`` (HR -> SLR), same layer names as in the full model."""
-    spec, enc, _ = _parts(name, scale)
-    return {"name": f"{spec['name']}_encoder", "inputs": [(None, None, 3)],
-            "block": [(0, 1)], "block_sub": ["tad_apply"], "block_par": [dict(enc)],
-            "meta": dict(spec["meta"], part="encoder")}
+    """Spec of the encoder alone of zoo model ``name`` (HR -> SLR)."""
+    return _part(name, scale, "encoder")
 
 
 def decoder_spec(name, scale=2):
     """Spec of the decoder alone of zoo model ``name`` (SLR -> SHR)."""
-    spec, _, dec = _parts(name, scale)
-    return {"name": f"{spec['name']}_decoder", "inputs": [(None, None, spec["meta"]["latent_channels"])],
-            "block": [(0, 1)], "block_sub": ["tad_apply"], "block_par": [dict(dec)],
-            "meta": dict(spec["meta"], part="decoder")}
+    return _part(name, scale, "decoder")

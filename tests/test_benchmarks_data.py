@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from visionfw.data import benchmarks
+from visionfw.data import paths
 from visionfw.data.benchmarks import (DATASET_URLS, DATASETS, canonical_name, load_benchmark,
                                       resolve_dataset)
 from visionfw.errors import DataError
@@ -42,19 +42,55 @@ def test_layouts_case_insensitive_hr_subfolder_and_aliases(tmp_path):
     assert resolve_dataset(str(tmp_path / "set5"), None) == tmp_path / "set5"  # a path: as is
 
 
-def test_missing_dataset_names_every_place_and_the_fix(tmp_path, monkeypatch):
+def _isolate_search_path(tmp_path, monkeypatch):
+    """The search path made of tmp_path folders only: env root, cwd, no checkout, home."""
     monkeypatch.setenv("VISIONFW_DATA", str(tmp_path / "env"))
-    monkeypatch.setattr(benchmarks, "_repo_shared_benchmark", lambda: tmp_path / "no_shared")
+    monkeypatch.delenv("VISIONFW_SHARED_DATA", raising=False)
+    monkeypatch.setattr(paths, "_checkout", lambda: None)
     monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    (tmp_path / "cwd").mkdir()
+    monkeypatch.chdir(tmp_path / "cwd")
+
+
+def test_missing_dataset_names_every_place_and_the_fix(tmp_path, monkeypatch):
+    _isolate_search_path(tmp_path, monkeypatch)
     with pytest.raises(DataError) as err:
         resolve_dataset("Urban100")
     msg = str(err.value)
     for place in (tmp_path / "env" / "Urban100", tmp_path / "env" / "benchmark" / "Urban100",
+                  tmp_path / "cwd" / "data" / "benchmark" / "Urban100",
+                  tmp_path / "shared" / "data" / "benchmark" / "Urban100",
                   tmp_path / "home" / ".visionfw" / "data" / "Urban100"):
         assert str(place) in msg
+    assert "--data_dir" in msg and "VISIONFW_DATA" in msg
     assert "download_dataset('Urban100', data_dir)" in msg
     _png(tmp_path / "env" / "Urban100" / "img_001.png")
     assert resolve_dataset("urban100") == tmp_path / "env" / "Urban100"
+
+
+def test_one_search_path_in_order(tmp_path, monkeypatch):
+    """data_dir, $VISIONFW_DATA, $VISIONFW_SHARED_DATA (alias), ./data, ../shared/data, the checkout, ~."""
+    _isolate_search_path(tmp_path, monkeypatch)
+    monkeypatch.setenv("VISIONFW_SHARED_DATA", str(tmp_path / "alias"))
+    monkeypatch.setattr(paths, "_checkout", lambda: tmp_path / "repo")
+    order = [tmp_path / "arg", tmp_path / "env", tmp_path / "alias", tmp_path / "cwd" / "data",
+             tmp_path / "shared" / "data", tmp_path / "repo" / "data", tmp_path / "shared" / "data",
+             tmp_path / "home" / ".visionfw" / "data"]
+    expected = list(dict.fromkeys(order))  # ../shared/data of cwd and of the checkout coincide here
+    assert paths.candidate_roots(tmp_path / "arg") == expected
+    assert paths.data_roots(tmp_path / "arg") == []
+    # training sets and weights come from the first root that holds them; later roots are not used
+    for root in (tmp_path / "home" / ".visionfw" / "data", tmp_path / "repo" / "data", tmp_path / "alias"):
+        _png(root / "train" / "T91" / "t1.png")
+    assert paths.find("train", "T91") == tmp_path / "alias" / "train" / "T91"
+    _png(tmp_path / "arg" / "train" / "T91" / "t1.png")
+    assert paths.find("train", "T91", tmp_path / "arg") == tmp_path / "arg" / "train" / "T91"
+    with pytest.raises(DataError) as err:
+        paths.find("weights", "srcnn/x2.mat", tmp_path / "arg", what="The official weights")
+    msg = str(err.value)
+    assert msg.startswith("The official weights not found") and "--data_dir" in msg
+    for root in expected:
+        assert str(root / "weights" / "srcnn" / "x2.mat") in msg
 
 
 def test_load_benchmark_from_tmp_with_lr_dir_checks_sizes(tmp_path):

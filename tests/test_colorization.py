@@ -3,6 +3,7 @@ import math
 
 import keras
 import numpy as np
+import pytest
 import tensorflow as tf
 
 import visionfw
@@ -103,8 +104,8 @@ def test_network_shapes_and_counts():
     np.testing.assert_allclose(np.asarray(out).sum(-1), 1.0, atol=1e-5)
     full = visionfw.get_spec("colorization_eccv16", n_bins=313)
     assert full["meta"]["n_bins"] == 313
-    dilations = [p.get("dilation_rate", 1) for p in full["convo_par"]]
-    assert dilations.count(2) == 6 and len(full["btnrm"]) == 7
+    dilations = [p.get("dilation_rate", 1) for p in full["conv_par"]]
+    assert dilations.count(2) == 6 and len(full["norm"]) == 7
 
 
 def test_loss_trains_and_round_trips(tmp_path):
@@ -140,3 +141,50 @@ def test_nearest_bin_matches_exhaustive_search():
     d_fast = ((ab - bins[fast]) ** 2).sum(-1)
     d_all = ((ab[:, None] - bins) ** 2).sum(-1).min(-1)
     np.testing.assert_allclose(d_fast, d_all, rtol=1e-6)
+
+
+def test_cli_colorize_trains_on_the_embedded_photos_and_logs_its_loss(tmp_path, capsys):
+    """`visionfw train --task=colorize` without --train_data: the embedded photos (it raised TypeError);
+    the task's cross-entropy is logged next to the loss."""
+    import csv
+
+    from visionfw.cli import run
+
+    workdir = tmp_path / "run"
+    status = run(["visionfw", "train", "--task=colorize", "--model=colorization_small", "--steps=2",
+                  "--batch_size=2", "--lr_patch=16", "--log_every=1", "--val_data=", f"--workdir={workdir}",
+                  "--notensorboard", "--noprogress", "--data_options=patches_per_image=1"])
+    assert status == 0, capsys.readouterr().err[-2000:]
+    assert "model:" in capsys.readouterr().out
+    with open(workdir / "train_log.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert [int(r["step"]) for r in rows] == [1, 2]
+    assert list(rows[0])[:6] == ["step", "loss", "lr", "time", "steps_per_sec", "train_ce"]
+    for r in rows:
+        assert np.isfinite(float(r["loss"])) and np.isfinite(float(r["train_ce"])) and float(r["train_ce"]) > 0
+    assert keras.saving.load_model(workdir / "model.keras", safe_mode=True).output_shape[-1] == C.N_AB_BINS
+
+
+def test_official_bins_contain_every_derived_bin(shared_data):
+    official = C.ab_bins("official", data_dir=shared_data)
+    assert official.shape == (313, 2)
+    assert official[:, 0].min() == -90 and official[:, 0].max() == 100
+    assert official[:, 1].min() == -110 and official[:, 1].max() == 100
+    derived = {tuple(p) for p in C.ab_bins().tolist()}
+    assert len(derived) == 261 and derived <= {tuple(p) for p in official.tolist()}
+    assert len(C.bins_for(313, data_dir=shared_data)) == 313 and len(C.bins_for(261)) == 261
+    with pytest.raises(visionfw.errors.ConfigError, match="matches neither"):
+        C.bins_for(300)
+
+
+def test_missing_official_bins_list_the_places(tmp_path, monkeypatch):
+    from visionfw.data import paths
+
+    monkeypatch.chdir(tmp_path)  # no ./data, no ../shared/data, no checkout, no ~/.visionfw here
+    monkeypatch.setattr(paths, "_checkout", lambda: None)
+    monkeypatch.setenv("HOME", str(tmp_path))
+    for var in (paths.ENV, paths.ENV_ALIAS):
+        monkeypatch.delenv(var, raising=False)
+    with pytest.raises(visionfw.errors.DataError, match=r"official 313 ab bins \(pts_in_hull.npy\) not found\. "
+                                                        r"Looked in: .*--data_dir"):
+        C.ab_bins("official", data_dir=tmp_path / "nowhere")

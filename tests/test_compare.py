@@ -1,4 +1,5 @@
-"""visionfw.compare: MAC counts by hand, the comparison table, its outputs and its cache."""
+"""visionfw.compare (with visionfw.profiling and visionfw.runs): MAC counts by hand, the comparison
+table, its outputs and its cache."""
 import csv
 import json
 
@@ -6,6 +7,8 @@ import numpy as np
 import pytest
 
 from visionfw import compare as cmp
+from visionfw import profiling as prof
+from visionfw import runs
 from visionfw.errors import ConfigError
 from conftest import count_calls, write_noise_images
 
@@ -32,32 +35,45 @@ def conv_spec(layer_code, cls, params, inputs=(None, None, 1)):
 
 def test_macs_of_one_conv_by_hand():
     spec = conv_spec("convo", "Conv2D", {"filters": 4, "kernel_size": 3, "padding": "same"})
-    r = cmp.count_macs(spec, (10, 12, 1), per_layer=True)
+    r = prof.count_macs(spec, (10, 12, 1), per_layer=True)
     assert r["macs"] == 10 * 12 * 4 * (3 * 3 * 1)          # 4320: per output pixel k*k*Cin*Cout
     assert r["activation_bytes"] == 10 * 12 * 4 * 4        # one float32 output map
-    assert r["layers"] == [("convo0_n1", "Conv2D", 4320)]
+    assert r["layers"] == [("conv0_n1", "Conv2D", 4320)]  # the builder names layers <code><link>_n<node>
     # 'valid' padding: only the 8x10 output pixels cost
     valid = conv_spec("convo", "Conv2D", {"filters": 4, "kernel_size": 3, "padding": "valid"})
-    assert cmp.count_macs(valid, (10, 12, 1))["macs"] == 8 * 10 * 4 * 9
+    assert prof.count_macs(valid, (10, 12, 1))["macs"] == 8 * 10 * 4 * 9
 
 
 def test_macs_transposed_conv_and_zoo_models_by_hand():
     # transposed conv: per INPUT pixel k*k*Cin*Cout (8*8 inputs, 9x9 kernel, 4 -> 1, stride 2)
     spec = conv_spec("convo", "Conv2DTranspose", {"filters": 1, "kernel_size": 9, "strides": 2, "padding": "same"},
                      inputs=(None, None, 4))
-    assert cmp.count_macs(spec, (8, 8, 4))["macs"] == 8 * 8 * 81 * 4
+    assert prof.count_macs(spec, (8, 8, 4))["macs"] == 8 * 8 * 81 * 4
     # ESPCN(n1=8, n2=4) x2 on a 16x16 RGB LR input: 5x5 3->8, 3x3 8->4, 3x3 4->12 at 16x16
     import visionfw
 
     espcn = visionfw.get_spec("espcn", scale=2, n1=8, n2=4)
-    assert cmp.count_macs(espcn, (16, 16, 3))["macs"] == 256 * (75 * 8 + 72 * 4 + 36 * 12)
+    assert prof.count_macs(espcn, (16, 16, 3))["macs"] == 256 * (75 * 8 + 72 * 4 + 36 * 12)
     # SRCNN 9-1-5 (64/32): 8,032 MACs per HR pixel (its weights minus biases), counted on the HR size
     srcnn = visionfw.get_spec("srcnn_915", scale=2)
-    shape = cmp.model_input_shape(srcnn, "16x16", 2)
+    shape = prof.model_input_shape(srcnn, "16x16", 2)
     assert shape == (32, 32, 1)
-    assert cmp.count_macs(srcnn, shape)["macs"] == 32 * 32 * (81 * 64 + 64 * 32 + 25 * 32)
+    assert prof.count_macs(srcnn, shape)["macs"] == 32 * 32 * (81 * 64 + 64 * 32 + 25 * 32)
     # a built keras.Model gives the same count as its spec
-    assert cmp.count_macs(visionfw.build_model(espcn), (16, 16, 3))["macs"] == 256 * (600 + 288 + 432)
+    assert prof.count_macs(visionfw.build_model(espcn), (16, 16, 3))["macs"] == 256 * (600 + 288 + 432)
+
+
+def test_profiling_shares_evaluations_compiled_forward_pass():
+    """Latency, memory and evaluation run one cached tf.function per model, traced once."""
+    import visionfw
+    from visionfw.evaluate import forward_fn, super_resolve
+
+    model = visionfw.build_model(visionfw.get_spec("espcn", scale=2, n1=8, n2=4))
+    fn = forward_fn(model)
+    assert prof.measure_latency(model, (8, 8, 3), runs=2, warmup=1)["runs"] == 2
+    assert prof.measure_peak_memory(model, (12, 10, 3))["peak_mb"] >= 0
+    assert super_resolve(model, np.zeros((5, 6, 3), np.float32)).shape == (10, 12, 3)
+    assert forward_fn(model) is fn and fn.experimental_get_tracing_count() == 1
 
 
 def test_parsers_reject_bad_flags():
@@ -71,7 +87,7 @@ def test_parsers_reject_bad_flags():
         cmp.parse_weights("vdsr")
     with pytest.raises(ConfigError, match="twice"):
         cmp.parse_models("espcn,espcn")
-    with pytest.raises(ConfigError, match="not in --models"):
+    with pytest.raises(ConfigError, match="not in models="):
         cmp.compare_models("espcn", "Set5", 2, weights="vdsr=x.mat")
 
 
@@ -121,7 +137,7 @@ def test_compare_table_outputs_and_cache(tiny_data, tmp_path, monkeypatch):
     import visionfw.train as tr
 
     calls = count_calls(monkeypatch, {"train": (tr, "train"), "eval": (ev, "evaluate_model"),
-                                      "latency": (cmp, "measure_latency")})
+                                      "latency": (prof, "measure_latency")})
     again = cmp.compare_models(models, ["Set5"], 2, **kw)
     assert calls == {"train": 0, "eval": 0, "latency": 0}
     assert again["computed"] == {"train": 0, "eval": 0, "cost": 0}
@@ -134,7 +150,7 @@ def test_compare_table_outputs_and_cache(tiny_data, tmp_path, monkeypatch):
 def test_official_weights_reproduce_srcnn(shared_data, tmp_path):
     """SRCNN 9-1-5 x2 with the official file: Set5 36.34 dB (TPAMI 2016), bicubic 33.66 dB."""
     r = cmp.compare_models("srcnn_915", "Set5", 2, weights="srcnn_915=official", out=tmp_path,
-                           input_size="16x16", latency_runs=1, warmup=1, shared_data=shared_data, plot=False)
+                           input_size="16x16", latency_runs=1, warmup=1, data_dir=shared_data, plot=False)
     row, bic = r["rows"]
     assert row["weights"] == "official srcnn/915_91images/x2.mat"
     assert row["params"] == 8129
@@ -164,7 +180,7 @@ def test_train_or_reuse_decisions(tmp_path, monkeypatch):
 
     seen = []
 
-    def fake_train(config):
+    def fake_train(config, label=None):
         seen.append(config)
         (tmp_path / "model.keras").write_text("m")
         return {"model_path": str(tmp_path / "model.keras")}
@@ -175,11 +191,44 @@ def test_train_or_reuse_decisions(tmp_path, monkeypatch):
     saved = dict(cfg, lr=0.001, log_every=100)  # the trainer's resolved config holds more fields
     (tmp_path / "config.json").write_text(json.dumps(saved))
     (tmp_path / "model.keras").write_text("m")
-    assert cmp.train_or_reuse(**cfg) == (str(tmp_path / "model.keras"), False) and not seen
+    assert runs.train_or_reuse(**cfg) == (str(tmp_path / "model.keras"), False) and not seen
     (tmp_path / "model.keras").unlink()
     (tmp_path / "checkpoints").mkdir()
-    assert cmp.train_or_reuse(**cfg)[1] is True
+    assert runs.train_or_reuse(**cfg)[1] is True
     assert (tmp_path / "checkpoints").is_dir()          # kept: the interrupted run resumes from it
-    assert cmp.train_or_reuse(**dict(cfg, batch_size=8))[1] is True
+    assert runs.train_or_reuse(**dict(cfg, batch_size=8))[1] is True
     assert not (tmp_path / "checkpoints").exists()      # another config: old checkpoints removed
     assert [c.batch_size for c in seen] == [4, 8]
+
+
+def test_interrupt_writes_the_partial_table(tiny_data, tmp_path, monkeypatch):
+    """The first Ctrl-C while the second model trains: the table of the first one is written, one
+    TrainingInterrupted says where it is and how to finish; the rerun trains only what is missing."""
+    import visionfw.train as tr
+    from visionfw.train.trainer import TrainingInterrupted
+
+    real_train = tr.train
+
+    def interrupted(config, label=None):
+        if config.model == "espcn":
+            raise TrainingInterrupted("interrupted at step 2 of 3", signum=15, step=2, checkpoint="ckpt.npz")
+        return real_train(config, label=label)
+
+    monkeypatch.setattr(tr, "train", interrupted)
+    out = tmp_path / "cmp"
+    kw = dict(train_steps=3, train_data=str(tiny_data / "train"), out=out, input_size="16x16",
+              data_dir=str(tiny_data / "bench"), latency_runs=1, warmup=1, train_options=TRAIN_OPTS, plot=False)
+    with pytest.raises(TrainingInterrupted) as info:
+        cmp.compare_models(TINY, ["Set5"], 2, **kw)
+    msg = str(info.value)
+    assert info.value.exit_status == 128 + 15
+    assert msg.startswith("compare interrupted while training espcn_tiny (2/2) at step 2; the table of the 1 "
+                          f"finished model(s) is in {out / 'compare.md'}. Run the same command again")
+    assert "the training resumes from its checkpoint" in msg
+    md = (out / "compare.md").read_text()
+    assert "| srcnn_tiny | trained 3 steps on train |" in md and "espcn_tiny" not in md
+    assert "PARTIAL TABLE: interrupted after 1 of 2 models" in md
+    monkeypatch.setattr(tr, "train", real_train)
+    again = cmp.compare_models(TINY, ["Set5"], 2, **kw)
+    assert again["computed"]["train"] == 1 and "partial" not in again
+    assert "PARTIAL" not in (out / "compare.md").read_text()

@@ -8,16 +8,16 @@ import numpy as np
 import pytest
 
 import visionfw
-from model_defs.edsr import edsr
-from model_defs.espcn import espcn
-from model_defs.fsrcnn import fsrcnn
-from model_defs.rcan import rcan
-from model_defs.srcnn import srcnn
-from model_defs.srresnet import srresnet
-from model_defs.vdsr import vdsr
+from visionfw.model_defs.edsr import edsr
+from visionfw.model_defs.espcn import espcn
+from visionfw.model_defs.fsrcnn import fsrcnn
+from visionfw.model_defs.rcan import rcan
+from visionfw.model_defs.srcnn import srcnn
+from visionfw.model_defs.srresnet import srresnet
+from visionfw.model_defs.vdsr import vdsr
 from visionfw.data.imresize import imresize_numpy
 from visionfw.errors import ConfigError, DataError
-from visionfw.evaluate import (_forward_fn, evaluate_model, format_table, geometric_transforms,
+from visionfw.evaluate import (forward_fn, evaluate_model, format_table, geometric_transforms,
                                infer_model_meta, prepare_input, receptive_radius, super_resolve,
                                tiling_is_exact, write_results_json)
 
@@ -93,11 +93,11 @@ def test_prepare_input_upsampling_follows_the_protocol():
 
 def test_forward_is_one_cached_tf_function():
     model, _ = _small_model("espcn")
-    fn = _forward_fn(model)
+    fn = forward_fn(model)
     for h, w in ((5, 7), (9, 4), (12, 12)):
         out = super_resolve(model, np.zeros((h, w, 3), np.float32))
         assert out.shape == (3 * h, 3 * w, 3)
-    assert _forward_fn(model) is fn
+    assert forward_fn(model) is fn
     assert fn.experimental_get_tracing_count() == 1
 
 

@@ -73,3 +73,40 @@ def test_dataset_ranking_runs(tmp_path):
     assert "Overall ranking: BSDS500 > BSD200 > T91" in text
     assert re.search(r"overall ranking: (photos > textures|textures > photos)", text)
     assert _has_png(nb)
+
+
+@pytest.mark.parametrize("name", ["quickstart", "zoo_tour", "dataset_ranking"])
+def test_committed_notebooks_carry_their_outputs(name):
+    """The repository's notebooks are saved executed (notebooks/run_all.py), small, and without
+    TensorFlow's start-up lines."""
+    import json
+
+    path = NOTEBOOKS / f"{name}.ipynb"
+    assert path.stat().st_size < 800 * 1024, f"{path.name}: {path.stat().st_size // 1024} kB"
+    nb = json.loads(path.read_text())
+    code = [c for c in nb["cells"] if c["cell_type"] == "code"]
+    assert all(c.get("execution_count") for c in code), f"{path.name} is not saved executed: run notebooks/run_all.py"
+    assert [c["execution_count"] for c in code] == list(range(1, len(code) + 1))  # top to bottom, once
+    outputs = [o for c in code for o in c.get("outputs", [])]
+    assert not [o for o in outputs if o.get("output_type") == "error"]
+    assert any("image/png" in o.get("data", {}) for o in outputs)
+    text = "".join("".join(o.get("text", "")) for o in outputs)
+    assert "absl::InitializeLog" not in text and "I0000" not in text
+
+
+def test_run_all_drops_tensorflow_start_up_lines():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("run_all", NOTEBOOKS / "run_all.py")
+    run_all = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(run_all)
+    nbformat = pytest.importorskip("nbformat")
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("x", outputs=[
+        nbformat.v4.new_output("stream", name="stderr", text=(
+            "WARNING: All log messages before absl::InitializeLog() is called are written to STDERR\n"
+            "I0000 00:00:1795928209.291640   17690 port.cc:153] oneDNN custom operations are on.\n")),
+        nbformat.v4.new_output("stream", name="stderr", text="I0000 00:00:1.2 1 cudart_stub.cc:31] no cuda\n"
+                                                             "training data: 16 images\n"),
+        nbformat.v4.new_output("stream", name="stdout", text="I0000 is printed by us\n")])])
+    outs = run_all.clean_outputs(nb).cells[0].outputs
+    assert [o["text"] for o in outs] == ["training data: 16 images\n", "I0000 is printed by us\n"]

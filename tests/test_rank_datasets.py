@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 
 from visionfw import rank_datasets as rd
+from visionfw import reports
 from visionfw.errors import ConfigError, DataError
 from conftest import count_calls, write_noise_images
 
@@ -43,8 +44,8 @@ def test_rank_matrix_ties_on_rank_and_gain_fall_back_to_name():
 def test_table_labels_sit_next_to_their_own_values():
     """The original research's table had its row labels shifted by one: check each label's row."""
     t = rd.rank_matrix(GAINS)
-    md = rd.format_rank_table(t)
-    assert rd.parse_rank_table(md) == GAINS
+    md = reports.format_rank_table(t)
+    assert reports.parse_rank_table(md) == GAINS
     lines = md.splitlines()
     assert lines[0] == "| test set \\ train set | T91 | BSD200 | BSDS500 | best | min diff |"
     assert lines[2] == "| Set5 | +2.000 (3) | +2.500 (1) | +2.400 (2) | BSD200 | 0.100 |"
@@ -107,3 +108,30 @@ def test_rank_datasets_end_to_end_and_resume(tmp_path, monkeypatch):
     (out / "rank_cache.json").write_text(json.dumps(data))
     third = rd.rank_datasets("espcn", 2, "A,B", ["Set5"], 2, out, **kw)
     assert third["computed"] == {"train": 1, "eval": 1} and calls == {"train": 3, "eval": 3}
+
+
+def test_interrupt_writes_the_ranking_of_the_finished_sets(tmp_path, monkeypatch):
+    import visionfw.train as tr
+    from visionfw.train.trainer import TrainingInterrupted
+
+    root = tmp_path / "train"
+    _write_images(root / "A", 4, 40, 1)
+    _write_images(root / "B", 4, 40, 2)
+    _write_images(tmp_path / "bench" / "Set5", 2, 24, 0)
+    real_train = tr.train
+
+    def interrupted(config, label=None):
+        if config.train_data.endswith("B"):
+            raise KeyboardInterrupt  # a second Ctrl-C, or one outside a training step
+        return real_train(config, label=label)
+
+    monkeypatch.setattr(tr, "train", interrupted)
+    out = tmp_path / "out"
+    kw = dict(data_dir=str(tmp_path / "bench"), train_root=str(root), model_kwargs={"n1": 8, "n2": 4}, plot=False,
+              train_options={"batch_size": 4, "lr_patch": 8, "data_options": {"patches_per_image": 2}})
+    with pytest.raises(TrainingInterrupted, match=r"rank-datasets interrupted while training on B \(2/2\); the "
+                                                   r"table of the 1 finished training set\(s\) is in .*ranking.md"):
+        rd.rank_datasets("espcn", 2, "A,B", ["Set5"], 2, out, **kw)
+    md = (out / "ranking.md").read_text()
+    assert "| test set \\ train set | A | best | min diff |" in md and "PARTIAL TABLE" in md
+    assert json.loads((out / "ranking.json").read_text())["partial"] == "interrupted after 1 of 2 training sets"

@@ -1,11 +1,13 @@
 """Task-aware downscaling: architecture sizes, recursion, guidance, epsilon-ball loss, STE quantisation, CLI."""
+import csv
+
 import keras
 import numpy as np
 import pytest
 import tensorflow as tf
 
 import visionfw
-from model_defs.tad import decoder_spec, encoder_spec
+from visionfw.model_defs.tad import decoder_spec, encoder_spec
 from visionfw import tad
 from visionfw.data.imresize import imresize
 
@@ -221,6 +223,17 @@ def test_tad_trains_end_to_end_in_the_shared_loop(tmp_path):
                                ckpt_every=2, progress=False, tensorboard=False,
                                task_options={"epsilon": 10.0, "quantize_from": 2}))
     assert result["steps"] == 4 and np.isfinite(result["final_loss"])
+    # the loss terms are logged next to the loss (TADTask.metric_names), finite at every log step
+    with open(tmp_path / "run" / "train_log.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert list(rows[0])[:8] == ["step", "loss", "lr", "time", "steps_per_sec", "train_l1_hr", "train_l_latent",
+                                 "train_psnr_hr"]
+    assert [int(r["step"]) for r in rows] == [2, 4]
+    for r in rows:
+        terms = {k: float(r[f"train_{k}"]) for k in ("l1_hr", "l_latent", "psnr_hr")}
+        assert all(np.isfinite(v) for v in terms.values()) and terms["l1_hr"] > 0 and terms["psnr_hr"] > 0
+        # alpha * L1 + beta * L_latent is the loss (both averaged over the same steps)
+        assert float(r["loss"]) == pytest.approx(10.0 * terms["l1_hr"] + terms["l_latent"], rel=1e-4)
     model = keras.saving.load_model(result["model_path"], safe_mode=True)
     assert tad.quantization_enabled(model)  # switched on at step 2 and saved that way
     shr, slr = model(np.zeros((1, 16, 16, 3), np.float32))

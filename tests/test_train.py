@@ -104,6 +104,12 @@ def test_presets_and_overrides():
     assert resolve_config(TrainConfig(model="vdsr", scale=2)).protocol == "srcnn"
     with pytest.raises(ConfigError):
         resolve_config(TrainConfig(model="espcn", mixed_precision="float8"))
+    # the demo recipe's warm-up (50 steps) is cut to a tenth of a shorter run; a flag is taken as given
+    assert resolve_config(TrainConfig(model="espcn", steps=1500)).schedule_kwargs == {"warmup": 50,
+                                                                                       "total_steps": 1500}
+    assert resolve_config(TrainConfig(model="espcn", steps=200)).schedule_kwargs["warmup"] == 20
+    assert resolve_config(TrainConfig(model="espcn", steps=200, schedule_kwargs={"warmup": 80})
+                          ).schedule_kwargs["warmup"] == 80
 
 
 # ----------------------------------------------------------------------------- runs
@@ -118,7 +124,8 @@ def test_short_run_writes_run_dir_and_model_reloads(tmp_path, image_dir):
     result = train(cfg)
     run = tmp_path / "run"
     saved = json.loads((run / "config.json").read_text())
-    assert saved["loss"] == "l1" and saved["lr"] == 1e-3 and saved["model_kwargs"] == TINY_ESPCN
+    assert saved["loss"] == "l1" and saved["lr"] == 2e-3 and saved["model_kwargs"] == TINY_ESPCN
+    assert saved["schedule"] == "cosine" and saved["schedule_kwargs"] == {"warmup": 0, "total_steps": 4}
     assert "Demo recipe" in saved["preset_source"]
     with open(run / "train_log.csv") as f:
         rows = list(csv.DictReader(f))
@@ -146,9 +153,10 @@ def test_short_run_writes_run_dir_and_model_reloads(tmp_path, image_dir):
 
 
 def test_resume_equals_uninterrupted(tmp_path, image_dir):
-    full = train(tiny_config(tmp_path / "a", image_dir, steps=6))
-    train(tiny_config(tmp_path / "b", image_dir, steps=3))
-    resumed = train(tiny_config(tmp_path / "b", image_dir, steps=6))
+    # a constant lr: a cosine schedule depends on `steps`, which the first half would not share
+    full = train(tiny_config(tmp_path / "a", image_dir, steps=6, schedule="constant"))
+    train(tiny_config(tmp_path / "b", image_dir, steps=3, schedule="constant"))
+    resumed = train(tiny_config(tmp_path / "b", image_dir, steps=6, schedule="constant"))
     assert full["resumed_from"] is None and resumed["resumed_from"].endswith("ckpt-00000003.npz")
     a, _ = ckpt_arrays(tmp_path / "a" / "checkpoints" / "ckpt-00000006.npz")
     b, meta = ckpt_arrays(tmp_path / "b" / "checkpoints" / "ckpt-00000006.npz")
@@ -163,7 +171,7 @@ def test_resume_equals_uninterrupted(tmp_path, image_dir):
 
 def test_psnr_hist_sampler_learns_and_resumes_exactly(tmp_path, image_dir):
     """--sampler=psnr_hist: batches drawn in the step, P updated, sampler state checkpointed."""
-    kw = dict(sampler="psnr_hist", pool_size=48, ckpt_every=2, log_every=2)
+    kw = dict(sampler="psnr_hist", pool_size=48, ckpt_every=2, log_every=2, schedule="constant")
     train(tiny_config(tmp_path / "a", image_dir, steps=4, **kw))
     train(tiny_config(tmp_path / "b", image_dir, steps=2, **kw))
     train(tiny_config(tmp_path / "b", image_dir, steps=4, **kw))
@@ -230,7 +238,8 @@ def test_sigkill_then_resume_auto_matches_uninterrupted(tmp_path, image_dir):
             "--batch_size=4", "--lr_patch=8", "--log_every=3", "--ckpt_every=3", "--seed=3",
             "--deterministic", f"--workdir={tmp_path / 'killed'}", "--notensorboard"]
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
-    proc = subprocess.Popen(args + ["--step_delay=0.5"], env=env, cwd=REPO,
+    # the trainer's test hook (not a flag): half a second per step, so the kill lands between checkpoints
+    proc = subprocess.Popen(args, env=dict(env, VISIONFW_TEST_STEP_DELAY="0.5"), cwd=REPO,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     first = tmp_path / "killed" / "checkpoints" / "ckpt-00000003.npz"
     deadline = time.time() + 120
@@ -257,3 +266,113 @@ def test_unknown_data_option_is_config_error():
     config = resolve_config(TrainConfig(model="espcn", scale=2, data_options={"patch_ordr": "crop_then_downscale"}))
     with pytest.raises(ConfigError, match="patch_ordr"):
         SRTask(config).data_config()
+
+
+def test_sigint_writes_a_checkpoint_and_resume_auto_continues(tmp_path, image_dir):
+    """The first Ctrl-C: a checkpoint of the step reached within a couple of seconds, one line on how to
+    resume, status 130; --resume=auto then ends with the weights of an uninterrupted run."""
+    reference = train(tiny_config(tmp_path / "ref", image_dir, steps=12, ckpt_every=100, log_every=1,
+                                  data_options={}))
+    assert reference["steps"] == 12
+    args = [sys.executable, "-m", "visionfw.cli", "train", "--model=espcn", "--scale=2",
+            "--model_kwargs=n1=8,n2=4", f"--train_data={image_dir}", "--val_data=", "--steps=12",
+            "--batch_size=4", "--lr_patch=8", "--log_every=1", "--ckpt_every=100", "--seed=3",
+            "--deterministic", f"--workdir={tmp_path / 'int'}", "--notensorboard"]
+    env = {k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"}
+    # the trainer's test hook: half a second per step, so the signal lands mid-run
+    proc = subprocess.Popen(args, env=dict(env, VISIONFW_TEST_STEP_DELAY="0.5"), cwd=REPO,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    lines = []
+    for line in proc.stderr:  # not a terminal: one plain progress line per --log_every steps
+        lines.append(line)
+        if "step 3/12" in line:
+            break
+    assert any("step 3/12" in ln for ln in lines), "".join(lines)[-2000:]
+    sent = time.perf_counter()
+    proc.send_signal(signal.SIGINT)
+    rest = []
+    for line in proc.stderr:
+        rest.append(line)
+        if "interrupted" in line:
+            break
+    said = time.perf_counter() - sent  # the checkpoint is written before this line
+    rest = "".join(rest) + proc.stderr.read()
+    status = proc.wait(timeout=60)
+    took = time.perf_counter() - sent  # plus TensorFlow's interpreter shutdown
+    assert status == 130, rest
+    # a couple of seconds to the message (half a step of test delay + the checkpoint), even on a loaded
+    # machine; the exit adds TensorFlow's interpreter shutdown
+    assert said < 3.0 and took < 15.0, f"{said:.2f} s from SIGINT to the message, {took:.2f} s to exit"
+    message = rest.strip().splitlines()[-1]
+    assert message.startswith("visionfw train: interrupted at step ") and "of 12" in message
+    assert "run the same command again (--resume=auto" in message and "Traceback" not in rest
+    step = int(message.split("interrupted at step ")[1].split()[0])
+    assert 3 <= step < 12
+    ckpt = tmp_path / "int" / "checkpoints" / f"ckpt-{step:08d}.npz"
+    assert str(ckpt) in message and ckpt.exists() and ckpt_arrays(ckpt)[1]["step"] == step
+    assert not (tmp_path / "int" / "model.keras").exists()
+    done = subprocess.run(args + ["--resume=auto"], env=env, cwd=REPO, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert f"steps {step} -> 12 (resumed)" in done.stderr and "model:" in done.stdout
+    a, _ = ckpt_arrays(tmp_path / "ref" / "checkpoints" / "ckpt-00000012.npz")
+    b, _ = ckpt_arrays(tmp_path / "int" / "checkpoints" / "ckpt-00000012.npz")
+    for key in a:
+        np.testing.assert_array_equal(a[key], b[key], err_msg=key)
+    print(f"SIGINT after step 3: message after {said:.2f} s, exit after {took:.2f} s, checkpoint at step {step}")
+
+
+def test_rerun_of_a_finished_run_says_so(tmp_path, image_dir, capsys):
+    from visionfw.cli import run
+
+    cfg = tiny_config(tmp_path / "done", image_dir, steps=3, ckpt_every=3)
+    assert train(cfg)["already_complete"] is False
+    again = train(cfg)
+    assert again["already_complete"] is True and again["steps"] == 3
+    args = ["visionfw", "train", "--model=espcn", "--scale=2", "--model_kwargs=n1=8,n2=4",
+            f"--train_data={image_dir}", "--val_data=", "--steps=3", "--batch_size=4", "--lr_patch=8",
+            "--seed=3", "--deterministic", f"--workdir={tmp_path / 'done'}", "--notensorboard", "--noprogress",
+            "--data_options=patches_per_image=2"]
+    assert run(args) == 0
+    out = capsys.readouterr().out
+    assert (f"visionfw train: {tmp_path / 'done'} is already complete at step 3 (use --steps=M to continue or a "
+            "new --workdir)") in out
+
+
+def test_failing_start_leaves_no_run_directory(tmp_path, image_dir):
+    from visionfw.errors import DataError
+
+    workdir = tmp_path / "never"
+    with pytest.raises(DataError, match="val_data=heldout") as info:
+        train(tiny_config(workdir, image_dir, val_data=[str(tmp_path / "no_such_set")]))
+    assert not workdir.exists(), os.listdir(workdir)
+    assert "no_such_set" in str(info.value)
+    # a start that fails later (no usable training image) cleans up too
+    (tmp_path / "tiny").mkdir()
+    from PIL import Image
+
+    Image.new("RGB", (6, 6)).save(tmp_path / "tiny" / "a.png")
+    with pytest.raises(DataError, match="No usable training image"):
+        train(tiny_config(workdir, str(tmp_path / "tiny")))
+    assert not workdir.exists()
+
+
+def test_val_data_auto_and_heldout(tmp_path):
+    from visionfw.data.embedded import EMBEDDED_HELDOUT, HELDOUT
+    from visionfw.train.trainer import describe_val_data
+
+    heldout = resolve_config(TrainConfig(model="espcn", val_data=[HELDOUT]))
+    assert heldout.val_data == [HELDOUT] and heldout.data_options == {"embedded_holdout": True}
+    assert "astronaut, chelsea, coffee" in describe_val_data(heldout)
+    # a folder to train on: the held-out photos are not in it, nothing to leave out
+    assert resolve_config(TrainConfig(model="espcn", val_data=[HELDOUT], train_data=str(tmp_path))).data_options == {}
+    # colorize has no validation: auto picks nothing
+    assert resolve_config(TrainConfig(model="colorization_small", task="colorize")).val_data == []
+    from visionfw.data.pipeline import TrainDataConfig, load_train_images
+
+    names, _, _ = load_train_images(TrainDataConfig(embedded_holdout=True))
+    assert not set(EMBEDDED_HELDOUT) & set(names) and len(names) == 16
+    with pytest.raises(ConfigError, match="embedded_holdout"):
+        TrainDataConfig(source=str(tmp_path), embedded_holdout=True)
+    auto = resolve_config(TrainConfig(model="espcn"))
+    if (SHARED / "benchmark" / "Set5").is_dir():
+        assert auto.val_data == ["Set5"] and auto.data_options == {}

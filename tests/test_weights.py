@@ -1,5 +1,6 @@
 """Tests of visionfw.weights: official .mat layouts, Keras files, PyTorch state dicts, errors."""
 import hashlib
+import inspect
 import os
 from pathlib import Path
 
@@ -9,12 +10,12 @@ import pytest
 import scipy.io
 
 import visionfw
-from model_defs.edsr import RGB_MEAN, edsr
-from model_defs.espcn import espcn
-from model_defs.rcan import rcan
-from model_defs.srcnn import srcnn
-from model_defs.srresnet import srresnet
-from model_defs.vdsr import vdsr
+from visionfw.model_defs.edsr import RGB_MEAN, edsr
+from visionfw.model_defs.espcn import espcn
+from visionfw.model_defs.rcan import rcan
+from visionfw.model_defs.srcnn import srcnn
+from visionfw.model_defs.srresnet import srresnet
+from visionfw.model_defs.vdsr import vdsr
 from visionfw.errors import WeightsError
 from visionfw.layers import PixelShuffle
 from visionfw.weights import (file_sha256, load_state_dict, load_weights,
@@ -191,7 +192,7 @@ def test_pth_without_torch_suggests_npz(tmp_path, monkeypatch):
     monkeypatch.setitem(sys.modules, "torch", None)  # `import torch` now raises ImportError
     p = tmp_path / "model.pth"
     p.write_bytes(b"\x80\x02}q\x00.")
-    with pytest.raises(WeightsError, match=r"model.pth: reading .pth/.pt files needs PyTorch.*\.npz"):
+    with pytest.raises(WeightsError, match=r"model.pth: not a PyTorch checkpoint.*\.npz"):
         load_weights(visionfw.build_model(espcn(n1=4, n2=4)), p)
 
 
@@ -319,7 +320,7 @@ def test_state_dict_mismatches_name_key_and_fix(tmp_path):
         load_state_dict(model, short)
     wide = dict(state)
     wide["head.0.weight"] = _rand(rng, 16, 3, 3, 3)
-    with pytest.raises(WeightsError, match=r"head.0.weight -> convo0_n2: shape \(3, 3, 3, 16\)"):
+    with pytest.raises(WeightsError, match=r"head.0.weight -> conv0_n2: shape \(3, 3, 3, 16\)"):
         load_state_dict(model, wide)
     as_bn = {}
     for key, value in state.items():
@@ -330,10 +331,10 @@ def test_state_dict_mismatches_name_key_and_fix(tmp_path):
             as_bn[key] = np.zeros(8, np.float32)
         else:
             as_bn[key] = value
-    with pytest.raises(WeightsError, match=r"module 'head.0' \(bn.*paired with Keras layer 'convo0_n2' \(Conv2D\)"):
+    with pytest.raises(WeightsError, match=r"module 'head.0' \(bn.*paired with Keras layer 'conv0_n2' \(Conv2D\)"):
         load_state_dict(model, as_bn)
     with pytest.raises(WeightsError, match="name_map key 'nothing'"):
-        load_state_dict(model, state, name_map={"nothing": "convo0_n2"})
+        load_state_dict(model, state, name_map={"nothing": "conv0_n2"})
     with pytest.raises(WeightsError, match="'no_layer', which is not a Keras layer"):
         load_state_dict(model, state, name_map={"head.0": "no_layer"})
     with pytest.raises(WeightsError, match="empty"):
@@ -413,3 +414,77 @@ def test_srresnet_batchnorm_and_prelu():
     want = (x - state["res.0.bn1.running_mean"]) / np.sqrt(state["res.0.bn1.running_var"] + 1e-5) \
         * state["res.0.bn1.weight"] + state["res.0.bn1.bias"]
     np.testing.assert_allclose(b(x, training=False).numpy(), want, atol=1e-5)
+
+
+# ----------------------------------------------------------------------------- every family round-trips
+
+# small configs of every zoo family: these values wherever the family function has the parameter,
+# then per-family ones
+_SMALL_ANY = dict(filters=16, n_blocks=1, n_groups=1, n_units=2, n_layers=2, depth=4, down=(8,) * 5, up=(8,) * 5,
+                  in_channels=4)
+_SMALL = {"rcan": dict(reduction=4), "imdn": dict(n_blocks=2, distilled=4, reduction=4), "vdsr": dict(filters=8),
+          "lapsrn": dict(filters=8), "colorization": dict(width_div=16)}
+
+
+def _zoo_cases():
+    """(label, spec) of one small model per zoo family, built with the family function (so fixed
+    hyper-parameters can be shrunk); TAD twice: x16 (one encoder and one decoder sub-model, each called
+    four times: shared weights) and the colour model."""
+    from visionfw import registry
+
+    picks = {}
+    for name in registry.list_models():
+        picks.setdefault(registry.model_entry(name).family, name)
+    picks["tad"] = "aetad"
+    cases = []
+    for name, scale in [(n, None) for n in picks.values()] + [("aetad_color", None)]:
+        entry = registry.model_entry(name)
+        params = inspect.signature(entry.fn).parameters
+        kwargs = dict(entry.hyper)
+        small = dict(_SMALL_ANY, **_SMALL.get(entry.family, {}))
+        kwargs.update({k: v for k, v in small.items() if k in params})
+        if entry.takes_scale:
+            kwargs["scale"] = 16 if name == "aetad" else entry.scales[0]
+        cases.append((f"{name} {kwargs}", entry.fn(**kwargs)))
+    return cases
+
+
+@pytest.mark.parametrize("fmt", [".weights.h5", ".keras"])
+def test_every_weight_survives_the_round_trip_for_every_zoo_family(tmp_path, fmt):
+    """Keras warns that nested containers are 'skipped' and keep fresh weights when a load fails; a file
+    saved from the same model restores every weight, nested sub-models (TAD's encoder/decoder) and shared
+    ones included."""
+    import warnings
+
+    for i, (label, spec) in enumerate(_zoo_cases()):
+        src = visionfw.build_model(spec)
+        rng = np.random.default_rng(0)
+        for w in src.weights:  # values no initializer gives, non-float state included
+            w.assign(rng.standard_normal(w.shape).astype(w.dtype) if "float" in str(w.dtype)
+                     else np.full(w.shape, 3, dtype=w.dtype))
+        path = tmp_path / f"m{i}{fmt}"
+        if fmt == ".keras":
+            src.save(path)
+        else:
+            src.save_weights(path)
+        dst = visionfw.build_model(spec)
+        with warnings.catch_warnings():
+            warnings.filterwarnings("error", message=".*nested container.*")
+            load_weights(dst, path)
+        assert len(dst.weights) == len(src.weights), label
+        for a, b in zip(src.weights, dst.weights):
+            np.testing.assert_array_equal(np.asarray(a.numpy()), np.asarray(b.numpy()),
+                                          err_msg=f"{label}: {a.path} ({fmt})")
+
+
+def test_weights_h5_of_another_architecture_is_one_error_without_the_nested_warning(tmp_path):
+    import warnings
+
+    src = visionfw.build_model(espcn(channels=1, n1=6, n2=4, scale=3))
+    src.save_weights(tmp_path / "m.weights.h5")
+    wrong = visionfw.build_model(espcn(channels=1, n1=8, n2=4, scale=3))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        with pytest.raises(WeightsError, match="load_weights failed"):
+            load_weights(wrong, tmp_path / "m.weights.h5")
+    assert not [w for w in caught if "nested container" in str(w.message)]

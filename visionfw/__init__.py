@@ -15,7 +15,8 @@ __version__ = "0.1.0"
 from visionfw import errors  # noqa: E402
 from visionfw.builder import build_model, list_blocks, make_layer, register_block, validate_spec  # noqa: E402
 from visionfw.errors import SpecError, VisionFWError  # noqa: E402
-from visionfw.registry import get_model, get_spec, list_models, register_model  # noqa: E402
+from visionfw.graph import Graph  # noqa: E402
+from visionfw.registry import get_model, get_spec, list_models, model_info, register_model  # noqa: E402
 from visionfw.spec_tools import describe, spec_from_json, spec_to_dot, spec_to_json  # noqa: E402
 
 
@@ -26,6 +27,6 @@ def load_weights(model, path, **kwargs):
     return _load(model, path, **kwargs)
 
 
-__all__ = ["build_model", "describe", "errors", "get_model", "get_spec", "list_blocks", "list_models",
-           "load_weights", "make_layer", "register_block", "register_model", "spec_from_json",
+__all__ = ["Graph", "build_model", "describe", "errors", "get_model", "get_spec", "list_blocks", "list_models",
+           "load_weights", "model_info", "make_layer", "register_block", "register_model", "spec_from_json",
            "spec_to_dot", "spec_to_json", "validate_spec", "SpecError", "VisionFWError"]

@@ -2,12 +2,12 @@
 
 A block function takes ``(inputs, name=..., **params)``: ``inputs`` is the list of
 input tensors of its link, ``name`` a unique prefix for the layers it creates.
-Layers come from :func:`visionfw.builder.make_layer`, so the spec's ``defaults``
+Layers come from :func:`visionfw.parts.make_layer`, so the spec's ``defaults``
 (e.g. ``{'Conv2D': {'kernel_size': 3, 'padding': 'same'}}``) reach inside blocks.
 """
 import keras
 
-from visionfw.builder import input_channels, make_layer, register_block
+from visionfw.parts import input_channels, make_layer, register_block
 from visionfw.errors import SpecError
 
 
@@ -120,3 +120,29 @@ def upsampler(inputs, name, scale=2, filters=None, activation=None, order="tf"):
         elif activation is not None:
             x = make_layer("Activation", activation=activation, name=f"{name}_act{k}")(x)
     return x
+
+
+@register_block("luma")
+def luma(inputs, name):
+    """The luma of an RGB node (the colour TAD's grey guide)."""
+    return make_layer("Luma", name=name)(_one(inputs))
+
+
+# --- appended for BSR (issue 12) -----------------------------------------------------------------
+
+
+@register_block("lsa_resblock")
+def lsa_resblock(inputs, name, filters=None, kernel_size=7, res_scale=1.0):
+    """BSR's residual block: x + res_scale * SA(y), y = conv(relu(conv(x))), with the light spatial
+    attention SA(y) = y * sigmoid(conv_k([mean_c(y), max_c(y)])): one k x k conv to a single map
+    (2*k*k + 1 weights), whatever the width."""
+    x = _one(inputs)
+    filters = filters or x.shape[-1]
+    y = _conv(f"{name}_conv1", filters=filters, activation="relu")(x)
+    y = _conv(f"{name}_conv2", filters=filters, activation=None)(y)
+    a = make_layer("ChannelPool", name=f"{name}_pool")(y)
+    a = _conv(f"{name}_sa", filters=1, kernel_size=kernel_size, activation="sigmoid")(a)
+    y = keras.layers.Multiply(name=f"{name}_sa_mul")([y, a])  # the map broadcasts over channels
+    if res_scale != 1.0:
+        y = make_layer("Scale", value=res_scale, name=f"{name}_scale")(y)
+    return keras.layers.Add(name=f"{name}_add")([x, y])

@@ -15,167 +15,96 @@ model's output is the highest node, or the nodes listed under ``'outputs'``.
 :func:`validate_spec` checks everything it can before a layer is built and raises
 :class:`visionfw.errors.SpecError` naming the key, the link index and the fix.
 """
+import contextlib
 import contextvars
-import difflib
 import inspect
+from typing import NamedTuple, Optional
 
-import keras
-
-from visionfw import layers as vf_layers
 from visionfw.errors import SpecError
+from visionfw.parts import (_BLOCK_FUNCTIONS, _BLOCK_SPECS, _accepted_kwargs, _all_layer_names, _context,
+                            _did_you_mean, _resolve_kwargs, edge_padded, input_channels, layer_class, list_blocks,
+                            make_layer, register_block)
 
-# Type code -> (classes it accepts, default class when '<code>_sub' is left out,
-# whether it takes several inputs).
+__all__ = ["TYPE_CODES", "ALIASES", "Link", "ParsedSpec", "validate_spec", "build", "build_model",
+           "defer_validation", "register_block", "list_blocks", "make_layer", "layer_class", "input_channels"]
+
+# Link type -> (classes it accepts, default class when '<type>_sub' is left out,
+# whether it takes several inputs).  The words are the canonical names; the original
+# "Vision Framework" five-letter codes are aliases (ALIASES) and build the same model.
 TYPE_CODES = {
-    "convo": (("Conv2D", "Conv2DTranspose", "SeparableConv2D", "DepthwiseConv2D", "EdgePadConv2D",
-               "Conv1D", "Conv3D"), "Conv2D", False),
-    "aactv": (("PReLU", "LeakyReLU", "ELU", "ReLU", "Softmax"), None, False),
-    "actvn": (("Activation",), "Activation", False),
-    "btnrm": (("BatchNormalization", "LayerNormalization", "GroupNormalization"),
-              "BatchNormalization", False),
+    "conv": (("Conv2D", "Conv2DTranspose", "SeparableConv2D", "DepthwiseConv2D", "EdgePadConv2D",
+              "Conv1D", "Conv3D"), "Conv2D", False),
+    "act": (("PReLU", "LeakyReLU", "ELU", "ReLU", "Softmax", "Activation"), None, False),
+    "activation": (("Activation",), "Activation", False),
+    "norm": (("BatchNormalization", "LayerNormalization", "GroupNormalization"),
+             "BatchNormalization", False),
     "merge": (("Add", "Concatenate", "Multiply", "Subtract", "Average", "Maximum", "Minimum"),
               None, True),
     "block": ((), None, True),
-    "pslyr": (("PixelShuffle", "PixelUnshuffle"), "PixelShuffle", False),
-    "usmpl": (("UpSampling2D", "BicubicResize"), "UpSampling2D", False),
-    "poolg": (("MaxPooling2D", "AveragePooling2D", "GlobalAveragePooling2D", "GlobalMaxPooling2D"),
-              None, False),
-    "zpdng": (("ZeroPadding2D", "Cropping2D"), "ZeroPadding2D", False),
+    "shuffle": (("PixelShuffle", "PixelUnshuffle"), "PixelShuffle", False),
+    "upsample": (("UpSampling2D", "BicubicResize"), "UpSampling2D", False),
+    "pool": (("MaxPooling2D", "AveragePooling2D", "GlobalAveragePooling2D", "GlobalMaxPooling2D"),
+             None, False),
+    "pad": (("ZeroPadding2D", "Cropping2D"), "ZeroPadding2D", False),
     "dense": (("Dense",), "Dense", False),
-    "drpot": (("Dropout",), "Dropout", False),
-    "spdrp": (("SpatialDropout2D",), "SpatialDropout2D", False),
-    "flttn": (("Flatten",), "Flatten", False),
-    "reshp": (("Reshape",), "Reshape", False),
-    "wsuml": (("WeightedSum",), "WeightedSum", True),
+    "dropout": (("Dropout",), "Dropout", False),
+    "spatial_dropout": (("SpatialDropout2D",), "SpatialDropout2D", False),
+    "flatten": (("Flatten",), "Flatten", False),
+    "reshape": (("Reshape",), "Reshape", False),
+    "weighted_sum": (("WeightedSum",), "WeightedSum", True),
     # Beyond the original format: any Keras or visionfw layer by class name
     # (MeanShift, Scale, ChannelAttention, Quantize, ...).
     "layer": (None, None, True),
 }
+# The original format's five-letter codes -> the words above.
+ALIASES = {"convo": "conv", "aactv": "act", "actvn": "activation", "btnrm": "norm", "pslyr": "shuffle",
+           "usmpl": "upsample", "poolg": "pool", "zpdng": "pad", "drpot": "dropout",
+           "spdrp": "spatial_dropout", "flttn": "flatten", "reshp": "reshape", "wsuml": "weighted_sum"}
 # Activation names accepted directly in 'actvn_sub' (shorthand for Activation(name)).
 ACTIVATION_NAMES = ("relu", "sigmoid", "tanh", "softmax", "linear", "elu", "selu", "gelu", "swish",
                     "silu", "softplus", "softsign", "hard_sigmoid", "leaky_relu", "relu6", "mish")
 SPEC_KEYS = ("name", "inputs", "outputs", "defaults", "blocks", "meta")
-# Keyword arguments every Keras layer takes through **kwargs.
-BASE_LAYER_KWARGS = {"name", "dtype", "trainable", "autocast", "input_shape", "input_dim", "batch_size"}
 _MAX_BLOCK_DEPTH = 16
 
-_BLOCK_FUNCTIONS = {}
-_BLOCK_SPECS = {}
-
-# The defaults in force while a spec is built, so block functions get them too.
-_context = contextvars.ContextVar("visionfw_builder_context", default=None)
+# Set while the registry writes a spec that is about to be built (and so validated) anyway.
+_deferred = contextvars.ContextVar("visionfw_validation_deferred", default=False)
 
 
-# --------------------------------------------------------------------------- registry of blocks
+@contextlib.contextmanager
+def defer_validation():
+    """Inside this block :meth:`visionfw.Graph.spec` skips validation: the build will do it, once."""
+    token = _deferred.set(True)
+    try:
+        yield
+    finally:
+        _deferred.reset(token)
 
 
-def register_block(name, spec=None):
-    """Registers a reusable block under ``name``.
+def validation_deferred():
+    return _deferred.get()
 
-    Either decorates a function ``fn(inputs, name=..., **params) -> tensor`` (``inputs``
-    is a list of tensors; ``name`` a unique prefix for its layers), or registers a dict
-    spec given as ``spec`` (a nested graph).
+
+def _standard_blocks():
+    """Registers the standard blocks (``visionfw.blocks``) on first use; they load Keras."""
+    from visionfw import blocks  # noqa: F401
+
+
+@register_block("tad_apply")
+def tad_apply(inputs, name, spec, times=1, role=None):
+    """Builds ``spec`` once as a sub-model named ``role`` and applies it ``times`` times.
+
+    Every application shares the sub-model's weights: this is how TAD x4/x16 reuse the x2
+    encoder and decoder (the sub-model is called on its own output).
     """
-    if spec is not None:
-        if not isinstance(spec, dict):
-            raise SpecError(f"register_block({name!r}, spec=...): the spec must be a dict, "
-                            f"got {type(spec).__name__}")
-        _BLOCK_SPECS[name] = spec
-        _BLOCK_FUNCTIONS.pop(name, None)
-        return spec
-
-    def decorator(fn):
-        _BLOCK_FUNCTIONS[name] = fn
-        _BLOCK_SPECS.pop(name, None)
-        return fn
-
-    return decorator
-
-
-def list_blocks():
-    """Names of every registered block (functions and dict specs)."""
-    _ensure_standard_blocks()
-    return sorted(set(_BLOCK_FUNCTIONS) | set(_BLOCK_SPECS))
-
-
-def _ensure_standard_blocks():
-    from visionfw import blocks  # noqa: F401  (registers the standard blocks)
-
-
-# --------------------------------------------------------------------------- layer helpers
-
-
-def layer_class(name):
-    """The Keras or visionfw layer class called ``name``, or None."""
-    if name in vf_layers.CUSTOM_LAYERS:
-        return vf_layers.CUSTOM_LAYERS[name]
-    cls = getattr(keras.layers, name, None)
-    if inspect.isclass(cls) and issubclass(cls, keras.layers.Layer):
-        return cls
-    # layers registered elsewhere with @register_keras_serializable(package="visionfw")
-    cls = keras.saving.get_registered_object(f"visionfw>{name}")
-    if inspect.isclass(cls) and issubclass(cls, keras.layers.Layer):
-        return cls
-    return None
-
-
-def _all_layer_names():
-    names = set(vf_layers.CUSTOM_LAYERS)
-    for attr in dir(keras.layers):
-        obj = getattr(keras.layers, attr)
-        if inspect.isclass(obj) and issubclass(obj, keras.layers.Layer):
-            names.add(attr)
-    return sorted(names)
-
-
-def _accepted_kwargs(cls):
-    """The keyword arguments ``cls.__init__`` takes, walking up for **kwargs pass-through."""
-    accepted = set()
-    for klass in cls.__mro__:
-        init = klass.__dict__.get("__init__")
-        if init is None:
-            continue
-        params = inspect.signature(init).parameters
-        accepted |= {p for p, v in params.items()
-                     if p != "self" and v.kind not in (v.VAR_POSITIONAL, v.VAR_KEYWORD)}
-        if not any(v.kind == v.VAR_KEYWORD for v in params.values()):
-            break
-        if klass is keras.layers.Layer:
-            break
-    return accepted | BASE_LAYER_KWARGS
-
-
-def _did_you_mean(word, choices):
-    close = difflib.get_close_matches(str(word), [str(c) for c in choices], n=1, cutoff=0.5)
-    return f" Did you mean {close[0]!r}?" if close else ""
-
-
-def _resolve_kwargs(cls_name, overrides, defaults):
-    kwargs = dict(defaults.get(cls_name, {}))
-    kwargs.update(overrides or {})
-    return kwargs
-
-
-def make_layer(cls_name, **kwargs):
-    """Creates layer ``cls_name`` with the spec's ``defaults`` for that class, then ``kwargs``.
-
-    Block functions use this so a model defined over default values reaches inside its blocks.
-    """
-    ctx = _context.get()
-    defaults = ctx["defaults"] if ctx else {}
-    cls = layer_class(cls_name)
-    if cls is None:
-        raise SpecError(f"unknown layer class {cls_name!r}.{_did_you_mean(cls_name, _all_layer_names())}")
-    merged = _resolve_kwargs(cls_name, kwargs, defaults)
-    if cls_name == "Conv2D" and merged.get("padding") in ("replicate", "edge"):
-        cls = vf_layers.EdgePadConv2D
-    return cls(**merged)
-
-
-def input_channels():
-    """Channels of the model's first input, for blocks that must match it (e.g. an output conv)."""
-    ctx = _context.get()
-    return ctx["input_channels"] if ctx else None
+    if not isinstance(spec, dict):
+        raise SpecError(f"block 'tad_apply' ({name}): 'spec' must be a dict spec, got {type(spec).__name__}.")
+    if int(times) < 1:
+        raise SpecError(f"block 'tad_apply' ({name}): times={times} must be at least 1.")
+    sub = build_model(dict(spec, name=role or spec["name"]))
+    x = inputs[0] if isinstance(inputs, (list, tuple)) else inputs
+    for _ in range(int(times)):
+        x = sub(x)
+    return x
 
 
 # --------------------------------------------------------------------------- validation
@@ -220,11 +149,11 @@ def _block_arity(name):
     return 1, None if getattr(fn, "multi_input", False) else 1
 
 
-def _check_block_params(name, par, where, fix_key):
+def _check_block_params(name, par, where, fix_key, dict_block=False):
     if not isinstance(par, dict):
         raise SpecError(f"{where}: parameters must be a dict, got {type(par).__name__} ({par!r}). "
                         f"Fix the entry in {fix_key!r}.")
-    if name in _BLOCK_SPECS:
+    if dict_block or name in _BLOCK_SPECS:
         for cls_name, kwargs in par.items():
             cls = layer_class(cls_name)
             if cls is None:
@@ -273,49 +202,85 @@ def _check_defaults(spec, path):
     return defaults
 
 
+class Link(NamedTuple):
+    """One parsed link: its canonical type, the key the spec wrote it under, index, nodes, class and kwargs.
+
+    ``share`` is the node whose link's layer (or block) this link calls again, with the same weights.
+    """
+
+    code: str
+    key: str
+    index: int
+    ins: list
+    out: int
+    sub: str
+    par: dict
+    share: Optional[int] = None
+
+
+def link_keys(spec):
+    """{canonical type: the key the spec uses for it (a word or its five-letter alias)}."""
+    found = {}
+    for key in spec:
+        code = ALIASES.get(key, key) if isinstance(key, str) else None
+        if code in TYPE_CODES:
+            if code in found:
+                raise SpecError(f"spec {spec.get('name')!r}: keys {found[code]!r} and {key!r} both hold "
+                                f"{code!r} links ({key!r} is the original format's name for it). Put all "
+                                f"of them under one key.")
+            found[code] = key
+    return found
+
+
 def _collect_links(spec, path, n_inputs):
-    """Checks every link list and returns [(code, index, inputs, out, sub, par)]."""
+    """Checks every link list and returns the links as :class:`Link` tuples."""
     links = []
+    keys = link_keys(spec)
+    known = set(TYPE_CODES) | set(ALIASES)
     for key in spec:
         if not isinstance(key, str):
             raise SpecError(f"{path or 'spec'}: keys must be strings, got {key!r}.")
         base = key[:-4] if key.endswith(("_sub", "_par")) else key
-        if key in SPEC_KEYS or base in TYPE_CODES:
+        if key in SPEC_KEYS or base in known:
             if key.endswith(("_sub", "_par")) and base not in spec:
                 raise SpecError(f"{_loc(path, key)}: there is no link list {base!r} for it to describe. "
                                 f"Add {base!r} or remove {key!r}.")
             continue
-        choices = list(SPEC_KEYS) + [c + s for c in TYPE_CODES for s in ("", "_sub", "_par")]
-        raise SpecError(f"{_loc(path, key)}: unknown key.{_did_you_mean(key, choices)} Known type codes: "
-                        f"{', '.join(TYPE_CODES)}; other keys: {', '.join(SPEC_KEYS)}.")
+        # suggest in the spec's own style: five-letter codes for a dict written with them
+        style = ALIASES if any(k in ALIASES for k in spec) else TYPE_CODES
+        choices = list(SPEC_KEYS) + [c + s for c in style for s in ("", "_sub", "_par")]
+        raise SpecError(f"{_loc(path, key)}: unknown key.{_did_you_mean(key, choices)} Link types: "
+                        f"{', '.join(TYPE_CODES)} (or the original codes {', '.join(ALIASES)}); other keys: "
+                        f"{', '.join(SPEC_KEYS)}.")
 
     for code, (allowed, default_cls, multi) in TYPE_CODES.items():
-        if code not in spec:
+        if code not in keys:
             continue
-        link_list = spec[code]
+        key = keys[code]
+        link_list = spec[key]
         if not isinstance(link_list, (list, tuple)):
-            raise SpecError(f"{_loc(path, code)}: must be a list of link tuples such as [(0, 1)], "
+            raise SpecError(f"{_loc(path, key)}: must be a list of link tuples such as [(0, 1)], "
                             f"got {type(link_list).__name__}.")
-        subs = spec.get(code + "_sub")
-        pars = spec.get(code + "_par", [])
+        subs = spec.get(key + "_sub")
+        pars = spec.get(key + "_par", [])
         if subs is None:
             if default_cls is None:
-                raise SpecError(f"{_loc(path, code + '_sub')}: missing; links of type {code!r} need a class "
-                                f"or block name each. Add '{code}_sub': [...] with {len(link_list)} names.")
+                raise SpecError(f"{_loc(path, key + '_sub')}: missing; links of type {key!r} need a class "
+                                f"or block name each. Add '{key}_sub': [...] with {len(link_list)} names.")
             subs = [default_cls] * len(link_list)
         if not isinstance(subs, (list, tuple)):
-            raise SpecError(f"{_loc(path, code + '_sub')}: must be a list of names, got {type(subs).__name__}.")
+            raise SpecError(f"{_loc(path, key + '_sub')}: must be a list of names, got {type(subs).__name__}.")
         if len(subs) != len(link_list):
-            raise SpecError(f"{_loc(path, code + '_sub')}: has {len(subs)} names for {len(link_list)} links in "
-                            f"{code!r}. Give exactly one class/block name per link.")
+            raise SpecError(f"{_loc(path, key + '_sub')}: has {len(subs)} names for {len(link_list)} links in "
+                            f"{key!r}. Give exactly one class/block name per link.")
         if not isinstance(pars, (list, tuple)):
-            raise SpecError(f"{_loc(path, code + '_par')}: must be a list of dicts (one per link), "
+            raise SpecError(f"{_loc(path, key + '_par')}: must be a list of dicts (one per link), "
                             f"got {type(pars).__name__}.")
         if len(pars) > len(link_list):
-            raise SpecError(f"{_loc(path, code + '_par')}: has {len(pars)} entries for {len(link_list)} links "
-                            f"in {code!r}. Remove the extra entries (a short list means class defaults).")
+            raise SpecError(f"{_loc(path, key + '_par')}: has {len(pars)} entries for {len(link_list)} links "
+                            f"in {key!r}. Remove the extra entries (a short list means class defaults).")
         for i, link in enumerate(link_list):
-            where = _loc(path, code, i)
+            where = _loc(path, key, i)
             if not isinstance(link, (list, tuple)):
                 raise SpecError(f"{where}: {link!r} is not a tuple of node indices such as (0, 1).")
             if not all(_is_node(v) for v in link):
@@ -331,106 +296,128 @@ def _collect_links(spec, path, n_inputs):
             if par is None:
                 par = {}
             if not isinstance(sub, str):
-                raise SpecError(f"{_loc(path, code + '_sub', i)}: {sub!r} must be a class or block name "
+                raise SpecError(f"{_loc(path, key + '_sub', i)}: {sub!r} must be a class or block name "
                                 f"(a string), not {type(sub).__name__}.")
+            share = None
+            if isinstance(par, dict) and "share" in par:
+                # weight sharing: the link calls an earlier link's layer or block again
+                par = dict(par)
+                share = par.pop("share")
+                if not _is_node(share):
+                    raise SpecError(f"{_loc(path, key + '_par', i)}: share={share!r} must be the node number of "
+                                    f"an earlier {key!r} link whose weights this link reuses.")
+                if par:
+                    raise SpecError(f"{_loc(path, key + '_par', i)}: a link that shares node {share}'s weights "
+                                    f"takes its parameters from that link; remove {sorted(par)}.")
             if code == "block":
-                _ensure_standard_blocks()
-                local = spec.get("blocks", {})
-                if sub not in _BLOCK_FUNCTIONS and sub not in _BLOCK_SPECS and sub not in local:
-                    raise SpecError(f"{_loc(path, 'block_sub', i)}: unknown block {sub!r}."
-                                    f"{_did_you_mean(sub, list_blocks() + list(local))} Register it with "
-                                    f"visionfw.register_block or add it under 'blocks'.")
-                if sub in local:
-                    lo = hi = len(local[sub].get("inputs") or [None]) if isinstance(local[sub], dict) else 1
-                    if isinstance(local[sub], dict):
-                        for ck, cv in par.items():
-                            cls = layer_class(ck)
-                            if cls is None:
-                                raise SpecError(f"{_loc(path, 'block_par', i)}: block {sub!r} is a dict spec; "
-                                                f"its parameters are defaults per layer class and {ck!r} is "
-                                                f"not one.{_did_you_mean(ck, _all_layer_names())}")
-                            _check_kwargs(ck, cls, cv, _loc(path, "block_par", i), "block_par")
-                else:
-                    lo, hi = _block_arity(sub)
-                    _check_block_params(sub, par, _loc(path, "block_par", i), "block_par")
-                if len(ins) < lo or (hi is not None and len(ins) > hi):
-                    want = f"{lo}" if lo == hi else f"at least {lo}"
-                    raise SpecError(f"{where}: block {sub!r} takes {want} input(s) but the link "
-                                    f"{tuple(link)!r} gives {len(ins)}. The last index is the output node.")
+                _check_block_link(spec, path, key, i, link, ins, sub, par)
             else:
-                if code == "actvn" and sub in ACTIVATION_NAMES:
+                if code in ("act", "activation") and sub in ACTIVATION_NAMES:
                     par = dict(par, activation=sub)
                     sub = "Activation"
                 cls = layer_class(sub)
                 if cls is None:
                     hint = _did_you_mean(sub, allowed if allowed else _all_layer_names())
-                    raise SpecError(f"{_loc(path, code + '_sub', i)}: unknown class {sub!r}.{hint}")
+                    raise SpecError(f"{_loc(path, key + '_sub', i)}: unknown class {sub!r}.{hint}")
                 if allowed is not None and sub not in allowed:
                     right = [c for c, (a, _, _) in TYPE_CODES.items() if a and sub in a]
-                    fix = f"move the link to {right[0]!r}" if right else "use the 'layer' type code"
-                    raise SpecError(f"{_loc(path, code + '_sub', i)}: {sub!r} is not a {code!r} class "
+                    fix = f"move the link to {right[0]!r}" if right else "use the 'layer' link type"
+                    raise SpecError(f"{_loc(path, key + '_sub', i)}: {sub!r} is not a {key!r} class "
                                     f"(allowed: {', '.join(allowed)}). Fix: {fix}.")
-                _check_kwargs(sub, cls, par, _loc(path, code + "_par", i), code + "_par")
+                _check_kwargs(sub, cls, par, _loc(path, key + "_par", i), key + "_par")
                 if not multi and len(ins) != 1:
                     raise SpecError(f"{where}: {sub} takes one input but the link {tuple(link)!r} gives "
                                     f"{len(ins)}. Write (input, output).")
                 if code == "merge" and len(ins) < 2:
                     raise SpecError(f"{where}: a merge needs at least two inputs, got {tuple(link)!r}. "
                                     f"Write (a, b, output).")
-            links.append((code, i, ins, out, sub, dict(par)))
+            links.append(Link(code, key, i, ins, out, sub, dict(par), share))
     if not links:
         raise SpecError(f"{path or 'spec'}: has no links. Add at least one link list such as "
-                        f"'convo': [(0, 1)].")
+                        f"'conv': [(0, 1)].")
     return links
 
 
+def _check_block_link(spec, path, key, i, link, ins, sub, par):
+    local = spec.get("blocks", {})
+    if sub not in _BLOCK_FUNCTIONS and sub not in _BLOCK_SPECS and sub not in local:
+        raise SpecError(f"{_loc(path, key + '_sub', i)}: unknown block {sub!r}."
+                        f"{_did_you_mean(sub, list_blocks() + list(local))} Register it with "
+                        f"visionfw.register_block or add it under 'blocks'.")
+    if sub in local:
+        lo = hi = len(local[sub].get("inputs") or [None]) if isinstance(local[sub], dict) else 1
+        if isinstance(local[sub], dict):
+            _check_block_params(sub, par, _loc(path, key + "_par", i), key + "_par", dict_block=True)
+    else:
+        lo, hi = _block_arity(sub)
+        _check_block_params(sub, par, _loc(path, key + "_par", i), key + "_par")
+    if len(ins) < lo or (hi is not None and len(ins) > hi):
+        want = f"{lo}" if lo == hi else f"at least {lo}"
+        raise SpecError(f"{_loc(path, key, i)}: block {sub!r} takes {want} input(s) but the link "
+                        f"{tuple(link)!r} gives {len(ins)}. The last index is the output node.")
+
+
 def _check_graph(links, n_inputs, outputs, path):
+    # Every check here is linear in the number of links, whatever the node numbers are:
+    # a spec from someone else must not be able to make validation allocate per node index.
     created = {}
-    for code, i, ins, out, sub, par in links:
-        if out < n_inputs:
-            raise SpecError(f"{_loc(path, code, i)}: creates node {out}, which is an input of the model "
-                            f"(nodes 0..{n_inputs - 1}). Output nodes start at {n_inputs}.")
-        if out in created:
-            other = created[out]
-            raise SpecError(f"{_loc(path, code, i)}: node {out} is created twice (also by "
-                            f"{_loc('', other[0], other[1])}). Give one of them a new node number.")
-        created[out] = (code, i, ins)
+    for link in links:
+        if link.out < n_inputs:
+            raise SpecError(f"{_loc(path, link.key, link.index)}: creates node {link.out}, which is an input "
+                            f"of the model (nodes 0..{n_inputs - 1}). Output nodes start at {n_inputs}.")
+        if link.out in created:
+            other = created[link.out]
+            raise SpecError(f"{_loc(path, link.key, link.index)}: node {link.out} is created twice (also by "
+                            f"{_loc('', other.key, other.index)}). Give one of them a new node number.")
+        created[link.out] = link
     top = max(created)
-    missing = [n for n in range(n_inputs, top + 1) if n not in created]
-    for code, i, ins, out, sub, par in links:
-        for v in ins:
+    for link in links:
+        for v in link.ins:
             if v not in created and v >= n_inputs:
-                raise SpecError(f"{_loc(path, code, i)}: input node {v} is never created (no link ends in it "
-                                f"and it is not a model input). Add a link that creates node {v} or fix the index.")
-    if missing:
-        raise SpecError(f"{path or 'spec'}: node(s) {missing} are never created; nodes must be numbered "
-                        f"without gaps from {n_inputs} to {top}. Renumber the links.")
+                raise SpecError(f"{_loc(path, link.key, link.index)}: input node {v} is never created (no link "
+                                f"ends in it and it is not a model input). Add a link that creates node {v} "
+                                f"or fix the index.")
+    for link in links:
+        if link.share is None:
+            continue
+        where = _loc(path, link.key + "_par", link.index)
+        target = created.get(link.share)
+        if target is None or link.share >= link.out:
+            raise SpecError(f"{where}: share={link.share} must name a node created before node {link.out} by a "
+                            f"link whose weights this one reuses.")
+        if (target.code, target.sub) != (link.code, link.sub):
+            raise SpecError(f"{where}: share={link.share}: node {link.share} is a {target.sub!r} "
+                            f"{target.key!r} link; only a {link.sub!r} {link.key!r} link can be shared here.")
+        if target.share is not None:
+            raise SpecError(f"{where}: share={link.share}: node {link.share} itself shares node {target.share}; "
+                            f"write share={target.share}.")
+        if len(target.ins) != len(link.ins):
+            raise SpecError(f"{where}: share={link.share}: node {link.share} takes {len(target.ins)} input(s), "
+                            f"this link gives {len(link.ins)}.")
+    if top - n_inputs + 1 != len(created):
+        ordered = sorted(created)
+        missing, expected = [], n_inputs
+        for node in ordered:
+            if node != expected:
+                missing.append(expected if node == expected + 1 else f"{expected}..{node - 1}")
+                if len(missing) == 5:
+                    break
+            expected = node + 1
+        raise SpecError(f"{path or 'spec'}: node(s) [{', '.join(map(str, missing))}] are never created; nodes "
+                        f"must be numbered without gaps from {n_inputs} to {top}. Renumber the links.")
 
-    # Cycles: depth-first search over the input edges.
-    state = {}
-
-    def visit(node, trail):
-        if node < n_inputs:
-            return
-        if state.get(node) == 1:
-            cycle = trail[trail.index(node):] + [node]
-            code, i, _ = created[node]
-            raise SpecError(f"{_loc(path, code, i)}: the graph has a cycle {' -> '.join(map(str, cycle))}. "
-                            f"A link's inputs must be created before it; fix the indices.")
-        if state.get(node) == 2:
-            return
-        state[node] = 1
-        for v in created[node][2]:
-            visit(v, trail + [node])
-        state[node] = 2
-
+    # Cycles and forward references: with gap-free numbering, a link whose inputs are all lower
+    # than its output node cannot be part of a cycle, so one pass finds both.
     for node in sorted(created):
-        visit(node, [])
-    for node, (code, i, ins) in created.items():
-        later = [v for v in ins if v > node]
+        link = created[node]
+        if node in link.ins:
+            raise SpecError(f"{_loc(path, link.key, link.index)}: the graph has a cycle {node} -> {node} "
+                            f"(the link uses its own output). A link's inputs must be created before it.")
+        later = [v for v in link.ins if v > node]
         if later:
-            raise SpecError(f"{_loc(path, code, i)}: node {node} uses node {later[0]}, which is created after "
-                            f"it. Number the nodes in build order (inputs lower than outputs).")
+            raise SpecError(f"{_loc(path, link.key, link.index)}: node {node} uses node {later[0]}, which is "
+                            f"created after it (a cycle or a forward reference). Number the nodes in build "
+                            f"order (inputs lower than outputs).")
 
     if outputs is None:
         outputs = [top]
@@ -447,12 +434,12 @@ def _check_graph(links, n_inputs, outputs, path):
             continue
         reach.add(v)
         if v in created:
-            stack.extend(created[v][2])
+            stack.extend(created[v].ins)
     dangling = sorted(n for n in created if n not in reach)
     if dangling:
-        code, i, _ = created[dangling[0]]
-        raise SpecError(f"{_loc(path, code, i)}: node {dangling[0]} reaches no output (dangling nodes: "
-                        f"{dangling}). Remove its link, use it, or list it under 'outputs'.")
+        link = created[dangling[0]]
+        raise SpecError(f"{_loc(path, link.key, link.index)}: node {dangling[0]} reaches no output (dangling "
+                        f"nodes: {dangling[:20]}). Remove its link, use it, or list it under 'outputs'.")
     unused_inputs = [v for v in range(n_inputs) if v not in reach]
     if unused_inputs:
         raise SpecError(f"{path or 'spec'}: model input node(s) {unused_inputs} reach no output. Use them or "
@@ -460,10 +447,23 @@ def _check_graph(links, n_inputs, outputs, path):
     return list(outputs)
 
 
-def validate_spec(spec, path="", _depth=0):
-    """Checks a spec without building it; returns the parsed links. Raises SpecError."""
+class ParsedSpec(NamedTuple):
+    """What validation learns about a spec: its links (in build order), input count and outputs."""
+
+    links: list
+    n_inputs: int
+    outputs: list
+
+
+def validate_spec(spec, path="", _depth=0, _seen=None):
+    """Checks a spec without building it (nested dict blocks too); returns a :class:`ParsedSpec`.
+
+    Raises SpecError naming the key, the link and the fix.  ``_seen`` collects the parsed
+    result of every (sub)spec by identity, so one build validates each of them once.
+    """
     if not isinstance(spec, dict):
         raise SpecError(f"{path or 'spec'}: a model spec must be a dict, got {type(spec).__name__}.")
+    _standard_blocks()
     if _depth > _MAX_BLOCK_DEPTH:
         raise SpecError(f"{path}: blocks nest deeper than {_MAX_BLOCK_DEPTH} levels; a block probably "
                         f"contains itself.")
@@ -477,19 +477,27 @@ def validate_spec(spec, path="", _depth=0):
     if not isinstance(local_blocks, dict):
         raise SpecError(f"{_loc(path, 'blocks')}: must be a dict {{block name: spec}}, got "
                         f"{type(local_blocks).__name__}.")
+    seen = {} if _seen is None else _seen
     for bname, bspec in local_blocks.items():
         if not isinstance(bspec, dict):
             raise SpecError(f"{_loc(path, 'blocks')}, block {bname!r}: must be a dict spec.")
-        validate_spec(dict(bspec, name=bspec.get("name", bname)), f"{path} > block {bname!r}", _depth + 1)
+        if id(bspec) not in seen:
+            seen[id(bspec)] = validate_spec(dict(bspec, name=bspec.get("name", bname)),
+                                            f"{path} > block {bname!r}", _depth + 1, seen)
     links = _collect_links(spec, path, n_inputs)
     outputs = _check_graph(links, n_inputs, spec.get("outputs"), path)
-    for code, i, ins, out, sub, par in links:
-        if code == "block" and sub in _BLOCK_SPECS and sub not in local_blocks:
-            if path.count(f"block {sub!r}") >= 1:
-                raise SpecError(f"{_loc(path, 'block_sub', i)}: block {sub!r} contains itself.")
-            bspec = _BLOCK_SPECS[sub]
-            validate_spec(dict(bspec, name=bspec.get("name", sub)), f"{path} > block {sub!r}", _depth + 1)
-    return links, n_inputs, outputs
+    for link in links:
+        if link.code == "block" and link.sub in _BLOCK_SPECS and link.sub not in local_blocks:
+            if path.count(f"block {link.sub!r}") >= 1:
+                raise SpecError(f"{_loc(path, link.key + '_sub', link.index)}: block {link.sub!r} contains "
+                                f"itself.")
+            bspec = _BLOCK_SPECS[link.sub]
+            if id(bspec) not in seen:
+                seen[id(bspec)] = validate_spec(dict(bspec, name=bspec.get("name", link.sub)),
+                                                f"{path} > block {link.sub!r}", _depth + 1, seen)
+    parsed = ParsedSpec(sorted(links, key=lambda link: link.out), n_inputs, outputs)
+    seen[id(spec)] = parsed
+    return parsed
 
 
 # --------------------------------------------------------------------------- building
@@ -504,9 +512,21 @@ def _apply(layer_or_fn, tensors, where):
         raise SpecError(f"{where}: building failed: {exc}".strip()) from exc
 
 
-def _build_graph(spec, tensors, prefix, path, depth, defaults_override=None):
+def _block_outputs(link, args, lname, path, seen, local_blocks, where):
+    """The output tensor(s) of a block link (a function block or a dict spec) applied to ``args``."""
+    raw = local_blocks.get(link.sub, _BLOCK_SPECS.get(link.sub))
+    if raw is not None:
+        bspec = dict(raw, name=raw.get("name", link.sub))
+        sub_path = f"{path} > block {link.sub!r}"
+        sub_parsed = seen.get(id(raw)) or validate_spec(bspec, sub_path, 1, seen)
+        result = _build_graph(bspec, sub_parsed, args, lname + "_", sub_path, seen, link.par)
+        return result[0] if len(result) == 1 else result
+    fn = _BLOCK_FUNCTIONS[link.sub]
+    return _apply(lambda t: fn(t, name=lname, **link.par), args, where)
+
+
+def _build_graph(spec, parsed, tensors, prefix, path, seen, defaults_override=None):
     """Adds the spec's layers on top of ``tensors`` (its input nodes); returns its output tensors."""
-    links, n_inputs, outputs = validate_spec(spec, path, depth)
     path = path or f"spec {spec['name']!r}"
     defaults = {k: dict(v) for k, v in spec.get("defaults", {}).items()}
     outer = _context.get()
@@ -521,43 +541,57 @@ def _build_graph(spec, tensors, prefix, path, depth, defaults_override=None):
     nodes = dict(enumerate(tensors))
     token = _context.set({"defaults": defaults,
                           "input_channels": outer["input_channels"] if outer else tensors[0].shape[-1]})
+    shared = {link.share for link in parsed.links if link.share is not None}
+    made = {}  # node -> the layer or sub-model that a later link shares
     try:
-        for code, i, ins, out, sub, par in sorted(links, key=lambda link: link[3]):
-            where = _loc(path, code, i) + f" ({sub}, nodes {tuple(ins)} -> {out})"
+        for link in parsed.links:
+            code, i, ins, out, sub, par = link.code, link.index, link.ins, link.out, link.sub, link.par
+            where = _loc(path, link.key, i) + f" ({sub}, nodes {tuple(ins)} -> {out})"
             args = [nodes[v] for v in ins]
             lname = f"{prefix}{code}{i}_n{out}"
-            if code == "block":
-                bspec = local_blocks.get(sub, _BLOCK_SPECS.get(sub))
-                if bspec is not None:
-                    bspec = dict(bspec, name=bspec.get("name", sub))
-                    result = _build_graph(bspec, args, lname + "_", f"{path} > block {sub!r}", depth + 1, par)
-                    nodes[out] = result[0] if len(result) == 1 else result
-                else:
-                    fn = _BLOCK_FUNCTIONS[sub]
-                    nodes[out] = _apply(lambda t: fn(t, name=lname, **par), args, where)
+            if link.share is not None:
+                nodes[out] = _apply(made[link.share], args if len(args) > 1 else args[0], where)
+            elif code == "block" and out in shared:
+                # a shared block becomes one sub-model, called by every link that shares it
+                import keras
+
+                sub_inputs = [keras.Input(shape=tuple(a.shape[1:]), name=f"{lname}_in{k}") for k, a in
+                              enumerate(args)]
+                result = _block_outputs(link, sub_inputs, lname, path, seen, local_blocks, where)
+                made[out] = keras.Model(sub_inputs if len(sub_inputs) > 1 else sub_inputs[0], result, name=lname)
+                nodes[out] = _apply(made[out], args if len(args) > 1 else args[0], where)
+            elif code == "block":
+                nodes[out] = _block_outputs(link, args, lname, path, seen, local_blocks, where)
             else:
                 kwargs = _resolve_kwargs(sub, par, defaults)
                 kwargs.setdefault("name", lname)
-                cls = layer_class(sub)
-                if sub == "Conv2D" and kwargs.get("padding") in ("replicate", "edge"):
-                    cls = vf_layers.EdgePadConv2D
+                cls = edge_padded(sub, layer_class(sub), kwargs)
                 try:
                     layer = cls(**kwargs)
                 except Exception as exc:
                     raise SpecError(f"{where}: {sub}({kwargs}) could not be created: {exc}") from exc
                 multi = TYPE_CODES[code][2]
+                made[out] = layer
                 nodes[out] = _apply(layer, args if multi and len(args) > 1 else args[0], where)
     finally:
         _context.reset(token)
-    return [nodes[v] for v in outputs]
+    return [nodes[v] for v in parsed.outputs]
+
+
+def build(spec):
+    """Validates ``spec`` once and builds it: returns ``(keras.Model, ParsedSpec)``."""
+    import keras
+
+    seen = {}
+    parsed = validate_spec(spec, _seen=seen)
+    shapes = spec.get("inputs", [(None, None, 3)])
+    inputs = [keras.Input(shape=tuple(s), name=f"input_{i}") for i, s in enumerate(shapes)]
+    outputs = _build_graph(spec, parsed, inputs, "", "", seen)
+    model = keras.Model(inputs if len(inputs) > 1 else inputs[0],
+                        outputs if len(outputs) > 1 else outputs[0], name=spec["name"])
+    return model, parsed
 
 
 def build_model(spec):
-    """Builds the ``keras.Model`` a spec describes (validating it first)."""
-    _ensure_standard_blocks()
-    validate_spec(spec)
-    shapes = spec.get("inputs", [(None, None, 3)])
-    inputs = [keras.Input(shape=tuple(s), name=f"input_{i}") for i, s in enumerate(shapes)]
-    outputs = _build_graph(spec, inputs, "", "", 0)
-    return keras.Model(inputs if len(inputs) > 1 else inputs[0],
-                       outputs if len(outputs) > 1 else outputs[0], name=spec["name"])
+    """Builds the ``keras.Model`` a spec describes (validating it first, once)."""
+    return build(spec)[0]

@@ -8,8 +8,10 @@
   of its boundary, so the 6 faces of the RGB cube (6 x 256^2 colours) suffice; they give the
   same cells as all 256^3 colours.  Our count is **Q = 261**, not the paper's 313: the paper's
   ``pts_in_hull`` set is a looser superset (it spans b up to +100 and includes cells that no
-  sRGB colour reaches under this Lab; its exact gamut test is not published).  The networks
-  take ``n_bins`` so a 313-way head (the paper's exact layer) can still be built.
+  sRGB colour reaches under this Lab; its exact gamut test is not published; all 261 of ours
+  are among its 313).  The networks take ``n_bins``: ``n_bins=313`` builds the paper's exact
+  head, trained and decoded with the official centres (``ab_bins('official')``, read from the
+  authors' ``pts_in_hull.npy`` on the data search path).
 * Soft encoding: each ab goes to its 5 nearest bin centres with Gaussian weights (sigma 5),
   normalised to sum 1.
 * Class rebalancing: ``w = ((1 - lambda) p~ + lambda / Q)^-1`` with lambda 0.5, p~ the empirical
@@ -29,11 +31,11 @@ import numpy as np
 import tensorflow as tf
 
 from visionfw.errors import ConfigError, DataError
+from visionfw.train.tasks import Task, hr_of, register_task
 
-__all__ = ["rgb_to_lab", "lab_to_rgb", "ab_bins", "N_AB_BINS", "soft_encode", "soft_encode_np",
+__all__ = ["rgb_to_lab", "lab_to_rgb", "ab_bins", "bins_for", "N_AB_BINS", "soft_encode", "soft_encode_np",
            "nearest_bin", "empirical_distribution", "rebalance_weights", "annealed_mean", "ab_auc",
-           "rgb_psnr", "ColorizeObjective", "ColorizeTask", "colorize", "evaluate_colorization",
-           "train_colorizer"]
+           "rgb_psnr", "ColorizeObjective", "ColorizeTask", "sample_ab", "colorize"]
 
 # sRGB (linear) -> XYZ, D65; and the D65 reference white
 _RGB_TO_XYZ = np.array([[0.4124564, 0.3575761, 0.1804375],
@@ -114,9 +116,44 @@ def _ab_bins_cached():
     return (cells * GRID).astype(np.float32)
 
 
-def ab_bins():
-    """(Q, 2) float32 centres (a, b) of the in-gamut ab cells, sorted by a then b (Q = 261)."""
-    return _ab_bins_cached().copy()
+OFFICIAL_BINS_FILE = "colorization/pts_in_hull.npy"  # under a weights folder of the data search path
+
+
+def ab_bins(source="derived", data_dir=None):
+    """(Q, 2) float32 ab bin centres.
+
+    ``source='derived'``: the in-gamut cells of our gamut test (Q = 261, sorted by a then b).
+    ``source='official'``: the paper's 313 centres, read from ``weights/colorization/pts_in_hull.npy``
+    on the data search path (:mod:`visionfw.data.paths`) or from ``source`` given as a path.  The
+    261 derived cells are all among the official 313 (tested); the other 52 lie where no 8-bit
+    sRGB colour reaches under this Lab, so the official set cannot be derived from the gamut alone
+    (it is not shipped either: it is the authors' file).
+    """
+    if source == "derived":
+        return _ab_bins_cached().copy()
+    if source == "official":
+        from visionfw.data.paths import find
+
+        path = find("weights", OFFICIAL_BINS_FILE, data_dir, what="the official 313 ab bins (pts_in_hull.npy)")
+    else:
+        path = source
+    try:
+        bins = np.load(path, allow_pickle=False)
+    except (OSError, ValueError) as exc:
+        raise DataError(f"{path}: cannot read the ab bins ({exc}); give a .npy of shape (Q, 2).") from exc
+    if bins.ndim != 2 or bins.shape[1] != 2:
+        raise DataError(f"{path}: ab bins must have shape (Q, 2), got {bins.shape}.")
+    return bins.astype(np.float32)
+
+
+def bins_for(n_outputs, data_dir=None):
+    """The bins a colorization head of ``n_outputs`` classes was built for (261: derived, 313: official)."""
+    if n_outputs == N_AB_BINS:
+        return ab_bins("derived")
+    if n_outputs == 313:
+        return ab_bins("official", data_dir)
+    raise ConfigError(f"a colorization head with {n_outputs} classes matches neither the derived {N_AB_BINS} "
+                      "bins nor the official 313; pass bins= explicitly.")
 
 
 def nearest_bin(ab, bins):
@@ -228,8 +265,9 @@ def _avg_pool_ab(ab, factor):
 class ColorizeObjective:
     """Class-rebalanced multinomial cross-entropy on soft-encoded ab at the output resolution.
 
-    ``compute_loss(model, batch, training)``: ``batch`` is an NHWC RGB batch in [0, 1]; the model
-    takes L (N, H, W, 1) in [0, 100] and returns bin probabilities at (H/f, W/f, Q).
+    ``compute_loss(model, batch, training)``: ``batch`` is an NHWC RGB batch in [0, 1] (or the
+    pipeline's ``(hr,)`` tuple, see :func:`visionfw.train.tasks.hr_of`); the model takes L
+    (N, H, W, 1) in [0, 100] and returns bin probabilities at (H/f, W/f, Q).
     """
 
     def __init__(self, bins, weights=None, factor=4):
@@ -241,7 +279,7 @@ class ColorizeObjective:
         self.factor = int(factor)
 
     def compute_loss(self, model, batch, training):
-        rgb = tf.cast(batch["hr"] if isinstance(batch, dict) else batch, tf.float32)
+        rgb = tf.cast(hr_of(batch), tf.float32)
         lab = rgb_to_lab(rgb)
         probs = tf.cast(model(lab[..., :1], training=training), tf.float32)
         ab = _avg_pool_ab(lab[..., 1:], self.factor)
@@ -252,40 +290,46 @@ class ColorizeObjective:
         return loss, {"ce": tf.reduce_mean(ce)}
 
 
-from visionfw.train.tasks import Task, register_task  # the shared trainer's task API
-
-
 class ColorizeTask(Task):
-    """``visionfw train --task=colorize``: Zhang et al.'s loss on patches of ``config.train_data``.
+    """``visionfw train --task=colorize``: Zhang et al.'s loss on RGB patches of the shared input
+    pipeline (``config.train_data``, or the embedded photos when it is None).
 
-    The rebalancing weights come from the training images (smoothed bin distribution of their
-    ab at the output resolution); ``config.task_options`` may set ``lam`` (default 0.5).
+    The rebalancing weights come from the same training images (smoothed bin distribution of
+    their ab at the output resolution); ``config.task_options`` may set ``lam`` (default 0.5).
+    The cross-entropy without the weights is logged as ``train_ce``.
     """
 
     name = "colorize"
+    metric_names = ("ce",)
 
     def __init__(self, config):
         super().__init__(config)
-        self._images = None
         self._objective = None
 
-    def _load(self):
-        if self._images is None:
-            from visionfw.tad import _load_folder_images
+    def _training_images(self):
+        """The training images as float32 RGB in [0, 1], read by the pipeline's own loader."""
+        from visionfw.data.pipeline import load_train_images
 
-            self._images = _load_folder_images(self.config.train_data)
-        return self._images
+        source = self.config.train_data
+        if source is not None and str(source).lower().endswith((".h5", ".hdf5")):
+            raise ConfigError(f"task colorize needs a folder of RGB images as train_data (or None for the "
+                              f"embedded photos), not the patch file {source}.")
+        _, images, _ = load_train_images(self.hr_data_config(int(self.config.lr_patch)))
+        return [im.astype(np.float32) / 255.0 if im.dtype == np.uint8 else im.astype(np.float32)
+                for im in images]
 
     @property
     def objective(self):
         if self._objective is None:
             opts = dict(getattr(self.config, "task_options", None) or {})
-            bins = ab_bins()
-            p = empirical_distribution(sample_ab(self._load(), 4), bins)
+            # the bins follow the model's head: 261 derived, 313 the paper's (model_kwargs n_bins=313)
+            bins = bins_for(int(self.spec()["meta"]["n_bins"]), self.config.data_dir)
+            p = empirical_distribution(sample_ab(self._training_images(), 4), bins)
             self._objective = ColorizeObjective(bins, rebalance_weights(p, opts.get("lam", REBALANCE_LAMBDA)))
         return self._objective
 
     def make_dataset(self, start_step=0):
+        self.objective  # noqa: B018 - built here, eagerly, not while the training step is traced
         return self.hr_patch_dataset(int(self.config.lr_patch), start_step)
 
     def compute_loss(self, model, batch, training):
@@ -309,16 +353,7 @@ def sample_ab(images, factor=4, max_pixels=2_000_000, seed=0):
     return ab
 
 
-def train_colorizer(model, images, steps, objective, batch_size=16, patch_size=64, lr=3e-4, seed=0,
-                    log_every=50, time_limit=None):
-    """Self-contained training loop (Adam, halved at 3/4 of the steps) for the stand-alone experiments."""
-    from visionfw.tad import _fit
-
-    return _fit(model, objective, images, steps, batch_size, patch_size, lr, max(1, int(steps * 0.75)), 0.5,
-                seed, log_every, time_limit)
-
-
-# --------------------------------------------------------------------------- inference and evaluation
+# --------------------------------------------------------------------------- inference
 
 
 def colorize(model, rgb_or_l, bins=None, t=ANNEAL_T):
@@ -327,7 +362,7 @@ def colorize(model, rgb_or_l, bins=None, t=ANNEAL_T):
     H and W must be multiples of 8 (the network's stride).  The predicted ab (annealed mean at
     1/4 resolution) is bilinearly upsampled and recombined with the input L.
     """
-    bins = ab_bins() if bins is None else bins
+    bins = bins_for(int(model.output_shape[-1])) if bins is None else bins
     x = np.asarray(rgb_or_l, np.float32)
     lum = rgb_to_lab(x)[..., :1] if x.shape[-1] == 3 else x
     h, w = lum.shape[:2]
@@ -337,23 +372,3 @@ def colorize(model, rgb_or_l, bins=None, t=ANNEAL_T):
     ab = annealed_mean(probs, bins, t)
     ab = tf.image.resize(ab, (h, w), method="bilinear")[0].numpy()
     return lab_to_rgb(np.concatenate([lum, ab], -1))
-
-
-def evaluate_colorization(model, images, bins=None, t=ANNEAL_T):
-    """Mean RGB PSNR and ab AuC (0..150) of ``model`` and of the grey baseline (ab = 0)."""
-    bins = ab_bins() if bins is None else bins
-    res = {"psnr": [], "auc": [], "grey_psnr": [], "grey_auc": []}
-    for img in images:
-        h, w = (img.shape[0] // 8) * 8, (img.shape[1] // 8) * 8
-        img = np.asarray(img[:h, :w], np.float32)
-        lab = rgb_to_lab(img)
-        out = colorize(model, img, bins, t)
-        grey = lab_to_rgb(np.concatenate([lab[..., :1], np.zeros_like(lab[..., 1:])], -1))
-        res["psnr"].append(rgb_psnr(out, img))
-        res["auc"].append(ab_auc(rgb_to_lab(out)[..., 1:], lab[..., 1:]))
-        res["grey_psnr"].append(rgb_psnr(grey, img))
-        res["grey_auc"].append(ab_auc(np.zeros_like(lab[..., 1:]), lab[..., 1:]))
-    out = {k: float(np.mean(v)) for k, v in res.items()}
-    out["protocol"] = ("RGB PSNR of uint8-rounded images, no shave, size cropped to a multiple of 8; "
-                       "AuC of ab L2 accuracy over thresholds 0..150 step 1 (sRGB D65 Lab)")
-    return out

@@ -2,8 +2,9 @@
 
 * :func:`prepare_input` turns an LR image into a model's input (Y or RGB, bicubic-upscaled
   with MATLAB's bicubic for pre-upsampled models like SRCNN/VDSR);
-* :func:`super_resolve` runs one image through a model with a cached ``tf.function``,
-  optionally in overlapping tiles and/or with the x8 geometric self-ensemble;
+* :func:`super_resolve` runs one image through a model with a cached ``tf.function``
+  (:func:`forward_fn`, shared with :mod:`visionfw.profiling`), optionally in overlapping
+  tiles and/or with the x8 geometric self-ensemble;
 * :func:`evaluate_model` measures PSNR/SSIM (and the bicubic baseline) on benchmark sets;
 * :func:`format_table` / :func:`write_results_json` report them, always with the protocol.
 
@@ -27,7 +28,6 @@ consistent.
 from __future__ import annotations
 
 import datetime
-import json
 import math
 import time
 import weakref
@@ -35,16 +35,18 @@ from pathlib import Path
 
 import numpy as np
 
+from visionfw.data.embedded import HELDOUT
 from visionfw.errors import ConfigError, DataError
 from visionfw.metrics import as_hwc
 
-__all__ = ["prepare_input", "super_resolve", "receptive_radius", "tiling_is_exact", "infer_model_meta",
-           "evaluate_model", "format_table", "write_results_json", "geometric_transforms"]
+__all__ = ["prepare_input", "forward_fn", "forward_numpy", "super_resolve", "receptive_radius", "tiling_is_exact",
+           "infer_model_meta", "evaluate_model", "format_table", "write_results_json", "geometric_transforms",
+           "resolve_eval_set", "load_eval_set", "bicubic_metrics", "HELDOUT"]
 
 _CONV_CLASSES = ("Conv2D", "EdgePadConv2D", "Conv2DTranspose", "SeparableConv2D", "DepthwiseConv2D")
 # Layers whose output at a pixel depends on the whole image: tiles cannot reproduce them exactly.
-_GLOBAL_CLASSES = ("ChannelAttention", "GlobalAveragePooling2D", "GlobalMaxPooling2D", "Dense", "Flatten",
-                   "Reshape")
+_GLOBAL_CLASSES = ("ChannelAttention", "ContrastPool", "GlobalAveragePooling2D", "GlobalMaxPooling2D", "Dense",
+                   "Flatten", "Reshape")
 
 
 # --------------------------------------------------------------------------- input
@@ -116,8 +118,12 @@ def prepare_input(lr, upsampled_input, channels="y", scale=None, protocol="srcnn
 _FORWARD_CACHE = weakref.WeakKeyDictionary()
 
 
-def _forward_fn(model):
-    """A ``tf.function`` of ``model`` for NHWC float32 batches of any size, cached per model."""
+def forward_fn(model):
+    """A ``tf.function`` of ``model`` for NHWC float32 batches of any size, cached per model.
+
+    The one compiled forward pass of the library: evaluation and profiling (latency,
+    memory) share it, so a model is traced once.
+    """
     fn = _FORWARD_CACHE.get(model)
     if fn is not None:
         return fn
@@ -137,11 +143,16 @@ def _forward_fn(model):
     return forward
 
 
-def _run(model, image):
-    out = _forward_fn(model)(np.ascontiguousarray(image[None], dtype=np.float32))
+def forward_numpy(model, batch):
+    """The model's (first) output for an NHWC batch, fetched to the host as numpy."""
+    out = forward_fn(model)(np.ascontiguousarray(batch, dtype=np.float32))
     if isinstance(out, (list, tuple)):
         out = out[0]
-    return out.numpy()[0]
+    return out.numpy()
+
+
+def _run(model, image):
+    return forward_numpy(model, image[None])[0]
 
 
 def receptive_radius(model):
@@ -151,13 +162,18 @@ def receptive_radius(model):
     ``ceil((k - 1) * dilation / 2)`` per axis (max of the two), transposed convolutions
     counted with ``ceil(k / 2)``.  Convolutions that run after an upsampling layer (at
     the HR resolution) are counted at full size although they reach only ``1/scale`` as
-    far in input pixels, so this over-estimates -- the safe side for tiling.  Layers
+    far in input pixels, so this over-estimates -- the safe side for tiling.  Every call
+    counts: a layer whose weights are shared (DRRN's recursive units, TAD's recursions) adds
+    its reach once per call, and parallel branches add up (over-estimates again).  Layers
     inside nested models are included; MATLAB bicubic layers add 3.
     """
     import keras
 
     radius = 0
-    for layer in model.layers:
+    by_depth = getattr(model, "_nodes_by_depth", None)  # functional models: one node per layer call
+    calls = ([node.operation for depth in sorted(by_depth) for node in by_depth[depth]] if by_depth
+             else model.layers)
+    for layer in calls:
         if isinstance(layer, keras.Model):
             radius += receptive_radius(layer)
             continue
@@ -296,8 +312,38 @@ def infer_model_meta(model, probe=12):
 _BICUBIC_CACHE = {}
 
 
-def _bicubic(hr, scale, protocol):
-    """bicubic_baseline, memoised on the image's content (it does not depend on the model)."""
+def resolve_eval_set(name, data_dir=None):
+    """Where evaluation set ``name`` comes from: ``'heldout'`` (the photos held out of the
+    embedded training set), a benchmark name or a folder; DataError naming every place looked
+    in when it is not found."""
+    if str(name) == HELDOUT:
+        from visionfw.data.embedded import embedded_data_dir
+
+        return embedded_data_dir()
+    from visionfw.data.benchmarks import resolve_dataset
+
+    return resolve_dataset(name, data_dir)
+
+
+def load_eval_set(name, scale, data_dir=None, lr_dir=None):
+    """The :class:`visionfw.data.benchmarks.BenchmarkImage` records of an evaluation set:
+    ``'heldout'`` (:func:`visionfw.data.embedded.heldout_records`) or a benchmark name or
+    folder (:func:`visionfw.data.benchmarks.load_benchmark`)."""
+    if str(name) == HELDOUT:
+        if lr_dir is not None:
+            raise ConfigError(f"lr_dir does not apply to the {HELDOUT!r} set (its LR images are made with "
+                              "MATLAB bicubic); leave lr_dir unset.")
+        from visionfw.data.embedded import heldout_records
+
+        return heldout_records(scale)
+    from visionfw.data.benchmarks import load_benchmark
+
+    return load_benchmark(name, scale, data_dir=data_dir, lr_dir=lr_dir)
+
+
+def bicubic_metrics(hr, scale, protocol):
+    """The bicubic baseline of one HR image (:func:`visionfw.metrics.bicubic_baseline`),
+    memoised on the image's content (it does not depend on the model)."""
     import hashlib
 
     from visionfw.metrics import bicubic_baseline
@@ -328,12 +374,14 @@ def _save_sr(path, sr, hr, scale, channels):
 
 def evaluate_model(model, datasets, scale, protocol="srcnn", data_dir=None, channels=None,
                    upsampled_input=None, per_image=False, save_images=None, tile=None,
-                   tile_overlap=None, self_ensemble=False, progress=True, lr_dir=None):
+                   tile_overlap=None, self_ensemble=False, progress=True, lr_dir=None, log_every=25,
+                   progress_label="evaluate"):
     """PSNR/SSIM of ``model`` on benchmark sets under ``protocol``, with the bicubic baseline.
 
     Args:
       model: a ``keras.Model`` with loaded weights.
-      datasets: names ('Set5', 'Set14', ...), folders, or one comma-separated string.
+      datasets: names ('Set5', 'Set14', ..., or 'heldout': photos held out of the embedded
+        training set), folders, or one comma-separated string.
       scale: SR factor (the border shaved is ``scale`` px).
       protocol: 'srcnn' or 'edsr' (module docstring).
       data_dir: where the sets are (see :func:`visionfw.data.benchmarks.resolve_dataset`).
@@ -342,18 +390,18 @@ def evaluate_model(model, datasets, scale, protocol="srcnn", data_dir=None, chan
       per_image: also list every image in :func:`format_table` (the results always hold them).
       save_images: folder; SR images go to ``<dir>/<dataset>/x<scale>/<name>.png``.
       tile, tile_overlap, self_ensemble: see :func:`super_resolve`.
-      progress: tqdm bar over the images.
+      progress: show progress on stderr (:class:`visionfw.reports.Progress`): a live bar on a
+        terminal, else a plain line every ``log_every`` images and at the end of each set;
+        ``progress_label`` starts its title.
       lr_dir: 'edsr' protocol only: read LR images from there instead of making them.
 
     Returns ``{dataset: {'psnr', 'ssim', 'bicubic_psnr', 'bicubic_ssim', 'gain_psnr',
     'gain_ssim', 'n_images', 'images': [per image], 'protocol', 'protocol_description',
     'scale', 'channels', 'upsampled_input', 'seconds', ...}}`` (PSNR in dB, means over images).
     """
-    from tqdm.auto import tqdm
-
-    from visionfw.data.benchmarks import load_benchmark
     from visionfw.data.imresize import imresize_numpy
     from visionfw.metrics import evaluate_pair, protocol_description, protocol_y
+    from visionfw.reports import Progress
 
     if protocol not in ("srcnn", "edsr"):
         raise ConfigError(f"protocol={protocol!r} is unknown; use 'srcnn' (SRCNN/VDSR code) or 'edsr'.")
@@ -376,11 +424,13 @@ def evaluate_model(model, datasets, scale, protocol="srcnn", data_dir=None, chan
     description = protocol_description(protocol, scale)
     results = {}
     for ds in datasets:
-        records = load_benchmark(ds, scale, data_dir=data_dir, lr_dir=lr_dir if protocol == "edsr" else None)
+        records = load_eval_set(ds, scale, data_dir=data_dir, lr_dir=lr_dir if protocol == "edsr" else None)
         ds_name = Path(str(ds)).name if Path(str(ds)).is_dir() else str(ds)
         start = time.perf_counter()
         rows = []
-        for rec in tqdm(records, desc=f"{ds_name} x{scale}", disable=not progress, leave=False):
+        bar = Progress(len(records), f"{progress_label} {ds_name} x{scale}", unit="image", enabled=progress)
+        for i, rec in enumerate(records):
+            bar.update(i, line=i > 0 and i % max(1, int(log_every)) == 0)
             hr = as_hwc(rec.hr)
             lr = as_hwc(rec.lr)
             if channels == "rgb" and hr.shape[-1] == 1:  # EDSR's set_channel: grey -> 3 equal channels
@@ -394,11 +444,13 @@ def evaluate_model(model, datasets, scale, protocol="srcnn", data_dir=None, chan
                 raise DataError(f"{ds_name}/{rec.name}: model output {sr.shape[:2]} differs from the HR size "
                                 f"{hr.shape[:2]} at x{scale}; is the model built for scale {scale}?")
             m = evaluate_pair(sr, hr, scale, protocol)
-            b = _bicubic(hr, scale, protocol)
+            b = bicubic_metrics(hr, scale, protocol)
             rows.append({"name": rec.name, "psnr": m["psnr"], "ssim": m["ssim"], "bicubic_psnr": b["psnr"],
                          "bicubic_ssim": b["ssim"], "gain_psnr": m["psnr"] - b["psnr"]})
             if save_images:
                 _save_sr(Path(save_images) / ds_name / f"x{scale}" / f"{rec.name}.png", sr, hr, scale, channels)
+        bar.update(len(records))
+        bar.close()
         if not rows:
             raise DataError(f"dataset {ds!r} holds no images.")
 
@@ -448,6 +500,7 @@ def write_results_json(path, results, model_name, weights_path, scale, protocol,
     """Writes the results with what produced them (model, weights sha256, protocol) as JSON."""
     import visionfw
     from visionfw.metrics import protocol_description
+    from visionfw.reports import write_json
     from visionfw.weights import file_sha256
 
     payload = {
@@ -464,9 +517,4 @@ def write_results_json(path, results, model_name, weights_path, scale, protocol,
     }
     if extra:
         payload.update(extra)
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(payload, indent=2, sort_keys=False, default=float))
-    tmp.replace(path)
-    return path
+    return write_json(path, payload)

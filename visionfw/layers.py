@@ -272,12 +272,149 @@ class EdgePadConv2D(keras.layers.Conv2D):
         return super().call(x)
 
     def compute_output_shape(self, input_shape):
+        # 'same' semantics: each spatial size becomes ceil(size / stride)
         n, h, w, _ = input_shape
-        return (n, h, w, self.filters)
+
+        def size(v, s):
+            return None if v is None else -(-int(v) // int(s))
+
+        return (n, size(h, self.strides[0]), size(w, self.strides[1]), self.filters)
+
+
+# Full-range BT.601 luma (JPEG YCbCr): Y in [0, 1] for RGB in [0, 1], the colour TAD models' grey guide.
+LUMA_WEIGHTS = (0.299, 0.587, 0.114)
+
+
+@_register
+class Luma(keras.layers.Layer):
+    """RGB -> full-range luma ``0.299 R + 0.587 G + 0.114 B`` (one channel, no weights)."""
+
+    def call(self, x):
+        w = ops.convert_to_tensor(LUMA_WEIGHTS, dtype=x.dtype)
+        return ops.sum(x * w, axis=-1, keepdims=True)
+
+    def compute_output_shape(self, input_shape):
+        return tuple(input_shape[:-1]) + (1,)
 
 
 CUSTOM_LAYERS = {
     cls.__name__: cls
     for cls in (PixelShuffle, PixelUnshuffle, MeanShift, Scale, ChannelAttention, WeightedSum,
-                BicubicResize, Quantize, EdgePadConv2D)
+                BicubicResize, Quantize, EdgePadConv2D, Luma)
 }
+
+
+# --- appended for IMDN (issue 11): channel split and contrast pooling --------------------------
+
+
+@_register
+class ChannelSlice(keras.layers.Layer):
+    """Channels ``start:stop`` of an NHWC tensor (one half of ``torch.split`` along channels).
+
+    IMDN's progressive refinement splits every 64-channel map into 16 distilled and 48
+    remaining channels; two ChannelSlice links express that split in a spec.
+    """
+
+    def __init__(self, start=0, stop=None, **kwargs):
+        super().__init__(**kwargs)
+        self.start = int(start)
+        self.stop = None if stop is None else int(stop)
+        if self.start < 0 or (self.stop is not None and self.stop <= self.start):
+            from visionfw.errors import SpecError
+
+            raise SpecError(f"ChannelSlice(start={start}, stop={stop}): need 0 <= start < stop "
+                            "(stop=None keeps every channel from start on).")
+
+    def call(self, x):
+        return x[..., self.start:self.stop]
+
+    def compute_output_shape(self, input_shape):
+        c = input_shape[-1]
+        stop = c if self.stop is None else (self.stop if c is None else min(self.stop, c))
+        return tuple(input_shape[:-1]) + (None if stop is None else stop - self.start,)
+
+    def get_config(self):
+        return {**super().get_config(), "start": self.start, "stop": self.stop}
+
+
+@_register
+class ContrastPool(keras.layers.Layer):
+    """Per-channel contrast of IMDN's CCA: std + mean over H and W, shape (N, 1, 1, C).
+
+    The standard deviation is the population one (divided by H*W), as in the official
+    ``stdv_channels``.  ``epsilon`` (default 0, exact) is added to the variance before the
+    square root; a small value keeps gradients finite on constant feature maps.
+    """
+
+    def __init__(self, epsilon=0.0, **kwargs):
+        super().__init__(**kwargs)
+        self.epsilon = float(epsilon)
+
+    def call(self, x):
+        mean = ops.mean(x, axis=(1, 2), keepdims=True)
+        var = ops.mean(ops.square(x - mean), axis=(1, 2), keepdims=True)
+        return ops.sqrt(var + self.epsilon) + mean
+
+    def compute_output_shape(self, input_shape):
+        return (input_shape[0], 1, 1, input_shape[-1])
+
+    def get_config(self):
+        return {**super().get_config(), "epsilon": self.epsilon}
+
+
+CUSTOM_LAYERS.update({cls.__name__: cls for cls in (ChannelSlice, ContrastPool)})
+
+
+# --- appended for LapSRN (issue 11): bilinear initialiser of transposed convolutions ----------
+
+
+@keras.saving.register_keras_serializable(package=_PACKAGE)
+class BilinearKernel(keras.initializers.Initializer):
+    """Bilinear-upsampling kernel for a ``Conv2DTranspose`` of shape (kh, kw, out, in).
+
+    Channel ``c`` maps to channel ``c`` only (zero across channels), each with the separable
+    bilinear filter ``1 - |x / f - centre|``, ``f = ceil(k / 2)`` (FCN's and MatConvNet's
+    ``bilinear_kernel``); LapSRN initialises its image branch this way.  Use it as
+    ``kernel_initializer='visionfw>BilinearKernel'``.
+    """
+
+    def __call__(self, shape, dtype=None):
+        import math
+
+        import numpy as np
+
+        kh, kw, c_out, c_in = (int(s) for s in shape)
+
+        def taps(k):
+            f = math.ceil(k / 2)
+            centre = (2 * f - 1 - f % 2) / (2.0 * f)
+            return 1.0 - np.abs(np.arange(k) / f - centre)
+
+        kernel = np.zeros((kh, kw, c_out, c_in), np.float32)
+        for c in range(min(c_out, c_in)):
+            kernel[:, :, c, c] = np.outer(taps(kh), taps(kw))
+        return ops.convert_to_tensor(kernel, dtype=dtype or "float32")
+
+    def get_config(self):
+        return {}
+
+
+# --- appended for BSR (issue 12): the channel statistics of light spatial attention -------------
+
+
+@_register
+class ChannelPool(keras.layers.Layer):
+    """Mean and max over channels: (N, H, W, C) -> (N, H, W, 2), no weights.
+
+    The input of CBAM-style spatial attention: a small convolution of these two maps gives one
+    attention map for every channel (BSR's light spatial attention, ``lsa_resblock``).
+    """
+
+    def call(self, x):
+        return ops.concatenate([ops.mean(x, axis=-1, keepdims=True), ops.max(x, axis=-1, keepdims=True)], axis=-1)
+
+    def compute_output_shape(self, input_shape):
+        return tuple(input_shape[:-1]) + (2,)
+
+
+CUSTOM_LAYERS.update({"ChannelPool": ChannelPool})

@@ -9,17 +9,21 @@ between its best and second-best training set, i.e. how decisive the ranking is 
 an overall ranking by mean rank (ties broken by the larger mean gain, then by name).
 
 The labels matter: every cell is looked up by its (test, train) names, never by
-position, and :func:`format_rank_table` writes the names next to their own values (the
-table of the original research had its row labels shifted by one row).
+position, and :func:`visionfw.reports.format_rank_table` writes the names next to their own
+values (the table of the original research had its row labels shifted by one row).
 
-Resumable: each training set's model is ``out/<train set>/model.keras`` (the trainer
-resumes an interrupted run from its checkpoints), and each (train, test) result is kept
-in ``out/rank_cache.json``; finished cells are skipped on a rerun.
+Training sets are names on the data search path (``train/<name>``, see
+:mod:`visionfw.data.paths`), names under ``train_root``, or folders.
+
+Resumable (:mod:`visionfw.runs`): each training set's model is ``out/<train set>/model.keras``
+(reused when finished, resumed from its checkpoints when interrupted), and each (train,
+test) result is kept in ``out/rank_cache.json``; finished cells are skipped on a rerun.
+Reports (``ranking.md``, ``ranking.json``, ``gain_distributions.png``) come from
+:func:`visionfw.reports.write_rank_reports`.
 """
 from __future__ import annotations
 
 import datetime
-import json
 import os
 from pathlib import Path
 
@@ -27,8 +31,7 @@ import numpy as np
 
 from visionfw.errors import ConfigError, DataError
 
-__all__ = ["rank_matrix", "format_rank_table", "parse_rank_table", "resolve_train_sets", "default_train_root",
-           "rank_datasets", "plot_gain_distributions"]
+__all__ = ["rank_matrix", "resolve_train_sets", "rank_datasets"]
 
 
 # --------------------------------------------------------------------------- ranking (pure)
@@ -73,118 +76,66 @@ def rank_matrix(gains):
             "overall": overall, "overall_rank": {tr: i + 1 for i, tr in enumerate(overall)}}
 
 
-def format_rank_table(table, digits=3):
-    """Markdown: one row per test set ("gain (rank)" per training set, best set, min diff),
-    then rows for the mean gain, mean rank and overall rank of each training set."""
-    trains = table["trains"]
-    head = ["test set \\ train set"] + trains + ["best", "min diff"]
-    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-    for t in table["tests"]:
-        cells = [f"{table['gains'][t][tr]:+.{digits}f} ({table['ranks'][t][tr]})" for tr in trains]
-        md = table["min_diff"][t]
-        lines.append("| " + " | ".join([t] + cells + [table["best"][t], "-" if md is None else f"{md:.{digits}f}"])
-                     + " |")
-    lines.append("| mean gain | " + " | ".join(f"{table['mean_gain'][tr]:+.{digits}f}" for tr in trains) + " | | |")
-    lines.append("| mean rank | " + " | ".join(f"{table['mean_rank'][tr]:.2f}" for tr in trains) + " | | |")
-    lines.append("| overall rank | " + " | ".join(str(table["overall_rank"][tr]) for tr in trains) + " | | |")
-    lines += ["", "Cells: mean PSNR gain over bicubic in dB (rank of the training set for that test set, 1 = best). "
-              "min diff: best minus second-best gain. Overall: by mean rank, ties by mean gain.",
-              "Overall ranking: " + " > ".join(table["overall"])]
-    return "\n".join(lines)
-
-
-def parse_rank_table(markdown):
-    """{test: {train: gain}} read back from :func:`format_rank_table`'s text (for checks)."""
-    rows = [ln for ln in markdown.splitlines() if ln.startswith("|")]
-    header = [c.strip() for c in rows[0].strip("|").split("|")]
-    trains = header[1:-2]
-    gains = {}
-    for ln in rows[2:]:
-        cells = [c.strip() for c in ln.strip("|").split("|")]
-        if cells[0] in ("mean gain", "mean rank", "overall rank"):
-            continue
-        gains[cells[0]] = {tr: float(c.split(" ")[0]) for tr, c in zip(trains, cells[1:1 + len(trains)])}
-    return gains
-
-
 # --------------------------------------------------------------------------- data
 
 
-def default_train_root():
-    """$VISIONFW_SHARED_DATA/train, ../shared/data/train (from the cwd) or next to the repo, if present."""
-    candidates = []
-    if os.environ.get("VISIONFW_SHARED_DATA"):
-        candidates.append(Path(os.environ["VISIONFW_SHARED_DATA"]) / "train")
-    candidates.append(Path.cwd().parent / "shared" / "data" / "train")
-    candidates.append(Path(__file__).resolve().parents[2] / "shared" / "data" / "train")
-    return next((c for c in candidates if c.is_dir()), None)
+def resolve_train_sets(train_sets, train_root=None, data_dir=None):
+    """{label: folder} for training-set names or folder paths.
 
+    A name is looked up under ``train_root`` when given, else as ``train/<name>`` on the data
+    search path (:mod:`visionfw.data.paths`, ``data_dir`` first); an item that is a path
+    (it holds a separator, or no root holds the name but the folder exists) is used as is.
+    """
+    from visionfw.data import paths
 
-def resolve_train_sets(train_sets, train_root=None):
-    """{label: folder} for names under ``train_root`` (or the default root) or folder paths."""
     if isinstance(train_sets, str):
         train_sets = [s.strip() for s in train_sets.split(",") if s.strip()]
     if not train_sets:
-        raise ConfigError("--train_sets is empty; give e.g. --train_sets=T91,BSD200.")
-    root = Path(train_root) if train_root else default_train_root()
+        raise ConfigError("train_sets is empty; give e.g. train_sets=T91,BSD200.")
     found = {}
-    for item in train_sets:
-        p = Path(str(item)).expanduser()
-        if p.is_dir() and (os.sep in str(item) or root is None or not (root / str(item)).is_dir()):
-            label = p.name
-        elif root is not None and (root / str(item)).is_dir():
-            p, label = root / str(item), str(item)
+    for item in map(str, train_sets):
+        as_path = Path(item).expanduser()
+        if os.sep in item or "/" in item:
+            if not as_path.is_dir():
+                raise DataError(f"training set folder {item} does not exist; fix the path in train_sets.")
+            label, folder = as_path.name, as_path
+        elif train_root is not None and (Path(train_root).expanduser() / item).is_dir():
+            label, folder = item, Path(train_root).expanduser() / item
+        elif as_path.is_dir():
+            label, folder = as_path.name, as_path
+        elif train_root is not None:
+            raise DataError(f"training set {item!r} not found under --train_root={train_root}; give a folder "
+                            "path or another --train_root.")
         else:
-            where = f"under --train_root={root}" if root else "(no --train_root given and ../shared/data/train absent)"
-            raise DataError(f"training set {item!r} not found {where}; give a folder path or --train_root.")
+            label, folder = item, paths.find("train", item, data_dir, what=f"Training set {item!r}")
         if label in found:
-            raise ConfigError(f"--train_sets: two training sets are named {label!r}; rename a folder.")
-        found[label] = str(p)
+            raise ConfigError(f"train_sets: two training sets are named {label!r}; rename a folder.")
+        found[label] = str(folder)
     return found
 
 
 # --------------------------------------------------------------------------- the experiment
 
 
-def _load_cache(path):
-    if path.is_file():
-        try:
-            return json.loads(path.read_text())
-        except ValueError:
-            pass
-    return {"cells": {}}
-
-
-def _save_cache(path, cache):
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(cache, indent=1, default=float))
-    tmp.replace(path)
-
-
-def _train_one(model, scale, model_kwargs, train_path, steps, seed, workdir, options):
-    """Trains, resumes or reuses one run; returns (model.keras path, trained now?)."""
-    from visionfw.compare import train_or_reuse
-
-    kwargs = dict(model=model, scale=int(scale), model_kwargs=dict(model_kwargs), train_data=str(train_path),
-                  val_data=[], steps=int(steps), seed=int(seed), workdir=str(workdir), progress=False,
-                  tensorboard=False, val_every=0, ckpt_every=max(1, min(int(steps), 500)),
-                  log_every=max(1, min(100, int(steps))))
-    kwargs.update(options or {})
-    return train_or_reuse(**kwargs)
-
-
 def rank_datasets(model, scale, train_sets, test_sets, steps, out, data_dir=None, train_root=None, seed=0,
-                  model_kwargs=None, protocol=None, train_options=None, progress=False, plot=True):
+                  model_kwargs=None, protocol=None, train_options=None, progress=False, plot=True, log_every=100):
     """Trains ``model`` on each training set with the same budget and seed; ranks the sets.
 
     Args:
       model: registry name (e.g. 'espcn'); ``model_kwargs`` its hyper-parameters.
-      train_sets: names under ``train_root`` or folders (list or comma string).
+      train_sets: names (see :func:`resolve_train_sets`) or folders (list or comma string).
       test_sets: benchmark names or folders.
       steps: training steps per set; ``train_options``: more TrainConfig fields
         (batch_size, lr_patch, lr, data_options...), the same for every set.
       out: folder for the models, the cache and the reports.
+      data_dir: first root of the data search path (benchmark and training sets).
       protocol: 'srcnn' / 'edsr' (default: srcnn for Y models, edsr for RGB models).
+      progress: announce each training set, show its training's and evaluation's progress on
+        stderr (a live bar on a terminal, else a plain line every ``log_every`` steps).
+
+    The first Ctrl-C / SIGTERM stops a training with a checkpoint, writes the ranking of the
+    training sets that finished (``result['partial']``) and raises
+    :class:`visionfw.train.trainer.TrainingInterrupted`; the same call again finishes the rest.
 
     Returns {'table': rank_matrix(...), 'per_image': {test: {train: [gains]}}, 'markdown',
     'files', 'computed': {'train', 'eval'}, 'protocol_description', ...}.
@@ -193,102 +144,87 @@ def rank_datasets(model, scale, train_sets, test_sets, steps, out, data_dir=None
     from visionfw.evaluate import evaluate_model
     from visionfw.metrics import protocol_description
     from visionfw.registry import get_spec
+    from visionfw.reports import format_ranking, say, write_rank_reports
+    from visionfw.runs import ResultCache, interrupted, train_short
+    from visionfw.train.trainer import TrainingInterrupted
     from visionfw.weights import file_sha256, load_weights
 
     scale, steps = int(scale), int(steps)
     if steps < 1:
-        raise ConfigError(f"--steps={steps} must be >= 1.")
+        raise ConfigError(f"steps={steps} must be >= 1.")
     if isinstance(test_sets, str):
         test_sets = [s.strip() for s in test_sets.split(",") if s.strip()]
     if not test_sets:
-        raise ConfigError("--test_sets is empty; give e.g. --test_sets=Set5,Set14.")
+        raise ConfigError("test_sets is empty; give e.g. test_sets=Set5,Set14.")
     model_kwargs = dict(model_kwargs or {})
-    trains = resolve_train_sets(train_sets, train_root)
+    trains = resolve_train_sets(train_sets, train_root, data_dir)
     spec = get_spec(model, scale=scale, **model_kwargs)
     meta = spec.get("meta", {})
     if protocol is None:
         protocol = "srcnn" if meta.get("channels") == "y" else "edsr"
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    cache_path = out / "rank_cache.json"
-    cache = _load_cache(cache_path)
+    cache = ResultCache(out / "rank_cache.json")
     computed = {"train": 0, "eval": 0}
     test_names = [Path(str(t)).name if Path(str(t)).is_dir() else str(t) for t in test_sets]
     gains = {t: {} for t in test_names}
     per_image = {t: {} for t in test_names}
     bicubic = {}
-    for label, path in trains.items():
-        workdir = out / label
-        model_path, trained = _train_one(model, scale, model_kwargs, path, steps, seed, workdir, train_options)
-        computed["train"] += int(trained)
-        sha = file_sha256(model_path)[:16]
-        net = None
-        for ts, tname in zip(test_sets, test_names):
-            key = f"{label}|{tname}|x{scale}|{protocol}|{sha}"
-            cell = cache["cells"].get(key)
-            if cell is None:
-                if net is None:
-                    net = build_model(spec)
-                    load_weights(net, model_path)
-                r = next(iter(evaluate_model(net, [ts], scale, protocol=protocol, data_dir=data_dir,
-                                             channels=meta.get("channels"),
-                                             upsampled_input=meta.get("upsampled_input"),
-                                             progress=progress).values()))
-                cell = {"gain_psnr": r["gain_psnr"], "psnr": r["psnr"], "bicubic_psnr": r["bicubic_psnr"],
-                        "images": [{"name": im["name"], "gain_psnr": im["gain_psnr"]} for im in r["images"]]}
-                cache["cells"][key] = cell
-                _save_cache(cache_path, cache)
-                computed["eval"] += 1
-            gains[tname][label] = cell["gain_psnr"]
-            per_image[tname][label] = [im["gain_psnr"] for im in cell["images"]]
-            bicubic[tname] = cell["bicubic_psnr"]
-    table = rank_matrix(gains)
-    desc = protocol_description(protocol, scale)
-    md = (f"Training-set ranking: {model} {json.dumps(model_kwargs) if model_kwargs else ''} x{scale}, "
-          f"{steps} steps, seed {seed}; rows = test sets, columns = training sets.\n\n"
-          + format_rank_table(table)
-          + f"\n\nBicubic PSNR: {', '.join(f'{t} {v:.3f} dB' for t, v in bicubic.items())}. "
-          f"Protocol: {protocol} -- {desc}.")
-    result = {"model": model, "model_kwargs": model_kwargs, "scale": scale, "steps": steps, "seed": seed,
-              "train_sets": trains, "test_sets": test_names, "protocol": protocol, "protocol_description": desc,
-              "table": table, "per_image": per_image, "bicubic_psnr": bicubic, "markdown": md,
-              "computed": computed,
-              "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"), "files": {}}
-    (out / "ranking.md").write_text(md + "\n")
-    files = {"markdown": str(out / "ranking.md"), "json": str(out / "ranking.json"), "cache": str(cache_path)}
-    if plot:
-        files["plot"] = str(plot_gain_distributions(per_image, out / "gain_distributions.png",
-                                                    title=f"{model} x{scale}, {steps} steps"))
-    result["files"] = files
-    (out / "ranking.json").write_text(json.dumps(result, indent=2, default=float))
-    return result
+    def finish(done, partial=False):
+        table = {t: {tr: gains[t][tr] for tr in done} for t in test_names}
+        result = {"model": model, "model_kwargs": model_kwargs, "scale": scale, "steps": steps, "seed": seed,
+                  "train_sets": {tr: trains[tr] for tr in done}, "test_sets": test_names, "protocol": protocol,
+                  "protocol_description": protocol_description(protocol, scale), "table": rank_matrix(table),
+                  "per_image": {t: {tr: per_image[t][tr] for tr in done} for t in test_names},
+                  "bicubic_psnr": bicubic, "computed": computed,
+                  "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+                  "files": {"cache": str(cache.path)}}
+        result["markdown"] = format_ranking(result)
+        if partial:
+            result["partial"] = f"interrupted after {len(done)} of {len(trains)} training sets"
+            result["markdown"] += (f"\n\nPARTIAL TABLE: {result['partial']}; run the same command again to "
+                                   "finish it.")
+        write_rank_reports(result, out, plot=plot)
+        return result
 
-
-def plot_gain_distributions(per_image, path, title=""):
-    """PNG: per test set, a histogram of per-image PSNR gains for each training set."""
-    # the object-oriented API needs no pyplot backend, so a notebook's backend is left alone
-    from matplotlib.figure import Figure
-
-    tests = list(per_image)
-    fig = Figure(figsize=(5 * len(tests), 3.8))
-    axes = fig.subplots(1, len(tests), squeeze=False)
-    for ax, t in zip(axes[0], tests):
-        values = [v for vs in per_image[t].values() for v in vs]
-        lo, hi = (min(values), max(values)) if values else (0.0, 1.0)
-        if hi - lo < 1e-6:
-            lo, hi = lo - 0.5, hi + 0.5
-        bins = np.linspace(lo, hi, max(6, min(30, len(values) // 2)))
-        for train, vs in per_image[t].items():
-            _, _, patches = ax.hist(vs, bins=bins, histtype="step", lw=1.8,
-                                    label=f"{train} (mean {np.mean(vs):+.2f})")
-            ax.axvline(float(np.mean(vs)), ls=":", lw=1, color=patches[0].get_edgecolor())
-        ax.set_xlabel("PSNR gain over bicubic (dB), per image")
-        ax.set_ylabel("images")
-        ax.set_title(f"test set {t}" + (f" -- {title}" if title else ""), fontsize=9)
-        ax.legend(fontsize=8)
-        ax.grid(alpha=0.3)
-    fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    return path
+    done, doing = [], "starting"
+    try:
+        for index, (label, path) in enumerate(trains.items(), 1):
+            tag = f"rank-datasets {label} ({index}/{len(trains)})"
+            doing = f"training on {label} ({index}/{len(trains)})"
+            model_path, trained = train_short(model, scale, steps, out / label, model_kwargs=model_kwargs,
+                                              train_data=path, seed=seed, options=train_options,
+                                              progress=progress, label=tag)
+            computed["train"] += int(trained)
+            if not trained and progress:
+                say(f"{tag}: reusing the finished training in {out / label}")
+            doing = f"evaluating the model trained on {label} ({index}/{len(trains)})"
+            sha = file_sha256(model_path)[:16]
+            net = None
+            for ts, tname in zip(test_sets, test_names):
+                key = f"{label}|{tname}|x{scale}|{protocol}|{sha}"
+                cell = cache.get(key)
+                if cell is None:
+                    if net is None:
+                        net = build_model(spec)
+                        load_weights(net, model_path)
+                    r = next(iter(evaluate_model(net, [ts], scale, protocol=protocol, data_dir=data_dir,
+                                                 channels=meta.get("channels"),
+                                                 upsampled_input=meta.get("upsampled_input"),
+                                                 progress=progress, log_every=log_every,
+                                                 progress_label=f"{tag}:").values()))
+                    cell = {"gain_psnr": r["gain_psnr"], "psnr": r["psnr"], "bicubic_psnr": r["bicubic_psnr"],
+                            "images": [{"name": im["name"], "gain_psnr": im["gain_psnr"]} for im in r["images"]]}
+                    cache.put(key, cell)
+                    computed["eval"] += 1
+                gains[tname][label] = cell["gain_psnr"]
+                per_image[tname][label] = [im["gain_psnr"] for im in cell["images"]]
+                bicubic[tname] = cell["bicubic_psnr"]
+            done.append(label)
+    except (TrainingInterrupted, KeyboardInterrupt) as exc:
+        # the first Ctrl-C: keep what finished (the ranking of the finished sets, the cache)
+        written = finish(done, partial=True)["files"].get("markdown") if done else None
+        table = (f"the table of the {len(done)} finished training set(s) is in {written}" if written else
+                 "no training set had finished")
+        raise interrupted("rank-datasets", doing, exc, table) from None
+    return finish(done)

@@ -1,15 +1,80 @@
-"""The model registry (after timm): ``list_models``, ``get_spec``, ``get_model``.
+"""The model registry (after timm): ``list_models``, ``get_spec``, ``get_model``, ``model_info``.
 
-Every family in ``model_defs/`` is one self-contained file whose functions return a
-spec dict and are registered here with :func:`register_model`.
+Every family in ``visionfw.model_defs`` (the repository's ``model_defs/`` folder) is one
+self-contained file: a function of hyper-parameters returning a spec dict, registered here
+under one or more names, and beside it what is known about each name (timm's
+``default_cfgs``): the paper, the expected parameter count, the official weights, the
+published numbers with their protocol and the paper's training recipe.
+
+Nothing here imports the training stack: ``list_models()`` and ``visionfw models`` load the
+builder and the zoo alone.
 """
 import dataclasses
 import fnmatch
 import importlib
 import inspect
 import pkgutil
+from typing import Optional
 
 from visionfw.errors import ConfigError, ModelNotFoundError
+
+__all__ = ["ModelEntry", "ModelInfo", "WeightsInfo", "register_model", "list_models", "model_entry",
+           "model_info", "family_recipe", "get_spec", "get_model"]
+
+
+@dataclasses.dataclass(frozen=True)
+class WeightsInfo:
+    """One official weights file.
+
+    ``file`` is its path below a weights root (``<data root>/weights``, the
+    ``VISIONFW_WEIGHTS`` cache); ``sha256`` is the full hash where the file was seen,
+    else ``None`` (never invented); ``sha256_prefix`` is a prefix the authors put in the
+    file name, when that is all that is known.
+    """
+
+    file: str
+    format: str  # 'srcnn_mat', 'vdsr_mat', 'matconvnet', 'pth', ...
+    sha256: Optional[str] = None
+    sha256_prefix: Optional[str] = None
+    url: Optional[str] = None
+    source: str = ""  # who released it and where the file comes from
+    options: tuple = ()  # (key, value) pairs for load_weights, e.g. (('shuffle_order', 'torch'),)
+    hyper: tuple = ()  # (key, value) hyper-parameters the weights need, e.g. (('rgb_range', 255),)
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelInfo:
+    """What the zoo knows about one registered name (see the module docstring)."""
+
+    name: str
+    family: str
+    task: str
+    scales: tuple
+    description: str
+    paper: str = ""
+    params: tuple = ()  # ((scale or None, count), ...): expected parameters
+    params_counted: str = "total"  # 'total' (count_params) or 'trainable'
+    weights: tuple = ()  # ((scale or None, WeightsInfo), ...)
+    published: tuple = ()  # ((dataset, scale, psnr), ...) under `published_protocol`
+    published_protocol: str = ""
+    recipe: Optional[dict] = None  # the paper's training recipe (TrainConfig fields + source/notes)
+
+    def weights_for(self, scale=None):
+        """The official :class:`WeightsInfo` at ``scale`` (or the one for every scale), else None."""
+        table = dict(self.weights)
+        return table.get(None if scale is None else int(scale), table.get(None))
+
+    def params_for(self, scale=None):
+        """The expected parameter count at ``scale`` (or for every scale), else None."""
+        table = dict(self.params)
+        return table.get(None if scale is None else int(scale), table.get(None))
+
+    def published_psnr(self, dataset, scale):
+        """The paper's PSNR for ``dataset`` at ``scale`` (protocol: ``published_protocol``), else None."""
+        for ds, s, value in self.published:
+            if ds == dataset and int(s) == int(scale):
+                return value
+        return None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -21,32 +86,62 @@ class ModelEntry:
     task: str  # 'sr', 'tad' or 'colorize'
     hyper: dict  # fixed hyper-parameters this name binds
     description: str
+    info: ModelInfo = None
+
+    @property
+    def takes_scale(self):
+        """Whether the family function has a ``scale`` hyper-parameter (the scale policy's one test)."""
+        return "scale" in inspect.signature(self.fn).parameters
 
 
 _MODELS = {}
+_RECIPES = {}
 _loaded = False
 
 
-def register_model(name, family=None, scales=(2, 3, 4), task="sr", description=None, **hyper):
-    """Registers ``fn(**hyper) -> spec`` under ``name``; ``hyper`` are fixed for this name."""
+def _pairs(table):
+    """{scale or None: value} -> a sorted tuple of pairs (hashable, frozen)."""
+    if table is None:
+        return ()
+    if not isinstance(table, dict):
+        return ((None, table),)
+    return tuple(sorted(table.items(), key=lambda kv: -1 if kv[0] is None else kv[0]))
+
+
+def register_model(name, fn=None, *, family=None, scales=(2, 3, 4), task="sr", description=None, paper="",
+                   params=None, params_counted="total", weights=None, published=None, published_protocol="",
+                   recipe=None, **hyper):
+    """Registers ``fn(**hyper) -> spec`` under ``name``; ``hyper`` are fixed for this name.
+
+    ``params``/``weights``: a value, or ``{scale: value}``; ``published``: ``{(dataset, scale):
+    psnr}`` under ``published_protocol``; ``recipe``: the family's training recipe (shared by
+    all its names).  Works as ``register_model(name, fn, ...)`` or as a decorator.
+    """
 
     def decorator(fn):
+        fam = family or fn.__module__.rsplit(".", 1)[-1]
         doc = description or (inspect.getdoc(fn) or "").split("\n")[0]
-        _MODELS[name] = ModelEntry(name, fn, family or fn.__module__.rsplit(".", 1)[-1],
-                                   tuple(scales), task, dict(hyper), doc)
+        if recipe is not None:
+            _RECIPES[fam] = dict(recipe)
+        info = ModelInfo(
+            name=name, family=fam, task=task, scales=tuple(scales), description=doc, paper=paper,
+            params=_pairs(params), params_counted=params_counted, weights=_pairs(weights),
+            published=tuple((ds, s, v) for (ds, s), v in (published or {}).items()),
+            published_protocol=published_protocol, recipe=None)
+        _MODELS[name] = ModelEntry(name, fn, fam, tuple(scales), task, dict(hyper), doc, info)
         return fn
 
-    return decorator
+    return decorator(fn) if fn is not None else decorator
 
 
 def _load_zoo():
     global _loaded
     if _loaded:
         return
-    import model_defs
+    from visionfw import model_defs
 
-    for info in pkgutil.iter_modules(model_defs.__path__):
-        importlib.import_module(f"model_defs.{info.name}")
+    for module in pkgutil.iter_modules(model_defs.__path__):
+        importlib.import_module(f"visionfw.model_defs.{module.name}")
     _loaded = True
 
 
@@ -63,6 +158,20 @@ def model_entry(name):
     return _MODELS[key]
 
 
+def family_recipe(family):
+    """The training recipe registered for ``family`` (a copy), or None."""
+    _load_zoo()
+    recipe = _RECIPES.get(family)
+    return dict(recipe) if recipe is not None else None
+
+
+def model_info(name):
+    """The :class:`ModelInfo` of ``name``: paper, expected parameters, official weights, published
+    numbers and the family's training recipe."""
+    entry = model_entry(name)
+    return dataclasses.replace(entry.info, recipe=family_recipe(entry.family))
+
+
 def list_models(pattern="*", task=None):
     """Registered model names, sorted; ``pattern`` is a glob such as ``'edsr*'``."""
     _load_zoo()
@@ -70,22 +179,34 @@ def list_models(pattern="*", task=None):
                   if fnmatch.fnmatch(n, pattern) and (task is None or e.task == task))
 
 
-def get_spec(name, **hyper):
-    """The spec dict of zoo model ``name`` with ``hyper`` (e.g. ``scale=3``) applied."""
+def get_spec(name, scale=None, **hyper):
+    """The spec dict of zoo model ``name`` at ``scale`` with ``hyper`` applied.
+
+    The scale policy lives here alone: callers always pass ``scale``; a family that takes
+    no scale (colorization, colour TAD) ignores it, one that does checks it against the
+    name's supported scales (``None``: the family's default).
+    """
     entry = model_entry(name)
     params = inspect.signature(entry.fn).parameters
     fixed = set(entry.hyper) & set(hyper)
     if fixed:
         raise ConfigError(f"model {name!r} fixes {sorted(fixed)}; use the family function "
-                          f"model_defs.{entry.family}.{entry.fn.__name__} to change them.")
-    unknown = [k for k in hyper if k not in params]
+                          f"visionfw.model_defs.{entry.family}.{entry.fn.__name__} to change them.")
+    unknown = [k for k in hyper if k not in params or k == "scale"]
     if unknown:
         raise ConfigError(f"model {name!r} has no hyper-parameter {unknown[0]!r}; it takes "
-                          f"{', '.join(p for p in params if p not in entry.hyper)}.")
-    scale = hyper.get("scale", params["scale"].default if "scale" in params else None)
-    if scale is not None and entry.scales and int(scale) not in entry.scales:
-        raise ConfigError(f"model {name!r} supports scales {list(entry.scales)}, not {scale}.")
-    spec = entry.fn(**entry.hyper, **hyper)
+                          f"{', '.join(p for p in params if p not in entry.hyper and p != 'scale')}"
+                          f"{' and scale' if entry.takes_scale else ''}.")
+    if entry.takes_scale:
+        if scale is None:
+            scale = params["scale"].default
+        if entry.scales and int(scale) not in entry.scales:
+            raise ConfigError(f"model {name!r} supports scales {list(entry.scales)}, not {scale}.")
+        hyper["scale"] = int(scale)
+    from visionfw.builder import defer_validation
+
+    with defer_validation():  # the build validates it, once
+        spec = entry.fn(**entry.hyper, **hyper)
     meta = dict(spec.get("meta", {}))
     meta.setdefault("registry_name", entry.name)
     meta.setdefault("task", entry.task)
@@ -93,8 +214,21 @@ def get_spec(name, **hyper):
     return spec
 
 
-def get_model(name, **hyper):
-    """Builds zoo model ``name`` as a ``keras.Model``."""
+def get_model(name, scale=None, pretrained=False, download=False, **hyper):
+    """Builds zoo model ``name`` at ``scale`` as a ``keras.Model``.
+
+    ``pretrained=True`` loads the official weights from the local cache (see
+    :mod:`visionfw.pretrained`; ``download=True`` fetches a missing file from its official URL
+    with its hash checked); ``pretrained="path"`` loads that file with the same options.
+    """
     from visionfw.builder import build_model
 
-    return build_model(get_spec(name, **hyper))
+    if pretrained:
+        weights = model_entry(name).info.weights_for(scale)
+        hyper = {**dict(weights.hyper if weights is not None else ()), **hyper}
+    model = build_model(get_spec(name, scale=scale, **hyper))
+    if pretrained:
+        from visionfw.pretrained import load_pretrained
+
+        load_pretrained(model, model_entry(name).info, scale, pretrained, download=download)
+    return model

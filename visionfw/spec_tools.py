@@ -1,7 +1,7 @@
 """Spec utilities: JSON round trip, a printed summary, and a DOT (graphviz) export."""
 import json
 
-from visionfw.builder import TYPE_CODES, build_model, validate_spec
+from visionfw.builder import ALIASES, TYPE_CODES, build, validate_spec
 from visionfw.errors import SpecError
 
 
@@ -25,7 +25,7 @@ def spec_to_json(spec, indent=None):
 def _restore(spec):
     out = {}
     for key, value in spec.items():
-        if key in TYPE_CODES:
+        if key in TYPE_CODES or key in ALIASES:
             out[key] = [tuple(link) for link in value]
         elif key in ("inputs",):
             out[key] = [tuple(shape) for shape in value]
@@ -49,37 +49,30 @@ def spec_from_json(text):
     return spec
 
 
-def _links_by_node(spec):
-    links, n_inputs, outputs = validate_spec(spec)
-    return sorted(links, key=lambda link: link[3]), n_inputs, outputs
-
-
 def describe(spec, print_fn=print):
     """Prints node, link, layer, output shape and parameter count of every link; returns the text."""
-    links, n_inputs, outputs = _links_by_node(spec)
-    model = build_model(spec)
-    by_prefix = {}
-    for layer in model.layers:
-        by_prefix.setdefault(layer.name.split("_n")[0], []).append(layer)
+    model, parsed = build(spec)
     rows = [("node", "link", "class/block", "output shape", "params")]
     for i, shape in enumerate(spec.get("inputs", [(None, None, 3)])):
         rows.append((str(i), "input", "Input", str((None,) + tuple(shape)), "0"))
-    total = 0
-    for code, idx, ins, out, sub, par in links:
-        prefix = f"{code}{idx}"
-        owned = [ly for ly in model.layers if ly.name == f"{prefix}_n{out}" or ly.name.startswith(f"{prefix}_n{out}_")]
-        params = sum(ly.count_params() for ly in owned)
-        total += params
+    for link in parsed.links:
+        # a link's layers are named '<type><index>_n<node>' (or the name its parameters give),
+        # plus '_<part>' inside blocks
+        own = link.par.get("name") or f"{link.code}{link.index}_n{link.out}"
+        owned = [ly for ly in model.layers if ly.name == own or ly.name.startswith(own + "_")]
         shape = "?"
         if owned:
             try:
                 shape = str(tuple(owned[-1].output.shape))
             except (AttributeError, ValueError):
                 shape = "?"
-        rows.append((str(out), f"{code}[{idx}] {tuple(ins)}", sub, shape, f"{params:,}"))
+        sub = link.sub if link.share is None else f"{link.sub} (shares node {link.share})"
+        rows.append((str(link.out), f"{link.key}[{link.index}] {tuple(link.ins)}", sub, shape,
+                     f"{sum(ly.count_params() for ly in owned):,}"))
     widths = [max(len(r[c]) for r in rows) for c in range(5)]
     lines = [f"Model {spec['name']!r}: {model.count_params():,} parameters "
-             f"({sum(int(w.numpy().size) for w in model.trainable_weights):,} trainable), outputs {outputs}"]
+             f"({sum(int(w.numpy().size) for w in model.trainable_weights):,} trainable), outputs "
+             f"{parsed.outputs}"]
     for r in rows:
         lines.append("  ".join(v.ljust(w) for v, w in zip(r, widths)))
     text = "\n".join(lines)
@@ -90,11 +83,12 @@ def describe(spec, print_fn=print):
 
 def spec_to_dot(spec):
     """A graphviz DOT text of the spec's graph (render with ``dot -Tpng``)."""
-    links, n_inputs, outputs = _links_by_node(spec)
+    links, n_inputs, outputs = validate_spec(spec)
     lines = [f'digraph "{spec["name"]}" {{', "  rankdir=TB;", '  node [shape=box, fontname="Helvetica"];']
     for i in range(n_inputs):
         lines.append(f'  n{i} [label="{i}: input", shape=ellipse];')
-    for code, idx, ins, out, sub, par in links:
+    for link in links:
+        code, idx, ins, out, sub = link.key, link.index, link.ins, link.out, link.sub
         label = f"{out}: {sub}\\n{code}[{idx}]"
         style = ", peripheries=2" if out in outputs else ""
         lines.append(f'  n{out} [label="{label}"{style}];')

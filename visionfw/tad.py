@@ -22,62 +22,18 @@ encoder sub-model called ``log2(s)`` times, then one decoder sub-model called
 from __future__ import annotations
 
 import math
-import time
 
 import keras
 import numpy as np
 import tensorflow as tf
-from keras import ops
 
-from visionfw.builder import register_block
-from visionfw.errors import ConfigError, DataError, TrainingError
-from visionfw.layers import Quantize
+from visionfw.errors import ConfigError, DataError
+from visionfw.layers import LUMA_WEIGHTS, Luma, Quantize  # noqa: F401  (re-exported)
+from visionfw.train.tasks import Task, hr_of, register_task
 
 __all__ = ["Luma", "latent_deviation", "latent_loss", "tad_loss", "TADTask", "set_quantization",
-           "quantization_enabled", "guide_for", "TADObjective", "SRObjective", "split_model", "downscale", "upscale", "random_patches",
-           "train_tad", "train_sr", "evaluate_tad", "evaluate_sr", "add_noise"]
-
-# Full-range BT.601 luma (JPEG YCbCr): Y in [0, 1] for RGB in [0, 1], the colour models' grey guide.
-LUMA_WEIGHTS = (0.299, 0.587, 0.114)
-
-
-@keras.saving.register_keras_serializable(package="visionfw")
-class Luma(keras.layers.Layer):
-    """RGB -> full-range luma ``0.299 R + 0.587 G + 0.114 B`` (one channel, no weights)."""
-
-    def call(self, x):
-        w = ops.convert_to_tensor(LUMA_WEIGHTS, dtype=x.dtype)
-        return ops.sum(x * w, axis=-1, keepdims=True)
-
-    def compute_output_shape(self, input_shape):
-        return tuple(input_shape[:-1]) + (1,)
-
-
-@register_block("luma")
-def luma_block(inputs, name):
-    """The luma of an RGB node (the colour TAD's grey guide)."""
-    x = inputs[0] if isinstance(inputs, (list, tuple)) else inputs
-    return Luma(name=name)(x)
-
-
-@register_block("tad_apply")
-def tad_apply(inputs, name, spec, times=1, role=None):
-    """Builds ``spec`` once as a sub-model named ``role`` and applies it ``times`` times.
-
-    This is how x4/x16 reuse the x2 weights: the same sub-model is called on its own output.
-    """
-    from visionfw.builder import build_model
-
-    if not isinstance(spec, dict):
-        raise ConfigError(f"block 'tad_apply' ({name}): 'spec' must be a dict spec, got {type(spec).__name__}.")
-    if int(times) < 1:
-        raise ConfigError(f"block 'tad_apply' ({name}): times={times} must be at least 1.")
-    sub = build_model(dict(spec, name=role or spec["name"]))
-    x = inputs[0] if isinstance(inputs, (list, tuple)) else inputs
-    for _ in range(int(times)):
-        x = sub(x)
-    return x
-
+           "quantization_enabled", "guide_for", "TADObjective", "split_model", "downscale", "upscale",
+           "evaluate_tad", "add_noise"]
 
 # --------------------------------------------------------------------------- losses
 
@@ -156,7 +112,7 @@ def split_model(model, times=1):
         dec = model.get_layer("decoder")
     except ValueError as exc:
         raise ConfigError(f"model {model.name!r} has no 'encoder'/'decoder' sub-models; build it from "
-                          "model_defs.tad (e.g. visionfw.get_model('aetad_skip2')).") from exc
+                          "visionfw.model_defs.tad (e.g. visionfw.get_model('aetad_skip2')).") from exc
     x_in = keras.Input(shape=enc.inputs[0].shape[1:])
     x = x_in
     for _ in range(times):
@@ -200,17 +156,7 @@ def add_noise(img, sigma, seed=0):
     return (np.asarray(img, np.float32) + rng.normal(0.0, sigma, np.shape(img))).astype(np.float32)
 
 
-# --------------------------------------------------------------------------- objectives and trainer tasks
-
-from visionfw.train.tasks import Task, register_task  # the shared trainer's task API
-
-
-def _hr_of(batch):
-    if isinstance(batch, dict):
-        return batch["hr"]
-    if isinstance(batch, (tuple, list)):
-        return batch[-1]
-    return batch
+# --------------------------------------------------------------------------- objective and trainer task
 
 
 class TADObjective:
@@ -239,7 +185,7 @@ class TADObjective:
                 set_quantization(model, want)
 
     def compute_loss(self, model, batch, training):
-        hr = tf.cast(_hr_of(batch), tf.float32)
+        hr = tf.cast(hr_of(batch), tf.float32)
         shr, slr = model(hr, training=training)
         guide = guide_for(hr, self.scale, self.latent)
         loss, terms = tad_loss(hr, shr, slr, guide, self.alpha, self.beta, self.epsilon)
@@ -248,47 +194,17 @@ class TADObjective:
         return loss, terms
 
 
-class SRObjective:
-    """Plain SR on bicubic LR (the baseline TAD is compared with): L1(model(bicubic(HR)), HR).
-
-    The LR input is MATLAB bicubic of the HR patch, rounded to 8 bits like a stored LR file.
-    """
-
-    def __init__(self, scale=2):
-        self.scale = int(scale)
-
-    def compute_loss(self, model, batch, training):
-        hr = tf.cast(_hr_of(batch), tf.float32)
-        lr = tf.round(tf.clip_by_value(guide_for(hr, self.scale), 0.0, 1.0) * 255.0) / 255.0
-        sr = model(lr, training=training)
-        loss = tf.reduce_mean(tf.abs(tf.cast(sr, tf.float32) - hr))
-        return loss, {"l1_hr": loss}
-
-
-def _load_folder_images(folders):
-    from visionfw.data.image_io import list_images, read_image
-
-    images = []
-    for folder in ([folders] if isinstance(folders, str) else list(folders)):
-        for path in list_images(folder):
-            img = read_image(path)
-            if img.shape[-1] == 1:
-                img = np.repeat(img, 3, axis=-1)
-            images.append(img[..., :3])
-    if not images:
-        raise DataError(f"no training images found in {folders!r}.")
-    return images
-
-
 class TADTask(Task):
     """``visionfw train --task=tad``: the TAD autoencoder with :class:`TADObjective`.
 
     Options come from ``config.task_options`` (a dict; alpha, beta, epsilon, quantize_from),
-    the HR patch is ``config.lr_patch * scale``, data are the images of ``config.train_data``.
-    The model's Quantize layer is switched on by :meth:`begin_step`.
+    the HR patch is ``config.lr_patch * scale``, patches come from the shared input pipeline
+    (``config.train_data``, or the embedded photos).  The model's Quantize layer is switched
+    on by :meth:`begin_step`.  The loss terms are logged as ``train_<term>``.
     """
 
     name = "tad"
+    metric_names = ("l1_hr", "l_latent", "psnr_hr")
 
     def __init__(self, config):
         super().__init__(config)
@@ -317,98 +233,19 @@ class TADTask(Task):
         return self.objective.compute_loss(model, batch, training)
 
     def validate(self, model):
-        from visionfw.data.benchmarks import load_benchmark
+        from visionfw.evaluate import load_eval_set
 
         out, scale = {}, self.objective.scale
         times = int(self.meta.get("recursions", 1))
         for name in list(getattr(self.config, "val_data", None) or []):
-            records = load_benchmark(name, max(scale, 1), getattr(self.config, "data_dir", None))
+            records = load_eval_set(name, max(scale, 1), getattr(self.config, "data_dir", None))
             r = evaluate_tad(model, [rec.hr for rec in records], scale, times=times)
-            out[name] = {"psnr": r["psnr"], "ssim": r["ssim"], "bicubic_psnr": float("nan"),
-                         "lr_psnr": r["lr_psnr"]}
+            out[name] = {k: r[k] for k in ("psnr", "ssim", "bicubic_psnr", "lr_psnr")}
             out["protocol"] = r["protocol"]
         return out
 
 
 register_task("tad", TADTask)
-
-
-# --------------------------------------------------------------------------- small self-contained trainer
-
-
-def random_patches(images, batch_size, patch_size, rng):
-    """A batch of random ``patch_size`` crops with random flips/transposes (NHWC float32)."""
-    out = np.empty((batch_size, patch_size, patch_size, images[0].shape[-1]), np.float32)
-    for b in range(batch_size):
-        img = images[rng.integers(len(images))]
-        h, w = img.shape[:2]
-        if h < patch_size or w < patch_size:
-            raise DataError(f"random_patches: an image of {h}x{w} is smaller than the patch {patch_size}.")
-        y, x = rng.integers(h - patch_size + 1), rng.integers(w - patch_size + 1)
-        p = img[y:y + patch_size, x:x + patch_size]
-        if rng.random() < 0.5:
-            p = p[:, ::-1]
-        if rng.random() < 0.5:
-            p = p[::-1]
-        if rng.random() < 0.5:
-            p = p.transpose(1, 0, 2)
-        out[b] = p
-    return out
-
-
-def _fit(model, task, images, steps, batch_size, patch_size, lr, decay_every, decay, seed, log_every,
-         time_limit=None):
-    """Adam with step decay on random patches; returns a history list of (step, loss, metrics)."""
-    if steps < 1:
-        raise TrainingError(f"steps={steps} must be >= 1.")
-    schedule = keras.optimizers.schedules.ExponentialDecay(
-        lr, decay_steps=max(1, int(decay_every)), decay_rate=decay, staircase=True)
-    opt = keras.optimizers.Adam(learning_rate=schedule)
-    opt.build(model.trainable_variables)  # slots made outside the traced step: one trace, not two
-    rng = np.random.default_rng(seed)
-
-    @tf.function
-    def step_fn(batch):
-        with tf.GradientTape() as tape:
-            loss, metrics = task.compute_loss(model, batch, True)
-        grads = tape.gradient(loss, model.trainable_variables)
-        opt.apply_gradients(zip(grads, model.trainable_variables))
-        return loss, metrics
-
-    history = []
-    start = time.time()
-    for step in range(steps):
-        if hasattr(task, "on_step"):
-            task.on_step(model, step)
-        batch = tf.constant(random_patches(images, batch_size, patch_size, rng))
-        loss, metrics = step_fn(batch)
-        if not np.isfinite(float(loss)):
-            raise TrainingError(f"loss became {float(loss)} at step {step}; lower the learning rate.")
-        if (step + 1) % log_every == 0 or step == steps - 1:
-            history.append((step + 1, float(loss), {k: float(v) for k, v in metrics.items()}))
-        if time_limit is not None and time.time() - start > time_limit:
-            history.append((step + 1, float(loss), {k: float(v) for k, v in metrics.items()}))
-            break
-    return history
-
-
-def train_tad(model, images, steps, task=None, batch_size=16, patch_size=96, lr=4e-4, decay_every=None,
-              decay=0.5, seed=0, log_every=50, time_limit=None):
-    """Self-contained TAD training (Adam ``lr`` halved every ``decay_every`` steps).
-
-    A stand-in for the shared trainer in ``visionfw.train`` (which takes :class:`TADTask`).
-    ``images``: list of HWC float32 RGB HR images in [0, 1].  Returns the loss history.
-    """
-    task = task or TADObjective()
-    return _fit(model, task, images, steps, batch_size, patch_size, lr, decay_every or max(1, steps // 2),
-                decay, seed, log_every, time_limit)
-
-
-def train_sr(model, images, steps, scale=2, batch_size=16, patch_size=96, lr=4e-4, decay_every=None,
-             decay=0.5, seed=0, log_every=50, time_limit=None):
-    """Trains ``model`` as plain SR on 8-bit MATLAB-bicubic LR patches (same loop as :func:`train_tad`)."""
-    return _fit(model, SRObjective(scale), images, steps, batch_size, patch_size, lr,
-                decay_every or max(1, steps // 2), decay, seed, log_every, time_limit)
 
 
 # --------------------------------------------------------------------------- evaluation
@@ -432,14 +269,16 @@ def evaluate_tad(model, hr_images, scale, times=1, protocol="edsr", noise_sigma=
     """TAD on uint8 HR images: SLR stored as 8 bits (+ optional noise), then decoded.
 
     Returns dict(psnr, ssim: HR metrics under ``protocol`` on Y with ``scale`` px shaved;
-    lr_psnr: RGB PSNR of the 8-bit SLR against 8-bit MATLAB bicubic of HR, no shave;
-    protocol: the description).
+    bicubic_psnr: the same for MATLAB bicubic down- then up-scaling (the baseline TAD has to
+    beat), without noise; lr_psnr: RGB PSNR of the 8-bit SLR against 8-bit MATLAB bicubic of
+    HR, no shave; protocol: the description).
     """
     from visionfw import metrics
     from visionfw.data.imresize import imresize_numpy, modcrop
+    from visionfw.evaluate import bicubic_metrics
 
     encoder, decoder = split_model(model, times)
-    results, lr_psnrs = [], []
+    results, lr_psnrs, bicubic = [], [], []
     for hr in hr_images:
         hr = modcrop(np.asarray(hr), scale)
         x = _as_rgb(hr).astype(np.float32) / 255.0
@@ -450,20 +289,8 @@ def evaluate_tad(model, hr_images, scale, times=1, protocol="edsr", noise_sigma=
             slr = add_noise(slr, noise_sigma, seed)
         out = _back_to_channels(upscale(decoder, slr), hr)
         results.append(metrics.evaluate_pair(out, hr, scale, protocol=protocol, channel="y"))
+        bicubic.append(bicubic_metrics(hr, scale, protocol)["psnr"])
     mean = metrics.mean_metrics(results)
     mean["lr_psnr"] = float(np.mean(lr_psnrs))
+    mean["bicubic_psnr"] = float(np.mean(bicubic))
     return mean
-
-
-def evaluate_sr(model, hr_images, scale, protocol="edsr"):
-    """Plain SR from 8-bit MATLAB-bicubic LR (uint8 resize of the uint8 HR), same metrics as above."""
-    from visionfw import metrics
-    from visionfw.data.imresize import imresize_numpy, modcrop
-
-    results = []
-    for hr in hr_images:
-        hr = modcrop(np.asarray(hr), scale)
-        lr = imresize_numpy(_as_rgb(hr), 1.0 / scale).astype(np.float32) / 255.0
-        out = _back_to_channels(upscale(model, lr), hr)
-        results.append(metrics.evaluate_pair(out, hr, scale, protocol=protocol, channel="y"))
-    return metrics.mean_metrics(results)

@@ -14,8 +14,10 @@
     a saved Keras model; its weights are copied layer by layer in order (shapes checked).
 ``.weights.h5``
     Keras ``model.save_weights`` output, loaded with ``model.load_weights``.
-``.pth`` / ``.pt`` (needs torch) and ``.npz`` (no torch needed)
-    a PyTorch ``state_dict`` (name -> array).  See :func:`load_state_dict`.
+``.pth`` / ``.pt`` and ``.npz`` (no torch needed)
+    a PyTorch ``state_dict`` (name -> array), read without running the file's pickle
+    (:mod:`visionfw.torch_checkpoint`).  See :func:`load_state_dict` and, to see how keys
+    pair with Keras weights, :func:`describe_mapping`.
 
 Every problem raises :class:`~visionfw.errors.WeightsError` naming the file, the key or
 layer, and the fix.
@@ -30,10 +32,10 @@ import numpy as np
 
 from visionfw.errors import WeightsError
 
-__all__ = ["load_weights", "load_state_dict", "read_state_dict", "file_sha256", "detect_format",
-           "torch_to_tf_shuffle_permutation", "FORMATS"]
+__all__ = ["load_weights", "load_state_dict", "read_state_dict", "plan_state_dict", "describe_mapping",
+           "StateDictMapping", "file_sha256", "detect_format", "torch_to_tf_shuffle_permutation", "FORMATS"]
 
-FORMATS = ("srcnn_mat", "vdsr_mat", "mat", "keras", "weights_h5", "h5", "torch", "npz")
+FORMATS = ("srcnn_mat", "vdsr_mat", "matconvnet", "mat", "keras", "weights_h5", "h5", "torch", "npz")
 
 # PyTorch keys that have no counterpart in visionfw models: EDSR/RCAN's MeanShift is a frozen
 # 1x1 conv in PyTorch but a weightless layer here; BatchNorm's step counter.
@@ -98,7 +100,7 @@ def load_weights(model, path, format=None, name_map=None, shuffle_order="torch",
     fmt = format or detect_format(path)
     if fmt not in FORMATS:
         raise WeightsError(f"{path}: format={fmt!r} is unknown; use one of {', '.join(FORMATS)}.")
-    if fmt in ("mat", "srcnn_mat", "vdsr_mat"):
+    if fmt in ("mat", "srcnn_mat", "vdsr_mat", "matconvnet"):
         _load_mat(model, path, fmt)
     elif fmt == "keras":
         _load_keras_file(model, path)
@@ -166,6 +168,11 @@ def _read_mat(path):
 
 
 def _load_mat(model, path, fmt):
+    from visionfw import matconvnet
+
+    if fmt == "matconvnet" or (fmt == "mat" and matconvnet.is_dagnn(path)):
+        matconvnet.load_dagnn_convs(model, path)  # MatConvNet DagNN releases (LapSRN)
+        return
     mat = _read_mat(path)
     keys = [k for k in mat if not k.startswith("__")]
     if fmt == "srcnn_mat" or (fmt == "mat" and "weights_conv1" in mat):
@@ -174,8 +181,9 @@ def _load_mat(model, path, fmt):
         _load_vdsr_mat(model, mat, path)
     else:
         raise WeightsError(f"{path}: unrecognised .mat layout (keys: {', '.join(keys) or 'none'}). "
-                           "Supported: the official SRCNN release (weights_conv1, biases_conv1, ...) and "
-                           "the official VDSR model (struct 'model' with cells weight, bias).")
+                           "Supported: the official SRCNN release (weights_conv1, biases_conv1, ...), "
+                           "the official VDSR model (struct 'model' with cells weight, bias) and MatConvNet "
+                           "DagNN nets (struct 'net' with layers and params, e.g. LapSRN).")
 
 
 def _srcnn_kernels(mat, path):
@@ -269,12 +277,30 @@ def _load_keras_file(model, path):
 
 
 def _load_weights_h5(model, path):
-    try:
-        model.load_weights(str(path))
-    except Exception as exc:
-        raise WeightsError(f"{path}: load_weights failed for model {model.name!r}: {exc}. The file was "
-                           "saved from a different architecture; build the same model (name and "
-                           "hyper-parameters) that saved it.") from exc
+    """``model.load_weights`` with Keras's "Skipping nested container" warning turned into what
+    it means.  Keras warns when sub-layers inside a container found nothing in the file and kept
+    their fresh weights: with a file of another architecture (the load fails anyway: one
+    WeightsError, no misleading warning) or with a file of an old Keras that wrote no groups for
+    nested containers (the load "succeeds" with weights missing: a WeightsError too).  A file
+    saved by this Keras from the same model restores every weight, nested sub-models (TAD's
+    ``encoder``/``decoder``) and shared ones included (tests/test_weights.py checks each family)."""
+    import warnings
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            model.load_weights(str(path))
+        except Exception as exc:
+            raise WeightsError(f"{path}: load_weights failed for model {model.name!r}: {exc}. The file was "
+                               "saved from a different architecture; build the same model (name and "
+                               "hyper-parameters) that saved it.") from exc
+    skipped = [str(w.message) for w in caught if "Skipping nested container" in str(w.message)]
+    if skipped:
+        raise WeightsError(f"{path}: {len(skipped)} nested container(s) of model {model.name!r} found no weights "
+                           f"in the file ({skipped[0]}), so their layers would keep random weights. Re-save the "
+                           "file with this Keras version (model.save_weights) or use a .keras model file.")
+    for w in caught:  # the others are not ours to judge: shown as they were
+        warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
 
 
 def _load_h5(model, path):
@@ -302,7 +328,13 @@ def _load_h5(model, path):
 
 
 def read_state_dict(path, fmt=None):
-    """A PyTorch state dict from ``.pth``/``.pt`` (needs torch) or ``.npz`` as {name: ndarray}, ordered."""
+    """A PyTorch state dict from ``.pth``/``.pt`` or ``.npz`` as {name: ndarray}, ordered.
+
+    ``.pth``/``.pt`` files are read without torch and without running their pickles
+    (:func:`visionfw.torch_checkpoint.load_torch_checkpoint`): wrappers such as
+    ``{'state_dict': ...}`` or BasicSR's ``{'params': ...}`` are removed and DataParallel's
+    ``module.`` prefix stripped.
+    """
     path = Path(path)
     fmt = fmt or detect_format(path)
     if fmt == "npz":
@@ -311,31 +343,9 @@ def read_state_dict(path, fmt=None):
                 return {k: np.asarray(data[k]) for k in data.files}
         except Exception as exc:
             raise WeightsError(f"{path}: not a readable .npz archive of arrays ({exc}).") from exc
-    try:
-        import torch
-    except ImportError as exc:
-        raise WeightsError(
-            f"{path}: reading .pth/.pt files needs PyTorch, which is not installed. Either "
-            "`pip install torch`, or convert the state dict once where torch is available: "
-            "np.savez('weights.npz', **{k: v.cpu().numpy() for k, v in torch.load(path, "
-            "map_location='cpu').items()}) and pass the .npz file.") from exc
-    try:
-        obj = torch.load(str(path), map_location="cpu", weights_only=True)
-    except Exception as exc:
-        raise WeightsError(f"{path}: torch.load failed ({exc}). Is it a state dict saved with "
-                           "torch.save(model.state_dict(), path)?") from exc
-    # common wrappers: {'state_dict': ...}, {'model': ...}, BasicSR's {'params': ...}
-    for key in ("state_dict", "model", "params", "params_ema"):
-        if isinstance(obj, dict) and key in obj and isinstance(obj[key], dict):
-            obj = obj[key]
-            break
-    if not isinstance(obj, dict):
-        raise WeightsError(f"{path}: holds a {type(obj).__name__}, not a state dict (name -> tensor).")
-    out = {}
-    for k, v in obj.items():
-        if hasattr(v, "detach"):
-            out[k] = v.detach().cpu().numpy()
-    return out
+    from visionfw.torch_checkpoint import load_torch_checkpoint
+
+    return load_torch_checkpoint(path)
 
 
 def torch_to_tf_shuffle_permutation(channels_out, r):
@@ -389,6 +399,8 @@ def _targets(model):
         cls = type(layer).__name__
         if cls in _CONV_CLASSES:
             out.append((layer.name, layer, "conv", None))
+        elif cls == "DepthwiseConv2D":
+            out.append((layer.name, layer, "depthwise", None))
         elif cls == "Dense":
             out.append((layer.name, layer, "dense", None))
         elif cls == "ChannelAttention":
@@ -405,31 +417,53 @@ def _targets(model):
     return out
 
 
-_COMPATIBLE = {"conv": ("conv", "conv1x1"), "dense": ("linear", "conv1x1"), "prelu": ("prelu",),
-               "bn": ("bn",), "other": ()}
+_COMPATIBLE = {"conv": ("conv", "conv1x1"), "depthwise": ("conv", "conv1x1"), "dense": ("linear", "conv1x1"),
+               "prelu": ("prelu",), "bn": ("bn",), "other": ()}
+
+# PyTorch -> Keras kernel layouts, by Keras layer class (ConvTranspose weights are (I, O/g, ...))
+_KERNEL_LAYOUTS = {"Conv1D": "OIK->KIO", "Conv3D": "OIDHW->DHWIO", "Conv2DTranspose": "IOHW->HWOI"}
 
 
 def _convert(prefix, params, kind, layer, target_kind, source):
-    """The Keras weight list for ``layer`` from PyTorch ``params``."""
+    """[(PyTorch param name, Keras value, conversion)] for ``layer``'s weights, in their order.
+
+    Pure: nothing is assigned (BatchNorm's epsilon is set by :meth:`StateDictMapping.apply`).
+    """
     w = params["weight"]
     b = params.get("bias")
+    bias = [("bias", b, "-")] if b is not None else []
     if target_kind == "conv":
-        kernel = np.transpose(w, (2, 3, 1, 0))  # OIHW -> HWIO; ConvTranspose (I,O,H,W) -> (H,W,O,I)
-        return [kernel] + ([b] if b is not None else [])
+        # O, I/groups, *spatial -> *spatial, I/groups, O: also right for grouped convs, whose
+        # Keras kernel is (..., I/groups, O) with the same contiguous output groups
+        kernel = np.transpose(w, tuple(range(2, w.ndim)) + (1, 0))
+        layout = _KERNEL_LAYOUTS.get(type(layer).__name__, "OIHW->HWIO")
+        groups = int(getattr(layer, "groups", 1) or 1)
+        if groups > 1:
+            layout += f", groups={groups}"
+        return [("weight", kernel, layout)] + bias
+    if target_kind == "depthwise":
+        # PyTorch Conv2d(C, C*M, groups=C): (C*M, 1, H, W), output c*M + m reads input c;
+        # Keras DepthwiseConv2D: (H, W, C, M), same output order
+        kh, kw, channels, multiplier = tuple(layer.kernel.shape)
+        if w.ndim != 4 or w.shape[1] != 1 or w.shape[0] != channels * multiplier:
+            raise WeightsError(f"{source}: {prefix}.weight {w.shape} is not a depthwise conv weight "
+                               f"({channels * multiplier}, 1, {kh}, {kw}) for Keras DepthwiseConv2D "
+                               f"{layer.name!r} (C={channels}, depth_multiplier={multiplier}).")
+        kernel = np.transpose(w.reshape(channels, multiplier, *w.shape[2:]), (2, 3, 0, 1))
+        return [("weight", kernel, "(C*M,1,H,W)->(H,W,C,M) depthwise")] + bias
     if target_kind == "dense":
         mat = w.reshape(w.shape[0], w.shape[1]).T  # (out, in[,1,1]) -> (in, out)
-        return [mat] + ([b] if b is not None else [])
+        return [("weight", mat, "(out,in,1,1)->(in,out)" if w.ndim == 4 else "(out,in)->(in,out)")] + bias
     if target_kind == "prelu":
         alpha_shape = tuple(layer.weights[0].shape)
         if w.size == 1:  # nn.PReLU() shares one slope across channels
-            return [np.full(alpha_shape, float(w.ravel()[0]), np.float32)]
+            return [("weight", np.full(alpha_shape, float(w.ravel()[0]), np.float32),
+                     f"1 slope broadcast to {alpha_shape}")]
         if w.size == int(np.prod(alpha_shape)):
-            return [w.reshape(alpha_shape)]
+            return [("weight", w.reshape(alpha_shape), f"reshape to {alpha_shape}")]
         raise WeightsError(f"{source}: PReLU {prefix!r} has {w.size} slopes; Keras layer {layer.name!r} "
                            f"has alpha of shape {alpha_shape}.")
     if target_kind == "bn":
-        # PyTorch BatchNorm2d uses eps=1e-5; Keras defaults to 1e-3, which changes outputs
-        layer.epsilon = float(params.get("eps", 1e-5))
         order = {"gamma": "weight", "beta": "bias", "moving_mean": "running_mean",
                  "moving_variance": "running_var"}
         values = []
@@ -438,7 +472,7 @@ def _convert(prefix, params, kind, layer, target_kind, source):
             if base not in order or order[base] not in params:
                 raise WeightsError(f"{source}: BatchNorm {prefix!r} lacks {order.get(base, base)!r} for "
                                    f"weight {wt.name!r} of layer {layer.name!r}.")
-            values.append(params[order[base]])
+            values.append((order[base], params[order[base]], "-"))
         return values
     raise WeightsError(f"{source}: no conversion from a PyTorch {kind} to Keras layer {layer.name!r}.")
 
@@ -456,22 +490,234 @@ def _shuffle_consumers(model):
     return found
 
 
-def load_state_dict(model, state, name_map=None, shuffle_order="torch", skip=DEFAULT_SKIP, source="state dict"):
-    """Copies a PyTorch ``state_dict`` ({name: array}, ordered) into ``model``.
+def _shape_text(shape):
+    return "(" + ", ".join(str(int(n)) for n in shape) + ("," if len(shape) == 1 else "") + ")"
 
-    Mapping: the state dict is grouped by module (the key up to the last dot), keys
-    matching ``skip`` dropped.  Modules named in ``name_map`` ({module prefix: Keras layer
-    name, ``'layer:down'``/``'layer:up'`` for a ChannelAttention's dense kernels, or None
-    to ignore it}) go where it says; the others are paired *in order* with the Keras
-    layers that hold weights and are not mapped: the k-th PyTorch conv to the k-th Keras
-    conv.  Conversions: conv OIHW -> HWIO; ConvTranspose (I, O, H, W) -> (H, W, O, I);
-    Linear (and 1x1 conv, RCAN's channel attention) (out, in) -> Dense (in, out); PReLU
-    slopes (one shared slope is broadcast); BatchNorm weight/bias/running_mean/running_var
-    -> gamma/beta/moving_mean/moving_variance (and the layer's epsilon set to PyTorch's
-    1e-5).  Convs feeding a PixelShuffle get their output channels reordered from
-    ``shuffle_order`` to the layer's order (see :func:`load_weights`).
 
-    Raises WeightsError on any missing, extra or mis-shaped entry.  Returns ``model``.
+class MappedModule:
+    """One PyTorch module paired with one Keras weight holder, and how its arrays convert.
+
+    ``rows``: ``[(torch key, torch shape, keras weight, keras shape, value, conversion)]``;
+    ``problem``: why it cannot be assigned (None when it can); ``how``: 'order' or 'name_map'.
+    """
+
+    def __init__(self, module, kind, label, layer, target_kind, how):
+        self.module, self.kind, self.label, self.layer = module, kind, label, layer
+        self.target_kind, self.how = target_kind, how
+        self.rows, self.problem, self.epsilon = [], None, None
+
+
+class StateDictMapping:
+    """The plan of :func:`plan_state_dict`: which PyTorch keys go to which Keras weights, how.
+
+    ``print(mapping)`` shows it as a table; ``mapping.problems`` lists what blocks loading
+    (first one first), ``mapping.check()`` raises it as a WeightsError, ``mapping.apply()``
+    assigns the weights (all of them or, on any problem, none).
+    """
+
+    def __init__(self, model_name, source, entries, unmatched_torch, unmatched_keras, skipped, ignored,
+                 count_problem=None):
+        self.model_name, self.source = model_name, source
+        self.entries = entries                  # [MappedModule] in state dict order
+        self.unmatched_torch = unmatched_torch  # [(module prefix, kind, {param: shape})]
+        self.unmatched_keras = unmatched_keras  # [(label, layer class, {weight: shape})]
+        self.skipped, self.ignored = skipped, ignored
+        self._count_problem = count_problem
+
+    @property
+    def problems(self):
+        found = [self._count_problem] if self._count_problem else []
+        return found + [e.problem for e in self.entries if e.problem]
+
+    @property
+    def ok(self):
+        return not self.problems
+
+    def check(self):
+        """Raises WeightsError naming the first problem (with its fix); returns self when none."""
+        if self.problems:
+            raise WeightsError(self.problems[0])
+        return self
+
+    def apply(self):
+        """Assigns every mapped value (after :meth:`check`); returns self."""
+        self.check()
+        for entry in self.entries:
+            if entry.epsilon is not None:
+                entry.layer.epsilon = entry.epsilon
+            for w, row in zip(entry.layer.weights, entry.rows):
+                w.assign(np.asarray(row[4], dtype=w.dtype))
+        return self
+
+    def table_rows(self):
+        """The table as tuples: (#, torch key, torch shape, keras weight, keras shape, conversion)."""
+        out = []
+        for i, entry in enumerate(self.entries, start=1):
+            for k, (tkey, tshape, kname, kshape, _, how) in enumerate(entry.rows):
+                note = how + ("" if entry.how == "order" else " [name_map]")
+                if kshape is not None and not _fits_row(entry.rows[k]):
+                    note += f"  !! MISMATCH: converted {_shape_text(np.shape(entry.rows[k][4]))}"
+                out.append((str(i) if k == 0 else "", tkey, _shape_text(tshape) if tshape is not None else "-",
+                            kname or "-", _shape_text(kshape) if kshape is not None else "-", note))
+        return out
+
+    def __str__(self):
+        n_keys = sum(len(e.rows) for e in self.entries)
+        lines = [f"PyTorch -> Keras mapping for model {self.model_name!r} (from {self.source}): "
+                 f"{len(self.entries)} modules, {n_keys} arrays paired; "
+                 f"{len(self.unmatched_torch)} PyTorch modules and {len(self.unmatched_keras)} Keras layers "
+                 f"unmatched; {len(self.problems)} problem(s)"]
+        header = ("#", "torch key", "torch shape", "keras weight", "keras shape", "conversion")
+        rows = [header] + self.table_rows()
+        widths = [max(len(r[c]) for r in rows) for c in range(len(header) - 1)]
+        for r in rows:
+            lines.append("  " + "  ".join(r[c].ljust(widths[c]) for c in range(len(widths))) + "  " + r[-1])
+        if self.unmatched_torch:
+            lines.append("unmatched PyTorch modules (no Keras layer of that kind and shape):")
+            for prefix, kind, shapes in self.unmatched_torch:
+                desc = ", ".join(f"{prefix}.{p} {_shape_text(s)}" for p, s in shapes.items())
+                lines.append(f"  {prefix} ({kind}): {desc}")
+        if self.unmatched_keras:
+            lines.append("unmatched Keras layers (no PyTorch module of that kind and shape):")
+            for label, cls, shapes in self.unmatched_keras:
+                desc = ", ".join(f"{name} {_shape_text(s)}" for name, s in shapes.items())
+                lines.append(f"  {label} ({cls}): {desc}")
+        if self.skipped:
+            lines.append(f"skipped (skip=): {', '.join(self.skipped)}")
+        if self.ignored:
+            lines.append(f"ignored (name_map -> None): {', '.join(self.ignored)}")
+        if self.problems:
+            lines.append("problems:")
+            lines.extend(f"  {p}" for p in self.problems)
+        return "\n".join(lines)
+
+    __repr__ = __str__
+
+
+def _fits_row(row):
+    return row[3] is not None and tuple(np.shape(row[4])) == tuple(row[3])
+
+
+def _align(n_src, n_dst, fits):
+    """Order-preserving pairing of sources with targets maximising the pairs that ``fits(i, j)``.
+
+    A longest common subsequence: returns ([(i, j)], unmatched i's, unmatched j's).
+    """
+    best = [[0] * (n_dst + 1) for _ in range(n_src + 1)]
+    for i in range(n_src - 1, -1, -1):
+        row, below = best[i], best[i + 1]
+        for j in range(n_dst - 1, -1, -1):
+            value = max(below[j], row[j + 1])
+            if below[j + 1] + 1 > value and fits(i, j):
+                value = below[j + 1] + 1
+            row[j] = value
+    pairs, lone_src, lone_dst = [], [], []
+    i = j = 0
+    while i < n_src and j < n_dst:
+        if best[i][j] == best[i + 1][j + 1] + 1 and fits(i, j):
+            pairs.append((i, j))
+            i, j = i + 1, j + 1
+        elif best[i + 1][j] >= best[i][j + 1]:
+            lone_src.append(i)
+            i += 1
+        else:
+            lone_dst.append(j)
+            j += 1
+    return pairs, lone_src + list(range(i, n_src)), lone_dst + list(range(j, n_dst))
+
+
+def _plan_entry(prefix, params, target, how, shuffles, shuffle_order, source):
+    """A :class:`MappedModule` for one pairing, with its problem (if any) described."""
+    label, layer, target_kind, _ = target
+    kind = _source_kind(prefix, params, source)
+    entry = MappedModule(prefix, kind, label, layer, target_kind, how)
+    weights = layer.weights
+    if kind not in _COMPATIBLE[target_kind]:
+        shape = params["weight"].shape if "weight" in params else "-"
+        entry.problem = (f"{source}: PyTorch module {prefix!r} ({kind}, weight {shape}) is paired with Keras "
+                         f"layer {label!r} ({type(layer).__name__}); the order of the two models differs. "
+                         "Pass name_map={module: layer} for this module.")
+        entry.rows = [(f"{prefix}.{p}", v.shape, None, None, v, "!! kind mismatch") for p, v in params.items()]
+        return entry
+    try:
+        converted = _convert(prefix, params, kind, layer, target_kind, source)
+    except WeightsError as exc:
+        entry.problem = str(exc)
+        entry.rows = [(f"{prefix}.{p}", v.shape, None, None, v, "!! cannot convert") for p, v in params.items()]
+        return entry
+    if target_kind == "bn":
+        # PyTorch BatchNorm2d uses eps=1e-5; Keras defaults to 1e-3, which changes outputs
+        entry.epsilon = float(params.get("eps", 1e-5))
+    if target_kind == "conv" and layer.name in shuffles:
+        r, layer_order = shuffles[layer.name]
+        if layer_order != shuffle_order:
+            c_out = converted[0][1].shape[-1] // (r * r)
+            perm = torch_to_tf_shuffle_permutation(c_out, r)
+            if layer_order == "torch":  # weights in tf order, layer in torch order
+                perm = np.argsort(perm)
+            note = f"PixelShuffle {shuffle_order}->{layer_order} channel order (r={r})"
+            converted = [(p, v[..., perm], note if how_ == "-" else f"{how_}; {note}")
+                         for p, v, how_ in converted]
+    for k, (param, value, how_) in enumerate(converted):
+        w = weights[k] if k < len(weights) else None  # a surplus array has no Keras weight
+        keras_name, keras_shape = (f"{label}/{w.name}", tuple(w.shape)) if w is not None else (None, None)
+        entry.rows.append((f"{prefix}.{param}", params[param].shape, keras_name, keras_shape, value, how_))
+    if len(converted) != len(weights):
+        entry.problem = (f"{source}: module {prefix!r} gives {len(converted)} arrays "
+                         f"({', '.join(params)}) for Keras layer {label!r} with {len(weights)} "
+                         f"weights; check use_bias / the architecture.")
+        return entry
+    for (param, value, how_), w in zip(converted, weights):
+        if tuple(w.shape) != tuple(np.shape(value)):
+            entry.problem = (
+                f"{source}: {prefix}.{param} -> {label}: shape {np.shape(value)} (converted {how_} from "
+                f"{params[param].shape}) does not fit {w.name} {tuple(w.shape)} of Keras layer {label!r} "
+                f"({type(layer).__name__}). Build the model with the weights' hyper-parameters (filters, "
+                f"kernel size, groups, scale), or pair {prefix!r} elsewhere with name_map={{{prefix!r}: "
+                f"'<keras layer>'}} or drop it with skip=[r'^{re.escape(prefix)}\\.'].")
+            break
+    return entry
+
+
+def _target_signature(target):
+    label, layer, target_kind, _ = target
+    return (target_kind, type(layer).__name__, getattr(layer, "groups", 1),
+            tuple((w.name, tuple(w.shape)) for w in layer.weights))
+
+
+def _count_problem(source, model, free_groups, free_targets, lone_src, lone_dst, kinds):
+    src_list = ", ".join(p for p, _ in free_groups[:40])
+    dst_list = ", ".join(t[0] for t in free_targets[:40])
+    hints = []
+    if lone_src:
+        names = [free_groups[i][0] for i in lone_src]
+        patterns = ", ".join(f"r'^{re.escape(p)}\\.'" for p in names[:4])
+        hints.append(f"PyTorch module(s) {', '.join(names[:8])} ({', '.join(kinds[i] for i in lone_src[:8])}) "
+                     f"fit no Keras layer: skip=DEFAULT_SKIP + ({patterns},)")
+    if lone_dst:
+        names = [free_targets[j][0] for j in lone_dst]
+        hints.append(f"Keras layer(s) {', '.join(names[:8])} get no PyTorch module of their kind and shape")
+    diagnosis = f" By kind and shape: {'; '.join(hints)}." if hints else ""
+    return (f"{source}: {len(free_groups)} PyTorch modules with weights but model {model.name!r} has "
+            f"{len(free_targets)} Keras layers with weights (not counting name_map entries). PyTorch: "
+            f"[{src_list}]; Keras: [{dst_list}].{diagnosis} Fix: build the matching architecture, pass skip= "
+            "patterns for modules the Keras model lacks, or a name_map.")
+
+
+def plan_state_dict(model, state, name_map=None, shuffle_order="torch", skip=DEFAULT_SKIP, source="state dict"):
+    """Pairs a PyTorch state dict with ``model``'s weights, by structure; assigns nothing.
+
+    The state dict is grouped by module (the key up to its last dot), keys matching
+    ``skip`` dropped.  Modules named in ``name_map`` go where it says (see
+    :func:`load_state_dict`); the others pair *in order* with the Keras layers that hold
+    weights: one to one when the counts agree; otherwise by an order-preserving alignment
+    on kind (conv, linear, BatchNorm, PReLU) and converted shape, which names the modules
+    and layers left over.  Returns a :class:`StateDictMapping`; ``print()`` it to see every
+    key, shape, Keras weight and conversion (OIHW->HWIO, grouped and depthwise convs,
+    Linear transposes, PixelShuffle channel reorder), and the unmatched or mis-shaped ones.
+
+    Raises WeightsError only for unusable arguments (empty state dict, bad name_map,
+    unknown shuffle_order); mismatches are reported in the mapping's ``problems``.
     """
     if shuffle_order not in ("torch", "tf"):
         raise WeightsError(f"shuffle_order={shuffle_order!r}: use 'torch' (weights from nn.PixelShuffle "
@@ -479,60 +725,93 @@ def load_state_dict(model, state, name_map=None, shuffle_order="torch", skip=DEF
     groups = _groups(state, skip, source)
     if not groups:
         raise WeightsError(f"{source}: the state dict is empty (after skipping {list(skip or ())}).")
+    patterns = [re.compile(p) for p in (skip or ())]
+    skipped = [k for k in state if any(p.search(k) for p in patterns)]
+    group_dict = dict(groups)
     targets = _targets(model)
-    by_label = {label: t for t, label in ((t, t[0]) for t in targets)}
-    name_map = dict(name_map or {})
-    for prefix, label in name_map.items():
-        if prefix not in dict(groups):
+    by_label = {t[0]: t for t in targets}
+    resolved = {}
+    for prefix, label in dict(name_map or {}).items():
+        key = prefix
+        if key not in group_dict and key.startswith("module."):  # a name from a DataParallel file
+            key = key[len("module."):]
+        if key not in group_dict:
             raise WeightsError(f"{source}: name_map key {prefix!r} is not a module of the state dict "
                                f"(modules: {', '.join(p for p, _ in groups[:8])}...).")
         if label is not None and label not in by_label:
             raise WeightsError(f"{source}: name_map maps {prefix!r} to {label!r}, which is not a Keras layer "
                                f"with weights of model {model.name!r} (e.g. {', '.join(list(by_label)[:6])}).")
-    mapped_labels = {v for v in name_map.values() if v is not None}
+        resolved[key] = label
+    mapped_labels = {v for v in resolved.values() if v is not None}
     free_targets = [t for t in targets if t[0] not in mapped_labels]
-    free_groups = [(p, g) for p, g in groups if p not in name_map]
-    if len(free_groups) != len(free_targets):
-        src_list = ", ".join(p for p, _ in free_groups[:40])
-        dst_list = ", ".join(t[0] for t in free_targets[:40])
-        raise WeightsError(
-            f"{source}: {len(free_groups)} PyTorch modules with weights but model {model.name!r} has "
-            f"{len(free_targets)} Keras layers with weights (not counting name_map entries). PyTorch: "
-            f"[{src_list}]; Keras: [{dst_list}]. Fix: build the matching architecture, pass skip= patterns "
-            "for modules the Keras model lacks, or a name_map.")
-    pairs = list(zip(free_groups, free_targets))
-    pairs += [((p, dict(groups)[p]), by_label[label]) for p, label in name_map.items() if label is not None]
-
+    free_groups = [(p, g) for p, g in groups if p not in resolved]
     shuffles = _shuffle_consumers(model)
-    assignments = []
-    for (prefix, params), (label, layer, target_kind, _) in pairs:
-        kind = _source_kind(prefix, params, source)
-        if kind not in _COMPATIBLE[target_kind]:
-            shape = params["weight"].shape if "weight" in params else "-"
-            raise WeightsError(f"{source}: PyTorch module {prefix!r} ({kind}, weight {shape}) "
-                               f"is paired with Keras layer {label!r} ({type(layer).__name__}); the order "
-                               "of the two models differs. Pass name_map={module: layer} for this module.")
-        values = _convert(prefix, params, kind, layer, target_kind, source)
-        if target_kind == "conv" and layer.name in shuffles:
-            r, layer_order = shuffles[layer.name]
-            if layer_order != shuffle_order:
-                c_out = values[0].shape[-1] // (r * r)
-                perm = torch_to_tf_shuffle_permutation(c_out, r)
-                if layer_order == "torch":  # weights in tf order, layer in torch order
-                    perm = np.argsort(perm)
-                values = [values[0][..., perm]] + [v[perm] for v in values[1:]]
-        weights = layer.weights
-        if len(values) != len(weights):
-            raise WeightsError(f"{source}: module {prefix!r} gives {len(values)} arrays "
-                               f"({', '.join(params)}) for Keras layer {label!r} with {len(weights)} "
-                               f"weights; check use_bias / the architecture.")
-        for w, v in zip(weights, values):
-            if tuple(w.shape) != tuple(np.shape(v)):
-                raise WeightsError(f"{source}: {prefix}.weight -> {label}: shape {np.shape(v)} (converted from "
-                                   f"{params['weight'].shape}) does not fit {tuple(w.shape)}. Build the model "
-                                   "with the weights' hyper-parameters (filters, kernel size, scale).")
-        assignments.append((layer, values))
-    for layer, values in assignments:
-        for w, v in zip(layer.weights, values):
-            w.assign(np.asarray(v, dtype=w.dtype))
+
+    count_problem, unmatched_torch, unmatched_keras = None, [], []
+    if len(free_groups) == len(free_targets):
+        pairs = [(g, t, "order") for g, t in zip(free_groups, free_targets)]
+    else:
+        kinds = [_source_kind(p, g, source) for p, g in free_groups]
+        signatures = [_target_signature(t) for t in free_targets]
+        cache = {}
+
+        def fits(i, j):
+            key = (i, signatures[j])
+            if key not in cache:
+                target = free_targets[j]
+                entry = None
+                if kinds[i] in _COMPATIBLE[target[2]]:
+                    entry = _plan_entry(*free_groups[i], target, "order", {}, shuffle_order, source)
+                cache[key] = entry is not None and entry.problem is None
+            return cache[key]
+
+        matched, lone_src, lone_dst = _align(len(free_groups), len(free_targets), fits)
+        pairs = [(free_groups[i], free_targets[j], "order") for i, j in matched]
+        unmatched_torch = [(free_groups[i][0], kinds[i], {p: v.shape for p, v in free_groups[i][1].items()})
+                           for i in lone_src]
+        unmatched_keras = [(free_targets[j][0], type(free_targets[j][1]).__name__,
+                            {f"{free_targets[j][0]}/{w.name}": tuple(w.shape) for w in free_targets[j][1].weights})
+                           for j in lone_dst]
+        count_problem = _count_problem(source, model, free_groups, free_targets, lone_src, lone_dst, kinds)
+    pairs += [((p, group_dict[p]), by_label[label], "name_map") for p, label in resolved.items()
+              if label is not None]
+    order = {p: i for i, (p, _) in enumerate(groups)}
+    pairs.sort(key=lambda pair: order[pair[0][0]])
+    entries = [_plan_entry(prefix, params, target, how, shuffles, shuffle_order, source)
+               for (prefix, params), target, how in pairs]
+    ignored = [p for p, label in resolved.items() if label is None]
+    return StateDictMapping(model.name, source, entries, unmatched_torch, unmatched_keras, skipped, ignored,
+                            count_problem)
+
+
+def describe_mapping(model, state, **kwargs):
+    """The printable table of :func:`plan_state_dict` (``state``: a dict or a .pth/.pt/.npz path)."""
+    if not isinstance(state, dict):
+        kwargs.setdefault("source", str(state))
+        state = read_state_dict(state)
+    return str(plan_state_dict(model, state, **kwargs))
+
+
+def load_state_dict(model, state, name_map=None, shuffle_order="torch", skip=DEFAULT_SKIP, source="state dict"):
+    """Copies a PyTorch ``state_dict`` ({name: array}, ordered) into ``model``.
+
+    Mapping (:func:`plan_state_dict`; print it with :func:`describe_mapping`): the state
+    dict is grouped by module (the key up to the last dot), keys matching ``skip`` dropped.
+    Modules named in ``name_map`` ({module prefix: Keras layer name, ``'layer:down'``/
+    ``'layer:up'`` for a ChannelAttention's dense kernels, or None to ignore it}) go where
+    it says; the others are paired *in order* with the Keras layers that hold weights and
+    are not mapped: the k-th PyTorch conv to the k-th Keras conv.  Conversions: conv OIHW
+    -> HWIO (grouped convs too: (O, I/g, H, W) -> (H, W, I/g, O)); depthwise (C*M, 1, H, W)
+    -> DepthwiseConv2D (H, W, C, M); ConvTranspose (I, O, H, W) -> (H, W, O, I); Linear (and
+    1x1 conv, RCAN's channel attention) (out, in) -> Dense (in, out); PReLU slopes (one
+    shared slope is broadcast); BatchNorm weight/bias/running_mean/running_var ->
+    gamma/beta/moving_mean/moving_variance (and the layer's epsilon set to PyTorch's 1e-5).
+    Convs feeding a PixelShuffle get their output channels reordered from ``shuffle_order``
+    to the layer's order (see :func:`load_weights`).
+
+    Raises WeightsError on any missing, extra or mis-shaped entry, naming the first one and
+    the fix (name_map / skip); nothing is assigned then.  Returns ``model``.
+    """
+    plan_state_dict(model, state, name_map=name_map, shuffle_order=shuffle_order, skip=skip,
+                    source=source).apply()
     return model

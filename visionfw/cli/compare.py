@@ -3,49 +3,66 @@
 One table (Markdown, CSV, JSON) with parameters, multiply-adds, latency, peak memory and
 PSNR/SSIM per dataset, and a PSNR-vs-MACs plot; see :mod:`visionfw.compare`.
 """
-import sys
-
-from absl import flags
-
-from visionfw.cli.common import define_flag
-
-FLAGS = flags.FLAGS
+from dataclasses import dataclass, field
+from typing import Optional
 
 
+@dataclass
+class CompareConfig:
+    """The flags of `visionfw compare` (see :func:`visionfw.compare.compare_models`)."""
 
-define_flag("string", "models", "srcnn_915,fsrcnn,espcn,vdsr,edsr_baseline", "Registry names, comma separated.")
-define_flag("string", "test_data", "Set5,Set14", "Benchmark sets (names or folders), comma separated.")
-define_flag("integer", "scale", 2, "Upscaling factor.")
-define_flag("string", "weights", "", "name=path pairs (comma separated); path 'official' picks the official "
-        "SRCNN/VDSR file from the reference data.")
-define_flag("integer", "train_steps", 0, "Models without --weights are trained this many steps (0: random weights).")
-define_flag("string", "train_data", None, "Training images for --train_steps (folder; unset: the embedded photos).")
-define_flag("integer", "train_batch_size", None, "Batch size of that training (default: the model's preset).")
-define_flag("integer", "train_lr_patch", None, "LR patch size of that training (default: the model's preset).")
-define_flag("string", "out", "runs/compare", "Output folder (tables, plot, cache, trained models).")
-define_flag("string", "input_size", "64x64", "LR input size HxW for MACs, latency and memory (pre-upsampled "
-        "models get scale times that).")
-define_flag("enum", "protocol", "srcnn", "PSNR/SSIM protocol for every model.", enum_values=["srcnn", "edsr"])
-define_flag("string", "data_dir", None, "Where the benchmark sets live.")
-define_flag("integer", "latency_runs", 10, "Timed forward passes (the median is reported).")
-define_flag("integer", "warmup", 3, "Untimed forward passes before timing.")
-define_flag("integer", "seed", 0, "Seed of training and of random initialisation.")
+    models: list = field(default_factory=lambda: ["srcnn_915", "fsrcnn", "espcn", "vdsr", "edsr_baseline"],
+                         metadata={"help": "Registry names, comma separated."})
+    test_data: list = field(default_factory=lambda: ["Set5", "Set14"], metadata={
+        "help": "Benchmark sets (names or folders), comma separated."})
+    scale: int = field(default=2, metadata={"help": "Upscaling factor."})
+    weights: str = field(default="", metadata={
+        "help": "name=path pairs (comma separated); path 'official' picks the model's official weights "
+                "(weights/ on the data search path)."})
+    train_steps: int = field(default=0, metadata={
+        "help": "Models without --weights are trained this many steps (0: random weights)."})
+    train_data: Optional[str] = field(default=None, metadata={
+        "help": "Training images for --train_steps (folder; unset: the embedded photos)."})
+    train_batch_size: Optional[int] = field(default=None, metadata={
+        "help": "Batch size of that training (default: the model's preset)."})
+    train_lr_patch: Optional[int] = field(default=None, metadata={
+        "help": "LR patch size of that training (default: the model's preset)."})
+    out: str = field(default="runs/compare", metadata={
+        "help": "Output folder (tables, plot, cache, trained models)."})
+    input_size: str = field(default="64x64", metadata={
+        "help": "LR input size HxW for MACs, latency and memory (pre-upsampled models get scale times that)."})
+    protocol: str = field(default="srcnn", metadata={
+        "help": "PSNR/SSIM protocol for every model.", "choices": ("srcnn", "edsr")})
+    data_dir: Optional[str] = field(default=None, metadata={
+        "help": "First place to look for benchmark sets and official weights (then $VISIONFW_DATA, ./data, "
+                "../shared/data, ~/.visionfw/data)."})
+    latency_runs: int = field(default=10, metadata={"help": "Timed forward passes (the median is reported)."})
+    warmup: int = field(default=3, metadata={"help": "Untimed forward passes before timing."})
+    seed: int = field(default=0, metadata={"help": "Seed of training and of random initialisation."})
+    progress: bool = field(default=True, metadata={
+        "help": "Announce each training and show progress on stderr: a live bar on a terminal, else a plain "
+                "line every --log_every steps."})
+    log_every: int = field(default=100, metadata={
+        "help": "Steps (images, when evaluating) between two progress lines when the output is not a "
+                "terminal."})
 
 
-def main(command, argv):
-    from visionfw.compare import compare_models, format_markdown
+CONFIG = CompareConfig
 
-    options = {}
-    if FLAGS.train_batch_size:
-        options["batch_size"] = FLAGS.train_batch_size
-    if FLAGS.train_lr_patch:
-        options["lr_patch"] = FLAGS.train_lr_patch
-    result = compare_models(FLAGS.models, FLAGS.test_data, FLAGS.scale, weights=FLAGS.weights,
-                            train_steps=FLAGS.train_steps, train_data=FLAGS.train_data, out=FLAGS.out,
-                            input_size=FLAGS.input_size, protocol=FLAGS.protocol, data_dir=FLAGS.data_dir,
-                            latency_runs=FLAGS.latency_runs, warmup=FLAGS.warmup, seed=FLAGS.seed,
-                            train_options=options, progress=sys.stderr.isatty())
-    print(format_markdown(result))
+
+def main(command, config):
+    from visionfw.compare import compare_models
+    from visionfw.reports import format_compare_table
+
+    options = {k: v for k, v in (("batch_size", config.train_batch_size), ("lr_patch", config.train_lr_patch))
+               if v}
+    options["log_every"] = config.log_every
+    result = compare_models(config.models, config.test_data, config.scale, weights=config.weights,
+                            train_steps=config.train_steps, train_data=config.train_data, out=config.out,
+                            input_size=config.input_size, protocol=config.protocol, data_dir=config.data_dir,
+                            latency_runs=config.latency_runs, warmup=config.warmup, seed=config.seed,
+                            train_options=options, progress=config.progress, log_every=config.log_every)
+    print(format_compare_table(result))
     print()
     c = result["computed"]
     print(f"computed now: {c['train']} trainings, {c['eval']} evaluations, {c['cost']} cost rows "

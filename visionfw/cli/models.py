@@ -1,35 +1,56 @@
-"""`visionfw models` and `visionfw describe --model=NAME [--scale=S]`."""
-from absl import flags
+"""`visionfw models [--pattern=GLOB] [--task=T]` and `visionfw describe --model=NAME [--scale=S] [--dot]`.
 
-from visionfw.cli.common import define_flag
-
-FLAGS = flags.FLAGS
-define_flag("string", "model", None, "Registry name of the model (see `visionfw models`).")
-define_flag("integer", "scale", None, "Upscaling factor (default: the model's own).")
-define_flag("string", "pattern", "*", "Glob filter for `visionfw models`, e.g. 'edsr*'.")
-define_flag("string", "task", None, "Only models of this task: sr, tad or colorize.")
-define_flag("boolean", "dot", False, "`describe`: print the graph as graphviz DOT instead of a table.")
+Nothing here loads the training stack: listing the zoo imports the registry and the family
+files alone (no Keras, no TensorFlow).
+"""
+import dataclasses
+from typing import Optional
 
 
-def main(command, argv):
+@dataclasses.dataclass
+class ModelsConfig:
+    model: Optional[str] = dataclasses.field(
+        default=None, metadata={"help": "`describe`: registry name of the model (see `visionfw models`)."})
+    scale: Optional[int] = dataclasses.field(
+        default=None, metadata={"help": "`describe`: upscaling factor (default: the model's own)."})
+    pattern: str = dataclasses.field(default="*", metadata={"help": "Glob filter for `visionfw models`, e.g. 'edsr*'."})
+    task: Optional[str] = dataclasses.field(
+        default=None, metadata={"help": "Only models of this task.", "choices": ("sr", "tad", "colorize")})
+    dot: bool = dataclasses.field(
+        default=False, metadata={"help": "`describe`: print the graph as graphviz DOT instead of a table."})
+
+
+CONFIG = ModelsConfig
+
+
+def models_table(pattern="*", task=None):
+    """The zoo as aligned text rows: name, family, task, scales, expected parameters, description."""
+    from visionfw import registry
+
+    rows = [("name", "family", "task", "scales", "params", "description")]
+    for name in registry.list_models(pattern, task=task):
+        info = registry.model_info(name)
+        scales = ",".join(map(str, info.scales)) or "-"  # '-': a model without a scale
+        # the expected count at the first scale that states one
+        count = next((f"{c:,}" + (f" (x{s})" if s else "") for s, c in info.params), "")
+        rows.append((name, info.family, info.task, scales, count, info.description))
+    widths = [max(len(r[c]) for r in rows) for c in range(5)]
+    return "\n".join("  ".join([v.ljust(w) for v, w in zip(r[:5], widths)] + [r[5]]).rstrip() for r in rows)
+
+
+def main(command, config):
     from visionfw import registry
     from visionfw.errors import ConfigError
-    from visionfw.spec_tools import describe, spec_to_dot
 
     if command == "models":
-        names = registry.list_models(FLAGS.pattern, task=FLAGS.task)
-        width = max((len(n) for n in names), default=4)
-        print(f"{'name':<{width}}  {'family':<8}  {'task':<8}  {'scales':<9}  description")
-        for name in names:
-            e = registry.model_entry(name)
-            scales = ",".join(map(str, e.scales))
-            print(f"{name:<{width}}  {e.family:<8}  {e.task:<8}  {scales:<9}  {e.description}")
+        print(models_table(config.pattern, config.task))
         return 0
-    if not FLAGS.model:
-        raise ConfigError("describe needs --model=NAME (see `visionfw models`).")
-    hyper = {"scale": FLAGS.scale} if FLAGS.scale else {}
-    spec = registry.get_spec(FLAGS.model, **hyper)
-    if FLAGS.dot:
+    if not config.model:
+        raise ConfigError("describe needs model=NAME (see `visionfw models`).")
+    spec = registry.get_spec(config.model, scale=config.scale)
+    from visionfw.spec_tools import describe, spec_to_dot
+
+    if config.dot:
         print(spec_to_dot(spec))
     else:
         describe(spec)

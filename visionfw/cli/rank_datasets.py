@@ -4,48 +4,56 @@ Trains one network per training set (same budget and seed), prints the PSNR-gain
 (rows: test sets, columns: training sets) with ranks, min diff and the overall ranking;
 see :mod:`visionfw.rank_datasets`.
 """
-import sys
-
-from absl import flags
-
-from visionfw.cli.common import define_flag, parse_kv
-
-FLAGS = flags.FLAGS
+from dataclasses import dataclass, field
+from typing import Optional
 
 
+@dataclass
+class RankConfig:
+    """The flags of `visionfw rank-datasets` (see :func:`visionfw.rank_datasets.rank_datasets`)."""
 
-define_flag("string", "model", None, "Registry name of the model (see `visionfw models`).")
-define_flag("string", "model_kwargs", "", "Model hyper-parameters: 'n1=32,n2=16' or a JSON object.")
-define_flag("integer", "scale", 4, "Upscaling factor.")
-define_flag("string", "train_sets", "T91,BSD200,BSDS500_test200", "Training sets: names under --train_root or folders.")
-define_flag("string", "test_sets", "Set5,Set14", "Benchmark sets (names or folders).")
-define_flag("integer", "steps", 1000, "Training steps per training set.")
-define_flag("integer", "batch_size", None, "Batch size (default: the model's preset), the same for every set.")
-define_flag("integer", "lr_patch", None, "LR patch size (default: the model's preset).")
-define_flag("string", "data_dir", None, "Where the benchmark sets live.")
-define_flag("string", "train_root", None, "Folder holding the training sets (default: ../shared/data/train).")
-define_flag("string", "out", "runs/rank_datasets", "Output folder (models, cache, tables, plot).")
-define_flag("integer", "seed", 0, "Seed of initialisation, data order and crops (the same for every set).")
-define_flag("enum", "protocol", None, "PSNR protocol (default: srcnn for Y models, edsr for RGB).",
-        enum_values=["srcnn", "edsr"])
+    model: str = field(metadata={"help": "Registry name of the model (see `visionfw models`)."})
+    model_kwargs: dict = field(default_factory=dict, metadata={
+        "help": "Model hyper-parameters: 'n1=32,n2=16' or a JSON object."})
+    scale: int = field(default=4, metadata={"help": "Upscaling factor."})
+    train_sets: list = field(default_factory=lambda: ["T91", "BSD200", "BSDS500_test200"], metadata={
+        "help": "Training sets: names (train/<name> on the data search path, or under --train_root) or folders."})
+    test_sets: list = field(default_factory=lambda: ["Set5", "Set14"], metadata={
+        "help": "Benchmark sets (names or folders)."})
+    steps: int = field(default=1000, metadata={"help": "Training steps per training set."})
+    batch_size: Optional[int] = field(default=None, metadata={
+        "help": "Batch size (default: the model's preset), the same for every set."})
+    lr_patch: Optional[int] = field(default=None, metadata={"help": "LR patch size (default: the model's preset)."})
+    data_dir: Optional[str] = field(default=None, metadata={
+        "help": "First place to look for benchmark and training sets (then $VISIONFW_DATA, ./data, "
+                "../shared/data, ~/.visionfw/data)."})
+    train_root: Optional[str] = field(default=None, metadata={
+        "help": "Folder holding the training sets (default: train/ on the data search path)."})
+    out: str = field(default="runs/rank_datasets", metadata={"help": "Output folder (models, cache, tables, plot)."})
+    seed: int = field(default=0, metadata={
+        "help": "Seed of initialisation, data order and crops (the same for every set)."})
+    protocol: Optional[str] = field(default=None, metadata={
+        "help": "PSNR protocol (default: srcnn for Y models, edsr for RGB).", "choices": ("srcnn", "edsr")})
+    progress: bool = field(default=True, metadata={
+        "help": "Announce each training and show progress on stderr: a live bar on a terminal, else a plain "
+                "line every --log_every steps."})
+    log_every: int = field(default=100, metadata={
+        "help": "Steps (images, when evaluating) between two progress lines when the output is not a "
+                "terminal."})
 
 
+CONFIG = RankConfig
 
-def main(command, argv):
-    from visionfw.errors import ConfigError
+
+def main(command, config):
     from visionfw.rank_datasets import rank_datasets
 
-    if not FLAGS.model:
-        raise ConfigError("rank-datasets needs --model=NAME (e.g. --model=espcn).")
-    options = {}
-    if FLAGS.batch_size:
-        options["batch_size"] = FLAGS.batch_size
-    if FLAGS.lr_patch:
-        options["lr_patch"] = FLAGS.lr_patch
-    result = rank_datasets(FLAGS.model, FLAGS.scale, FLAGS.train_sets, FLAGS.test_sets, FLAGS.steps, FLAGS.out,
-                           data_dir=FLAGS.data_dir, train_root=FLAGS.train_root, seed=FLAGS.seed,
-                           model_kwargs=parse_kv(FLAGS.model_kwargs, "model_kwargs"), protocol=FLAGS.protocol,
-                           train_options=options, progress=sys.stderr.isatty())
+    options = {k: v for k, v in (("batch_size", config.batch_size), ("lr_patch", config.lr_patch)) if v}
+    options["log_every"] = config.log_every
+    result = rank_datasets(config.model, config.scale, config.train_sets, config.test_sets, config.steps,
+                           config.out, data_dir=config.data_dir, train_root=config.train_root, seed=config.seed,
+                           model_kwargs=config.model_kwargs, protocol=config.protocol, train_options=options,
+                           progress=config.progress, log_every=config.log_every)
     print(result["markdown"])
     print()
     c = result["computed"]

@@ -7,20 +7,27 @@
 zoo model ``--model`` at ``--scale``.  HR inputs are cropped to a multiple of the scale; outputs
 are 8-bit PNGs named after the inputs.
 """
+from dataclasses import dataclass, field
 from pathlib import Path
-
-from absl import flags
-
-from visionfw.cli.common import define_flag
-
-FLAGS = flags.FLAGS
+from typing import Optional
 
 
-define_flag("string", "model", None, "Registry name of the TAD model (see `visionfw models --task=tad`).")
-define_flag("integer", "scale", None, "Downscaling factor (default: the model's own).")
-define_flag("string", "weights", None, "A .keras model or .weights.h5 file of the trained TAD model.")
-define_flag("string", "input", None, "An image file or a folder of images.")
-define_flag("string", "output", None, "Folder the PNGs are written to (created if missing).")
+@dataclass
+class TadConfig:
+    """The flags of `visionfw downscale` and `visionfw upscale`."""
+
+    model: Optional[str] = field(default=None, metadata={
+        "help": "Registry name of the TAD model (see `visionfw models --task=tad`); optional when --weights "
+                "is a whole .keras model."})
+    scale: Optional[int] = field(default=None, metadata={"help": "Downscaling factor (default: the model's own)."})
+    weights: Optional[str] = field(default=None, metadata={
+        "help": "A .keras model or .weights.h5 file of the trained TAD model."})
+    input: Optional[str] = field(default=None, metadata={"help": "An image file or a folder of images."})
+    output: Optional[str] = field(default=None, metadata={
+        "help": "Folder the PNGs are written to (created if missing)."})
+
+
+CONFIG = TadConfig
 
 
 def load_tad_model(model_name=None, weights=None, scale=None):
@@ -31,7 +38,7 @@ def load_tad_model(model_name=None, weights=None, scale=None):
     import visionfw
     import visionfw.tad  # noqa: F401  (custom layers and blocks for load_model)
     from visionfw.errors import ConfigError, WeightsError
-    from visionfw.registry import get_spec, model_entry
+    from visionfw.registry import get_spec
 
     if weights and str(weights).endswith(".keras"):
         if not Path(weights).is_file():
@@ -46,17 +53,17 @@ def load_tad_model(model_name=None, weights=None, scale=None):
         return model, times, latent, int(round(64 / probe.shape[1]))
     if not model_name:
         raise ConfigError("--model is required unless --weights is a whole .keras model.")
-    entry = model_entry(model_name)
-    hyper = {"scale": scale} if scale and entry.scales else {}
-    spec = get_spec(model_name, **hyper)
+    spec = get_spec(model_name, scale=scale)
     model = visionfw.build_model(spec)
     if weights:
         if not Path(weights).is_file():
             raise WeightsError(f"--weights={weights}: no such file.")
+        from visionfw.weights import load_weights
+
         try:
-            model.load_weights(weights)
-        except Exception as exc:
-            raise WeightsError(f"--weights={weights} does not fit {model_name} x{spec['meta']['scale']}: {exc}. "
+            load_weights(model, weights)
+        except WeightsError as exc:
+            raise WeightsError(f"--weights={weights} does not fit {model_name} x{spec['meta']['scale']}: {exc} "
                                "Pass the --model/--scale it was trained with.") from exc
     meta = spec["meta"]
     return model, int(meta["recursions"]), meta["latent"], int(meta["scale"])
@@ -106,7 +113,7 @@ def run(command, model_name, weights, input_path, output, scale=None):
     return written
 
 
-def main(command, argv):
-    files = run(command, FLAGS.model, FLAGS.weights, FLAGS.input, FLAGS.output, FLAGS.scale)
-    print(f"visionfw {command}: wrote {len(files)} image(s) to {FLAGS.output}")
+def main(command, config):
+    files = run(command, config.model, config.weights, config.input, config.output, config.scale)
+    print(f"visionfw {command}: wrote {len(files)} image(s) to {config.output}")
     return 0

@@ -3,70 +3,78 @@
     visionfw test --model=srcnn_915 --weights=x3.mat --test_data=Set5,Set14 --scale=3
     visionfw test --weights=my_model.keras --test_data=Set5 --scale=4 --protocol=edsr
 """
-from absl import flags
-
-from visionfw.cli.common import define_flag
-
-FLAGS = flags.FLAGS
-define_flag("string", "model", None, "Registry name of the model (see `visionfw models`); optional when "
-                    "--weights is a .keras model file.")
-define_flag("string", "weights", None, "Weights: official .mat (SRCNN/VDSR), .keras, .weights.h5, or a "
-                    "PyTorch state dict (.pth/.pt with torch installed, or .npz).")
-define_flag("list", "test_data", ["Set5", "Set14"], "Benchmark sets (names or folders), comma-separated.")
-define_flag("list", "scale", None, "SR factor(s), e.g. 3 or 2,3,4 (several only for pre-upsampled "
-                  "models such as VDSR). Default: the model's own.")
-define_flag("string", "data_dir", None, "Folder holding the benchmark sets (default: $VISIONFW_DATA, "
-                    "../shared/data/benchmark, ~/.visionfw/data).")
-define_flag("enum", "protocol", "srcnn", enum_values=["srcnn", "edsr"], help_text="Evaluation protocol: 'srcnn' (SRCNN/VDSR "
-                  "MATLAB code: uint8 Y, float bicubic) or 'edsr' (EDSR/RCAN code: uint8 RGB LR).")
-define_flag("string", "lr_dir", None, "--protocol=edsr: folder of ready-made LR images (X<s>/<name>x<s>.png).")
-define_flag("boolean", "per_image", False, "Print one row per image too.")
-define_flag("string", "save_images", None, "Write SR images to DIR/<set>/x<scale>/<name>.png.")
-define_flag("string", "results", None, "Write the results (with the weights' sha256) to this JSON file.")
-define_flag("integer", "tile", None, "Tiled inference with tiles of N input pixels (bounded memory).")
-define_flag("integer", "tile_overlap", None, "Context pixels around each tile (default: the model's "
-                     "receptive radius, which makes tiling exact for local models).")
-define_flag("boolean", "self_ensemble", False, "Average over the 8 flips/rotations (EDSR's '+').")
-define_flag("enum", "shuffle_order", "torch", enum_values=["torch", "tf"], help_text="PyTorch weights: the PixelShuffle channel "
-                  "order they were trained with.")
-define_flag("boolean", "allow_random", False, "Evaluate without --weights (random weights: the numbers "
-                     "mean nothing; for smoke tests only).")
-define_flag("boolean", "progress", True, "Show a progress bar.")
+from dataclasses import dataclass, field
+from typing import Optional
 
 
-def _scales(default):
-    from visionfw.errors import ConfigError
+@dataclass
+class EvaluateConfig:
+    """The flags of `visionfw test` (see :func:`visionfw.evaluate.evaluate_model`)."""
 
-    if not FLAGS.scale:
-        return [default] if default else []
-    try:
-        scales = [int(s) for s in FLAGS.scale]
-    except ValueError as exc:
-        raise ConfigError(f"--scale={','.join(FLAGS.scale)}: use integers such as 3 or 2,3,4.") from exc
-    if any(s < 1 for s in scales):
-        raise ConfigError(f"--scale={','.join(FLAGS.scale)}: scales must be positive.")
-    return scales
+    model: Optional[str] = field(default=None, metadata={
+        "help": "Registry name of the model (see `visionfw models`); optional when --weights is a .keras "
+                "model file."})
+    weights: Optional[str] = field(default=None, metadata={
+        "help": "Weights: official .mat (SRCNN/VDSR), .keras, .weights.h5, or a PyTorch state dict "
+                "(.pth/.pt with torch installed, or .npz)."})
+    test_data: list = field(default_factory=lambda: ["Set5", "Set14"], metadata={
+        "help": "Benchmark sets (names or folders), comma-separated."})
+    scale: Optional[list[int]] = field(default=None, metadata={
+        "help": "SR factor(s), e.g. 3 or 2,3,4 (several only for pre-upsampled models such as VDSR). "
+                "Default: the model's own."})
+    data_dir: Optional[str] = field(default=None, metadata={
+        "help": "First place to look for benchmark sets (then $VISIONFW_DATA, ./data, ../shared/data, "
+                "~/.visionfw/data)."})
+    protocol: str = field(default="srcnn", metadata={
+        "help": "Evaluation protocol: 'srcnn' (SRCNN/VDSR MATLAB code: uint8 Y, float bicubic) or 'edsr' "
+                "(EDSR/RCAN code: uint8 RGB LR).", "choices": ("srcnn", "edsr")})
+    lr_dir: Optional[str] = field(default=None, metadata={
+        "help": "--protocol=edsr: folder of ready-made LR images (X<s>/<name>x<s>.png)."})
+    per_image: bool = field(default=False, metadata={"help": "Print one row per image too."})
+    save_images: Optional[str] = field(default=None, metadata={
+        "help": "Write SR images to DIR/<set>/x<scale>/<name>.png."})
+    results: Optional[str] = field(default=None, metadata={
+        "help": "Write the results (with the weights' sha256) to this JSON file."})
+    tile: Optional[int] = field(default=None, metadata={
+        "help": "Tiled inference with tiles of N input pixels (bounded memory)."})
+    tile_overlap: Optional[int] = field(default=None, metadata={
+        "help": "Context pixels around each tile (default: the model's receptive radius, which makes tiling "
+                "exact for local models)."})
+    self_ensemble: bool = field(default=False, metadata={
+        "help": "Average over the 8 flips/rotations (EDSR's '+')."})
+    shuffle_order: str = field(default="torch", metadata={
+        "help": "PyTorch weights: the PixelShuffle channel order they were trained with.",
+        "choices": ("torch", "tf")})
+    allow_random: bool = field(default=False, metadata={
+        "help": "Evaluate without --weights (random weights: the numbers mean nothing; for smoke tests only)."})
+    progress: bool = field(default=True, metadata={
+        "help": "Show progress on stderr: a live bar on a terminal, else a plain line every --log_every images."})
+    log_every: int = field(default=25, metadata={
+        "help": "Images between two progress lines when the output is not a terminal."})
 
 
-def _build(scale):
+CONFIG = EvaluateConfig
+
+
+def _build(config, scale):
     """(model, model name, meta) for one scale."""
     from pathlib import Path
 
     import visionfw
     from visionfw.errors import ConfigError
     from visionfw.evaluate import infer_model_meta
+    from visionfw.registry import get_spec
 
-    weights = FLAGS.weights
-    if FLAGS.model:
-        hyper = {"scale": scale} if scale else {}
-        spec = visionfw.get_spec(FLAGS.model, **hyper)
+    weights = config.weights
+    if config.model:
+        spec = get_spec(config.model, scale=scale)
         model = visionfw.build_model(spec)
         if weights:
-            visionfw.load_weights(model, weights, shuffle_order=FLAGS.shuffle_order)
+            visionfw.load_weights(model, weights, shuffle_order=config.shuffle_order)
         meta = spec.get("meta", {})
-        return model, FLAGS.model, {"channels": meta.get("channels"),
-                                    "upsampled_input": meta.get("upsampled_input"),
-                                    "scale": meta.get("scale")}
+        return model, config.model, {"channels": meta.get("channels"),
+                                     "upsampled_input": meta.get("upsampled_input"),
+                                     "scale": meta.get("scale")}
     if not weights or not str(weights).lower().endswith(".keras"):
         raise ConfigError("--model=NAME is needed (only a --weights=FILE.keras model file carries its own "
                           "architecture). `visionfw models` lists the zoo.")
@@ -86,46 +94,46 @@ def _build(scale):
                                        "scale": None if meta["upsampled_input"] else int(meta["ratio"])}
 
 
-def main(command, argv):
+def main(command, config):
     from visionfw.errors import ConfigError
     from visionfw.evaluate import evaluate_model, format_table, write_results_json
 
-    if len(argv) > 1:
-        raise ConfigError(f"unexpected arguments {argv[1:]}; flags are written --name=value.")
-    if not FLAGS.weights and not FLAGS.allow_random:
+    if not config.weights and not config.allow_random:
         raise ConfigError("--weights=PATH is required: a model with random weights gives meaningless "
                           "numbers. Pass --allow_random to run anyway (smoke tests).")
-    if FLAGS.model is None and FLAGS.weights is None:
+    if config.model is None and config.weights is None:
         raise ConfigError("give --model=NAME and/or --weights=FILE.keras.")
-    scales = _scales(None)
-    if len(scales) > 1 and FLAGS.model is None:
+    scales = list(config.scale or [])
+    if any(s < 1 for s in scales):
+        raise ConfigError(f"--scale={','.join(map(str, scales))}: scales must be positive.")
+    if len(scales) > 1 and config.model is None:
         raise ConfigError("several --scale values need --model (one model per scale).")
     runs = scales or [None]
     all_results = {}
     model_name = None
     for scale in runs:
-        model, model_name, meta = _build(scale)
+        model, model_name, meta = _build(config, scale)
         s = scale or meta.get("scale")
         if not s:
             raise ConfigError("--scale is required for this model (it does not fix its own scale).")
         if len(runs) > 1 and not meta.get("upsampled_input"):
             raise ConfigError(f"model {model_name!r} takes LR input, so its weights fit one scale; give "
                               "one --scale per run.")
-        results = evaluate_model(model, FLAGS.test_data, s, protocol=FLAGS.protocol, data_dir=FLAGS.data_dir,
+        results = evaluate_model(model, config.test_data, s, protocol=config.protocol, data_dir=config.data_dir,
                                  channels=meta.get("channels"), upsampled_input=meta.get("upsampled_input"),
-                                 per_image=FLAGS.per_image, save_images=FLAGS.save_images, tile=FLAGS.tile,
-                                 tile_overlap=FLAGS.tile_overlap, self_ensemble=FLAGS.self_ensemble,
-                                 progress=FLAGS.progress, lr_dir=FLAGS.lr_dir)
-        title = f"{model_name} x{s}" + (f" ({FLAGS.weights})" if FLAGS.weights else " (RANDOM WEIGHTS)")
+                                 per_image=config.per_image, save_images=config.save_images, tile=config.tile,
+                                 tile_overlap=config.tile_overlap, self_ensemble=config.self_ensemble,
+                                 progress=config.progress, lr_dir=config.lr_dir, log_every=config.log_every)
+        title = f"{model_name} x{s}" + (f" ({config.weights})" if config.weights else " (RANDOM WEIGHTS)")
         print(title)
         print(format_table(results))
         print()
         for ds, r in results.items():
             all_results[f"{ds}_x{s}" if len(runs) > 1 else ds] = r
-    if FLAGS.results:
+    if config.results:
         scale_field = runs[0] if len(runs) == 1 else ",".join(map(str, runs))
-        path = write_results_json(FLAGS.results, all_results, model_name, FLAGS.weights,
-                                  scale_field if scale_field else s, FLAGS.protocol,
-                                  extra={"random_weights": not FLAGS.weights})
+        path = write_results_json(config.results, all_results, model_name, config.weights,
+                                  scale_field if scale_field else s, config.protocol,
+                                  extra={"random_weights": not config.weights})
         print(f"results written to {path}")
     return 0

@@ -4,13 +4,11 @@
 images mod-cropped to the scale with their LR inputs, made with MATLAB-exact bicubic
 (:mod:`visionfw.data.imresize`) or read from an LR folder.
 
-Where datasets are looked for (first hit wins):
+Where datasets are looked for: the library's one search path
+(:mod:`visionfw.data.paths`: ``data_dir``, ``$VISIONFW_DATA``, ``./data``, ``../shared/data``,
+the same next to the checkout, ``~/.visionfw/data``; the first hit wins).
 
-1. ``data_dir`` when given (only there);
-2. otherwise ``$VISIONFW_DATA``, the repository's ``../shared/data/benchmark`` (when it
-   exists) and ``~/.visionfw/data``.
-
-Under each root the set's folder may be ``<root>/<Name>`` or ``<root>/benchmark/<Name>``
+Under each root the set's folder may be ``<root>/benchmark/<Name>`` or ``<root>/<Name>``
 (any letter case, any of the set's aliases), and it may hold the images directly or in an
 ``HR`` sub-folder (the layout of EDSR's ``benchmark.tar``).  Nothing is downloaded unless
 :func:`download_dataset` is called explicitly.
@@ -18,7 +16,6 @@ Under each root the set's folder may be ``<root>/<Name>`` or ``<root>/benchmark/
 from __future__ import annotations
 
 import dataclasses
-import os
 import tarfile
 import zipfile
 from pathlib import Path
@@ -26,11 +23,11 @@ from pathlib import Path
 import numpy as np
 
 from visionfw.data.image_io import IMAGE_EXTENSIONS, list_images, read_image_uint8
+from visionfw.data import paths
 from visionfw.data.imresize import imresize, modcrop
 from visionfw.errors import DataError
 
-__all__ = ["DATASETS", "DATASET_URLS", "BenchmarkImage", "canonical_name", "default_data_dirs",
-           "resolve_dataset", "load_benchmark", "download_dataset"]
+__all__ = ["DATASETS", "DATASET_URLS", "BenchmarkImage", "canonical_name", "resolve_dataset", "load_benchmark", "download_dataset"]
 
 # canonical name -> folder names it may have on disk (first is canonical)
 DATASETS = {
@@ -80,22 +77,6 @@ def canonical_name(name):
                         "image folder also works.") from None
 
 
-def _repo_shared_benchmark():
-    return Path(__file__).resolve().parents[2].parent / "shared" / "data" / "benchmark"
-
-
-def default_data_dirs():
-    """Roots searched when no ``data_dir`` is given, in order."""
-    roots = []
-    if os.environ.get("VISIONFW_DATA"):
-        roots.append(Path(os.environ["VISIONFW_DATA"]).expanduser())
-    shared = _repo_shared_benchmark()
-    if shared.is_dir():
-        roots.append(shared)
-    roots.append(Path("~/.visionfw/data").expanduser())
-    return roots
-
-
 def _child_ci(folder, names):
     """Sub-folder of ``folder`` whose name matches one of ``names`` ignoring case."""
     if not folder.is_dir():
@@ -126,10 +107,9 @@ def resolve_dataset(name_or_path, data_dir=None):
     if as_path.is_dir():
         return as_path
     name = canonical_name(name_or_path)
-    roots = [Path(data_dir).expanduser()] if data_dir is not None else default_data_dirs()
     looked = []
-    for root in roots:
-        for parent in (root, root / "benchmark"):
+    for root in paths.candidate_roots(data_dir):
+        for parent in (root / "benchmark", root):
             looked.append(str(parent / DATASETS[name][0]))
             found = _child_ci(parent, DATASETS[name])
             if found is not None:
@@ -137,11 +117,10 @@ def resolve_dataset(name_or_path, data_dir=None):
                 if hr is not None:
                     return hr
                 looked[-1] += " (exists, but holds no images nor an HR/ folder)"
-    raise DataError(
-        f"Benchmark dataset {name!r} not found. Looked in: {'; '.join(looked)} (any case; "
-        f"aliases {', '.join(DATASETS[name])}; images directly or in HR/). Fix: pass "
-        f"data_dir=..., set VISIONFW_DATA, or download it with "
-        f"visionfw.data.benchmarks.download_dataset({name!r}, data_dir).")
+    raise paths.not_found(
+        f"Benchmark dataset {name!r} (any case; aliases {', '.join(DATASETS[name])}; images directly "
+        "or in HR/)", looked,
+        f"or download it with visionfw.data.benchmarks.download_dataset({name!r}, data_dir)")
 
 
 def _find_lr(lr_dir, stem, scale):
@@ -206,7 +185,8 @@ def _safe_extract(archive, dest):
 
 
 def download_dataset(name, data_dir=None):
-    """Download and unpack a benchmark set into ``data_dir`` (default ``~/.visionfw/data``).
+    """Download and unpack a benchmark set into ``data_dir`` (default ``~/.visionfw/data``, the
+    last root of the search path).
 
     Needs internet; uses ``keras.utils.get_file`` (checks sha256 where
     :data:`DATASET_URLS` knows it).  Returns the resolved HR folder.  Never called by the
@@ -218,7 +198,7 @@ def download_dataset(name, data_dir=None):
     entry = DATASET_URLS[name]
     if entry["url"] is None:
         raise DataError(f"{name} cannot be downloaded automatically: {entry['note']}.")
-    root = Path(data_dir if data_dir is not None else "~/.visionfw/data").expanduser()
+    root = Path(data_dir if data_dir is not None else paths.USER_ROOT).expanduser()
     root.mkdir(parents=True, exist_ok=True)
     fname = entry["url"].rsplit("/", 1)[-1]
     archive = keras.utils.get_file(fname=fname, origin=entry["url"], file_hash=entry["sha256"],

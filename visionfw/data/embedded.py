@@ -10,6 +10,11 @@ file is missing, and this module must never touch the network.  Images of the
 sample folder that are synthetic (chessboards, phantom), binary (horse), motion
 blurred (clock_motion), tiny or multi-frame are left out: they teach an SR model
 nothing useful.
+
+Three colour photos (:data:`EMBEDDED_HELDOUT`) form a small validation set, ``'heldout'``
+(:func:`heldout_records`): ``visionfw train`` validates on it when no benchmark set is on
+the data search path, and then leaves those photos out of its training images
+(``TrainDataConfig.embedded_holdout``).
 """
 from __future__ import annotations
 
@@ -20,7 +25,8 @@ from PIL import Image
 
 from visionfw.errors import DataError
 
-__all__ = ["EMBEDDED_NAMES", "EMBEDDED_FILES", "embedded_data_dir", "embedded_images"]
+__all__ = ["EMBEDDED_NAMES", "EMBEDDED_FILES", "EMBEDDED_HELDOUT", "HELDOUT", "embedded_data_dir",
+           "embedded_images", "heldout_records"]
 
 # name -> file in skimage/data (names follow the skimage.data loader that reads the file)
 EMBEDDED_FILES = {
@@ -45,6 +51,9 @@ EMBEDDED_FILES = {
     "cell": "cell.png",                    # grey 550x660
 }
 EMBEDDED_NAMES = tuple(EMBEDDED_FILES)
+# the validation set name and its photos: natural colour photos, like the benchmark sets
+HELDOUT = "heldout"
+EMBEDDED_HELDOUT = ("astronaut", "chelsea", "coffee")
 
 def embedded_data_dir():
     """The installed ``skimage/data`` folder (no import of the fetchers needed)."""
@@ -66,6 +75,21 @@ def _load_uint8(path):
     return np.ascontiguousarray(arr)
 
 
+def _files(names):
+    """The sample files of ``names``; DataError for an unknown name or a missing file."""
+    unknown = [n for n in names if n not in EMBEDDED_FILES]
+    if unknown:
+        raise DataError(f"embedded_images: unknown names {unknown}; choose from {list(EMBEDDED_NAMES)}.")
+    folder = embedded_data_dir()
+    files = [os.path.join(folder, EMBEDDED_FILES[n]) for n in names]
+    missing = [os.path.basename(f) for f in files if not os.path.isfile(f)]
+    if missing:
+        raise DataError(f"embedded_images: {missing} not found in {folder}; this scikit-image "
+                        "install lacks its sample images. Reinstall scikit-image from its wheel, "
+                        "or pass a training folder as `source`.")
+    return files
+
+
 def embedded_images(channels="rgb", names=None):
     """The embedded training images as float32 HxWxC arrays in [0, 1].
 
@@ -81,19 +105,9 @@ def embedded_images(channels="rgb", names=None):
     if channels not in ("rgb", "y", None):
         raise DataError(f"embedded_images: channels={channels!r} must be 'rgb', 'y' or None.")
     names = EMBEDDED_NAMES if names is None else tuple(names)
-    unknown = [n for n in names if n not in EMBEDDED_FILES]
-    if unknown:
-        raise DataError(f"embedded_images: unknown names {unknown}; choose from {list(EMBEDDED_NAMES)}.")
-    folder = embedded_data_dir()
-    missing = [EMBEDDED_FILES[n] for n in names
-               if not os.path.isfile(os.path.join(folder, EMBEDDED_FILES[n]))]
-    if missing:
-        raise DataError(f"embedded_images: {missing} not found in {folder}; this scikit-image "
-                        "install lacks its sample images. Reinstall scikit-image from its wheel, "
-                        "or pass a training folder as `source`.")
     images = []
-    for name in names:
-        arr = _load_uint8(os.path.join(folder, EMBEDDED_FILES[name])).astype(np.float32) / 255.0
+    for name, path in zip(names, _files(names)):
+        arr = _load_uint8(path).astype(np.float32) / 255.0
         grey = arr.shape[-1] == 1
         if channels == "rgb":
             arr = np.repeat(arr, 3, axis=-1) if grey else arr
@@ -102,3 +116,17 @@ def embedded_images(channels="rgb", names=None):
             arr = rgb_to_y(arr)
         images.append(np.ascontiguousarray(arr))
     return images
+
+
+def heldout_records(scale):
+    """The ``'heldout'`` validation set as :class:`visionfw.data.benchmarks.BenchmarkImage`
+    records, made like :func:`visionfw.data.benchmarks.load_benchmark` makes a benchmark's:
+    uint8 HR mod-cropped to ``scale``, LR = MATLAB bicubic ``1/scale`` of it on uint8."""
+    from visionfw.data.benchmarks import BenchmarkImage
+    from visionfw.data.imresize import imresize, modcrop
+
+    records = []
+    for name, path in zip(EMBEDDED_HELDOUT, _files(EMBEDDED_HELDOUT)):
+        hr = modcrop(_load_uint8(path), int(scale))
+        records.append(BenchmarkImage(name=name, hr=hr, lr=imresize(hr, scale=1.0 / int(scale)).numpy()))
+    return records

@@ -106,6 +106,8 @@ class TrainDataConfig:
       cache_dtype: ``'uint8'`` (4x less memory, MATLAB uint8 rounding) or ``'float32'``.
       num_parallel_calls, prefetch: tf.data knobs (AUTOTUNE by default).
       num_read_threads: threads decoding image files at build time.
+      embedded_holdout: with ``source=None`` only: leave out the embedded photos held out for
+        validation (:data:`visionfw.data.embedded.EMBEDDED_HELDOUT`, the ``'heldout'`` set).
     """
 
     source: Optional[str] = None
@@ -125,6 +127,7 @@ class TrainDataConfig:
     num_parallel_calls: int = AUTOTUNE
     prefetch: int = AUTOTUNE
     num_read_threads: int = 8
+    embedded_holdout: bool = False
 
     def __post_init__(self):
         def positive_int(name):
@@ -153,6 +156,9 @@ class TrainDataConfig:
                               "use patch_order='downscale_then_crop' with an LR folder.")
         if not isinstance(self.seed, (int, np.integer)) or isinstance(self.seed, bool):
             raise ConfigError(f"TrainDataConfig.seed={self.seed!r} must be an integer.")
+        if self.embedded_holdout and self.source is not None:
+            raise ConfigError("TrainDataConfig.embedded_holdout leaves photos out of the embedded set; it does "
+                              f"not apply to source={str(self.source)!r}. Drop it or leave source unset.")
 
     @property
     def hr_patch(self):
@@ -250,9 +256,9 @@ def load_train_images(config):
     training channels (``lr`` is None for ``lr_source='bicubic'``).
     """
     if config.source is None:
-        from visionfw.data.embedded import EMBEDDED_NAMES, embedded_images
-        names = list(EMBEDDED_NAMES)
-        raw = embedded_images(None)
+        from visionfw.data.embedded import EMBEDDED_HELDOUT, EMBEDDED_NAMES, embedded_images
+        names = [n for n in EMBEDDED_NAMES if not (config.embedded_holdout and n in EMBEDDED_HELDOUT)]
+        raw = embedded_images(None, names=names)
         lr_raw = None
     else:
         hr_paths = _folder_images(config.source, "TrainDataConfig.source")
@@ -362,11 +368,12 @@ def _build_caches(config, names, hr, lr):
         if lr is not None:
             keep_lr.append(np.ascontiguousarray(lr[i]))
     if small:
+        shown = ", ".join(small[:5]) + (f" and {len(small) - 5} more" if len(small) > 5 else "")
         msg = (f"{len(small)} training image(s) smaller than one {hr_p}x{hr_p} HR patch "
-               f"(lr_patch {p} x scale {s}): {small[:20]}{' ...' if len(small) > 20 else ''}")
+               f"(lr_patch {p} x scale {s}): {shown}")
         if not keep_hr:
             raise DataError(f"No usable training image: {msg}. Lower lr_patch or use larger images.")
-        warnings.warn(f"Skipping {msg}.", stacklevel=3)
+        warnings.warn(f"Skipping {msg}; {len(keep_hr)} image(s) are used.", stacklevel=3)
 
     caches = {"hr": _FlatCache(keep_hr)}
     if config.patch_order == "downscale_then_crop":

@@ -77,7 +77,7 @@ def load_state(path):
             arrays = {k: data[k] for k in data.files}
     except (OSError, ValueError, EOFError) as exc:
         raise TrainingError(f"checkpoint {path!r} cannot be read ({exc}); delete it or pass "
-                            "--resume=never to start over.") from exc
+                            "resume=never to start over.") from exc
     meta = json.loads(arrays.pop(_META).tobytes().decode("utf-8")) if _META in arrays else {}
     return arrays, meta
 
@@ -91,13 +91,13 @@ def restore_state(path, groups, arrays=None):
         if len(saved) != len(variables):
             raise TrainingError(f"checkpoint {path!r} has {len(saved)} '{group}' variables but the "
                                 f"run has {len(variables)}; it was written for another model/optimizer "
-                                "config. Use another --workdir or --resume=never.")
+                                "config. Use another workdir or resume=never.")
         for key, var in zip(saved, variables):
             value = arrays[key]
             if tuple(value.shape) != tuple(var.shape):
                 raise TrainingError(f"checkpoint {path!r}: {key} has shape {value.shape}, the run's "
                                     f"variable {getattr(var, 'path', getattr(var, 'name', '?'))} has "
-                                    f"{tuple(var.shape)}. Use another --workdir or --resume=never.")
+                                    f"{tuple(var.shape)}. Use another workdir or resume=never.")
             var.assign(value)
 
 

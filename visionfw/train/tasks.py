@@ -3,7 +3,9 @@
 The trainer (:mod:`visionfw.train.trainer`) owns everything generic -- distribution,
 the compiled step, checkpoints, logging -- and asks a :class:`Task` for the rest.  A
 new task (e.g. TAD: encoder + decoder, two-part loss) subclasses :class:`Task` and is
-made available to ``visionfw train --task=NAME`` with :func:`register_task`.
+made available to ``visionfw train --task=NAME`` with :func:`register_task`.  One patch
+source per task: the shared input pipeline (:mod:`visionfw.data.pipeline`, see
+:meth:`Task.hr_data_config`) or, with ``--sampler``, the sampler's patch pool.
 
 Hooks the compiled step calls (inside ``strategy.run``, i.e. per replica, in graph):
 
@@ -24,7 +26,17 @@ import tensorflow as tf
 
 from visionfw.errors import ConfigError, DataError
 
-__all__ = ["Task", "SRTask", "TASKS", "register_task", "get_task"]
+__all__ = ["Task", "SRTask", "TASKS", "register_task", "get_task", "hr_of"]
+
+
+def hr_of(batch):
+    """The HR images of a batch: the ``(hr,)`` tuples of :meth:`Task.hr_patch_dataset`, an
+    ``(lr, hr)`` pair, a dict with ``'hr'``, or the HR tensor itself."""
+    if isinstance(batch, dict):
+        return batch["hr"]
+    if isinstance(batch, (tuple, list)):
+        return batch[-1]
+    return batch
 
 
 class Task:
@@ -40,16 +52,13 @@ class Task:
 
     # -- model -------------------------------------------------------------------------
     def spec(self):
-        """The model spec dict (registry name + scale + model_kwargs)."""
+        """The model spec dict (registry name + scale + model_kwargs; the registry decides
+        whether the family takes a scale)."""
         if self._spec is None:
-            from visionfw.registry import get_spec, model_entry
+            from visionfw.registry import get_spec
 
-            entry = model_entry(self.config.model)
-            hyper = dict(self.config.model_kwargs or {})
-            import inspect
-            if "scale" in inspect.signature(entry.fn).parameters:
-                hyper.setdefault("scale", int(self.config.scale))
-            self._spec = get_spec(self.config.model, **hyper)
+            self._spec = get_spec(self.config.model, scale=int(self.config.scale),
+                                  **(self.config.model_kwargs or {}))
         return self._spec
 
     def build_model(self, dtype_policy=None):
@@ -73,23 +82,28 @@ class Task:
     def make_dataset(self, start_step=0):
         raise NotImplementedError
 
-    def hr_patch_dataset(self, hr_patch, start_step=0):
-        """Batches of RGB HR patches only, as ``(hr,)`` tuples, from the shared input pipeline.
-
-        For tasks that make their own model input from the HR patch (TAD, colorization).
-        Deterministic in (seed, step) like every pipeline batch, so resumed runs see the
-        same data.
-        """
-        from visionfw.data.pipeline import TrainDataConfig, make_train_dataset
+    def hr_data_config(self, hr_patch):
+        """The pipeline config of RGB HR patches of ``hr_patch`` pixels, for tasks that make
+        their own model input from the HR patch (TAD, colorization): ``config.train_data``
+        (None: the embedded photos) with the run's batch, seed, augmentation and data options."""
+        from visionfw.data.pipeline import TrainDataConfig
 
         c = self.config
         hr_patch = int(hr_patch)
         if hr_patch < 2 or hr_patch % 2:
             raise ConfigError(f"the HR patch of task {c.task!r} must be an even size >= 2, got {hr_patch}; "
-                              "change --lr_patch.")
-        config = TrainDataConfig(source=c.train_data, scale=2, lr_patch=hr_patch // 2,
-                                 batch_size=int(c.batch_size), channels="rgb", augment=bool(c.augment),
-                                 seed=int(c.seed), **_checked_data_options(c.data_options))
+                              "change lr_patch.")
+        return TrainDataConfig(source=c.train_data, scale=2, lr_patch=hr_patch // 2,
+                               batch_size=int(c.batch_size), channels="rgb", augment=bool(c.augment),
+                               seed=int(c.seed), **_checked_data_options(c.data_options))
+
+    def hr_patch_dataset(self, hr_patch, start_step=0):
+        """Batches of RGB HR patches only, as ``(hr,)`` tuples, from the shared input pipeline
+        (:meth:`hr_data_config`).  Deterministic in (seed, step) like every pipeline batch, so
+        resumed runs see the same data."""
+        from visionfw.data.pipeline import make_train_dataset
+
+        config = self.hr_data_config(hr_patch)
         return make_train_dataset(config, start_step=int(start_step)).map(lambda lr, hr: (hr,))
 
     # -- step --------------------------------------------------------------------------
@@ -171,8 +185,8 @@ class SRTask(Task):
 
         dc = self.data_config()
         if dc.source is not None and str(dc.source).lower().endswith((".h5", ".hdf5")):
-            raise ConfigError("--sampler needs a folder of training images (or the embedded set), "
-                              "not an .h5 patch file.")
+            raise ConfigError("sampler needs a folder of training images (or the embedded set) as "
+                              "train_data, not an .h5 patch file.")
         _, hr_images, _ = load_train_images(dc)
         scale, hr_p = int(self.config.scale), dc.hr_patch
         sizes = [im.shape[:2] for im in hr_images]
@@ -242,8 +256,8 @@ def _checked_data_options(options):
     allowed = {f.name for f in dataclasses.fields(TrainDataConfig)} - fixed
     for key in options:
         if key not in allowed:
-            raise ConfigError(f"--data_options: {key!r} is not a pipeline option here; use one of "
-                              f"{sorted(allowed)} (the others have their own flags).")
+            raise ConfigError(f"data_options: {key!r} is not a pipeline option here; use one of "
+                              f"{sorted(allowed)} (the others have their own config fields).")
     return options
 
 
@@ -268,5 +282,5 @@ def get_task(name):
 
         importlib.import_module(_TASK_MODULES[name])
     if name not in TASKS:
-        raise ConfigError(f"--task={name!r} is unknown; registered tasks: {sorted(TASKS)}.")
+        raise ConfigError(f"task={name!r} is unknown; registered tasks: {sorted(TASKS)}.")
     return TASKS[name]

@@ -30,86 +30,153 @@ import io
 import json
 import math
 import os
-import sys
 import time
 from typing import Optional
 
 import numpy as np
 import tensorflow as tf
 
-from visionfw.errors import ConfigError, TrainingError
+from visionfw.data.embedded import HELDOUT
+from visionfw.errors import ConfigError, TrainingError, VisionFWError
 
-__all__ = ["TrainConfig", "resolve_config", "train", "Trainer"]
+__all__ = ["TrainConfig", "resolve_config", "train", "Trainer", "TrainingInterrupted"]
 
+# seconds slept after every step: a test hook (kill a run between checkpoints), not a user option
+STEP_DELAY_ENV = "VISIONFW_TEST_STEP_DELAY"
+# val_data: 'auto' is Set5 when it is found, else the held-out embedded photos (HELDOUT)
+AUTO, AUTO_BENCHMARK = "auto", "Set5"
 _POLICIES = {None: None, "bfloat16": "mixed_bfloat16", "float16": "mixed_float16"}
 _DISTRIBUTE = (None, "mirrored", "multi_worker")
 
 
+def _opt(default=dataclasses.MISSING, help="", **meta):
+    """A config field with its help text (``visionfw train --help`` shows it; the CLI derives
+    the flag from the field, see :mod:`visionfw.cli.common`).  ``default`` may be a callable
+    for mutable defaults; ``meta``: ``choices``, ``flag`` (another flag name), ``cli=False``."""
+    meta = dict(meta, help=help)
+    if callable(default):
+        return dataclasses.field(default_factory=default, metadata=meta)
+    return dataclasses.field(default=default, metadata=meta)
+
+
 @dataclasses.dataclass
 class TrainConfig:
-    """Everything a training run needs.  ``None`` fields are filled from the model's preset
-    (:mod:`visionfw.train.presets`) by :func:`resolve_config`."""
+    """Everything a training run needs; ``visionfw train`` has one flag per field.  ``None``
+    fields are filled from the model's preset (:mod:`visionfw.train.presets`) by
+    :func:`resolve_config`."""
 
-    model: str = "espcn"
-    scale: int = 2
-    task: str = "sr"
-    task_options: dict = dataclasses.field(default_factory=dict)  # e.g. TAD: alpha, beta, epsilon, quantize_from
-    model_kwargs: dict = dataclasses.field(default_factory=dict)
+    model: str = _opt(help="Registry name of the model (see `visionfw models`).")
+    scale: int = _opt(2, "Upscaling factor (ignored by models without one, e.g. colorization).")
+    task: str = _opt("sr", "Training task: sr, tad, colorize (others register with "
+                           "visionfw.train.register_task).")
+    task_options: dict = _opt(dict, "Task options, e.g. TAD 'alpha=10,beta=1,epsilon=10,quantize_from=5000', "
+                                     "colorize 'lam=0.5'.")
+    model_kwargs: dict = _opt(dict, "Model hyper-parameters: 'n1=32,n2=16' or a JSON object.")
     # data
-    train_data: Optional[str] = None          # folder | .h5 | None = embedded photos
-    lr_source: str = "bicubic"
-    augment: bool = True
-    data_options: dict = dataclasses.field(default_factory=dict)  # more TrainDataConfig fields
-    val_data: list = dataclasses.field(default_factory=lambda: ["Set5"])
-    data_dir: Optional[str] = None
-    protocol: Optional[str] = None            # 'edsr' (RGB models) | 'srcnn' (Y models)
+    train_data: Optional[str] = _opt(None, "Folder of HR images or an .h5 patch file; unset: the embedded photos.")
+    lr_source: str = _opt("bicubic", "'bicubic' (MATLAB bicubic of the HR) or a folder of LR images.")
+    augment: bool = _opt(True, "Random flips and 90-degree rotations of training patches.")
+    data_options: dict = _opt(dict, "More input-pipeline options (TrainDataConfig fields), e.g. "
+                                    "'patch_order=crop_then_downscale,patches_per_image=16'.")
+    val_data: list = _opt(lambda: ["auto"], "Validation sets (comma list): benchmark names or folders, 'heldout' "
+                                            "(photos held out of the embedded training set) or 'auto': Set5 when it "
+                                            "is on the data search path, else 'heldout' when training on the "
+                                            "embedded photos. Empty: no validation.")
+    data_dir: Optional[str] = _opt(None, "First place to look for benchmark sets (then $VISIONFW_DATA, ./data, "
+                                         "../shared/data, ~/.visionfw/data).")
+    protocol: Optional[str] = _opt(None, "PSNR protocol (default: edsr for RGB, srcnn for Y models).",
+                                   choices=("edsr", "srcnn"))
     # optimisation
-    steps: int = 1000
-    batch_size: Optional[int] = None          # global batch
-    lr_patch: Optional[int] = None
-    loss: Optional[str] = None
-    lr: Optional[float] = None
-    schedule: Optional[str] = None
-    schedule_kwargs: Optional[dict] = None
-    optimizer: Optional[str] = None           # 'adam' | 'adamw' | 'sgd'
-    optimizer_kwargs: Optional[dict] = None
-    clipnorm: Optional[float] = None          # global-norm gradient clipping
-    ema: Optional[float] = None               # EMA decay, e.g. 0.999
-    mixed_precision: Optional[str] = None     # None | 'bfloat16' | 'float16'
-    jit_compile: bool = False
-    seed: int = 0
-    deterministic: bool = False
-    distribute: Optional[str] = None          # None | 'mirrored' | 'multi_worker'
-    num_devices: Optional[int] = None         # mirrored: use the first N devices
-    sampler: Optional[str] = None             # None: input pipeline; 'uniform' | 'psnr_hist' | 'pic'
-    sampler_kwargs: dict = dataclasses.field(default_factory=dict)
-    pool_size: int = 10000                    # patches in the sampler's pool
+    steps: int = _opt(1000, "Training steps (optimizer updates).")
+    batch_size: Optional[int] = _opt(None, "Global batch size (default: the preset's).")
+    lr_patch: Optional[int] = _opt(None, "LR patch size; the HR patch is lr_patch*scale (default: the preset's).")
+    loss: Optional[str] = _opt(None, "Loss: l1, l2/mse, charbonnier or a mix like '0.8*l1+0.2*charbonnier' "
+                                     "(in Python also a callable).")
+    lr: Optional[float] = _opt(None, "Initial learning rate (for the global batch).")
+    schedule: Optional[str] = _opt(None, "Learning-rate schedule (default: the preset's).",
+                                   choices=("constant", "step", "multistep", "cosine"))
+    schedule_kwargs: Optional[dict] = _opt(None, "Schedule options: 'step_size=1000,gamma=0.5', "
+                                                 "'milestones=1000:2000', 'warmup=100' or a JSON object.")
+    optimizer: Optional[str] = _opt(None, "Optimizer (default: the preset's).", choices=("adam", "adamw", "sgd"))
+    optimizer_kwargs: Optional[dict] = _opt(None, "Optimizer options, e.g. 'beta_1=0.9,epsilon=1e-8' or JSON.")
+    clipnorm: Optional[float] = _opt(None, "Clip the gradient's global norm to this value.")
+    ema: Optional[float] = _opt(None, "Keep an exponential moving average of the weights with this decay "
+                                      "(e.g. 0.999); validation and model.keras use it.")
+    mixed_precision: Optional[str] = _opt(None, "Mixed-precision compute dtype.", choices=("bfloat16", "float16"))
+    jit_compile: bool = _opt(False, "jit-compile the replica step with XLA (slower on CPU here).", flag="xla")
+    seed: int = _opt(0, "Seed of data order, crops, augmentation and initialisation.")
+    deterministic: bool = _opt(False, "Deterministic ops (tf.config.experimental.enable_op_determinism).")
+    distribute: Optional[str] = _opt(None, "Data-parallel strategy (multi_worker reads TF_CONFIG).",
+                                     choices=("mirrored", "multi_worker"))
+    num_devices: Optional[int] = _opt(None, "mirrored: number of devices to use (default: all).")
+    sampler: Optional[str] = _opt(None, "Draw batches from a pool of pool_size random crops with this sampler "
+                                        "(default: the input pipeline).", choices=("uniform", "psnr_hist", "pic"))
+    sampler_kwargs: dict = _opt(dict, "Sampler options, e.g. 'bins=10' (psnr_hist), 'intervals=10' (pic).")
+    pool_size: int = _opt(10000, "Patches in the sampler's pool.")
     # bookkeeping
-    workdir: Optional[str] = None
-    resume: str = "auto"                      # 'auto' | 'never' | path to a ckpt-*.npz
-    val_every: int = 1000                     # 0: validate only at the end
-    ckpt_every: int = 1000
-    log_every: int = 100
-    keep_checkpoints: int = 2
-    tensorboard: bool = True
-    progress: bool = True
-    step_delay: float = 0.0                   # seconds slept per step (crash-recovery tests)
-    preset_source: str = ""
-    preset_notes: str = ""
+    workdir: Optional[str] = _opt(None, "Run directory (default runs/<model>_x<scale>).")
+    resume: str = _opt("auto", "auto (last checkpoint in workdir), never, or a checkpoint .npz path.")
+    val_every: int = _opt(1000, "Validate every N steps (0: only at the end).")
+    ckpt_every: int = _opt(1000, "Checkpoint every N steps (0: only at the end).")
+    log_every: int = _opt(100, "Log (CSV, TensorBoard, progress bar) every N steps.")
+    keep_checkpoints: int = _opt(2, "How many recent checkpoints to keep (plus best.npz).")
+    tensorboard: bool = _opt(True, "Write TensorBoard summaries to <workdir>/tb.")
+    progress: bool = _opt(True, "Show a progress bar (on a terminal).")
+    preset_source: str = _opt("", "Where the preset comes from (filled by resolve_config).", cli=False)
+    preset_notes: str = _opt("", "Where the preset deviates from the paper (filled by resolve_config).",
+                             cli=False)
 
     def to_json(self):
         return json.dumps(dataclasses.asdict(self), indent=2, sort_keys=True, default=str)
 
 
 def _is_y_model(config):
-    from visionfw.registry import get_spec, model_entry
-    import inspect
+    from visionfw.registry import get_spec
 
-    entry = model_entry(config.model)
-    hyper = dict(config.model_kwargs or {})
-    if "scale" in inspect.signature(entry.fn).parameters:
-        hyper.setdefault("scale", int(config.scale))
-    return get_spec(config.model, **hyper).get("meta", {}).get("channels") == "y"
+    spec = get_spec(config.model, scale=int(config.scale), **(config.model_kwargs or {}))
+    return spec.get("meta", {}).get("channels") == "y"
+
+
+def _resolve_val_data(c):
+    """``val_data`` with ``'auto'`` replaced: Set5 when it is on the data search path, else the
+    held-out embedded photos (when training on the embedded photos), else nothing.  Tasks
+    without a validation (e.g. colorize) get nothing."""
+    from visionfw.train.tasks import Task, get_task
+
+    names = list(c.val_data or [])
+    if AUTO not in names:
+        return names
+    picked = []
+    if get_task(c.task).validate is not Task.validate:
+        from visionfw.evaluate import resolve_eval_set
+
+        try:
+            resolve_eval_set(AUTO_BENCHMARK, c.data_dir)
+            picked = [AUTO_BENCHMARK]
+        except VisionFWError:
+            picked = [HELDOUT] if c.train_data is None else []
+    out = []
+    for name in names:
+        for n in (picked if name == AUTO else [name]):
+            if n not in out:
+                out.append(n)
+    return out
+
+
+def describe_val_data(config):
+    """One line on what a resolved config validates on (the quick start says it)."""
+    from visionfw.data.embedded import EMBEDDED_HELDOUT
+
+    if not config.val_data:
+        return "no validation (val_data is empty)"
+    parts = []
+    for name in config.val_data:
+        if name == HELDOUT:
+            parts.append(f"{HELDOUT} ({', '.join(EMBEDDED_HELDOUT)}: photos held out of the embedded training "
+                         "set; benchmark sets such as Set5 are used when found: --data_dir=DIR or $VISIONFW_DATA)")
+        else:
+            parts.append(name)
+    return "validating on " + ", ".join(parts)
 
 
 def resolve_config(config):
@@ -124,6 +191,9 @@ def resolve_config(config):
             setattr(c, field, preset[field])
     if c.schedule_kwargs is None:
         c.schedule_kwargs = dict(preset.get("schedule_kwargs", {})) if c.schedule == preset["schedule"] else {}
+        if "warmup" in c.schedule_kwargs and isinstance(c.steps, (int, np.integer)):
+            # a preset's warm-up is sized for its demo budget: at most a tenth of a shorter run
+            c.schedule_kwargs["warmup"] = min(int(c.schedule_kwargs["warmup"]), max(0, int(c.steps) // 10))
     if c.optimizer_kwargs is None:
         c.optimizer_kwargs = dict(preset.get("optimizer_kwargs", {})) if c.optimizer == preset["optimizer"] else {}
     if c.schedule == "cosine":
@@ -135,38 +205,41 @@ def resolve_config(config):
         c.protocol = "srcnn" if _is_y_model(c) else "edsr"
     if isinstance(c.val_data, str):
         c.val_data = [s for s in c.val_data.split(",") if s]
-    c.val_data = list(c.val_data or [])
+    c.val_data = _resolve_val_data(c)
+    if HELDOUT in c.val_data and c.train_data is None:
+        # the held-out photos must not be trained on
+        c.data_options = dict(c.data_options or {}, embedded_holdout=True)
     # checks that name the flag and the fix
     for name in ("steps", "batch_size", "lr_patch", "log_every", "keep_checkpoints"):
         v = getattr(c, name)
         if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1:
-            raise ConfigError(f"--{name}={v!r} must be a positive integer.")
+            raise ConfigError(f"{name}={v!r} must be a positive integer.")
     for name in ("val_every", "ckpt_every"):
         v = getattr(c, name)
         if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 0:
-            raise ConfigError(f"--{name}={v!r} must be an integer >= 0 (0: only at the end).")
+            raise ConfigError(f"{name}={v!r} must be an integer >= 0 (0: only at the end).")
     if not (isinstance(c.lr, (int, float)) and c.lr > 0):
-        raise ConfigError(f"--lr={c.lr!r} must be a positive number.")
+        raise ConfigError(f"lr={c.lr!r} must be a positive number.")
     if c.mixed_precision not in _POLICIES:
-        raise ConfigError(f"--mixed_precision={c.mixed_precision!r}: use bfloat16, float16 or leave it unset.")
+        raise ConfigError(f"mixed_precision={c.mixed_precision!r}: use bfloat16, float16 or leave it unset.")
     if c.distribute not in _DISTRIBUTE:
-        raise ConfigError(f"--distribute={c.distribute!r}: use mirrored or multi_worker (or leave it unset).")
+        raise ConfigError(f"distribute={c.distribute!r}: use mirrored or multi_worker (or leave it unset).")
     if c.ema is not None and not 0.0 < float(c.ema) < 1.0:
-        raise ConfigError(f"--ema={c.ema!r} must be a decay in (0, 1), e.g. 0.999.")
+        raise ConfigError(f"ema={c.ema!r} must be a decay in (0, 1), e.g. 0.999.")
     if c.protocol not in ("edsr", "srcnn"):
-        raise ConfigError(f"--protocol={c.protocol!r}: use edsr or srcnn.")
+        raise ConfigError(f"protocol={c.protocol!r}: use edsr or srcnn.")
     if not (c.resume in ("auto", "never") or str(c.resume).endswith(".npz")):
-        raise ConfigError(f"--resume={c.resume!r}: use auto, never or the path of a checkpoint .npz.")
+        raise ConfigError(f"resume={c.resume!r}: use auto, never or the path of a checkpoint .npz.")
     if c.sampler in ("", "pipeline"):
         c.sampler = None
     if c.sampler is not None:
         from visionfw.sampling import SAMPLERS
 
         if c.sampler not in SAMPLERS:
-            raise ConfigError(f"--sampler={c.sampler!r}: use one of {sorted(SAMPLERS)} or leave it unset "
+            raise ConfigError(f"sampler={c.sampler!r}: use one of {sorted(SAMPLERS)} or leave it unset "
                               "(the input pipeline's uniform patches).")
         if isinstance(c.pool_size, bool) or not isinstance(c.pool_size, (int, np.integer)) or c.pool_size < 1:
-            raise ConfigError(f"--pool_size={c.pool_size!r} must be a positive integer.")
+            raise ConfigError(f"pool_size={c.pool_size!r} must be a positive integer.")
     return c
 
 
@@ -178,13 +251,13 @@ def make_optimizer(name, schedule, clipnorm=None, **kwargs):
 
     makers = {"adam": keras.optimizers.Adam, "adamw": keras.optimizers.AdamW, "sgd": keras.optimizers.SGD}
     if name not in makers:
-        raise ConfigError(f"--optimizer={name!r} is unknown; use one of {sorted(makers)}.")
+        raise ConfigError(f"optimizer={name!r} is unknown; use one of {sorted(makers)}.")
     if clipnorm:
         kwargs["global_clipnorm"] = float(clipnorm)
     try:
         return makers[name](learning_rate=schedule, **kwargs)
     except (TypeError, ValueError) as exc:
-        raise ConfigError(f"--optimizer={name}: bad options {kwargs} ({exc}).") from None
+        raise ConfigError(f"optimizer={name}: bad optimizer_kwargs {kwargs} ({exc}).") from None
 
 
 def make_strategy(kind, num_devices=None):
@@ -196,14 +269,14 @@ def make_strategy(kind, num_devices=None):
             gpus = tf.config.list_logical_devices("GPU")
             pool = gpus if gpus else tf.config.list_logical_devices("CPU")
             if len(pool) < num_devices:
-                raise ConfigError(f"--num_devices={num_devices} but only {len(pool)} devices are visible.")
+                raise ConfigError(f"num_devices={num_devices} but only {len(pool)} devices are visible.")
             devices = [d.name for d in pool[:num_devices]]
         if devices is None and not tf.config.list_logical_devices("GPU"):
             cpus = tf.config.list_logical_devices("CPU")
             devices = [d.name for d in cpus]
         return tf.distribute.MirroredStrategy(devices=devices)
     if "TF_CONFIG" not in os.environ:
-        raise ConfigError("--distribute=multi_worker needs the TF_CONFIG environment variable "
+        raise ConfigError("distribute=multi_worker needs the TF_CONFIG environment variable "
                           "(cluster spec and this worker's task); see tf.distribute docs.")
     return tf.distribute.MultiWorkerMirroredStrategy()
 
@@ -260,13 +333,14 @@ class _CsvLog:
 class Trainer:
     """Builds everything for a resolved config; :meth:`run` trains.  See the module docstring."""
 
-    def __init__(self, config):
+    def __init__(self, config, label=None):
         import keras
 
         from visionfw.train.schedules import make_schedule
         from visionfw.train.tasks import get_task
 
         self.config = c = config
+        self.label = label
         if c.deterministic:
             tf.config.experimental.enable_op_determinism()
         # before any op: MultiWorkerMirroredStrategy must be created first
@@ -275,7 +349,7 @@ class Trainer:
         self.chief = _is_chief(self.strategy)
         self.replicas = self.strategy.num_replicas_in_sync
         if c.batch_size % self.replicas:
-            raise ConfigError(f"--batch_size={c.batch_size} must be divisible by the {self.replicas} "
+            raise ConfigError(f"batch_size={c.batch_size} must be divisible by the {self.replicas} "
                               "replicas (it is the global batch).")
         self.task = get_task(c.task)(c)
         self.policy = _POLICIES[c.mixed_precision]
@@ -440,7 +514,7 @@ class Trainer:
         elif c.resume != "never":
             path = c.resume
             if not os.path.exists(path):
-                raise TrainingError(f"--resume={path!r}: no such checkpoint file.")
+                raise TrainingError(f"resume={path!r}: no such checkpoint file.")
         if path is None:
             return None
         arrays, meta = load_state(path)
@@ -448,7 +522,7 @@ class Trainer:
         for key in ("model", "scale", "batch_size", "task", "model_kwargs"):
             if key in saved and saved[key] != getattr(c, key):
                 raise TrainingError(f"checkpoint {path!r} was written with {key}={saved[key]!r}, this run "
-                                    f"has {key}={getattr(c, key)!r}; use another --workdir or --resume=never.")
+                                    f"has {key}={getattr(c, key)!r}; use another workdir or resume=never.")
         restore_state(path, self.state_groups(), arrays)
         self.step = int(meta["step"])
         best = meta.get("best_psnr")
@@ -464,12 +538,43 @@ class Trainer:
 
     # -- the loop ------------------------------------------------------------------------
     def run(self):
+        """Trains to ``config.steps``; see :func:`train` for the result and the errors."""
+        workdir = self.config.workdir
+        created = not os.path.exists(workdir)
+        try:
+            return self._run()
+        except BaseException:
+            # a run that fails before its first checkpoint leaves no empty run directory behind
+            if created and self.chief:
+                _remove_unfinished(workdir)
+            raise
+
+    def _check_val_data(self):
+        """Every validation set exists, before anything is written (a missing Set5 fails now,
+        not at the first validation)."""
+        from visionfw.evaluate import resolve_eval_set
+
+        for name in self.config.val_data:
+            if name == HELDOUT:
+                continue
+            try:
+                resolve_eval_set(name, self.config.data_dir)
+            except VisionFWError as exc:
+                raise type(exc)(f"{exc} Or validate on other images: val_data={HELDOUT} (photos held out of "
+                                "the embedded training set), or val_data= (no validation).") from None
+
+    def _run(self):
+        from visionfw.reports import Progress
         from visionfw.train.checkpoint import CheckpointManager, atomic_write_bytes
 
         c = self.config
+        self._check_val_data()
         os.makedirs(c.workdir, exist_ok=True)
         manager = CheckpointManager(os.path.join(c.workdir, "checkpoints"), keep=c.keep_checkpoints)
         resumed_from = self.maybe_resume(manager)
+        start_step = self.step
+        if resumed_from is not None and start_step >= c.steps:
+            return self._already_complete(resumed_from)
         if self.chief:
             atomic_write_bytes(os.path.join(c.workdir, "config.json"), c.to_json().encode())
         columns = ["step", "loss", "lr", "time", "steps_per_sec"] + [f"train_{m}" for m in self.metric_sums]
@@ -488,7 +593,8 @@ class Trainer:
             else:
                 writer = tf.summary.create_file_writer(os.path.join(c.workdir, "tb"))
 
-        start_step = self.step
+        # crash-recovery tests slow the loop down so they can kill it between checkpoints
+        step_delay = float(os.environ.get(STEP_DELAY_ENV) or 0.0)
         iterator = self.make_iterator(start_step)
         sample_batch = None
         if writer is not None and c.val_data:
@@ -499,104 +605,147 @@ class Trainer:
                 ds = getattr(self, "_dataset", None) or self.task.make_dataset(start_step)
                 sample_batch = next(iter(ds.take(1)))
         train_step = self.build_step()
-        bar = None
-        if c.progress and self.chief:
-            from tqdm import tqdm
-
-            bar = tqdm(total=c.steps, initial=start_step, desc=f"train {c.model} x{c.scale}",
-                       disable=not sys.stderr.isatty(), dynamic_ncols=True)
+        progress = Progress(c.steps, self.label or f"train {c.model} x{c.scale}", initial=start_step,
+                            enabled=bool(c.progress and self.chief))
+        budget = f"steps {start_step} -> {c.steps} (resumed)" if start_step else f"{c.steps} steps"
+        data = "the embedded photos" if c.train_data is None else os.path.basename(os.path.normpath(c.train_data))
+        progress.write(f"{progress.desc}: {budget} on {data}, batch {c.batch_size}; {describe_val_data(c)}")
         t0 = time.perf_counter()
         last_t, last_step = t0, start_step
         last_val = {}
         nonfinite = None
         loss = None
-        with (writer.as_default() if writer is not None else _null()):
-            while self.step < c.steps:
-                self.task.begin_step(self.step)
-                train_step(iterator)
-                self.step += 1
-                if c.step_delay:
-                    time.sleep(c.step_delay)
-                s = self.step
-                at_end = s >= c.steps
-                do_log = at_end or s % c.log_every == 0
-                do_val = bool(c.val_data) and (at_end or (c.val_every and s % c.val_every == 0))
-                do_ckpt = at_end or (c.ckpt_every and s % c.ckpt_every == 0)
-                if not (do_log or do_val or do_ckpt):
-                    continue
-                # host sync point: read the device-side loss accumulator
-                count = float(self.loss_count.numpy())
-                loss = float(self.loss_sum.numpy()) / max(count, 1.0)
-                self.loss_sum.assign(0.0)
-                self.loss_count.assign(0.0)
-                extras = {}
-                for name, var in self.metric_sums.items():
-                    extras[f"train_{name}"] = float(var.numpy()) / max(count, 1.0)
-                    var.assign(0.0)
-                now = time.perf_counter()
-                rate = (s - last_step) / max(now - last_t, 1e-9)
-                last_t, last_step = now, s
-                lr_now = float(self.schedule(max(s - 1, 0)))
-                elapsed = self.elapsed_before + now - t0
-                if not math.isfinite(loss):
-                    nonfinite = (s, loss)
-                    log.write({"step": s, "loss": loss, "lr": f"{lr_now:.6g}", "time": f"{elapsed:.2f}",
-                               "steps_per_sec": f"{rate:.3f}"})
-                    break
-                row = {"step": s, "loss": f"{loss:.6g}", "lr": f"{lr_now:.6g}", "time": f"{elapsed:.2f}",
-                       "steps_per_sec": f"{rate:.3f}"}
-                row.update({k: f"{v:.6g}" for k, v in extras.items()})
-                if writer is not None:
-                    for k, v in extras.items():
-                        tf.summary.scalar(f"train/{k[len('train_'):]}", v, step=s)
-                    tf.summary.scalar("train/loss", loss, step=s)
-                    tf.summary.scalar("train/lr", lr_now, step=s)
-                    tf.summary.scalar("train/steps_per_sec", rate, step=s)
-                if bar is not None:
-                    bar.update(s - bar.n)
-                    bar.set_postfix(loss=f"{loss:.4g}", it_s=f"{rate:.1f}")
-                if do_val:
-                    last_val = self._validate(s, row, writer, sample_batch)
-                log.write(row)
-                if do_ckpt and self.chief:
-                    groups = self.state_groups()
-                    values = [v.numpy() for g in groups.values() for v in g]
-                    if not _all_finite(values):
-                        nonfinite = (s, float("nan"))
+        stop = _StopRequest()
+        try:
+            with stop, (writer.as_default() if writer is not None else _null()):
+                while self.step < c.steps:
+                    self.task.begin_step(self.step)
+                    train_step(iterator)
+                    self.step += 1
+                    if step_delay:
+                        time.sleep(step_delay)
+                    s = self.step
+                    if stop.signum is not None:
                         break
-                    manager.save(s, groups, self._meta(elapsed))
-            if writer is not None:
-                writer.flush()
-        if bar is not None:
-            bar.close()
+                    if s == start_step + 1:
+                        progress.update(s)
+                        progress.restart_clock()  # the first step traced the graph: not a rate to go by
+                    at_end = s >= c.steps
+                    do_log = at_end or s % c.log_every == 0
+                    do_val = bool(c.val_data) and (at_end or (c.val_every and s % c.val_every == 0))
+                    do_ckpt = at_end or (c.ckpt_every and s % c.ckpt_every == 0)
+                    if not (do_log or do_val or do_ckpt):
+                        progress.update(s)
+                        continue
+                    # host sync point: read the device-side loss accumulator
+                    count = float(self.loss_count.numpy())
+                    loss = float(self.loss_sum.numpy()) / max(count, 1.0)
+                    self.loss_sum.assign(0.0)
+                    self.loss_count.assign(0.0)
+                    extras = {}
+                    for name, var in self.metric_sums.items():
+                        extras[f"train_{name}"] = float(var.numpy()) / max(count, 1.0)
+                        var.assign(0.0)
+                    now = time.perf_counter()
+                    rate = (s - last_step) / max(now - last_t, 1e-9)
+                    last_t, last_step = now, s
+                    lr_now = float(self.schedule(max(s - 1, 0)))
+                    elapsed = self.elapsed_before + now - t0
+                    if not math.isfinite(loss):
+                        nonfinite = (s, loss)
+                        log.write({"step": s, "loss": loss, "lr": f"{lr_now:.6g}", "time": f"{elapsed:.2f}",
+                                   "steps_per_sec": f"{rate:.3f}"})
+                        break
+                    row = {"step": s, "loss": f"{loss:.6g}", "lr": f"{lr_now:.6g}", "time": f"{elapsed:.2f}",
+                           "steps_per_sec": f"{rate:.3f}"}
+                    row.update({k: f"{v:.6g}" for k, v in extras.items()})
+                    if writer is not None:
+                        for k, v in extras.items():
+                            tf.summary.scalar(f"train/{k[len('train_'):]}", v, step=s)
+                        tf.summary.scalar("train/loss", loss, step=s)
+                        tf.summary.scalar("train/lr", lr_now, step=s)
+                        tf.summary.scalar("train/steps_per_sec", rate, step=s)
+                    progress.update(s, line=do_log and not at_end, loss=f"{loss:.4g}")
+                    if do_val:
+                        last_val = self._validate(s, row, writer, sample_batch)
+                        first = c.val_data[0]
+                        if first in last_val:
+                            progress.update(s, **{f"{first}": f"{last_val[first]['psnr']:.2f} dB"})
+                    log.write(row)
+                    if do_ckpt and self.chief:
+                        groups = self.state_groups()
+                        values = [v.numpy() for g in groups.values() for v in g]
+                        if not _all_finite(values):
+                            nonfinite = (s, float("nan"))
+                            break
+                        manager.save(s, groups, self._meta(elapsed))
+                    if stop.signum is not None:
+                        break
+                if writer is not None:
+                    writer.flush()
+                if stop.signum is not None and nonfinite is None and self.step < c.steps:
+                    # the first Ctrl-C / SIGTERM: keep this step's state, then stop (one that came
+                    # during the last step's validation lets the run finish: it is written next)
+                    path, kept = None, "checkpoint {} written"
+                    if self.chief:
+                        elapsed = self.elapsed_before + time.perf_counter() - t0
+                        groups = self.state_groups()
+                        if os.path.exists(manager.path_for(self.step)):
+                            path = manager.path_for(self.step)
+                        elif _all_finite([v.numpy() for g in groups.values() for v in g]):
+                            path = manager.save(self.step, groups, self._meta(elapsed))
+                        else:  # diverged since the last log point: keep the last good checkpoint
+                            path, kept = manager.latest(), "weights not finite, last good checkpoint {} kept"
+                    raise TrainingInterrupted(
+                        f"interrupted at step {self.step} of {c.steps}; {kept.format(path)}. To resume, run "
+                        "the same command again (resume=auto continues from the last checkpoint).",
+                        signum=stop.signum, step=self.step, checkpoint=path)
+        finally:
+            progress.close(line=nonfinite is None and stop.signum is None)
         if nonfinite is not None:
             kept = manager.latest()
-            where = (f"The last good checkpoint {kept} is kept (--resume=auto restarts from it)" if kept else
+            where = (f"The last good checkpoint {kept} is kept (resume=auto restarts from it)" if kept else
                      "No checkpoint was written yet")
             raise TrainingError(
                 f"training diverged: loss {nonfinite[1]} (non-finite) at or before step {nonfinite[0]}. "
-                f"{where}; no checkpoint with non-finite weights is written. Lower --lr, add --clipnorm "
+                f"{where}; no checkpoint with non-finite weights is written. Lower lr, add clipnorm "
                 "or check the training data.")
-        if not last_val and c.val_data and self.step > 0:
-            # e.g. --resume=auto of a finished run: still report the final PSNR
-            last_val = self.task.validate(self.export_model())
         total_time = self.elapsed_before + time.perf_counter() - t0
-        model_path = os.path.join(c.workdir, "model.keras")
-        if self.chief:
-            export = self.export_model()
-            tmp = os.path.join(c.workdir, ".model.tmp.keras")
-            export.save(tmp)
-            os.replace(tmp, model_path)
+        model_path = self._export()
         first = c.val_data[0] if c.val_data else None
         return {
             "workdir": c.workdir, "model_path": model_path, "steps": int(self.step), "replicas": self.replicas,
-            "resumed_from": resumed_from, "final_loss": loss if self.step > start_step else None,
+            "resumed_from": resumed_from, "already_complete": False,
+            "final_loss": loss if self.step > start_step else None,
             "val": {k: v for k, v in last_val.items() if k != "protocol"},
             "protocol": last_val.get("protocol", ""),
             "val_psnr": last_val.get(first, {}).get("psnr") if first else None,
             "best_psnr": self.best_psnr if math.isfinite(self.best_psnr) else None,
             "best_step": self.best_step, "time_s": total_time,
             "steps_per_sec": (self.step - start_step) / max(time.perf_counter() - t0, 1e-9),
+        }
+
+    def _export(self):
+        """Writes ``model.keras`` (the float32 / EMA model) atomically; returns its path."""
+        model_path = os.path.join(self.config.workdir, "model.keras")
+        if self.chief:
+            tmp = os.path.join(self.config.workdir, ".model.tmp.keras")
+            self.export_model().save(tmp)
+            os.replace(tmp, model_path)
+        return model_path
+
+    def _already_complete(self, checkpoint):
+        """The result of a run whose checkpoint is already at (or past) ``steps``: nothing is
+        trained or validated again; ``model.keras`` is written only if it is missing."""
+        c = self.config
+        model_path = os.path.join(c.workdir, "model.keras")
+        if not os.path.exists(model_path):
+            model_path = self._export()
+        return {
+            "workdir": c.workdir, "model_path": model_path, "steps": int(self.step), "replicas": self.replicas,
+            "resumed_from": checkpoint, "already_complete": True, "final_loss": None, "val": {}, "protocol": "",
+            "val_psnr": None, "best_psnr": self.best_psnr if math.isfinite(self.best_psnr) else None,
+            "best_step": self.best_step, "time_s": self.elapsed_before, "steps_per_sec": 0.0,
         }
 
     def _validate(self, step, row, writer, sample_batch):
@@ -639,6 +788,18 @@ def _manager_for(config):
     return CheckpointManager(os.path.join(config.workdir, "checkpoints"), keep=config.keep_checkpoints)
 
 
+def _remove_unfinished(workdir):
+    """Removes a run directory that holds nothing to resume from (no checkpoint, no model)."""
+    import glob
+    import shutil
+
+    if os.path.exists(os.path.join(workdir, "model.keras")):
+        return
+    if glob.glob(os.path.join(workdir, "checkpoints", "*.npz")):
+        return
+    shutil.rmtree(workdir, ignore_errors=True)
+
+
 class _null:
     def __enter__(self):
         return self
@@ -647,18 +808,78 @@ class _null:
         return False
 
 
-def train(config):
+class _StopRequest:
+    """While active, the first SIGINT (Ctrl-C) or SIGTERM only records ``signum``: the loop
+    checks it after each step, writes a checkpoint and stops.  A second signal stops at once
+    (KeyboardInterrupt).  Handlers are installed in the main thread only (Python's rule) and
+    restored on exit."""
+
+    SIGNALS = ("SIGINT", "SIGTERM")
+
+    def __init__(self):
+        self.signum = None
+        self._previous = {}
+
+    def _handle(self, signum, frame):
+        if self.signum is not None:
+            raise KeyboardInterrupt
+        self.signum = signum
+
+    def __enter__(self):
+        import signal
+        import threading
+
+        if threading.current_thread() is threading.main_thread():
+            for name in self.SIGNALS:
+                sig = getattr(signal, name, None)
+                if sig is not None:
+                    self._previous[sig] = signal.signal(sig, self._handle)
+        return self
+
+    def __exit__(self, *exc):
+        import signal
+
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)
+        self._previous = {}
+        return False
+
+
+class TrainingInterrupted(TrainingError):
+    """Training stopped by SIGINT/SIGTERM after writing a checkpoint to resume from.
+
+    ``signum``: the signal; ``exit_status``: 128 + signum (the shell's convention); ``step`` and
+    ``checkpoint``: where the run stopped (``checkpoint`` is None on non-chief workers).
+    """
+
+    def __init__(self, message, signum=2, step=None, checkpoint=None):
+        super().__init__(message)
+        self.signum, self.step, self.checkpoint = int(signum), step, checkpoint
+
+    @property
+    def exit_status(self):
+        return 128 + self.signum
+
+
+def train(config, label=None):
     """Trains ``config`` (a :class:`TrainConfig`); returns the result dict (final metrics, paths).
 
+    ``label``: the progress bar's title (default ``'train <model> x<scale>'``).  The result has
+    ``already_complete=True`` (and nothing is trained) when the run's checkpoint is already at
+    ``steps``.
+
     Raises :class:`visionfw.errors.TrainingError` on a non-finite loss (the last good
-    checkpoint is kept) and ConfigError on bad options.
+    checkpoint is kept), :class:`TrainingInterrupted` after the first SIGINT/SIGTERM (a
+    checkpoint of the step reached is written), DataError when a validation set is missing and
+    ConfigError on bad options.  A run that fails before its first checkpoint removes the run
+    directory it created.
     """
     import keras
 
     resolved = resolve_config(config)
     previous_policy = keras.config.dtype_policy()
     try:
-        trainer = Trainer(resolved)
+        trainer = Trainer(resolved, label=label)
         return trainer.run()
     finally:
         keras.config.set_dtype_policy(previous_policy)

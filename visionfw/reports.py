@@ -1,0 +1,387 @@
+"""Reports of the comparisons: Markdown, CSV and JSON tables and the plots.
+
+* ``visionfw compare`` (:func:`visionfw.compare.compare_models`): :func:`format_compare_table`,
+  :func:`write_compare_csv`, :func:`plot_psnr_vs_macs`, all three plus the JSON written by
+  :func:`write_compare_reports`;
+* ``visionfw rank-datasets`` (:func:`visionfw.rank_datasets.rank_datasets`):
+  :func:`format_rank_table` (and :func:`parse_rank_table`, its inverse, for checks),
+  :func:`format_ranking` (the table with its title and protocol), :func:`plot_gain_distributions`,
+  all written by :func:`write_rank_reports`;
+* :func:`write_json`: atomic JSON files (a killed process leaves the old file or the new one);
+* :class:`Progress` and :func:`say`: the console lines of long loops (training, evaluation,
+  comparisons) on stderr -- a live bar on a terminal, plain lines when the output is a file
+  or a pipe.
+
+Every table states the conventions its numbers follow (protocol, input size, device).
+Plots use matplotlib's object-oriented API, which needs no pyplot backend, so a notebook's
+backend is left alone.
+"""
+from __future__ import annotations
+
+import csv
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+__all__ = ["say", "format_duration", "Progress", "write_json", "format_compare_table", "write_compare_csv",
+           "plot_psnr_vs_macs", "write_compare_reports",
+           "format_rank_table", "parse_rank_table", "format_ranking", "plot_gain_distributions",
+           "write_rank_reports"]
+
+
+# --------------------------------------------------------------------------- console
+
+
+def _stream(stream=None):
+    return sys.stderr if stream is None else stream
+
+
+def _isatty(stream):
+    try:
+        return bool(stream.isatty())
+    except (AttributeError, ValueError):  # closed or not a real file
+        return False
+
+
+def say(message, stream=None):
+    """Prints one plain line on stderr (progress and notices; results go to stdout)."""
+    stream = _stream(stream)
+    print(message, file=stream, flush=True)
+
+
+def format_duration(seconds):
+    """``'45 s'``, ``'3m05s'``, ``'1h02m'``: short, for ETAs."""
+    seconds = max(0, int(round(seconds)))
+    if seconds < 60:
+        return f"{seconds} s"
+    minutes, seconds = divmod(seconds, 60)
+    if minutes < 60:
+        return f"{minutes}m{seconds:02d}s"
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}h{minutes:02d}m"
+
+
+class Progress:
+    """Progress of a loop of ``total`` units on stderr.
+
+    On a terminal: a live tqdm bar (``desc``, position, rate, ETA and the last values given
+    to :meth:`update`).  Otherwise (a file, a pipe, a CI log): one plain line each time
+    :meth:`update` is called with ``line=True`` and at the end, e.g.
+    ``train espcn x2: step 200/2000  loss 0.0312  24.1 it/s  ETA 1m15s``.  ``enabled=False``
+    prints nothing.  Rates and ETAs count from the position the loop started at (a resumed
+    run's earlier steps do not inflate them).
+    """
+
+    def __init__(self, total, desc, initial=0, unit="step", enabled=True, stream=None):
+        self.total, self.desc, self.unit = int(total), desc, unit
+        self.stream = _stream(stream)
+        self.enabled = bool(enabled)
+        self.start = self.n = int(initial)
+        self.t0 = time.perf_counter()
+        self.postfix = {}
+        self._last_line = None
+        self.bar = None
+        if self.enabled and _isatty(self.stream):
+            from tqdm import tqdm
+
+            self.bar = tqdm(total=self.total, initial=self.start, desc=desc, unit=unit, file=self.stream,
+                            dynamic_ncols=True, leave=True)
+
+    @property
+    def rate(self):
+        """Units per second since the start (None before the first unit)."""
+        done = self.n - self.start
+        elapsed = time.perf_counter() - self.t0
+        return done / elapsed if done > 0 and elapsed > 0 else None
+
+    @property
+    def eta(self):
+        """Seconds left at the current rate (None before the first unit)."""
+        rate = self.rate
+        return (self.total - self.n) / rate if rate else None
+
+    def restart_clock(self):
+        """Counts rate and ETA from the current position on (e.g. after a first step that
+        included tracing the graph)."""
+        self.start, self.t0 = self.n, time.perf_counter()
+
+    def update(self, n, line=False, **postfix):
+        """Moves to position ``n``; ``postfix``: values shown beside it (e.g. ``loss='0.031'``);
+        ``line``: print a plain line now when there is no live bar."""
+        self.n = int(n)
+        if postfix:
+            self.postfix.update(postfix)
+        if self.bar is not None:
+            if postfix:
+                self.bar.set_postfix(self.postfix, refresh=False)
+            self.bar.update(self.n - self.bar.n)
+        elif self.enabled and line:
+            self._line()
+
+    def _line(self):
+        if self._last_line == self.n:
+            return
+        self._last_line = self.n
+        parts = [f"{self.desc}: {self.unit} {self.n}/{self.total}"]
+        parts += [f"{k} {v}" for k, v in self.postfix.items()]
+        rate = self.rate
+        if rate:
+            parts.append(f"{rate:.3g} it/s" if rate >= 1 else f"{1 / rate:.3g} s/it")
+            if self.n < self.total:
+                parts.append(f"ETA {format_duration(self.eta)}")
+        say("  ".join(parts), self.stream)
+
+    def write(self, message):
+        """A plain line that does not break the live bar."""
+        if not self.enabled:
+            return
+        if self.bar is not None:
+            self.bar.write(message, file=self.stream)
+        else:
+            say(message, self.stream)
+
+    def close(self, line=True):
+        """Ends the bar, or prints the last plain line (``line``) if it was not printed yet."""
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None
+        elif self.enabled and line and self.n > self.start:
+            self._line()
+        self.enabled = False
+
+
+def _figure_class():
+    """matplotlib's Figure: the object-oriented API needs no pyplot backend, so a notebook's backend is
+    left alone.  A missing matplotlib (a dependency: a broken install) is one line naming the fix."""
+    try:
+        from matplotlib.figure import Figure
+    except ImportError as exc:
+        from visionfw.errors import ConfigError
+
+        raise ConfigError(f"plots need matplotlib ({exc}); reinstall visionfw (`pip install visionfw` brings "
+                          "it) or `pip install matplotlib`.") from None
+    return Figure
+
+
+def write_json(path, obj, indent=2):
+    """Writes ``obj`` as JSON to ``path`` atomically (floats such as numpy scalars as numbers)."""
+    from visionfw.train.checkpoint import atomic_write_bytes
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_bytes(path, json.dumps(obj, indent=indent, default=float).encode())
+    return path
+
+
+# --------------------------------------------------------------------------- compare
+
+
+def _columns(result):
+    cols = ["model", "weights", "params", "GMACs", "latency_ms", "peak_mem_MB", "act_mem_MB"]
+    for ds in result["datasets"]:
+        cols += [f"{ds} PSNR", f"{ds} SSIM"]
+    return cols
+
+
+def _row_values(row, result):
+    def num(v, fmt):
+        return "-" if v is None else format(v, fmt)
+
+    values = [row["model"], row["weights"], f"{row['params']:,}", num(None if row["macs"] is None else
+                                                                       row["macs"] / 1e9, ".4g"),
+              num(row["latency_ms"], ".2f"), num(row["peak_mem_mb"], ".1f"), num(row["act_mem_mb"], ".1f")]
+    for ds in result["datasets"]:
+        m = row["metrics"].get(ds)
+        values += [num(m and m["psnr"], ".3f"), num(m and m["ssim"], ".4f")]
+    return values
+
+
+def format_compare_table(result):
+    """The comparison as a Markdown table with the conventions stated under it."""
+    cols = _columns(result)
+    lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
+    for row in result["rows"]:
+        lines.append("| " + " | ".join(_row_values(row, result)) + " |")
+    h, w = result["input_size"]
+    s = result["scale"]
+    lines += ["",
+              f"Scale x{s}. PSNR/SSIM protocol: {result['protocol']} -- {result['protocol_description']}.",
+              f"GMACs: multiply-accumulates (1e9) of one forward pass for a {h}x{w} LR input "
+              f"({h * s}x{w * s} HR; pre-upsampled models such as SRCNN/VDSR are counted on the HR size); "
+              "conv/dense layers only.",
+              f"Latency: batch 1 at that size, median of {result['latency_runs']} runs after "
+              f"{result['warmup']} warm-up runs of a cached tf.function, on {result['device']}.",
+              f"peak_mem_MB: {result['memory_method']}; act_mem_MB: sum of all layer outputs in float32."]
+    if result.get("partial"):
+        lines.append(f"PARTIAL TABLE: {result['partial']}; run the same command again to finish it.")
+    return "\n".join(lines)
+
+
+def write_compare_csv(result, path):
+    """One line per model; numbers unformatted."""
+    path = Path(path)
+    fields = ["model", "weights", "params", "macs", "latency_ms", "peak_mem_mb", "act_mem_mb"]
+    for ds in result["datasets"]:
+        fields += [f"{ds}_psnr", f"{ds}_ssim", f"{ds}_bicubic_psnr"]
+    fields += ["scale", "protocol", "input_size", "device"]
+    with open(path, "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=fields)
+        w.writeheader()
+        for row in result["rows"]:
+            line = {k: row.get(k) for k in fields[:7]}
+            for ds in result["datasets"]:
+                m = row["metrics"].get(ds, {})
+                line[f"{ds}_psnr"] = m.get("psnr")
+                line[f"{ds}_ssim"] = m.get("ssim")
+                line[f"{ds}_bicubic_psnr"] = m.get("bicubic_psnr", m.get("psnr") if row["model"] == "bicubic" else None)
+            line.update(scale=result["scale"], protocol=result["protocol"],
+                        input_size="x".join(map(str, result["input_size"])), device=result["device"])
+            w.writerow(line)
+    return path
+
+
+def plot_psnr_vs_macs(result, path):
+    """PNG: PSNR (y) against GMACs (x, log) per dataset; bubble area ~ parameters."""
+    Figure = _figure_class()
+
+    rows = [r for r in result["rows"] if r["macs"]]
+    datasets = result["datasets"]
+    fig = Figure(figsize=(5.5 * len(datasets), 4.5))
+    axes = fig.subplots(1, len(datasets), squeeze=False)
+    max_params = max([r["params"] for r in rows] or [1])
+    for ax, ds in zip(axes[0], datasets):
+        for r in rows:
+            m = r["metrics"].get(ds)
+            if not m:
+                continue
+            size = 30 + 1500 * (r["params"] / max_params) ** 0.5
+            ax.scatter(r["macs"] / 1e9, m["psnr"], s=size, alpha=0.5)
+            # the label sits just above the bubble (its radius in points is sqrt(area) / 2)
+            ax.annotate(r["model"], (r["macs"] / 1e9, m["psnr"]), fontsize=8, ha="center", va="bottom",
+                        xytext=(0, size ** 0.5 / 2 + 2), textcoords="offset points")
+        bic = next((r for r in result["rows"] if r["model"] == "bicubic"), None)
+        if bic and ds in bic["metrics"]:
+            ax.axhline(bic["metrics"][ds]["psnr"], color="grey", ls="--", lw=1, label="bicubic")
+            ax.legend(loc="lower right", fontsize=8)
+        ax.set_xscale("log")
+        ax.margins(x=0.15, y=0.15)
+        h, w = result["input_size"]
+        ax.set_xlabel(f"GMACs ({h}x{w} LR input)")
+        ax.set_ylabel("PSNR (dB)")
+        ax.set_title(f"{ds} x{result['scale']} ({result['protocol']} protocol); bubble = parameters", fontsize=9)
+        ax.grid(alpha=0.3)
+    fig.tight_layout()
+    path = Path(path)
+    fig.savefig(path, dpi=110)
+    return path
+
+
+def write_compare_reports(result, out, plot=True):
+    """compare.md, compare.csv, psnr_vs_macs.png (``plot``) and compare.json in ``out``;
+    adds their paths to ``result['files']`` and returns it."""
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    files = result.setdefault("files", {})
+    (out / "compare.md").write_text(format_compare_table(result) + "\n")
+    files["markdown"] = str(out / "compare.md")
+    files["csv"] = str(write_compare_csv(result, out / "compare.csv"))
+    files["json"] = str(out / "compare.json")
+    if plot:
+        files["plot"] = str(plot_psnr_vs_macs(result, out / "psnr_vs_macs.png"))
+    write_json(out / "compare.json", result)
+    return files
+
+
+# --------------------------------------------------------------------------- rank-datasets
+
+
+def format_rank_table(table, digits=3):
+    """Markdown: one row per test set ("gain (rank)" per training set, best set, min diff),
+    then rows for the mean gain, mean rank and overall rank of each training set."""
+    trains = table["trains"]
+    head = ["test set \\ train set"] + trains + ["best", "min diff"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for t in table["tests"]:
+        cells = [f"{table['gains'][t][tr]:+.{digits}f} ({table['ranks'][t][tr]})" for tr in trains]
+        md = table["min_diff"][t]
+        lines.append("| " + " | ".join([t] + cells + [table["best"][t], "-" if md is None else f"{md:.{digits}f}"])
+                     + " |")
+    lines.append("| mean gain | " + " | ".join(f"{table['mean_gain'][tr]:+.{digits}f}" for tr in trains) + " | | |")
+    lines.append("| mean rank | " + " | ".join(f"{table['mean_rank'][tr]:.2f}" for tr in trains) + " | | |")
+    lines.append("| overall rank | " + " | ".join(str(table["overall_rank"][tr]) for tr in trains) + " | | |")
+    lines += ["", "Cells: mean PSNR gain over bicubic in dB (rank of the training set for that test set, 1 = best). "
+              "min diff: best minus second-best gain. Overall: by mean rank, ties by mean gain.",
+              "Overall ranking: " + " > ".join(table["overall"])]
+    return "\n".join(lines)
+
+
+def parse_rank_table(markdown):
+    """{test: {train: gain}} read back from :func:`format_rank_table`'s text (for checks)."""
+    rows = [ln for ln in markdown.splitlines() if ln.startswith("|")]
+    header = [c.strip() for c in rows[0].strip("|").split("|")]
+    trains = header[1:-2]
+    gains = {}
+    for ln in rows[2:]:
+        cells = [c.strip() for c in ln.strip("|").split("|")]
+        if cells[0] in ("mean gain", "mean rank", "overall rank"):
+            continue
+        gains[cells[0]] = {tr: float(c.split(" ")[0]) for tr, c in zip(trains, cells[1:1 + len(trains)])}
+    return gains
+
+
+def plot_gain_distributions(per_image, path, title=""):
+    """PNG: per test set, a histogram of per-image PSNR gains for each training set."""
+    Figure = _figure_class()
+
+    tests = list(per_image)
+    fig = Figure(figsize=(5 * len(tests), 3.8))
+    axes = fig.subplots(1, len(tests), squeeze=False)
+    for ax, t in zip(axes[0], tests):
+        values = [v for vs in per_image[t].values() for v in vs]
+        lo, hi = (min(values), max(values)) if values else (0.0, 1.0)
+        if hi - lo < 1e-6:
+            lo, hi = lo - 0.5, hi + 0.5
+        bins = np.linspace(lo, hi, max(6, min(30, len(values) // 2)))
+        for train, vs in per_image[t].items():
+            _, _, patches = ax.hist(vs, bins=bins, histtype="step", lw=1.8,
+                                    label=f"{train} (mean {np.mean(vs):+.2f})")
+            ax.axvline(float(np.mean(vs)), ls=":", lw=1, color=patches[0].get_edgecolor())
+        ax.set_xlabel("PSNR gain over bicubic (dB), per image")
+        ax.set_ylabel("images")
+        ax.set_title(f"test set {t}" + (f" -- {title}" if title else ""), fontsize=9)
+        ax.legend(fontsize=8)
+        ax.grid(alpha=0.3)
+    fig.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    return path
+
+
+def format_ranking(result):
+    """The ranking report: what was trained, :func:`format_rank_table`, bicubic PSNR and protocol."""
+    kwargs = result.get("model_kwargs") or {}
+    return (f"Training-set ranking: {result['model']} {json.dumps(kwargs) if kwargs else ''} x{result['scale']}, "
+            f"{result['steps']} steps, seed {result['seed']}; rows = test sets, columns = training sets.\n\n"
+            + format_rank_table(result["table"])
+            + f"\n\nBicubic PSNR: {', '.join(f'{t} {v:.3f} dB' for t, v in result['bicubic_psnr'].items())}. "
+            f"Protocol: {result['protocol']} -- {result['protocol_description']}.")
+
+
+def write_rank_reports(result, out, plot=True):
+    """ranking.md, gain_distributions.png (``plot``) and ranking.json in ``out``; adds their
+    paths to ``result['files']`` and returns it."""
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    files = result.setdefault("files", {})
+    (out / "ranking.md").write_text(result["markdown"] + "\n")
+    files["markdown"] = str(out / "ranking.md")
+    files["json"] = str(out / "ranking.json")
+    if plot:
+        title = f"{result['model']} x{result['scale']}, {result['steps']} steps"
+        files["plot"] = str(plot_gain_distributions(result["per_image"], out / "gain_distributions.png", title))
+    write_json(out / "ranking.json", result)
+    return files

@@ -1,0 +1,130 @@
+"""Cached runs: short training runs that are reused, and a JSON file of computed results.
+
+``compare`` and ``rank-datasets`` train many small models and evaluate each on many sets.
+Both are resumable through the two pieces here:
+
+* :func:`train_or_reuse` / :func:`train_short`: a training run in its own ``workdir`` is
+  reused when it finished with the same config, resumed when it was interrupted, and
+  restarted when the config changed;
+* :class:`ResultCache`: computed cells (an evaluation, a cost row) keyed by what produced
+  them -- :func:`spec_hash` identifies an architecture -- in one JSON file that is written
+  atomically after every new cell, so a killed run loses at most the cell in progress.
+
+Where the data lives (benchmark, training sets, weights) is :mod:`visionfw.data.paths`.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+from pathlib import Path
+
+__all__ = ["train_or_reuse", "train_short", "ResultCache", "spec_hash", "interrupted"]
+
+# TrainConfig fields that are bookkeeping, not part of what a run learns
+_BOOKKEEPING = {"workdir", "progress", "tensorboard", "val_every", "ckpt_every", "log_every", "val_data",
+                "resume", "keep_checkpoints"}
+
+
+def train_or_reuse(label=None, **config):
+    """Runs :func:`visionfw.train.train` on ``TrainConfig(**config)`` unless its workdir
+    already holds a finished run of the same config; returns (model.keras path, trained now?).
+
+    Same config (every given field but bookkeeping equals the saved ``config.json``) and
+    ``model.keras`` present: reused.  Same config, no model: the interrupted run resumes
+    from its checkpoints.  Another config: the old checkpoints (ours) are removed and the
+    run starts afresh.  ``label``: the title of the training's progress lines.
+    """
+    from visionfw.train import TrainConfig, train
+
+    workdir = Path(config["workdir"])
+    saved = None
+    if (workdir / "config.json").is_file():
+        try:
+            saved = json.loads((workdir / "config.json").read_text())
+        except ValueError:
+            saved = None
+    wanted = {k: v for k, v in config.items() if k not in _BOOKKEEPING}
+    same = saved is not None and all(saved.get(k) == json.loads(json.dumps(v)) for k, v in wanted.items())
+    if same and (workdir / "model.keras").is_file():
+        return str(workdir / "model.keras"), False
+    if not same:
+        shutil.rmtree(workdir / "checkpoints", ignore_errors=True)
+        (workdir / "model.keras").unlink(missing_ok=True)
+    return train(TrainConfig(**config), label=label)["model_path"], True
+
+
+def train_short(model, scale, steps, workdir, model_kwargs=None, train_data=None, seed=0, options=None,
+                progress=False, label=None):
+    """Trains registry model ``model`` for ``steps`` without validation (or reuses the run, see
+    :func:`train_or_reuse`); ``options``: more TrainConfig fields (batch_size, lr_patch,
+    log_every...); ``progress``: the trainer's progress bar / lines, titled ``label``.
+
+    The first Ctrl-C / SIGTERM stops the training with a checkpoint
+    (:class:`visionfw.train.trainer.TrainingInterrupted`); the next call resumes it.
+
+    Returns (model.keras path, trained now?).
+    """
+    steps = int(steps)
+    kwargs = dict(model=model, scale=int(scale), model_kwargs=dict(model_kwargs or {}),
+                  train_data=str(train_data) if train_data else None, val_data=[], steps=steps, seed=int(seed),
+                  workdir=str(workdir), progress=bool(progress), tensorboard=False, val_every=0,
+                  ckpt_every=max(1, min(steps, 500)), log_every=max(1, min(100, steps)))
+    kwargs.update(options or {})
+    return train_or_reuse(label=label, **kwargs)
+
+
+def spec_hash(spec):
+    """sha256 (16 hex) of the spec's canonical JSON: identifies an architecture."""
+    from visionfw.spec_tools import spec_to_json
+
+    text = json.dumps(json.loads(spec_to_json(spec)), sort_keys=True)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+class ResultCache:
+    """``{key: cell}`` in a JSON file (``{'version', 'cells'}``), written atomically after every
+    new cell.  ``path=None`` keeps it in memory only.  A file of another version, or one that
+    does not parse, is recomputed, not trusted."""
+
+    VERSION = 1
+
+    def __init__(self, path):
+        self.path = Path(path) if path else None
+        self.data = {"version": self.VERSION, "cells": {}}
+        if self.path and self.path.is_file():
+            try:
+                data = json.loads(self.path.read_text())
+                if data.get("version") == self.VERSION and isinstance(data.get("cells"), dict):
+                    self.data = data
+            except (OSError, ValueError):
+                pass
+
+    @property
+    def cells(self):
+        return self.data["cells"]
+
+    def get(self, key):
+        return self.cells.get(key)
+
+    def put(self, key, value):
+        self.cells[key] = value
+        if self.path:
+            from visionfw.reports import write_json
+
+            write_json(self.path, self.data, indent=1)
+
+
+def interrupted(command, doing, exc, finished):
+    """The :class:`visionfw.train.trainer.TrainingInterrupted` that ``compare`` and
+    ``rank-datasets`` raise after the first Ctrl-C / SIGTERM: what was going on (``doing``, and
+    the step of an interrupted training, ``exc``), where the partial table is (``finished``),
+    and how to go on."""
+    from visionfw.train.trainer import TrainingInterrupted
+
+    step = getattr(exc, "step", None)
+    resumes = " and the training resumes from its checkpoint" if getattr(exc, "checkpoint", None) else ""
+    return TrainingInterrupted(
+        f"{command} interrupted while {doing}{f' at step {step}' if step else ''}; {finished}. Run the same "
+        f"command again to finish it: finished cells come from the cache{resumes}.",
+        signum=getattr(exc, "signum", 2), step=step, checkpoint=getattr(exc, "checkpoint", None))
