@@ -55,45 +55,19 @@ def lr_image(hw, seed=0):
 # --------------------------------------------------------------------------- PyTorch twin
 
 
-def torch_edsr(model, scale, threads):
+def torch_twin(model, scale, threads):
     """EDSR-baseline in PyTorch, channels_last, with ``model``'s weights (HWIO -> OIHW; the
     upsampler convs' output channels permuted from depth_to_space to nn.PixelShuffle order)."""
     import torch
     from torch import nn
 
-    from visionfw.blocks import upsample_factors
+    import torch_edsr
 
     torch.set_num_threads(threads)
     conv = [layer for layer in model.layers if type(layer).__name__ == "Conv2D"]
     mean = [layer for layer in model.layers if type(layer).__name__ == "MeanShift"][0].mean
 
-    class ResBlock(nn.Module):
-        def __init__(self, c):
-            super().__init__()
-            self.body = nn.Sequential(nn.Conv2d(c, c, 3, padding=1), nn.ReLU(inplace=True),
-                                      nn.Conv2d(c, c, 3, padding=1))
-
-        def forward(self, x):
-            return x + self.body(x)
-
-    factors = upsample_factors(scale)
-
-    class EDSRBaseline(nn.Module):
-        def __init__(self, c=64, blocks=16):
-            super().__init__()
-            self.register_buffer("mean", torch.tensor(mean).view(1, 3, 1, 1))
-            self.head = nn.Conv2d(3, c, 3, padding=1)
-            self.body = nn.Sequential(*[ResBlock(c) for _ in range(blocks)], nn.Conv2d(c, c, 3, padding=1))
-            self.up = nn.Sequential(*[m for r in factors for m in (nn.Conv2d(c, c * r * r, 3, padding=1),
-                                                                    nn.PixelShuffle(r))])
-            self.tail = nn.Conv2d(c, 3, 3, padding=1)
-
-        def forward(self, x):
-            h = self.head(x - self.mean)
-            h = h + self.body(h)
-            return self.tail(self.up(h)) + self.mean
-
-    net = EDSRBaseline().eval()
+    net = torch_edsr.edsr_baseline(scale, mean=tuple(float(m) for m in mean)).eval()
     convs = [m for m in net.modules() if isinstance(m, nn.Conv2d)]  # module order == Keras conv order
     assert len(convs) == len(conv), (len(convs), len(conv))
     up_convs = {id(m) for m in net.up if isinstance(m, nn.Conv2d)}
@@ -165,7 +139,7 @@ def runners(model, scale, threads, tmp):
     try:
         import torch
 
-        out[f"PyTorch {torch.__version__} channels_last"] = torch_edsr(model, scale, threads)
+        out[f"PyTorch {torch.__version__} channels_last"] = torch_twin(model, scale, threads)
     except ImportError as exc:
         skipped["PyTorch"] = f"not installed ({exc}); pip install torch"
     return out, skipped

@@ -8,17 +8,24 @@ Measures, in one run:
     the train step achieves (forward FLOPs from the TF profiler; a train step is counted as
     3x forward: forward + input gradient + weight gradient).
 
-Usage: python benchmarks/train_throughput.py [--steps 4] [--warmup 2] [--batch 16] [--patch 48]
-Timings on a shared machine are noisy; compare ratios taken in the same run.
+  * PyTorch under ``torch.autocast('cpu', bfloat16)`` against our mixed bfloat16.
+
+Every side is timed ``--repeats`` times, interleaved round-robin, and the median is reported, so a
+load change on a shared machine hits every side alike.
+
+Usage: python benchmarks/train_throughput.py [--steps 4] [--repeats 3] [--warmup 2] [--batch 16] [--patch 48]
 """
 import argparse
 import os
+import statistics
 import sys
 import tempfile
 import time
 
 import numpy as np
 import tensorflow as tf
+
+import torch_edsr  # this folder: the PyTorch twin of edsr_baseline
 
 
 def matmul_peak(dtype, n=4096, reps=5):
@@ -48,28 +55,19 @@ def forward_flops(model, batch, patch):
     return float(info.total_float_ops)
 
 
-def time_steps(step, iterator, warmup, steps):
-    for _ in range(warmup):
-        loss = step(iterator)
-    float(loss.numpy())
-    t = time.perf_counter()
-    for _ in range(steps):
-        loss = step(iterator)
-    float(loss.numpy())  # one host sync at the end, as in training
-    return (time.perf_counter() - t) / steps
-
-
-def visionfw_step_time(args, mixed=None, pipeline=False):
+def visionfw_stepper(args, mixed=None, pipeline=False, xla=False):
+    """(run(n) -> seconds per step over n steps, dataset build seconds, model) for our compiled step."""
     import keras
 
     from visionfw.train.trainer import Trainer, TrainConfig, resolve_config
 
     cfg = resolve_config(TrainConfig(model="edsr_baseline", scale=2, batch_size=args.batch, lr_patch=args.patch,
                                      steps=10, val_data=[], progress=False, tensorboard=False,
-                                     mixed_precision=mixed, workdir=tempfile.mkdtemp()))
+                                     mixed_precision=mixed, jit_compile=xla, workdir=tempfile.mkdtemp()))
     previous = keras.config.dtype_policy()
     try:
         trainer = Trainer(cfg)
+        build = 0.0
         if pipeline:
             t = time.perf_counter()
             iterator = trainer.make_iterator(0)
@@ -79,101 +77,129 @@ def visionfw_step_time(args, mixed=None, pipeline=False):
             hr = rng.random((args.batch, 2 * args.patch, 2 * args.patch, 3), dtype=np.float32)
             lr = tf.image.resize(hr, [args.patch, args.patch], method="bicubic")
             iterator = iter(tf.data.Dataset.from_tensors((lr, tf.constant(hr))).repeat())
-            build = 0.0
         step = trainer.build_step()
-        return time_steps(step, iterator, args.warmup, args.steps), build, trainer.model
+        for _ in range(args.warmup):
+            loss = step(iterator)
+        float(loss.numpy())
     finally:
         keras.config.set_dtype_policy(previous)
 
+    def run(n):
+        t = time.perf_counter()
+        for _ in range(n):
+            loss = step(iterator)
+        float(loss.numpy())  # one host sync at the end, as in training
+        return (time.perf_counter() - t) / n
 
-def torch_step_time(args):
+    return run, build, trainer.model
+
+
+def torch_stepper(args, bf16=False):
+    """(run(n) -> seconds per step, description) for the same network in PyTorch, channels_last;
+    ``bf16``: the forward under ``torch.autocast('cpu', torch.bfloat16)``.  (None, reason) without torch."""
     try:
         import torch
-        from torch import nn
     except ImportError:
         return None, "PyTorch not installed (pip install torch): skipped"
     torch.manual_seed(0)
     torch.set_num_threads(os.cpu_count() or 1)
 
-    class ResBlock(nn.Module):
-        def __init__(self, c):
-            super().__init__()
-            self.body = nn.Sequential(nn.Conv2d(c, c, 3, padding=1), nn.ReLU(inplace=True),
-                                      nn.Conv2d(c, c, 3, padding=1))
-
-        def forward(self, x):
-            return x + self.body(x)
-
-    class EDSRBaseline(nn.Module):
-        def __init__(self, c=64, blocks=16, scale=2):
-            super().__init__()
-            self.register_buffer("mean", torch.tensor([0.4488, 0.4371, 0.4040]).view(1, 3, 1, 1))
-            self.head = nn.Conv2d(3, c, 3, padding=1)
-            self.body = nn.Sequential(*[ResBlock(c) for _ in range(blocks)], nn.Conv2d(c, c, 3, padding=1))
-            self.up = nn.Sequential(nn.Conv2d(c, c * scale * scale, 3, padding=1), nn.PixelShuffle(scale))
-            self.tail = nn.Conv2d(c, 3, 3, padding=1)
-
-        def forward(self, x):
-            h = self.head(x - self.mean)
-            h = h + self.body(h)
-            return self.tail(self.up(h)) + self.mean
-
-    model = EDSRBaseline().to(memory_format=torch.channels_last)
+    model = torch_edsr.edsr_baseline(scale=2).to(memory_format=torch.channels_last)
     opt = torch.optim.Adam(model.parameters(), lr=1e-4, betas=(0.9, 0.999), eps=1e-8)
     lr = torch.rand(args.batch, 3, args.patch, args.patch).to(memory_format=torch.channels_last)
     hr = torch.rand(args.batch, 3, 2 * args.patch, 2 * args.patch).to(memory_format=torch.channels_last)
 
     def step():
         opt.zero_grad(set_to_none=True)
-        loss = torch.nn.functional.l1_loss(model(lr), hr)
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+            sr = model(lr)
+        loss = torch.nn.functional.l1_loss(sr.float(), hr)
         loss.backward()
         opt.step()
         return loss
 
     for _ in range(args.warmup):
         step()
-    t = time.perf_counter()
-    for _ in range(args.steps):
-        loss = step()
-    float(loss.detach())
-    return (time.perf_counter() - t) / args.steps, f"torch {torch.__version__}, {torch.get_num_threads()} threads"
+
+    def run(n):
+        t = time.perf_counter()
+        for _ in range(n):
+            loss = step()
+        float(loss.detach())
+        return (time.perf_counter() - t) / n
+
+    return run, f"torch {torch.__version__}, {torch.get_num_threads()} threads"
+
+
+def interleaved_medians(runners, repeats, steps):
+    """Times every runner ``repeats`` times, round-robin (so load changes hit every side alike);
+    returns {name: (median, [seconds per step of each repetition])}."""
+    times = {name: [] for name in runners}
+    for _ in range(repeats):
+        for name, run in runners.items():
+            times[name].append(run(steps))
+    return {name: (statistics.median(ts), ts) for name, ts in times.items()}
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--steps", type=int, default=4)
+    parser.add_argument("--steps", type=int, default=4, help="timed steps per repetition")
+    parser.add_argument("--repeats", type=int, default=3, help="interleaved repetitions per side (median)")
     parser.add_argument("--warmup", type=int, default=2)
     parser.add_argument("--batch", type=int, default=16)
     parser.add_argument("--patch", type=int, default=48)
     parser.add_argument("--skip-pipeline", action="store_true")
+    parser.add_argument("--xla", action="store_true", help="also time our steps jit-compiled with XLA (--xla)")
+    parser.add_argument("--inter_op", type=int, default=None, help="TensorFlow inter-op threads (default: TF's)")
+    parser.add_argument("--skip-peak", action="store_true", help="skip the matmul peak measurement")
     args = parser.parse_args()
+    if args.inter_op:
+        tf.config.threading.set_inter_op_parallelism_threads(args.inter_op)
     b = args.batch
-    print(f"EDSR-baseline x2 train step, batch {b} of {args.patch}x{args.patch} LR patches, "
-          f"{args.steps} timed steps after {args.warmup} warm-up; {os.cpu_count()} CPU cores")
+    print(f"EDSR-baseline x2 train step, batch {b} of {args.patch}x{args.patch} LR patches; median of "
+          f"{args.repeats} interleaved repetitions of {args.steps} steps after {args.warmup} warm-up; "
+          f"{os.cpu_count()} CPU cores")
 
-    peak32 = matmul_peak(tf.float32)
-    peak16 = matmul_peak(tf.bfloat16)
+    peak32 = float("nan") if args.skip_peak else matmul_peak(tf.float32)
+    peak16 = float("nan") if args.skip_peak else matmul_peak(tf.bfloat16)
     print(f"matmul peak (4096^2, best of 5): fp32 {peak32 / 1e9:.1f} GFLOP/s, bf16 {peak16 / 1e9:.1f} GFLOP/s")
 
-    t32, _, model = visionfw_step_time(args)
+    ours32, _, model = visionfw_stepper(args)
     fwd = forward_flops(model, b, args.patch)
     train_flops = 3.0 * fwd
     print(f"forward {fwd / b / 1e9:.2f} GFLOP/patch (TF profiler); train step ~3x = {train_flops / 1e9:.0f} GFLOP")
-    print(f"visionfw fp32, in-memory:   {t32 * 1e3:8.1f} ms/step  {b / t32:7.1f} patches/s  "
-          f"{train_flops / t32 / 1e9:6.1f} GFLOP/s = {train_flops / t32 / peak32:.2f} x fp32 matmul peak")
-    tbf, _, _ = visionfw_step_time(args, mixed="bfloat16")
-    print(f"visionfw bf16, in-memory:   {tbf * 1e3:8.1f} ms/step  {b / tbf:7.1f} patches/s  "
-          f"bf16/fp32 speed-up {t32 / tbf:.2f}x")
-    if not args.skip_pipeline:
-        tpipe, build, _ = visionfw_step_time(args, pipeline=True)
-        print(f"visionfw fp32, real pipeline: {tpipe * 1e3:6.1f} ms/step  {b / tpipe:7.1f} patches/s  "
-              f"(pipeline/in-memory step time {tpipe / t32:.2f}x; dataset build {build:.1f} s, not timed)")
-    tt, note = torch_step_time(args)
-    if tt is None:
-        print(note)
+    runners = {"visionfw fp32": ours32, "visionfw bf16": visionfw_stepper(args, mixed="bfloat16")[0]}
+    torch32, note = torch_stepper(args)
+    if torch32 is not None:
+        runners["PyTorch fp32"] = torch32
+        runners["PyTorch bf16 autocast"] = torch_stepper(args, bf16=True)[0]
     else:
-        print(f"PyTorch fp32 channels_last: {tt * 1e3:8.1f} ms/step  {b / tt:7.1f} patches/s  ({note})")
-        print(f"visionfw/PyTorch patches/s ratio (fp32): {tt / t32:.2f}")
+        print(note)
+    if args.xla:
+        runners["visionfw fp32 XLA"] = visionfw_stepper(args, xla=True)[0]
+        runners["visionfw bf16 XLA"] = visionfw_stepper(args, mixed="bfloat16", xla=True)[0]
+    if not args.skip_pipeline:
+        run, build, _ = visionfw_stepper(args, pipeline=True)
+        runners["visionfw fp32, real pipeline"] = run
+    med = interleaved_medians(runners, args.repeats, args.steps)
+    for name, (t, ts) in med.items():
+        extra = ""
+        if name == "visionfw fp32":
+            extra = f"  {train_flops / t / 1e9:6.1f} GFLOP/s = {train_flops / t / peak32:.2f} x fp32 matmul peak"
+        elif name == "visionfw bf16":
+            extra = f"  {train_flops / t / peak16:.2f} x bf16 matmul peak"
+        print(f"{name:30s} {t * 1e3:8.1f} ms/step  {b / t:7.1f} patches/s  "
+              f"(runs: {', '.join(f'{x * 1e3:.0f}' for x in ts)} ms){extra}")
+    t32, tbf = med["visionfw fp32"][0], med["visionfw bf16"][0]
+    print(f"visionfw bf16/fp32 speed-up: {t32 / tbf:.2f}x")
+    if "visionfw fp32, real pipeline" in med:
+        print(f"real pipeline / in-memory step time: {med['visionfw fp32, real pipeline'][0] / t32:.2f}x "
+              f"(dataset build {build:.1f} s, not timed)")
+    if torch32 is not None:
+        print(f"({note})")
+        print(f"visionfw/PyTorch patches/s ratio, fp32: {med['PyTorch fp32'][0] / t32:.2f}")
+        print(f"visionfw/PyTorch patches/s ratio, bf16 (ours mixed_bfloat16 vs torch.autocast): "
+              f"{med['PyTorch bf16 autocast'][0] / tbf:.2f}")
     return 0
 
 

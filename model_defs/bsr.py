@@ -54,8 +54,8 @@ RECIPE = {
     "source": "Kong et al. 2020: f = L2 + alpha*L1 + beta*Lp with PIC-balanced batches (random filter "
               "sampling); alpha = 0.1, beta = 0.01 as the issue gives them.",
     "notes": "p of Lp (0.5), the optimiser, lr, schedule, batch and patch are ours (EDSR/RCAN's DIV2K recipe): "
-             "the paper's values were not available. `visionfw train` does not read 'sampler' from a "
-             "recipe: pass --sampler=pic --sampler_kwargs=intervals=10 (the recipe records the intent).",
+             "the paper's values were not available. `visionfw train --model=bsr` applies the PIC sampler "
+             "(--sampler=pipeline opts out).",
 }
 
 register_model("bsr", bsr, recipe=RECIPE, paper=PAPER, params_counted="trainable",

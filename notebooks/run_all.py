@@ -38,6 +38,25 @@ def clean_outputs(nb):
     return nb
 
 
+def execute(nb, folder, smoke, timeout):
+    """Runs ``nb`` (an nbformat notebook, changed in place) in a fresh ``python3`` kernel started in
+    ``folder``, with ``VISIONFW_NOTEBOOK_SMOKE`` set from ``smoke`` (tests/test_notebooks.py uses it too)."""
+    import nbclient
+
+    env = {"VISIONFW_NOTEBOOK_SMOKE": "1" if smoke else "0", "TF_CPP_MIN_LOG_LEVEL": "3"}
+    old = {k: os.environ.get(k) for k in env}
+    os.environ.update(env)  # the kernel inherits this process's environment
+    try:
+        nbclient.NotebookClient(nb, timeout=timeout, kernel_name="python3",
+                                resources={"metadata": {"path": str(folder)}}).execute()
+    finally:
+        for k, v in old.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
 def run(name, smoke=False, timeout=3600, max_kb=800):
     """Executes ``notebooks/<name>.ipynb`` in place; returns (seconds, size in kB)."""
     try:
@@ -49,19 +68,8 @@ def run(name, smoke=False, timeout=3600, max_kb=800):
 
     path = HERE / f"{name}.ipynb"
     nb = nbformat.read(path, as_version=4)
-    env = {"VISIONFW_NOTEBOOK_SMOKE": "1" if smoke else "0", "TF_CPP_MIN_LOG_LEVEL": "3"}
-    old = {k: os.environ.get(k) for k in env}
-    os.environ.update(env)  # the kernel inherits this process's environment
     start = time.perf_counter()
-    try:
-        nbclient.NotebookClient(nb, timeout=timeout, kernel_name="python3",
-                                resources={"metadata": {"path": str(HERE)}}).execute()
-    finally:
-        for k, v in old.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
+    execute(nb, HERE, smoke=smoke, timeout=timeout)
     seconds = time.perf_counter() - start
     clean_outputs(nb)
     text = nbformat.writes(nb)

@@ -131,12 +131,21 @@ def _losses(workdir):
 
 
 def _run(shared_data, tmp_path, name, **kw):
-    base = dict(scale=2, train_data=str(shared_data / "train" / "T91"), val_data=[], steps=80, batch_size=8,
-                lr_patch=12, lr=1e-3, schedule="constant", log_every=20, ckpt_every=0, val_every=0, seed=1,
+    base = dict(scale=2, train_data=str(shared_data / "train" / "T91"), val_data=[], steps=200, batch_size=8,
+                lr_patch=12, lr=1e-3, schedule="constant", log_every=50, ckpt_every=0, val_every=0, seed=1,
                 workdir=str(tmp_path / name), resume="never", progress=False, tensorboard=False)
     base.update(kw)
     config = TrainConfig(model=name, **base)
     return resolve_config(config), train(config)
+
+
+def test_bsr_recipe_brings_its_sampler_and_pipeline_opts_out():
+    base = dict(model="bsr", steps=10, val_data=[])
+    c = resolve_config(TrainConfig(**base))
+    assert (c.sampler, c.sampler_kwargs, c.loss) == ("pic", {"intervals": 10}, "l2+0.1*l1+0.01*lp")
+    assert resolve_config(TrainConfig(**base, sampler_kwargs={"intervals": 4})).sampler_kwargs == {"intervals": 4}
+    assert resolve_config(TrainConfig(**base, sampler="pipeline")).sampler is None
+    assert resolve_config(TrainConfig(model="edsr_baseline", steps=10, val_data=[])).sampler is None
 
 
 def test_bsr_trains_with_the_pic_sampler_and_its_loss(shared_data, tmp_path):

@@ -9,6 +9,7 @@ import pytest
 
 import visionfw
 from visionfw.model_defs.edsr import edsr
+from visionfw.model_defs.esrgan import rrdbnet
 from visionfw.model_defs.espcn import espcn
 from visionfw.model_defs.fsrcnn import fsrcnn
 from visionfw.model_defs.rcan import rcan
@@ -37,6 +38,8 @@ SMALL = {
     "edsr": lambda: edsr(n_blocks=2, filters=8, res_scale=0.1, scale=4),
     "rcan": lambda: rcan(n_groups=2, n_blocks=2, filters=16, reduction=4, scale=2),
     "srresnet": lambda: srresnet(n_blocks=2, filters=8, scale=4),
+    "rrdbnet": lambda: rrdbnet(n_blocks=1, filters=8, growth=4, scale=4),
+    "rrdbnet_small": lambda: rrdbnet(n_blocks=1, filters=8, growth=4, scale=2),
 }
 
 
@@ -133,8 +136,9 @@ def test_tiled_equals_whole_image_for_every_zoo_model(name):
         # without context the tiles see zero padding inside the image: the check can fail
         assert np.abs(super_resolve(model, x, tile=6, tile_overlap=0) - whole).max() > 1e-4
     else:
-        # global context (RCAN's channel attention): tiles differ, as in RCAN's own chop; one tile is exact
-        assert name == "rcan" or "rcan" in name
+        # global context (RCAN's channel attention, IMDN's contrast-aware attention): tiles differ, as
+        # in RCAN's own chop; one tile is exact
+        assert name in ("rcan", "imdn") or "rcan" in name
         np.testing.assert_allclose(super_resolve(model, x, tile=64), whole, atol=1e-6)
 
 
@@ -197,6 +201,34 @@ def test_identity_model_measures_bicubic_with_both_protocols(tmp_path):
     assert data["weights_sha256"] == "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
     assert data["results"]["Set5"]["psnr"] == pytest.approx(r["psnr"]) and data["scale"] == 3
     assert "srcnn protocol" in data["protocol_description"]
+
+
+@needs_bench
+def test_texture_metrics_join_the_table_with_their_protocols():
+    """NIQE of the bicubic output (identity model on upscaled input) equals visionfw.niqe on the
+    shaved uint8 image, a user metric is averaged like PSNR, and the table names what each column is."""
+    from visionfw.data.benchmarks import load_benchmark
+    from visionfw.metrics import shave
+    from visionfw.niqe import niqe
+
+    res = evaluate_model(_identity_model(3), "Set5", 3, protocol="edsr", channels="rgb", upsampled_input=True,
+                         progress=False, texture_metrics=["niqe"])
+    r = res["Set5"]
+    butterfly = next(im for im in load_benchmark("Set5", 3) if im.name == "butterfly")
+    up = imresize_numpy(butterfly.lr, 3)  # uint8 in, uint8 out: the edsr protocol's pre-upsampled input
+    want = niqe(shave(up, 3))
+    got = next(row["niqe"] for row in r["images"] if row["name"] == "butterfly")
+    assert got == pytest.approx(want, rel=1e-9) and r["niqe"] == pytest.approx(
+        np.mean([row["niqe"] for row in r["images"]]))
+    assert "NOT comparable to published NIQE" in r["niqe_protocol"]
+    table = format_table(res)
+    assert table.splitlines()[0].endswith("| NIQE |") and "NIQE: NIQE (lower is better)" in table
+    user = evaluate_model(_identity_model(3), "Set5", 3, protocol="edsr", channels="rgb", upsampled_input=True,
+                          progress=False, texture_metrics={"mean_abs": lambda sr, hr: np.abs(
+                              sr.astype(float) - hr.astype(float)).mean()})
+    assert 0 < user["Set5"]["mean_abs"] < 20 and "MEAN_ABS: mean_abs (user function" in format_table(user)
+    with pytest.raises(ConfigError, match="texture metric 'fid' is unknown"):
+        evaluate_model(_identity_model(3), "Set5", 3, texture_metrics=["fid"], progress=False)
 
 
 @needs_bench

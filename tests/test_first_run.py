@@ -89,11 +89,31 @@ def test_benchmarks_found_through_visionfw_data(installed, shared_data):
     assert proc.stderr.startswith("evaluate Set5 x2: image 5/5")
 
 
+def test_shared_beside_the_work_folder_serves_test_and_compare(installed, shared_data):
+    """With ../shared/data beside the working folder (as in the README), `visionfw test --pretrained`
+    and `compare --weights=official` find the benchmark and the official weights by themselves."""
+    site, work, env = installed
+    beside = work.parent / "beside" / "project"
+    beside.mkdir(parents=True)
+    (beside.parent / "shared").mkdir()
+    (beside.parent / "shared" / "data").symlink_to(shared_data, target_is_directory=True)
+    run = dict(installed=(site, beside, env))
+    test = _cli(run["installed"], "test", "--model=srcnn_915", "--pretrained", "--test_data=Set5", "--scale=3")
+    assert test.returncode == 0, test.stderr[-2000:]
+    assert "| Set5 | x3 | 5 | 32.390 |" in test.stdout and "915_91images/x3.mat" in test.stdout
+    cmp = _cli(run["installed"], "compare", "--models=srcnn_915", "--weights=official", "--test_data=Set5",
+               "--scale=3", "--out=runs/cmp", "--latency_runs=1", "--warmup=1")
+    assert cmp.returncode == 0, cmp.stderr[-2000:]
+    assert "| srcnn_915 | official srcnn/915_91images/x3.mat |" in cmp.stdout and "32.390" in cmp.stdout
+    assert (beside / "runs" / "cmp" / "psnr_vs_macs.png").is_file()
+
+
 # The quick start's recipe (model_defs/espcn.py RECIPE) at a shorter budget, 3 seeds: a real margin over
 # bicubic on Set5 x2 (edsr protocol): measured +0.51, +0.39, +0.43 dB for seeds 0, 1, 2 at 1200 steps.
 GUARD_STEPS, GUARD_GAIN = 1200, 0.2
 
 
+@pytest.mark.slow  # ~4 minutes for the three seeds: `python -m pytest -m slow`
 @pytest.mark.parametrize("seed", [0, 1, 2])
 def test_demo_recipe_beats_bicubic(seed, tmp_path, shared_data):
     from visionfw.train import TrainConfig, train

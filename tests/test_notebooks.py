@@ -1,6 +1,7 @@
 """The notebooks run top to bottom with small settings (VISIONFW_NOTEBOOK_SMOKE=1) and show real results."""
 import os
 import re
+import sys
 from pathlib import Path
 
 import pytest
@@ -10,7 +11,7 @@ NOTEBOOKS = Path(__file__).resolve().parents[1] / "notebooks"
 
 def _run(name, tmp_path):
     nbformat = pytest.importorskip("nbformat", reason="nbformat is needed to run the notebooks")
-    nbclient = pytest.importorskip("nbclient", reason="nbclient is needed to run the notebooks")
+    pytest.importorskip("nbclient", reason="nbclient is needed to run the notebooks")
     pytest.importorskip("ipykernel", reason="ipykernel is needed to run the notebooks")
     from jupyter_client.kernelspec import KernelSpecManager, NoSuchKernel
 
@@ -19,18 +20,12 @@ def _run(name, tmp_path):
     except NoSuchKernel:
         pytest.skip("no 'python3' Jupyter kernel: run `python -m ipykernel install --user --name python3`")
     nb = nbformat.read(NOTEBOOKS / f"{name}.ipynb", as_version=4)
-    old = {k: os.environ.get(k) for k in ("VISIONFW_NOTEBOOK_SMOKE", "TF_CPP_MIN_LOG_LEVEL")}
-    os.environ.update(VISIONFW_NOTEBOOK_SMOKE="1", TF_CPP_MIN_LOG_LEVEL="3")
+    sys.path.insert(0, str(NOTEBOOKS))
     try:
-        client = nbclient.NotebookClient(nb, timeout=300, kernel_name="python3",
-                                         resources={"metadata": {"path": str(tmp_path)}})
-        client.execute()
+        from run_all import execute
     finally:
-        for k, v in old.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
+        sys.path.remove(str(NOTEBOOKS))
+    execute(nb, tmp_path, smoke=True, timeout=300)
     texts = []
     for cell in nb.cells:
         for out in cell.get("outputs", []):

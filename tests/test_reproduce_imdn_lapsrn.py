@@ -381,3 +381,47 @@ def test_dagnn_loader_errors_name_the_file_and_the_fix(tmp_path):
     good, _ = _tiny_lapsrn_level(tmp_path)
     with pytest.raises(WeightsError, match=r"level2_conv1, .*'LapSRN_x4' have no counterpart.*scale"):  # a one-level file, x4 model
         load_lapsrn(visionfw.get_model("lapsrn", scale=4), good)
+
+
+# ----------------------------------------------------------------------------- the CLI and compare
+
+
+@needs_data
+def test_visionfw_test_pretrained_reproduces_imdn(tmp_path, monkeypatch, capsys):
+    """`visionfw test --model=imdn --pretrained` finds the official file through the cache path
+    ($VISIONFW_WEIGHTS) and gives the reproduction's number."""
+    import json
+
+    from visionfw.cli import run
+
+    monkeypatch.setenv("VISIONFW_WEIGHTS", str(WEIGHTS))
+    out = tmp_path / "imdn.json"
+    assert run(["visionfw", "test", "--model=imdn", "--pretrained", "--scale=2", "--test_data=Set5",
+                "--protocol=edsr", f"--data_dir={SHARED_DATA}", f"--results={out}", "--noprogress"]) == 0
+    data = json.loads(out.read_text())
+    assert abs(data["results"]["Set5"]["psnr"] - PUBLISHED["imdn"][("Set5", 2)]) <= TOL
+    assert data["weights"].endswith("IMDN_x2.pth") and "imdn x2" in capsys.readouterr().out
+
+
+# measured by this repository ('srcnn' protocol, x2): the same cells the tests above and
+# test_reproduce_papers.py assert, read back from one `compare` table
+COMPARE_X2 = {"bicubic": (33.66, 30.24), "srcnn_915": (36.34, 32.18), "vdsr": (37.53, 33.064),
+              "lapsrn": (LAPSRN_SRCNN_MEASURED[("Set5", 2)], LAPSRN_SRCNN_MEASURED[("Set14", 2)]),
+              "imdn": (37.957, 33.611)}
+
+
+@needs_data
+def test_compare_with_official_weights_equals_the_reproductions(tmp_path):
+    from visionfw.compare import compare_models
+
+    result = compare_models("srcnn_915,vdsr,lapsrn,imdn", "Set5,Set14", 2, weights="official", out=tmp_path,
+                            protocol="srcnn", data_dir=str(SHARED_DATA), latency_runs=1, warmup=1)
+    rows = {r["model"]: r for r in result["rows"]}
+    assert list(rows) == ["srcnn_915", "vdsr", "lapsrn", "imdn", "bicubic"]
+    for name, (set5, set14) in COMPARE_X2.items():
+        got = rows[name]["metrics"]
+        assert abs(got["Set5"]["psnr"] - set5) <= 0.01 and abs(got["Set14"]["psnr"] - set14) <= 0.01, (name, got)
+        if name != "bicubic":
+            assert rows[name]["weights"].startswith("official ")
+    assert (tmp_path / "psnr_vs_macs.png").stat().st_size > 10_000
+    assert "| imdn | official imdn/IMDN_x2.pth |" in (tmp_path / "compare.md").read_text()

@@ -100,4 +100,4 @@ def test_cli_visionfw_test_srcnn_x3(tmp_path):
     # no weights: a clear error, exit status 1
     proc = subprocess.run(cmd[:3] + ["test", "--model=srcnn_915", "--test_data=Set5", "--scale=3"],
                           capture_output=True, text=True, timeout=600)
-    assert proc.returncode == 1 and "--weights=PATH is required" in proc.stderr
+    assert proc.returncode == 1 and "--weights=PATH or --pretrained is required" in proc.stderr

@@ -159,6 +159,7 @@ def test_non_editable_install_holds_visionfw_alone(tmp_path):
     top = sorted(p.name for p in target.iterdir() if not p.name.endswith(".dist-info") and p.name != "bin")
     assert top == ["visionfw"], top
     assert (target / "visionfw" / "model_defs" / "edsr.py").is_file()
+    assert (target / "visionfw" / "data" / "niqe_pristine_t91_bsd200.npz").is_file()  # package data ships
     # run `visionfw models` from that copy, outside the checkout
     env = dict(os.environ, PYTHONPATH=str(target))
     code = ("import sys, visionfw; from visionfw.cli import run; assert visionfw.__file__.startswith(%r), "

@@ -376,3 +376,77 @@ def test_val_data_auto_and_heldout(tmp_path):
     auto = resolve_config(TrainConfig(model="espcn"))
     if (SHARED / "benchmark" / "Set5").is_dir():
         assert auto.val_data == ["Set5"] and auto.data_options == {}
+
+
+def test_mixed_precision_auto_follows_the_hardware(tmp_path, monkeypatch):
+    """'auto' picks bfloat16 only where the CPU lists bf16 units (or the GPU is Ampere or later), and
+    the resolved choice with its reason is what config.json records."""
+    import functools
+
+    from visionfw.errors import ConfigError
+    from visionfw.train import precision
+    from visionfw.train.trainer import resolve_config
+
+    with_bf16 = tmp_path / "cpuinfo_bf16"
+    with_bf16.write_text("processor : 0\nflags : fpu sse2 avx2 avx512f avx512_bf16\n")
+    without = tmp_path / "cpuinfo_plain"
+    without.write_text("processor : 0\nflags : fpu sse2 avx2\n")
+    assert precision.cpu_has_fast_bf16(with_bf16) and not precision.cpu_has_fast_bf16(without)
+    assert not precision.cpu_has_fast_bf16(tmp_path / "missing")
+    monkeypatch.setattr(precision, "gpu_has_fast_bf16", lambda: (False, False))
+    real = precision.cpu_has_fast_bf16
+    for info, want in ((with_bf16, "bfloat16"), (without, None)):
+        monkeypatch.setattr(precision, "cpu_has_fast_bf16", functools.partial(real, info))
+        c = resolve_config(TrainConfig(model="espcn", steps=10, val_data=[], mixed_precision="auto",
+                                       workdir=str(tmp_path / "run")))
+        assert c.mixed_precision == want and c.precision_note.startswith("auto: ")
+        assert resolve_config(c).precision_note == c.precision_note  # resolving again keeps the reason
+    monkeypatch.setattr(precision, "gpu_has_fast_bf16", lambda: (True, False))
+    assert precision.resolve_mixed_precision("auto") == (
+        None, "auto: float32 (a GPU without fast bfloat16, compute capability < 8.0)")
+    with pytest.raises(ConfigError, match="use auto, bfloat16, float16"):
+        resolve_config(TrainConfig(model="espcn", val_data=[], mixed_precision="fp8"))
+
+
+DEGRADATION = "blur(sigma=0.5:1.5,size=5)+down(methods=bicubic|area)+noise(sigma=1:10)+jpeg(q=50:95)"
+
+
+def test_degradation_feeds_training_and_resumes_exactly(tmp_path, image_dir):
+    """--degradation replaces the bicubic LR of the input pipeline with the seeded degradation of the
+    same HR patches: batch k of a run restarted at step n is batch n+k of the first run, and a
+    trained-and-resumed run equals an uninterrupted one."""
+    from visionfw.train.tasks import SRTask
+
+    config = resolve_config(tiny_config(tmp_path / "d", image_dir, degradation=DEGRADATION))
+    task = SRTask(config)
+    first = [tuple(np.asarray(t) for t in b) for b in task.make_dataset(0).take(4)]
+    later = [tuple(np.asarray(t) for t in b) for b in task.make_dataset(2).take(2)]
+    for (lr_a, hr_a), (lr_b, hr_b) in zip(first[2:], later):
+        np.testing.assert_array_equal(lr_a, lr_b)
+        np.testing.assert_array_equal(hr_a, hr_b)
+    plain = [tuple(np.asarray(t) for t in b) for b in SRTask(resolve_config(
+        tiny_config(tmp_path / "p", image_dir))).make_dataset(0).take(1)]
+    lr, hr = first[0]
+    np.testing.assert_array_equal(hr, plain[0][1])  # the same HR patches...
+    assert lr.shape == plain[0][0].shape and np.abs(lr - plain[0][0]).mean() > 1e-3  # ...degraded, not bicubic
+    np.testing.assert_array_equal(np.round(lr * 255), lr * 255)  # 8-bit, as an LR file would hold
+
+    kw = dict(degradation=DEGRADATION, schedule="constant")  # a cosine schedule depends on `steps`
+    whole = train(tiny_config(tmp_path / "whole", image_dir, **kw))
+    train(tiny_config(tmp_path / "split", image_dir, steps=3, **kw))
+    resumed = train(tiny_config(tmp_path / "split", image_dir, **kw))
+    assert resumed["resumed_from"] and resumed["steps"] == whole["steps"] == 6
+    a, _ = ckpt_arrays(tmp_path / "whole" / "checkpoints" / "ckpt-00000006.npz")
+    b, _ = ckpt_arrays(tmp_path / "split" / "checkpoints" / "ckpt-00000006.npz")
+    assert a.keys() == b.keys()
+    for key in a:
+        np.testing.assert_array_equal(a[key], b[key], err_msg=key)
+
+
+def test_degradation_options_are_checked_before_training(tmp_path, image_dir):
+    with pytest.raises(ConfigError, match="degradation"):
+        resolve_config(tiny_config(tmp_path, image_dir, degradation="blur(sigma=oops)"))
+    with pytest.raises(ConfigError, match="cannot be combined with --sampler"):
+        resolve_config(tiny_config(tmp_path, image_dir, degradation="realsr", sampler="uniform"))
+    with pytest.raises(ConfigError, match="degradation_pool needs --degradation"):
+        resolve_config(tiny_config(tmp_path, image_dir, degradation_pool="pool.npz"))

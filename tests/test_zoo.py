@@ -46,7 +46,7 @@ def test_zoo_has_required_names():
 def _small_hyper(name):
     """Small variants of the big models, through their family functions, so the suite stays fast."""
     return {"edsr": {"n_blocks": 2, "filters": 32}, "rcan": {"n_groups": 2, "n_blocks": 2},
-            "srresnet": {"n_blocks": 2}}.get(name, {})
+            "srresnet": {"n_blocks": 2}, "rrdbnet": {"n_blocks": 1, "filters": 16, "growth": 8}}.get(name, {})
 
 
 # every SR model at every scale it supports (LapSRN: 2, 4, 8)

@@ -70,14 +70,21 @@ def parse_models(models):
     return out
 
 
+ALL = "*"  # parse_weights' key for "every model" (a bare 'official')
+
+
 def parse_weights(text):
-    """``'name=path,name2=official'`` -> {name: path}."""
+    """``'name=path,name2=official'`` -> {name: path}; a bare ``'official'`` -> {ALL: 'official'}
+    (every registry model gets its official weights)."""
     if isinstance(text, dict):
         return dict(text)
     result = {}
     for item in (text or "").split(","):
         item = item.strip()
         if not item:
+            continue
+        if item == "official":
+            result[ALL] = "official"
             continue
         if "=" not in item:
             raise ConfigError(f"weights item {item!r} must be name=path (e.g. vdsr=VDSR_Official.mat "
@@ -102,7 +109,7 @@ def _resolve_weights(entry, scale, data_dir=None):
         if not Path(w).is_file():
             raise WeightsError(f"weights={entry.label}={w}: no such file.")
         return w, Path(w).name
-    from visionfw.data import paths
+    from visionfw.pretrained import find_weights
     from visionfw.registry import list_models, model_info
 
     info = model_info(entry.model).weights_for(scale) if entry.model else None
@@ -110,9 +117,19 @@ def _resolve_weights(entry, scale, data_dir=None):
         known = [n for n in list_models() if model_info(n).weights]
         raise WeightsError(f"weights={entry.label}=official: no official weights known for {entry.model} x{scale}; "
                            f"models with official weights: {', '.join(known)}.")
-    path = paths.find("weights", info.file, data_dir,
-                      what=f"The official weights of {entry.model} x{scale} (weights/{info.file})")
+    # the same search path and hash check as get_model(pretrained=True)
+    path = find_weights(model_info(entry.model), scale, data_dir=data_dir)
     return str(path), f"official {info.file}"
+
+
+def _official_options(entry, scale):
+    """(hyper, load options) the registry gives ``entry``'s official weights (IMDN's name map...)."""
+    if entry.weights != "official" or entry.model is None:
+        return {}, {}
+    from visionfw.registry import model_info
+
+    w = model_info(entry.model).weights_for(scale)
+    return dict(w.hyper), dict(w.options)
 
 
 def _spec_of(entry, scale):
@@ -122,7 +139,7 @@ def _spec_of(entry, scale):
         return entry.spec
     if entry.model is None:
         raise ConfigError(f"model {entry.label!r} has neither a registry name nor a spec.")
-    return get_spec(entry.model, scale=int(scale), **entry.hyper)
+    return get_spec(entry.model, scale=int(scale), **{**_official_options(entry, scale)[0], **entry.hyper})
 
 
 def compare_models(models, test_data, scale, weights=None, train_steps=0, train_data=None, out=None,
@@ -169,6 +186,11 @@ def compare_models(models, test_data, scale, weights=None, train_steps=0, train_
 
     entries = parse_models(models)
     for label, path in parse_weights(weights).items():
+        if label == ALL:
+            for e in entries:
+                if e.model is not None and e.weights is None:
+                    e.weights = path
+            continue
         match = [e for e in entries if e.label == label or e.model == label]
         if not match:
             raise ConfigError(f"weights names {label!r}, which is not in models="
@@ -241,7 +263,7 @@ def compare_models(models, test_data, scale, weights=None, train_steps=0, train_
             keras.utils.set_random_seed(int(seed))
             model = build_model(spec)
             if wpath is not None:
-                load_weights(model, wpath)
+                load_weights(model, wpath, **_official_options(entry, scale)[1])
                 wsha = file_sha256(wpath)[:16]
             else:
                 wdesc, wsha = "random", f"random-seed{seed}"

@@ -375,7 +375,7 @@ def _save_sr(path, sr, hr, scale, channels):
 def evaluate_model(model, datasets, scale, protocol="srcnn", data_dir=None, channels=None,
                    upsampled_input=None, per_image=False, save_images=None, tile=None,
                    tile_overlap=None, self_ensemble=False, progress=True, lr_dir=None, log_every=25,
-                   progress_label="evaluate"):
+                   progress_label="evaluate", texture_metrics=()):
     """PSNR/SSIM of ``model`` on benchmark sets under ``protocol``, with the bicubic baseline.
 
     Args:
@@ -394,6 +394,10 @@ def evaluate_model(model, datasets, scale, protocol="srcnn", data_dir=None, chan
         terminal, else a plain line every ``log_every`` images and at the end of each set;
         ``progress_label`` starts its title.
       lr_dir: 'edsr' protocol only: read LR images from there instead of making them.
+      texture_metrics: also measure ``'niqe'`` (no-reference, :mod:`visionfw.niqe`) and/or
+        ``'lpips'`` / ``'lpips_vgg'`` (:mod:`visionfw.lpips`, needs its weights) on the uint8 RGB
+        output with ``scale`` px shaved; or ``{name: fn(sr, hr) -> float}`` (uint8 HWC arrays).
+        Each result then holds ``<name>`` and ``<name>_protocol``; lower is better for all three.
 
     Returns ``{dataset: {'psnr', 'ssim', 'bicubic_psnr', 'bicubic_ssim', 'gain_psnr',
     'gain_ssim', 'n_images', 'images': [per image], 'protocol', 'protocol_description',
@@ -422,6 +426,7 @@ def evaluate_model(model, datasets, scale, protocol="srcnn", data_dir=None, chan
     if channels not in ("y", "rgb"):
         raise ConfigError(f"channels={channels!r}; use 'y' or 'rgb'.")
     description = protocol_description(protocol, scale)
+    texture = texture_metric_fns(texture_metrics, scale)
     results = {}
     for ds in datasets:
         records = load_eval_set(ds, scale, data_dir=data_dir, lr_dir=lr_dir if protocol == "edsr" else None)
@@ -447,6 +452,9 @@ def evaluate_model(model, datasets, scale, protocol="srcnn", data_dir=None, chan
             b = bicubic_metrics(hr, scale, protocol)
             rows.append({"name": rec.name, "psnr": m["psnr"], "ssim": m["ssim"], "bicubic_psnr": b["psnr"],
                          "bicubic_ssim": b["ssim"], "gain_psnr": m["psnr"] - b["psnr"]})
+            if texture:
+                sr8, hr8 = _rgb_uint8(sr, hr, channels, scale)
+                rows[-1].update({name: float(fn(sr8, hr8)) for name, (fn, _) in texture.items()})
             if save_images:
                 _save_sr(Path(save_images) / ds_name / f"x{scale}" / f"{rec.name}.png", sr, hr, scale, channels)
         bar.update(len(records))
@@ -466,23 +474,72 @@ def evaluate_model(model, datasets, scale, protocol="srcnn", data_dir=None, chan
             "upsampled_input": bool(upsampled_input), "tile": tile, "self_ensemble": bool(self_ensemble),
             "per_image": bool(per_image), "seconds": time.perf_counter() - start, "images": rows,
         }
+        for name, (_, how) in texture.items():
+            results[ds_name][name] = mean(name)
+            results[ds_name][f"{name}_protocol"] = how
     return results
 
 
+def texture_metric_fns(metrics, scale):
+    """``{name: (fn(sr_uint8, hr_uint8) -> float, protocol text)}`` for :func:`evaluate_model`."""
+    if isinstance(metrics, str):
+        metrics = [m.strip() for m in metrics.split(",") if m.strip()]
+    if isinstance(metrics, dict):
+        return {name: (fn, f"{name} (user function, uint8 RGB, shave {scale} px)") for name, fn in metrics.items()}
+    out = {}
+    for name in metrics or ():
+        if name == "niqe":
+            from visionfw.niqe import load_pristine_model, niqe, niqe_protocol
+
+            model = load_pristine_model()
+            out[name] = (lambda sr, hr, model=model: niqe(sr, model),
+                         f"NIQE (lower is better): {niqe_protocol(model)}; on the SR output, shave {scale} px")
+        elif name in ("lpips", "lpips_alex", "lpips_vgg"):
+            from visionfw.lpips import LPIPS
+
+            metric = LPIPS("vgg" if name == "lpips_vgg" else "alex")
+            out[name] = (lambda sr, hr, metric=metric: metric.distance(sr, hr),
+                         f"LPIPS (lower is better): {metric.protocol}; SR vs HR, shave {scale} px")
+        else:
+            raise ConfigError(f"texture metric {name!r} is unknown; use niqe, lpips (alex) or lpips_vgg.")
+    return out
+
+
+def _rgb_uint8(sr, hr, channels, scale):
+    """The uint8 RGB output and HR with ``scale`` px shaved (a Y model's output is measured as grey)."""
+    from visionfw.metrics import quantize, shave
+
+    sr8 = quantize(np.clip(np.asarray(sr, np.float64), 0.0, 1.0))
+    hr8 = as_hwc(hr)
+    if sr8.shape[-1] == 1:
+        sr8 = np.repeat(sr8, 3, axis=-1)
+    if hr8.shape[-1] == 1:
+        hr8 = np.repeat(hr8, 3, axis=-1)
+    return shave(sr8, scale), shave(hr8, scale)
+
+
 def format_table(results, per_image=None):
-    """A Markdown table (one row per dataset, optionally per image) with the protocol line."""
-    lines = ["| dataset | scale | images | PSNR (dB) | SSIM | bicubic PSNR | bicubic SSIM | gain (dB) |",
-             "|---|---|---|---|---|---|---|---|"]
+    """A Markdown table (one row per dataset, optionally per image) with the protocol line; NIQE /
+    LPIPS columns (``evaluate_model(texture_metrics=...)``) follow, each with its own protocol line."""
+    texture = list(dict.fromkeys(k[:-len("_protocol")] for r in results.values() for k in r
+                                 if k.endswith("_protocol") and k != "protocol"))
+
+    def cells(r):
+        return "".join(f" {r[name]:.4f} |" if name in r else " - |" for name in texture)
+
+    lines = ["| dataset | scale | images | PSNR (dB) | SSIM | bicubic PSNR | bicubic SSIM | gain (dB) |"
+             + "".join(f" {name.upper()} |" for name in texture),
+             "|---|---|---|---|---|---|---|---|" + "---|" * len(texture)]
     descriptions = []
     for name, r in results.items():
         lines.append(f"| {name} | x{r['scale']} | {r['n_images']} | {r['psnr']:.3f} | {r['ssim']:.4f} | "
-                     f"{r['bicubic_psnr']:.3f} | {r['bicubic_ssim']:.4f} | {r['gain_psnr']:+.3f} |")
+                     f"{r['bicubic_psnr']:.3f} | {r['bicubic_ssim']:.4f} | {r['gain_psnr']:+.3f} |" + cells(r))
         show = r.get("per_image", False) if per_image is None else per_image
         if show:
             for row in r["images"]:
                 lines.append(f"| {name}/{row['name']} | x{r['scale']} | 1 | {row['psnr']:.3f} | "
                              f"{row['ssim']:.4f} | {row['bicubic_psnr']:.3f} | {row['bicubic_ssim']:.4f} | "
-                             f"{row['gain_psnr']:+.3f} |")
+                             f"{row['gain_psnr']:+.3f} |" + cells(row))
         if r["protocol_description"] not in descriptions:
             descriptions.append(r["protocol_description"])
     extras = []
@@ -493,6 +550,9 @@ def format_table(results, per_image=None):
             extras.append(f"tiled ({r['tile']} px)")
     lines.append("")
     lines.extend(f"Protocol: {d}" + (f"; {', '.join(sorted(set(extras)))}" if extras else "") for d in descriptions)
+    for name in texture:
+        how = next(r[f"{name}_protocol"] for r in results.values() if f"{name}_protocol" in r)
+        lines.append(f"{name.upper()}: {how}")
     return "\n".join(lines)
 
 

@@ -418,3 +418,68 @@ class ChannelPool(keras.layers.Layer):
 
 
 CUSTOM_LAYERS.update({"ChannelPool": ChannelPool})
+
+
+# ----------------------------------------------------------------------------- GAN discriminators
+
+
+def _l2_normalize(v, eps=1e-12):
+    return v / (ops.sqrt(ops.sum(ops.square(v))) + eps)
+
+
+@_register
+class SpectralConv2D(keras.layers.Conv2D):
+    """Conv2D with spectral normalisation (Miyato et al., ICLR 2018), as PyTorch's ``spectral_norm``.
+
+    The stored kernel ``W`` is trained; the convolution uses ``W / sigma(W)``, with ``sigma`` the
+    largest singular value of ``W`` reshaped to ``(k*k*c_in, c_out)``, estimated by
+    ``power_iterations`` steps of the power method from a persistent vector ``u``.  As in PyTorch,
+    ``u`` advances only in training calls and gradients flow through ``sigma`` but not through
+    ``u``/``v``.  (Keras' ``SpectralNormalization`` wrapper instead overwrites the trained kernel in
+    place and takes a layer object, which a spec cannot hold.)
+    """
+
+    def __init__(self, *args, power_iterations=1, **kwargs):
+        super().__init__(*args, **kwargs)
+        if int(power_iterations) < 1:
+            raise ValueError(f"power_iterations={power_iterations} must be >= 1.")
+        self.power_iterations = int(power_iterations)
+
+    def build(self, input_shape):
+        super().build(input_shape)
+        # 'mean': replicas compute the same u from the same mirrored kernel; the mean keeps it so
+        self.u = self.add_weight(name="sn_u", shape=(1, self.filters), trainable=False, aggregation="mean",
+                                 initializer=keras.initializers.RandomNormal(stddev=1.0))
+
+    def normalized_kernel(self, training=False):
+        """``W / sigma(W)``; a training call also stores the advanced power-iteration vector."""
+        w = ops.reshape(self.kernel, (-1, self.filters))
+        u = ops.cast(self.u, w.dtype)
+        for _ in range(self.power_iterations):
+            v = _l2_normalize(ops.matmul(u, ops.transpose(w)))
+            u = _l2_normalize(ops.matmul(v, w))
+        u, v = ops.stop_gradient(u), ops.stop_gradient(v)
+        if training:
+            self.u.assign(ops.cast(u, self.u.dtype))
+        sigma = ops.sum(ops.matmul(v, w) * u)
+        return self.kernel / sigma
+
+    def call(self, inputs, training=False):
+        kernel = ops.cast(self.normalized_kernel(training), inputs.dtype)
+        outputs = self.convolution_op(inputs, kernel)
+        if self.use_bias:
+            outputs = outputs + ops.cast(self.bias, outputs.dtype)
+        return outputs if self.activation is None else self.activation(outputs)
+
+    # Conv2D saves its kernel and bias alone; Layer's own methods save every variable, u included
+    def save_own_variables(self, store):
+        keras.layers.Layer.save_own_variables(self, store)
+
+    def load_own_variables(self, store):
+        keras.layers.Layer.load_own_variables(self, store)
+
+    def get_config(self):
+        return {**super().get_config(), "power_iterations": self.power_iterations}
+
+
+CUSTOM_LAYERS.update({"SpectralConv2D": SpectralConv2D})

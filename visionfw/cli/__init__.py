@@ -30,6 +30,8 @@ COMMANDS = {
     "upscale": ("visionfw.cli.tad", "restore HR images from task-aware LR (TAD decoder)"),
     "export": ("visionfw.cli.export", "write a model as a TF SavedModel, TFLite or ONNX file"),
     "dip": ("visionfw.cli.dip", "Deep Image Prior: denoise, inpaint or upscale one image, no training set"),
+    "degradation-pool": ("visionfw.cli.degradation_pool",
+                         "collect a RealSR noise/kernel pool (.npz) from real photos for --degradation"),
 }
 # commands that never load TensorFlow (the zoo's dicts only; `describe` builds the model)
 _NO_TENSORFLOW = {"models"}
@@ -40,9 +42,10 @@ VERBOSITY_HELP = ("--verbosity=N: also show TensorFlow's own log lines (N=0 erro
 
 def _usage():
     lines = ["usage: visionfw <command> [--flags]", "", "commands:"]
+    width = max(map(len, COMMANDS))
     for name, (module, text) in COMMANDS.items():
         if importlib.util.find_spec(module) is not None:
-            lines.append(f"  {name:<14} {text}")
+            lines.append(f"  {name:<{width}}  {text}")
     lines.append("")
     lines.append("`visionfw <command> --help` lists a command's flags. Every command also takes")
     lines.append(VERBOSITY_HELP)

@@ -52,6 +52,18 @@ class CliField:
     help: str
 
 
+def progress_fields(log_every=100):
+    """The ``progress`` and ``log_every`` fields of the commands that train several models
+    (compare, rank-datasets): ``progress, log_every = progress_fields()`` in the config class."""
+    progress = dataclasses.field(default=True, metadata={
+        "help": "Announce each training and show progress on stderr: a live bar on a terminal, else a plain "
+                "line every --log_every steps."})
+    every = dataclasses.field(default=log_every, metadata={
+        "help": "Steps (images, when evaluating) between two progress lines when the output is not a "
+                "terminal."})
+    return progress, every
+
+
 def _unwrap(tp):
     """(base type, element type, Optional?) of an annotation such as Optional[list[int]]."""
     optional = False

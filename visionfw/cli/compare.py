@@ -6,6 +6,8 @@ PSNR/SSIM per dataset, and a PSNR-vs-MACs plot; see :mod:`visionfw.compare`.
 from dataclasses import dataclass, field
 from typing import Optional
 
+from visionfw.cli.common import progress_fields
+
 
 @dataclass
 class CompareConfig:
@@ -18,7 +20,8 @@ class CompareConfig:
     scale: int = field(default=2, metadata={"help": "Upscaling factor."})
     weights: str = field(default="", metadata={
         "help": "name=path pairs (comma separated); path 'official' picks the model's official weights "
-                "(weights/ on the data search path)."})
+                "(searched as by get_model(pretrained=True): $VISIONFW_WEIGHTS, ~/.visionfw/weights, weights/ "
+                "on the data search path); a bare 'official' gives every model its official weights."})
     train_steps: int = field(default=0, metadata={
         "help": "Models without --weights are trained this many steps (0: random weights)."})
     train_data: Optional[str] = field(default=None, metadata={
@@ -39,12 +42,9 @@ class CompareConfig:
     latency_runs: int = field(default=10, metadata={"help": "Timed forward passes (the median is reported)."})
     warmup: int = field(default=3, metadata={"help": "Untimed forward passes before timing."})
     seed: int = field(default=0, metadata={"help": "Seed of training and of random initialisation."})
-    progress: bool = field(default=True, metadata={
-        "help": "Announce each training and show progress on stderr: a live bar on a terminal, else a plain "
-                "line every --log_every steps."})
-    log_every: int = field(default=100, metadata={
-        "help": "Steps (images, when evaluating) between two progress lines when the output is not a "
-                "terminal."})
+    progress: bool
+    log_every: int
+    progress, log_every = progress_fields()
 
 
 CONFIG = CompareConfig

@@ -15,7 +15,7 @@ class ModelsConfig:
         default=None, metadata={"help": "`describe`: upscaling factor (default: the model's own)."})
     pattern: str = dataclasses.field(default="*", metadata={"help": "Glob filter for `visionfw models`, e.g. 'edsr*'."})
     task: Optional[str] = dataclasses.field(
-        default=None, metadata={"help": "Only models of this task.", "choices": ("sr", "tad", "colorize")})
+        default=None, metadata={"help": "Only models of this task.", "choices": ("sr", "tad", "colorize", "dip", "video_sr", "discriminator")})
     dot: bool = dataclasses.field(
         default=False, metadata={"help": "`describe`: print the graph as graphviz DOT instead of a table."})
 

@@ -7,6 +7,8 @@ see :mod:`visionfw.rank_datasets`.
 from dataclasses import dataclass, field
 from typing import Optional
 
+from visionfw.cli.common import progress_fields
+
 
 @dataclass
 class RankConfig:
@@ -34,12 +36,9 @@ class RankConfig:
         "help": "Seed of initialisation, data order and crops (the same for every set)."})
     protocol: Optional[str] = field(default=None, metadata={
         "help": "PSNR protocol (default: srcnn for Y models, edsr for RGB).", "choices": ("srcnn", "edsr")})
-    progress: bool = field(default=True, metadata={
-        "help": "Announce each training and show progress on stderr: a live bar on a terminal, else a plain "
-                "line every --log_every steps."})
-    log_every: int = field(default=100, metadata={
-        "help": "Steps (images, when evaluating) between two progress lines when the output is not a "
-                "terminal."})
+    progress: bool
+    log_every: int
+    progress, log_every = progress_fields()
 
 
 CONFIG = RankConfig

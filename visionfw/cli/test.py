@@ -2,6 +2,7 @@
 
     visionfw test --model=srcnn_915 --weights=x3.mat --test_data=Set5,Set14 --scale=3
     visionfw test --weights=my_model.keras --test_data=Set5 --scale=4 --protocol=edsr
+    visionfw test --model=imdn --pretrained --scale=2 --protocol=edsr
 """
 from dataclasses import dataclass, field
 from typing import Optional
@@ -17,6 +18,9 @@ class EvaluateConfig:
     weights: Optional[str] = field(default=None, metadata={
         "help": "Weights: official .mat (SRCNN/VDSR), .keras, .weights.h5, or a PyTorch state dict "
                 "(.pth/.pt with torch installed, or .npz)."})
+    pretrained: bool = field(default=False, metadata={
+        "help": "Load --model's official weights (searched in $VISIONFW_WEIGHTS, ~/.visionfw/weights, then "
+                "weights/ on the data search path; sha256 checked), with the loading options of the registry."})
     test_data: list = field(default_factory=lambda: ["Set5", "Set14"], metadata={
         "help": "Benchmark sets (names or folders), comma-separated."})
     scale: Optional[list[int]] = field(default=None, metadata={
@@ -40,6 +44,9 @@ class EvaluateConfig:
     tile_overlap: Optional[int] = field(default=None, metadata={
         "help": "Context pixels around each tile (default: the model's receptive radius, which makes tiling "
                 "exact for local models)."})
+    texture_metrics: list = field(default_factory=list, metadata={
+        "help": "Also measure texture: niqe (no-reference; our pristine model unless you have the authors'), "
+                "lpips (AlexNet) or lpips_vgg (needs the LPIPS weights, see README), comma-separated."})
     self_ensemble: bool = field(default=False, metadata={
         "help": "Average over the 8 flips/rotations (EDSR's '+')."})
     shuffle_order: str = field(default="torch", metadata={
@@ -66,15 +73,28 @@ def _build(config, scale):
     from visionfw.registry import get_spec
 
     weights = config.weights
+    if config.pretrained and not config.model:
+        raise ConfigError("--pretrained needs --model=NAME (the official weights are the model's).")
     if config.model:
-        spec = get_spec(config.model, scale=scale)
+        hyper = {}
+        if config.pretrained:
+            from visionfw.registry import model_info
+
+            info = model_info(config.model).weights_for(scale)
+            hyper = dict(info.hyper) if info is not None else {}
+        spec = get_spec(config.model, scale=scale, **hyper)
         model = visionfw.build_model(spec)
-        if weights:
+        if config.pretrained:
+            from visionfw.pretrained import load_pretrained
+
+            weights = str(load_pretrained(model, visionfw.model_info(config.model), scale,
+                                          pretrained=weights or True, data_dir=config.data_dir))
+        elif weights:
             visionfw.load_weights(model, weights, shuffle_order=config.shuffle_order)
         meta = spec.get("meta", {})
         return model, config.model, {"channels": meta.get("channels"),
                                      "upsampled_input": meta.get("upsampled_input"),
-                                     "scale": meta.get("scale")}
+                                     "scale": meta.get("scale"), "weights": weights}
     if not weights or not str(weights).lower().endswith(".keras"):
         raise ConfigError("--model=NAME is needed (only a --weights=FILE.keras model file carries its own "
                           "architecture). `visionfw models` lists the zoo.")
@@ -91,16 +111,17 @@ def _build(config, scale):
     meta = infer_model_meta(model)
     return model, Path(weights).stem, {"channels": meta["channels"],
                                        "upsampled_input": meta["upsampled_input"],
-                                       "scale": None if meta["upsampled_input"] else int(meta["ratio"])}
+                                       "scale": None if meta["upsampled_input"] else int(meta["ratio"]),
+                                       "weights": weights}
 
 
 def main(command, config):
     from visionfw.errors import ConfigError
     from visionfw.evaluate import evaluate_model, format_table, write_results_json
 
-    if not config.weights and not config.allow_random:
-        raise ConfigError("--weights=PATH is required: a model with random weights gives meaningless "
-                          "numbers. Pass --allow_random to run anyway (smoke tests).")
+    if not (config.weights or config.pretrained or config.allow_random):
+        raise ConfigError("--weights=PATH or --pretrained is required: a model with random weights gives "
+                          "meaningless numbers. Pass --allow_random to run anyway (smoke tests).")
     if config.model is None and config.weights is None:
         raise ConfigError("give --model=NAME and/or --weights=FILE.keras.")
     scales = list(config.scale or [])
@@ -123,8 +144,10 @@ def main(command, config):
                                  channels=meta.get("channels"), upsampled_input=meta.get("upsampled_input"),
                                  per_image=config.per_image, save_images=config.save_images, tile=config.tile,
                                  tile_overlap=config.tile_overlap, self_ensemble=config.self_ensemble,
-                                 progress=config.progress, lr_dir=config.lr_dir, log_every=config.log_every)
-        title = f"{model_name} x{s}" + (f" ({config.weights})" if config.weights else " (RANDOM WEIGHTS)")
+                                 progress=config.progress, lr_dir=config.lr_dir, log_every=config.log_every,
+                                 texture_metrics=config.texture_metrics)
+        weights = meta.get("weights")
+        title = f"{model_name} x{s}" + (f" ({weights})" if weights else " (RANDOM WEIGHTS)")
         print(title)
         print(format_table(results))
         print()
@@ -132,8 +155,8 @@ def main(command, config):
             all_results[f"{ds}_x{s}" if len(runs) > 1 else ds] = r
     if config.results:
         scale_field = runs[0] if len(runs) == 1 else ",".join(map(str, runs))
-        path = write_results_json(config.results, all_results, model_name, config.weights,
+        path = write_results_json(config.results, all_results, model_name, weights,
                                   scale_field if scale_field else s, config.protocol,
-                                  extra={"random_weights": not config.weights})
+                                  extra={"random_weights": not weights})
         print(f"results written to {path}")
     return 0

@@ -76,6 +76,12 @@ class TrainConfig:
     train_data: Optional[str] = _opt(None, "Folder of HR images or an .h5 patch file; unset: the embedded photos.")
     lr_source: str = _opt("bicubic", "'bicubic' (MATLAB bicubic of the HR) or a folder of LR images.")
     augment: bool = _opt(True, "Random flips and 90-degree rotations of training patches.")
+    degradation: Optional[str] = _opt(None, "Realistic LR instead of bicubic (visionfw.degradation): 'realsr', "
+                                            "'bsrgan-like', 'bsrgan-like@passes=2' or a spec such as "
+                                            "'blur(sigma=0.2:3)+down(methods=bicubic|area)+noise(sigma=1:25)"
+                                            "+jpeg(q=30:95)'; seeded by (seed, step), so resume is exact.")
+    degradation_pool: Optional[str] = _opt(None, "A RealSR noise/kernel pool (.npz from `visionfw degradation-pool`) "
+                                                 "that --degradation injects.")
     data_options: dict = _opt(dict, "More input-pipeline options (TrainDataConfig fields), e.g. "
                                     "'patch_order=crop_then_downscale,patches_per_image=16'.")
     val_data: list = _opt(lambda: ["auto"], "Validation sets (comma list): benchmark names or folders, 'heldout' "
@@ -102,7 +108,10 @@ class TrainConfig:
     clipnorm: Optional[float] = _opt(None, "Clip the gradient's global norm to this value.")
     ema: Optional[float] = _opt(None, "Keep an exponential moving average of the weights with this decay "
                                       "(e.g. 0.999); validation and model.keras use it.")
-    mixed_precision: Optional[str] = _opt(None, "Mixed-precision compute dtype.", choices=("bfloat16", "float16"))
+    mixed_precision: Optional[str] = _opt(None, "Mixed-precision compute dtype; 'auto': bfloat16 on CPUs with "
+                                                "AVX512_BF16/AMX and GPUs of compute capability >= 8.0, float32 "
+                                                "elsewhere (config.json records the choice).",
+                                          choices=("auto", "bfloat16", "float16"))
     jit_compile: bool = _opt(False, "jit-compile the replica step with XLA (slower on CPU here).", flag="xla")
     seed: int = _opt(0, "Seed of data order, crops, augmentation and initialisation.")
     deterministic: bool = _opt(False, "Deterministic ops (tf.config.experimental.enable_op_determinism).")
@@ -125,6 +134,7 @@ class TrainConfig:
     preset_source: str = _opt("", "Where the preset comes from (filled by resolve_config).", cli=False)
     preset_notes: str = _opt("", "Where the preset deviates from the paper (filled by resolve_config).",
                              cli=False)
+    precision_note: str = _opt("", "The compute precision and why (filled by resolve_config).", cli=False)
 
     def to_json(self):
         return json.dumps(dataclasses.asdict(self), indent=2, sort_keys=True, default=str)
@@ -220,8 +230,12 @@ def resolve_config(config):
             raise ConfigError(f"{name}={v!r} must be an integer >= 0 (0: only at the end).")
     if not (isinstance(c.lr, (int, float)) and c.lr > 0):
         raise ConfigError(f"lr={c.lr!r} must be a positive number.")
-    if c.mixed_precision not in _POLICIES:
-        raise ConfigError(f"mixed_precision={c.mixed_precision!r}: use bfloat16, float16 or leave it unset.")
+    if c.mixed_precision not in _POLICIES and c.mixed_precision != "auto":
+        raise ConfigError(f"mixed_precision={c.mixed_precision!r}: use auto, bfloat16, float16 or leave it unset.")
+    from visionfw.train.precision import resolve_mixed_precision
+
+    if c.mixed_precision == "auto" or not c.precision_note:  # a resolved config keeps its reason
+        c.mixed_precision, c.precision_note = resolve_mixed_precision(c.mixed_precision)
     if c.distribute not in _DISTRIBUTE:
         raise ConfigError(f"distribute={c.distribute!r}: use mirrored or multi_worker (or leave it unset).")
     if c.ema is not None and not 0.0 < float(c.ema) < 1.0:
@@ -230,8 +244,20 @@ def resolve_config(config):
         raise ConfigError(f"protocol={c.protocol!r}: use edsr or srcnn.")
     if not (c.resume in ("auto", "never") or str(c.resume).endswith(".npz")):
         raise ConfigError(f"resume={c.resume!r}: use auto, never or the path of a checkpoint .npz.")
+    if c.sampler is None and preset.get("sampler"):  # a recipe's sampler (BSR's PIC); 'pipeline' opts out
+        c.sampler = preset["sampler"]
+        c.sampler_kwargs = {**preset.get("sampler_kwargs", {}), **(c.sampler_kwargs or {})}
     if c.sampler in ("", "pipeline"):
         c.sampler = None
+    if c.degradation:
+        from visionfw.degradation import resolve_spec
+
+        resolve_spec(c.degradation)  # a bad spec fails here, before anything is written
+        if c.sampler is not None or (c.lr_source or "bicubic") != "bicubic":
+            raise ConfigError("degradation makes the LR images from the HR patches of the input pipeline: it "
+                              "cannot be combined with --sampler or --lr_source (use --sampler=pipeline).")
+    elif c.degradation_pool:
+        raise ConfigError("degradation_pool needs --degradation (e.g. --degradation=realsr).")
     if c.sampler is not None:
         from visionfw.sampling import SAMPLERS
 
@@ -365,6 +391,7 @@ class Trainer:
                 opt = keras.optimizers.LossScaleOptimizer(opt)
             self.optimizer = opt
             self.optimizer.build(self.model.trainable_variables)
+            self.task.build_training_state(self.model, self.schedule)  # e.g. a GAN's discriminator
             self.ema_vars = []
             if c.ema:
                 self.ema_vars = [tf.Variable(v.value if hasattr(v, "value") else v, trainable=False,
@@ -447,7 +474,7 @@ class Trainer:
         own_clip, clipnorm = self._own_clip, c.clipnorm
         metric_names = tuple(self.metric_sums)
 
-        def core_step(*batch):
+        def model_update(batch):
             with tf.GradientTape() as tape:
                 loss, metrics = task.compute_loss(model, batch, True)
                 # each replica's mean over its slice / n sums to the global mean
@@ -459,6 +486,13 @@ class Trainer:
                 grads, _ = tf.clip_by_global_norm(grads, clipnorm)
                 grads = [g / n for g in grads]  # the optimizer sums the replicas again
             opt.apply(grads, model.trainable_variables)
+            return loss, metrics
+
+        def core_step(*batch):
+            if task.update_step is not None:  # the task applies its own gradients (a GAN's two networks)
+                loss, metrics = task.update_step(model, opt, batch, n)
+            else:
+                loss, metrics = model_update(batch)
             extra = {k: tf.cast(metrics[k], tf.float32) for k in metric_names}
             return loss, extra, metrics.get("_outputs")
 

@@ -1,0 +1,287 @@
+"""ESRGAN / SRGAN: the networks, the losses by hand, and GAN training in the shared loop.
+
+The training runs use a *random* VGG19 (``vgg_weights='random'``: seeded He-normal weights, no
+download): the perceptual term then has no perceptual meaning, but it exercises the same graph
+as the real one.  They train a one-RRDB RRDBNet x4 (16 features, growth 8: its step compiles in
+seconds, ``rrdbnet_small``'s in about 40 s here) against ``srgan_discriminator_small`` on 16x16 HR
+patches of eight T91 images with the ESRGAN objective (1e-2 L1 + VGG conv5_4 before ReLU + 5e-3
+RaGAN).
+"""
+import csv
+import dataclasses
+import json
+import os
+import shutil
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+import keras
+import visionfw
+from visionfw.errors import ConfigError
+from visionfw.train import TrainConfig, train
+from visionfw.train.checkpoint import load_state
+from visionfw.train.gan import (GANObjective, GANTask, relativistic_d_loss, relativistic_g_loss, standard_d_loss,
+                                standard_g_loss, vgg19_features)
+from visionfw.train.trainer import resolve_config
+
+from conftest import REPO, SHARED_DATA
+
+T91 = SHARED_DATA / "train" / "T91"
+GAN_OPTIONS = {"discriminator": "srgan_discriminator_small", "vgg_weights": "random"}
+TINY_RRDB = {"n_blocks": 1, "filters": 16, "growth": 8}
+
+
+def _trainable(model):
+    return sum(int(np.prod(w.shape)) for w in model.trainable_weights)
+
+
+def gan_config(workdir, images, **kw):
+    base = dict(model="rrdbnet", scale=4, model_kwargs=dict(TINY_RRDB), task="gan", task_options=dict(GAN_OPTIONS),
+                train_data=images, val_data=[], steps=6, batch_size=4, lr_patch=4, log_every=1, ckpt_every=3, seed=5,
+                schedule="constant", deterministic=True, workdir=str(workdir), progress=False, tensorboard=False,
+                data_options={"patches_per_image": 4})
+    base.update(kw)
+    return TrainConfig(**base)
+
+
+def read_log(workdir):
+    with open(os.path.join(workdir, "train_log.csv")) as f:
+        return list(csv.DictReader(f))
+
+
+@pytest.fixture(scope="module")
+def t91_images(tmp_path_factory):
+    """Eight T91 images (a folder of the real training set, small enough to load in a second)."""
+    if not T91.is_dir():
+        pytest.skip(f"T91 not found at {T91}")
+    folder = tmp_path_factory.mktemp("t91")
+    for i in range(1, 9):
+        shutil.copy(T91 / f"t{i}.bmp", folder)
+    return str(folder)
+
+
+# ----------------------------------------------------------------------------- networks
+
+
+def test_rrdbnet_x4_has_the_official_parameter_count():
+    # RRDB_ESRGAN_x4.pth (the authors' release) holds 16,697,987 parameters; built only, no forward
+    model = visionfw.get_model("rrdbnet", scale=4)
+    assert model.count_params() == _trainable(model) == 16_697_987
+    assert model.get_layer("RRDB_trunk_22_RDB3_conv5").kernel.shape == (3, 3, 64 + 4 * 32, 64)
+    info = visionfw.model_info("rrdbnet")
+    assert "ESRGAN" in info.paper and info.recipe["hr_patch"] == 128 and info.recipe["lr"] == 1e-4
+
+
+def test_small_networks_shapes():
+    sr = visionfw.get_model("rrdbnet_small", scale=4)
+    assert sr(np.zeros((1, 5, 7, 3), np.float32)).shape == (1, 20, 28, 3)
+    d = visionfw.get_model("srgan_discriminator_small", input_size=32)
+    assert d.input_shape == (None, 32, 32, 3) and d.output_shape == (None, 1)
+    assert visionfw.model_info("srgan_discriminator").task == "discriminator"
+    unet = visionfw.get_model("unet_discriminator")
+    assert _trainable(unet) == 4_376_897  # Real-ESRGAN's UNetDiscriminatorSN(3, 64)
+    small = visionfw.get_model("unet_discriminator", filters=8)
+    assert small(np.zeros((2, 16, 24, 3), np.float32)).shape == (2, 16, 24, 1)
+
+
+def test_spectral_conv_normalises_and_round_trips(tmp_path):
+    layer = visionfw.layers.SpectralConv2D(8, 3, padding="same")
+    x = tf.random.stateless_normal((2, 6, 6, 4), seed=(1, 2))
+    layer(x)
+    for _ in range(30):  # each training call advances the power iteration
+        layer(x, training=True)
+    w = np.asarray(layer.normalized_kernel()).reshape(-1, 8)
+    assert np.linalg.svd(w, compute_uv=False)[0] == pytest.approx(1.0, abs=1e-3)
+    with tf.GradientTape() as tape:
+        y = tf.reduce_sum(layer(x, training=True))
+    assert tape.gradient(y, layer.kernel) is not None
+    model = visionfw.get_model("unet_discriminator", filters=8)
+    img = np.random.default_rng(0).random((1, 16, 16, 3), dtype=np.float32)
+    model.save(tmp_path / "d.keras")
+    loaded = keras.saving.load_model(tmp_path / "d.keras", safe_mode=True)
+    np.testing.assert_array_equal(np.asarray(model(img)), np.asarray(loaded(img)))
+
+
+# ----------------------------------------------------------------------------- losses
+
+
+def _softplus(x):
+    return np.log1p(np.exp(x))
+
+
+def test_adversarial_losses_by_hand():
+    real = np.array([[1.0], [-0.5], [2.0]], np.float32)
+    fake = np.array([[0.3], [-1.2], [0.0]], np.float32)
+    # BCE(sigmoid(x), 1) = softplus(-x), BCE(sigmoid(x), 0) = softplus(x)
+    r_rel, f_rel = real - fake.mean(), fake - real.mean()
+    ra_d = 0.5 * (_softplus(-r_rel).mean() + _softplus(f_rel).mean())
+    ra_g = 0.5 * (_softplus(r_rel).mean() + _softplus(-f_rel).mean())
+    assert float(relativistic_d_loss(real, fake)) == pytest.approx(ra_d, rel=1e-6)
+    assert float(relativistic_g_loss(real, fake)) == pytest.approx(ra_g, rel=1e-6)
+    assert float(standard_d_loss(real, fake)) == pytest.approx(_softplus(-real).mean() + _softplus(fake).mean(),
+                                                               rel=1e-6)
+    assert float(standard_g_loss(real, fake)) == pytest.approx(_softplus(-fake).mean(), rel=1e-6)
+    # per-pixel logits (U-Net discriminator): the averages run over every element
+    real_map, fake_map = real.reshape(3, 1, 1, 1) * np.ones((1, 2, 2, 1)), fake.reshape(3, 1, 1, 1)
+    assert float(relativistic_d_loss(real_map, fake_map)) == pytest.approx(ra_d, rel=1e-6)
+
+
+def test_objective_presets_and_options():
+    esrgan = GANObjective.from_options({})
+    assert (esrgan.pixel_weight, esrgan.perceptual_weight, esrgan.adversarial_weight) == (1e-2, 1.0, 5e-3)
+    assert esrgan.adversarial == "relativistic" and esrgan.before_activation and esrgan.vgg_layer == "block5_conv4"
+    srgan = GANObjective.from_options({"objective": "srgan"})
+    assert (srgan.pixel_weight, srgan.adversarial_weight, srgan.adversarial) == (0.0, 1e-3, "standard")
+    assert not srgan.before_activation and srgan.feature_criterion == "l2"
+    assert GANObjective.from_options({"adversarial_weight": 0.1}).adversarial_weight == 0.1
+    for bad in ({"objective": "wgan"}, {"adverserial_weight": 1}, {"adversarial": "hinge"}):
+        with pytest.raises(ConfigError):
+            GANObjective.from_options(bad)
+
+
+def test_vgg_features_before_and_after_relu(monkeypatch, tmp_path):
+    x = np.random.default_rng(1).random((1, 8, 8, 3), dtype=np.float32) * 200 - 100
+    pre = np.asarray(vgg19_features("block1_conv2", weights="random")(x))
+    post = np.asarray(vgg19_features("block1_conv2", weights="random", before_activation=False)(x))
+    assert pre.min() < 0 and post.min() == 0
+    np.testing.assert_allclose(post, np.maximum(pre, 0), rtol=1e-6, atol=1e-6)  # same seed, same weights
+    assert vgg19_features("block5_conv4", weights="random")(np.zeros((1, 16, 16, 3))).shape == (1, 1, 1, 512)
+    with pytest.raises(ConfigError, match="block5_conv4"):
+        vgg19_features("conv5_4", weights="random")
+    import visionfw.pretrained
+
+    monkeypatch.setattr(visionfw.pretrained, "weights_dirs", lambda data_dir=None: [tmp_path])
+    with pytest.raises(ConfigError, match="vgg19_weights_tf_dim_ordering_tf_kernels_notop.h5"):
+        vgg19_features(weights="auto")
+
+
+def test_generator_starts_from_a_psnr_trained_file(tmp_path, t91_images):
+    psnr_model = visionfw.get_model("rrdbnet", scale=4, **TINY_RRDB)
+    psnr_model.save_weights(tmp_path / "psnr.weights.h5")
+    config = resolve_config(gan_config(tmp_path / "run", t91_images,
+                                       task_options=dict(GAN_OPTIONS, pretrained=str(tmp_path / "psnr.weights.h5"))))
+    task = GANTask(config)
+    generator = task.build_model()
+    task.build_training_state(generator, lambda step: 1e-4)
+    for a, b in zip(generator.weights, psnr_model.weights):
+        np.testing.assert_array_equal(a.numpy(), b.numpy())
+    assert task.discriminator.input_shape == (None, 16, 16, 3)  # built for the HR patch, 4 * 4
+
+
+# ----------------------------------------------------------------------------- training
+
+
+@pytest.fixture(scope="module")
+def gan_run(tmp_path_factory, t91_images):
+    """120 uninterrupted deterministic steps, checkpoints at 60 and 120."""
+    workdir = tmp_path_factory.mktemp("gan") / "full"
+    result = train(gan_config(workdir, t91_images, steps=120, log_every=20, ckpt_every=60))
+    return workdir, result
+
+
+def test_gan_trains_end_to_end(gan_run):
+    workdir, result = gan_run
+    rows = read_log(workdir)
+    assert [int(r["step"]) for r in rows] == [20, 40, 60, 80, 100, 120]
+    first, last = rows[0], rows[-1]
+    for key in ("train_g_loss", "train_d_loss", "train_d_real", "train_d_fake", "train_pixel",
+                "train_perceptual", "train_adversarial"):
+        assert np.isfinite([float(r[key]) for r in rows]).all(), key
+    assert float(first["loss"]) == pytest.approx(float(first["train_g_loss"]))
+    # both players move: the generator's objective falls, the discriminator's loss leaves its start
+    assert float(last["train_g_loss"]) < 0.8 * float(first["train_g_loss"])
+    assert float(last["train_perceptual"]) < float(first["train_perceptual"])
+    assert abs(float(last["train_d_loss"]) - float(first["train_d_loss"])) > 0.01
+    # the exported model is the generator
+    model = keras.saving.load_model(result["model_path"], safe_mode=True)
+    assert model.output_shape == (None, None, None, 3)
+    arrays, _ = load_state(workdir / "checkpoints" / "ckpt-00000120.npz")
+    n_d = len(visionfw.get_model("srgan_discriminator_small", input_size=16).weights)
+    assert len([k for k in arrays if k.startswith("task/")]) > n_d  # D weights and D optimizer slots
+
+
+def test_resume_after_a_kill_equals_the_uninterrupted_run(gan_run, tmp_path, t91_images):
+    """A run killed after its step-60 checkpoint leaves that checkpoint behind; resume=auto then
+    gives the uninterrupted run's losses and state bit for bit (both networks, both optimizers)."""
+    full, _ = gan_run
+    killed = tmp_path / "killed"
+    (killed / "checkpoints").mkdir(parents=True)
+    shutil.copy(full / "checkpoints" / "ckpt-00000060.npz", killed / "checkpoints")
+    result = train(gan_config(killed, t91_images, steps=120, log_every=20, ckpt_every=60))
+    assert result["resumed_from"].endswith("ckpt-00000060.npz")
+    columns = ["loss", "train_g_loss", "train_d_loss", "train_d_real", "train_d_fake"]
+    assert ([[r[c] for c in columns] for r in read_log(killed)]
+            == [[r[c] for c in columns] for r in read_log(full)[3:]])
+    a, _ = load_state(full / "checkpoints" / "ckpt-00000120.npz")
+    b, _ = load_state(killed / "checkpoints" / "ckpt-00000120.npz")
+    assert sorted(a) == sorted(b) and any(k.startswith("task/") for k in a)
+    for key in a:
+        np.testing.assert_array_equal(a[key], b[key], err_msg=key)
+
+
+DISTRIBUTED = textwrap.dedent("""
+    import json, sys
+    import tensorflow as tf
+    cpu = tf.config.list_physical_devices("CPU")[0]
+    tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
+    from visionfw.train import TrainConfig, train
+    out = {}
+    for label, config in json.loads(sys.argv[1]).items():
+        result = train(TrainConfig(**config))
+        out[label] = {"loss": result["final_loss"], "replicas": result["replicas"]}
+    print("RESULT", json.dumps(out))
+""")
+
+
+# the discriminators under test: batch norm (synchronised when distributed), spectral norm (u all-reduced)
+DISCRIMINATORS = {"srgan": {}, "unet": {"discriminator": "unet_discriminator", "discriminator_kwargs": {"filters": 8}}}
+
+
+def _assert_same_training(a, b):
+    trained = sorted(k for k in a if k.startswith(("model/", "task/")))  # both networks, D's optimizer
+    assert trained == sorted(k for k in b if k.startswith(("model/", "task/")))
+    mismatched = total = 0
+    for key in trained:
+        assert np.abs(b[key] - a[key]).max() <= 2e-4, key
+        mismatched += int(np.sum(~np.isclose(b[key], a[key], rtol=1e-3, atol=1e-5)))
+        total += a[key].size
+    assert mismatched < 1e-3 * total, (mismatched, total)
+
+
+def _run_distributed(configs):
+    """``{label: TrainConfig fields}`` trained in order in one subprocess with 2 logical CPUs."""
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
+    env.pop("TF_CONFIG", None)
+    out = subprocess.run([sys.executable, "-c", DISTRIBUTED, json.dumps(configs)], cwd=REPO, env=env,
+                         capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, (out.stdout + out.stderr)[-3000:]
+    line = [ln for ln in out.stdout.splitlines() if ln.startswith("RESULT ")][-1]
+    return json.loads(line[len("RESULT "):])
+
+
+@pytest.mark.parametrize("d_name", sorted(DISCRIMINATORS))
+def test_mirrored_two_cpus_matches_single_device(tmp_path, t91_images, d_name):
+    """4 steps on one device, then under MirroredStrategy on 2 logical CPUs, in one subprocess per
+    discriminator (logical devices must be set before TensorFlow starts; a second MirroredStrategy
+    in one process can reuse collective keys).  The relativistic averages and the batch-norm
+    statistics are global-batch ones, so only the summation order differs: losses agree to 1e-4
+    relative; all but 0.1% of the weights to rtol 1e-3 / atol 1e-5, and every weight to 2e-4: Adam
+    moves a weight by up to lr = 1e-4 a step even where its gradient is at rounding level (e.g. the
+    discriminator's last bias, which RaGAN's differences C(hr) - E[C(sr)] cancel), so such a weight
+    may take a step of the other sign."""
+    configs = {}
+    for label, distribute in (("single", None), ("mirrored", "mirrored")):
+        configs[label] = dataclasses.asdict(gan_config(
+            tmp_path / label, t91_images, steps=4, log_every=4, ckpt_every=4, deterministic=False,
+            distribute=distribute, task_options=dict(GAN_OPTIONS, **DISCRIMINATORS[d_name])))
+    got = _run_distributed(configs)
+    assert (got["single"]["replicas"], got["mirrored"]["replicas"]) == (1, 2)
+    assert got["mirrored"]["loss"] == pytest.approx(got["single"]["loss"], rel=1e-4)
+    a, _ = load_state(tmp_path / "single" / "checkpoints" / "ckpt-00000004.npz")
+    b, _ = load_state(tmp_path / "mirrored" / "checkpoints" / "ckpt-00000004.npz")
+    _assert_same_training(a, b)
