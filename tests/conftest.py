@@ -44,3 +44,24 @@ def count_calls(monkeypatch, targets):
 
         monkeypatch.setattr(module, attr, wrapper)
     return calls
+
+
+def kill_9_after(args, checkpoint, step_delay, timeout=300):
+    """Runs the CLI ``args`` (from the repository root) with the trainer's per-step pause hook
+    (``VISIONFW_TEST_STEP_DELAY``, not a flag) and SIGKILLs it as soon as ``checkpoint`` exists, so the
+    kill lands between two checkpoints; returns the environment the resumed command should use."""
+    import os
+    import signal
+    import subprocess
+    import time
+
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
+    proc = subprocess.Popen(args, env=dict(env, VISIONFW_TEST_STEP_DELAY=str(step_delay)), cwd=REPO,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    deadline = time.time() + timeout
+    while not checkpoint.exists() and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.05)
+    assert checkpoint.exists(), proc.communicate()[0].decode()[-2000:]
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    return env

@@ -29,7 +29,7 @@ from visionfw.train.gan import (GANObjective, GANTask, relativistic_d_loss, rela
                                 standard_g_loss, vgg19_features)
 from visionfw.train.trainer import resolve_config
 
-from conftest import REPO, SHARED_DATA
+from conftest import REPO, SHARED_DATA, kill_9_after
 
 T91 = SHARED_DATA / "train" / "T91"
 GAN_OPTIONS = {"discriminator": "srgan_discriminator_small", "vgg_weights": "random"}
@@ -214,18 +214,22 @@ def test_gan_trains_end_to_end(gan_run):
     assert len([k for k in arrays if k.startswith("task/")]) > n_d  # D weights and D optimizer slots
 
 
-def test_resume_after_a_kill_equals_the_uninterrupted_run(gan_run, tmp_path, t91_images):
-    """A run killed after its step-60 checkpoint leaves that checkpoint behind; resume=auto then
-    gives the uninterrupted run's losses and state bit for bit (both networks, both optimizers)."""
+def test_kill_9_then_resume_auto_equals_the_uninterrupted_run(gan_run, tmp_path, t91_images):
+    """`visionfw train --task=gan` killed with SIGKILL after its step-60 checkpoint; the same command with
+    --resume=auto gives the uninterrupted run's losses and state bit for bit (both networks, both optimizers)."""
     full, _ = gan_run
     killed = tmp_path / "killed"
-    (killed / "checkpoints").mkdir(parents=True)
-    shutil.copy(full / "checkpoints" / "ckpt-00000060.npz", killed / "checkpoints")
-    result = train(gan_config(killed, t91_images, steps=120, log_every=20, ckpt_every=60))
-    assert result["resumed_from"].endswith("ckpt-00000060.npz")
+    args = [sys.executable, "-m", "visionfw.cli", "train", "--task=gan", "--model=rrdbnet", "--scale=4",
+            f"--model_kwargs={json.dumps(TINY_RRDB)}", f"--task_options={json.dumps(GAN_OPTIONS)}",
+            f"--train_data={t91_images}", "--val_data=", "--steps=120", "--batch_size=4", "--lr_patch=4",
+            "--log_every=20", "--ckpt_every=60", "--seed=5", "--schedule=constant", "--deterministic",
+            "--data_options=patches_per_image=4", f"--workdir={killed}", "--notensorboard", "--noprogress"]
+    env = kill_9_after(args, killed / "checkpoints" / "ckpt-00000060.npz", step_delay=0.2)
+    assert not (killed / "checkpoints" / "ckpt-00000120.npz").exists()
+    done = subprocess.run(args + ["--resume=auto"], env=env, cwd=REPO, capture_output=True, text=True)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
     columns = ["loss", "train_g_loss", "train_d_loss", "train_d_real", "train_d_fake"]
-    assert ([[r[c] for c in columns] for r in read_log(killed)]
-            == [[r[c] for c in columns] for r in read_log(full)[3:]])
+    assert [[r[c] for c in columns] for r in read_log(killed)] == [[r[c] for c in columns] for r in read_log(full)]
     a, _ = load_state(full / "checkpoints" / "ckpt-00000120.npz")
     b, _ = load_state(killed / "checkpoints" / "ckpt-00000120.npz")
     assert sorted(a) == sorted(b) and any(k.startswith("task/") for k in a)

@@ -21,6 +21,8 @@ from visionfw.train.presets import get_preset
 from visionfw.train.schedules import CosineLR, MultiStepLR, StepLR, make_schedule
 from visionfw.train.trainer import resolve_config
 
+from conftest import kill_9_after
+
 REPO = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("VISIONFW_SHARED_DATA", REPO.parent / "shared" / "data"))
 TINY_ESPCN = {"n1": 8, "n2": 4}
@@ -237,17 +239,8 @@ def test_sigkill_then_resume_auto_matches_uninterrupted(tmp_path, image_dir):
             "--model_kwargs=n1=8,n2=4", f"--train_data={image_dir}", "--val_data=", "--steps=12",
             "--batch_size=4", "--lr_patch=8", "--log_every=3", "--ckpt_every=3", "--seed=3",
             "--deterministic", f"--workdir={tmp_path / 'killed'}", "--notensorboard"]
-    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
-    # the trainer's test hook (not a flag): half a second per step, so the kill lands between checkpoints
-    proc = subprocess.Popen(args, env=dict(env, VISIONFW_TEST_STEP_DELAY="0.5"), cwd=REPO,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-    first = tmp_path / "killed" / "checkpoints" / "ckpt-00000003.npz"
-    deadline = time.time() + 120
-    while not first.exists() and time.time() < deadline and proc.poll() is None:
-        time.sleep(0.05)
-    assert first.exists(), proc.communicate()[0].decode()[-2000:]
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
+    env = kill_9_after(args, tmp_path / "killed" / "checkpoints" / "ckpt-00000003.npz", step_delay=0.5,
+                       timeout=120)
     assert not (tmp_path / "killed" / "checkpoints" / "ckpt-00000012.npz").exists()
     done = subprocess.run(args + ["--resume=auto"], env=env, cwd=REPO, capture_output=True, text=True)
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]

@@ -128,8 +128,8 @@ def _official_options(entry, scale):
         return {}, {}
     from visionfw.registry import model_info
 
-    w = model_info(entry.model).weights_for(scale)
-    return dict(w.hyper), dict(w.options)
+    info = model_info(entry.model)
+    return info.hyper_for(scale), dict(info.weights_for(scale).options)
 
 
 def _spec_of(entry, scale):

@@ -64,6 +64,12 @@ class ModelInfo:
         table = dict(self.weights)
         return table.get(None if scale is None else int(scale), table.get(None))
 
+    def hyper_for(self, scale=None):
+        """The hyper-parameters the official weights at ``scale`` need (e.g. EDSR-PyTorch's
+        ``rgb_range=255``): build with them before loading; {} without official weights."""
+        w = self.weights_for(scale)
+        return dict(w.hyper) if w is not None else {}
+
     def params_for(self, scale=None):
         """The expected parameter count at ``scale`` (or for every scale), else None."""
         table = dict(self.params)
@@ -224,8 +230,7 @@ def get_model(name, scale=None, pretrained=False, download=False, **hyper):
     from visionfw.builder import build_model
 
     if pretrained:
-        weights = model_entry(name).info.weights_for(scale)
-        hyper = {**dict(weights.hyper if weights is not None else ()), **hyper}
+        hyper = {**model_entry(name).info.hyper_for(scale), **hyper}
     model = build_model(get_spec(name, scale=scale, **hyper))
     if pretrained:
         from visionfw.pretrained import load_pretrained

@@ -76,19 +76,13 @@ def _build(config, scale):
     if config.pretrained and not config.model:
         raise ConfigError("--pretrained needs --model=NAME (the official weights are the model's).")
     if config.model:
-        hyper = {}
-        if config.pretrained:
-            from visionfw.registry import model_info
+        from visionfw.pretrained import load_pretrained
 
-            info = model_info(config.model).weights_for(scale)
-            hyper = dict(info.hyper) if info is not None else {}
-        spec = get_spec(config.model, scale=scale, **hyper)
+        info = visionfw.model_info(config.model)
+        spec = get_spec(config.model, scale=scale, **(info.hyper_for(scale) if config.pretrained else {}))
         model = visionfw.build_model(spec)
-        if config.pretrained:
-            from visionfw.pretrained import load_pretrained
-
-            weights = str(load_pretrained(model, visionfw.model_info(config.model), scale,
-                                          pretrained=weights or True, data_dir=config.data_dir))
+        if config.pretrained:  # as get_model(pretrained=...), with --data_dir and the file's path kept
+            weights = str(load_pretrained(model, info, scale, pretrained=weights or True, data_dir=config.data_dir))
         elif weights:
             visionfw.load_weights(model, weights, shuffle_order=config.shuffle_order)
         meta = spec.get("meta", {})
