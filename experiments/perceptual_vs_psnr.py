@@ -51,11 +51,8 @@ def train_stage(args, name, **kw):
 
 def score(model_path, scale, out, tag):
     import keras
-    import numpy as np
 
-    from visionfw.data.image_io import write_image
     from visionfw.evaluate import evaluate_model
-    from visionfw.metrics import quantize
 
     model = keras.saving.load_model(model_path, compile=False)
     res = evaluate_model(model, ["Set5"], scale, protocol="edsr", progress=False, texture_metrics=["niqe"],

@@ -60,7 +60,7 @@ def execute(nb, folder, smoke, timeout):
 def run(name, smoke=False, timeout=3600, max_kb=800):
     """Executes ``notebooks/<name>.ipynb`` in place; returns (seconds, size in kB)."""
     try:
-        import nbclient
+        import nbclient  # noqa: F401  (checked here, used by execute())
         import nbformat
     except ImportError as exc:
         raise SystemExit(f"running the notebooks needs nbclient, nbformat and ipykernel ({exc}): "

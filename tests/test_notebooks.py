@@ -1,5 +1,4 @@
 """The notebooks run top to bottom with small settings (VISIONFW_NOTEBOOK_SMOKE=1) and show real results."""
-import os
 import re
 import sys
 from pathlib import Path

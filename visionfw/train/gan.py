@@ -359,7 +359,6 @@ class GANTask(SRTask):
         return g_loss, metrics
 
 
-
 def _uses_batch_norm(spec):
     return any(sub == "BatchNormalization" for key, subs in spec.items() if key.endswith("_sub") for sub in subs)
 
