@@ -230,15 +230,20 @@ def test_nan_loss_stops_and_keeps_last_good_checkpoint(tmp_path, image_dir):
     assert int(last["step"]) == 5 and math.isnan(float(last["loss"]))
 
 
+def cli_train_args(image_dir, workdir, log_every, ckpt_every):
+    """`visionfw train` of tiny_config's run (12 steps) as a subprocess command line."""
+    return [sys.executable, "-m", "visionfw.cli", "train", "--model=espcn", "--scale=2", "--model_kwargs=n1=8,n2=4",
+            f"--train_data={image_dir}", "--val_data=", "--steps=12", "--batch_size=4", "--lr_patch=8",
+            f"--log_every={log_every}", f"--ckpt_every={ckpt_every}", "--seed=3", "--deterministic",
+            f"--workdir={workdir}", "--notensorboard"]
+
+
 def test_sigkill_then_resume_auto_matches_uninterrupted(tmp_path, image_dir):
     """kill -9 the CLI after its first checkpoint; --resume=auto finishes with the same weights."""
     reference = train(tiny_config(tmp_path / "ref", image_dir, steps=12, ckpt_every=3, log_every=3,
                                   data_options={}))
     assert reference["steps"] == 12
-    args = [sys.executable, "-m", "visionfw.cli", "train", "--model=espcn", "--scale=2",
-            "--model_kwargs=n1=8,n2=4", f"--train_data={image_dir}", "--val_data=", "--steps=12",
-            "--batch_size=4", "--lr_patch=8", "--log_every=3", "--ckpt_every=3", "--seed=3",
-            "--deterministic", f"--workdir={tmp_path / 'killed'}", "--notensorboard"]
+    args = cli_train_args(image_dir, tmp_path / "killed", log_every=3, ckpt_every=3)
     env = kill_9_after(args, tmp_path / "killed" / "checkpoints" / "ckpt-00000003.npz", step_delay=0.5,
                        timeout=120)
     assert not (tmp_path / "killed" / "checkpoints" / "ckpt-00000012.npz").exists()
@@ -267,10 +272,7 @@ def test_sigint_writes_a_checkpoint_and_resume_auto_continues(tmp_path, image_di
     reference = train(tiny_config(tmp_path / "ref", image_dir, steps=12, ckpt_every=100, log_every=1,
                                   data_options={}))
     assert reference["steps"] == 12
-    args = [sys.executable, "-m", "visionfw.cli", "train", "--model=espcn", "--scale=2",
-            "--model_kwargs=n1=8,n2=4", f"--train_data={image_dir}", "--val_data=", "--steps=12",
-            "--batch_size=4", "--lr_patch=8", "--log_every=1", "--ckpt_every=100", "--seed=3",
-            "--deterministic", f"--workdir={tmp_path / 'int'}", "--notensorboard"]
+    args = cli_train_args(image_dir, tmp_path / "int", log_every=1, ckpt_every=100)
     env = {k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"}
     # the trainer's test hook: half a second per step, so the signal lands mid-run
     proc = subprocess.Popen(args, env=dict(env, VISIONFW_TEST_STEP_DELAY="0.5"), cwd=REPO,
