@@ -95,24 +95,6 @@ def torch_twin(model, scale, threads):
 # --------------------------------------------------------------------------- runners
 
 
-def tiled(run, image, tile, overlap):
-    """visionfw.evaluate's tile loop for any ``run(HWC) -> HWC`` (onnxruntime, PyTorch)."""
-    h, w = image.shape[:2]
-    out = ratio = None
-    for y0 in range(0, h, tile):
-        y1 = min(y0 + tile, h)
-        for x0 in range(0, w, tile):
-            x1 = min(x0 + tile, w)
-            cy0, cy1, cx0, cx1 = max(0, y0 - overlap), min(h, y1 + overlap), max(0, x0 - overlap), min(w, x1 + overlap)
-            piece = run(np.ascontiguousarray(image[cy0:cy1, cx0:cx1]))
-            if out is None:
-                ratio = piece.shape[0] // (cy1 - cy0)
-                out = np.zeros((h * ratio, w * ratio, piece.shape[-1]), np.float32)
-            r = ratio
-            out[y0 * r:y1 * r, x0 * r:x1 * r] = piece[(y0 - cy0) * r:(y1 - cy0) * r, (x0 - cx0) * r:(x1 - cx0) * r]
-    return out
-
-
 def runners(model, scale, threads, tmp):
     """{name: run(HWC) -> HWC} for visionfw, onnxruntime and PyTorch, and skipped ones' reasons."""
     from visionfw.evaluate import forward_numpy
@@ -213,6 +195,33 @@ def measure_rss(mode, tile, overlap, threads):
     return (int(base), int(peak), int(h), int(w)), None
 
 
+def new_shape_cost(model, image, tile, overlap):
+    """Why the edge tiles may differ in size: the first call of ``forward_fn`` on a new input shape
+    (one trace serves every shape; oneDNN makes its primitives for the new shape) vs a repeat, and
+    how many more pixels same-size windows (shifted inwards at the edges) would compute."""
+    from visionfw.evaluate import forward_numpy
+
+    h, w = image.shape[:2]
+    side = min(tile + 2 * overlap, h, w)
+    first, repeat = [], []
+    for k in range(3):  # shapes this process has not run yet
+        piece = np.ascontiguousarray(image[:side - 1 - k, :side])
+        for times in (first, repeat):
+            t = time.perf_counter()
+            forward_numpy(model, piece[None])
+            times.append(time.perf_counter() - t)
+    f, r = statistics.median(first), statistics.median(repeat)
+
+    def covered(n):  # pixels along one axis, summed over the context windows of the tiles
+        var = sum(min(n, y0 + tile + overlap) - max(0, y0 - overlap) for y0 in range(0, n, tile))
+        return var, -(-n // tile) * min(n, tile + 2 * overlap)
+
+    (vh, fh), (vw, fw) = covered(h), covered(w)
+    print(f"new tile shape: first call {f * 1e3:.0f} ms vs repeat {r * 1e3:.0f} ms ({(f / r - 1) * 100:+.1f}%, "
+          f"median of 3 shapes of ~{side}x{side}); same-size windows would compute {fh * fw / (vh * vw):.2f}x "
+          f"the pixels of this image's tiles")
+
+
 # --------------------------------------------------------------------------- main
 
 
@@ -233,7 +242,7 @@ def main():
     tf.config.threading.set_intra_op_parallelism_threads(args.threads)
     import keras
 
-    from visionfw.evaluate import receptive_radius, super_resolve
+    from visionfw.evaluate import receptive_radius, super_resolve, tiled_apply
 
     print(f"EDSR-baseline inference, CPU: {os.cpu_count()} cores visible, {args.threads} threads per runtime "
           f"(TF intra-op, onnxruntime intra-op, torch.set_num_threads); TF {tf.__version__}, Keras "
@@ -263,7 +272,7 @@ def main():
     ours_name = next(iter(run4))
     cases = {ours_name: lambda: super_resolve(model4, image4, tile=args.tile, tile_overlap=overlap)}
     for name, fn in list(run4.items())[1:]:
-        cases[name] = lambda fn=fn: tiled(fn, image4, args.tile, overlap)
+        cases[name] = lambda fn=fn: tiled_apply(fn, image4, args.tile, overlap)
     outs = {name: fn() for name, fn in cases.items()}
     ref4 = outs[ours_name]
     for name, out in list(outs.items())[1:]:
@@ -272,6 +281,8 @@ def main():
     medians, times = bench(cases, args.reps)
     report(f"x4, 510x339 LR -> 2040x1356, tiled: tile={args.tile}, tile_overlap={overlap} (receptive radius), "
            f"{n_tiles} tiles", medians, times)
+
+    new_shape_cost(model4, image4, args.tile, overlap)
 
     whole = super_resolve(model4, image4)
     print(f"\ntiled vs whole image (visionfw, x4, 2040x1356): max |tiled - whole| = {max_diff(ref4, whole):.3g} "

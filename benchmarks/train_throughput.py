@@ -151,10 +151,13 @@ def main():
     parser.add_argument("--skip-pipeline", action="store_true")
     parser.add_argument("--xla", action="store_true", help="also time our steps jit-compiled with XLA (--xla)")
     parser.add_argument("--inter_op", type=int, default=None, help="TensorFlow inter-op threads (default: TF's)")
+    parser.add_argument("--intra_op", type=int, default=None, help="TensorFlow intra-op threads (default: TF's)")
     parser.add_argument("--skip-peak", action="store_true", help="skip the matmul peak measurement")
     args = parser.parse_args()
     if args.inter_op:
         tf.config.threading.set_inter_op_parallelism_threads(args.inter_op)
+    if args.intra_op:
+        tf.config.threading.set_intra_op_parallelism_threads(args.intra_op)
     b = args.batch
     print(f"EDSR-baseline x2 train step, batch {b} of {args.patch}x{args.patch} LR patches; median of "
           f"{args.repeats} interleaved repetitions of {args.steps} steps after {args.warmup} warm-up; "

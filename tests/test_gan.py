@@ -25,8 +25,10 @@ import visionfw
 from visionfw.errors import ConfigError
 from visionfw.train import TrainConfig, train
 from visionfw.train.checkpoint import load_state
-from visionfw.train.gan import (GANObjective, GANTask, relativistic_d_loss, relativistic_g_loss, standard_d_loss,
-                                standard_g_loss, vgg19_features)
+from visionfw.train.gan import (REAL_ESRGAN_LAYERS, GANObjective, GANTask, PerceptualLoss, parse_vgg_layers,
+                                relativistic_d_loss, relativistic_g_loss, standard_d_loss, standard_g_loss,
+                                vgg19_features)
+from visionfw.train.schedules import ConstantLR, CosineLR, ScaledLR
 from visionfw.train.trainer import resolve_config
 
 from conftest import REPO, SHARED_DATA, kill_9_after
@@ -87,6 +89,39 @@ def test_small_networks_shapes():
     assert _trainable(unet) == 4_376_897  # Real-ESRGAN's UNetDiscriminatorSN(3, 64)
     small = visionfw.get_model("unet_discriminator", filters=8)
     assert small(np.zeros((2, 16, 24, 3), np.float32)).shape == (2, 16, 24, 1)
+
+
+def _esrgan_key(keras_name, style):
+    """The official PyTorch module name of an RRDBNet conv: ESRGAN's release ('old') or BasicSR /
+    Real-ESRGAN's ('new', e.g. RealESRGAN_x4plus.pth)."""
+    parts = keras_name.split("_")
+    if keras_name.startswith("RRDB_trunk_"):  # RRDB_trunk_3_RDB2_conv4
+        block, rdb, conv = parts[2], parts[3], parts[4]
+        return f"RRDB_trunk.{block}.{rdb}.{conv}" if style == "old" else f"body.{block}.{rdb.lower()}.{conv}"
+    new = {"trunk_conv": "conv_body", "upconv1": "conv_up1", "upconv2": "conv_up2", "HRconv": "conv_hr"}
+    return keras_name if style == "old" else new.get(keras_name, keras_name)
+
+
+@pytest.mark.parametrize("style", ["old", "new"])
+def test_official_rrdbnet_state_dicts_load(style, tmp_path):
+    """Both official key layouts (ESRGAN's RRDB_ESRGAN_x4.pth, Real-ESRGAN's body.N.rdbK) load into
+    ``rrdbnet`` by structure; no official file is here, so the state dict is written from a model."""
+    source = visionfw.get_model("rrdbnet", scale=4, n_blocks=2, filters=16, growth=8)
+    rng = np.random.default_rng(0)
+    state = {}
+    for layer in source.layers:
+        if isinstance(layer, keras.layers.Conv2D):
+            kernel, bias = (rng.standard_normal(w.shape).astype(np.float32) * 0.05 for w in layer.get_weights())
+            layer.set_weights([kernel, bias])
+            key = _esrgan_key(layer.name, style)
+            state[f"{key}.weight"], state[f"{key}.bias"] = kernel.transpose(3, 2, 0, 1), bias  # HWIO -> OIHW
+    assert "conv_first.weight" in state and (("RRDB_trunk.1.RDB3.conv5.weight" in state) if style == "old"
+                                             else ("body.1.rdb3.conv5.weight" in state and "conv_hr.bias" in state))
+    np.savez(tmp_path / "rrdb.npz", **state)
+    target = visionfw.get_model("rrdbnet", scale=4, n_blocks=2, filters=16, growth=8)
+    visionfw.load_weights(target, str(tmp_path / "rrdb.npz"))
+    x = rng.random((1, 12, 10, 3), dtype=np.float32)
+    np.testing.assert_array_equal(np.asarray(target(x)), np.asarray(source(x)))
 
 
 def test_spectral_conv_normalises_and_round_trips(tmp_path):
@@ -167,6 +202,48 @@ def test_vgg_features_before_and_after_relu(monkeypatch, tmp_path):
     monkeypatch.setattr(visionfw.pretrained, "weights_dirs", lambda data_dir=None: [tmp_path])
     with pytest.raises(ConfigError, match="vgg19_weights_tf_dim_ordering_tf_kernels_notop.h5"):
         vgg19_features(weights="auto")
+
+
+def test_several_vgg_layers_sum_with_their_weights():
+    assert parse_vgg_layers("block5_conv4") == {"block5_conv4": 1.0}
+    # any order in, VGG order out (the order of the feature model's outputs)
+    assert list(parse_vgg_layers("block3_conv4+block1_conv2:0.1").items()) == [("block1_conv2", 0.1),
+                                                                              ("block3_conv4", 1.0)]
+    assert parse_vgg_layers({"block2_conv2": 0.5}) == {"block2_conv2": 0.5}
+    assert list(parse_vgg_layers(REAL_ESRGAN_LAYERS).values()) == [0.1, 0.1, 1.0, 1.0, 1.0]
+    for bad, match in (("conv5_4", "not a VGG19 conv"), ("block1_conv2:x", "not a number"),
+                       ("block1_conv2+block1_conv2", "twice"), ("", "give a VGG19 conv"), (3, "give a VGG19")):
+        with pytest.raises(ConfigError, match=match):
+            parse_vgg_layers(bad)
+    rng = np.random.default_rng(2)
+    hr, sr = rng.random((2, 16, 16, 3), dtype=np.float32), rng.random((2, 16, 16, 3), dtype=np.float32)
+    both = PerceptualLoss("block1_conv2:0.1+block3_conv4:2", weights="random")
+    one = [float(PerceptualLoss(name, weights="random")(hr, sr)) for name in ("block1_conv2", "block3_conv4")]
+    assert float(both(hr, sr)) == pytest.approx(0.1 * one[0] + 2 * one[1], rel=1e-5)
+    assert len(both.features.outputs) == 2 and both.features.layers[-1].name == "block3_conv4"
+
+
+def test_realesrgan_preset_and_discriminator_lr_scale(tmp_path, t91_images):
+    preset = GANObjective.from_options({"objective": "realesrgan"})
+    assert (preset.pixel_weight, preset.perceptual_weight, preset.adversarial_weight) == (1.0, 1.0, 0.1)
+    assert preset.adversarial == "standard" and preset.before_activation
+    config = resolve_config(gan_config(tmp_path / "run", t91_images, lr=2e-4, task_options={
+        "objective": "realesrgan", "vgg_weights": "random", "d_lr_scale": 0.5}))
+    task = GANTask(config)
+    generator = task.build_model()
+    task.build_training_state(generator, CosineLR(2e-4, total_steps=10))
+    assert task.discriminator_name == "unet_discriminator"  # the preset's D when none is named
+    assert task.discriminator.output_shape == (None, None, None, 1)  # per-pixel logits
+    assert float(task.d_optimizer.learning_rate) == pytest.approx(1e-4)  # at step 0: 0.5 * 2e-4
+    schedule = ScaledLR(CosineLR(2e-4, total_steps=10), 0.5)
+    assert float(schedule(5)) == pytest.approx(0.5 * float(CosineLR(2e-4, total_steps=10)(5)))
+    again = keras.optimizers.schedules.deserialize(keras.optimizers.schedules.serialize(schedule))
+    assert isinstance(again.schedule, CosineLR) and float(again(5)) == pytest.approx(float(schedule(5)))
+    assert float(ScaledLR(ConstantLR(1e-3), 0.1)(0)) == pytest.approx(1e-4)
+    for bad in (0, -1, "fast", True):
+        with pytest.raises(ConfigError, match="d_lr_scale"):
+            GANTask(resolve_config(gan_config(tmp_path / "bad", t91_images,
+                                              task_options=dict(GAN_OPTIONS, d_lr_scale=bad))))
 
 
 def test_generator_starts_from_a_psnr_trained_file(tmp_path, t91_images):

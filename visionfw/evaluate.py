@@ -206,7 +206,16 @@ def tiling_is_exact(model):
     return True
 
 
-def _tiled(model, image, tile, overlap):
+def tiled_apply(run, image, tile, overlap, name="model"):
+    """``run`` (HWC -> HWC, an integer upscale) applied to ``image`` in ``tile x tile`` pieces, each
+    with ``overlap`` pixels of context that is cropped away after; the edge tiles are smaller.
+
+    Tile shapes vary at the edges on purpose: ``forward_fn`` is traced once for every shape, and
+    a new shape's first call cost 1-5% more than a repeat (oneDNN primitive creation), while
+    same-size windows shifted inwards would compute 1.8x the pixels of a 2040x1356 x4 image's
+    tiles (``benchmarks/inference_speed.py``).  Shared by :func:`super_resolve` and the
+    benchmarks' onnxruntime / PyTorch runners.
+    """
     h, w = image.shape[:2]
     out = None
     ratio = None
@@ -216,11 +225,11 @@ def _tiled(model, image, tile, overlap):
             x1 = min(x0 + tile, w)
             cy0, cy1 = max(0, y0 - overlap), min(h, y1 + overlap)
             cx0, cx1 = max(0, x0 - overlap), min(w, x1 + overlap)
-            piece = _run(model, image[cy0:cy1, cx0:cx1])
+            piece = run(np.ascontiguousarray(image[cy0:cy1, cx0:cx1]))
             if ratio is None:
                 ratio = piece.shape[0] // (cy1 - cy0)
                 if ratio < 1 or piece.shape[0] != ratio * (cy1 - cy0) or piece.shape[1] != ratio * (cx1 - cx0):
-                    raise DataError(f"tiled inference: model {model.name!r} maps a {cy1 - cy0}x{cx1 - cx0} "
+                    raise DataError(f"tiled inference: model {name!r} maps a {cy1 - cy0}x{cx1 - cx0} "
                                     f"tile to {piece.shape[0]}x{piece.shape[1]}, not an integer upscale; "
                                     "run it without tile=.")
                 out = np.zeros((h * ratio, w * ratio, piece.shape[-1]), np.float32)
@@ -281,7 +290,7 @@ def super_resolve(model, image, tile=None, tile_overlap=None, self_ensemble=Fals
     def once(x):
         if tile is None or (x.shape[0] <= tile and x.shape[1] <= tile):
             return _run(model, x)
-        return _tiled(model, x, tile, overlap)
+        return tiled_apply(lambda piece: _run(model, piece), x, tile, overlap, name=model.name)
 
     if not self_ensemble:
         return once(image)

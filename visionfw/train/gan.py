@@ -17,7 +17,10 @@ with the pixel loss ``config.loss`` (l1 in the ESRGAN recipe) and the presets
 * ``esrgan`` (Wang et al. 2018): 1e-2 * L1 + L1 of VGG19 conv5_4 features *before* ReLU
   + 5e-3 * relativistic average GAN (RaGAN);
 * ``srgan`` (Ledig et al. 2017): MSE of VGG19 conv5_4 features after ReLU, rescaled by 1/12.75,
-  + 1e-3 * the standard (non-saturating BCE) GAN.
+  + 1e-3 * the standard (non-saturating BCE) GAN;
+* ``realesrgan`` (Wang et al. 2021): L1 + L1 of VGG19 conv1_2, conv2_2, conv3_4, conv4_4, conv5_4
+  features before ReLU weighted 0.1, 0.1, 1, 1, 1 + 0.1 * the standard GAN, against the U-Net
+  discriminator with spectral norm (``unet_discriminator``).
 
 Discriminators output logits; every adversarial loss is a binary cross-entropy on logits.  Under
 data-parallel training the relativistic averages ``E[D(x)]`` are global-batch means (an
@@ -95,35 +98,69 @@ def _vgg19_weights(weights, seed):
     return {name: vgg.get_layer(name).get_weights() for name in VGG19_CONVS}
 
 
+def parse_vgg_layers(layer):
+    """``{conv name: weight}`` from ``'block5_conv4'``, ``'block1_conv2:0.1+block3_conv4'`` (a weight
+    after ``:``, 1 when absent; ``+`` between layers, so the text fits a ``k=v,k=v`` option list) or
+    a dict ``{conv name: weight}`` (Real-ESRGAN's ``layer_weights``)."""
+    if isinstance(layer, dict):
+        items = list(layer.items())
+    elif isinstance(layer, str) and layer.strip():
+        items = []
+        for part in layer.split("+"):
+            name, _, weight = part.strip().partition(":")
+            try:
+                items.append((name.strip(), float(weight) if weight.strip() else 1.0))
+            except ValueError:
+                raise ConfigError(f"vgg_layer={layer!r}: {part.strip()!r} has a weight that is not a number; "
+                                  "write NAME or NAME:WEIGHT, e.g. block1_conv2:0.1+block5_conv4.") from None
+    else:
+        raise ConfigError(f"vgg_layer={layer!r}: give a VGG19 conv name such as 'block5_conv4', "
+                          "'block1_conv2:0.1+block5_conv4' or a dict {name: weight}.")
+    weights = {}
+    for name, weight in sorted(items, key=lambda item: VGG19_CONVS.index(item[0]) if item[0] in VGG19_CONVS else -1):
+        if name not in VGG19_CONVS:
+            raise ConfigError(f"vgg_layer: {name!r} is not a VGG19 conv; use one of {', '.join(VGG19_CONVS)}.")
+        if name in weights:
+            raise ConfigError(f"vgg_layer: {name!r} is given twice.")
+        weights[name] = float(weight)
+    return weights  # in VGG order: the order of vgg19_features' outputs
+
+
 def vgg19_features(layer="block5_conv4", weights="auto", before_activation=True, seed=0):
     """A frozen ``keras.Model``: VGG19 up to conv ``layer`` (e.g. ``'block5_conv4'``, the papers'
-    conv5_4), its output taken before the ReLU (ESRGAN) or after it (SRGAN).  The input is what
-    the weights expect (see :class:`PerceptualLoss` for the normalisation)."""
+    conv5_4), its output taken before the ReLU (ESRGAN) or after it (SRGAN).  ``layer`` may name
+    several convs (see :func:`parse_vgg_layers`): the model then returns a list, in VGG order, and
+    stops at the deepest.  The input is what the weights expect (see :class:`PerceptualLoss`)."""
     import keras
 
-    if layer not in VGG19_CONVS:
-        raise ConfigError(f"vgg_layer={layer!r} is not a VGG19 conv; use one of {', '.join(VGG19_CONVS)}.")
+    wanted = parse_vgg_layers(layer)
     values = _vgg19_weights(weights, seed)
     inp = keras.Input((None, None, 3), dtype="float32")
-    x = inp
+    x, outputs = inp, []
     for b, (n, filters) in enumerate(_VGG19_BLOCKS, 1):
         for i in range(1, n + 1):
             name = f"block{b}_conv{i}"
             conv = keras.layers.Conv2D(filters, 3, padding="same", name=name, dtype="float32")
             x = conv(x)
             conv.set_weights(values[name])
-            if name == layer:
-                out = x if before_activation else keras.layers.ReLU(dtype="float32")(x)
-                model = keras.Model(inp, out, name=f"vgg19_{layer}{'_pre' if before_activation else ''}")
+            relu = keras.layers.ReLU(name=f"{name}_relu", dtype="float32")(x)
+            if name in wanted:
+                outputs.append(x if before_activation else relu)
+            if len(outputs) == len(wanted):
+                tag = "_".join(wanted) if len(wanted) <= 2 else f"{len(wanted)}layers"
+                model = keras.Model(inp, outputs[0] if len(outputs) == 1 else outputs,
+                                    name=f"vgg19_{tag}{'_pre' if before_activation else ''}")
                 model.trainable = False
                 return model
-            x = keras.layers.ReLU(name=f"{name}_relu", dtype="float32")(x)
+            x = relu
         x = keras.layers.MaxPooling2D(2, name=f"block{b}_pool", dtype="float32")(x)
-    raise AssertionError("unreachable: layer was checked")
+    raise AssertionError("unreachable: the layers were checked")
 
 
 class PerceptualLoss:
-    """``criterion(scale * phi(hr), scale * phi(sr))`` with ``phi`` the VGG19 features of RGB [0, 1] images.
+    """``sum_l w_l * criterion(scale * phi_l(hr), scale * phi_l(sr))`` with ``phi_l`` the VGG19
+    features of RGB [0, 1] images at the layers of ``layer`` (one, or weighted several: see
+    :func:`parse_vgg_layers`; Real-ESRGAN sums conv1_2 .. conv5_4 with weights 0.1, 0.1, 1, 1, 1).
 
     ``normalization``: ``'caffe'`` for Keras' VGG19 weights (BGR, [0, 255], mean subtracted) or
     ``'imagenet'`` (ImageNet mean/std on RGB [0, 1], for weights converted from torchvision, as
@@ -136,6 +173,7 @@ class PerceptualLoss:
             raise ConfigError(f"feature_criterion={criterion!r}: use l1 or l2.")
         if normalization not in NORMALIZATIONS:
             raise ConfigError(f"vgg_normalization={normalization!r}: use one of {NORMALIZATIONS}.")
+        self.layer_weights = list(parse_vgg_layers(layer).values())
         self.features = vgg19_features(layer, weights, before_activation, seed)
         self.criterion = l1 if criterion == "l1" else l2
         self.normalization = normalization
@@ -150,9 +188,14 @@ class PerceptualLoss:
     def __call__(self, hr, sr):
         n = tf.shape(hr)[0]
         # one pass over both batches; the HR features are a fixed target
-        both = self.features(self.normalize(tf.concat([tf.cast(hr, sr.dtype), sr], 0)), training=False)
-        target, pred = tf.stop_gradient(both[:n]), both[n:]
-        return self.criterion(target * self.feature_scale, pred * self.feature_scale)
+        outputs = self.features(self.normalize(tf.concat([tf.cast(hr, sr.dtype), sr], 0)), training=False)
+        if not isinstance(outputs, (list, tuple)):
+            outputs = [outputs]
+        total = 0.0
+        for weight, both in zip(self.layer_weights, outputs):
+            target, pred = tf.stop_gradient(both[:n]), both[n:]
+            total += weight * self.criterion(target * self.feature_scale, pred * self.feature_scale)
+        return total
 
 
 # ----------------------------------------------------------------------------- adversarial losses
@@ -236,7 +279,7 @@ class GANObjective:
         unknown = sorted(set(options) - fields)
         if unknown:
             raise ConfigError(f"task_options: {unknown[0]!r} is not a gan option; use objective, discriminator, "
-                              f"discriminator_kwargs, pretrained or one of {sorted(fields)}.")
+                              f"discriminator_kwargs, d_lr_scale, pretrained or one of {sorted(fields)}.")
         return dataclasses.replace(OBJECTIVES[name], **options)
 
     def d_loss(self, real_logits, fake_logits):
@@ -254,11 +297,18 @@ class GANObjective:
                 + self.adversarial_weight * terms["adversarial"])
 
 
+REAL_ESRGAN_LAYERS = "block1_conv2:0.1+block2_conv2:0.1+block3_conv4:1+block4_conv4:1+block5_conv4:1"
 OBJECTIVES = {
     "esrgan": GANObjective(),
     "srgan": GANObjective(pixel_weight=0.0, adversarial="standard", adversarial_weight=1e-3,
                           before_activation=False, feature_criterion="l2", feature_scale=1.0 / 12.75),
+    # Real-ESRGAN (train_realesrgan_x4plus.yml): L1 + five VGG19 layers before ReLU + 0.1 vanilla GAN
+    # against the U-Net discriminator
+    "realesrgan": GANObjective(pixel_weight=1.0, adversarial="standard", adversarial_weight=0.1,
+                               vgg_layer=REAL_ESRGAN_LAYERS),
 }
+# the discriminator each preset trains against when task_options name none
+PRESET_DISCRIMINATOR = {"realesrgan": "unet_discriminator"}
 
 
 # ----------------------------------------------------------------------------- the task
@@ -268,10 +318,11 @@ class GANTask(SRTask):
     """``--task=gan``: the model is the generator of an SR GAN (module docstring).
 
     ``task_options``: ``discriminator`` (a zoo name of task 'discriminator', default
-    ``srgan_discriminator``; a fixed-size one is built for the HR patch ``lr_patch * scale``),
-    ``discriminator_kwargs``, ``pretrained`` (a PSNR-trained generator, ``.keras`` or
-    ``.weights.h5``, loaded before training: the ESRGAN recipe), ``objective`` and any
-    :class:`GANObjective` field.  The discriminator uses the run's optimizer, lr schedule,
+    ``srgan_discriminator``, ``unet_discriminator`` with the ``realesrgan`` objective; a fixed-size
+    one is built for the HR patch ``lr_patch * scale``), ``discriminator_kwargs``,
+    ``pretrained`` (a PSNR-trained generator, ``.keras`` or ``.weights.h5``, loaded before
+    training: the ESRGAN recipe), ``objective`` and any :class:`GANObjective` field.  The
+    discriminator uses the run's optimizer, lr schedule (times ``d_lr_scale``, default 1),
     optimizer options and clipnorm.  Logged: ``g_loss`` (also the run's ``loss``), ``d_loss``, ``d_real``/``d_fake``
     (mean sigmoid of D on HR / SR) and the generator's unweighted ``pixel``, ``perceptual`` and
     ``adversarial`` terms.
@@ -283,7 +334,12 @@ class GANTask(SRTask):
     def __init__(self, config):
         super().__init__(config)
         options = dict(config.task_options or {})
-        self.discriminator_name = options.pop("discriminator", "srgan_discriminator")
+        preset = options.get("objective", "esrgan")
+        self.discriminator_name = options.pop("discriminator", PRESET_DISCRIMINATOR.get(preset, "srgan_discriminator"))
+        self.d_lr_scale = options.pop("d_lr_scale", 1.0)
+        if isinstance(self.d_lr_scale, bool) or not isinstance(self.d_lr_scale, (int, float)) or self.d_lr_scale <= 0:
+            raise ConfigError(f"task_options d_lr_scale={self.d_lr_scale!r} must be a positive number (the "
+                              "discriminator's learning rate is the run's schedule times it).")
         self.discriminator_kwargs = dict(options.pop("discriminator_kwargs", None) or {})
         self.pretrained = options.pop("pretrained", None)
         self.objective = GANObjective.from_options(options)
@@ -318,6 +374,10 @@ class GANTask(SRTask):
 
         c, policy = self.config, model.dtype_policy.name
         self.discriminator = build_with_policy(self.discriminator_spec(), None if policy == "float32" else policy)
+        if self.d_lr_scale != 1.0:
+            from visionfw.train.schedules import ScaledLR
+
+            schedule = ScaledLR(schedule, self.d_lr_scale)
         opt = make_optimizer(c.optimizer, schedule, c.clipnorm, **(c.optimizer_kwargs or {}))
         self.d_optimizer = keras.optimizers.LossScaleOptimizer(opt) if policy == "mixed_float16" else opt
         self.d_optimizer.build(self.discriminator.trainable_variables)

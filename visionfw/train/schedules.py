@@ -13,7 +13,7 @@ import tensorflow as tf
 
 from visionfw.errors import ConfigError
 
-__all__ = ["ConstantLR", "StepLR", "MultiStepLR", "CosineLR", "SCHEDULES", "make_schedule"]
+__all__ = ["ConstantLR", "StepLR", "MultiStepLR", "CosineLR", "ScaledLR", "SCHEDULES", "make_schedule"]
 
 _register = keras.saving.register_keras_serializable(package="visionfw")
 
@@ -92,6 +92,22 @@ class CosineLR(keras.optimizers.schedules.LearningRateSchedule):
     def get_config(self):
         return {"lr": self.lr, "total_steps": self.total_steps, "warmup": self.warmup,
                 "min_lr": self.min_lr}
+
+
+@_register
+class ScaledLR(keras.optimizers.schedules.LearningRateSchedule):
+    """Another schedule times ``factor`` (a GAN discriminator's learning rate from the generator's)."""
+
+    def __init__(self, schedule, factor):
+        if isinstance(schedule, dict):
+            schedule = keras.optimizers.schedules.deserialize(schedule)
+        self.schedule, self.factor = schedule, float(factor)
+
+    def __call__(self, step):
+        return self.schedule(step) * self.factor
+
+    def get_config(self):
+        return {"schedule": keras.optimizers.schedules.serialize(self.schedule), "factor": self.factor}
 
 
 SCHEDULES = {"constant": ConstantLR, "step": StepLR, "multistep": MultiStepLR, "cosine": CosineLR}
