@@ -26,7 +26,7 @@ GROUPS = (  # (group, predicate on the op type), first match wins
     ("conv backward filter", lambda t: "BackpropFilter" in t),
     ("conv backward input", lambda t: "BackpropInput" in t),
     ("conv forward", lambda t: "Conv2D" in t),
-    ("cast", lambda t: t == "Cast" or "Cast" in t),
+    ("cast", lambda t: "Cast" in t),
     ("optimizer update", lambda t: t in {"AssignVariableOp", "AssignSubVariableOp", "AssignAddVariableOp",
                                          "ReadVariableOp", "ResourceApplyAdam"}),
     ("pixel shuffle", lambda t: t in {"DepthToSpace", "SpaceToDepth"}),
@@ -67,7 +67,7 @@ def op_events(logdir):
     return events
 
 
-def profile(run, steps, warmup_done=True):
+def profile(run, steps):
     logdir = tempfile.mkdtemp(prefix="visionfw_tfprof_")
     options = tf.profiler.experimental.ProfilerOptions(host_tracer_level=3, python_tracer_level=0,
                                                        device_tracer_level=0)

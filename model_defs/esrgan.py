@@ -15,8 +15,10 @@ SRGAN's discriminator (Ledig et al., CVPR 2017, Fig. 4), the VGG-style one ESRGA
     HR (input_size^2) --conv 64, LReLU--> (conv k, BN, LReLU) for k, stride = 64 s2, 128 s1, 128 s2, 256 s1,
        256 s2, 512 s1, 512 s2 --> flatten --> dense 1024, LReLU --> dense 1 (a logit: the losses apply the sigmoid)
 
-Its dense layer fixes the input size (``input_size``, 96 in SRGAN, 128 in ESRGAN): train with HR patches
-of that size.  Real-ESRGAN's U-Net discriminator (Wang et al., ICCVW 2021) is fully convolutional
+ESRGAN's own discriminator (``Discriminator_VGG_128`` of the official code) pairs a 3x3 conv with a
+4x4 stride-2 conv per stage (64, 128, 256, 512, 512 channels; BN after all but the first conv) and
+ends in dense 100 -> 1.  The dense layers fix the input size (``input_size``, 96 in SRGAN, 128 in
+ESRGAN): train with HR patches of that size; the GAN task sizes it to the HR patch.  Real-ESRGAN's U-Net discriminator (Wang et al., ICCVW 2021) is fully convolutional
 (one logit per pixel) with spectral normalisation (:class:`visionfw.layers.SpectralConv2D`)::
 
     x0 = LReLU(conv 64) ; x1..x3 = LReLU(SNconv 4x4 s2) to 128, 256, 512
@@ -110,6 +112,31 @@ def srgan_discriminator(filters=64, dense_units=1024, input_size=96, channels=3)
                         "paper": SRGAN_PAPER})
 
 
+# (filters multiplier) of the five stages of ESRGAN's discriminator: conv 3x3, then conv 4x4 stride 2
+_ESRGAN_D_STAGES = (1, 2, 4, 8, 8)
+
+
+def esrgan_discriminator(filters=64, dense_units=100, input_size=128, channels=3):
+    """ESRGAN's VGG-style discriminator (``Discriminator_VGG_128``): five stages of a 3x3 conv and a
+    4x4 stride-2 conv (BN and LeakyReLU 0.2 after each but the first), dense 100, one logit."""
+    if input_size % 32:
+        raise SpecError(f"esrgan_discriminator: input_size={input_size} must be a multiple of 32 (5 stride-2 "
+                        "convs before the dense layer).")
+    g = Graph(f"ESRGAN_D_{filters}_{input_size}", inputs=[(input_size, input_size, channels)],
+              defaults={"Conv2D": {"padding": "same", "use_bias": False}, "BatchNormalization": dict(_TORCH_BN)})
+    x = g.input
+    for k, width in enumerate(_ESRGAN_D_STAGES):
+        if k == 0:
+            x = _lrelu(g, g.conv(x, filters, 3, use_bias=True, name="conv0_0"))
+        else:
+            x = _lrelu(g, g.norm(g.conv(x, filters * width, 3, name=f"conv{k}_0"), name=f"bn{k}_0"))
+        x = _lrelu(g, g.norm(g.conv(x, filters * width, 4, strides=2, name=f"conv{k}_1"), name=f"bn{k}_1"))
+    x = _lrelu(g, g.dense(g.flatten(x), dense_units, name="linear1"))
+    g.dense(x, 1, name="linear2")
+    return g.spec(meta={"input": f"RGB HR patches of {input_size}x{input_size} in [0, 1]",
+                        "output": "one real/fake logit per image", "input_size": input_size, "paper": PAPER})
+
+
 def _sn_conv(g, x, filters, name, **kwargs):
     """A spectrally normalised convolution (a custom layer, so a 'layer' link)."""
     return g.layer("SpectralConv2D", x, filters=filters, name=name, **kwargs)
@@ -160,6 +187,9 @@ register_model("srgan_discriminator", srgan_discriminator, family="esrgan", scal
 register_model("srgan_discriminator_small", srgan_discriminator, family="esrgan", scales=(), task="discriminator",
                paper=SRGAN_PAPER, filters=16, dense_units=128, params=884_065, params_counted="trainable",
                description="SRGAN's discriminator with 16..128 channels and dense 128 (a CPU-sized variant)")
+register_model("esrgan_discriminator", esrgan_discriminator, family="esrgan", scales=(), task="discriminator",
+               paper=PAPER, params=14_499_401, params_counted="trainable",
+               description="ESRGAN's VGG-style discriminator (Discriminator_VGG_128): 64..512 channels, dense 100")
 register_model("unet_discriminator", unet_discriminator, family="esrgan", scales=(), task="discriminator",
                paper=REAL_ESRGAN_PAPER, params=4_376_897, params_counted="trainable",
                description="Real-ESRGAN's U-Net discriminator with spectral normalisation (per-pixel logits)")

@@ -91,6 +91,32 @@ def test_small_networks_shapes():
     assert small(np.zeros((2, 16, 24, 3), np.float32)).shape == (2, 16, 24, 1)
 
 
+def test_esrgan_discriminator_matches_the_official_layout():
+    d = visionfw.get_model("esrgan_discriminator")
+    # Discriminator_VGG_128(3, 64), by hand: convs 13,674,240 + BN gamma/beta 5,760 + dense 819,300 + 101
+    assert _trainable(d) == 13_674_240 + 5_760 + 819_300 + 101 == 14_499_401
+    assert d.input_shape == (None, 128, 128, 3) and d.output_shape == (None, 1)
+    assert d.get_layer("conv4_1").kernel.shape == (4, 4, 512, 512) and d.get_layer("conv0_0").bias is not None
+    assert d.get_layer("conv1_0").bias is None and d.get_layer("linear1").kernel.shape == (512 * 4 * 4, 100)
+    small = visionfw.get_model("esrgan_discriminator", filters=8, input_size=32)
+    assert small(np.zeros((2, 32, 32, 3), np.float32)).shape == (2, 1)  # 4x4 stride 2 halves exactly
+    with pytest.raises(visionfw.errors.SpecError, match="multiple of 32"):
+        visionfw.get_spec("esrgan_discriminator", input_size=48)
+
+
+def test_each_preset_trains_against_its_papers_discriminator(tmp_path, t91_images):
+    for objective, name in (("esrgan", "esrgan_discriminator"), ("srgan", "srgan_discriminator"),
+                            ("realesrgan", "unet_discriminator")):
+        task = GANTask(resolve_config(gan_config(tmp_path, t91_images, task_options={"objective": objective})))
+        assert task.discriminator_name == name
+    # the default D is sized to the HR patch: 4 * 4 = 16 is no multiple of 32
+    task = GANTask(resolve_config(gan_config(tmp_path, t91_images, task_options={"vgg_weights": "random"})))
+    with pytest.raises(ConfigError, match=r"esrgan_discriminator.*HR patch.*= 16.*unet_discriminator"):
+        task.discriminator_spec()
+    task = GANTask(resolve_config(gan_config(tmp_path, t91_images, lr_patch=8, task_options={"vgg_weights": "random"})))
+    assert task.discriminator_spec()["meta"]["input_size"] == 32
+
+
 def _esrgan_key(keras_name, style):
     """The official PyTorch module name of an RRDBNet conv: ESRGAN's release ('old') or BasicSR /
     Real-ESRGAN's ('new', e.g. RealESRGAN_x4plus.pth)."""

@@ -1,7 +1,7 @@
 """Perceptual super-resolution (SRGAN, ESRGAN): VGG feature losses, adversarial losses, the ``gan`` task.
 
 ``visionfw train --task=gan --model=rrdbnet`` trains the model (the generator) against a
-discriminator from the zoo (``task_options``: ``discriminator``, default ``srgan_discriminator``)
+discriminator from the zoo (``task_options``: ``discriminator``, default: the objective preset's)
 in the shared training loop: one compiled step updates the generator, then the discriminator on
 the same super-resolved batch (no host round trip); both networks, both optimizers' states and the
 RNG are checkpointed, so a resumed run equals an uninterrupted one.
@@ -41,7 +41,7 @@ import os
 import numpy as np
 import tensorflow as tf
 
-from visionfw.errors import ConfigError
+from visionfw.errors import ConfigError, SpecError
 from visionfw.train.losses import l1, l2
 from visionfw.train.tasks import SRTask, build_with_policy, register_task
 
@@ -307,8 +307,9 @@ OBJECTIVES = {
     "realesrgan": GANObjective(pixel_weight=1.0, adversarial="standard", adversarial_weight=0.1,
                                vgg_layer=REAL_ESRGAN_LAYERS),
 }
-# the discriminator each preset trains against when task_options name none
-PRESET_DISCRIMINATOR = {"realesrgan": "unet_discriminator"}
+# the discriminator each preset's paper trains against, used when task_options name none
+PRESET_DISCRIMINATOR = {"esrgan": "esrgan_discriminator", "srgan": "srgan_discriminator",
+                        "realesrgan": "unet_discriminator"}
 
 
 # ----------------------------------------------------------------------------- the task
@@ -317,9 +318,9 @@ PRESET_DISCRIMINATOR = {"realesrgan": "unet_discriminator"}
 class GANTask(SRTask):
     """``--task=gan``: the model is the generator of an SR GAN (module docstring).
 
-    ``task_options``: ``discriminator`` (a zoo name of task 'discriminator', default
-    ``srgan_discriminator``, ``unet_discriminator`` with the ``realesrgan`` objective; a fixed-size
-    one is built for the HR patch ``lr_patch * scale``), ``discriminator_kwargs``,
+    ``task_options``: ``discriminator`` (a zoo name of task 'discriminator'; default: the preset's,
+    ``esrgan_discriminator``, ``srgan_discriminator`` or ``unet_discriminator``; a fixed-size one is
+    built for the HR patch ``lr_patch * scale``), ``discriminator_kwargs``,
     ``pretrained`` (a PSNR-trained generator, ``.keras`` or ``.weights.h5``, loaded before
     training: the ESRGAN recipe), ``objective`` and any :class:`GANObjective` field.  The
     discriminator uses the run's optimizer, lr schedule (times ``d_lr_scale``, default 1),
@@ -335,7 +336,7 @@ class GANTask(SRTask):
         super().__init__(config)
         options = dict(config.task_options or {})
         preset = options.get("objective", "esrgan")
-        self.discriminator_name = options.pop("discriminator", PRESET_DISCRIMINATOR.get(preset, "srgan_discriminator"))
+        self.discriminator_name = options.pop("discriminator", PRESET_DISCRIMINATOR.get(preset))
         self.d_lr_scale = options.pop("d_lr_scale", 1.0)
         if isinstance(self.d_lr_scale, bool) or not isinstance(self.d_lr_scale, (int, float)) or self.d_lr_scale <= 0:
             raise ConfigError(f"task_options d_lr_scale={self.d_lr_scale!r} must be a positive number (the "
@@ -357,10 +358,19 @@ class GANTask(SRTask):
             raise ConfigError(f"discriminator={self.discriminator_name!r} is a {entry.task!r} model; use one of "
                               "task 'discriminator' (the task column of `visionfw models`).")
         kwargs = dict(self.discriminator_kwargs)
-        if ("input_size" in inspect.signature(entry.fn).parameters and "input_size" not in entry.hyper
-                and "input_size" not in kwargs):
+        sized = ("input_size" in inspect.signature(entry.fn).parameters and "input_size" not in entry.hyper
+                 and "input_size" not in kwargs)
+        if sized:
             kwargs["input_size"] = int(self.config.lr_patch) * int(self.config.scale)  # the HR patch
-        spec = get_spec(self.discriminator_name, **kwargs)
+        try:
+            spec = get_spec(self.discriminator_name, **kwargs)
+        except SpecError as exc:
+            if not sized:
+                raise
+            raise ConfigError(f"task gan: discriminator {self.discriminator_name!r} is sized to the HR patch, "
+                              f"--lr_patch * --scale = {kwargs['input_size']}, which it cannot take ({exc}). Change "
+                              "--lr_patch, or pick a fully convolutional discriminator (task_options "
+                              "discriminator=unet_discriminator).") from None
         if tf.distribute.get_strategy().num_replicas_in_sync > 1 and _uses_batch_norm(spec):
             # batch statistics of the global batch, as on one device
             defaults = spec.setdefault("defaults", {})
