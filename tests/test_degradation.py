@@ -65,6 +65,36 @@ def test_generalized_and_plateau_kernels_are_normalised_and_non_negative():
         np.testing.assert_allclose(k.sum(axis=(1, 2)), 1.0, atol=1e-5)
 
 
+@pytest.mark.parametrize("omega", [math.pi / 4, math.pi / 3, math.pi / 2])  # stop band 1.4 omega < pi
+def test_sinc_kernel_is_a_circular_low_pass_with_cut_off_omega(omega):
+    size = 63
+    k = D.make_kernels(size, 1.0, kind="sinc", omega=omega)[0].numpy().astype(np.float64)
+    assert k.sum() == pytest.approx(1.0, abs=1e-5)
+    np.testing.assert_allclose(k, k.T, atol=1e-7)  # circular: symmetric under transposition
+    np.testing.assert_allclose(k, k[::-1, ::-1], atol=1e-7)
+    # the continuous kernel's centre is omega^2 / (4 pi); normalising the truncated one raises it a little
+    assert k[size // 2, size // 2] == pytest.approx(omega ** 2 / (4 * math.pi), rel=0.1)
+    # frequency response (radians per pixel): ~1 inside the cut-off (the truncation's ripple measured
+    # 1-5% on average), ~0 outside (measured < 0.5%)
+    n = 256
+    response = np.abs(np.fft.fft2(k, (n, n)))
+    w = 2 * math.pi * np.fft.fftfreq(n)
+    radius = np.hypot(*np.meshgrid(w, w, indexing="ij"))
+    assert np.abs(response[radius < 0.6 * omega] - 1).mean() < 0.08
+    assert response[(radius > 1.4 * omega) & (radius < math.pi)].mean() < 0.01
+
+
+def test_sinc_is_a_blur_kind_and_checks_its_cut_off():
+    spec = D.parse_spec("blur(kinds=sinc,omega=1:2,size=21)+down(methods=nearest)")
+    assert spec.ops[0]["kinds"] == ("sinc",) and spec.ops[0]["omega"] == (1.0, 2.0)
+    hr = tf.random.stateless_uniform([2, 48, 48, 3], seed=[1, 2])
+    lr = D.make_degrader(spec, 1, seed=0)(hr, 0)
+    assert float(tf.math.reduce_std(lr)) < 0.8 * float(tf.math.reduce_std(hr))  # low-passed noise
+    for bad in ("omega=0:1", "omega=1:4"):
+        with pytest.raises(ConfigError, match="sinc cut-off"):
+            D.parse_spec(f"blur(kinds=sinc,{bad})+down")
+
+
 def test_blurred_delta_returns_each_images_kernel():
     rng = np.random.default_rng(0)
     kernels = rng.random((2, 7, 7)).astype(np.float32)  # asymmetric: pins convolution, not correlation
@@ -177,6 +207,39 @@ def test_second_order_chain_applies_every_op_twice():
     lr = fn(_flat(0.5, (4, 64, 64, 3)), 0)
     assert tuple(lr.shape) == (4, 16, 16, 3)
     assert float(tf.math.reduce_std(lr)) * 255 == pytest.approx(20 * math.sqrt(1.25), rel=0.05)
+
+
+def test_passes_can_differ():
+    spec = D.parse_spec("down(methods=area);down(methods=area)+noise(sigma=20,gray=0)")
+    assert spec.passes == 2 and [o.name for o in spec.later[0]] == ["down", "noise"]
+    assert D.parse_spec(D.spec_to_string(spec)) == spec
+    # only pass 2 (32 -> 16) adds noise: std 20, not pass 1's halved 10 on top (22.4 with both)
+    lr = D.make_degrader(spec, 4, seed=2)(_flat(0.5, (4, 64, 64, 3)), 0)
+    assert tuple(lr.shape) == (4, 16, 16, 3)
+    assert float(tf.math.reduce_std(lr)) * 255 == pytest.approx(20, rel=0.05)
+    # the same chain twice written out equals @passes=2
+    hr = tf.random.stateless_uniform([2, 32, 32, 3], seed=[3, 1])
+    twice = D.make_degrader("down(methods=bicubic)+noise(sigma=5);down(methods=bicubic)+noise(sigma=5)", 4, 9)
+    np.testing.assert_array_equal(twice(hr, 3).numpy(),
+                                  D.make_degrader("down(methods=bicubic)+noise(sigma=5)@passes=2", 4, 9)(hr, 3))
+    with pytest.raises(ConfigError, match="2 chains.*passes=3"):
+        D.parse_spec("down;down@passes=3")
+    with pytest.raises(ConfigError, match="a pass with 0 down ops"):
+        D.parse_spec("down;noise")
+
+
+def test_realesrgan_like_preset_runs_and_round_trips():
+    spec = D.parse_spec("realesrgan-like")
+    assert spec.passes == 2 and [o.name for o in spec.later[0]][-2:] == ["blur", "jpeg"]
+    assert spec.later[0][-2]["kinds"] == ("sinc",) and spec.later[0][-2]["prob"] == 0.8
+    assert D.parse_spec(D.spec_to_string(spec)) == spec
+    hr = tf.random.stateless_uniform([2, 96, 96, 3], seed=[5, 5])
+    fn = D.make_degrader("realesrgan-like", 4, seed=1)
+    a = fn(hr, 0)
+    assert tuple(a.shape) == (2, 24, 24, 3)
+    np.testing.assert_array_equal(a.numpy(), fn(hr, 0).numpy())
+    with pytest.raises(ConfigError, match="21x21 blur kernel"):
+        fn(hr[:, :40, :40], 0)  # 40 / 4 = 10 LR pixels: the final 21-tap sinc needs more than 10
 
 
 def test_batches_too_small_for_the_kernel_or_scale_are_refused():

@@ -15,7 +15,8 @@ Ops (each draws its parameters per image):
   ``kinds``: ``iso`` (Gaussian, one sigma), ``aniso`` (Gaussian with sigmas s1, s2 along axes
   rotated by theta: covariance ``R(theta) diag(s1^2, s2^2) R(theta)^T``), ``generalized``
   (``exp(-0.5 q^beta)``, q the Mahalanobis distance squared, beta in ``gbeta``) and
-  ``plateau`` (``1 / (1 + q^beta)``, beta in ``pbeta``), as in Real-ESRGAN.  Applied as a true
+  ``plateau`` (``1 / (1 + q^beta)``, beta in ``pbeta``) and ``sinc`` (the ideal circular low-pass
+  of cut-off ``omega`` radians per pixel, drawn from ``omega``), as in Real-ESRGAN.  Applied as a true
   convolution (the kernel flipped, so a delta image returns the kernel) with reflect padding.
 * ``down``: resize to exactly ``HR size // scale`` with a method drawn from ``methods``:
   ``nearest``, ``bilinear``, ``bicubic``, ``lanczos`` (lanczos3), ``area`` (``tf.image.resize``;
@@ -41,10 +42,12 @@ runs the ops of a pass in a random order, as BSRGAN does).  As text::
 
     blur(sigma=0.2:3,size=15)+down(methods=bicubic|area)+noise(sigma=1:25)+jpeg(q=30:95)@passes=2,shuffle=true
 
-``a:b`` is a range (drawn uniformly), ``a|b`` a list of choices, options after ``@``.  Presets
-(:data:`PRESETS`): ``realsr`` (blur -> down -> noise -> jpeg, pool kernels/noise when given)
-and ``bsrgan-like`` (all kernel kinds, all resize methods, all noise kinds, shuffled);
-``bsrgan-like@passes=2`` is the second-order variant.  Bad specs raise
+``a:b`` is a range (drawn uniformly), ``a|b`` a list of choices, options after ``@``.  Passes
+that differ are chains separated by ``;`` (``blur(..)+down(..);down(..)+jpeg(..)``: two passes).
+Presets (:data:`PRESETS`): ``realsr`` (blur -> down -> noise -> jpeg, pool kernels/noise when
+given), ``bsrgan-like`` (all kernel kinds, all resize methods, all noise kinds, shuffled;
+``bsrgan-like@passes=2`` is the second-order variant) and ``realesrgan-like`` (two different
+passes with sinc kernels and a final sinc filter; see :data:`PRESETS` for how it differs).  Bad specs raise
 :class:`visionfw.errors.ConfigError` naming the part and the fix.
 
 Randomness
@@ -83,7 +86,7 @@ __all__ = ["DegradationSpec", "OpSpec", "DegradationPool", "PRESETS", "op", "par
            "gaussian_noise", "poisson_noise", "jpeg", "quantize", "extract_noise_pool", "load_kernel_pool",
            "estimate_kernel", "save_pool", "load_pool", "gan_fusion"]
 
-KERNEL_KINDS = ("iso", "aniso", "generalized", "plateau")
+KERNEL_KINDS = ("iso", "aniso", "generalized", "plateau", "sinc")
 RESIZE_METHODS = ("nearest", "bilinear", "bicubic", "lanczos", "area", "matlab")
 NOISE_KINDS = ("gaussian", "poisson", "gaussian-poisson")
 _TF_METHODS = {"nearest": "nearest", "bilinear": "bilinear", "bicubic": "bicubic", "lanczos": "lanczos3",
@@ -97,7 +100,8 @@ _LUMA = (0.299, 0.587, 0.114)  # BT.601 luma weights (grey noise)
 _SCHEMA = {
     "blur": {"sigma": ("range", (0.2, 3.0), None), "size": ("odd", 15, None),
              "kinds": ("choices", ("iso", "aniso"), KERNEL_KINDS), "gbeta": ("range", (0.5, 4.0), None),
-             "pbeta": ("range", (1.0, 2.0), None), "prob": ("prob", 1.0, None), "pool": ("prob", 0.0, None)},
+             "pbeta": ("range", (1.0, 2.0), None), "omega": ("range", (math.pi / 3, math.pi), None),
+             "prob": ("prob", 1.0, None), "pool": ("prob", 0.0, None)},
     "down": {"methods": ("choices", RESIZE_METHODS[:5], RESIZE_METHODS), "antialias": ("bool", True, None)},
     "noise": {"sigma": ("range", (1.0, 25.0), None), "poisson": ("range", (0.05, 3.0), None),
               "kinds": ("choices", ("gaussian",), NOISE_KINDS), "gray": ("prob", 0.4, None),
@@ -120,22 +124,41 @@ class OpSpec:
 
 @dataclasses.dataclass(frozen=True)
 class DegradationSpec:
-    """The ordered ops of one pass, how many passes, and whether each batch shuffles the order."""
+    """The ordered ops of one pass, how many passes, and whether each batch shuffles the order.
+
+    ``later``: the op chains of passes 2, 3, ... when they differ from the first (Real-ESRGAN's
+    second order uses narrower ranges and a final sinc filter); ``passes`` is then their count
+    plus one.  Without it every pass runs ``ops``.
+    """
 
     ops: tuple
     passes: int = 1
     shuffle: bool = False
+    later: tuple = ()
 
     def __post_init__(self):
-        object.__setattr__(self, "ops", tuple(self.ops))  # a list would break equality and hashing
-        names = [op.name for op in self.ops]
-        if names.count("down") != 1:
-            raise ConfigError(f"degradation spec {spec_to_string(self, check=False)!r} has {names.count('down')} "
-                              "down ops; a pass needs exactly one (it sets the LR size), e.g. "
-                              "down(methods=bicubic).")
+        # tuples: a list would break equality and hashing
+        object.__setattr__(self, "ops", tuple(self.ops))
+        object.__setattr__(self, "later", tuple(tuple(chain) for chain in self.later))
         if isinstance(self.passes, bool) or not isinstance(self.passes, int) or self.passes < 1:
             raise ConfigError(f"degradation spec option passes={self.passes!r} must be a positive integer "
                               "(2: second-order degradation).")
+        if self.later and self.passes == 1:
+            object.__setattr__(self, "passes", 1 + len(self.later))
+        elif self.later and self.passes != 1 + len(self.later):
+            raise ConfigError(f"degradation spec {spec_to_string(self, check=False)!r} writes {1 + len(self.later)} "
+                              f"chains separated by ';' but passes={self.passes}; drop the passes option (the "
+                              "chains are the passes).")
+        for chain in self.chains():
+            names = [op.name for op in chain]
+            if names.count("down") != 1:
+                raise ConfigError(f"degradation spec {spec_to_string(self, check=False)!r} has a pass with "
+                                  f"{names.count('down')} down ops; a pass needs exactly one (it sets the LR "
+                                  "size), e.g. down(methods=bicubic).")
+
+    def chains(self):
+        """The op chain of every pass, in order."""
+        return (self.ops,) + self.later if self.later else (self.ops,) * self.passes
 
 
 def op(name, **params):
@@ -169,6 +192,9 @@ def _check_value(name, key, kind, value, allowed):
         if not lo <= hi or lo < 0 or (key in ("sigma",) and name == "blur" and lo <= 0):
             raise ConfigError(f"{where}: range {lo:g}:{hi:g} must be low:high with 0 <= low <= high"
                               f"{' and low > 0' if name == 'blur' else ''}.")
+        if key == "omega" and not (0 < lo and hi <= math.pi + 1e-6):
+            raise ConfigError(f"{where}: sinc cut-off {lo:g}:{hi:g} must lie in (0, pi] radians per pixel, e.g. "
+                              "omega=1.0472:3.1416 (pi/3:pi, Real-ESRGAN's).")
         if key == "q" and not (1 <= lo and hi <= 100):
             raise ConfigError(f"{where}: JPEG quality {lo:g}:{hi:g} must lie in 1..100, e.g. q=30:95.")
         return (lo, hi)
@@ -263,8 +289,8 @@ def parse_spec(text):
     if chain in PRESETS:
         base = parse_spec(PRESETS[chain])
     else:
-        parts = _split_chain(chain)
-        base = DegradationSpec(tuple(_parse_op(p) for p in parts))
+        chains = [tuple(_parse_op(p) for p in _split_chain(c.strip())) for c in chain.split(";")]
+        base = DegradationSpec(chains[0], later=tuple(chains[1:]))
     return dataclasses.replace(base, **_parse_options(options))
 
 
@@ -289,14 +315,21 @@ def _format_value(value):
     if isinstance(value, tuple) and value and isinstance(value[0], str):
         return "|".join(value)
     if isinstance(value, tuple):
-        return f"{value[0]:g}:{value[1]:g}"
-    return f"{value:g}" if isinstance(value, float) else str(value)
+        return f"{_format_number(value[0])}:{_format_number(value[1])}"
+    return _format_number(value) if isinstance(value, float) else str(value)
+
+
+def _format_number(v):
+    """Short (``0.2``, ``3``) where that reads back exactly, else every digit (``pi / 3``)."""
+    short = f"{v:g}"
+    return short if float(short) == v else repr(float(v))
 
 
 def spec_to_string(spec, check=True):
     """The canonical text of a spec (every parameter written); ``parse_spec`` reads it back equal."""
-    ops = "+".join(f"{o.name}({','.join(f'{k}={_format_value(v)}' for k, v in o.params)})" for o in spec.ops)
-    options = [f"passes={spec.passes}"] if spec.passes != 1 else []
+    ops = ";".join("+".join(f"{o.name}({','.join(f'{k}={_format_value(v)}' for k, v in o.params)})" for o in chain)
+                   for chain in (spec.ops,) + spec.later)
+    options = [f"passes={spec.passes}"] if spec.passes != 1 and not spec.later else []
     options += ["shuffle=true"] if spec.shuffle else []
     return ops + ("@" + ",".join(options) if options else "")
 
@@ -310,6 +343,17 @@ PRESETS = {
                    "+down(methods=nearest|bilinear|bicubic|lanczos|area)"
                    "+noise(sigma=1:25,poisson=0.05:3,kinds=gaussian|poisson|gaussian-poisson)"
                    "+jpeg(q=30:95)@shuffle=true",
+    # Real-ESRGAN (Wang et al. 2021, the x4plus training options): two different passes, sinc kernels,
+    # a final sinc filter (ringing/overshoot) with probability 0.8.  Differences: kernel kinds are
+    # drawn uniformly (Real-ESRGAN weights them), the size is fixed at 21 (Real-ESRGAN draws 7..21),
+    # and each pass shrinks by sqrt(scale) (Real-ESRGAN resizes up/down/keep at random, then to the LR size).
+    "realesrgan-like": "blur(sigma=0.2:3,size=21,kinds=iso|aniso|generalized|plateau|sinc)"
+                       "+down(methods=bilinear|bicubic|area)"
+                       "+noise(sigma=1:30,poisson=0.05:3,kinds=gaussian|poisson,gray=0.4)+jpeg(q=30:95);"
+                       "blur(sigma=0.2:1.5,size=21,kinds=iso|aniso|generalized|plateau|sinc,prob=0.8)"
+                       "+down(methods=bilinear|bicubic|area)"
+                       "+noise(sigma=1:25,poisson=0.05:2.5,kinds=gaussian|poisson,gray=0.4)"
+                       "+blur(size=21,kinds=sinc,prob=0.8)+jpeg(q=30:95)",
 }
 
 
@@ -355,31 +399,39 @@ def _per_image(v):
 # ----------------------------------------------------------------- blur
 
 
-def make_kernels(size, sigma1, sigma2=None, theta=0.0, beta=1.0, kind="gaussian"):
+def make_kernels(size, sigma1, sigma2=None, theta=0.0, beta=1.0, kind="gaussian", omega=math.pi / 2):
     """Kernels ``[N, size, size]`` (sum 1) for per-image parameters (scalars or ``[N]`` tensors).
 
     ``q = u^2 / sigma1^2 + v^2 / sigma2^2`` with ``(u, v)`` the (column, row) offset rotated by
     ``-theta``, i.e. the Gaussian's covariance is ``R(theta) diag(sigma1^2, sigma2^2) R(theta)^T``.
     ``kind``: ``'gaussian'`` ``exp(-q/2)``, ``'generalized'`` ``exp(-q^beta / 2)``, ``'plateau'``
-    ``1 / (1 + q^beta)``, or an int ``[N]`` tensor picking one of those three per image.
+    ``1 / (1 + q^beta)``, ``'sinc'`` (the ideal circular low-pass of cut-off ``omega`` radians per
+    pixel, ``omega J1(omega r) / (2 pi r)``, as Real-ESRGAN's; the sigmas are unused), or an int
+    ``[N]`` tensor picking one of those four per image (0..3 in that order).
     """
     sigma1 = tf.reshape(tf.cast(sigma1, tf.float32), [-1, 1, 1])
     sigma2 = sigma1 if sigma2 is None else tf.reshape(tf.cast(sigma2, tf.float32), [-1, 1, 1])
     theta = tf.reshape(tf.cast(theta, tf.float32), [-1, 1, 1])
     beta = tf.reshape(tf.cast(beta, tf.float32), [-1, 1, 1])
+    omega = tf.reshape(tf.cast(omega, tf.float32), [-1, 1, 1])
     r = (size - 1) / 2.0
     ax = tf.linspace(-r, r, size)
     yy, xx = tf.meshgrid(ax, ax, indexing="ij")  # yy: row offset, xx: column offset
     c, s = tf.cos(theta), tf.sin(theta)
     u, v = c * xx + s * yy, -s * xx + c * yy
     q = tf.square(u / sigma1) + tf.square(v / sigma2)
+    radius = tf.sqrt(tf.square(xx) + tf.square(yy))
+    safe = tf.where(radius > 0, radius, 1.0)
+    sinc = tf.where(radius > 0, omega * tf.math.special.bessel_j1(omega * safe) / (2 * math.pi * safe),
+                    tf.square(omega) / (4 * math.pi))  # the limit at r = 0
     forms = {"gaussian": tf.exp(-0.5 * q), "generalized": tf.exp(-0.5 * tf.pow(q, beta)),
-             "plateau": 1.0 / (1.0 + tf.pow(q, beta))}
+             "plateau": 1.0 / (1.0 + tf.pow(q, beta)), "sinc": sinc}
     if isinstance(kind, str):
         k = forms[kind]
     else:
         kind = tf.reshape(kind, [-1, 1, 1])
-        k = tf.where(kind == 0, forms["gaussian"], tf.where(kind == 1, forms["generalized"], forms["plateau"]))
+        k = tf.where(kind == 0, forms["gaussian"], tf.where(kind == 1, forms["generalized"],
+                                                             tf.where(kind == 2, forms["plateau"], forms["sinc"])))
     return k / tf.reduce_sum(k, axis=[1, 2], keepdims=True)
 
 
@@ -420,8 +472,8 @@ def _random_kernels(o, key, n):
     s2 = tf.where(kind == 0, s1, _uniform(key, 2, n, *o["sigma"]))  # iso: one sigma
     theta = tf.where(kind == 0, 0.0, _uniform(key, 3, n, 0.0, math.pi))
     beta = tf.where(kind == 2, _uniform(key, 4, n, *o["gbeta"]), _uniform(key, 5, n, *o["pbeta"]))
-    form = tf.where(kind == 2, 1, tf.where(kind == 3, 2, 0))  # gaussian / generalized / plateau
-    return make_kernels(o["size"], s1, s2, theta, beta, form)
+    form = tf.where(kind == 2, 1, tf.where(kind == 3, 2, tf.where(kind == 4, 3, 0)))  # gauss/gen./plateau/sinc
+    return make_kernels(o["size"], s1, s2, theta, beta, form, omega=_uniform(key, 9, n, *o["omega"]))
 
 
 def _blur_op(x, o, key, pool, **_):
@@ -586,24 +638,24 @@ def _pass_sizes(hw, scale, passes):
     return sizes
 
 
-def _run_pass(x, spec, key, size, pool):
+def _run_pass(x, ops, shuffle, key, size, pool):
     def run(j, o, x=None):
         return _OPS[o.name](x, o, _fold(key, j), size=size, pool=pool)
 
-    if not spec.shuffle:
-        for j, o in enumerate(spec.ops):
+    if not shuffle:
+        for j, o in enumerate(ops):
             x = run(j, o, x)
         return x
     # one order per batch; an op keeps its key (j) wherever it lands.  A while_loop traces each op
     # once (not once per position); x's size changes at down, hence the shape invariant.
-    order = tf.argsort(tf.random.stateless_uniform([len(spec.ops)], seed=_fold(key, 1000)))
+    order = tf.argsort(tf.random.stateless_uniform([len(ops)], seed=_fold(key, 1000)))
 
     def body(position, x):
-        branches = [functools.partial(run, j, o, x) for j, o in enumerate(spec.ops)]
+        branches = [functools.partial(run, j, o, x) for j, o in enumerate(ops)]
         return position + 1, tf.switch_case(tf.gather(order, position), branches)
 
     invariant = tf.TensorShape([None, None, None, x.shape[-1]])
-    _, x = tf.while_loop(lambda position, _: position < len(spec.ops), body, (tf.constant(0), x),
+    _, x = tf.while_loop(lambda position, _: position < len(ops), body, (tf.constant(0), x),
                          shape_invariants=(tf.TensorShape([]), invariant))
     return x
 
@@ -621,20 +673,22 @@ def _check_batch(hr, scale):
 
 def _check_blur_fits(spec, hw, scale, pool):
     """Reflect padding needs images wider than the kernel radius: check the static sizes blur may see."""
-    blurs = [o for o in spec.ops if o.name == "blur"]
-    if not blurs or not all(isinstance(d, int) for d in hw):
+    if not all(isinstance(d, int) for d in hw):
         return
     pool_size = 0 if pool is None or pool["kernels"] is None else pool["kernels"].shape[-1]
-    size = max(max(o["size"], pool_size if o["pool"] > 0 else 0) for o in blurs)
-    names = [o.name for o in spec.ops]
-    after_down = spec.shuffle or names.index("down") < max(i for i, n in enumerate(names) if n == "blur")
     sizes = [hw] + _pass_sizes(hw, scale, spec.passes)
-    seen = sizes[:-1] + (sizes[-1:] if after_down else [])
-    smallest = min(min(s) for s in seen)
-    if smallest <= size // 2:
-        raise ConfigError(f"degradation: a {size}x{size} blur kernel needs images larger than {size // 2} pixels, "
-                          f"but the {hw[0]}x{hw[1]} HR batch at scale {scale} gets down to {smallest} pixels where "
-                          "blur may run; use a larger HR patch or a smaller blur size=.")
+    for p, ops in enumerate(spec.chains()):  # pass p runs on sizes[p], and on sizes[p + 1] after its down
+        blurs = [o for o in ops if o.name == "blur"]
+        if not blurs:
+            continue
+        size = max(max(o["size"], pool_size if o["pool"] > 0 else 0) for o in blurs)
+        names = [o.name for o in ops]
+        after_down = spec.shuffle or names.index("down") < max(i for i, n in enumerate(names) if n == "blur")
+        smallest = min(min(s) for s in sizes[p:p + 1 + after_down])
+        if smallest <= size // 2:
+            raise ConfigError(f"degradation: a {size}x{size} blur kernel needs images larger than {size // 2} "
+                              f"pixels, but the {hw[0]}x{hw[1]} HR batch at scale {scale} gets down to {smallest} "
+                              "pixels where blur may run; use a larger HR patch or a smaller blur size=.")
 
 
 def _as_tf_pool(pool):
@@ -685,8 +739,8 @@ def make_degrader(spec_or_name, scale, seed, pool=None):
         _check_batch(x, scale)
         hw = [x.shape[i] if x.shape[i] is not None else tf.shape(x)[i] for i in (1, 2)]
         _check_blur_fits(spec, hw, scale, tf_pool)
-        for p, size in enumerate(_pass_sizes(hw, scale, spec.passes)):
-            x = _run_pass(x, spec, _key(seed, step, p), size, tf_pool)
+        for p, (ops, size) in enumerate(zip(spec.chains(), _pass_sizes(hw, scale, spec.passes))):
+            x = _run_pass(x, ops, spec.shuffle, _key(seed, step, p), size, tf_pool)
         final = [s if isinstance(s, int) else None for s in _pass_sizes(hw, scale, spec.passes)[-1]]
         return tf.ensure_shape(quantize(x), [None, *final, hr_batch.shape[-1]])
 
