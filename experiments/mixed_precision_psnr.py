@@ -10,6 +10,10 @@ scaling), where the device has fast fp16.
 
     python experiments/mixed_precision_psnr.py --models=espcn,edsr_baseline --seeds=0,1,2
     python experiments/mixed_precision_psnr.py --models=espcn --seeds=0 --steps=espcn=20   # smoke run
+    # EDSR-baseline past bicubic on 2 cores: a shorter, faster recipe than the paper's
+    python experiments/mixed_precision_psnr.py --models=edsr_baseline --seeds=0,1 --steps=edsr_baseline=1000 \
+        --set="edsr_baseline.lr=5e-4,edsr_baseline.schedule=cosine,edsr_baseline.lr_patch=24" \
+        --out=experiments/results/mixed_precision_edsr1000
 
 Writes ``<out>/summary.md`` and ``summary.json``: PSNR per (model, precision, seed), the paired
 difference bf16 - fp32 per seed, its mean and the largest absolute one, and steps/s.  Finished runs
@@ -37,6 +41,20 @@ def parse_steps(text):
     return steps
 
 
+def parse_set(text):
+    """{model: {TrainConfig field: value}} from 'model.field=value,...' (values as JSON where they parse)."""
+    out = {}
+    for item in filter(None, (text or "").split(",")):
+        key, _, value = item.partition("=")
+        model, _, field = key.strip().partition(".")
+        try:
+            value = json.loads(value)
+        except ValueError:
+            value = value.strip()
+        out.setdefault(model, {})[field] = value
+    return out
+
+
 def run_one(model, precision, seed, steps, args):
     from visionfw.train import TrainConfig, train
 
@@ -48,7 +66,7 @@ def run_one(model, precision, seed, steps, args):
                          steps=steps, seed=seed, workdir=str(workdir), val_every=0, ckpt_every=max(100, steps // 4),
                          log_every=max(50, steps // 10), tensorboard=False, progress=False,
                          mixed_precision=None if precision == "fp32" else precision,
-                         **DEFAULT_OPTIONS.get(model, {}))
+                         **{**DEFAULT_OPTIONS.get(model, {}), **parse_set(args.set).get(model, {})})
     result = train(config)
     row = {"model": model, "precision": precision, "seed": seed, "steps": steps,
            "set5": result["val"]["Set5"]["psnr"], "set14": result["val"]["Set14"]["psnr"],
@@ -99,6 +117,7 @@ def main():
     ap.add_argument("--scale", type=int, default=2)
     ap.add_argument("--train_data", default="../shared/data/train/T91")
     ap.add_argument("--fp16", action="store_true", help="add mixed float16 runs")
+    ap.add_argument("--set", default="", help="TrainConfig overrides per model: 'edsr_baseline.lr=5e-4,...'")
     ap.add_argument("--out", default="experiments/results/mixed_precision")
     args = ap.parse_args()
 

@@ -233,17 +233,21 @@ def test_vgg_features_before_and_after_relu(monkeypatch, tmp_path):
 def test_several_vgg_layers_sum_with_their_weights():
     assert parse_vgg_layers("block5_conv4") == {"block5_conv4": 1.0}
     # any order in, VGG order out (the order of the feature model's outputs)
-    assert list(parse_vgg_layers("block3_conv4+block1_conv2:0.1").items()) == [("block1_conv2", 0.1),
+    assert list(parse_vgg_layers("block3_conv4+0.1*block1_conv2").items()) == [("block1_conv2", 0.1),
                                                                               ("block3_conv4", 1.0)]
+    # the text survives the command line's k=v,k=v option parser as one string
+    from visionfw.cli.common import parse_kv
+    assert parse_kv(f"vgg_layer={REAL_ESRGAN_LAYERS},vgg_weights=random", "task_options")["vgg_layer"] \
+        == REAL_ESRGAN_LAYERS
     assert parse_vgg_layers({"block2_conv2": 0.5}) == {"block2_conv2": 0.5}
     assert list(parse_vgg_layers(REAL_ESRGAN_LAYERS).values()) == [0.1, 0.1, 1.0, 1.0, 1.0]
-    for bad, match in (("conv5_4", "not a VGG19 conv"), ("block1_conv2:x", "not a number"),
+    for bad, match in (("conv5_4", "not a VGG19 conv"), ("x*block1_conv2", "not a number"),
                        ("block1_conv2+block1_conv2", "twice"), ("", "give a VGG19 conv"), (3, "give a VGG19")):
         with pytest.raises(ConfigError, match=match):
             parse_vgg_layers(bad)
     rng = np.random.default_rng(2)
     hr, sr = rng.random((2, 16, 16, 3), dtype=np.float32), rng.random((2, 16, 16, 3), dtype=np.float32)
-    both = PerceptualLoss("block1_conv2:0.1+block3_conv4:2", weights="random")
+    both = PerceptualLoss("0.1*block1_conv2+2*block3_conv4", weights="random")
     one = [float(PerceptualLoss(name, weights="random")(hr, sr)) for name in ("block1_conv2", "block3_conv4")]
     assert float(both(hr, sr)) == pytest.approx(0.1 * one[0] + 2 * one[1], rel=1e-5)
     assert len(both.features.outputs) == 2 and both.features.layers[-1].name == "block3_conv4"

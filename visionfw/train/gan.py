@@ -99,23 +99,23 @@ def _vgg19_weights(weights, seed):
 
 
 def parse_vgg_layers(layer):
-    """``{conv name: weight}`` from ``'block5_conv4'``, ``'block1_conv2:0.1+block3_conv4'`` (a weight
-    after ``:``, 1 when absent; ``+`` between layers, so the text fits a ``k=v,k=v`` option list) or
-    a dict ``{conv name: weight}`` (Real-ESRGAN's ``layer_weights``)."""
+    """``{conv name: weight}`` from ``'block5_conv4'``, a weighted sum ``'0.1*block1_conv2+block3_conv4'``
+    (weight 1 where none is written; no ``,`` or ``:``, so the text passes through a ``k=v,k=v``
+    option list unchanged) or a dict ``{conv name: weight}`` (Real-ESRGAN's ``layer_weights``)."""
     if isinstance(layer, dict):
         items = list(layer.items())
     elif isinstance(layer, str) and layer.strip():
         items = []
         for part in layer.split("+"):
-            name, _, weight = part.strip().partition(":")
+            weight, _, name = part.strip().rpartition("*")
             try:
                 items.append((name.strip(), float(weight) if weight.strip() else 1.0))
             except ValueError:
                 raise ConfigError(f"vgg_layer={layer!r}: {part.strip()!r} has a weight that is not a number; "
-                                  "write NAME or NAME:WEIGHT, e.g. block1_conv2:0.1+block5_conv4.") from None
+                                  "write NAME or WEIGHT*NAME, e.g. 0.1*block1_conv2+block5_conv4.") from None
     else:
-        raise ConfigError(f"vgg_layer={layer!r}: give a VGG19 conv name such as 'block5_conv4', "
-                          "'block1_conv2:0.1+block5_conv4' or a dict {name: weight}.")
+        raise ConfigError(f"vgg_layer={layer!r}: give a VGG19 conv name such as 'block5_conv4', a weighted sum "
+                          "such as '0.1*block1_conv2+block5_conv4' or a dict {name: weight}.")
     weights = {}
     for name, weight in sorted(items, key=lambda item: VGG19_CONVS.index(item[0]) if item[0] in VGG19_CONVS else -1):
         if name not in VGG19_CONVS:
@@ -297,7 +297,7 @@ class GANObjective:
                 + self.adversarial_weight * terms["adversarial"])
 
 
-REAL_ESRGAN_LAYERS = "block1_conv2:0.1+block2_conv2:0.1+block3_conv4:1+block4_conv4:1+block5_conv4:1"
+REAL_ESRGAN_LAYERS = "0.1*block1_conv2+0.1*block2_conv2+block3_conv4+block4_conv4+block5_conv4"
 OBJECTIVES = {
     "esrgan": GANObjective(),
     "srgan": GANObjective(pixel_weight=0.0, adversarial="standard", adversarial_weight=1e-3,
