@@ -321,6 +321,18 @@ def test_gan_trains_end_to_end(gan_run):
     assert len([k for k in arrays if k.startswith("task/")]) > n_d  # D weights and D optimizer slots
 
 
+def test_realesrgan_objective_trains_end_to_end(tmp_path, t91_images):
+    """Five VGG layers in the compiled step, the U-Net discriminator's per-pixel logits, half D lr."""
+    options = {"objective": "realesrgan", "vgg_weights": "random", "discriminator_kwargs": {"filters": 8},
+               "d_lr_scale": 0.5}
+    train(gan_config(tmp_path, t91_images, steps=10, log_every=5, ckpt_every=10, lr_patch=8, task_options=options))
+    rows = read_log(tmp_path)
+    assert all(np.isfinite(float(r[k])) for r in rows for k in ("train_g_loss", "train_d_loss", "train_perceptual"))
+    assert float(rows[-1]["train_perceptual"]) < float(rows[0]["train_perceptual"])
+    config = json.loads((tmp_path / "config.json").read_text())
+    assert config["task_options"]["objective"] == "realesrgan"
+
+
 def test_kill_9_then_resume_auto_equals_the_uninterrupted_run(gan_run, tmp_path, t91_images):
     """`visionfw train --task=gan` killed with SIGKILL after its step-60 checkpoint; the same command with
     --resume=auto gives the uninterrupted run's losses and state bit for bit (both networks, both optimizers)."""
