@@ -131,7 +131,9 @@ def esrgan_discriminator(filters=64, dense_units=100, input_size=128, channels=3
         else:
             x = _lrelu(g, g.norm(g.conv(x, filters * width, 3, name=f"conv{k}_0"), name=f"bn{k}_0"))
         x = _lrelu(g, g.norm(g.conv(x, filters * width, 4, strides=2, name=f"conv{k}_1"), name=f"bn{k}_1"))
-    x = _lrelu(g, g.dense(g.flatten(x), dense_units, name="linear1"))
+    # flattened in PyTorch's (C, H, W) order, so the official linear1 weights load as they are
+    chw = g.layer("Permute", x, dims=(3, 1, 2), name="to_chw")
+    x = _lrelu(g, g.dense(g.flatten(chw), dense_units, name="linear1"))
     g.dense(x, 1, name="linear2")
     return g.spec(meta={"input": f"RGB HR patches of {input_size}x{input_size} in [0, 1]",
                         "output": "one real/fake logit per image", "input_size": input_size, "paper": PAPER})

@@ -100,6 +100,13 @@ def test_esrgan_discriminator_matches_the_official_layout():
     assert d.get_layer("conv1_0").bias is None and d.get_layer("linear1").kernel.shape == (512 * 4 * 4, 100)
     small = visionfw.get_model("esrgan_discriminator", filters=8, input_size=32)
     assert small(np.zeros((2, 32, 32, 3), np.float32)).shape == (2, 1)  # 4x4 stride 2 halves exactly
+    # linear1 sees the features flattened in PyTorch's (C, H, W) order: official weights need no permutation
+    d64 = visionfw.get_model("esrgan_discriminator", filters=8, input_size=64)
+    x = np.random.default_rng(0).random((2, 64, 64, 3), np.float32)
+    features = keras.Model(d64.input, d64.get_layer("to_chw").input)(x).numpy()  # NHWC, 2x2x64
+    flat = keras.Model(d64.input, d64.get_layer("linear1").input)(x).numpy()
+    np.testing.assert_array_equal(flat, features.transpose(0, 3, 1, 2).reshape(2, -1))
+    assert not np.array_equal(flat, features.reshape(2, -1))  # (H, W, C) order would differ
     with pytest.raises(visionfw.errors.SpecError, match="multiple of 32"):
         visionfw.get_spec("esrgan_discriminator", input_size=48)
 
