@@ -5,7 +5,8 @@ Measures, in one run, with the same weights everywhere:
   * x4 on a 2040x1356 HR-size image (LR 510x339), tiled: visionfw through
     ``visionfw.evaluate.super_resolve(tile=, tile_overlap=)`` (its cached ``tf.function``),
     onnxruntime and PyTorch through the same tile loop;
-  * for each: visionfw (Keras, tf.function), onnxruntime on the model exported with
+  * for each: visionfw (Keras, tf.function; and computing in bfloat16 with a float32 head, the
+    opt-in ``--precision=bfloat16``), onnxruntime on the model exported with
     ``visionfw.export.export_model(format='onnx')``, and the same network written in PyTorch
     (channels_last, ``inference_mode``) with our weights copied in; outputs are checked to match;
   * the median of ``--reps`` interleaved repetitions (A B C A B C ...), printed as ratios;
@@ -97,7 +98,7 @@ def torch_twin(model, scale, threads):
 
 def runners(model, scale, threads, tmp):
     """{name: run(HWC) -> HWC} for visionfw, onnxruntime and PyTorch, and skipped ones' reasons."""
-    from visionfw.evaluate import forward_numpy
+    from visionfw.evaluate import forward_numpy, with_precision
 
     out = {"visionfw (Keras, tf.function)": lambda image: forward_numpy(model, image[None])[0]}
     skipped = {}
@@ -124,6 +125,8 @@ def runners(model, scale, threads, tmp):
         out[f"PyTorch {torch.__version__} channels_last"] = torch_twin(model, scale, threads)
     except ImportError as exc:
         skipped["PyTorch"] = f"not installed ({exc}); pip install torch"
+    bf16 = with_precision(model, "bfloat16")  # opt-in: `visionfw test --precision=bfloat16`
+    out["visionfw bfloat16 (float32 head)"] = lambda image: forward_numpy(bf16, image[None])[0]
     return out, skipped
 
 
@@ -258,7 +261,7 @@ def main():
     outputs = {name: fn(image2) for name, fn in run2.items()}
     ref = next(iter(outputs.values()))
     for name, out in list(outputs.items())[1:]:
-        print(f"  x2 256x256: max |{name.split(' ')[0]} - visionfw| = {max_diff(out, ref):.3g} "
+        print(f"  x2 256x256: max |{name.split(' (')[0]} - visionfw| = {max_diff(out, ref):.3g} "
               f"(max |output| {np.abs(ref).max():.3g})")
     medians, times = bench({name: (lambda fn=fn: fn(image2)) for name, fn in run2.items()}, args.reps)
     report("x2, one 256x256 LR image -> 512x512 (whole image)", medians, times)
@@ -276,7 +279,7 @@ def main():
     outs = {name: fn() for name, fn in cases.items()}
     ref4 = outs[ours_name]
     for name, out in list(outs.items())[1:]:
-        print(f"  x4 tiled: max |{name.split(' ')[0]} - visionfw| = {max_diff(out, ref4):.3g}")
+        print(f"  x4 tiled: max |{name.split(' (')[0]} - visionfw| = {max_diff(out, ref4):.3g}")
     n_tiles = -(-LR_X4[0] // args.tile) * -(-LR_X4[1] // args.tile)
     medians, times = bench(cases, args.reps)
     report(f"x4, 510x339 LR -> 2040x1356, tiled: tile={args.tile}, tile_overlap={overlap} (receptive radius), "

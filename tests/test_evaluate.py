@@ -20,7 +20,7 @@ from visionfw.data.imresize import imresize_numpy
 from visionfw.errors import ConfigError, DataError
 from visionfw.evaluate import (forward_fn, evaluate_model, format_table, geometric_transforms,
                                infer_model_meta, prepare_input, receptive_radius, super_resolve,
-                               tiling_is_exact, write_results_json)
+                               tiling_is_exact, with_precision, write_results_json)
 
 SHARED = Path(os.environ.get("VISIONFW_SHARED_DATA",
                              Path(__file__).resolve().parents[1].parent / "shared" / "data"))
@@ -240,3 +240,52 @@ def test_evaluate_model_rejects_a_wrong_scale_and_unknown_protocol():
         evaluate_model(m, "Set5", 3, protocol="matlab", progress=False)
     with pytest.raises(DataError, match="Unknown benchmark dataset 'Set6'"):
         evaluate_model(m, "Set6", 3, progress=False)
+
+
+# ----------------------------------------------------------------------------- bfloat16 inference
+
+
+def test_bfloat16_copy_computes_in_bf16_with_a_float32_head():
+    model = visionfw.build_model(edsr(n_blocks=2, filters=8, res_scale=1.0, scale=2))
+    x = np.random.default_rng(0).random((1, 12, 10, 3), np.float32)
+    assert with_precision(model, "float32") is model
+    fast = with_precision(model, "bfloat16")
+    assert fast is not model and all(layer.dtype_policy.name == "float32" for layer in model.layers)
+    convs = [layer for layer in fast.layers if layer.weights]
+    assert {c.compute_dtype for c in convs[:-1]} == {"bfloat16"} and convs[-1].compute_dtype == "float32"
+    for a, b in zip(model.weights, fast.weights):  # same float32 variables
+        assert b.dtype == "float32"
+        np.testing.assert_array_equal(a.numpy(), b.numpy())
+    y32, y16 = np.asarray(model(x)), np.asarray(fast(x))
+    assert y16.dtype == np.float32 and 0 < np.abs(y16 - y32).max() < 0.05  # bf16 rounding, not garbage
+    with pytest.raises(ConfigError, match="precision='fp16'.*float32, bfloat16"):
+        with_precision(model, "fp16")
+
+
+def test_bfloat16_reaches_inside_nested_models():
+    from visionfw.builder import set_compute_policy
+
+    model = visionfw.get_model("aetad_very_small", scale=2)
+    nested = [layer for layer in model.layers if isinstance(layer, keras.Model)]
+    assert nested  # TAD's encoder/decoder blocks are sub-models
+    set_compute_policy(model, "mixed_bfloat16")
+    inner = [layer for m in nested for layer in m.layers if layer.weights]
+    assert inner and all(layer.compute_dtype in ("bfloat16", "float32") for layer in inner)
+    assert any(layer.compute_dtype == "bfloat16" for layer in inner)
+
+
+def test_official_imdn_in_bfloat16_stays_within_0_05_db(shared_data, tmp_path, capsys):
+    """`visionfw test --precision=bfloat16` on the official IMDN x4 weights (edsr protocol, Set5)."""
+    from visionfw.cli import run
+
+    if not (shared_data / "weights" / "imdn").is_dir():
+        pytest.skip(f"official IMDN weights not in {shared_data / 'weights'}")
+    out = tmp_path / "bf16.json"
+    assert run(["visionfw", "test", "--model=imdn", "--pretrained", "--scale=4", "--test_data=Set5",
+                "--protocol=edsr", f"--data_dir={shared_data}", "--precision=bfloat16", f"--results={out}",
+                "--noprogress"]) == 0
+    bf16 = json.loads(out.read_text())["results"]["Set5"]
+    assert "model computed in bfloat16 (float32 head)" in capsys.readouterr().out
+    # float32 gives 32.210 (the reproduction, test_reproduce_imdn_lapsrn); bf16 measured 32.200 here:
+    # the rounding costs a little, never more than a few hundredths
+    assert bf16["precision"] == "bfloat16" and 32.16 < bf16["psnr"] < 32.215

@@ -595,3 +595,24 @@ def build(spec):
 def build_model(spec):
     """Builds the ``keras.Model`` a spec describes (validating it first, once)."""
     return build(spec)[0]
+
+
+def set_compute_policy(model, dtype_policy):
+    """Makes a built ``model`` compute under ``dtype_policy`` (e.g. ``'mixed_bfloat16'``), in place,
+    except its output head (the last layer with weights and every layer after it), which stays
+    float32: a bfloat16 output has a step of 1/256 near 1.0, as coarse as the 8-bit image.
+    Variables keep their dtype (float32).  Returns ``model``."""
+    import keras
+
+    def set_all(layer, policy):
+        if isinstance(layer, keras.Model):  # a nested sub-model (e.g. TAD's blocks): its layers too
+            for inner in layer.layers:
+                set_all(inner, policy)
+        if not isinstance(layer, keras.layers.InputLayer):
+            layer.dtype_policy = policy
+
+    weighted = [i for i, layer in enumerate(model.layers) if layer.weights]
+    head = weighted[-1] if weighted else len(model.layers) - 1
+    for i, layer in enumerate(model.layers):
+        set_all(layer, "float32" if i >= head else dtype_policy)
+    return model

@@ -143,6 +143,32 @@ def forward_fn(model):
     return forward
 
 
+PRECISIONS = ("float32", "bfloat16")
+
+
+def with_precision(model, precision="float32"):
+    """``model`` itself for ``'float32'``; for ``'bfloat16'`` a copy (same weights) that computes in
+    bfloat16 with a float32 output head (:func:`visionfw.builder.set_compute_policy`).
+
+    Measured: EDSR-baseline runs 1.8-2.2x faster on an AVX512_BF16 CPU
+    (``benchmarks/inference_speed.py``); on the official weights of IMDN, LapSRN, SRCNN and VDSR
+    (Set5/Set14, published protocols) it costs 0.00-0.15 dB, mean 0.027 (VDSR x4: 0.15;
+    ``experiments/bf16_inference.py``), more than the 0.01 dB a reproduction is judged by, so
+    float32 is the default everywhere.
+    """
+    if precision not in PRECISIONS:
+        raise ConfigError(f"precision={precision!r}: use one of {', '.join(PRECISIONS)}.")
+    if precision == "float32":
+        return model
+    import keras
+
+    from visionfw.builder import set_compute_policy
+
+    clone = keras.models.clone_model(model)
+    clone.set_weights(model.get_weights())
+    return set_compute_policy(clone, "mixed_bfloat16")
+
+
 def forward_numpy(model, batch):
     """The model's (first) output for an NHWC batch, fetched to the host as numpy."""
     out = forward_fn(model)(np.ascontiguousarray(batch, dtype=np.float32))
@@ -211,7 +237,7 @@ def tiled_apply(run, image, tile, overlap, name="model"):
     with ``overlap`` pixels of context that is cropped away after; the edge tiles are smaller.
 
     Tile shapes vary at the edges on purpose: ``forward_fn`` is traced once for every shape, and
-    a new shape's first call cost 1-5% more than a repeat (oneDNN primitive creation), while
+    a new shape's first call cost under 5% more than a repeat (oneDNN primitive creation), while
     same-size windows shifted inwards would compute 1.8x the pixels of a 2040x1356 x4 image's
     tiles (``benchmarks/inference_speed.py``).  Shared by :func:`super_resolve` and the
     benchmarks' onnxruntime / PyTorch runners.
@@ -384,7 +410,7 @@ def _save_sr(path, sr, hr, scale, channels):
 def evaluate_model(model, datasets, scale, protocol="srcnn", data_dir=None, channels=None,
                    upsampled_input=None, per_image=False, save_images=None, tile=None,
                    tile_overlap=None, self_ensemble=False, progress=True, lr_dir=None, log_every=25,
-                   progress_label="evaluate", texture_metrics=()):
+                   progress_label="evaluate", texture_metrics=(), precision="float32"):
     """PSNR/SSIM of ``model`` on benchmark sets under ``protocol``, with the bicubic baseline.
 
     Args:
@@ -407,6 +433,8 @@ def evaluate_model(model, datasets, scale, protocol="srcnn", data_dir=None, chan
         ``'lpips'`` / ``'lpips_vgg'`` (:mod:`visionfw.lpips`, needs its weights) on the uint8 RGB
         output with ``scale`` px shaved; or ``{name: fn(sr, hr) -> float}`` (uint8 HWC arrays).
         Each result then holds ``<name>`` and ``<name>_protocol``; lower is better for all three.
+      precision: ``'float32'`` or ``'bfloat16'`` (the model computes in bfloat16 with a float32
+        head, :func:`with_precision`); the metrics are computed in float64 either way.
 
     Returns ``{dataset: {'psnr', 'ssim', 'bicubic_psnr', 'bicubic_ssim', 'gain_psnr',
     'gain_ssim', 'n_images', 'images': [per image], 'protocol', 'protocol_description',
@@ -436,6 +464,7 @@ def evaluate_model(model, datasets, scale, protocol="srcnn", data_dir=None, chan
         raise ConfigError(f"channels={channels!r}; use 'y' or 'rgb'.")
     description = protocol_description(protocol, scale)
     texture = texture_metric_fns(texture_metrics, scale)
+    model = with_precision(model, precision)
     results = {}
     for ds in datasets:
         records = load_eval_set(ds, scale, data_dir=data_dir, lr_dir=lr_dir if protocol == "edsr" else None)
@@ -481,7 +510,8 @@ def evaluate_model(model, datasets, scale, protocol="srcnn", data_dir=None, chan
             "gain_psnr": mean("psnr") - mean("bicubic_psnr"), "gain_ssim": mean("ssim") - mean("bicubic_ssim"),
             "protocol": protocol, "protocol_description": description, "channels": channels,
             "upsampled_input": bool(upsampled_input), "tile": tile, "self_ensemble": bool(self_ensemble),
-            "per_image": bool(per_image), "seconds": time.perf_counter() - start, "images": rows,
+            "precision": precision, "per_image": bool(per_image), "seconds": time.perf_counter() - start,
+            "images": rows,
         }
         for name, (_, how) in texture.items():
             results[ds_name][name] = mean(name)
@@ -557,6 +587,8 @@ def format_table(results, per_image=None):
             extras.append("x8 self-ensemble")
         if r.get("tile"):
             extras.append(f"tiled ({r['tile']} px)")
+        if r.get("precision", "float32") != "float32":
+            extras.append(f"model computed in {r['precision']} (float32 head)")
     lines.append("")
     lines.extend(f"Protocol: {d}" + (f"; {', '.join(sorted(set(extras)))}" if extras else "") for d in descriptions)
     for name in texture:

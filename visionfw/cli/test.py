@@ -47,6 +47,10 @@ class EvaluateConfig:
     texture_metrics: list = field(default_factory=list, metadata={
         "help": "Also measure texture: niqe (no-reference; our pristine model unless you have the authors'), "
                 "lpips (AlexNet) or lpips_vgg (needs the LPIPS weights, see README), comma-separated."})
+    precision: str = field(default="float32", metadata={
+        "help": "Compute the model in float32 or bfloat16 (float32 output head; about 2x faster on CPUs with "
+                "AVX512_BF16, 0.00-0.15 dB lower on the official weights: keep float32 to reproduce papers).",
+        "choices": ("float32", "bfloat16")})
     self_ensemble: bool = field(default=False, metadata={
         "help": "Average over the 8 flips/rotations (EDSR's '+')."})
     shuffle_order: str = field(default="torch", metadata={
@@ -139,7 +143,7 @@ def main(command, config):
                                  per_image=config.per_image, save_images=config.save_images, tile=config.tile,
                                  tile_overlap=config.tile_overlap, self_ensemble=config.self_ensemble,
                                  progress=config.progress, lr_dir=config.lr_dir, log_every=config.log_every,
-                                 texture_metrics=config.texture_metrics)
+                                 texture_metrics=config.texture_metrics, precision=config.precision)
         weights = meta.get("weights")
         title = f"{model_name} x{s}" + (f" ({weights})" if weights else " (RANDOM WEIGHTS)")
         print(title)

@@ -44,7 +44,7 @@ def build_with_policy(spec, dtype_policy=None):
     """
     import keras
 
-    from visionfw.builder import build_model
+    from visionfw.builder import build_model, set_compute_policy
 
     previous = keras.config.dtype_policy()
     keras.config.set_dtype_policy(dtype_policy or "float32")
@@ -53,9 +53,7 @@ def build_with_policy(spec, dtype_policy=None):
     finally:
         keras.config.set_dtype_policy(previous)
     if dtype_policy and dtype_policy != "float32":
-        weighted = [i for i, layer in enumerate(model.layers) if layer.weights]
-        for layer in model.layers[weighted[-1] if weighted else len(model.layers) - 1:]:
-            layer.dtype_policy = "float32"
+        set_compute_policy(model, dtype_policy)  # the float32 head
     return model
 
 
