@@ -289,3 +289,14 @@ def test_official_imdn_in_bfloat16_stays_within_0_05_db(shared_data, tmp_path, c
     # float32 gives 32.210 (the reproduction, test_reproduce_imdn_lapsrn); bf16 measured 32.200 here:
     # the rounding costs a little, never more than a few hundredths
     assert bf16["precision"] == "bfloat16" and 32.16 < bf16["psnr"] < 32.215
+
+
+def test_mixed_training_keeps_a_layer_the_spec_pins_to_float32():
+    from visionfw.train.tasks import build_with_policy
+
+    g = visionfw.Graph("pinned", inputs=[(None, None, 3)])
+    x = g.layer("Activation", g.conv(g.input, 4, 3, padding="same"), activation="softmax", dtype="float32")
+    g.conv(g.conv(x, 4, 3, padding="same"), 3, 3, padding="same")
+    model = build_with_policy(g.spec(), "mixed_bfloat16")
+    # conv, pinned softmax, conv, float32 head
+    assert [layer.compute_dtype for layer in model.layers[1:]] == ["bfloat16", "float32", "bfloat16", "float32"]

@@ -599,20 +599,25 @@ def build_model(spec):
 
 def set_compute_policy(model, dtype_policy):
     """Makes a built ``model`` compute under ``dtype_policy`` (e.g. ``'mixed_bfloat16'``), in place,
-    except its output head (the last layer with weights and every layer after it), which stays
+    except its output head (the last layer with weights and every layer after it), which becomes
     float32: a bfloat16 output has a step of 1/256 near 1.0, as coarse as the 8-bit image.
-    Variables keep their dtype (float32).  Returns ``model``."""
+    Before the head only layers with the model's own policy change, so in a model built under a
+    mixed policy a layer the spec pinned to float32 keeps it (in a float32 model such a layer
+    cannot be told apart and converts too); nested sub-models are followed.  Variables keep
+    their dtype.  Returns ``model``."""
     import keras
 
-    def set_all(layer, policy):
+    source = model.dtype_policy.name
+
+    def set_all(layer, policy, force):
         if isinstance(layer, keras.Model):  # a nested sub-model (e.g. TAD's blocks): its layers too
             for inner in layer.layers:
-                set_all(inner, policy)
-        if not isinstance(layer, keras.layers.InputLayer):
+                set_all(inner, policy, force)
+        if not isinstance(layer, keras.layers.InputLayer) and (force or layer.dtype_policy.name == source):
             layer.dtype_policy = policy
 
     weighted = [i for i, layer in enumerate(model.layers) if layer.weights]
     head = weighted[-1] if weighted else len(model.layers) - 1
     for i, layer in enumerate(model.layers):
-        set_all(layer, "float32" if i >= head else dtype_policy)
+        set_all(layer, "float32" if i >= head else dtype_policy, force=i >= head)
     return model
