@@ -18,8 +18,10 @@ SRGAN's discriminator (Ledig et al., CVPR 2017, Fig. 4), the VGG-style one ESRGA
 ESRGAN's own discriminator (``Discriminator_VGG_128`` of the official code) pairs a 3x3 conv with a
 4x4 stride-2 conv per stage (64, 128, 256, 512, 512 channels; BN after all but the first conv) and
 ends in dense 100 -> 1.  The dense layers fix the input size (``input_size``, 96 in SRGAN, 128 in
-ESRGAN): train with HR patches of that size; the GAN task sizes it to the HR patch.  Real-ESRGAN's U-Net discriminator (Wang et al., ICCVW 2021) is fully convolutional
-(one logit per pixel) with spectral normalisation (:class:`visionfw.layers.SpectralConv2D`)::
+ESRGAN): train with HR patches of that size; the GAN task sizes it to the HR patch.
+
+Real-ESRGAN's U-Net discriminator (Wang et al., ICCVW 2021) is fully convolutional (one logit per
+pixel) with spectral normalisation (:class:`visionfw.layers.SpectralConv2D`)::
 
     x0 = LReLU(conv 64) ; x1..x3 = LReLU(SNconv 4x4 s2) to 128, 256, 512
     x4 = LReLU(SNconv(up2(x3))) + x2 ; x5 = ... + x1 ; x6 = ... + x0   (bilinear up, 256, 128, 64)

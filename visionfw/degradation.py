@@ -47,8 +47,8 @@ that differ are chains separated by ``;`` (``blur(..)+down(..);down(..)+jpeg(..)
 Presets (:data:`PRESETS`): ``realsr`` (blur -> down -> noise -> jpeg, pool kernels/noise when
 given), ``bsrgan-like`` (all kernel kinds, all resize methods, all noise kinds, shuffled;
 ``bsrgan-like@passes=2`` is the second-order variant) and ``realesrgan-like`` (two different
-passes with sinc kernels and a final sinc filter; see :data:`PRESETS` for how it differs).  Bad specs raise
-:class:`visionfw.errors.ConfigError` naming the part and the fix.
+passes with sinc kernels and a final sinc filter; see :data:`PRESETS` for how it differs).  Bad
+specs raise :class:`visionfw.errors.ConfigError` naming the part and the fix.
 
 Randomness
 ----------

@@ -77,9 +77,10 @@ class TrainConfig:
     lr_source: str = _opt("bicubic", "'bicubic' (MATLAB bicubic of the HR) or a folder of LR images.")
     augment: bool = _opt(True, "Random flips and 90-degree rotations of training patches.")
     degradation: Optional[str] = _opt(None, "Realistic LR instead of bicubic (visionfw.degradation): 'realsr', "
-                                            "'bsrgan-like', 'bsrgan-like@passes=2', 'realesrgan-like' or a spec such as "
-                                            "'blur(sigma=0.2:3)+down(methods=bicubic|area)+noise(sigma=1:25)"
-                                            "+jpeg(q=30:95)'; seeded by (seed, step), so resume is exact.")
+                                            "'bsrgan-like', 'bsrgan-like@passes=2', 'realesrgan-like' or a spec "
+                                            "such as 'blur(sigma=0.2:3)+down(methods=bicubic|area)"
+                                            "+noise(sigma=1:25)+jpeg(q=30:95)'; seeded by (seed, step), so resume "
+                                            "is exact.")
     degradation_pool: Optional[str] = _opt(None, "A RealSR noise/kernel pool (.npz from `visionfw degradation-pool`) "
                                                  "that --degradation injects.")
     data_options: dict = _opt(dict, "More input-pipeline options (TrainDataConfig fields), e.g. "
