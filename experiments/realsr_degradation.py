@@ -14,6 +14,8 @@ PSNR/SSIM on Y (BT.601, MATLAB rgb2ycbcr) of the uint8-rounded output, ``scale``
 edsr protocol's measure on a non-bicubic LR), and the bicubic upscaling of the same LR as a floor.
 
     python experiments/realsr_degradation.py --seeds=0,1,2 --steps=1500
+    python experiments/realsr_degradation.py --train_degradation=realesrgan-like \
+        --out=experiments/results/realesrgan_degradation
     python experiments/realsr_degradation.py --seeds=0 --steps=10 --out=/tmp/realsr_smoke   # smoke run
 
 Writes ``<out>/summary.md`` / ``summary.json``; finished runs are reused.
