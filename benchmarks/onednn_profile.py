@@ -14,18 +14,15 @@ import os
 import subprocess
 import sys
 import time
-from pathlib import Path
 
-HERE = Path(__file__).resolve().parent
+import train_throughput as tt  # this folder: the step, its flags
+
 SIDES = ("visionfw fp32", "visionfw bf16", "PyTorch fp32", "PyTorch bf16")
 MARK = "ONEDNN_PROFILE_MARK"
 
 
 def child(side, args):
     """Runs ``side``'s steps; prints a mark line between warm-up and the timed steps."""
-    sys.path.insert(0, str(HERE))
-    import train_throughput as tt
-
     if side.startswith("visionfw"):
         run, _, _ = tt.visionfw_stepper(args, mixed="bfloat16" if side.endswith("bf16") else None)
     else:
@@ -59,10 +56,7 @@ def summarise(text, steps):
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--steps", type=int, default=3)
-    ap.add_argument("--warmup", type=int, default=2)
-    ap.add_argument("--batch", type=int, default=16)
-    ap.add_argument("--patch", type=int, default=48)
+    tt.add_step_arguments(ap, steps=3)
     ap.add_argument("--side", choices=SIDES, help="(internal) run one side")
     args = ap.parse_args()
     if args.side:

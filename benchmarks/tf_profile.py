@@ -10,6 +10,7 @@ trace's XSpace protobuf directly (no TensorBoard plugin needed) and prints, per 
     why oneDNN's per-primitive sums (``onednn_profile.py``) exceed the wall time on TF's side.
 
     python benchmarks/tf_profile.py [--steps 3] [--warmup 2] [--batch 16] [--patch 48] [--top 12]
+                                    [--inter_op N] [--intra_op N]
 """
 import argparse
 import collections
@@ -101,15 +102,11 @@ def summarise(events, steps):
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--steps", type=int, default=3)
-    parser.add_argument("--warmup", type=int, default=2)
-    parser.add_argument("--batch", type=int, default=16)
-    parser.add_argument("--patch", type=int, default=48)
+    tt.add_step_arguments(parser, steps=3)
     parser.add_argument("--top", type=int, default=12, help="op types listed per side")
-    parser.add_argument("--inter_op", type=int, default=None, help="TensorFlow inter-op threads")
+    tt.add_thread_arguments(parser)
     args = parser.parse_args()
-    if args.inter_op:
-        tf.config.threading.set_inter_op_parallelism_threads(args.inter_op)
+    tt.apply_thread_arguments(args)
     print(f"EDSR-baseline x2 train step, batch {args.batch} of {args.patch}x{args.patch}; TF profiler trace of "
           f"{args.steps} steps after {args.warmup} warm-up; ms per step")
     results = {}

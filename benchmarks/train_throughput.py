@@ -131,6 +131,29 @@ def torch_stepper(args, bf16=False):
     return run, f"torch {torch.__version__}, {torch.get_num_threads()} threads"
 
 
+def add_step_arguments(parser, steps):
+    """The flags :func:`visionfw_stepper` and :func:`torch_stepper` read, shared with the profiling
+    scripts so every benchmark times the same step: ``--steps`` (timed), ``--warmup``, ``--batch``,
+    ``--patch``."""
+    parser.add_argument("--steps", type=int, default=steps, help="timed steps (per repetition)")
+    parser.add_argument("--warmup", type=int, default=2)
+    parser.add_argument("--batch", type=int, default=16)
+    parser.add_argument("--patch", type=int, default=48)
+
+
+def add_thread_arguments(parser):
+    """``--inter_op`` / ``--intra_op``; :func:`apply_thread_arguments` sets them before TF starts work."""
+    parser.add_argument("--inter_op", type=int, default=None, help="TensorFlow inter-op threads (default: TF's)")
+    parser.add_argument("--intra_op", type=int, default=None, help="TensorFlow intra-op threads (default: TF's)")
+
+
+def apply_thread_arguments(args):
+    if args.inter_op:
+        tf.config.threading.set_inter_op_parallelism_threads(args.inter_op)
+    if args.intra_op:
+        tf.config.threading.set_intra_op_parallelism_threads(args.intra_op)
+
+
 def interleaved_medians(runners, repeats, steps):
     """Times every runner ``repeats`` times, round-robin (so load changes hit every side alike);
     returns {name: (median, [seconds per step of each repetition])}."""
@@ -143,21 +166,14 @@ def interleaved_medians(runners, repeats, steps):
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--steps", type=int, default=4, help="timed steps per repetition")
+    add_step_arguments(parser, steps=4)
     parser.add_argument("--repeats", type=int, default=3, help="interleaved repetitions per side (median)")
-    parser.add_argument("--warmup", type=int, default=2)
-    parser.add_argument("--batch", type=int, default=16)
-    parser.add_argument("--patch", type=int, default=48)
     parser.add_argument("--skip-pipeline", action="store_true")
     parser.add_argument("--xla", action="store_true", help="also time our steps jit-compiled with XLA (--xla)")
-    parser.add_argument("--inter_op", type=int, default=None, help="TensorFlow inter-op threads (default: TF's)")
-    parser.add_argument("--intra_op", type=int, default=None, help="TensorFlow intra-op threads (default: TF's)")
+    add_thread_arguments(parser)
     parser.add_argument("--skip-peak", action="store_true", help="skip the matmul peak measurement")
     args = parser.parse_args()
-    if args.inter_op:
-        tf.config.threading.set_inter_op_parallelism_threads(args.inter_op)
-    if args.intra_op:
-        tf.config.threading.set_intra_op_parallelism_threads(args.intra_op)
+    apply_thread_arguments(args)
     b = args.batch
     print(f"EDSR-baseline x2 train step, batch {b} of {args.patch}x{args.patch} LR patches; median of "
           f"{args.repeats} interleaved repetitions of {args.steps} steps after {args.warmup} warm-up; "
