@@ -18,6 +18,7 @@ model's output is the highest node, or the nodes listed under ``'outputs'``.
 import contextlib
 import contextvars
 import inspect
+import weakref
 from typing import NamedTuple, Optional
 
 from visionfw.errors import SpecError
@@ -26,7 +27,8 @@ from visionfw.parts import (_BLOCK_FUNCTIONS, _BLOCK_SPECS, _accepted_kwargs, _a
                             make_layer, register_block)
 
 __all__ = ["TYPE_CODES", "ALIASES", "Link", "ParsedSpec", "validate_spec", "build", "build_model",
-           "defer_validation", "register_block", "list_blocks", "make_layer", "layer_class", "input_channels"]
+           "defer_validation", "register_block", "list_blocks", "make_layer", "layer_class", "input_channels",
+           "creation_order"]
 
 # Link type -> (classes it accepts, default class when '<type>_sub' is left out,
 # whether it takes several inputs).  The words are the canonical names; the original
@@ -68,6 +70,10 @@ _MAX_BLOCK_DEPTH = 16
 
 # Set while the registry writes a spec that is about to be built (and so validated) anyway.
 _deferred = contextvars.ContextVar("visionfw_validation_deferred", default=False)
+# While build() runs: the output tensors of the links in the order they are built (nested blocks too).
+_trace = contextvars.ContextVar("visionfw_build_trace", default=None)
+# model -> its layers (ids) in the order the spec created them; see creation_order()
+_CREATION_ORDER = weakref.WeakKeyDictionary()
 
 
 @contextlib.contextmanager
@@ -573,6 +579,9 @@ def _build_graph(spec, parsed, tensors, prefix, path, seen, defaults_override=No
                 multi = TYPE_CODES[code][2]
                 made[out] = layer
                 nodes[out] = _apply(layer, args if multi and len(args) > 1 else args[0], where)
+            trace = _trace.get()
+            if trace is not None:
+                trace.append(nodes[out])
     finally:
         _context.reset(token)
     return [nodes[v] for v in parsed.outputs]
@@ -586,10 +595,48 @@ def build(spec):
     parsed = validate_spec(spec, _seen=seen)
     shapes = spec.get("inputs", [(None, None, 3)])
     inputs = [keras.Input(shape=tuple(s), name=f"input_{i}") for i, s in enumerate(shapes)]
-    outputs = _build_graph(spec, parsed, inputs, "", "", seen)
+    trace = []
+    token = _trace.set(trace)
+    try:
+        outputs = _build_graph(spec, parsed, inputs, "", "", seen)
+    finally:
+        _trace.reset(token)
     model = keras.Model(inputs if len(inputs) > 1 else inputs[0],
                         outputs if len(outputs) > 1 else outputs[0], name=spec["name"])
+    _CREATION_ORDER[model] = _operations_in_order(trace)
     return model, parsed
+
+
+def _operations_in_order(tensors):
+    """Ids of the layers behind ``tensors`` (link outputs in build order), each listed once,
+    inputs before the layers that use them: the order the spec wrote them."""
+    order, seen = [], set()
+
+    def visit(tensor):
+        history = getattr(tensor, "_keras_history", None)
+        if history is None:
+            return
+        op = history.operation
+        if id(op) in seen:
+            return
+        seen.add(id(op))
+        for x in op._inbound_nodes[history.node_index].input_tensors:
+            visit(x)
+        order.append(id(op))
+
+    for t in tensors:
+        for x in (t if isinstance(t, (list, tuple)) else [t]):
+            visit(x)
+    return order
+
+
+def creation_order(model):
+    """Ids of ``model``'s layers (nested ones too) in the order its spec created them, or None for a
+    model not built by :func:`build_model` (e.g. loaded from a ``.keras`` file).
+
+    Keras lists ``model.layers`` by graph depth, which differs from the written order as soon as
+    branches meet; the weights importer pairs unnamed PyTorch modules in this order instead."""
+    return _CREATION_ORDER.get(model)
 
 
 def build_model(spec):

@@ -31,6 +31,7 @@ from pathlib import Path
 import numpy as np
 
 from visionfw.errors import WeightsError
+from visionfw.shuffle_reorder import shuffle_reorders, torch_to_tf_shuffle_permutation
 
 __all__ = ["load_weights", "load_state_dict", "read_state_dict", "plan_state_dict", "describe_mapping",
            "StateDictMapping", "file_sha256", "detect_format", "torch_to_tf_shuffle_permutation", "FORMATS"]
@@ -118,14 +119,23 @@ def load_weights(model, path, format=None, name_map=None, shuffle_order="torch",
 # --------------------------------------------------------------------------- helpers
 
 
-def _weighted_layers(model):
-    """Layers holding weights, in build order, descending into nested models."""
+def _weighted_layers(model, written_order=False, _rank=None):
+    """Layers holding weights, descending into nested models: in Keras' order (by graph depth) or,
+    with ``written_order``, in the order the spec created them where the builder recorded it."""
     import keras
 
+    from visionfw.builder import creation_order
+
+    layers = list(model.layers)
+    if written_order:
+        order = creation_order(model)
+        rank = {i: k for k, i in enumerate(order)} if order is not None else (_rank or {})
+        layers.sort(key=lambda layer: rank.get(id(layer), len(rank)))  # stable: unknown ones keep Keras' order
+        _rank = rank
     out = []
-    for layer in model.layers:
+    for layer in layers:
         if isinstance(layer, keras.Model):
-            out.extend(_weighted_layers(layer))
+            out.extend(_weighted_layers(layer, written_order, _rank))
         elif layer.weights:
             out.append(layer)
     return out
@@ -348,16 +358,6 @@ def read_state_dict(path, fmt=None):
     return load_torch_checkpoint(path)
 
 
-def torch_to_tf_shuffle_permutation(channels_out, r):
-    """Index array ``p`` such that ``kernel_tf = kernel_torch[..., p]``.
-
-    PyTorch's ``PixelShuffle`` reads output channel ``c*r*r + i*r + j`` for sub-pixel
-    (i, j) of channel c; ``depth_to_space`` reads ``(i*r + j)*C + c``.
-    """
-    k = np.arange(channels_out * r * r)
-    return (k % channels_out) * r * r + k // channels_out
-
-
 def _groups(state, skip, source):
     """[(module prefix, {param name: array})] in the state dict's order, skipped keys removed."""
     patterns = [re.compile(p) for p in (skip or ())]
@@ -393,9 +393,10 @@ def _source_kind(prefix, params, source):
 
 
 def _targets(model):
-    """Keras weight holders in order: [(label, layer, kind, sub)]; sub names a Dense inside a layer."""
+    """Keras weight holders in the spec's written order: [(label, layer, kind, sub)]; sub names a
+    Dense inside a layer."""
     out = []
-    for layer in _weighted_layers(model):
+    for layer in _weighted_layers(model, written_order=True):
         cls = type(layer).__name__
         if cls in _CONV_CLASSES:
             out.append((layer.name, layer, "conv", None))
@@ -477,19 +478,6 @@ def _convert(prefix, params, kind, layer, target_kind, source):
     raise WeightsError(f"{source}: no conversion from a PyTorch {kind} to Keras layer {layer.name!r}.")
 
 
-def _shuffle_consumers(model):
-    """{conv layer name: (r, order)} for every conv whose output goes straight into a PixelShuffle."""
-    found = {}
-    for layer in model.layers:
-        if type(layer).__name__ != "PixelShuffle":
-            continue
-        history = getattr(layer.input, "_keras_history", None)
-        producer = getattr(history, "operation", None)
-        if producer is not None and type(producer).__name__ in _CONV_CLASSES:
-            found[producer.name] = (layer.scale, layer.order)
-    return found
-
-
 def _shape_text(shape):
     return "(" + ", ".join(str(int(n)) for n in shape) + ("," if len(shape) == 1 else "") + ")"
 
@@ -498,7 +486,9 @@ class MappedModule:
     """One PyTorch module paired with one Keras weight holder, and how its arrays convert.
 
     ``rows``: ``[(torch key, torch shape, keras weight, keras shape, value, conversion)]``;
-    ``problem``: why it cannot be assigned (None when it can); ``how``: 'order' or 'name_map'.
+    ``problem``: why it cannot be assigned (None when it can); ``how``: how the pair was made:
+    'name' (the Keras layer is named after the module), 'order' (the spec's written order),
+    'shape' (the one layer left whose kind and shape fit) or 'map' (``name_map``).
     """
 
     def __init__(self, module, kind, label, layer, target_kind, how):
@@ -516,18 +506,17 @@ class StateDictMapping:
     """
 
     def __init__(self, model_name, source, entries, unmatched_torch, unmatched_keras, skipped, ignored,
-                 count_problem=None):
+                 plan_problems=()):
         self.model_name, self.source = model_name, source
         self.entries = entries                  # [MappedModule] in state dict order
         self.unmatched_torch = unmatched_torch  # [(module prefix, kind, {param: shape})]
         self.unmatched_keras = unmatched_keras  # [(label, layer class, {weight: shape})]
         self.skipped, self.ignored = skipped, ignored
-        self._count_problem = count_problem
+        self._plan_problems = list(plan_problems)  # unmatched counts, refused channel reorders
 
     @property
     def problems(self):
-        found = [self._count_problem] if self._count_problem else []
-        return found + [e.problem for e in self.entries if e.problem]
+        return self._plan_problems + [e.problem for e in self.entries if e.problem]
 
     @property
     def ok(self):
@@ -554,24 +543,36 @@ class StateDictMapping:
         out = []
         for i, entry in enumerate(self.entries, start=1):
             for k, (tkey, tshape, kname, kshape, _, how) in enumerate(entry.rows):
-                note = how + ("" if entry.how == "order" else " [name_map]")
+                note = how + (" [name_map]" if entry.how == "map" else "")
                 if kshape is not None and not _fits_row(entry.rows[k]):
                     note += f"  !! MISMATCH: converted {_shape_text(np.shape(entry.rows[k][4]))}"
                 out.append((str(i) if k == 0 else "", tkey, _shape_text(tshape) if tshape is not None else "-",
                             kname or "-", _shape_text(kshape) if kshape is not None else "-", note))
         return out
 
+    def pairing_counts(self):
+        """{'name': n, 'order': n, 'shape': n, 'map': n}: how many modules were paired each way."""
+        counts = {"name": 0, "order": 0, "shape": 0, "map": 0}
+        for entry in self.entries:
+            counts[entry.how] += 1
+        return counts
+
     def __str__(self):
         n_keys = sum(len(e.rows) for e in self.entries)
         lines = [f"PyTorch -> Keras mapping for model {self.model_name!r} (from {self.source}): "
                  f"{len(self.entries)} modules, {n_keys} arrays paired; "
                  f"{len(self.unmatched_torch)} PyTorch modules and {len(self.unmatched_keras)} Keras layers "
-                 f"unmatched; {len(self.problems)} problem(s)"]
+                 f"unmatched; {len(self.problems)} problem(s); paired by "
+                 + ", ".join(f"{how} {n}" for how, n in self.pairing_counts().items() if n)]
         header = ("#", "torch key", "torch shape", "keras weight", "keras shape", "conversion")
         rows = [header] + self.table_rows()
         widths = [max(len(r[c]) for r in rows) for c in range(len(header) - 1)]
         for r in rows:
             lines.append("  " + "  ".join(r[c].ljust(widths[c]) for c in range(len(widths))) + "  " + r[-1])
+        for how, text in _PAIRED_BY.items():
+            found = [f"{i}:{e.module}" for i, e in enumerate(self.entries, start=1) if e.how == how]
+            if found:
+                lines.append(f"paired {text} ({len(found)}): {', '.join(found)}")
         if self.unmatched_torch:
             lines.append("unmatched PyTorch modules (no Keras layer of that kind and shape):")
             for prefix, kind, shapes in self.unmatched_torch:
@@ -626,17 +627,40 @@ def _align(n_src, n_dst, fits):
     return pairs, lone_src + list(range(i, n_src)), lone_dst + list(range(j, n_dst))
 
 
-def _plan_entry(prefix, params, target, how, shuffles, shuffle_order, source):
+_PAIRED_BY = {"name": "by name (Keras layer named after the module)",
+              "order": "in the spec's written order", "shape": "by shape (the one layer left that fits)",
+              "map": "by name_map"}
+_DOUBT = {
+    "order": "paired by the spec's written order (no Keras layer is named {prefix!r})",
+    "shape": "paired by shape (the one layer left of that kind and shape)",
+    "name": "paired by name (the Keras layer is named {prefix!r})",
+    "map": "paired by name_map",
+}
+
+
+def _fix_hint(prefix, how):
+    """What to do when a pair does not fit: a pairing guess may be wrong, a named pair is not."""
+    if how in ("order", "shape"):
+        return (f"If the architecture is right, the pairing is wrong: name the Keras layer after the module "
+                f"(name={prefix!r} in the spec, dots allowed) or pass name_map={{{prefix!r}: '<keras layer>'}}; "
+                "otherwise build the model with the weights' hyper-parameters (filters, kernel size, groups, "
+                "use_bias, scale)")
+    return ("The layer is the module's; build it with the weights' hyper-parameters (filters, kernel size, "
+            "groups, use_bias, scale)")
+
+
+def _plan_entry(prefix, params, target, how, reorders, source):
     """A :class:`MappedModule` for one pairing, with its problem (if any) described."""
     label, layer, target_kind, _ = target
     kind = _source_kind(prefix, params, source)
     entry = MappedModule(prefix, kind, label, layer, target_kind, how)
     weights = layer.weights
+    doubt = _DOUBT[how].format(prefix=prefix)
     if kind not in _COMPATIBLE[target_kind]:
         shape = params["weight"].shape if "weight" in params else "-"
         entry.problem = (f"{source}: PyTorch module {prefix!r} ({kind}, weight {shape}) is paired with Keras "
-                         f"layer {label!r} ({type(layer).__name__}); the order of the two models differs. "
-                         "Pass name_map={module: layer} for this module.")
+                         f"layer {label!r} ({type(layer).__name__}), {doubt}; the two models differ there. "
+                         f"{_fix_hint(prefix, how)}.")
         entry.rows = [(f"{prefix}.{p}", v.shape, None, None, v, "!! kind mismatch") for p, v in params.items()]
         return entry
     try:
@@ -648,16 +672,11 @@ def _plan_entry(prefix, params, target, how, shuffles, shuffle_order, source):
     if target_kind == "bn":
         # PyTorch BatchNorm2d uses eps=1e-5; Keras defaults to 1e-3, which changes outputs
         entry.epsilon = float(params.get("eps", 1e-5))
-    if target_kind == "conv" and layer.name in shuffles:
-        r, layer_order = shuffles[layer.name]
-        if layer_order != shuffle_order:
-            c_out = converted[0][1].shape[-1] // (r * r)
-            perm = torch_to_tf_shuffle_permutation(c_out, r)
-            if layer_order == "torch":  # weights in tf order, layer in torch order
-                perm = np.argsort(perm)
-            note = f"PixelShuffle {shuffle_order}->{layer_order} channel order (r={r})"
-            converted = [(p, v[..., perm], note if how_ == "-" else f"{how_}; {note}")
-                         for p, v, how_ in converted]
+    reorder = reorders.get(id(layer))
+    if reorder is not None:
+        converted = [(p, _reorder(v, p, reorder[1], target_kind, layer), how_ if p == "eps" else
+                      (reorder[1].note if how_ == "-" else f"{how_}; {reorder[1].note}"))
+                     for p, v, how_ in converted]
     for k, (param, value, how_) in enumerate(converted):
         w = weights[k] if k < len(weights) else None  # a surplus array has no Keras weight
         keras_name, keras_shape = (f"{label}/{w.name}", tuple(w.shape)) if w is not None else (None, None)
@@ -665,18 +684,29 @@ def _plan_entry(prefix, params, target, how, shuffles, shuffle_order, source):
     if len(converted) != len(weights):
         entry.problem = (f"{source}: module {prefix!r} gives {len(converted)} arrays "
                          f"({', '.join(params)}) for Keras layer {label!r} with {len(weights)} "
-                         f"weights; check use_bias / the architecture.")
+                         f"weights, {doubt}. {_fix_hint(prefix, how)}.")
         return entry
     for (param, value, how_), w in zip(converted, weights):
         if tuple(w.shape) != tuple(np.shape(value)):
             entry.problem = (
                 f"{source}: {prefix}.{param} -> {label}: shape {np.shape(value)} (converted {how_} from "
                 f"{params[param].shape}) does not fit {w.name} {tuple(w.shape)} of Keras layer {label!r} "
-                f"({type(layer).__name__}). Build the model with the weights' hyper-parameters (filters, "
-                f"kernel size, groups, scale), or pair {prefix!r} elsewhere with name_map={{{prefix!r}: "
-                f"'<keras layer>'}} or drop it with skip=[r'^{re.escape(prefix)}\\.'].")
+                f"({type(layer).__name__}), {doubt}. {_fix_hint(prefix, how)}. (Do not skip= it: the model has "
+                "a layer for it.)")
             break
     return entry
+
+
+def _reorder(value, param, reorder, target_kind, layer):
+    """``value`` (converted to ``layer``'s layout) with its channels reordered."""
+    value = np.asarray(value)
+    if reorder.axis == "in":  # a conv kernel's input axis; the bias is per output
+        return value[..., reorder.perm, :] if param == "weight" else value
+    if param == "weight" and target_kind == "depthwise":  # (H, W, C, 1)
+        return value[:, :, reorder.perm, :]
+    if param == "weight" and type(layer).__name__ == "Conv2DTranspose":  # (H, W, O, I)
+        return value[..., reorder.perm, :]
+    return value[..., reorder.perm]  # kernel (..., O), bias, BN / PReLU channels
 
 
 def _target_signature(target):
@@ -685,39 +715,94 @@ def _target_signature(target):
             tuple((w.name, tuple(w.shape)) for w in layer.weights))
 
 
-def _count_problem(source, model, free_groups, free_targets, lone_src, lone_dst, kinds):
+def _count_problem(source, model, counts, free_groups, free_targets, lone_src, lone_dst, kinds, fits_anywhere):
+    """The problem of modules and layers left over; ``free_*`` are those not paired by name."""
     src_list = ", ".join(p for p, _ in free_groups[:40])
     dst_list = ", ".join(t[0] for t in free_targets[:40])
     hints = []
-    if lone_src:
-        names = [free_groups[i][0] for i in lone_src]
+    foreign = [i for i in lone_src if not fits_anywhere(i)]
+    doubtful = [i for i in lone_src if fits_anywhere(i)]
+    if foreign:
+        names = [free_groups[i][0] for i in foreign]
         patterns = ", ".join(f"r'^{re.escape(p)}\\.'" for p in names[:4])
-        hints.append(f"PyTorch module(s) {', '.join(names[:8])} ({', '.join(kinds[i] for i in lone_src[:8])}) "
-                     f"fit no Keras layer: skip=DEFAULT_SKIP + ({patterns},)")
+        hints.append(f"PyTorch module(s) {', '.join(names[:8])} ({', '.join(kinds[i] for i in foreign[:8])}) "
+                     f"fit no Keras layer: skip=DEFAULT_SKIP + ({patterns},) (the model has no layer of "
+                     "that kind and shape)")
+    if doubtful:
+        names = [free_groups[i][0] for i in doubtful]
+        hints.append(f"PyTorch module(s) {', '.join(names[:8])} fit a Keras layer that was paired with another "
+                     "module: the pairing by order is doubtful there (name the Keras layers after the modules, "
+                     "or use name_map)")
     if lone_dst:
         names = [free_targets[j][0] for j in lone_dst]
         hints.append(f"Keras layer(s) {', '.join(names[:8])} get no PyTorch module of their kind and shape")
     diagnosis = f" By kind and shape: {'; '.join(hints)}." if hints else ""
-    return (f"{source}: {len(free_groups)} PyTorch modules with weights but model {model.name!r} has "
-            f"{len(free_targets)} Keras layers with weights (not counting name_map entries). PyTorch: "
-            f"[{src_list}]; Keras: [{dst_list}].{diagnosis} Fix: build the matching architecture, pass skip= "
-            "patterns for modules the Keras model lacks, or a name_map.")
+    return (f"{source}: {counts[0]} PyTorch modules with weights but model {model.name!r} has "
+            f"{counts[1]} Keras layers with weights (not counting name_map entries). Not paired by name: "
+            f"PyTorch: [{src_list}]; Keras: [{dst_list}].{diagnosis} Fix: build the matching architecture, name "
+            "its layers after the modules, or pass a name_map.")
+
+
+def _name_key(name):
+    return name.replace(".", "_")
+
+
+def _pair_by_name(free_groups, free_targets):
+    """{group index: target index} for Keras layers named after their module: exactly, or with the
+    module's dots written as underscores when that is unambiguous on both sides."""
+    exact, loose = {}, {}
+    for j, t in enumerate(free_targets):
+        exact.setdefault(t[0], []).append(j)
+        loose.setdefault(_name_key(t[0]), []).append(j)
+    loose_groups = {}
+    for i, (prefix, _) in enumerate(free_groups):
+        loose_groups.setdefault(_name_key(prefix), []).append(i)
+    pairs, taken = {}, set()
+    for i, (prefix, _) in enumerate(free_groups):
+        hits = exact.get(prefix, [])
+        if len(hits) != 1:
+            key = _name_key(prefix)
+            hits = loose.get(key, []) if len(loose_groups[key]) == 1 else []
+        if len(hits) == 1 and hits[0] not in taken:
+            pairs[i] = hits[0]
+            taken.add(hits[0])
+    return pairs
+
+
+def _pair_by_shape(lone_src, lone_dst, fits):
+    """[(i, j)] for each left-over module with exactly one left-over layer it fits, and vice versa."""
+    pairs = []
+    for i in lone_src:
+        cands = [j for j in lone_dst if fits(i, j)]
+        if len(cands) == 1 and sum(fits(k, cands[0]) for k in lone_src) == 1:
+            pairs.append((i, cands[0]))
+    return pairs
 
 
 def plan_state_dict(model, state, name_map=None, shuffle_order="torch", skip=DEFAULT_SKIP, source="state dict"):
-    """Pairs a PyTorch state dict with ``model``'s weights, by structure; assigns nothing.
+    """Pairs a PyTorch state dict with ``model``'s weights; assigns nothing.
 
-    The state dict is grouped by module (the key up to its last dot), keys matching
-    ``skip`` dropped.  Modules named in ``name_map`` go where it says (see
-    :func:`load_state_dict`); the others pair *in order* with the Keras layers that hold
-    weights: one to one when the counts agree; otherwise by an order-preserving alignment
-    on kind (conv, linear, BatchNorm, PReLU) and converted shape, which names the modules
-    and layers left over.  Returns a :class:`StateDictMapping`; ``print()`` it to see every
-    key, shape, Keras weight and conversion (OIHW->HWIO, grouped and depthwise convs,
-    Linear transposes, PixelShuffle channel reorder), and the unmatched or mis-shaped ones.
+    The state dict is grouped by module (the key up to its last dot), keys matching ``skip``
+    dropped.  Each module is paired with one Keras weight holder:
 
-    Raises WeightsError only for unusable arguments (empty state dict, bad name_map,
-    unknown shuffle_order); mismatches are reported in the mapping's ``problems``.
+    1. ``name_map`` ({module: Keras layer}) where it says ('map');
+    2. by name ('name'): the Keras layer named after the module (``name='body.0.conv'`` in the
+       spec; ``body_0_conv`` also matches when no other module or layer reads the same);
+    3. the rest in the order the spec was written ('order'; the graph writer's creation order,
+       which the builder records, not Keras' depth order of ``model.layers``), aligned on kind
+       and converted shape when the counts differ;
+    4. a module left over with exactly one left-over layer of its kind and shape ('shape').
+
+    PixelShuffle / PixelUnshuffle whose channel order differs from ``shuffle_order`` (the
+    order the weights were trained with) get the reorder of every conv, BN or PReLU their
+    channels reach (:mod:`visionfw.shuffle_reorder`); where it cannot be proven right the
+    mapping has a problem naming the conv, the shuffle and the fix (``order='torch'``).
+
+    Returns a :class:`StateDictMapping`; ``print()`` it to see every key, shape, Keras weight,
+    how it was paired and how it converts (OIHW->HWIO, grouped and depthwise convs, Linear
+    transposes, PixelShuffle channel reorder), and the unmatched or mis-shaped ones.  Raises
+    WeightsError only for unusable arguments (empty state dict, bad name_map, unknown
+    shuffle_order); mismatches are reported in the mapping's ``problems``.
     """
     if shuffle_order not in ("torch", "tf"):
         raise WeightsError(f"shuffle_order={shuffle_order!r}: use 'torch' (weights from nn.PixelShuffle "
@@ -745,43 +830,67 @@ def plan_state_dict(model, state, name_map=None, shuffle_order="torch", skip=DEF
     mapped_labels = {v for v in resolved.values() if v is not None}
     free_targets = [t for t in targets if t[0] not in mapped_labels]
     free_groups = [(p, g) for p, g in groups if p not in resolved]
-    shuffles = _shuffle_consumers(model)
+    reorders, refused = shuffle_reorders(model, shuffle_order)
+
+    named = _pair_by_name(free_groups, free_targets)
+    pairs = [(free_groups[i], free_targets[j], "name") for i, j in named.items()]
+    named_targets = set(named.values())
+    rest_groups = [g for i, g in enumerate(free_groups) if i not in named]
+    rest_targets = [t for j, t in enumerate(free_targets) if j not in named_targets]
+
+    kinds = [_source_kind(p, g, source) for p, g in rest_groups]
+    signatures = [_target_signature(t) for t in rest_targets]
+    cache = {}
+
+    def fits(i, j, pool=rest_targets, sigs=signatures):
+        key = (i, sigs[j])
+        if key not in cache:
+            target = pool[j]
+            ok = False
+            if kinds[i] in _COMPATIBLE[target[2]]:
+                ok = _plan_entry(*rest_groups[i], target, "order", {}, source).problem is None
+            cache[key] = ok
+        return cache[key]
 
     count_problem, unmatched_torch, unmatched_keras = None, [], []
-    if len(free_groups) == len(free_targets):
-        pairs = [(g, t, "order") for g, t in zip(free_groups, free_targets)]
+    n = len(rest_groups)
+    if n == len(rest_targets) and all(fits(i, i) for i in range(n)):
+        pairs += [(g, t, "order") for g, t in zip(rest_groups, rest_targets)]
     else:
-        kinds = [_source_kind(p, g, source) for p, g in free_groups]
-        signatures = [_target_signature(t) for t in free_targets]
-        cache = {}
+        matched, lone_src, lone_dst = _align(n, len(rest_targets), fits)
+        by_shape = _pair_by_shape(lone_src, lone_dst, fits)
+        shaped_src, shaped_dst = {i for i, _ in by_shape}, {j for _, j in by_shape}
+        lone_src = [i for i in lone_src if i not in shaped_src]
+        lone_dst = [j for j in lone_dst if j not in shaped_dst]
+        if n == len(rest_targets) and lone_src and len(lone_src) == len(lone_dst):
+            # as many modules as layers: keep the order's pairs for the misfits, each with its own problem
+            matched = sorted(matched + list(zip(lone_src, lone_dst)))
+            lone_src, lone_dst = [], []
+        pairs += [(rest_groups[i], rest_targets[j], "order") for i, j in matched]
+        pairs += [(rest_groups[i], rest_targets[j], "shape") for i, j in by_shape]
+        if lone_src or lone_dst:
+            all_signatures = [_target_signature(t) for t in targets]
 
-        def fits(i, j):
-            key = (i, signatures[j])
-            if key not in cache:
-                target = free_targets[j]
-                entry = None
-                if kinds[i] in _COMPATIBLE[target[2]]:
-                    entry = _plan_entry(*free_groups[i], target, "order", {}, shuffle_order, source)
-                cache[key] = entry is not None and entry.problem is None
-            return cache[key]
+            def fits_anywhere(i):
+                return any(fits(i, j, targets, all_signatures) for j in range(len(targets)))
 
-        matched, lone_src, lone_dst = _align(len(free_groups), len(free_targets), fits)
-        pairs = [(free_groups[i], free_targets[j], "order") for i, j in matched]
-        unmatched_torch = [(free_groups[i][0], kinds[i], {p: v.shape for p, v in free_groups[i][1].items()})
-                           for i in lone_src]
-        unmatched_keras = [(free_targets[j][0], type(free_targets[j][1]).__name__,
-                            {f"{free_targets[j][0]}/{w.name}": tuple(w.shape) for w in free_targets[j][1].weights})
-                           for j in lone_dst]
-        count_problem = _count_problem(source, model, free_groups, free_targets, lone_src, lone_dst, kinds)
-    pairs += [((p, group_dict[p]), by_label[label], "name_map") for p, label in resolved.items()
-              if label is not None]
+            unmatched_torch = [(rest_groups[i][0], kinds[i], {p: v.shape for p, v in rest_groups[i][1].items()})
+                               for i in lone_src]
+            unmatched_keras = [(rest_targets[j][0], type(rest_targets[j][1]).__name__,
+                                {f"{rest_targets[j][0]}/{w.name}": tuple(w.shape) for w in rest_targets[j][1].weights})
+                               for j in lone_dst]
+            count_problem = _count_problem(source, model, (len(free_groups), len(free_targets)), rest_groups, rest_targets, lone_src, lone_dst, kinds,
+                                           fits_anywhere)
+    pairs += [((p, group_dict[p]), by_label[label], "map") for p, label in resolved.items() if label is not None]
     order = {p: i for i, (p, _) in enumerate(groups)}
     pairs.sort(key=lambda pair: order[pair[0][0]])
-    entries = [_plan_entry(prefix, params, target, how, shuffles, shuffle_order, source)
-               for (prefix, params), target, how in pairs]
+    entries = [_plan_entry(prefix, params, target, how, reorders, source) for (prefix, params), target, how in pairs]
     ignored = [p for p, label in resolved.items() if label is None]
+    problems = [f"{source}: {message}" for message in refused]
+    if count_problem:
+        problems.insert(0, count_problem)
     return StateDictMapping(model.name, source, entries, unmatched_torch, unmatched_keras, skipped, ignored,
-                            count_problem)
+                            problems)
 
 
 def describe_mapping(model, state, **kwargs):
@@ -799,18 +908,19 @@ def load_state_dict(model, state, name_map=None, shuffle_order="torch", skip=DEF
     dict is grouped by module (the key up to the last dot), keys matching ``skip`` dropped.
     Modules named in ``name_map`` ({module prefix: Keras layer name, ``'layer:down'``/
     ``'layer:up'`` for a ChannelAttention's dense kernels, or None to ignore it}) go where
-    it says; the others are paired *in order* with the Keras layers that hold weights and
-    are not mapped: the k-th PyTorch conv to the k-th Keras conv.  Conversions: conv OIHW
+    it says; the others pair by name (a Keras layer named after the module), then in the
+    order the spec was written, then by shape (see :func:`plan_state_dict`).  Conversions: conv OIHW
     -> HWIO (grouped convs too: (O, I/g, H, W) -> (H, W, I/g, O)); depthwise (C*M, 1, H, W)
     -> DepthwiseConv2D (H, W, C, M); ConvTranspose (I, O, H, W) -> (H, W, O, I); Linear (and
     1x1 conv, RCAN's channel attention) (out, in) -> Dense (in, out); PReLU slopes (one
     shared slope is broadcast); BatchNorm weight/bias/running_mean/running_var ->
     gamma/beta/moving_mean/moving_variance (and the layer's epsilon set to PyTorch's 1e-5).
-    Convs feeding a PixelShuffle get their output channels reordered from ``shuffle_order``
-    to the layer's order (see :func:`load_weights`).
+    Every conv (BN, PReLU) whose channels reach a PixelShuffle / PixelUnshuffle of another
+    order than ``shuffle_order`` gets them reordered, or loading is refused where that cannot
+    be proven right (see :func:`load_weights`).
 
-    Raises WeightsError on any missing, extra or mis-shaped entry, naming the first one and
-    the fix (name_map / skip); nothing is assigned then.  Returns ``model``.
+    Raises WeightsError on any missing, extra or mis-shaped entry or refused reorder, naming
+    the first one, how its pair was made and the fix; nothing is assigned then.  Returns ``model``.
     """
     plan_state_dict(model, state, name_map=name_map, shuffle_order=shuffle_order, skip=skip,
                     source=source).apply()
