@@ -156,7 +156,7 @@ def unet_discriminator(filters=64, channels=3):
         x = _lrelu(g, _sn_conv(g, x, filters * width, f"conv{k}", kernel_size=4, strides=2))
         skips.append(x)
     for k, width in ((4, 4), (5, 2), (6, 1)):  # upsample, add the skip of the same size
-        up = g.upsample(x, size=2, interpolation="bilinear")
+        up = g.upsample(x, "Interpolate", scale=2, mode="bilinear")
         x = g.add(_lrelu(g, _sn_conv(g, up, filters * width, f"conv{k}")), skips[6 - k])
     for k in (7, 8):
         x = _lrelu(g, _sn_conv(g, x, filters, f"conv{k}"))

@@ -36,7 +36,7 @@ def hourglass(in_channels=32, out_channels=3, down=(128,) * 5, up=(128,) * 5, sk
         skips.append(cba(x, s, 1) if s else None)
         x = cba(cba(x, d, strides=2), d)
     for i in reversed(range(len(down))):
-        x = g.upsample(x, size=2, interpolation="bilinear")
+        x = g.upsample(x, "Interpolate", scale=2, mode="bilinear")
         if skips[i] is not None:
             x = g.norm(g.concat(skips[i], x))
         x = cba(cba(x, up[i]), up[i], 1)

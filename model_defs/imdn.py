@@ -66,12 +66,11 @@ RECIPE = {
              "at x3 only.",
 }
 
-# How the official state dicts load.  Keras orders layers by depth, so each block's CCA convs
-# come before its c5 (which consumes them) while the state dict lists c5 first: the six c5
-# modules are paired by name, the rest in order.  get_model('imdn', scale=s, pretrained=...) applies
-# them; by hand: visionfw.load_weights(model, path, **dict(LOAD_OPTIONS)).
-LOAD_OPTIONS = (("name_map", tuple((f"IMDB{k}.c5", f"IMDB{k}_c5") for k in range(1, 7))),
-                ("shuffle_order", "torch"))
+# How the official state dicts load: a plain visionfw.load_weights(model, path).  The layers named
+# after their modules (IMDB3_c5 is IMDB3.c5) pair by name, which puts each c5 where the state dict
+# has it although the spec writes it after the CCA convs it consumes; the rest (CCA, fusion,
+# upsampler) pair in the spec's written order.
+LOAD_OPTIONS = (("shuffle_order", "torch"),)
 _RELEASE = "the authors' PyTorch release, github.com/Zheng222/IMDN checkpoints/IMDN_x{s}.pth"
 # the release's files at a fixed commit of the authors' repository (the sha256 below are of these files)
 _URL = "https://github.com/Zheng222/IMDN/raw/f8a43074c7c8ea33ea7c33ce43a698c086007fd0/checkpoints/IMDN_x{s}.pth"

@@ -37,6 +37,7 @@ import visionfw
 from visionfw.errors import WeightsError
 from visionfw.graph import Graph
 from visionfw.matconvnet import load_dagnn_convs, load_lapsrn, read_dagnn
+from visionfw.weights import plan_state_dict, read_state_dict
 from visionfw.model_defs.lapsrn import lapsrn
 
 from conftest import SHARED_DATA
@@ -194,14 +195,16 @@ def test_imdn_equals_the_official_pytorch_forward(cache, scale):
 
 
 @needs_data
-def test_imdn_pairing_needs_the_registry_options_and_tf_order_loads_too():
+def test_imdn_plain_load_pairs_by_name_and_tf_order_loads_too():
     path = WEIGHTS / "imdn" / "IMDN_x2.pth"
-    with pytest.raises(WeightsError, match=r"IMDB1\.c5.*name_map"):
-        visionfw.load_weights(visionfw.get_model("imdn", scale=2), path)  # plain order: c5 meets CCA
-    options = dict(visionfw.model_info("imdn").weights_for(2).options)
-    torch_order = visionfw.load_weights(visionfw.get_model("imdn", scale=2), path, **options)
+    assert "name_map" not in dict(visionfw.model_info("imdn").weights_for(2).options)
+    plan = plan_state_dict(visionfw.get_model("imdn", scale=2), read_state_dict(path))
+    assert plan.ok and plan.pairing_counts() == {"name": 32, "order": 14, "shape": 0, "map": 0}
+    # each c5 pairs by name although the spec writes it after the CCA convs it consumes
+    assert {e.module: (e.label, e.how) for e in plan.entries}["IMDB1.c5"] == ("IMDB1_c5", "name")
+    torch_order = visionfw.load_weights(visionfw.get_model("imdn", scale=2), path)  # no options
     tf_order = visionfw.build_model(visionfw.get_spec("imdn", scale=2, shuffle_order="tf"))
-    visionfw.load_weights(tf_order, path, **options)  # the upsampler's channels are permuted at load time
+    visionfw.load_weights(tf_order, path)  # the upsampler's channels are permuted at load time
     x = np.random.default_rng(3).random((1, 9, 11, 3), dtype=np.float32)
     np.testing.assert_allclose(np.asarray(tf_order(x)), np.asarray(torch_order(x)), atol=1e-6)
 

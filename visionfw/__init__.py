@@ -14,10 +14,24 @@ __version__ = "0.1.0"
 
 from visionfw import errors  # noqa: E402
 from visionfw.builder import build_model, list_blocks, make_layer, register_block, validate_spec  # noqa: E402
+from visionfw.parts import register_layer  # noqa: E402
 from visionfw.errors import SpecError, VisionFWError  # noqa: E402
 from visionfw.graph import Graph  # noqa: E402
 from visionfw.registry import get_model, get_spec, list_models, model_info, register_model  # noqa: E402
 from visionfw.spec_tools import describe, spec_from_json, spec_to_dot, spec_to_json  # noqa: E402
+
+
+_LAZY_MODULES = ("weights", "loading", "layers", "evaluate", "export", "pretrained")
+
+
+def __getattr__(name):
+    """``visionfw.weights`` (and the other modules above) without importing them, and TensorFlow, at
+    ``import visionfw``: `visionfw models` stays light."""
+    if name in _LAZY_MODULES:
+        import importlib
+
+        return importlib.import_module(f"visionfw.{name}")
+    raise AttributeError(f"module 'visionfw' has no attribute {name!r}")
 
 
 def load_weights(model, path, **kwargs):
@@ -27,6 +41,15 @@ def load_weights(model, path, **kwargs):
     return _load(model, path, **kwargs)
 
 
+def load_model(model=None, **kwargs):
+    """A model with its weights, from a registry name, a ``file.py:function``, a ``.keras`` file... (see
+    :func:`visionfw.loading.load_model`)."""
+    from visionfw.loading import load_model as _load
+
+    return _load(model, **kwargs)
+
+
 __all__ = ["Graph", "build_model", "describe", "errors", "get_model", "get_spec", "list_blocks", "list_models",
-           "load_weights", "model_info", "make_layer", "register_block", "register_model", "spec_from_json",
-           "spec_to_dot", "spec_to_json", "validate_spec", "SpecError", "VisionFWError"]
+           "load_weights", "load_model", "model_info", "make_layer", "register_block", "register_layer",
+           "register_model", "spec_from_json", "spec_to_dot", "spec_to_json", "validate_spec", "SpecError",
+           "VisionFWError"]

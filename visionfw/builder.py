@@ -22,13 +22,13 @@ import weakref
 from typing import NamedTuple, Optional
 
 from visionfw.errors import SpecError
-from visionfw.parts import (_BLOCK_FUNCTIONS, _BLOCK_SPECS, _accepted_kwargs, _all_layer_names, _context,
-                            _did_you_mean, _resolve_kwargs, edge_padded, input_channels, layer_class, list_blocks,
-                            make_layer, register_block)
+from visionfw.parts import (_BLOCK_FUNCTIONS, _BLOCK_SPECS, REGISTER_HINT, _accepted_kwargs, _all_layer_names,
+                            _context, _did_you_mean, _resolve_kwargs, edge_padded, input_channels, layer_class,
+                            list_blocks, make_layer, register_block, register_layer)
 
 __all__ = ["TYPE_CODES", "ALIASES", "Link", "ParsedSpec", "validate_spec", "build", "build_model",
            "defer_validation", "register_block", "list_blocks", "make_layer", "layer_class", "input_channels",
-           "creation_order"]
+           "register_layer", "creation_order"]
 
 # Link type -> (classes it accepts, default class when '<type>_sub' is left out,
 # whether it takes several inputs).  The words are the canonical names; the original
@@ -44,7 +44,7 @@ TYPE_CODES = {
               None, True),
     "block": ((), None, True),
     "shuffle": (("PixelShuffle", "PixelUnshuffle"), "PixelShuffle", False),
-    "upsample": (("UpSampling2D", "BicubicResize"), "UpSampling2D", False),
+    "upsample": (("UpSampling2D", "BicubicResize", "Interpolate"), "UpSampling2D", False),
     "pool": (("MaxPooling2D", "AveragePooling2D", "GlobalAveragePooling2D", "GlobalMaxPooling2D"),
              None, False),
     "pad": (("ZeroPadding2D", "Cropping2D"), "ZeroPadding2D", False),
@@ -202,7 +202,8 @@ def _check_defaults(spec, path):
         cls = layer_class(cls_name)
         if cls is None:
             raise SpecError(f"{_loc(path, 'defaults')}: {cls_name!r} is not a layer class."
-                            f"{_did_you_mean(cls_name, _all_layer_names())} Fix the key in 'defaults'.")
+                            f"{_did_you_mean(cls_name, _all_layer_names())} Fix the key in 'defaults'. "
+                            f"{REGISTER_HINT}")
         _check_kwargs(cls_name, cls, dict(kwargs) if isinstance(kwargs, dict) else kwargs,
                       f"{_loc(path, 'defaults')}, class {cls_name!r}", "defaults")
     return defaults
@@ -324,13 +325,21 @@ def _collect_links(spec, path, n_inputs):
                 cls = layer_class(sub)
                 if cls is None:
                     hint = _did_you_mean(sub, allowed if allowed else _all_layer_names())
-                    raise SpecError(f"{_loc(path, key + '_sub', i)}: unknown class {sub!r}.{hint}")
+                    raise SpecError(f"{_loc(path, key + '_sub', i)}: unknown class {sub!r}.{hint} {REGISTER_HINT}")
                 if allowed is not None and sub not in allowed:
                     right = [c for c, (a, _, _) in TYPE_CODES.items() if a and sub in a]
                     fix = f"move the link to {right[0]!r}" if right else "use the 'layer' link type"
                     raise SpecError(f"{_loc(path, key + '_sub', i)}: {sub!r} is not a {key!r} class "
                                     f"(allowed: {', '.join(allowed)}). Fix: {fix}.")
                 _check_kwargs(sub, cls, par, _loc(path, key + "_par", i), key + "_par")
+                if sub == "UpSampling2D" and par.get("interpolation", "nearest") != "nearest":
+                    # Keras resizes with a Python-side size: it fails on the first input of unknown size
+                    mode = par["interpolation"]
+                    fix = (f"g.upsample(x, 'Interpolate', scale={par.get('size', 2)}, mode='bilinear') (PyTorch's "
+                           "F.interpolate, align_corners=False; align_corners=True is an option)"
+                           if mode == "bilinear" else "use 'nearest', or 'Interpolate' (bilinear or nearest)")
+                    raise SpecError(f"{_loc(path, key + '_par', i)}: UpSampling2D(interpolation={mode!r}) fails on "
+                                    f"inputs of unknown size. Fix: {fix}.")
                 if not multi and len(ins) != 1:
                     raise SpecError(f"{where}: {sub} takes one input but the link {tuple(link)!r} gives "
                                     f"{len(ins)}. Write (input, output).")

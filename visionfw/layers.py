@@ -483,3 +483,84 @@ class SpectralConv2D(keras.layers.Conv2D):
 
 
 CUSTOM_LAYERS.update({"SpectralConv2D": SpectralConv2D})
+
+
+# ----------------------------------------------------------------------------- PyTorch-exact resampling
+
+
+def _source_index(out_size, in_size, scale, align_corners):
+    """PyTorch's source coordinate of every output pixel along one axis (float32, as its kernels)."""
+    dst = ops.cast(ops.arange(out_size), "float32")
+    if align_corners:
+        ratio = ops.cast(in_size - 1, "float32") / ops.cast(ops.maximum(out_size - 1, 1), "float32")
+        return dst * ratio
+    # scale_factor given: PyTorch uses 1 / scale_factor (not in/out) as the step
+    step = 1.0 / scale if scale is not None else ops.cast(in_size, "float32") / ops.cast(out_size, "float32")
+    return ops.maximum((dst + 0.5) * step - 0.5, 0.0)
+
+
+@_register
+class Interpolate(keras.layers.Layer):
+    """``torch.nn.functional.interpolate`` on NHWC tensors of any (unknown) size.
+
+    ``mode='bilinear'`` (``align_corners`` False or True) or ``'nearest'`` (PyTorch's legacy
+    nearest: source index ``floor(dst / scale)``).  The output size is ``floor(size * scale)``;
+    called on two tensors ``[x, like]``, ``x`` is resized to the height and width of ``like``
+    (``F.interpolate(x, size=like.shape[-2:])``), ``scale`` then unused.  A bilinear skip of
+    lightweight SR models is ``g.upsample(x, 'Interpolate', scale=s, mode='bilinear')``.
+    """
+
+    def __init__(self, scale=2.0, mode="bilinear", align_corners=False, **kwargs):
+        super().__init__(**kwargs)
+        if mode not in ("bilinear", "nearest"):
+            from visionfw.errors import SpecError
+
+            raise SpecError(f"Interpolate(mode={mode!r}): use 'bilinear' or 'nearest'.")
+        if mode == "nearest" and align_corners:
+            from visionfw.errors import SpecError
+
+            raise SpecError("Interpolate(mode='nearest', align_corners=True): PyTorch allows align_corners "
+                            "with the linear modes only.")
+        self.scale = float(scale)
+        self.mode = mode
+        self.align_corners = bool(align_corners)
+
+    def _resample(self, x, axis, out_size, scale):
+        in_size = ops.shape(x)[axis]
+        if self.mode == "nearest":
+            step = 1.0 / scale if scale is not None else ops.cast(in_size, "float32") / ops.cast(out_size, "float32")
+            src = ops.floor(ops.cast(ops.arange(out_size), "float32") * step)
+            idx = ops.minimum(ops.cast(src, "int32"), in_size - 1)
+            return ops.take(x, idx, axis=axis)
+        src = _source_index(out_size, in_size, scale, self.align_corners)
+        low = ops.minimum(ops.cast(ops.floor(src), "int32"), in_size - 1)
+        high = ops.minimum(low + 1, in_size - 1)
+        frac = src - ops.cast(low, "float32")
+        shape = [1, 1, 1, 1]
+        shape[axis] = -1
+        frac = ops.cast(ops.reshape(frac, shape), x.dtype)
+        return ops.take(x, low, axis=axis) * (1.0 - frac) + ops.take(x, high, axis=axis) * frac
+
+    def call(self, inputs):
+        if isinstance(inputs, (list, tuple)):
+            x, like = inputs
+            sizes, scale = (ops.shape(like)[1], ops.shape(like)[2]), None
+        else:
+            x, scale = inputs, self.scale
+            shape = ops.shape(x)
+            sizes = tuple(ops.cast(ops.floor(ops.cast(shape[a], "float32") * scale), "int32") for a in (1, 2))
+        x = self._resample(x, 1, sizes[0], scale)
+        return self._resample(x, 2, sizes[1], scale)
+
+    def compute_output_shape(self, input_shape):
+        if isinstance(input_shape, (list, tuple)) and isinstance(input_shape[0], (list, tuple)):
+            (n, _, _, c), like = input_shape
+            return (n, like[1], like[2], c)
+        n, h, w, c = input_shape
+        return (n, None if h is None else int(h * self.scale), None if w is None else int(w * self.scale), c)
+
+    def get_config(self):
+        return {**super().get_config(), "scale": self.scale, "mode": self.mode, "align_corners": self.align_corners}
+
+
+CUSTOM_LAYERS.update({"Interpolate": Interpolate})

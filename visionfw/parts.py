@@ -44,6 +44,32 @@ def register_block(name, spec=None):
     return decorator
 
 
+def register_layer(cls=None, *, name=None):
+    """Makes a ``keras.layers.Layer`` subclass of your own usable by name in specs and ``.keras`` files.
+
+    As a decorator (``@visionfw.register_layer``) or a call (``visionfw.register_layer(MyLayer)``):
+    the class is registered as Keras-serializable under the package ``visionfw`` (so
+    ``'MyLayer'`` works in ``layer_sub`` / ``g.layer('MyLayer', x)``, and a saved model that uses
+    it loads back with safe mode on once the module that registers it is imported: on the
+    command line ``--import=my_module``).  Give it a ``get_config`` returning its ``__init__``
+    arguments.  ``name`` registers it under another name.  Returns the class.
+    """
+
+    def decorator(klass):
+        import keras
+
+        if not (inspect.isclass(klass) and issubclass(klass, keras.layers.Layer)):
+            raise SpecError(f"register_layer({klass!r}): register a keras.layers.Layer subclass.")
+        return keras.saving.register_keras_serializable(package="visionfw", name=name or klass.__name__)(klass)
+
+    return decorator(cls) if cls is not None else decorator
+
+
+# the line every unknown-class error ends with
+REGISTER_HINT = ("A layer of your own: decorate its class (a keras.layers.Layer subclass with get_config) with "
+                 "@visionfw.register_layer and import its module first (on the command line: --import=module).")
+
+
 def list_blocks():
     """Names of every registered block (functions and dict specs).
 
@@ -79,6 +105,7 @@ def _all_layer_names():
     from visionfw import layers as vf_layers
 
     names = set(vf_layers.CUSTOM_LAYERS)
+    names |= {key.split(">", 1)[1] for key in keras.saving.get_custom_objects() if key.startswith("visionfw>")}
     for attr in dir(keras.layers):
         obj = getattr(keras.layers, attr)
         if inspect.isclass(obj) and issubclass(obj, keras.layers.Layer):
@@ -136,7 +163,8 @@ def make_layer(cls_name, **kwargs):
     defaults = ctx["defaults"] if ctx else {}
     cls = layer_class(cls_name)
     if cls is None:
-        raise SpecError(f"unknown layer class {cls_name!r}.{_did_you_mean(cls_name, _all_layer_names())}")
+        raise SpecError(f"unknown layer class {cls_name!r}.{_did_you_mean(cls_name, _all_layer_names())} "
+                        f"{REGISTER_HINT}")
     merged = _resolve_kwargs(cls_name, kwargs, defaults)
     return edge_padded(cls_name, cls, merged)(**merged)
 

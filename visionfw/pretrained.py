@@ -78,9 +78,9 @@ def find_weights(info, scale=None, data_dir=None, download=False):
                        + (", or pass download=True" if w.url else "") + ".")
 
 
-def load_pretrained(model, info, scale=None, pretrained=True, data_dir=None, download=False):
+def load_pretrained(model, info, scale=None, pretrained=True, data_dir=None, download=False, **options):
     """Loads the official weights of ``info``'s model (or the file ``pretrained`` names) into ``model``,
-    with the family's loading options; returns the path."""
+    with the family's loading options (``options`` override them); returns the path."""
     from visionfw.weights import load_weights
 
     if pretrained is True:
@@ -88,5 +88,5 @@ def load_pretrained(model, info, scale=None, pretrained=True, data_dir=None, dow
     else:
         path = Path(pretrained)
     w = info.weights_for(scale)
-    load_weights(model, path, **dict(w.options if w is not None else ()))
+    load_weights(model, path, **{**dict(w.options if w is not None else ()), **options})
     return path

@@ -64,6 +64,22 @@ def progress_fields(log_every=100):
     return progress, every
 
 
+def model_fields():
+    """The ``model``, ``model_kwargs`` and ``imports`` (``--import``) fields of every command that builds
+    a model: ``model, model_kwargs, imports = model_fields()`` in the config class (see
+    :func:`visionfw.loading.load_model`)."""
+    model = dataclasses.field(default=None, metadata={
+        "help": "The model: a registry name (see `visionfw models`), or your own function returning a spec dict: "
+                "path/to/file.py:function or package.module:function. Optional when --weights is a .keras model "
+                "file."})
+    kwargs = dataclasses.field(default_factory=dict, metadata={
+        "help": "Keyword arguments for --model (hyper-parameters of the family or of your function): k=v,k2=v2."})
+    imports = dataclasses.field(default_factory=list, metadata={
+        "flag": "import", "help": "Modules to import first (names or .py paths, comma-separated), e.g. the one "
+                                  "that registers your layers (visionfw.register_layer) before a .keras file loads."})
+    return model, kwargs, imports
+
+
 def _unwrap(tp):
     """(base type, element type, Optional?) of an annotation such as Optional[list[int]]."""
     optional = False

@@ -2,22 +2,27 @@
 
     visionfw test --model=srcnn_915 --weights=x3.mat --test_data=Set5,Set14 --scale=3
     visionfw test --weights=my_model.keras --test_data=Set5 --scale=4 --protocol=edsr
-    visionfw test --model=imdn --pretrained --scale=2 --protocol=edsr
+    visionfw test --model=imdn --weights=IMDN_x2.pth --scale=2
+    visionfw test --model=my_models.py:my_net --model_kwargs=scale=2 --weights=my_net.pth --scale=2
 """
 from dataclasses import dataclass, field
 from typing import Optional
+
+from visionfw.cli.common import model_fields
 
 
 @dataclass
 class EvaluateConfig:
     """The flags of `visionfw test` (see :func:`visionfw.evaluate.evaluate_model`)."""
 
-    model: Optional[str] = field(default=None, metadata={
-        "help": "Registry name of the model (see `visionfw models`); optional when --weights is a .keras "
-                "model file."})
+    model: Optional[str]
+    model_kwargs: dict
+    imports: list
+    model, model_kwargs, imports = model_fields()
     weights: Optional[str] = field(default=None, metadata={
-        "help": "Weights: official .mat (SRCNN/VDSR), .keras, .weights.h5, or a PyTorch state dict "
-                "(.pth/.pt with torch installed, or .npz)."})
+        "help": "Weights: official .mat (SRCNN/VDSR/LapSRN), .keras, .weights.h5, or a PyTorch state dict "
+                "(.pth/.pt, read without torch, or .npz). For a registry --model, a file in the format of its "
+                "official release loads with the family's options and hyper-parameters, as --pretrained."})
     pretrained: bool = field(default=False, metadata={
         "help": "Load --model's official weights (searched in $VISIONFW_WEIGHTS, ~/.visionfw/weights, then "
                 "weights/ on the data search path; sha256 checked), with the loading options of the registry."})
@@ -29,9 +34,10 @@ class EvaluateConfig:
     data_dir: Optional[str] = field(default=None, metadata={
         "help": "First place to look for benchmark sets (then $VISIONFW_DATA, ./data, ../shared/data, "
                 "~/.visionfw/data)."})
-    protocol: str = field(default="srcnn", metadata={
-        "help": "Evaluation protocol: 'srcnn' (SRCNN/VDSR MATLAB code: uint8 Y, float bicubic) or 'edsr' "
-                "(EDSR/RCAN code: uint8 RGB LR).", "choices": ("srcnn", "edsr")})
+    protocol: str = field(default="auto", metadata={
+        "help": "Evaluation protocol: 'srcnn' (SRCNN/VDSR MATLAB code: uint8 Y, float bicubic), 'edsr' "
+                "(EDSR/RCAN code: uint8 RGB LR), or 'auto': the protocol of the model's published numbers when the "
+                "registry knows it, else srcnn.", "choices": ("auto", "srcnn", "edsr")})
     lr_dir: Optional[str] = field(default=None, metadata={
         "help": "--protocol=edsr: folder of ready-made LR images (X<s>/<name>x<s>.png)."})
     per_image: bool = field(default=False, metadata={"help": "Print one row per image too."})
@@ -53,9 +59,9 @@ class EvaluateConfig:
         "choices": ("float32", "bfloat16")})
     self_ensemble: bool = field(default=False, metadata={
         "help": "Average over the 8 flips/rotations (EDSR's '+')."})
-    shuffle_order: str = field(default="torch", metadata={
-        "help": "PyTorch weights: the PixelShuffle channel order they were trained with.",
-        "choices": ("torch", "tf")})
+    shuffle_order: Optional[str] = field(default=None, metadata={
+        "help": "PyTorch weights: the PixelShuffle channel order they were trained with (default: the family's "
+                "loading option, else torch).", "choices": ("torch", "tf")})
     allow_random: bool = field(default=False, metadata={
         "help": "Evaluate without --weights (random weights: the numbers mean nothing; for smoke tests only)."})
     progress: bool = field(default=True, metadata={
@@ -68,54 +74,26 @@ CONFIG = EvaluateConfig
 
 
 def _build(config, scale):
-    """(model, model name, meta) for one scale."""
-    from pathlib import Path
-
-    import visionfw
-    from visionfw.errors import ConfigError
+    """(LoadedModel, meta) for one scale (see :func:`visionfw.loading.load_model`)."""
     from visionfw.evaluate import infer_model_meta
-    from visionfw.registry import get_spec
+    from visionfw.loading import load_model
 
-    weights = config.weights
-    if config.pretrained and not config.model:
-        raise ConfigError("--pretrained needs --model=NAME (the official weights are the model's).")
-    if config.model:
-        from visionfw.pretrained import load_pretrained
-
-        info = visionfw.model_info(config.model)
-        spec = get_spec(config.model, scale=scale, **(info.hyper_for(scale) if config.pretrained else {}))
-        model = visionfw.build_model(spec)
-        if config.pretrained:  # as get_model(pretrained=...), with --data_dir and the file's path kept
-            weights = str(load_pretrained(model, info, scale, pretrained=weights or True, data_dir=config.data_dir))
-        elif weights:
-            visionfw.load_weights(model, weights, shuffle_order=config.shuffle_order)
-        meta = spec.get("meta", {})
-        return model, config.model, {"channels": meta.get("channels"),
-                                     "upsampled_input": meta.get("upsampled_input"),
-                                     "scale": meta.get("scale"), "weights": weights}
-    if not weights or not str(weights).lower().endswith(".keras"):
-        raise ConfigError("--model=NAME is needed (only a --weights=FILE.keras model file carries its own "
-                          "architecture). `visionfw models` lists the zoo.")
-    import keras
-
-    from visionfw.errors import WeightsError
-
-    if not Path(weights).is_file():
-        raise WeightsError(f"--weights={weights}: no such file.")
-    try:
-        model = keras.saving.load_model(weights, compile=False)
-    except Exception as exc:
-        raise WeightsError(f"--weights={weights}: cannot load the .keras model ({exc}).") from exc
-    meta = infer_model_meta(model)
-    return model, Path(weights).stem, {"channels": meta["channels"],
-                                       "upsampled_input": meta["upsampled_input"],
-                                       "scale": None if meta["upsampled_input"] else int(meta["ratio"]),
-                                       "weights": weights}
+    loaded = load_model(config.model, weights=config.weights, pretrained=config.pretrained, scale=scale,
+                        model_kwargs=config.model_kwargs, imports=config.imports, data_dir=config.data_dir,
+                        shuffle_order=config.shuffle_order)
+    meta = dict(loaded.meta)
+    if meta.get("channels") is None or meta.get("upsampled_input") is None:  # a .keras file, a bare spec
+        probe = infer_model_meta(loaded.model)
+        meta = {"channels": probe["channels"], "upsampled_input": probe["upsampled_input"],
+                "scale": meta.get("scale") or (None if probe["upsampled_input"] else int(probe["ratio"]))}
+    meta["weights"] = loaded.weights
+    return loaded, meta
 
 
 def main(command, config):
     from visionfw.errors import ConfigError
     from visionfw.evaluate import evaluate_model, format_table, write_results_json
+    from visionfw.loading import resolve_protocol
 
     if not (config.weights or config.pretrained or config.allow_random):
         raise ConfigError("--weights=PATH or --pretrained is required: a model with random weights gives "
@@ -131,14 +109,16 @@ def main(command, config):
     all_results = {}
     model_name = None
     for scale in runs:
-        model, model_name, meta = _build(config, scale)
+        loaded, meta = _build(config, scale)
+        model, model_name = loaded.model, loaded.name
+        protocol, why = resolve_protocol(config.protocol, loaded.info)
         s = scale or meta.get("scale")
         if not s:
             raise ConfigError("--scale is required for this model (it does not fix its own scale).")
         if len(runs) > 1 and not meta.get("upsampled_input"):
             raise ConfigError(f"model {model_name!r} takes LR input, so its weights fit one scale; give "
                               "one --scale per run.")
-        results = evaluate_model(model, config.test_data, s, protocol=config.protocol, data_dir=config.data_dir,
+        results = evaluate_model(model, config.test_data, s, protocol=protocol, data_dir=config.data_dir,
                                  channels=meta.get("channels"), upsampled_input=meta.get("upsampled_input"),
                                  per_image=config.per_image, save_images=config.save_images, tile=config.tile,
                                  tile_overlap=config.tile_overlap, self_ensemble=config.self_ensemble,
@@ -147,6 +127,7 @@ def main(command, config):
         weights = meta.get("weights")
         title = f"{model_name} x{s}" + (f" ({weights})" if weights else " (RANDOM WEIGHTS)")
         print(title)
+        print(f"protocol: {protocol} ({why})")
         print(format_table(results))
         print()
         for ds, r in results.items():
@@ -154,7 +135,7 @@ def main(command, config):
     if config.results:
         scale_field = runs[0] if len(runs) == 1 else ",".join(map(str, runs))
         path = write_results_json(config.results, all_results, model_name, weights,
-                                  scale_field if scale_field else s, config.protocol,
+                                  scale_field if scale_field else s, protocol,
                                   extra={"random_weights": not weights})
         print(f"results written to {path}")
     return 0
