@@ -33,7 +33,7 @@ def test_each_command_has_its_own_defaults_whatever_was_imported(order):
     configs = {cmd: parse_command(cmd, args)[1] for cmd, args in defaults.items()}
     # --scale: train 2, test "the model's own", compare 2, rank-datasets 4, TAD "the model's own"
     assert [configs[c].scale for c in defaults] == [2, None, 2, 4, None, None]
-    assert configs["train"].protocol is None and configs["test"].protocol == "srcnn"
+    assert configs["train"].protocol is None and configs["test"].protocol == "auto"
     assert configs["train"].val_data == ["auto"] and configs["test"].test_data == ["Set5", "Set14"]
     assert configs["compare"].models == ["srcnn_915", "fsrcnn", "espcn", "vdsr", "edsr_baseline"]
     assert configs["rank-datasets"].train_sets == ["T91", "BSD200", "BSDS500_test200"]

@@ -123,22 +123,30 @@ def _resolve_weights(entry, scale, data_dir=None):
 
 
 def _official_options(entry, scale):
-    """(hyper, load options) the registry gives ``entry``'s official weights (IMDN's name map...)."""
-    if entry.weights != "official" or entry.model is None:
+    """(hyper, load options) the registry gives ``entry``'s official weights (EDSR's rgb_range...), for
+    'official' and for a file in the official release's format (see :func:`visionfw.loading.official_options`)."""
+    from visionfw.loading import is_model_reference, official_options
+
+    if not entry.weights or entry.model is None or is_model_reference(entry.model):
         return {}, {}
     from visionfw.registry import model_info
 
-    info = model_info(entry.model)
-    return info.hyper_for(scale), dict(info.weights_for(scale).options)
+    return official_options(model_info(entry.model), scale, True if entry.weights == "official" else entry.weights)
 
 
 def _spec_of(entry, scale):
+    from visionfw.loading import is_model_reference, spec_from_reference
     from visionfw.registry import get_spec
 
     if entry.spec is not None:
         return entry.spec
     if entry.model is None:
         raise ConfigError(f"model {entry.label!r} has neither a registry name nor a spec.")
+    if is_model_reference(entry.model):  # file.py:function / package.module:function
+        spec = spec_from_reference(entry.model, int(scale), entry.hyper)
+        if not isinstance(spec, dict):
+            raise ConfigError(f"model {entry.label!r}: compare needs a function that returns a spec dict.")
+        return spec
     return get_spec(entry.model, scale=int(scale), **{**_official_options(entry, scale)[0], **entry.hyper})
 
 
@@ -182,6 +190,7 @@ def compare_models(models, test_data, scale, weights=None, train_steps=0, train_
     from visionfw.reports import say, write_compare_reports
     from visionfw.runs import ResultCache, interrupted, spec_hash, train_short
     from visionfw.train.trainer import TrainingInterrupted
+    from visionfw.loading import is_model_reference
     from visionfw.weights import file_sha256, load_weights
 
     entries = parse_models(models)
@@ -246,7 +255,7 @@ def compare_models(models, test_data, scale, weights=None, train_steps=0, train_
             if wpath is None and train_steps > 0:
                 if out is None:
                     raise ConfigError("train_steps needs out=FOLDER (the trained models are saved there).")
-                if entry.model is None:
+                if entry.model is None or is_model_reference(entry.model):
                     raise ConfigError(f"model {entry.label!r} is a spec dict; training needs a registry name "
                                       "(or give weights=LABEL=PATH for it, or train_steps=0 for random weights).")
                 doing = f"training {tag}"

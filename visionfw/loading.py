@@ -30,7 +30,7 @@ from pathlib import Path
 from visionfw.errors import ConfigError, SpecError, WeightsError
 
 __all__ = ["LoadedModel", "load_model", "import_modules", "is_model_reference", "spec_from_reference",
-           "is_release_file", "official_options", "resolve_protocol"]
+           "is_release_file", "official_scale", "official_options", "resolve_protocol"]
 
 PROTOCOLS = ("srcnn", "edsr")
 # WeightsInfo.format -> the formats visionfw.weights.detect_format gives files of that release
@@ -151,6 +151,18 @@ def is_release_file(info, scale, weights):
         return False
 
 
+def official_scale(info, weights):
+    """The scale of the official release file ``weights`` is (by its sha256), else None: an official
+    file named by path builds the model at its own scale."""
+    known = [(s, w.sha256) for s, w in info.weights if s is not None and w.sha256]
+    if not known or not Path(weights).is_file():
+        return None
+    from visionfw.weights import file_sha256
+
+    digest = file_sha256(weights)
+    return next((s for s, sha in known if sha == digest), None)
+
+
 def official_options(info, scale, weights):
     """(hyper-parameters, load_weights options) the registry gives the official weights at ``scale``
     when :func:`is_release_file` holds for ``weights``; else ({}, {})."""
@@ -211,7 +223,8 @@ def load_model(model=None, *, weights=None, pretrained=False, scale=None, model_
       pretrained: registry models only: load the official weights (searched as by
         ``visionfw.get_model(name, pretrained=True)``, sha256 checked); with ``weights``, that
         file instead (no hash check).
-      scale: the SR factor to build for (default: the model's own).
+      scale: the SR factor to build for (default: the scale of the official file ``weights`` is,
+        known by its sha256, else the model's own).
       model_kwargs: hyper-parameters for the registry family or the user's function.
       imports: modules (names or ``.py`` paths) imported first, e.g. to register layers.
       data_dir: first folder to search for official weights.
@@ -251,6 +264,8 @@ def load_model(model=None, *, weights=None, pretrained=False, scale=None, model_
     from visionfw.registry import get_spec, model_info
 
     info = model_info(model)
+    if scale is None and weights and not pretrained:
+        scale = official_scale(info, weights)
     official = is_release_file(info, scale, True if pretrained else weights)
     hyper, family_options = official_options(info, scale, True if pretrained else weights)
     spec = get_spec(model, scale=scale, **{**hyper, **model_kwargs})

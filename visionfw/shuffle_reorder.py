@@ -92,10 +92,10 @@ class _Walk:
 
     def refuse(self, layer, why):
         kind = type(self.shuffle).__name__
+        where = f"{type(layer).__name__} {layer.name!r}" if layer is not None else "the model's input"
         raise _Refused(f"the PyTorch->Keras channel reorder for {kind} {self.shuffle.name!r} (order="
-                       f"{self.shuffle.order!r}, r={self.shuffle.scale}) cannot be proven right at "
-                       f"{type(layer).__name__ if layer is not None else 'the input'} "
-                       f"{getattr(layer, 'name', '')!r}: {why}. Fix: {_FIX}.")
+                       f"{self.shuffle.order!r}, r={self.shuffle.scale}) cannot be proven right at {where}: {why}. "
+                       f"Fix: {_FIX}.")
 
     def assign(self, layer, axis):
         reorder = ChannelReorder(axis, self.perm, self.note)

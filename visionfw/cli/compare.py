@@ -14,12 +14,17 @@ class CompareConfig:
     """The flags of `visionfw compare` (see :func:`visionfw.compare.compare_models`)."""
 
     models: list = field(default_factory=lambda: ["srcnn_915", "fsrcnn", "espcn", "vdsr", "edsr_baseline"],
-                         metadata={"help": "Registry names, comma separated."})
+                         metadata={"help": "Registry names or your own functions returning a spec dict "
+                                           "(path/to/file.py:function, package.module:function), comma separated."})
+    imports: list = field(default_factory=list, metadata={
+        "flag": "import", "help": "Modules to import first (names or .py paths), e.g. the one that registers your "
+                                  "layers (visionfw.register_layer)."})
     test_data: list = field(default_factory=lambda: ["Set5", "Set14"], metadata={
         "help": "Benchmark sets (names or folders), comma separated."})
     scale: int = field(default=2, metadata={"help": "Upscaling factor."})
     weights: str = field(default="", metadata={
-        "help": "name=path pairs (comma separated); path 'official' picks the model's official weights "
+        "help": "name=path pairs (comma separated; a registry model's file in its official release's format loads "
+                "with the family's options and hyper-parameters); path 'official' picks the model's official weights "
                 "(searched as by get_model(pretrained=True): $VISIONFW_WEIGHTS, ~/.visionfw/weights, weights/ "
                 "on the data search path); a bare 'official' gives every model its official weights."})
     train_steps: int = field(default=0, metadata={
@@ -34,8 +39,9 @@ class CompareConfig:
         "help": "Output folder (tables, plot, cache, trained models)."})
     input_size: str = field(default="64x64", metadata={
         "help": "LR input size HxW for MACs, latency and memory (pre-upsampled models get scale times that)."})
-    protocol: str = field(default="srcnn", metadata={
-        "help": "PSNR/SSIM protocol for every model.", "choices": ("srcnn", "edsr")})
+    protocol: str = field(default="auto", metadata={
+        "help": "PSNR/SSIM protocol for every model; auto: the protocol of the models' published numbers when the "
+                "registry gives all of them the same one, else srcnn.", "choices": ("auto", "srcnn", "edsr")})
     data_dir: Optional[str] = field(default=None, metadata={
         "help": "First place to look for benchmark sets and official weights (then $VISIONFW_DATA, ./data, "
                 "../shared/data, ~/.visionfw/data)."})
@@ -50,8 +56,27 @@ class CompareConfig:
 CONFIG = CompareConfig
 
 
+def _protocol(config):
+    """(protocol, why): --protocol=auto is the models' common published protocol, else srcnn."""
+    from visionfw.loading import is_model_reference, resolve_protocol
+    from visionfw.registry import model_info
+
+    if config.protocol != "auto":
+        return resolve_protocol(config.protocol)
+    names = [m for m in config.models if not is_model_reference(m)]
+    published = {model_info(m).published_protocol for m in names}
+    if len(names) == len(config.models) and len(published) == 1 and "" not in published:
+        return published.pop(), "auto: the protocol of every model's published numbers"
+    return "srcnn", "auto: the models have no common published protocol; --protocol=edsr for the EDSR-family one"
+
+
 def main(command, config):
     from visionfw.compare import compare_models
+    from visionfw.loading import import_modules
+
+    import_modules(config.imports)
+    protocol, why = _protocol(config)
+    print(f"protocol: {protocol} ({why})")
     from visionfw.reports import format_compare_table
 
     options = {k: v for k, v in (("batch_size", config.train_batch_size), ("lr_patch", config.train_lr_patch))
@@ -59,7 +84,7 @@ def main(command, config):
     options["log_every"] = config.log_every
     result = compare_models(config.models, config.test_data, config.scale, weights=config.weights,
                             train_steps=config.train_steps, train_data=config.train_data, out=config.out,
-                            input_size=config.input_size, protocol=config.protocol, data_dir=config.data_dir,
+                            input_size=config.input_size, protocol=protocol, data_dir=config.data_dir,
                             latency_runs=config.latency_runs, warmup=config.warmup, seed=config.seed,
                             train_options=options, progress=config.progress, log_every=config.log_every)
     print(format_compare_table(result))

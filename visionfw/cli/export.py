@@ -9,6 +9,8 @@ model (the max abs difference is printed); see :mod:`visionfw.export`.
 from dataclasses import dataclass, field
 from typing import Optional
 
+from visionfw.cli.common import model_fields
+
 
 @dataclass
 class ExportConfig:
@@ -17,13 +19,18 @@ class ExportConfig:
     output: str = field(metadata={
         "help": "Where to write: a folder for --format=saved_model, a .tflite or .onnx file (suffix added "
                 "when missing)."})
-    model: Optional[str] = field(default=None, metadata={
-        "help": "Registry name of the model (see `visionfw models`); optional when --weights is a .keras "
-                "model file."})
+    model: Optional[str]
+    model_kwargs: dict
+    imports: list
+    model, model_kwargs, imports = model_fields()
     scale: Optional[int] = field(default=None, metadata={
         "help": "SR factor the model is built for (default: the model's own)."})
     weights: Optional[str] = field(default=None, metadata={
-        "help": "Weights: .keras, .weights.h5, official .mat (SRCNN/VDSR), or a PyTorch state dict (.pth/.npz)."})
+        "help": "Weights: .keras, .weights.h5, official .mat (SRCNN/VDSR/LapSRN), or a PyTorch state dict "
+                "(.pth/.npz). For a registry --model, a file in the format of its official release loads with the "
+                "family's options and hyper-parameters, as --pretrained."})
+    pretrained: bool = field(default=False, metadata={
+        "help": "Load --model's official weights (found and hash-checked as by `visionfw test --pretrained`)."})
     format: str = field(default="saved_model", metadata={
         "help": "Export format.", "choices": ("saved_model", "tflite", "onnx")})
     dtype: str = field(default="fp32", metadata={
@@ -36,9 +43,9 @@ class ExportConfig:
         "help": "Run the export on a random input and fail if it differs from the Keras model beyond the "
                 "tolerance (fp32 1e-4, fp16 3e-2 of max(1, max |output|), or 10x the Keras model's own eager vs "
                 "tf.function difference if larger)."})
-    shuffle_order: str = field(default="torch", metadata={
-        "help": "PyTorch weights: the PixelShuffle channel order they were trained with.",
-        "choices": ("torch", "tf")})
+    shuffle_order: Optional[str] = field(default=None, metadata={
+        "help": "PyTorch weights: the PixelShuffle channel order they were trained with (default: the family's "
+                "loading option, else torch).", "choices": ("torch", "tf")})
     allow_random: bool = field(default=False, metadata={
         "help": "Export without --weights (random weights; for smoke tests only)."})
 
@@ -47,34 +54,16 @@ CONFIG = ExportConfig
 
 
 def build(config):
-    """(model, name) from --model/--scale/--weights."""
-    from pathlib import Path
+    """(model, name) from --model/--scale/--weights/--pretrained (see :func:`visionfw.loading.load_model`)."""
+    from visionfw.errors import ConfigError
+    from visionfw.loading import load_model
 
-    import visionfw
-    from visionfw.errors import ConfigError, WeightsError
-
-    if not config.weights and not config.allow_random:
-        raise ConfigError("--weights=PATH is required: exporting random weights is pointless. Pass "
+    if not (config.weights or config.pretrained or config.allow_random):
+        raise ConfigError("--weights=PATH or --pretrained is required: exporting random weights is pointless. Pass "
                           "--allow_random to export anyway (smoke tests).")
-    if config.scale is not None and config.scale < 1:
-        raise ConfigError(f"--scale={config.scale} must be a positive integer.")
-    if config.model:
-        model = visionfw.get_model(config.model, scale=config.scale)
-        if config.weights:
-            visionfw.load_weights(model, config.weights, shuffle_order=config.shuffle_order)
-        return model, config.model
-    if not config.weights or not str(config.weights).lower().endswith(".keras"):
-        raise ConfigError("--model=NAME is needed (only a --weights=FILE.keras model file carries its own "
-                          "architecture). `visionfw models` lists the zoo.")
-    import keras
-
-    if not Path(config.weights).is_file():
-        raise WeightsError(f"--weights={config.weights}: no such file.")
-    try:
-        model = keras.saving.load_model(config.weights, compile=False)
-    except Exception as exc:
-        raise WeightsError(f"--weights={config.weights}: cannot load the .keras model ({exc}).") from exc
-    return model, Path(config.weights).stem
+    loaded = load_model(config.model, weights=config.weights, pretrained=config.pretrained, scale=config.scale,
+                        model_kwargs=config.model_kwargs, imports=config.imports, shuffle_order=config.shuffle_order)
+    return loaded.model, loaded.name
 
 
 def main(command, config):

@@ -10,7 +10,13 @@ from typing import Optional
 @dataclasses.dataclass
 class ModelsConfig:
     model: Optional[str] = dataclasses.field(
-        default=None, metadata={"help": "`describe`: registry name of the model (see `visionfw models`)."})
+        default=None, metadata={"help": "`describe`: the model: a registry name (see `visionfw models`) or your own "
+                                        "function returning a spec dict, path/to/file.py:function or "
+                                        "package.module:function."})
+    model_kwargs: dict = dataclasses.field(default_factory=dict, metadata={
+        "help": "`describe`: keyword arguments for --model (k=v,k2=v2)."})
+    imports: list = dataclasses.field(default_factory=list, metadata={
+        "flag": "import", "help": "`describe`: modules to import first (names or .py paths), e.g. your layers."})
     scale: Optional[int] = dataclasses.field(
         default=None, metadata={"help": "`describe`: upscaling factor (default: the model's own)."})
     pattern: str = dataclasses.field(default="*", metadata={"help": "Glob filter for `visionfw models`, e.g. 'edsr*'."})
@@ -47,7 +53,15 @@ def main(command, config):
         return 0
     if not config.model:
         raise ConfigError("describe needs model=NAME (see `visionfw models`).")
-    spec = registry.get_spec(config.model, scale=config.scale)
+    from visionfw.loading import import_modules, is_model_reference, spec_from_reference
+
+    import_modules(config.imports)
+    if is_model_reference(config.model):
+        spec = spec_from_reference(config.model, config.scale, config.model_kwargs)
+        if not isinstance(spec, dict):
+            raise ConfigError(f"--model={config.model}: describe needs a function that returns a spec dict.")
+    else:
+        spec = registry.get_spec(config.model, scale=config.scale, **config.model_kwargs)
     from visionfw.spec_tools import describe, spec_to_dot
 
     if config.dot:
