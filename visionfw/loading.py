@@ -191,6 +191,8 @@ def resolve_protocol(protocol, info=None):
 def _keras_file(path):
     import keras
 
+    from visionfw import layers  # noqa: F401  (registers visionfw's own layers for deserialization)
+
     if not Path(path).is_file():
         raise WeightsError(f"--weights={path}: no such file.")
     try:
