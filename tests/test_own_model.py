@@ -647,3 +647,25 @@ def test_cli_runs_a_users_model_function_and_a_keras_file_after_import(user_proj
     via_keras = json.loads((user_project / "k.json").read_text())
     psnr = [r["psnr"] for r in via_file["results"].values()]
     assert psnr == [r["psnr"] for r in via_keras["results"].values()] and 5 < psnr[0] < 60
+
+
+def test_readme_own_model_example_loads_pan_by_name(tmp_path, capsys, monkeypatch):
+    """The README's PAN, official sizes, against the PyTorch twin standing in for the authors' PAN_x2.pth."""
+    import re
+    import runpy
+
+    from conftest import REPO
+
+    text = (REPO / "README.md").read_text()
+    block = re.search(r"<!-- readme-example: own-model -->\s*```python\n(.*?)```", text, re.S).group(1)
+    (tmp_path / "my_pan.py").write_text(block)
+    torch.manual_seed(7)
+    twin = Pan(nf=40, unf=24, nb=16, scale=2).eval()  # PyTorch's own random init: outputs of image scale
+    _save(twin, tmp_path / "PAN_x2.pth")
+    monkeypatch.chdir(tmp_path)
+    namespace = runpy.run_path(str(tmp_path / "my_pan.py"), run_name="__main__")
+    assert capsys.readouterr().out.strip() == "{'name': 118, 'order': 0, 'shape': 0, 'map': 0}"
+    model = visionfw.build_model(namespace["pan"](scale=2))
+    load_weights(model, tmp_path / "PAN_x2.pth")
+    x = np.random.default_rng(3).random((1, 9, 7, 3), dtype=np.float32)
+    np.testing.assert_allclose(np.asarray(model(x)), _torch_out(twin, x), atol=1e-5)
