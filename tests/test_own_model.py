@@ -669,3 +669,34 @@ def test_readme_own_model_example_loads_pan_by_name(tmp_path, capsys, monkeypatc
     load_weights(model, tmp_path / "PAN_x2.pth")
     x = np.random.default_rng(3).random((1, 9, 7, 3), dtype=np.float32)
     np.testing.assert_allclose(np.asarray(model(x)), _torch_out(twin, x), atol=1e-5)
+
+
+def test_registry_model_takes_the_official_file_by_path_in_test_and_export(shared_data, tmp_path, capsys):
+    """`visionfw test/export --model=imdn --weights=IMDN_x2.pth`: the family's options, its own scale,
+    IMDN's published protocol, the paper's 38.00 dB; the ONNX export passes its parity check."""
+    import importlib.util
+
+    from visionfw.cli import run
+
+    path = shared_data / "weights" / "imdn" / "IMDN_x2.pth"
+    assert run(["visionfw", "test", "--model=imdn", f"--weights={path}", "--test_data=Set5", "--noprogress",
+                f"--data_dir={shared_data}", f"--results={tmp_path / 'r.json'}"]) == 0
+    out = capsys.readouterr().out
+    assert "imdn x2" in out and "protocol: edsr (auto: the protocol of imdn's published numbers)" in out
+    import json
+
+    psnr = json.loads((tmp_path / "r.json").read_text())["results"]["Set5"]["psnr"]
+    assert abs(psnr - 38.00) <= 0.01, psnr
+    if all(importlib.util.find_spec(m) is not None for m in ("tf2onnx", "onnxruntime")):
+        assert run(["visionfw", "export", "--model=imdn", f"--weights={path}", "--format=onnx",
+                    f"--output={tmp_path / 'imdn_x2.onnx'}"]) == 0
+        assert "check: max |export - keras|" in capsys.readouterr().out
+
+
+def test_describe_takes_a_users_model_function(user_project, capsys):
+    from visionfw.cli import run
+
+    assert run(["visionfw", "describe", f"--model={user_project / 'my_models.py'}:my_net",
+                "--model_kwargs=filters=4,scale=3"]) == 0
+    out = capsys.readouterr().out
+    assert "Model 'my_net'" in out and "HalfGain" in out and "(None, None, None, 27)" in out  # 3 x 3 x 3 channels

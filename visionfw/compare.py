@@ -197,7 +197,7 @@ def compare_models(models, test_data, scale, weights=None, train_steps=0, train_
     for label, path in parse_weights(weights).items():
         if label == ALL:
             for e in entries:
-                if e.model is not None and e.weights is None:
+                if e.model is not None and not is_model_reference(e.model) and e.weights is None:
                     e.weights = path
             continue
         match = [e for e in entries if e.label == label or e.model == label]

@@ -27,6 +27,8 @@ class CompareConfig:
                 "with the family's options and hyper-parameters); path 'official' picks the model's official weights "
                 "(searched as by get_model(pretrained=True): $VISIONFW_WEIGHTS, ~/.visionfw/weights, weights/ "
                 "on the data search path); a bare 'official' gives every model its official weights."})
+    pretrained: bool = field(default=False, metadata={
+        "help": "Give every registry model without --weights its official weights (as --weights=official)."})
     train_steps: int = field(default=0, metadata={
         "help": "Models without --weights are trained this many steps (0: random weights)."})
     train_data: Optional[str] = field(default=None, metadata={
@@ -82,7 +84,8 @@ def main(command, config):
     options = {k: v for k, v in (("batch_size", config.train_batch_size), ("lr_patch", config.train_lr_patch))
                if v}
     options["log_every"] = config.log_every
-    result = compare_models(config.models, config.test_data, config.scale, weights=config.weights,
+    weights = ",".join(w for w in (config.weights, "official" if config.pretrained else "") if w)
+    result = compare_models(config.models, config.test_data, config.scale, weights=weights,
                             train_steps=config.train_steps, train_data=config.train_data, out=config.out,
                             input_size=config.input_size, protocol=protocol, data_dir=config.data_dir,
                             latency_runs=config.latency_runs, warmup=config.warmup, seed=config.seed,
