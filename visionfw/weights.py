@@ -879,8 +879,8 @@ def plan_state_dict(model, state, name_map=None, shuffle_order="torch", skip=DEF
             unmatched_keras = [(rest_targets[j][0], type(rest_targets[j][1]).__name__,
                                 {f"{rest_targets[j][0]}/{w.name}": tuple(w.shape) for w in rest_targets[j][1].weights})
                                for j in lone_dst]
-            count_problem = _count_problem(source, model, (len(free_groups), len(free_targets)), rest_groups, rest_targets, lone_src, lone_dst, kinds,
-                                           fits_anywhere)
+            count_problem = _count_problem(source, model, (len(free_groups), len(free_targets)), rest_groups,
+                                           rest_targets, lone_src, lone_dst, kinds, fits_anywhere)
     pairs += [((p, group_dict[p]), by_label[label], "map") for p, label in resolved.items() if label is not None]
     order = {p: i for i, (p, _) in enumerate(groups)}
     pairs.sort(key=lambda pair: order[pair[0][0]])
