@@ -476,7 +476,7 @@ def _image_html(entry, models, with_images=True):
         tw = 192 if w >= h else round(192 * w / h)
         th = round(tw * h / w)
         rects = "".join(f'<rect x="{c["x"]}" y="{c["y"]}" width="{c["w"]}" height="{c["h"]}" fill="none" '
-                        f'stroke="{_CROP_COLORS[i % 4]}" stroke-width="{max(2, w // 96)}"/>'
+                        f'stroke="{_CROP_COLORS[i % 4]}" stroke-width="{max(3, w // 64)}"/>'
                         for i, c in enumerate(crops))
         parts.append(f'<svg class="thumb" xmlns="http://www.w3.org/2000/svg" width="{tw}" height="{th}" '
                      f'viewBox="0 0 {w} {h}"><image href="{entry["thumb"]}" width="{w}" height="{h}" '
