@@ -228,18 +228,35 @@ def test_page_cap_leaves_crops_out_with_a_message(tmp_path):
 
 
 def test_rank_page_has_matrix_and_histograms(tmp_path):
-    from visionfw.rank_datasets import rank_matrix
-
-    table = rank_matrix({"Set5": {"T91": 1.25, "BSD": 1.5}})
-    result = {"table": table, "per_image": {"Set5": {"T91": [1.0, 1.5], "BSD": [1.25, 1.75]}}, "model": "srcnn_915",
-              "scale": 2, "steps": 10, "seed": 0, "protocol": "srcnn", "protocol_description": "Y",
-              "bicubic_psnr": {"Set5": 33.5}}
+    result = rank_result()
     path = rh.write_rank_report(result, tmp_path)
     page = parse_page(path)
     values = [float(v) for v, _ in page.cells if v]
     assert 1.25 in values and 1.5 in values and 0.25 in values
     text = path.read_text()
     assert text.count("<polyline") == 2 and "T91 (mean +1.25)" in text and "BSD (mean +1.50)" in text
+
+
+def rank_result():
+    from visionfw.rank_datasets import rank_matrix
+
+    return {"table": rank_matrix({"Set5": {"T91": 1.25, "BSD": 1.5}}),
+            "per_image": {"Set5": {"T91": [1.0, 1.5], "BSD": [1.25, 1.75]}}, "model": "srcnn_915", "scale": 2,
+            "steps": 10, "seed": 0, "protocol": "srcnn", "protocol_description": "Y", "bicubic_psnr": {"Set5": 33.5},
+            "markdown": "table", "computed": {"train": 0, "eval": 0}, "files": {}}
+
+
+def test_cli_rank_datasets_writes_the_page_unless_noreport(tmp_path, monkeypatch, capsys):
+    import visionfw.rank_datasets as rd
+    from visionfw.cli import run
+
+    monkeypatch.setattr(rd, "rank_datasets", lambda *a, **k: rank_result())   # the ranking itself is tested elsewhere
+    assert run(["visionfw", "rank-datasets", "--model=srcnn_915", f"--out={tmp_path}"]) == 0
+    assert f"report: {tmp_path / 'report.html'}" in capsys.readouterr().out
+    assert "T91 (mean +1.25)" in (tmp_path / "report.html").read_text()
+    (tmp_path / "report.html").unlink()
+    assert run(["visionfw", "rank-datasets", "--model=srcnn_915", f"--out={tmp_path}", "--noreport"]) == 0
+    assert not (tmp_path / "report.html").exists()
 
 
 # --------------------------------------------------------------------------- a real browser
@@ -278,7 +295,7 @@ class Browser:
             target = next(t for t in json.load(r) if t["type"] == "page")
         self.ws = websocket.create_connection(target["webSocketDebuggerUrl"], timeout=30, suppress_origin=True)
         self.next_id, self.events = 0, []
-        for domain in ("Runtime", "Log", "Page"):
+        for domain in ("Runtime", "Log", "Page", "Network"):
             self.call(f"{domain}.enable")
 
     def call(self, method, **params):
@@ -307,6 +324,9 @@ class Browser:
             raise RuntimeError(f"{expression}: {r['exceptionDetails']}")
         return r["result"].get("value")
 
+    def requested_urls(self):
+        return [e["params"]["request"]["url"] for e in self.events if e.get("method") == "Network.requestWillBeSent"]
+
     def errors(self):
         out = []
         for e in self.events:
@@ -314,9 +334,9 @@ class Browser:
             if e.get("method") == "Runtime.exceptionThrown":
                 out.append(p["exceptionDetails"].get("exception", {}).get("description") or str(p))
             elif e.get("method") == "Runtime.consoleAPICalled" and p.get("type") in ("error", "assert"):
-                out.append(str(p.get("args")))
+                out.append(" ".join(str(a.get("value", a.get("description", ""))) for a in p.get("args", ())))
             elif e.get("method") == "Log.entryAdded" and p["entry"].get("level") == "error":
-                out.append(p["entry"].get("text"))
+                out.append(f"{p['entry'].get('text')} {p['entry'].get('url', '')}")
         return out
 
     def close(self):
@@ -383,6 +403,8 @@ def test_page_in_headless_chromium(browser, tmp_path):
                      ".find(c => c.textContent === 'SetA PSNR'); th.click(); th.click(); })()")
     assert browser.evaluate("document.querySelector('table').tBodies[0].rows[0].cells[0].textContent") == "beta"
     assert browser.errors() == []
+    # nothing but the file itself and its embedded data: no network
+    assert all(u.startswith(("file:", "data:")) for u in browser.requested_urls()), browser.requested_urls()
 
 
 # --------------------------------------------------------------------------- the commands
@@ -447,3 +469,15 @@ def test_cli_test_report_for_one_model(tiny_sets, tmp_path):
     text = page_path.read_text()
     assert "largest gain of espcn over bicubic" in text
     assert "espcn has random weights" in text
+
+
+def test_the_browser_check_sees_console_errors_and_missing_images(browser, tmp_path):
+    """The no-error assertion above can fail: a script error and a missing image are both caught."""
+    page = tmp_path / "broken.html"
+    page.write_text('<!DOCTYPE html><html><head><link rel="icon" href="data:,"><title>b</title></head><body>'
+                    '<img src="missing.png"><script>console.error("boom"); notDefined();</script></body></html>')
+    browser.events.clear()
+    browser.call("Page.navigate", url=page.as_uri())
+    browser.wait_event("Page.loadEventFired")
+    errors = " | ".join(map(str, browser.errors()))
+    assert "boom" in errors and "notDefined" in errors and "missing.png" in errors
