@@ -26,7 +26,8 @@ from visionfw.errors import ConfigError
 
 __all__ = ["find_windows", "choose_crops", "crop_psnr", "png_data_uri", "image_entry", "svg_scatter",
            "svg_histograms", "table_html", "gain_table_html", "build_page", "load_eval_entries",
-           "compare_sections", "write_compare_report", "write_eval_report", "write_rank_report", "DEFAULT_MAX_MB", "REPORT_NAME"]
+           "compare_sections", "write_compare_report", "write_eval_report", "write_rank_report", "DEFAULT_MAX_MB",
+           "REPORT_NAME"]
 
 REPORT_NAME = "report.html"
 DEFAULT_MAX_MB = 10.0
@@ -137,16 +138,20 @@ def choose_crops(hr, outputs, size=48, border=0, psnr=None, baseline=BASELINE):
 # --------------------------------------------------------------------------- images
 
 
+def _to_uint8(a):
+    a = np.asarray(a)
+    return a if a.dtype == np.uint8 else np.clip(np.floor(a.astype(np.float64) * 255.0 + 0.5), 0, 255).astype(np.uint8)
+
+
 def _uint8_rgb(img):
-    return np.clip(np.floor(_as_rgb_float(img) * 255.0 + 0.5), 0, 255).astype(np.uint8)
+    return _to_uint8(_as_rgb_float(img))
 
 
 def png_data_uri(img):
     """``data:image/png;base64,...`` of an image (HW/HWC, uint8 or float in [0, 1])."""
     from PIL import Image
 
-    a = np.asarray(img)
-    a = a if a.dtype == np.uint8 else np.clip(np.floor(a.astype(np.float64) * 255 + 0.5), 0, 255).astype(np.uint8)
+    a = _to_uint8(img)
     if a.ndim == 3 and a.shape[-1] == 1:
         a = a[..., 0]
     buf = io.BytesIO()
