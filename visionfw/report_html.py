@@ -547,7 +547,8 @@ def build_page(title, meta_lines=(), notes=(), sections=(), entries=(), models=(
                     "helps, red: it hurts; colour saturates at the largest gain).</p>\n"
                     + gain_table_html(entries, models))
         for ds in dict.fromkeys(e["dataset"] for e in entries):
-            body.append(f"<h2>{_e(ds)}: crops where the models differ</h2>\n<p class=\"meta\">Each row: HR | "
+            what = "crops where the models differ" if len(models) != 1 else f"crops of {models[0]} vs bicubic"
+            body.append(f"<h2>{_e(ds)}: {_e(what)}</h2>\n<p class=\"meta\">Each row: HR | "
                         "bicubic | each model on the same window, chosen automatically; the number under a crop "
                         "is its PSNR on Y of the shown 8-bit crop (the image's PSNR is in its table).</p>")
             body += [_image_html(e, models, keep) for e, keep in zip(entries, shown) if e["dataset"] == ds]
@@ -697,7 +698,7 @@ def write_eval_report(results, model_name, sr_dir, path, sources=None, data_dir=
     metrics = {model_name: {ds: r["images"] for ds, r in results.items()}}
     entries = load_eval_entries({ds: sources.get(ds, ds) for ds in results}, scale, {model_name: sr_dir}, metrics,
                                 data_dir, crop_size)
-    rows = [[ds, r["n_images"], (r["psnr"], ".3f"), (r["ssim"], ".4f"), (r["bicubic_psnr"], ".3f"),
+    rows = [[ds, (r["n_images"], "d"), (r["psnr"], ".3f"), (r["ssim"], ".4f"), (r["bicubic_psnr"], ".3f"),
              (r["bicubic_ssim"], ".4f"), (r["gain_psnr"], "+.3f")] for ds, r in results.items()]
     table = table_html(["set", "images", "PSNR", "SSIM", "bicubic PSNR", "bicubic SSIM", "gain"], rows)
     notes = [] if weights else [f"{model_name} has random weights: its numbers mean nothing."]
