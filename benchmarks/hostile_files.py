@@ -24,29 +24,33 @@ from pathlib import Path
 _FLOAT_PID = "ctorch\nFloatStorage\n"
 
 
-def _str(text):
+def pickle_str(text):
+    """Opcodes pushing ``text`` (BINUNICODE)."""
     data = text.encode()
     return b"X" + struct.pack("<I", len(data)) + data
 
 
-def _int(value):
+def pickle_int(value):
+    """Opcodes pushing a 32-bit int (BININT)."""
     return b"J" + struct.pack("<i", value)
 
 
-def _ints(values):
-    return b"(" + b"".join(_int(v) for v in values) + b"t"
+def pickle_ints(values):
+    """Opcodes pushing a tuple of ints."""
+    return b"(" + b"".join(pickle_int(v) for v in values) + b"t"
 
 
 def tensor_ops(size, stride, numel, key="0"):
     """Pickle opcodes of _rebuild_tensor_v2(FloatStorage ``key`` (numel elements), 0, size, stride)."""
-    pid = b"(" + _str("storage") + _FLOAT_PID.encode() + _str(key) + _str("cpu") + _int(numel) + b"tQ"
-    return (b"ctorch._utils\n_rebuild_tensor_v2\n(" + pid + _int(0) + _ints(size) + _ints(stride)
-            + b"\x89ccollections\nOrderedDict\n)RtR")
+    pid = (b"(" + pickle_str("storage") + _FLOAT_PID.encode() + pickle_str(key) + pickle_str("cpu")
+           + pickle_int(numel) + b"tQ")
+    return (b"ctorch._utils\n_rebuild_tensor_v2\n(" + pid + pickle_int(0) + pickle_ints(size)
+            + pickle_ints(stride) + b"\x89ccollections\nOrderedDict\n)RtR")
 
 
 def dict_pickle(entries):
     """A protocol-2 pickle of a dict from ``[(key, value opcodes)]``."""
-    return b"\x80\x02}(" + b"".join(_str(k) + ops for k, ops in entries) + b"u."
+    return b"\x80\x02}(" + b"".join(pickle_str(k) + ops for k, ops in entries) + b"u."
 
 
 def tensor_pickle(size, stride, numel, key="0"):

@@ -59,9 +59,10 @@ def test_dag_of_any_depth_is_refused_in_linear_time(tmp_path):
 def test_shared_tensors_and_dicts_of_tensors_still_load(tmp_path):
     """torch.load keeps objects a pickle names twice shared; so does the reader (no container of
     containers, so no blow-up): a tensor under two keys, one state dict under two wrappers."""
-    tensor = hostile.tensor_ops((2, 3), (3, 1), 6)
-    pickle_ops = (b"\x80\x02}(" + hostile._str("a") + tensor + b"q\x00" + hostile._str("b") + b"h\x00u"
-                  + b"q\x01}(" + hostile._str("params") + b"h\x01" + hostile._str("params_ema") + b"h\x01u.")
+    tensor, text = hostile.tensor_ops((2, 3), (3, 1), 6), hostile.pickle_str
+    # {'params': sd, 'params_ema': sd} with sd = {'a': t, 'b': t}: memo 0 is t, memo 1 is sd
+    pickle_ops = (b"\x80\x02}(" + text("a") + tensor + b"q\x00" + text("b") + b"h\x00u"
+                  + b"q\x01}(" + text("params") + b"h\x01" + text("params_ema") + b"h\x01u.")
     raw = np.arange(6, dtype=np.float32)
     path = hostile.write_torch_zip(tmp_path / "shared.pth", pickle_ops, {"0": raw.tobytes()})
     obj = read_torch_checkpoint(path)

@@ -157,7 +157,7 @@ def test_tad_task_options_from_the_command_line_text():
 def test_passes_capped_at_parse_time():
     t0 = time.perf_counter()
     for text in ("down(methods=bicubic)@passes=1000000", "down(methods=bicubic)@passes=" + "9" * 5000):
-        with pytest.raises(ConfigError, match=rf"passes=.*(from 1 to|1 <= N <= ) ?{MAX_PASSES}"):
+        with pytest.raises(ConfigError, match=rf"passes=.*(at most|1 <= N <=) {MAX_PASSES}"):
             parse_spec(text)
     assert time.perf_counter() - t0 < 1.0
     assert parse_spec(f"down(methods=bicubic)@passes={MAX_PASSES}").passes == MAX_PASSES

@@ -67,8 +67,8 @@ ACTIVATION_NAMES = ("relu", "sigmoid", "tanh", "softmax", "linear", "elu", "selu
                     "silu", "softplus", "softsign", "hard_sigmoid", "leaky_relu", "relu6", "mish")
 SPEC_KEYS = ("name", "inputs", "outputs", "defaults", "blocks", "meta")
 _MAX_BLOCK_DEPTH = 16
-# Links one spec (or block spec) may hold: Keras takes a few milliseconds per layer, so 5000 build in
-# well under a minute and 20000 would take minutes; refused before anything is checked or built.
+# Links one spec (or block spec) may hold, refused before anything is checked or built: Keras creates
+# each layer in Python (5000 took 143 s on a loaded 2-core machine; 20000 would take many minutes).
 MAX_SPEC_LINKS = 5000
 
 # Set while the registry writes a spec that is about to be built (and so validated) anyway.
@@ -187,9 +187,9 @@ def _check_name_and_size(spec, name, path):
                         f"names. Use another character, e.g. {name.replace('/', '_')!r}.")
     count = sum(len(spec[key]) for key in link_keys(spec).values() if isinstance(spec[key], (list, tuple)))
     if count > MAX_SPEC_LINKS:
-        raise SpecError(f"{path}: has {count} links; a spec may hold at most {MAX_SPEC_LINKS} (Keras builds a few "
-                        "hundred layers a second). Repeat a block spec under 'blocks' for deep stacks, or build "
-                        "the model in parts.")
+        raise SpecError(f"{path}: has {count} links; a spec may hold at most {MAX_SPEC_LINKS} (Keras creates "
+                        "every layer in Python, a few milliseconds each). Repeat a block spec under 'blocks' for "
+                        "deep stacks.")
 
 
 def _check_inputs(spec, path):

@@ -145,8 +145,8 @@ class DegradationSpec:
         object.__setattr__(self, "ops", tuple(self.ops))
         object.__setattr__(self, "later", tuple(tuple(chain) for chain in self.later))
         if isinstance(self.passes, bool) or not isinstance(self.passes, int) or not 1 <= self.passes <= MAX_PASSES:
-            raise ConfigError(f"degradation spec option passes={self.passes!r} must be an integer from 1 to "
-                              f"{MAX_PASSES} (2: second-order degradation).")
+            raise ConfigError(f"degradation spec option passes={self.passes!r} must be a positive integer, at "
+                              f"most {MAX_PASSES} (2: second-order degradation).")
         if self.later and self.passes == 1:
             object.__setattr__(self, "passes", 1 + len(self.later))
         elif self.later and self.passes != 1 + len(self.later):
