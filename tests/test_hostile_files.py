@@ -195,3 +195,17 @@ def test_mat_holding_text_is_one_weights_error(tmp_path):
     scipy.io.savemat(vdsr, {"model": {"weight": np.array(["abc"], dtype=object), "bias": np.zeros((1, 1))}})
     with pytest.raises(WeightsError, match=r"vdsr.mat: model.weight\{1\} holds text, not numbers"):
         load_weights(keras.Sequential([keras.Input((8, 8, 1)), keras.layers.Conv2D(1, 1)]), vdsr)
+
+
+def test_cli_names_a_truncated_keras_model(tmp_path, capsys):
+    """`visionfw test/export --weights=FILE.keras` load the file with Keras themselves: checked first too."""
+    from visionfw.cli import run
+
+    _tiny_model().save(tmp_path / "m.keras")
+    data = (tmp_path / "m.keras").read_bytes()
+    cut = tmp_path / "cut.keras"
+    cut.write_bytes(data[: len(data) // 2])
+    for command in (["test"], ["export", f"--output={tmp_path / 'out'}"]):
+        assert run(["visionfw", *command, f"--weights={cut}"]) == 1
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and re.search(r"cut.keras: a truncated or corrupt .keras file", err[0]), err
