@@ -209,3 +209,27 @@ def test_cli_names_a_truncated_keras_model(tmp_path, capsys):
         assert run(["visionfw", *command, f"--weights={cut}"]) == 1
         err = capsys.readouterr().err.strip().splitlines()
         assert len(err) == 1 and re.search(r"cut.keras: a truncated or corrupt .keras file", err[0]), err
+
+
+def test_torch_written_training_checkpoints_still_load(tmp_path):
+    """What training scripts save (one state dict under two keys, an optimizer with two parameter groups
+    sharing a betas tuple) reads as torch.load reads it; an expanded tensor is refused, not copied out."""
+    torch = pytest.importorskip("torch")
+    net = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.Conv2d(4, 3, 1))
+    optimizer = torch.optim.Adam([{"params": net[0].parameters()}, {"params": net[1].parameters(), "lr": 0.1}])
+    net(torch.rand(1, 3, 8, 8)).sum().backward()
+    optimizer.step()
+    state = net.state_dict()
+    path = tmp_path / "train.pth"
+    torch.save({"params": state, "params_ema": state, "optimizer": optimizer.state_dict(), "epoch": 3}, path)
+    want = torch.load(path, weights_only=True)
+    mine = read_torch_checkpoint(path)
+    assert mine["params"] is mine["params_ema"] and mine["epoch"] == 3
+    for key, tensor in want["params"].items():
+        np.testing.assert_array_equal(mine["params"][key], tensor.numpy())
+    assert mine["optimizer"]["param_groups"][1]["lr"] == 0.1
+    np.testing.assert_array_equal(mine["optimizer"]["state"][0]["exp_avg"], want["optimizer"]["state"][0]["exp_avg"])
+    torch.save({"w": torch.ones(3).expand(1000, 3)}, tmp_path / "expanded.pth")
+    with pytest.raises(WeightsError, match=r"expanded.pth: refused: a tensor of size \(1000, 3\) with strides "
+                                           r"\(0, 1\) repeats the 3 elements of its storage into 3000"):
+        read_torch_checkpoint(tmp_path / "expanded.pth")
