@@ -22,15 +22,29 @@ def _chain(n, **kw):
 
 # ----------------------------------------------------------------------------- deep and large specs
 
-def test_chain_past_the_python_recursion_limit_builds_and_runs():
-    """Keras makes a Model by a recursive walk (default limit 1000 frames: 1200 layers raised
-    RecursionError); the limit is raised for that walk only, then restored."""
-    limit = sys.getrecursionlimit()
+def test_chain_past_the_python_recursion_limit_builds_runs_and_clones():
+    """Keras makes a Model by a recursive walk, when it builds, clones or loads one (default limit
+    1000 frames: 1200 layers raised RecursionError): the limit is raised to what the model needs."""
+    import keras
+
     n = 1500
     model = build_model(_chain(n))
-    assert len(model.layers) == n + 1 and sys.getrecursionlimit() == limit
+    assert len(model.layers) == n + 1 and sys.getrecursionlimit() > 2 * n
     x = np.array([[[[-1.0], [2.0]]]], np.float32)
     np.testing.assert_array_equal(np.asarray(model(x)), [[[[0.0], [2.0]]]])
+    np.testing.assert_array_equal(np.asarray(keras.models.clone_model(model)(x)), [[[[0.0], [2.0]]]])
+
+
+@pytest.mark.slow  # about 2 minutes: saving and loading 1500 layers, and a fresh process
+def test_deep_keras_file_loads_in_a_fresh_process(tmp_path):
+    import subprocess
+
+    build_model(_chain(1500)).save(tmp_path / "deep.keras")
+    code = ("import sys, keras; from visionfw.keras_files import verify_keras_file; verify_keras_file(sys.argv[1]); "
+            "print(len(keras.saving.load_model(sys.argv[1]).layers))")
+    done = subprocess.run([sys.executable, "-c", code, str(tmp_path / "deep.keras")], capture_output=True, text=True,
+                          timeout=600)
+    assert done.returncode == 0 and done.stdout.split()[-1] == "1501", done.stderr[-2000:]
 
 
 @pytest.mark.slow  # about 20-60 s: Keras creates each of the 5000 layers

@@ -28,7 +28,8 @@ from visionfw.parts import (_BLOCK_FUNCTIONS, _BLOCK_SPECS, _accepted_kwargs, _a
                             layer_class, list_blocks, make_layer, register_block)
 
 __all__ = ["TYPE_CODES", "ALIASES", "Link", "ParsedSpec", "validate_spec", "build", "build_model",
-           "defer_validation", "register_block", "list_blocks", "make_layer", "layer_class", "input_channels"]
+           "allow_graph_depth", "defer_validation", "register_block", "list_blocks", "make_layer", "layer_class",
+           "input_channels"]
 
 # Link type -> (classes it accepts, default class when '<type>_sub' is left out,
 # whether it takes several inputs).  The words are the canonical names; the original
@@ -660,9 +661,8 @@ def _build_graph(spec, parsed, tensors, prefix, path, seen, defaults_override=No
                 sub_inputs = [keras.Input(shape=tuple(a.shape[1:]), name=f"{lname}_in{k}") for k, a in
                               enumerate(args)]
                 result = _block_outputs(link, sub_inputs, lname, path, seen, local_blocks, where)
-                with _recursion_room(result):
-                    made[out] = keras.Model(sub_inputs if len(sub_inputs) > 1 else sub_inputs[0], result,
-                                            name=lname)
+                allow_graph_depth(_layer_calls_behind(result))
+                made[out] = keras.Model(sub_inputs if len(sub_inputs) > 1 else sub_inputs[0], result, name=lname)
                 nodes[out] = _apply(made[out], args if len(args) > 1 else args[0], where)
             elif code == "block":
                 nodes[out] = _block_outputs(link, args, lname, path, seen, local_blocks, where)
@@ -699,18 +699,18 @@ def _layer_calls_behind(outputs):
     return len(seen)
 
 
-@contextlib.contextmanager
-def _recursion_room(outputs):
-    """Keras makes a Model by walking its graph recursively, one Python frame per layer on the
-    longest path (a chain of ~1000 layers hits Python's default limit): the limit is raised by the
-    number of layer calls while the Model is made, then restored.  The walk calls itself from
-    Python, which since Python 3.11 uses no C stack per call, so the raised limit is safe."""
-    old = sys.getrecursionlimit()
-    sys.setrecursionlimit(max(old, old + 2 * _layer_calls_behind(outputs)))
-    try:
-        yield
-    finally:
-        sys.setrecursionlimit(old)
+def allow_graph_depth(layer_calls):
+    """Raises Python's recursion limit (never lowers it) so that Keras can walk a graph of
+    ``layer_calls`` layer calls: Keras makes a Model -- when it is built, cloned or loaded -- by a
+    recursive walk, one Python frame per layer on the longest path, and a chain of ~1000 layers hits
+    Python's default limit.  The limit stays raised while the process may walk that model again.
+    The walk calls itself from Python, which since Python 3.11 takes no C stack per call."""
+    depth, frame = 0, sys._getframe()
+    while frame is not None:
+        depth, frame = depth + 1, frame.f_back
+    needed = 1000 + depth + 2 * int(layer_calls)
+    if needed > sys.getrecursionlimit():
+        sys.setrecursionlimit(needed)
 
 
 def build(spec):
@@ -722,9 +722,9 @@ def build(spec):
     shapes = spec.get("inputs", [(None, None, 3)])
     inputs = [keras.Input(shape=tuple(s), name=f"input_{i}") for i, s in enumerate(shapes)]
     outputs = _build_graph(spec, parsed, inputs, "", "", seen)
-    with _recursion_room(outputs):
-        model = keras.Model(inputs if len(inputs) > 1 else inputs[0],
-                            outputs if len(outputs) > 1 else outputs[0], name=spec["name"])
+    allow_graph_depth(_layer_calls_behind(outputs))
+    model = keras.Model(inputs if len(inputs) > 1 else inputs[0],
+                        outputs if len(outputs) > 1 else outputs[0], name=spec["name"])
     return model, parsed
 
 

@@ -8,6 +8,8 @@ checksum of the values).  :func:`verify_keras_file` reads the file first and say
 * every weight array (an HDF5 dataset) must be readable and, for floats, finite;
 * a ``.weights.h5`` written by :func:`save_weights` carries the sha256 of each weight array (an
   attribute of the dataset), and every array must still match it.
+
+A ``.keras`` file carries no such record: the zip's CRC-32 of each member, always written, is checked.
 """
 from __future__ import annotations
 
@@ -18,6 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
+from visionfw.builder import allow_graph_depth
 from visionfw.errors import WeightsError
 from visionfw.torch_checkpoint import zip_bomb_problem
 
@@ -94,7 +97,9 @@ def _check_h5(source, path):
 def verify_keras_file(path):
     """Raises :class:`~visionfw.errors.WeightsError` saying what is wrong with a ``.keras``,
     ``.weights.h5`` or legacy ``.h5`` file: truncated or corrupt container, a member whose CRC-32
-    fails, an unreadable array, an array that no longer matches its recorded sha256, NaN or inf."""
+    fails, an unreadable array, an array that no longer matches its recorded sha256, NaN or inf.
+    For a sound ``.keras`` file it also makes room for Keras to load a deep model
+    (:func:`visionfw.builder.allow_graph_depth`, from the objects its config names)."""
     path = Path(path)
     if not path.is_file():
         raise WeightsError(f"{path}: no such file; check the path of the weights.")
@@ -119,3 +124,5 @@ def verify_keras_file(path):
                                "download it again.")
         if _WEIGHTS_MEMBER in archive.namelist():
             _check_h5(io.BytesIO(archive.read(_WEIGHTS_MEMBER)), path)
+        if "config.json" in archive.namelist():  # Keras walks the graph recursively when it loads it
+            allow_graph_depth(archive.read("config.json").count(b'"class_name"'))
