@@ -15,14 +15,13 @@ from __future__ import annotations
 
 import hashlib
 import io
-import zipfile
 from pathlib import Path
 
 import numpy as np
 
 from visionfw.builder import allow_graph_depth
 from visionfw.errors import WeightsError
-from visionfw.torch_checkpoint import zip_bomb_problem
+from visionfw.torch_checkpoint import open_weights_zip
 
 __all__ = ["save_weights", "record_checksums", "verify_keras_file", "CHECKSUM_ATTR"]
 
@@ -106,15 +105,7 @@ def verify_keras_file(path):
     if not path.name.endswith(".keras"):
         _check_h5(str(path), path)
         return
-    try:
-        archive = zipfile.ZipFile(path)
-    except (zipfile.BadZipFile, OSError, ValueError) as exc:
-        raise WeightsError(f"{path}: a truncated or corrupt .keras file ({exc}; a .keras model is a zip "
-                           "archive); copy or download it again.") from None
-    with archive:
-        bomb = zip_bomb_problem(archive, path.stat().st_size)
-        if bomb:
-            raise WeightsError(f"{path}: refused: {bomb}.")
+    with open_weights_zip(path, ".keras file (a zip archive)", "copy or download it again") as archive:
         try:
             bad = archive.testzip()  # reads every member: CRC-32 and sizes
         except Exception as exc:  # a damaged local header

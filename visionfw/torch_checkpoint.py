@@ -39,7 +39,7 @@ import numpy as np
 
 from visionfw.errors import WeightsError
 
-__all__ = ["read_torch_checkpoint", "load_torch_checkpoint", "zip_bomb_problem", "STATE_DICT_WRAPPERS"]
+__all__ = ["read_torch_checkpoint", "load_torch_checkpoint", "open_weights_zip", "STATE_DICT_WRAPPERS"]
 
 # torch.serialization.MAGIC_NUMBER and PROTOCOL_VERSION of the legacy format
 _LEGACY_MAGIC = 0x1950A86A20F9469CFC6C
@@ -455,13 +455,7 @@ class _Resolver:
 
 
 def _read_zip(path):
-    try:
-        archive = zipfile.ZipFile(path)
-    except (zipfile.BadZipFile, OSError, ValueError) as exc:
-        raise WeightsError(f"{path}: a truncated or corrupt zip archive ({exc}); the download or copy is "
-                           "incomplete: fetch the checkpoint again.") from exc
-    with archive:
-        _check_zip_sizes(path, archive)
+    with open_weights_zip(path) as archive:
         names = archive.namelist()
         pickles = [n for n in names if n.endswith("/data.pkl") and n.count("/") == 1]
         if len(pickles) != 1:
@@ -500,23 +494,23 @@ def _read_zip(path):
             raise WeightsError(f"{path}: corrupt zip archive ({exc}); fetch the checkpoint again.") from exc
 
 
-def zip_bomb_problem(archive, file_size):
-    """What is wrong with an open ``zipfile.ZipFile`` whose members declare more than
-    :data:`MAX_ZIP_INFLATION` times the file's ``file_size`` (plus 1 MiB), or None.  Weight files
-    (torch.save's and Keras's) store their members uncompressed: this is a zip bomb."""
-    infos = archive.infolist()
+def open_weights_zip(path, what="zip archive", fix="the download or copy is incomplete: fetch the checkpoint again"):
+    """``zipfile.ZipFile(path)``, or a WeightsError naming ``path`` as a truncated or corrupt ``what``
+    (then ``fix``), or as a zip bomb: members declaring more than :data:`MAX_ZIP_INFLATION` times the
+    file's size (plus 1 MiB) in all, where weight files (torch.save's, Keras's) store them uncompressed."""
+    try:
+        archive = zipfile.ZipFile(path)
+    except (zipfile.BadZipFile, OSError, ValueError) as exc:
+        raise WeightsError(f"{path}: a truncated or corrupt {what} ({exc}); {fix}.") from exc
+    infos, size = archive.infolist(), Path(path).stat().st_size
     declared = sum(info.file_size for info in infos)
-    if declared <= MAX_ZIP_INFLATION * file_size + (1 << 20):
-        return None
-    big = max(infos, key=lambda info: info.file_size)
-    return (f"its zip members inflate to {declared} bytes from a file of {file_size} ({big.filename!r} alone to "
-            f"{big.file_size}), a zip bomb: weight files store their members uncompressed")
-
-
-def _check_zip_sizes(path, archive):
-    problem = zip_bomb_problem(archive, Path(path).stat().st_size)
-    if problem:
-        raise _OverLimit(problem)
+    if declared > MAX_ZIP_INFLATION * size + (1 << 20):
+        archive.close()
+        big = max(infos, key=lambda info: info.file_size)
+        raise WeightsError(f"{path}: refused: its zip members inflate to {declared} bytes from a file of {size} "
+                           f"({big.filename!r} alone to {big.file_size}), a zip bomb: weight files store their "
+                           "members uncompressed.")
+    return archive
 
 
 def _read_legacy(path, file):
