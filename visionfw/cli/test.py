@@ -102,9 +102,11 @@ def _build(config, scale):
     import keras
 
     from visionfw.errors import WeightsError
+    from visionfw.keras_files import verify_keras_file
 
     if not Path(weights).is_file():
         raise WeightsError(f"--weights={weights}: no such file.")
+    verify_keras_file(weights)  # truncated, CRC, NaN: said before Keras reads it
     try:
         model = keras.saving.load_model(weights, compile=False)
     except Exception as exc:

@@ -32,7 +32,48 @@ import tensorflow as tf
 
 from visionfw.errors import ConfigError, DataError
 
-__all__ = ["Task", "SRTask", "TASKS", "register_task", "get_task", "hr_of", "build_with_policy"]
+__all__ = ["Task", "SRTask", "TASKS", "register_task", "get_task", "hr_of", "build_with_policy", "typed_options"]
+
+_TYPE_WORDS = {float: "a number", int: "an integer", str: "a string", bool: "true or false", type(None): "none"}
+_VALUE_WORDS = {**_TYPE_WORDS, float: "a fraction", list: "a list", dict: "a dict"}
+
+
+def typed_options(options, schema, task):
+    """``options`` (``--task_options``, parsed) checked against ``schema`` ``{name: type or tuple of
+    types}`` (float, int, str, bool, ``type(None)``); returns them with numbers as the named type.
+
+    Raises ConfigError naming the option, its value and the type it must have: a value of the wrong
+    type would otherwise fail deep inside the loss (``'<' not supported between 'str' and 'int'``).
+    A float option takes an integer too, an int option a whole float (100.0), neither a bool; floats
+    must be finite.
+    """
+    import math
+
+    out = {}
+    for key, value in dict(options or {}).items():
+        if key not in schema:
+            raise ConfigError(f"--task_options: {key!r} is not a {task} option; the options are "
+                              f"{', '.join(schema)}.")
+        kinds = schema[key] if isinstance(schema[key], tuple) else (schema[key],)
+        for kind in kinds:
+            if kind is float and isinstance(value, (int, float)) and not isinstance(value, bool):
+                if not math.isfinite(value):
+                    raise ConfigError(f"--task_options {key}={value!r}: {task} option {key!r} must be a finite "
+                                      "number.")
+                value = float(value)
+                break
+            if kind is int and isinstance(value, float) and value.is_integer():  # JSON's 100.0
+                value = int(value)
+            if kind is int and isinstance(value, int) and not isinstance(value, bool):
+                break
+            if kind is not float and kind is not int and isinstance(value, kind):
+                break
+        else:
+            want = " or ".join(_TYPE_WORDS.get(k, k.__name__) for k in kinds)
+            raise ConfigError(f"--task_options {key}={value!r}: {task} option {key!r} must be {want}, not "
+                              f"{_VALUE_WORDS.get(type(value), type(value).__name__)}.")
+        out[key] = value
+    return out
 
 
 def build_with_policy(spec, dtype_policy=None):
@@ -197,7 +238,8 @@ class SRTask(Task):
 
         c = self.config
         scale, upsampled = int(c.scale), self.upsampled_input
-        degrade = make_degrader(c.degradation, scale, int(c.seed), pool=c.degradation_pool)
+        degrade = make_degrader(c.degradation, scale, int(c.seed), pool=c.degradation_pool,
+                                hr_size=int(c.lr_patch) * scale)
 
         def lr_of(step, batch):
             hr = batch[1]

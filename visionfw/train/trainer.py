@@ -251,9 +251,10 @@ def resolve_config(config):
     if c.sampler in ("", "pipeline"):
         c.sampler = None
     if c.degradation:
-        from visionfw.degradation import resolve_spec
+        from visionfw.degradation import check_fits
 
-        resolve_spec(c.degradation)  # a bad spec fails here, before anything is written
+        # a bad spec, or a blur wider than the patch, fails here, before anything is written or traced
+        check_fits(c.degradation, int(c.scale or 1), int(c.lr_patch) * int(c.scale or 1))
         if c.sampler is not None or (c.lr_source or "bicubic") != "bicubic":
             raise ConfigError("degradation makes the LR images from the HR patches of the input pipeline: it "
                               "cannot be combined with --sampler or --lr_source (use --sampler=pipeline).")
