@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import errno
 import os
+import re
 import stat
 import struct
 import tempfile
@@ -71,8 +72,11 @@ def _open_pil(path, max_pixels):
     try:
         im = Image.open(path)
     except Image.DecompressionBombError as exc:  # far over PIL's limit, hence over ours
-        raise DataError(f"Image {path}: {exc} It is over the limit of {limit:,} pixels "
-                        "(max_image_pixels); downscale or crop it, or raise --max_image_pixels.") from None
+        claimed = re.search(r"\((\d+) pixels\)", str(exc))
+        pixels = f"{int(claimed.group(1)):,} pixels" if claimed else "more pixels than PIL allows"
+        raise DataError(f"Image {path} claims {pixels} in its header, over the limit of {limit:,} pixels "
+                        "(max_image_pixels); downscale or crop it, or raise --max_image_pixels if the memory "
+                        "is there.") from None
     try:
         check_image_pixels(path, im.size[0], im.size[1], limit)
     except DataError:
