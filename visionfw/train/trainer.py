@@ -899,8 +899,8 @@ class _LossGrowthWatch:
     """Warns once when a logged loss is over ``GROWTH`` times the run's first-step loss: a
     divergence that stays finite (``--lr=1e6`` with Adam) would otherwise finish silently.
 
-    It only looks at values the loop reads anyway (the first step's loss once, then the
-    log-point means), so it adds no host sync to the steps."""
+    It reads the first step's loss once (one host sync in the whole run), then only the
+    log-point means the loop fetches anyway, so the steps get no extra host sync."""
 
     GROWTH = 1000.0
 
