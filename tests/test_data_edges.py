@@ -86,17 +86,27 @@ def test_list_images_counts_and_names_entries_it_cannot_read(tmp_path):
 
 def test_a_test_image_too_small_to_evaluate_is_one_line(tmp_path):
     from visionfw.data.benchmarks import load_benchmark
+    from visionfw.evaluate import evaluate_model
+    from visionfw.registry import get_model
 
     folder = write_noise_images(tmp_path / "set", 1, 32, seed=3)
     Image.fromarray(np.zeros((1, 1, 3), np.uint8)).save(folder / "tiny.png")
     with pytest.raises(DataError) as info:
         load_benchmark(str(folder), 2)
-    assert str(info.value) == (f"Test image {folder / 'tiny.png'} is 1x1, too small to evaluate at x2: it needs at "
-                               "least 16x16 pixels (mod-cropped, 2 px shaved off each border, an 11x11 SSIM window); "
-                               "remove it from the folder.")
+    assert str(info.value) == (f"Image {folder / 'tiny.png'} is 1x1, smaller than the scale 2: nothing is left once "
+                               "it is mod-cropped to a multiple of 2; remove it from the folder.")
     os.remove(folder / "tiny.png")
+    Image.fromarray(np.zeros((15, 17, 3), np.uint8)).save(folder / "small.png")  # loads, but cannot be measured
+    assert [r.hr.shape for r in load_benchmark(str(folder), 2)] == [(32, 32, 3), (14, 16, 3)]
+    model = get_model("espcn", scale=2, n1=8, n2=4)
+    with pytest.raises(DataError) as info:
+        evaluate_model(model, [str(folder)], 2, protocol="edsr", progress=False)
+    assert str(info.value) == ("Test image set/small is 16x14 (mod-cropped), too small to evaluate at x2: it needs at "
+                               "least 16x16 pixels (2 px are shaved off each border, SSIM needs an 11x11 window); "
+                               "remove it from the test set.")
+    os.remove(folder / "small.png")
     Image.fromarray(np.zeros((16, 17, 3), np.uint8)).save(folder / "smallest.png")
-    assert [r.hr.shape for r in load_benchmark(str(folder), 2)] == [(32, 32, 3), (16, 16, 3)]
+    assert evaluate_model(model, [str(folder)], 2, protocol="edsr", progress=False)["set"]["n_images"] == 2
 
 
 def test_building_the_cache_of_a_big_image_stays_a_small_multiple_of_its_size(tmp_path):

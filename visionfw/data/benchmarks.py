@@ -16,7 +16,6 @@ Under each root the set's folder may be ``<root>/benchmark/<Name>`` or ``<root>/
 from __future__ import annotations
 
 import dataclasses
-import math
 import tarfile
 import zipfile
 from pathlib import Path
@@ -156,14 +155,11 @@ def load_benchmark(name, scale, data_dir=None, lr_dir=None):
     if lr_root is not None and not lr_root.is_dir():
         raise DataError(f"load_benchmark: lr_dir {lr_root} is not a folder; fix the path or pass None.")
     records = []
-    # smallest side that leaves an 11x11 SSIM window once mod-cropped and shaved by `scale` px
-    need = scale * math.ceil((11 + 2 * scale) / scale)
     for path in list_images(folder):
         hr = read_image_uint8(path)
-        if min(hr.shape[:2]) < need:
-            raise DataError(f"Test image {path} is {hr.shape[1]}x{hr.shape[0]}, too small to evaluate at "
-                            f"x{scale}: it needs at least {need}x{need} pixels (mod-cropped, {scale} px shaved "
-                            "off each border, an 11x11 SSIM window); remove it from the folder.")
+        if min(hr.shape[:2]) < scale:
+            raise DataError(f"Image {path} is {hr.shape[1]}x{hr.shape[0]}, smaller than the scale {scale}: nothing "
+                            f"is left once it is mod-cropped to a multiple of {scale}; remove it from the folder.")
         hr = modcrop(hr, scale)
         if lr_root is None:
             lr = imresize(hr, scale=1.0 / scale).numpy()

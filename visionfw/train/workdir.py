@@ -70,6 +70,13 @@ def lock_workdir(workdir):
         except BlockingIOError:
             raise WorkdirBusyError(f"workdir {workdir} is in use by another training run, {_holder(fd)}; wait for "
                                    "it to finish (or stop it), or pass another --workdir.") from None
+        except OSError as exc:  # a file system without locks (some network mounts): run unprotected
+            if exc.errno not in (errno.ENOLCK, errno.EOPNOTSUPP, errno.ENOSYS):
+                raise
+            import warnings
+
+            warnings.warn(f"workdir {workdir} cannot be locked ({exc.strerror}): nothing stops a second run "
+                          "from using it at the same time.", stacklevel=3)
         info = {"pid": os.getpid(), "started": time.time(), "command": " ".join(sys.argv)[:500]}
         try:
             os.ftruncate(fd, 0)
