@@ -155,7 +155,7 @@ class Task:
                               "change lr_patch.")
         return TrainDataConfig(source=c.train_data, scale=2, lr_patch=hr_patch // 2,
                                batch_size=int(c.batch_size), channels="rgb", augment=bool(c.augment),
-                               seed=int(c.seed), **_checked_data_options(c.data_options))
+                               seed=int(c.seed), **_checked_data_options(c.data_options, c))
 
     def hr_patch_dataset(self, hr_patch, start_step=0):
         """Batches of RGB HR patches only, as ``(hr,)`` tuples, from the shared input pipeline
@@ -218,7 +218,7 @@ class SRTask(Task):
         from visionfw.data.pipeline import TrainDataConfig
 
         c = self.config
-        extra = _checked_data_options(c.data_options)
+        extra = _checked_data_options(c.data_options, c)
         return TrainDataConfig(source=c.train_data, scale=int(c.scale), lr_patch=int(c.lr_patch),
                                batch_size=int(batch_size or c.batch_size), channels=self.channels,
                                lr_source=c.lr_source or "bicubic", augment=bool(c.augment),
@@ -330,20 +330,23 @@ def _normalise_results(raw, names):
     return out
 
 
-def _checked_data_options(options):
-    """``--data_options`` as TrainDataConfig keyword arguments; ConfigError names an unknown key."""
+def _checked_data_options(options, config=None):
+    """``--data_options`` as TrainDataConfig keyword arguments (plus the options of ``config``, a
+    TrainConfig, that have their own flag); ConfigError names an unknown key."""
     import dataclasses
 
     from visionfw.data.pipeline import TrainDataConfig
 
     options = dict(options or {})
     fixed = {"source", "scale", "lr_patch", "batch_size", "channels", "lr_source", "augment", "seed",
-             "upsample_input"}  # set by their own flags or by the model
+             "upsample_input", "max_image_pixels"}  # set by their own flags or by the model
     allowed = {f.name for f in dataclasses.fields(TrainDataConfig)} - fixed
     for key in options:
         if key not in allowed:
             raise ConfigError(f"data_options: {key!r} is not a pipeline option here; use one of "
                               f"{sorted(allowed)} (the others have their own config fields).")
+    if getattr(config, "max_image_pixels", None) is not None:
+        options["max_image_pixels"] = config.max_image_pixels
     return options
 
 
