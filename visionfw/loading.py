@@ -193,8 +193,11 @@ def _keras_file(path):
 
     from visionfw import layers  # noqa: F401  (registers visionfw's own layers for deserialization)
 
+    from visionfw.keras_files import verify_keras_file
+
     if not Path(path).is_file():
         raise WeightsError(f"--weights={path}: no such file.")
+    verify_keras_file(path)  # truncated, CRC, NaN: said before Keras reads it
     try:
         return keras.saving.load_model(str(path), compile=False)
     except Exception as exc:
