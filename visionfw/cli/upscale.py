@@ -22,10 +22,11 @@ from typing import Optional
 class UpscaleConfig:
     """The flags of `visionfw upscale`."""
 
-    input: str = field(metadata={"help": "An image file, a folder of images, or a quoted glob ('shots/*.jpg')."})
-    output: str = field(metadata={
+    input: Optional[str] = field(default=None, metadata={
+        "help": "An image file, a folder of images, or a quoted glob ('shots/*.jpg') (required)."})
+    output: Optional[str] = field(default=None, metadata={
         "help": "An image file (one input; the suffix picks the format) or a folder (created; <name>.png per "
-                "input). Never one of the inputs."})
+                "input). Never one of the inputs (required)."})
     model: Optional[str] = field(default=None, metadata={
         "help": "Registry name of the model (see `visionfw models`); optional when --weights is a whole .keras "
                 "model."})
@@ -112,6 +113,8 @@ def check(config):
     """Flags and paths, before TensorFlow is imported."""
     from visionfw.errors import ConfigError
 
+    if not config.input or not config.output:
+        raise ConfigError("upscale needs --input=FILE|DIR|GLOB and --output=FILE|DIR.")
     if config.pretrained and not config.model:
         raise ConfigError("--pretrained needs --model=NAME (the official weights are the model's).")
     if not (config.pretrained or config.weights):

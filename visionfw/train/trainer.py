@@ -144,8 +144,10 @@ class TrainConfig:
 def _is_y_model(config):
     from visionfw.registry import get_spec
 
+    from visionfw.train.tasks import spec_channels
+
     spec = get_spec(config.model, scale=int(config.scale), **(config.model_kwargs or {}))
-    return spec.get("meta", {}).get("channels") == "y"
+    return spec_channels(spec) == "y"
 
 
 def _resolve_val_data(c):
