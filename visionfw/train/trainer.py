@@ -917,6 +917,27 @@ def train(config, label=None):
     previous_policy = keras.config.dtype_policy()
     try:
         trainer = Trainer(resolved, label=label)
-        return trainer.run()
+        result = trainer.run()
     finally:
         keras.config.set_dtype_policy(previous_policy)
+    warn_below_bicubic(resolved, result)
+    return result
+
+
+def warn_below_bicubic(config, result):
+    """A warning when the final validation is below bicubic: the run learned less than a fixed
+    interpolation, which a short budget, the default recipe or the architecture can cause."""
+    import warnings
+
+    from visionfw.train.presets import USER_DEFAULT
+
+    for name, r in (result.get("val") or {}).items():
+        gain = r.get("psnr", math.nan) - r.get("bicubic_psnr", math.nan)
+        if not gain < 0:
+            continue
+        recipe = ("the default recipe of a model without a family recipe" if config.preset_source ==
+                  USER_DEFAULT["source"] else f"the recipe '{config.preset_source[:60]}'")
+        warnings.warn(f"model {config.model!r} ended {gain:+.2f} dB against bicubic on {name} after {result['steps']} "
+                      f"steps with {recipe}. More steps, a nonlinearity between its convolutions, a global residual "
+                      "(input + network, as VDSR) or register_model(..., family='<zoo family>') for that family's "
+                      "recipe usually help.", stacklevel=2)
