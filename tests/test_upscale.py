@@ -102,6 +102,9 @@ def test_photo_files_keep_alpha_16_bits_and_normal_permissions(tmp_path):
             path = write_photo(tmp_path / name, img)
             assert np.array_equal(read_photo(path), img), name
             assert (path.stat().st_mode & 0o777) == 0o644, name
+        from visionfw.data.image_io import write_image  # `visionfw test --save_images` wrote 0600 files
+
+        assert (write_image(tmp_path / "saved.png", cases["grey.png"]).stat().st_mode & 0o777) == 0o644
     finally:
         os.umask(old)
 

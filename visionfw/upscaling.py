@@ -26,8 +26,6 @@ the result equals whole-image inference for local models.
 from __future__ import annotations
 
 import io
-import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -122,26 +120,15 @@ def _encode(img, suffix):
 
 def write_photo(path, img):
     """Writes ``img`` (uint8 or uint16 HxWxC, C in 1..4) to ``path`` atomically, with the file
-    mode a new file gets (0666 less the umask); the format follows the suffix."""
+    mode a new file gets (0666 less the umask, not mkstemp's 0600); the format follows the suffix."""
     path = Path(path)
     suffix = path.suffix.lower()
     if suffix not in PHOTO_SUFFIXES:
         raise ConfigError(f"{path}: cannot tell the image format; use one of {', '.join(PHOTO_SUFFIXES)}.")
+    from visionfw.data.image_io import write_file_atomic
+
     data = _encode(np.asarray(img), suffix)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-        mask = os.umask(0)
-        os.umask(mask)
-        os.chmod(tmp, 0o666 & ~mask)  # mkstemp makes 0600
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-    return path
+    return write_file_atomic(path, lambda fh: fh.write(data))
 
 
 # --------------------------------------------------------------------------- the model

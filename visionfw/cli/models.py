@@ -51,9 +51,9 @@ def write_graph(dot_text, output):
     the file appears only on success (ConfigError naming the fix otherwise)."""
     import shutil
     import subprocess
-    import tempfile
     from pathlib import Path
 
+    from visionfw.data.image_io import write_file_atomic
     from visionfw.errors import ConfigError
 
     path = Path(output)
@@ -74,20 +74,7 @@ def write_graph(dot_text, output):
             raise ConfigError(f"--output={output}: graphviz could not draw a .{suffix} ({' '.join(reason)}); "
                               "nothing was written.")
         data = proc.stdout
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.NamedTemporaryFile(dir=path.parent, prefix=f".{path.name}.", delete=False) as tmp:
-        tmp.write(data)
-    Path(tmp.name).chmod(0o666 & ~_umask())
-    Path(tmp.name).replace(path)
-    return path
-
-
-def _umask():
-    import os
-
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
+    return write_file_atomic(path, lambda fh: fh.write(data))
 
 
 def main(command, config):
