@@ -164,3 +164,15 @@ def test_cli_pretrained_zoo_model_writes_a_4x_image(shared_data, tmp_path):
     # an upscaled photo keeps its mean brightness
     hr = read_photo(tmp_path / "photo.png").astype(np.float64) / 255
     assert got.dtype == np.uint8 and abs(got.astype(float).mean() / 255 - hr.mean()) < 0.02
+
+
+def test_tad_models_keep_their_restore_path(tmp_path, monkeypatch):
+    from visionfw.cli import run
+
+    monkeypatch.chdir(tmp_path)
+    lr = (np.random.default_rng(6).random((9, 11, 3)) * 255).astype(np.uint8)
+    write_photo(tmp_path / "lr" / "a.png", lr)
+    visionfw.get_model("aetad_very_small").save_weights(tmp_path / "w.weights.h5")
+    assert run(["visionfw", "upscale", "--model=aetad_very_small", "--weights=w.weights.h5", "--input=lr",
+                "--output=hr"]) == 0
+    assert read_photo(tmp_path / "hr" / "a.png").shape == (18, 22, 3)  # the TAD decoder's x2
