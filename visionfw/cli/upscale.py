@@ -145,6 +145,7 @@ def load_sr_model(model=None, weights=None, pretrained=False, scale=None, data_d
 
         info = visionfw.model_info(model)
         spec = get_spec(model, scale=scale, **(info.hyper_for(scale) if pretrained else {}))
+        scale = scale or spec.get("meta", {}).get("scale")  # the official weights are per scale
         net = visionfw.build_model(spec)
         if pretrained:
             from visionfw.pretrained import load_pretrained
