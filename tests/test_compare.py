@@ -171,7 +171,7 @@ def test_cli_compare_writes_the_table(tiny_data, tmp_path):
     assert "| fsrcnn | random | 12,809 |" in proc.stdout
     assert "computed now: 0 trainings, 1 evaluations, 1 cost rows" in proc.stdout
     assert {p.name for p in out.iterdir()} >= {"compare.md", "compare.csv", "compare.json", "psnr_vs_macs.png",
-                                               "compare_cache.json"}
+                                               "compare_cache.json", "report.html", "sr_images"}
 
 
 def test_train_or_reuse_decisions(tmp_path, monkeypatch):

@@ -1,6 +1,7 @@
 """Tests of visionfw.torch_checkpoint (PyTorch checkpoints without torch, without running pickles)
 and of the structural PyTorch -> Keras mapping in visionfw.weights."""
 import hashlib
+import importlib.util
 import os
 import pickle
 import re
@@ -8,6 +9,7 @@ import struct
 import sys
 import zipfile
 from collections import OrderedDict
+from pathlib import Path
 
 import keras
 import numpy as np
@@ -61,17 +63,11 @@ def _digest(state):
 # ----------------------------------------------------------------------------- hand-made checkpoints
 # Built opcode by opcode so the reader is tested without torch, and so malformed files can be made.
 
-def _str(text):
-    data = text.encode()
-    return b"X" + struct.pack("<I", len(data)) + data
-
-
-def _int(value):
-    return b"J" + struct.pack("<i", value)
-
-
-def _ints(values):
-    return b"(" + b"".join(_int(v) for v in values) + b"t"
+_HOSTILE = importlib.util.spec_from_file_location(
+    "hostile_files", Path(__file__).resolve().parents[1] / "benchmarks" / "hostile_files.py")
+hostile_files = importlib.util.module_from_spec(_HOSTILE)
+_HOSTILE.loader.exec_module(hostile_files)
+_str, _int, _ints = hostile_files.pickle_str, hostile_files.pickle_int, hostile_files.pickle_ints
 
 
 def _tensor_ops(key, size, stride, offset=0, storage="FloatStorage", numel=None):

@@ -18,15 +18,18 @@ model's output is the highest node, or the nodes listed under ``'outputs'``.
 import contextlib
 import contextvars
 import inspect
+import sys
+from fractions import Fraction
 from typing import NamedTuple, Optional
 
 from visionfw.errors import SpecError
 from visionfw.parts import (_BLOCK_FUNCTIONS, _BLOCK_SPECS, _accepted_kwargs, _all_layer_names, _context,
-                            _did_you_mean, _resolve_kwargs, edge_padded, input_channels, layer_class, list_blocks,
-                            make_layer, register_block)
+                            _did_you_mean, _resolve_kwargs, check_layer_values, edge_padded, input_channels,
+                            layer_class, list_blocks, make_layer, register_block)
 
 __all__ = ["TYPE_CODES", "ALIASES", "Link", "ParsedSpec", "validate_spec", "build", "build_model",
-           "defer_validation", "register_block", "list_blocks", "make_layer", "layer_class", "input_channels"]
+           "allow_graph_depth", "defer_validation", "register_block", "list_blocks", "make_layer", "layer_class",
+           "input_channels"]
 
 # Link type -> (classes it accepts, default class when '<type>_sub' is left out,
 # whether it takes several inputs).  The words are the canonical names; the original
@@ -65,6 +68,9 @@ ACTIVATION_NAMES = ("relu", "sigmoid", "tanh", "softmax", "linear", "elu", "selu
                     "silu", "softplus", "softsign", "hard_sigmoid", "leaky_relu", "relu6", "mish")
 SPEC_KEYS = ("name", "inputs", "outputs", "defaults", "blocks", "meta")
 _MAX_BLOCK_DEPTH = 16
+# Links one spec (or block spec) may hold, refused before anything is checked or built: Keras creates
+# each layer in Python (5000 took 143 s on a loaded 2-core machine; 20000 would take many minutes).
+MAX_SPEC_LINKS = 5000
 
 # Set while the registry writes a spec that is about to be built (and so validated) anyway.
 _deferred = contextvars.ContextVar("visionfw_validation_deferred", default=False)
@@ -138,6 +144,7 @@ def _check_kwargs(cls_name, cls, kwargs, where, fix_key):
             raise SpecError(
                 f"{where}: parameter {key}={value!r} is a quoted string (the old repr('...') style). "
                 f"Write the plain value {value[1:-1]!r}.")
+    check_layer_values(cls_name, kwargs, where)
 
 
 def _block_arity(name):
@@ -172,6 +179,18 @@ def _check_block_params(name, par, where, fix_key, dict_block=False):
         if key not in accepted:
             raise SpecError(f"{where}: block {name!r} does not accept the parameter {key!r}."
                             f"{_did_you_mean(key, accepted)} It takes: {', '.join(accepted) or 'nothing'}.")
+
+
+def _check_name_and_size(spec, name, path):
+    """A name Keras accepts, and at most :data:`MAX_SPEC_LINKS` links (counted before any is checked)."""
+    if "/" in name:
+        raise SpecError(f"{_loc(path, 'name')}: {name!r} contains '/', which Keras refuses in model and layer "
+                        f"names. Use another character, e.g. {name.replace('/', '_')!r}.")
+    count = sum(len(spec[key]) for key in link_keys(spec).values() if isinstance(spec[key], (list, tuple)))
+    if count > MAX_SPEC_LINKS:
+        raise SpecError(f"{path}: has {count} links; a spec may hold at most {MAX_SPEC_LINKS} (Keras creates "
+                        "every layer in Python, a few milliseconds each). Repeat a block spec under 'blocks' for "
+                        "deep stacks.")
 
 
 def _check_inputs(spec, path):
@@ -471,6 +490,7 @@ def validate_spec(spec, path="", _depth=0, _seen=None):
     if not isinstance(name, str) or not name:
         raise SpecError(f"{_loc(path, 'name')}: every spec needs a non-empty string name, got {name!r}.")
     path = path or f"spec {name!r}"
+    _check_name_and_size(spec, name, path)
     n_inputs = _check_inputs(spec, path)
     _check_defaults(spec, path)
     local_blocks = spec.get("blocks", {})
@@ -525,6 +545,88 @@ def _block_outputs(link, args, lname, path, seen, local_blocks, where):
     return _apply(lambda t: fn(t, name=lname, **link.par), args, where)
 
 
+# Layers whose output has their input's spatial size.
+_SIZE_KEEPING = {"Activation", "PReLU", "LeakyReLU", "ELU", "ReLU", "Softmax", "BatchNormalization",
+                 "LayerNormalization", "GroupNormalization", "Dropout", "SpatialDropout2D", "MeanShift", "Scale",
+                 "ChannelAttention", "Quantize", "Luma", "ChannelSlice", "WeightedSum"} | set(TYPE_CODES["merge"][0])
+_CONVS = ("Conv2D", "SeparableConv2D", "DepthwiseConv2D", "EdgePadConv2D", "Conv2DTranspose")
+
+
+def _pair(value):
+    """An int or a 2-tuple of positive ints as (h, w), else None."""
+    if _is_node(value) and value > 0:
+        return value, value
+    if isinstance(value, (tuple, list)) and len(value) == 2 and all(_is_node(v) and v > 0 for v in value):
+        return tuple(value)
+    return None
+
+
+def _spatial_size(sub, kwargs, size):
+    """A layer's output size ``(base, h factor, w factor)`` (relative to an input of the (sub)spec,
+    ``base``) from its input's ``size``; None where the spec does not tell it exactly (valid
+    padding, crops, resizes by a float, blocks, layers not listed here).  Sizes of unknown
+    (None) height and width can still be compared this way: x and a stride-2 conv of x differ."""
+    if size is None:
+        return None
+    base, fh, fw = size
+    if sub in _SIZE_KEEPING:
+        return size
+    if sub in _CONVS:
+        strides = _pair(kwargs.get("strides", 1))
+        same = (kwargs.get("padding", "valid") in ("same", "replicate", "edge")
+                or _pair(kwargs.get("kernel_size")) == (1, 1))
+        if strides is None or not same:
+            return None
+        if sub == "Conv2DTranspose":
+            return base, fh * strides[0], fw * strides[1]
+        return base, fh / strides[0], fw / strides[1]
+    if sub in ("PixelShuffle", "PixelUnshuffle", "UpSampling2D"):
+        factor = _pair(kwargs.get("size", 2) if sub == "UpSampling2D" else kwargs.get("scale", 2))
+        if factor is None:
+            return None
+        if sub == "PixelUnshuffle":
+            return base, fh / factor[0], fw / factor[1]
+        return base, fh * factor[0], fw * factor[1]
+    if sub in ("MaxPooling2D", "AveragePooling2D"):
+        pool = _pair(kwargs.get("pool_size", 2))
+        strides = _pair(kwargs.get("strides") or kwargs.get("pool_size", 2))
+        if pool is None or strides is None or (pool != strides and kwargs.get("padding", "valid") != "same"):
+            return None
+        return base, fh / strides[0], fw / strides[1]
+    return None
+
+
+def _size_text(size):
+    _, fh, fw = size
+    return f"{fh}x" if fh == fw else f"{fh}x{fw}x"
+
+
+def _check_link_shapes(link, kwargs, args, sizes, where):
+    """Shape errors Keras would only meet when the model runs: a pixel shuffle whose channels do
+    not divide by scale**2, a merge of tensors of different spatial sizes (told from the static
+    shapes, or from the strides and scales between them when the sizes are unknown)."""
+    sub = link.sub
+    if sub in ("PixelShuffle", "PixelUnshuffle"):
+        r = kwargs.get("scale", 2)
+        shape = tuple(args[0].shape)
+        if sub == "PixelShuffle" and shape[-1] is not None and shape[-1] % (r * r):
+            raise SpecError(f"{where}: PixelShuffle(scale={r}) needs channels divisible by {r * r}, but node "
+                            f"{link.ins[0]} has {shape[-1]}. Give the conv before it filters=channels*{r * r}.")
+        if sub == "PixelUnshuffle" and any(d is not None and d % r for d in shape[1:3]):
+            raise SpecError(f"{where}: PixelUnshuffle(scale={r}) needs a height and width divisible by {r}, but "
+                            f"node {link.ins[0]} is {shape[1]}x{shape[2]}.")
+    concat_on_channels = sub != "Concatenate" or kwargs.get("axis", -1) in (-1, 3)
+    if link.code == "merge" and concat_on_channels:
+        known = [sizes.get(v) for v in link.ins]
+        if all(known) and len({k[0] for k in known}) == 1 and len({k[1:] for k in known}) > 1:
+            first = known[0]
+            other = next(i for i, k in enumerate(known) if k[1:] != first[1:])
+            raise SpecError(f"{where}: {sub} of node {link.ins[0]} ({_size_text(first)} the size of input "
+                            f"{first[0]}) and node {link.ins[other]} ({_size_text(known[other])} that size): a "
+                            f"merge needs one spatial size. Resample one of them (an 'upsample' or 'shuffle' link, "
+                            f"or a strided conv).")
+
+
 def _build_graph(spec, parsed, tensors, prefix, path, seen, defaults_override=None):
     """Adds the spec's layers on top of ``tensors`` (its input nodes); returns its output tensors."""
     path = path or f"spec {spec['name']!r}"
@@ -543,6 +645,7 @@ def _build_graph(spec, parsed, tensors, prefix, path, seen, defaults_override=No
                           "input_channels": outer["input_channels"] if outer else tensors[0].shape[-1]})
     shared = {link.share for link in parsed.links if link.share is not None}
     made = {}  # node -> the layer or sub-model that a later link shares
+    sizes = {i: (i, Fraction(1), Fraction(1)) for i in range(len(tensors))}  # see _spatial_size
     try:
         for link in parsed.links:
             code, i, ins, out, sub, par = link.code, link.index, link.ins, link.out, link.sub, link.par
@@ -558,6 +661,7 @@ def _build_graph(spec, parsed, tensors, prefix, path, seen, defaults_override=No
                 sub_inputs = [keras.Input(shape=tuple(a.shape[1:]), name=f"{lname}_in{k}") for k, a in
                               enumerate(args)]
                 result = _block_outputs(link, sub_inputs, lname, path, seen, local_blocks, where)
+                allow_graph_depth(_layer_calls_behind(result))
                 made[out] = keras.Model(sub_inputs if len(sub_inputs) > 1 else sub_inputs[0], result, name=lname)
                 nodes[out] = _apply(made[out], args if len(args) > 1 else args[0], where)
             elif code == "block":
@@ -566,6 +670,9 @@ def _build_graph(spec, parsed, tensors, prefix, path, seen, defaults_override=No
                 kwargs = _resolve_kwargs(sub, par, defaults)
                 kwargs.setdefault("name", lname)
                 cls = edge_padded(sub, layer_class(sub), kwargs)
+                _check_link_shapes(link, kwargs, args, sizes, where)
+                same_sizes = len({sizes.get(v) for v in ins}) == 1
+                sizes[out] = _spatial_size(sub, kwargs, sizes.get(ins[0])) if same_sizes else None
                 try:
                     layer = cls(**kwargs)
                 except Exception as exc:
@@ -578,6 +685,34 @@ def _build_graph(spec, parsed, tensors, prefix, path, seen, defaults_override=No
     return [nodes[v] for v in parsed.outputs]
 
 
+def _layer_calls_behind(outputs):
+    """How many layer calls the Keras tensors ``outputs`` depend on, counted without recursion."""
+    seen, stack = set(), list(outputs if isinstance(outputs, (list, tuple)) else [outputs])
+    while stack:
+        history = getattr(stack.pop(), "_keras_history", None)
+        if not history or not history[0]:
+            continue
+        node = history[0]._inbound_nodes[history[1]]
+        if id(node) not in seen:
+            seen.add(id(node))
+            stack.extend(node.input_tensors)
+    return len(seen)
+
+
+def allow_graph_depth(layer_calls):
+    """Raises Python's recursion limit (never lowers it) so that Keras can walk a graph of
+    ``layer_calls`` layer calls: Keras makes a Model -- when it is built, cloned or loaded -- by a
+    recursive walk, one Python frame per layer on the longest path, and a chain of ~1000 layers hits
+    Python's default limit.  The limit stays raised while the process may walk that model again.
+    The walk calls itself from Python, which since Python 3.11 takes no C stack per call."""
+    depth, frame = 0, sys._getframe()
+    while frame is not None:
+        depth, frame = depth + 1, frame.f_back
+    needed = 1000 + depth + 2 * int(layer_calls)
+    if needed > sys.getrecursionlimit():
+        sys.setrecursionlimit(needed)
+
+
 def build(spec):
     """Validates ``spec`` once and builds it: returns ``(keras.Model, ParsedSpec)``."""
     import keras
@@ -587,6 +722,7 @@ def build(spec):
     shapes = spec.get("inputs", [(None, None, 3)])
     inputs = [keras.Input(shape=tuple(s), name=f"input_{i}") for i, s in enumerate(shapes)]
     outputs = _build_graph(spec, parsed, inputs, "", "", seen)
+    allow_graph_depth(_layer_calls_behind(outputs))
     model = keras.Model(inputs if len(inputs) > 1 else inputs[0],
                         outputs if len(outputs) > 1 else outputs[0], name=spec["name"])
     return model, parsed

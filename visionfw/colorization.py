@@ -31,7 +31,7 @@ import numpy as np
 import tensorflow as tf
 
 from visionfw.errors import ConfigError, DataError
-from visionfw.train.tasks import Task, hr_of, register_task
+from visionfw.train.tasks import Task, hr_of, register_task, typed_options
 
 __all__ = ["rgb_to_lab", "lab_to_rgb", "ab_bins", "bins_for", "N_AB_BINS", "soft_encode", "soft_encode_np",
            "nearest_bin", "empirical_distribution", "rebalance_weights", "annealed_mean", "ab_auc",
@@ -321,7 +321,7 @@ class ColorizeTask(Task):
     @property
     def objective(self):
         if self._objective is None:
-            opts = dict(getattr(self.config, "task_options", None) or {})
+            opts = typed_options(getattr(self.config, "task_options", None), {"lam": float}, "colorize")
             # the bins follow the model's head: 261 derived, 313 the paper's (model_kwargs n_bins=313)
             bins = bins_for(int(self.spec()["meta"]["n_bins"]), self.config.data_dir)
             p = empirical_distribution(sample_ab(self._training_images(), 4), bins)

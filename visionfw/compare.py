@@ -9,7 +9,8 @@ a short training run, or none), and fills one row per model with
   protocol (default ``'srcnn'``), and a ``bicubic`` row with the baseline.
 
 Outputs in ``out`` (:func:`visionfw.reports.write_compare_reports`): ``compare.md``,
-``compare.csv``, ``compare.json``, ``psnr_vs_macs.png``, and ``compare_cache.json``
+``compare.csv``, ``compare.json``, ``psnr_vs_macs.png``, ``report.html`` (with ``report=True``,
+:mod:`visionfw.report_html`), and ``compare_cache.json``
 (:class:`visionfw.runs.ResultCache`), whose cells (keyed by the model's spec hash, the
 weights' sha256, scale, dataset and protocol; costs by spec hash, input shape and device)
 are reused on a rerun, so only new cells are computed.  Trained models live in
@@ -144,7 +145,8 @@ def _spec_of(entry, scale):
 
 def compare_models(models, test_data, scale, weights=None, train_steps=0, train_data=None, out=None,
                    input_size=(64, 64), protocol="srcnn", data_dir=None, latency_runs=10, warmup=3,
-                   seed=0, train_options=None, progress=False, plot=True, log_every=100):
+                   seed=0, train_options=None, progress=False, plot=True, log_every=100, report=False,
+                   report_max_mb=None):
     """Compares ``models`` on ``test_data``; see the module docstring.
 
     Args:
@@ -164,6 +166,9 @@ def compare_models(models, test_data, scale, weights=None, train_steps=0, train_
       progress: announce each model, show its training's and evaluation's progress on stderr
         (:class:`visionfw.reports.Progress`: a live bar on a terminal, else a plain line every
         ``log_every`` steps).
+      report: also write ``out/report.html`` (:func:`visionfw.report_html.write_compare_report`):
+        the table, the plot and, per image, crops where the models differ; the models' outputs
+        are kept in ``out/sr_images`` for it.  ``report_max_mb``: the page's size cap (default 10).
 
     The first Ctrl-C / SIGTERM stops a training with a checkpoint, writes the table of the
     models that finished (``result['partial']`` says so) and raises
@@ -171,8 +176,10 @@ def compare_models(models, test_data, scale, weights=None, train_steps=0, train_
 
     Returns {'rows': [...], 'datasets', 'scale', 'protocol', 'protocol_description',
     'input_size', 'device', 'memory_method', 'computed': {'train', 'eval', 'cost'} counts,
-    'files': {...}}.
+    'test_data' (the sets as given), 'files': {...}}.
     """
+    import hashlib
+
     import keras
 
     from visionfw import profiling
@@ -225,12 +232,17 @@ def compare_models(models, test_data, scale, weights=None, train_steps=0, train_
         result = {"rows": table, "datasets": ds_names, "scale": scale, "protocol": protocol,
                   "protocol_description": protocol_description(protocol, scale), "input_size": list(lr_size),
                   "device": device, "memory_method": memory_method, "latency_runs": int(latency_runs),
-                  "warmup": int(warmup), "computed": computed,
+                  "warmup": int(warmup), "computed": computed, "test_data": [str(d) for d in test_data],
                   "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"), "files": {}}
         if partial:
             result["partial"] = f"interrupted after {len(rows)} of {len(entries)} models"
         if out is not None:
             result["files"]["cache"] = str(out / "compare_cache.json")
+            if report and rows:
+                from visionfw.report_html import DEFAULT_MAX_MB, write_compare_report
+
+                result["files"]["report"] = str(write_compare_report(
+                    result, out, data_dir=data_dir, max_mb=report_max_mb or DEFAULT_MAX_MB))
             write_compare_reports(result, out, plot=plot)
         return result
 
@@ -280,13 +292,19 @@ def compare_models(models, test_data, scale, weights=None, train_steps=0, train_
             memory_method = memory_method or cost["memory_method"]
 
             metrics = {}
+            # the report shows the outputs: kept per model and weights, so a cached cell has its images
+            sr_dir = (out / "sr_images" / f"{entry.label}-{hashlib.sha1(f'{shash}|{wsha}'.encode()).hexdigest()[:8]}"
+                      if report and out is not None else None)
             for ds, ds_name in zip(test_data, ds_names):
                 key = f"eval|{entry.label}|{shash}|{wsha}|x{scale}|{ds_name}|{protocol}"
                 cell = cache.get(key)
+                if cell is not None and sr_dir is not None and not all(
+                        (sr_dir / ds_name / f"x{scale}" / f"{im['name']}.png").is_file() for im in cell["images"]):
+                    cell = None  # evaluated before without the report: again, saving the outputs
                 if cell is None:
                     res = evaluate_model(model, [ds], scale, protocol=protocol, data_dir=data_dir, channels=channels,
                                          upsampled_input=upsampled, progress=progress, log_every=log_every,
-                                         progress_label=f"compare {entry.label}:")
+                                         progress_label=f"compare {entry.label}:", save_images=sr_dir)
                     r = next(iter(res.values()))
                     cell = {k: r[k] for k in ("psnr", "ssim", "bicubic_psnr", "bicubic_ssim", "gain_psnr", "n_images")}
                     cell["images"] = [dict(im) for im in r["images"]]
@@ -298,7 +316,7 @@ def compare_models(models, test_data, scale, weights=None, train_steps=0, train_
                          "weights": wdesc, "weights_path": wpath, "weights_sha256": wsha,
                          "channels": channels, "upsampled_input": bool(upsampled), "input_shape": list(in_shape),
                          **{k: cost[k] for k in ("params", "macs", "act_mem_mb", "latency_ms", "peak_mem_mb")},
-                         "metrics": metrics})
+                         "metrics": metrics, "sr_images": str(sr_dir) if sr_dir else None})
             del model
     except (TrainingInterrupted, KeyboardInterrupt) as exc:
         # the first Ctrl-C: keep what finished (the table of the finished models, the cache)

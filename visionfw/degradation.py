@@ -82,13 +82,17 @@ import tensorflow as tf
 from visionfw.errors import ConfigError, DataError
 
 __all__ = ["DegradationSpec", "OpSpec", "DegradationPool", "PRESETS", "op", "parse_spec", "spec_to_string",
-           "resolve_spec", "make_degrader", "degrade", "make_kernels", "apply_kernels", "downscale",
+           "check_fits", "resolve_spec", "make_degrader", "degrade", "make_kernels", "apply_kernels", "downscale",
            "gaussian_noise", "poisson_noise", "jpeg", "quantize", "extract_noise_pool", "load_kernel_pool",
            "estimate_kernel", "save_pool", "load_pool", "gan_fusion"]
 
 KERNEL_KINDS = ("iso", "aniso", "generalized", "plateau", "sinc")
 RESIZE_METHODS = ("nearest", "bilinear", "bicubic", "lanczos", "area", "matlab")
 NOISE_KINDS = ("gaussian", "poisson", "gaussian-poisson")
+# Each pass is traced op by op (Real-ESRGAN and BSRGAN use 2): a million passes would trace for hours.
+MAX_PASSES = 8
+# Blur kernels are built per image as size x size taps (Real-ESRGAN draws 7..21).
+MAX_BLUR_SIZE = 101
 _TF_METHODS = {"nearest": "nearest", "bilinear": "bilinear", "bicubic": "bicubic", "lanczos": "lanczos3",
                "area": "area"}
 _POISSON_PEAK = 255.0  # photon count of a white pixel: one count per grey level
@@ -140,9 +144,9 @@ class DegradationSpec:
         # tuples: a list would break equality and hashing
         object.__setattr__(self, "ops", tuple(self.ops))
         object.__setattr__(self, "later", tuple(tuple(chain) for chain in self.later))
-        if isinstance(self.passes, bool) or not isinstance(self.passes, int) or self.passes < 1:
-            raise ConfigError(f"degradation spec option passes={self.passes!r} must be a positive integer "
-                              "(2: second-order degradation).")
+        if isinstance(self.passes, bool) or not isinstance(self.passes, int) or not 1 <= self.passes <= MAX_PASSES:
+            raise ConfigError(f"degradation spec option passes={self.passes!r} must be a positive integer, at "
+                              f"most {MAX_PASSES} (2: second-order degradation).")
         if self.later and self.passes == 1:
             object.__setattr__(self, "passes", 1 + len(self.later))
         elif self.later and self.passes != 1 + len(self.later):
@@ -199,8 +203,10 @@ def _check_value(name, key, kind, value, allowed):
             raise ConfigError(f"{where}: JPEG quality {lo:g}:{hi:g} must lie in 1..100, e.g. q=30:95.")
         return (lo, hi)
     if kind == "odd":
-        if isinstance(value, bool) or int(value) != value or int(value) < 3 or int(value) % 2 == 0:
-            raise ConfigError(f"{where}: kernel size {value!r} must be an odd integer >= 3, e.g. size=15.")
+        if (isinstance(value, bool) or int(value) != value or int(value) < 3 or int(value) % 2 == 0
+                or int(value) > MAX_BLUR_SIZE):
+            raise ConfigError(f"{where}: kernel size {value!r} must be an odd integer from 3 to {MAX_BLUR_SIZE}, "
+                              "e.g. size=15.")
         return int(value)
     if kind == "prob":
         if isinstance(value, bool) or not 0.0 <= float(value) <= 1.0:
@@ -269,13 +275,13 @@ def _parse_options(text):
     options = {}
     for item in filter(None, (s.strip() for s in text.split(","))):
         key, _, value = (s.strip() for s in item.partition("="))
-        if key == "passes" and value.isdigit():
+        if key == "passes" and value.isdigit() and len(value) <= 9:  # int() of a huge digit string fails
             options["passes"] = int(value)
         elif key == "shuffle" and value.lower() in ("true", "false", "1", "0"):
             options["shuffle"] = value.lower() in ("true", "1")
         else:
-            raise ConfigError(f"degradation spec option {item!r}: options are passes=N (N >= 1) and "
-                              "shuffle=true|false, e.g. realsr@passes=2.")
+            raise ConfigError(f"degradation spec option {item!r}: options are passes=N (1 <= N <= {MAX_PASSES}) "
+                              "and shuffle=true|false, e.g. realsr@passes=2.")
     return options
 
 
@@ -691,6 +697,15 @@ def _check_blur_fits(spec, hw, scale, pool):
                               "pixels where blur may run; use a larger HR patch or a smaller blur size=.")
 
 
+def check_fits(spec_or_name, scale, hr_size, pool=None):
+    """Raises ConfigError when a blur kernel of the spec (or of ``pool``, as :func:`make_degrader`
+    takes it) is too wide for HR patches of ``hr_size`` (a side, or (h, w)) at ``scale``: the
+    check :func:`make_degrader`'s function makes while tracing, made before it."""
+    hw = [int(hr_size)] * 2 if np.isscalar(hr_size) else [int(d) for d in hr_size]
+    tf_pool = pool if isinstance(pool, dict) or pool is None else _as_tf_pool(pool)
+    _check_blur_fits(resolve_spec(spec_or_name), hw, int(scale), tf_pool)
+
+
 def _as_tf_pool(pool):
     """{'noise': tensor or None, 'kernels': tensor or None} of a pool, a .npz path or None."""
     if pool is None:
@@ -712,7 +727,7 @@ def degrade(hr_batch, scale, spec, seed, step, pool=None):
     return make_degrader(spec, scale, seed, pool)(hr_batch, step)
 
 
-def make_degrader(spec_or_name, scale, seed, pool=None):
+def make_degrader(spec_or_name, scale, seed, pool=None, hr_size=None):
     """``fn(hr_batch, step) -> lr_batch`` for training.
 
     ``spec_or_name``: ``'realsr'``, ``'bsrgan-like'`` (options may follow, ``'bsrgan-like@passes=2'``),
@@ -724,7 +739,9 @@ def make_degrader(spec_or_name, scale, seed, pool=None):
     enumerated dataset); the LR batch is clipped and quantised to 8 bits.  Build it once: each
     call of ``make_degrader`` traces anew.  JPEG and ``switch_case`` have no XLA kernels, so run it
     in the input pipeline (CPU), not inside a ``jit_compile`` train step.  The HR size must be a
-    multiple of ``scale`` for ``lr * scale == hr`` (the LR size is ``HR // scale``).
+    multiple of ``scale`` for ``lr * scale == hr`` (the LR size is ``HR // scale``).  ``hr_size``
+    (the HR patch side, or (h, w)), when known, is checked against the blur kernels here, before
+    any tracing: an error raised while tracing reaches the caller wrapped in a StagingError.
     """
     spec = resolve_spec(spec_or_name)
     if isinstance(scale, bool) or not isinstance(scale, (int, np.integer)) or scale < 1:
@@ -732,6 +749,8 @@ def make_degrader(spec_or_name, scale, seed, pool=None):
     if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
         raise ConfigError(f"degradation: seed={seed!r} must be an integer.")
     scale, seed, tf_pool = int(scale), int(seed), _as_tf_pool(pool)
+    if hr_size is not None:
+        check_fits(spec, scale, hr_size, tf_pool)
 
     @tf.autograph.experimental.do_not_convert  # no tensor-dependent Python control flow: trace as is
     def fn(hr_batch, step):

@@ -420,6 +420,16 @@ def _save_sr(path, sr, hr, scale, channels):
     write_image(path, sr.astype(np.float32))
 
 
+def check_measurable(hr, scale, name):
+    """DataError when the mod-cropped ``hr`` is too small for the metrics at ``scale``: ``scale`` px are
+    shaved off each border and SSIM needs an 11x11 window in what is left."""
+    need = scale * math.ceil((11 + 2 * scale) / scale)  # the smallest mod-cropped side that leaves 11 px
+    if min(hr.shape[:2]) < need:
+        raise DataError(f"Test image {name} is {hr.shape[1]}x{hr.shape[0]} (mod-cropped), too small to evaluate at "
+                        f"x{scale}: it needs at least {need}x{need} pixels ({scale} px are shaved off each border, "
+                        "SSIM needs an 11x11 window); remove it from the test set.")
+
+
 def evaluate_model(model, datasets, scale, protocol="srcnn", data_dir=None, channels=None,
                    upsampled_input=None, per_image=False, save_images=None, tile=None,
                    tile_overlap=None, self_ensemble=False, progress=True, lr_dir=None, log_every=25,
@@ -488,6 +498,7 @@ def evaluate_model(model, datasets, scale, protocol="srcnn", data_dir=None, chan
         for i, rec in enumerate(records):
             bar.update(i, line=i > 0 and i % max(1, int(log_every)) == 0)
             hr = as_hwc(rec.hr)
+            check_measurable(hr, scale, f"{ds_name}/{rec.name}")
             lr = as_hwc(rec.lr)
             if channels == "rgb" and hr.shape[-1] == 1:  # EDSR's set_channel: grey -> 3 equal channels
                 hr, lr = np.repeat(hr, 3, axis=-1), np.repeat(lr, 3, axis=-1)

@@ -127,6 +127,22 @@ def _resolve_kwargs(cls_name, overrides, defaults):
     return kwargs
 
 
+# Layer arguments that must be positive ints (a bool is an int to Python: filters=True built 1 filter).
+_POSITIVE_INT_ARGS = {"filters": None, "units": None, "scale": ("PixelShuffle", "PixelUnshuffle")}
+
+
+def check_layer_values(cls_name, kwargs, where):
+    """Raises SpecError when ``kwargs`` give a count or factor that is not a positive int
+    (``filters``, ``units``, a pixel shuffle's ``scale``); ``where`` starts the message."""
+    for key, classes in _POSITIVE_INT_ARGS.items():
+        if key not in kwargs or (classes is not None and cls_name not in classes):
+            continue
+        value = kwargs[key]
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise SpecError(f"{where}: {cls_name} {key}={value!r} must be a positive int (a bool is refused), "
+                            f"e.g. {key}={64 if key in ('filters', 'units') else 2}.")
+
+
 def make_layer(cls_name, **kwargs):
     """Creates layer ``cls_name`` with the spec's ``defaults`` for that class, then ``kwargs``.
 
@@ -138,6 +154,7 @@ def make_layer(cls_name, **kwargs):
     if cls is None:
         raise SpecError(f"unknown layer class {cls_name!r}.{_did_you_mean(cls_name, _all_layer_names())}")
     merged = _resolve_kwargs(cls_name, kwargs, defaults)
+    check_layer_values(cls_name, merged, f"layer {merged.get('name', cls_name)!r}")
     return edge_padded(cls_name, cls, merged)(**merged)
 
 

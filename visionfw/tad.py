@@ -29,7 +29,7 @@ import tensorflow as tf
 
 from visionfw.errors import ConfigError, DataError
 from visionfw.layers import LUMA_WEIGHTS, Luma, Quantize  # noqa: F401  (re-exported)
-from visionfw.train.tasks import Task, hr_of, register_task
+from visionfw.train.tasks import Task, hr_of, register_task, typed_options
 
 __all__ = ["Luma", "latent_deviation", "latent_loss", "tad_loss", "TADTask", "set_quantization",
            "quantization_enabled", "guide_for", "TADObjective", "split_model", "downscale", "upscale",
@@ -208,7 +208,8 @@ class TADTask(Task):
 
     def __init__(self, config):
         super().__init__(config)
-        opts = dict(getattr(config, "task_options", None) or {})
+        opts = typed_options(getattr(config, "task_options", None), {
+            "alpha": float, "beta": float, "epsilon": float, "quantize_from": (int, type(None))}, "tad")
         self._model = None
         scale = int(getattr(config, "scale", 2) or 2)
         latent = "bicubic"

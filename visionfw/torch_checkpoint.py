@@ -30,6 +30,7 @@ from __future__ import annotations
 import collections
 import io
 import pickle
+import pickletools
 import tarfile
 import zipfile
 from pathlib import Path
@@ -38,7 +39,7 @@ import numpy as np
 
 from visionfw.errors import WeightsError
 
-__all__ = ["read_torch_checkpoint", "load_torch_checkpoint", "STATE_DICT_WRAPPERS"]
+__all__ = ["read_torch_checkpoint", "load_torch_checkpoint", "open_weights_zip", "STATE_DICT_WRAPPERS"]
 
 # torch.serialization.MAGIC_NUMBER and PROTOCOL_VERSION of the legacy format
 _LEGACY_MAGIC = 0x1950A86A20F9469CFC6C
@@ -88,6 +89,22 @@ class _Refused(Exception):
 
 class _Unsupported(Exception):
     """A well-formed checkpoint feature this reader does not handle."""
+
+
+class _OverLimit(Exception):
+    """A file that asks the reader for far more time or memory than its tensors need."""
+
+
+# What a checkpoint's pickle may ask of the reader.  torch.save writes a few dozen opcodes per tensor
+# and nests a handful of levels; the pickle itself is small (the tensor bytes are stored beside it).
+MAX_PICKLE_OPS = 20_000_000
+MAX_PICKLE_NESTING = 100
+# Members of a torch.save zip are stored, not compressed: their declared sizes add up to about the
+# file's size.  A zip whose members inflate far beyond it is a zip bomb.
+MAX_ZIP_INFLATION = 20
+# The tensors of a file, copied out, may overlap their storages (a transpose saved beside its base)
+# but not by more than this factor: a pickle can name one storage a thousand times.
+MAX_VIEW_AMPLIFICATION = 8
 
 
 class _Sealed:
@@ -299,8 +316,44 @@ class _RestrictedUnpickler(pickle.Unpickler):
         return self._storage_for(kind, key, numel, view)
 
 
+def _check_pickle_bounds(file):
+    """Walks the opcodes of the pickle at ``file``'s position (which it restores) without building
+    anything: raises :class:`_OverLimit` for a memo index the pickle could not have filled (the
+    unpickler sizes its memo table to the largest index: 10 bytes can ask for gigabytes), more than
+    :data:`MAX_PICKLE_OPS` opcodes, or MARKs nested deeper than :data:`MAX_PICKLE_NESTING`.
+    A pickle these opcodes cannot be read from raises ValueError."""
+    start = file.tell()
+    ops = nesting = memo_size = 0
+    try:
+        for op, arg, _pos in pickletools.genops(file):
+            ops += 1
+            if ops > MAX_PICKLE_OPS:
+                raise _OverLimit(f"the pickle has more than {MAX_PICKLE_OPS} opcodes")
+            if op.name == "MARK":
+                nesting += 1
+                if nesting > MAX_PICKLE_NESTING:
+                    raise _OverLimit(f"the pickle nests more than {MAX_PICKLE_NESTING} levels deep")
+            elif pickletools.markobject in op.stack_before:
+                nesting -= 1
+            if op.name in ("PUT", "BINPUT", "LONG_BINPUT"):
+                index = int(arg)  # PUT's argument is text
+                if index > memo_size:  # picklers number memo entries 0, 1, 2, ...
+                    raise _OverLimit(f"the pickle stores memo entry {index} when it has made {memo_size}; its "
+                                     f"unpickler would allocate a table of {index} entries")
+                memo_size = max(memo_size, index + 1)
+            elif op.name == "MEMOIZE":
+                memo_size += 1
+    except _OverLimit:
+        raise
+    except Exception as exc:  # stopping here would leave the rest of the pickle unchecked
+        raise ValueError(f"malformed pickle ({exc})") from None
+    finally:
+        file.seek(start)
+
+
 def _restricted_load(data_or_file, storage_for=None):
     source = io.BytesIO(data_or_file) if isinstance(data_or_file, (bytes, bytearray)) else data_or_file
+    _check_pickle_bounds(source)
     return _RestrictedUnpickler(source, storage_for).load()
 
 
@@ -337,41 +390,72 @@ def _materialize(tensor):
     if last >= flat.size:
         raise ValueError(f"tensor of size {size}, stride {stride}, offset {offset} reads element {last} "
                          f"of a storage of {flat.size}")
+    numel = int(np.prod(size, dtype=object))
+    if numel > flat.size:  # only overlapping strides (0, or smaller than the extent) give more
+        raise _OverLimit(f"a tensor of size {size} with strides {stride} repeats the {flat.size} elements of its "
+                         f"storage into {numel}; torch.save never writes such a view unless the tensor was "
+                         "expanded: save tensor.contiguous() instead")
     view = np.lib.stride_tricks.as_strided(flat[offset:], shape=size,
                                            strides=[s * flat.dtype.itemsize for s in stride], writeable=False)
     return np.array(view, order="C", copy=True)  # owns its memory, not the file's buffer
 
 
-def _resolve(obj, depth=0):
-    """``obj`` with every :class:`_PendingTensor` replaced by its array (containers rebuilt)."""
-    if depth > 200:
-        raise ValueError("the object nests more than 200 levels deep")
-    if isinstance(obj, _PendingTensor):
-        return _materialize(obj)
-    if isinstance(obj, dict):
-        out = collections.OrderedDict() if isinstance(obj, collections.OrderedDict) else {}
-        for key, value in obj.items():
-            out[key] = _resolve(value, depth + 1)
-        return out
-    if isinstance(obj, list):
-        return [_resolve(v, depth + 1) for v in obj]
-    if isinstance(obj, tuple):
-        return tuple(_resolve(v, depth + 1) for v in obj)
-    if isinstance(obj, (_Storage, _StorageKind, _TorchDType)):
-        return None  # a bare storage or type: no tensor meaning outside a tensor
-    return obj
+class _Resolver:
+    """Replaces every :class:`_PendingTensor` in an unpickled object by its array, containers rebuilt.
+
+    Each object is resolved once: an object the pickle names twice (by memo) comes out shared, as
+    torch.load gives it, and a container of containers named twice is refused -- lists that hold
+    each other twice per level are a few hundred bytes of pickle and 2**levels leaves to walk.  The
+    arrays copied out may total at most :data:`MAX_VIEW_AMPLIFICATION` times the storage bytes.
+    """
+
+    def __init__(self, storage_bytes):
+        self.done = {}  # id(obj) -> (result, holds containers); the objects stay alive in the tree
+        self.budget = MAX_VIEW_AMPLIFICATION * storage_bytes + (1 << 20)
+        self.copied = 0
+
+    def __call__(self, obj, depth=0):
+        if depth > 200:
+            raise _OverLimit("the object nests more than 200 levels deep")
+        if isinstance(obj, (_PendingTensor, dict, list, tuple)) and id(obj) in self.done:
+            result, nested = self.done[id(obj)]
+            if nested:
+                raise _OverLimit(f"the pickle names one {type(obj).__name__} of containers at two places (a "
+                                 "shared object graph, which walks exponentially; torch.save writes a tree)")
+            return result
+        if isinstance(obj, _PendingTensor):
+            result, nested = self._tensor(obj), False
+        elif isinstance(obj, dict):
+            result = collections.OrderedDict() if isinstance(obj, collections.OrderedDict) else {}
+            for key, value in obj.items():
+                result[key] = self(value, depth + 1)
+            nested = any(isinstance(v, (dict, list, tuple)) for v in obj.values())
+        elif isinstance(obj, (list, tuple)):
+            result = [self(v, depth + 1) for v in obj]
+            result = tuple(result) if isinstance(obj, tuple) else result
+            nested = any(isinstance(v, (dict, list, tuple)) for v in obj)
+        elif isinstance(obj, (_Storage, _StorageKind, _TorchDType)):
+            return None  # a bare storage or type: no tensor meaning outside a tensor
+        else:
+            return obj
+        self.done[id(obj)] = (result, nested)
+        return result
+
+    def _tensor(self, tensor):
+        array = _materialize(tensor)
+        self.copied += array.nbytes
+        if self.copied > self.budget:
+            raise _OverLimit(f"the tensors copied out of the file reach {self.copied} bytes, more than "
+                             f"{MAX_VIEW_AMPLIFICATION} times the storage bytes the file holds: its tensors name "
+                             "the same storage over and over")
+        return array
 
 
 # --------------------------------------------------------------------------- the two formats
 
 
 def _read_zip(path):
-    try:
-        archive = zipfile.ZipFile(path)
-    except (zipfile.BadZipFile, OSError, ValueError) as exc:
-        raise WeightsError(f"{path}: a truncated or corrupt zip archive ({exc}); the download or copy is "
-                           "incomplete: fetch the checkpoint again.") from exc
-    with archive:
+    with open_weights_zip(path) as archive:
         names = archive.namelist()
         pickles = [n for n in names if n.endswith("/data.pkl") and n.count("/") == 1]
         if len(pickles) != 1:
@@ -395,19 +479,38 @@ def _read_zip(path):
                 record = f"{prefix}data/{key}"
                 if record not in names:
                     raise ValueError(f"storage record {record!r} is missing from the archive")
-                raw = archive.read(record)
-                if len(raw) < numel * dtype.itemsize:
-                    raise ValueError(f"storage record {record!r} has {len(raw)} bytes, needs "
-                                     f"{numel * dtype.itemsize} for {numel} {kind.name} elements")
+                declared, needed = archive.getinfo(record).file_size, numel * dtype.itemsize
+                if declared != needed:  # checked before reading: the record could inflate to anything
+                    raise ValueError(f"storage record {record!r} has {declared} bytes, needs {needed} for "
+                                     f"{numel} {kind.name} elements (torch.save writes exactly that many)")
                 storage = _Storage(key, dtype, numel)
-                storage.flat = _flat_from_bytes(raw[:numel * dtype.itemsize], dtype, big_endian)
+                storage.flat = _flat_from_bytes(archive.read(record), dtype, big_endian)
                 storages[key] = storage
             return storages[key]
 
         try:
-            return _restricted_load(archive.read(pickles[0]), storage_for)
+            return _restricted_load(archive.read(pickles[0]), storage_for), storages
         except zipfile.BadZipFile as exc:  # CRC mismatch, bad local header
             raise WeightsError(f"{path}: corrupt zip archive ({exc}); fetch the checkpoint again.") from exc
+
+
+def open_weights_zip(path, what="zip archive", fix="the download or copy is incomplete: fetch the checkpoint again"):
+    """``zipfile.ZipFile(path)``, or a WeightsError naming ``path`` as a truncated or corrupt ``what``
+    (then ``fix``), or as a zip bomb: members declaring more than :data:`MAX_ZIP_INFLATION` times the
+    file's size (plus 1 MiB) in all, where weight files (torch.save's, Keras's) store them uncompressed."""
+    try:
+        archive = zipfile.ZipFile(path)
+    except (zipfile.BadZipFile, OSError, ValueError) as exc:
+        raise WeightsError(f"{path}: a truncated or corrupt {what} ({exc}); {fix}.") from exc
+    infos, size = archive.infolist(), Path(path).stat().st_size
+    declared = sum(info.file_size for info in infos)
+    if declared > MAX_ZIP_INFLATION * size + (1 << 20):
+        archive.close()
+        big = max(infos, key=lambda info: info.file_size)
+        raise WeightsError(f"{path}: refused: its zip members inflate to {declared} bytes from a file of {size} "
+                           f"({big.filename!r} alone to {big.file_size}), a zip bomb: weight files store their "
+                           "members uncompressed.")
+    return archive
 
 
 def _read_legacy(path, file):
@@ -454,7 +557,7 @@ def _read_legacy(path, file):
             raise EOFError(f"storage {key!r} is cut short ({len(raw)} of {nbytes} bytes)")
         storage.flat = _flat_from_bytes(raw, storage.dtype, not little)
         storage.numel = numel
-    return obj
+    return obj, storages
 
 
 def read_torch_checkpoint(path):
@@ -477,12 +580,16 @@ def read_torch_checkpoint(path):
         head = f.read(4)
     try:
         if head.startswith(b"PK"):
-            obj = _read_zip(path)
+            obj, storages = _read_zip(path)
         else:
-            obj = _read_non_zip(path, head)
-        return _resolve(obj)
+            obj, storages = _read_non_zip(path, head)
+        storage_bytes = sum(s.flat.nbytes for s in storages.values() if s.flat is not None)
+        return _Resolver(storage_bytes)(obj)
     except WeightsError:
         raise
+    except _OverLimit as exc:
+        raise WeightsError(f"{path}: refused: {exc}. The file is malformed or hostile; re-save the weights "
+                           "with torch.save(model.state_dict(), path).") from None
     except _Refused as exc:
         raise WeightsError(f"{path}: refused to unpickle global {exc.args[0]!r}: a checkpoint may only hold "
                            "tensors, storages and OrderedDicts, and anything else could run code when "
@@ -507,7 +614,7 @@ def _read_non_zip(path, head):
     with open(path, "rb") as f:
         try:
             magic = _restricted_load(f)
-        except _Refused:
+        except (_Refused, _OverLimit):
             raise
         except Exception:
             raise WeightsError(not_torch) from None

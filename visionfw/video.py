@@ -117,7 +117,9 @@ def load_downscaler(downscaler, scale):
     import keras
 
     from visionfw import tad
+    from visionfw.keras_files import verify_keras_file
 
+    verify_keras_file(path)  # truncated, CRC, NaN: said before Keras reads it
     model = keras.saving.load_model(path, safe_mode=True)
     try:
         times = max(1, len(model.get_layer("encoder")._inbound_nodes))  # x4 calls the x2 encoder twice

@@ -100,6 +100,10 @@ def load_weights(model, path, format=None, name_map=None, shuffle_order="torch",
     fmt = format or detect_format(path)
     if fmt not in FORMATS:
         raise WeightsError(f"{path}: format={fmt!r} is unknown; use one of {', '.join(FORMATS)}.")
+    if fmt in ("keras", "weights_h5", "h5"):
+        from visionfw.keras_files import verify_keras_file
+
+        verify_keras_file(path)  # truncation, CRC, recorded sha256, NaN: said before Keras reads it
     if fmt in ("mat", "srcnn_mat", "vdsr_mat", "matconvnet"):
         _load_mat(model, path, fmt)
     elif fmt == "keras":
@@ -167,6 +171,17 @@ def _read_mat(path):
         raise WeightsError(f"{path}: not a readable .mat file ({exc}). Check the file is complete.") from exc
 
 
+def _mat_numbers(value, path, key):
+    """``value`` (a variable or cell of a .mat file) as a numeric array, else a WeightsError."""
+    array = np.asarray(value)
+    if array.dtype.kind not in "biuf":
+        kind = {"U": "text", "S": "text", "O": "a cell or struct", "V": "a struct"}.get(array.dtype.kind,
+                                                                                         str(array.dtype))
+        raise WeightsError(f"{path}: {key} holds {kind}, not numbers; the file is not an official release "
+                           "(re-save the weights as numeric matrices).")
+    return array
+
+
 def _load_mat(model, path, fmt):
     from visionfw import matconvnet
 
@@ -200,7 +215,8 @@ def _srcnn_kernels(mat, path):
             raise WeightsError(f"{path}: {key} has {n} taps per filter, not a square kernel.")
         return k
 
-    w1, w2, w3 = (np.asarray(mat[f"weights_conv{i}"], np.float64) for i in (1, 2, 3))
+    w1, w2, w3 = (_mat_numbers(mat[f"weights_conv{i}"], path, f"weights_conv{i}").astype(np.float64)
+                  for i in (1, 2, 3))
     if w1.ndim != 2 or w3.ndim != 2 or w2.ndim not in (2, 3):
         raise WeightsError(f"{path}: SRCNN weights have shapes {w1.shape}, {w2.shape}, {w3.shape}; "
                            "expected (k1*k1, n1), (n1, k2*k2, n2), (n2, k3*k3).")
@@ -213,7 +229,8 @@ def _srcnn_kernels(mat, path):
     kern1 = w1.reshape(k1, k1, 1, n1, order="F")
     kern2 = np.transpose(w2, (1, 0, 2)).reshape(k2, k2, w2.shape[0], n2, order="F")
     kern3 = w3.T.reshape(k3, k3, w3.shape[0], 1, order="F")
-    biases = [np.asarray(mat[f"biases_conv{i}"], np.float64).ravel() for i in (1, 2, 3)]
+    biases = [_mat_numbers(mat[f"biases_conv{i}"], path, f"biases_conv{i}").astype(np.float64).ravel()
+              for i in (1, 2, 3)]
     return [(kern1, biases[0]), (kern2, biases[1]), (kern3, biases[2])]
 
 
@@ -233,7 +250,7 @@ def _cell_list(struct, field, path):
     except (KeyError, ValueError, IndexError) as exc:
         raise WeightsError(f"{path}: VDSR .mat struct 'model' has no field {field!r}; expected cells "
                            "'weight' and 'bias'.") from exc
-    return [np.asarray(c) for c in cells.ravel()]
+    return [_mat_numbers(c, path, f"model.{field}{{{i}}}") for i, c in enumerate(cells.ravel(), start=1)]
 
 
 def _load_vdsr_mat(model, mat, path):

@@ -1,7 +1,8 @@
 """`visionfw compare --models=a,b --test_data=Set5,Set14 --scale=2 [--weights=a=path] [--train_steps=N]`.
 
 One table (Markdown, CSV, JSON) with parameters, multiply-adds, latency, peak memory and
-PSNR/SSIM per dataset, and a PSNR-vs-MACs plot; see :mod:`visionfw.compare`.
+PSNR/SSIM per dataset, a PSNR-vs-MACs plot and report.html (crops where the models differ);
+see :mod:`visionfw.compare` and :mod:`visionfw.report_html`.
 """
 from dataclasses import dataclass, field
 from typing import Optional
@@ -42,6 +43,11 @@ class CompareConfig:
     latency_runs: int = field(default=10, metadata={"help": "Timed forward passes (the median is reported)."})
     warmup: int = field(default=3, metadata={"help": "Untimed forward passes before timing."})
     seed: int = field(default=0, metadata={"help": "Seed of training and of random initialisation."})
+    report: bool = field(default=True, metadata={
+        "help": "Write report.html in --out: table, plot and per-image crops where the models differ "
+                "(--noreport to skip)."})
+    report_max_mb: float = field(default=10.0, metadata={
+        "help": "Size cap of report.html in MB; crops beyond it are left out with a note."})
     progress: bool
     log_every: int
     progress, log_every = progress_fields()
@@ -61,7 +67,8 @@ def main(command, config):
                             train_steps=config.train_steps, train_data=config.train_data, out=config.out,
                             input_size=config.input_size, protocol=config.protocol, data_dir=config.data_dir,
                             latency_runs=config.latency_runs, warmup=config.warmup, seed=config.seed,
-                            train_options=options, progress=config.progress, log_every=config.log_every)
+                            train_options=options, progress=config.progress, log_every=config.log_every,
+                            report=config.report, report_max_mb=config.report_max_mb)
     print(format_compare_table(result))
     print()
     c = result["computed"]

@@ -68,8 +68,11 @@ def build(config):
                           "architecture). `visionfw models` lists the zoo.")
     import keras
 
+    from visionfw.keras_files import verify_keras_file
+
     if not Path(config.weights).is_file():
         raise WeightsError(f"--weights={config.weights}: no such file.")
+    verify_keras_file(config.weights)  # truncated, CRC, NaN: said before Keras reads it
     try:
         model = keras.saving.load_model(config.weights, compile=False)
     except Exception as exc:

@@ -36,6 +36,9 @@ class RankConfig:
         "help": "Seed of initialisation, data order and crops (the same for every set)."})
     protocol: Optional[str] = field(default=None, metadata={
         "help": "PSNR protocol (default: srcnn for Y models, edsr for RGB).", "choices": ("srcnn", "edsr")})
+    report: bool = field(default=True, metadata={
+        "help": "Also write report.html in --out: the gain matrix (sortable) and the per-image gain histograms "
+                "(--noreport to skip)."})
     progress: bool
     log_every: int
     progress, log_every = progress_fields()
@@ -53,6 +56,10 @@ def main(command, config):
                            config.out, data_dir=config.data_dir, train_root=config.train_root, seed=config.seed,
                            model_kwargs=config.model_kwargs, protocol=config.protocol, train_options=options,
                            progress=config.progress, log_every=config.log_every)
+    if config.report:
+        from visionfw.report_html import write_rank_report
+
+        result["files"]["report"] = str(write_rank_report(result, config.out))
     print(result["markdown"])
     print()
     c = result["computed"]

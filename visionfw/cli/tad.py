@@ -38,11 +38,13 @@ def load_tad_model(model_name=None, weights=None, scale=None):
     import visionfw
     import visionfw.tad  # noqa: F401  (custom layers and blocks for load_model)
     from visionfw.errors import ConfigError, WeightsError
+    from visionfw.keras_files import verify_keras_file
     from visionfw.registry import get_spec
 
     if weights and str(weights).endswith(".keras"):
         if not Path(weights).is_file():
             raise WeightsError(f"--weights={weights}: no such file.")
+        verify_keras_file(weights)  # truncated, CRC, NaN: said before Keras reads it
         model = keras.saving.load_model(weights, safe_mode=True)
         try:
             times = max(1, len(model.get_layer("encoder")._inbound_nodes))

@@ -39,6 +39,9 @@ class EvaluateConfig:
         "help": "Write SR images to DIR/<set>/x<scale>/<name>.png."})
     results: Optional[str] = field(default=None, metadata={
         "help": "Write the results (with the weights' sha256) to this JSON file."})
+    report: Optional[str] = field(default=None, metadata={
+        "help": "Write a visual HTML report to this file (e.g. --report=report.html): numbers per set and "
+                "image, crops HR | bicubic | model where the model gains most and where it errs most."})
     tile: Optional[int] = field(default=None, metadata={
         "help": "Tiled inference with tiles of N input pixels (bounded memory)."})
     tile_overlap: Optional[int] = field(default=None, metadata={
@@ -99,9 +102,11 @@ def _build(config, scale):
     import keras
 
     from visionfw.errors import WeightsError
+    from visionfw.keras_files import verify_keras_file
 
     if not Path(weights).is_file():
         raise WeightsError(f"--weights={weights}: no such file.")
+    verify_keras_file(weights)  # truncated, CRC, NaN: said before Keras reads it
     try:
         model = keras.saving.load_model(weights, compile=False)
     except Exception as exc:
@@ -129,6 +134,11 @@ def main(command, config):
         raise ConfigError("several --scale values need --model (one model per scale).")
     runs = scales or [None]
     all_results = {}
+    save_images = config.save_images
+    if config.report and not save_images:
+        import tempfile
+
+        save_images = tempfile.mkdtemp(prefix="visionfw-report-")  # the report reads the outputs from there
     model_name = None
     for scale in runs:
         model, model_name, meta = _build(config, scale)
@@ -140,7 +150,7 @@ def main(command, config):
                               "one --scale per run.")
         results = evaluate_model(model, config.test_data, s, protocol=config.protocol, data_dir=config.data_dir,
                                  channels=meta.get("channels"), upsampled_input=meta.get("upsampled_input"),
-                                 per_image=config.per_image, save_images=config.save_images, tile=config.tile,
+                                 per_image=config.per_image, save_images=save_images, tile=config.tile,
                                  tile_overlap=config.tile_overlap, self_ensemble=config.self_ensemble,
                                  progress=config.progress, lr_dir=config.lr_dir, log_every=config.log_every,
                                  texture_metrics=config.texture_metrics, precision=config.precision)
@@ -151,6 +161,19 @@ def main(command, config):
         print()
         for ds, r in results.items():
             all_results[f"{ds}_x{s}" if len(runs) > 1 else ds] = r
+        if config.report:
+            from pathlib import Path
+
+            from visionfw.report_html import write_eval_report
+
+            page = Path(config.report)
+            page = page.with_name(f"{page.stem}_x{s}{page.suffix}") if len(runs) > 1 else page
+            page = write_eval_report(results, model_name, save_images, page, config.test_data, config.data_dir, weights)
+            print(f"report: {page}")
+    if save_images != config.save_images:
+        import shutil
+
+        shutil.rmtree(save_images, ignore_errors=True)
     if config.results:
         scale_field = runs[0] if len(runs) == 1 else ",".join(map(str, runs))
         path = write_results_json(config.results, all_results, model_name, weights,

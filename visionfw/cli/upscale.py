@@ -159,6 +159,9 @@ def load_sr_model(model=None, weights=None, pretrained=False, scale=None, data_d
                                              "scale": meta.get("scale"), "tad": info.task == "tad"}
     import keras
 
+    from visionfw.keras_files import verify_keras_file
+
+    verify_keras_file(weights)  # truncated, CRC, NaN: said before Keras reads it
     try:
         net = keras.saving.load_model(weights, compile=False, safe_mode=True)
     except Exception as exc:  # noqa: BLE001 - Keras raises many kinds; one line with the file

@@ -156,7 +156,11 @@ def load_benchmark(name, scale, data_dir=None, lr_dir=None):
         raise DataError(f"load_benchmark: lr_dir {lr_root} is not a folder; fix the path or pass None.")
     records = []
     for path in list_images(folder):
-        hr = modcrop(read_image_uint8(path), scale)
+        hr = read_image_uint8(path)
+        if min(hr.shape[:2]) < scale:
+            raise DataError(f"Image {path} is {hr.shape[1]}x{hr.shape[0]}, smaller than the scale {scale}: nothing "
+                            f"is left once it is mod-cropped to a multiple of {scale}; remove it from the folder.")
+        hr = modcrop(hr, scale)
         if lr_root is None:
             lr = imresize(hr, scale=1.0 / scale).numpy()
         else:

@@ -10,13 +10,20 @@
 * EXIF orientation is ignored, like MATLAB ``imread``: pixels come back as stored.
 
 Missing, empty, truncated or undecodable files raise :class:`~visionfw.errors.DataError`
-naming the path and the fix.
+naming the path and the fix.  So does an image whose header claims more than ``max_pixels``
+pixels (default :data:`DEFAULT_MAX_IMAGE_PIXELS`; ``visionfw train --max_image_pixels``):
+the size is checked before any pixel is decoded, so a small file claiming a huge image
+costs nothing.  Decoding costs about two copies of the image's own uint8 size.
 """
 from __future__ import annotations
 
+import errno
 import os
+import re
+import stat
 import struct
 import tempfile
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -24,8 +31,12 @@ from PIL import Image, UnidentifiedImageError
 
 from visionfw.errors import DataError
 
-__all__ = ["read_image", "read_image_uint8", "write_image", "list_images", "new_file_mode", "write_file_atomic",
-           "IMAGE_EXTENSIONS"]
+__all__ = ["read_image", "read_image_uint8", "write_image", "list_images", "IMAGE_EXTENSIONS",
+           "DEFAULT_MAX_IMAGE_PIXELS", "check_image_pixels", "new_file_mode", "write_file_atomic"]
+
+# below PIL's own warning threshold (89.5 M), so images within it decode without PIL's noise;
+# 8K (33 M) and most camera photos (<= 61 M) fit
+DEFAULT_MAX_IMAGE_PIXELS = 80_000_000
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
 _WRITE_FORMATS = {".png": "PNG", ".bmp": "BMP", ".tif": "TIFF", ".tiff": "TIFF",
@@ -34,18 +45,54 @@ _PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
 
 def _png_header(path):
-    """(bit_depth, colour_type) of a PNG file, or None when it is not a PNG."""
+    """(bit_depth, colour_type, width, height) of a PNG file, or None when it is not a PNG."""
     with open(path, "rb") as fh:
         head = fh.read(33)
     if len(head) < 26 or not head.startswith(_PNG_SIGNATURE) or head[12:16] != b"IHDR":
         return None
-    return head[24], head[25]
+    width, height = struct.unpack(">II", head[16:24])
+    return head[24], head[25], width, height
+
+
+def check_image_pixels(path, width, height, max_pixels=None):
+    """DataError when a ``width`` x ``height`` image is over ``max_pixels`` (None: the default)."""
+    limit = DEFAULT_MAX_IMAGE_PIXELS if max_pixels is None else int(max_pixels)
+    if int(width) * int(height) > limit:
+        raise DataError(f"Image {path} is {width}x{height} ({int(width) * int(height):,} pixels), over the "
+                        f"limit of {limit:,} pixels (max_image_pixels); downscale or crop it, or raise the "
+                        f"limit with --max_image_pixels={int(width) * int(height)} if the memory is there.")
+
+
+def _open_pil(path, max_pixels):
+    """PIL image of ``path`` with its size checked against ``max_pixels`` before decoding."""
+    limit = DEFAULT_MAX_IMAGE_PIXELS if max_pixels is None else int(max_pixels)
+    if Image.MAX_IMAGE_PIXELS is not None and limit > Image.MAX_IMAGE_PIXELS:
+        # a limit raised on purpose: ours is the guard, PIL's smaller one would refuse first
+        Image.MAX_IMAGE_PIXELS = limit
+    try:
+        im = Image.open(path)
+    except Image.DecompressionBombError as exc:  # far over PIL's limit, hence over ours
+        claimed = re.search(r"\((\d+) pixels\)", str(exc))
+        pixels = f"{int(claimed.group(1)):,} pixels" if claimed else "more pixels than PIL allows"
+        raise DataError(f"Image {path} claims {pixels} in its header, over the limit of {limit:,} pixels "
+                        "(max_image_pixels); downscale or crop it, or raise --max_image_pixels if the memory "
+                        "is there.") from None
+    try:
+        check_image_pixels(path, im.size[0], im.size[1], limit)
+    except DataError:
+        im.close()
+        raise
+    return im
 
 
 def _read_16bit_png(path, colour_type):
     import cv2  # OpenCV keeps all 16 bits of RGB(A) PNGs
 
-    data = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+    try:
+        data = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+    except cv2.error as exc:  # e.g. over OpenCV's own CV_IO_MAX_IMAGE_PIXELS
+        raise DataError(f"Cannot decode the 16-bit PNG {path} ({str(exc).strip().splitlines()[-1]}); "
+                        "re-save it smaller or as 8-bit.") from None
     if data is None:
         raise DataError(f"Cannot decode the 16-bit PNG {path}; re-save it with an image editor.")
     if colour_type in (0, 4):  # grey, grey+alpha (OpenCV may expand it to BGRA)
@@ -54,7 +101,7 @@ def _read_16bit_png(path, colour_type):
     return np.ascontiguousarray(data[..., 2::-1])  # BGR(A) -> RGB
 
 
-def _read_raw(path):
+def _read_raw(path, max_pixels=None):
     """Pixels as stored: (HxWxC uint8 or uint16 array), C in {1, 3}."""
     path = Path(path)
     fix = "check the path, or re-export the image as PNG"
@@ -67,9 +114,11 @@ def _read_raw(path):
         raise DataError(f"Image file {path} is empty (0 bytes); re-copy or re-download it.")
     try:
         header = _png_header(path)
-        if header is not None and header[0] == 16:
-            return _read_16bit_png(path, header[1])
-        with Image.open(path) as im:
+        if header is not None:
+            check_image_pixels(path, header[2], header[3], max_pixels)
+            if header[0] == 16:
+                return _read_16bit_png(path, header[1])
+        with _open_pil(path, max_pixels) as im:
             im.load()
             return _pil_to_array(im, path)
     except DataError:
@@ -87,30 +136,51 @@ def _pil_to_array(im, path):
             raise DataError(f"Image {path} holds 32-bit integers outside 0..65535; convert it "
                             "to 8- or 16-bit first.")
         return data.astype(np.uint16)[..., None]
-    if mode in ("1", "L", "LA", "La"):
+    if mode == "L":  # as stored: no converted copy
+        return np.asarray(im)[..., None]
+    if mode in ("1", "LA", "La"):
         return np.asarray(im.convert("L"))[..., None]
     if mode == "P":
         # palette (with or without transparency) -> RGB; transparency is dropped
         im = im.convert("RGBA") if "transparency" in im.info else im
         return np.asarray(im.convert("RGB"))
-    if mode in ("RGB", "RGBA", "RGBa", "RGBX", "CMYK", "YCbCr", "LAB", "HSV", "PA"):
+    if mode == "RGB":
+        return np.asarray(im)
+    if mode in ("RGBA", "RGBa", "RGBX", "CMYK", "YCbCr", "LAB", "HSV", "PA"):
         return np.asarray(im.convert("RGB"))
     raise DataError(f"Image {path} has unsupported pixel mode {mode!r}; convert it to 8-bit "
                     "RGB or grey PNG.")
 
 
-def read_image(path):
-    """Read an image file as float32 HxWxC in [0, 1] (C = 1 grey, 3 colour)."""
-    data = _read_raw(path)
+def read_image(path, max_pixels=None):
+    """Read an image file as float32 HxWxC in [0, 1] (C = 1 grey, 3 colour).
+
+    ``max_pixels``: refuse (DataError) images over this many pixels, from the header
+    (None: :data:`DEFAULT_MAX_IMAGE_PIXELS`).
+    """
+    data = _read_raw(path, max_pixels)
     peak = 65535.0 if data.dtype == np.uint16 else 255.0
-    return (data.astype(np.float32) / np.float32(peak)).astype(np.float32)
+    out = data.astype(np.float32)
+    out /= np.float32(peak)  # in place: one float32 copy of the image, not three
+    return out
 
 
-def read_image_uint8(path):
-    """Read an image file as uint8 HxWxC; 16-bit files are scaled to 8 bits with rounding."""
-    data = _read_raw(path)
+_STRIP_VALUES = 1 << 20
+
+
+def read_image_uint8(path, max_pixels=None):
+    """Read an image file as uint8 HxWxC; 16-bit files are scaled to 8 bits with rounding.
+
+    ``max_pixels`` as in :func:`read_image`.
+    """
+    data = _read_raw(path, max_pixels)
     if data.dtype == np.uint16:
-        return np.floor(data.astype(np.float64) * (255.0 / 65535.0) + 0.5).astype(np.uint8)
+        out = np.empty(data.shape, np.uint8)
+        rows = max(1, _STRIP_VALUES // max(1, data.shape[1] * data.shape[2]))
+        for top in range(0, data.shape[0], rows):  # in strips: float64 of the whole image is 8x its size
+            strip = data[top:top + rows].astype(np.float64)
+            out[top:top + rows] = np.floor(strip * (255.0 / 65535.0) + 0.5)
+        return out
     return np.ascontiguousarray(data)
 
 
@@ -167,15 +237,49 @@ def new_file_mode():
     return 0o666 & ~mask
 
 
+def _unusable(path):
+    """Why the folder entry ``path`` cannot be read as an image file, or None when it can
+    ('' for a sub-folder)."""
+    try:
+        info = os.stat(path)
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            return "symlink loop"
+        if os.path.islink(path):
+            return f"dangling symlink to {os.readlink(path)}"
+        return exc.strerror or type(exc).__name__
+    if stat.S_ISDIR(info.st_mode):
+        return ""  # a sub-folder is not a file that went missing: left out without a word
+    if not stat.S_ISREG(info.st_mode):
+        return "not a regular file"
+    if not os.access(path, os.R_OK):
+        return "not readable"
+    return None
+
+
 def list_images(folder):
-    """Sorted image files (png, jpg, jpeg, bmp, tif, tiff; any case) directly in ``folder``."""
+    """Sorted image files (png, jpg, jpeg, bmp, tif, tiff; any case) directly in ``folder``.
+
+    Entries with an image suffix that cannot be read (dangling links, symlink loops,
+    unreadable files) are left out with one warning that counts and names them.
+    """
     folder = Path(folder)
     if not folder.is_dir():
         raise DataError(f"Image folder {folder} does not exist or is not a folder; check the "
                         "path (datasets: visionfw.data.benchmarks.resolve_dataset).")
-    files = sorted(p for p in folder.iterdir()
-                   if p.is_file() and not p.name.startswith(".")
-                   and p.suffix.lower() in IMAGE_EXTENSIONS)
+    files, skipped = [], []
+    for p in sorted(folder.iterdir()):
+        if p.name.startswith(".") or p.suffix.lower() not in IMAGE_EXTENSIONS:
+            continue
+        reason = _unusable(p)
+        if reason is None:
+            files.append(p)
+        elif reason:
+            skipped.append(f"{p.name} ({reason})")
+    if skipped:
+        shown = ", ".join(skipped[:5]) + (f" and {len(skipped) - 5} more" if len(skipped) > 5 else "")
+        warnings.warn(f"Image folder {folder}: skipping {len(skipped)} entr{'y' if len(skipped) == 1 else 'ies'} "
+                      f"that cannot be read: {shown}; {len(files)} image(s) used.", stacklevel=2)
     if not files:
         raise DataError(f"Image folder {folder} holds no image files ({', '.join(IMAGE_EXTENSIONS)}); "
                         "point to the folder that contains the images (e.g. its HR/ sub-folder).")

@@ -176,12 +176,33 @@ def _round_clip(x, dtype):
     return np.clip(np.floor(x + 0.5), info.min, info.max)
 
 
-def _resize_axis_np(x, axis, in_len, out_len, scale):
+# float64 values in one strip's temporaries (4 MB each): what bounds the memory of a pass
+_STRIP_VALUES = 1 << 19
+
+
+def _resize_axis_np(x, axis, in_len, out_len, scale, out_dtype):
+    """One pass along ``axis``: ``out = sum_k w[:, k] * x[idx[:, k]]`` in float64.
+
+    The taps are accumulated one after the other in tap order, which is the order numpy's
+    ``sum`` over the tap axis of the whole gathered array used, so results are the same to
+    the bit; the gathered pixels are converted to float64 a strip of output lines at a time,
+    so the memory is the output plus a few MB whatever the image size.  An integer
+    ``out_dtype`` gets MATLAB's rounding and clipping (exact: the values are integers).
+    """
     idx, w = _contributions(in_len, out_len, scale)
-    moved = np.moveaxis(x, axis, 0)  # (in, ...)
-    gathered = moved[idx]  # (out, P, ...)
-    w = w.reshape(w.shape + (1,) * (gathered.ndim - 2))
-    return np.moveaxis((gathered * w).sum(axis=1), 0, axis)
+    moved = np.moveaxis(x, axis, 0)  # (in, ...), a view
+    rest = moved.shape[1:]
+    out = np.empty((out_len,) + rest, dtype=out_dtype)
+    strip = max(1, _STRIP_VALUES // max(1, math.prod(rest)))
+    integer = np.issubdtype(out_dtype, np.integer)
+    for start in range(0, out_len, strip):
+        stop = min(out_len, start + strip)
+        weights = w[start:stop].reshape((stop - start, w.shape[1]) + (1,) * len(rest))
+        acc = moved[idx[start:stop, 0]] * weights[:, 0]
+        for k in range(1, w.shape[1]):
+            acc += moved[idx[start:stop, k]] * weights[:, k]
+        out[start:stop] = _round_clip(acc, out_dtype) if integer else acc
+    return np.moveaxis(out, 0, axis)
 
 
 def imresize_numpy(image, scale=None, output_size=None):
@@ -189,6 +210,8 @@ def imresize_numpy(image, scale=None, output_size=None):
 
     ``image``: HW, HWC or NHWC array.  uint8/uint16 in -> same dtype out (rounded half away
     from zero and clipped after each pass); float in -> same float dtype out, not clipped.
+    Memory: the output and the intermediate image (in the input's integer dtype, float64
+    for float input) plus a few MB of float64 strips; the input is never copied to float64.
     """
     image = np.asarray(image)
     if image.ndim not in (2, 3, 4):
@@ -201,14 +224,12 @@ def imresize_numpy(image, scale=None, output_size=None):
         raise DataError(f"imresize_numpy: dtype {image.dtype} unsupported; use uint8, uint16 or float.")
     if not integer and not np.issubdtype(image.dtype, np.floating):
         raise DataError(f"imresize_numpy: dtype {image.dtype} unsupported; use uint8, uint16 or float.")
-    x = image.astype(np.float64)
+    # between the passes: the rounded integers (exact in the input dtype) or float64
+    between = image.dtype if integer else np.float64
     sizes = {0: (in_h, out_h, s_h), 1: (in_w, out_w, s_w)}
-    for dim in _pass_order(s_h, s_w):
-        n_in, n_out, s = sizes[dim]
-        x = _resize_axis_np(x, h_axis + dim, n_in, n_out, s)
-        if integer:
-            x = _round_clip(x, image.dtype)
-    return x.astype(image.dtype)
+    first, second = _pass_order(s_h, s_w)
+    x = _resize_axis_np(image, h_axis + first, *sizes[first], between)
+    return _resize_axis_np(x, h_axis + second, *sizes[second], image.dtype)
 
 
 # --------------------------------------------------------------------------- TensorFlow

@@ -61,10 +61,12 @@ def _imresize(images, scale=None, output_size=None):
     return imresize(images, scale=scale, output_size=output_size)
 
 
-def _read_image(path, as_uint8=False):
-    """HxWxC image of a file: uint8 (16-bit rounded to 8) or float32 in [0, 1]."""
+def _read_image(path, as_uint8=False, max_pixels=None):
+    """HxWxC image of a file: uint8 (16-bit rounded to 8) or float32 in [0, 1]; DataError for
+    an image over ``max_pixels`` pixels (None: image_io's default), from its header."""
     from visionfw.data import image_io
-    return image_io.read_image_uint8(path) if as_uint8 else image_io.read_image(path)
+    read = image_io.read_image_uint8 if as_uint8 else image_io.read_image
+    return read(path, max_pixels=max_pixels)
 
 
 def _list_images(folder):
@@ -108,6 +110,11 @@ class TrainDataConfig:
       num_read_threads: threads decoding image files at build time.
       embedded_holdout: with ``source=None`` only: leave out the embedded photos held out for
         validation (:data:`visionfw.data.embedded.EMBEDDED_HELDOUT`, the ``'heldout'`` set).
+      max_image_pixels: refuse (DataError naming the file) a training image whose header
+        claims more pixels than this, before decoding it; None: 80 M
+        (:data:`visionfw.data.image_io.DEFAULT_MAX_IMAGE_PIXELS`).  Memory: building the
+        cache of one image peaks at a few times its uint8 size (about 10 bytes per pixel
+        for RGB), plus the cache itself.
     """
 
     source: Optional[str] = None
@@ -128,6 +135,7 @@ class TrainDataConfig:
     prefetch: int = AUTOTUNE
     num_read_threads: int = 8
     embedded_holdout: bool = False
+    max_image_pixels: Optional[int] = None
 
     def __post_init__(self):
         def positive_int(name):
@@ -139,6 +147,8 @@ class TrainDataConfig:
             positive_int(name)
         if self.repeat is not None:
             positive_int("repeat")
+        if self.max_image_pixels is not None:
+            positive_int("max_image_pixels")
         if self.channels not in _CHANNELS:
             raise ConfigError(f"TrainDataConfig.channels={self.channels!r} must be one of {_CHANNELS}.")
         if self.patch_order not in _PATCH_ORDERS:
@@ -176,11 +186,22 @@ def _progress(iterable, total, desc):
     return tqdm(iterable, total=total, desc=desc, disable=not sys.stderr.isatty(), leave=False)
 
 
-def _read_all(paths, threads, as_uint8):
+def _read_all(paths, config):
+    """Decoded and prepared (cache dtype, training channels) images of ``paths``.
+
+    Each worker converts its image as soon as it is decoded, so only the prepared copy of
+    an image outlives its decoding.
+    """
+    as_uint8 = config.cache_dtype == "uint8"
+
+    def load(path):
+        raw = _read_image(path, as_uint8, config.max_image_pixels)
+        return _prepare(raw, config.channels, config.cache_dtype, os.path.basename(path))
+
     # PIL decodes with the GIL released, so threads give a real speed-up
+    threads = config.num_read_threads
     with concurrent.futures.ThreadPoolExecutor(max_workers=max(1, min(threads, len(paths)))) as pool:
-        images = pool.map(lambda p: _read_image(p, as_uint8), paths)
-        return list(_progress(images, len(paths), "decoding images"))
+        return list(_progress(pool.map(load, paths), len(paths), "decoding images"))
 
 
 def _folder_images(folder, what):
@@ -239,8 +260,25 @@ def _prepare(image, channels, cache_dtype, name):
     if channels == "rgb":
         image = np.repeat(image, 3, axis=-1) if image.shape[-1] == 1 else image
     elif image.shape[-1] == 3:
-        image = _to_y(image)  # grey images are their own Y
+        image = _rows_in_strips(_to_y, image)  # grey images are their own Y
     return np.ascontiguousarray(image)
+
+
+_STRIP_PIXELS = 1 << 18
+
+
+def _rows_in_strips(fn, image):
+    """``fn(image)`` for a per-pixel ``fn``, computed a strip of rows at a time (its float64
+    temporaries are then a few MB, not several times the image)."""
+    rows = max(1, _STRIP_PIXELS // max(1, image.shape[1]))
+    if image.shape[0] <= rows:
+        return fn(image)
+    first = fn(image[:rows])
+    out = np.empty((image.shape[0],) + first.shape[1:], first.dtype)
+    out[:rows] = first
+    for top in range(rows, image.shape[0], rows):
+        out[top:top + rows] = fn(image[top:top + rows])
+    return out
 
 
 def _quantize(image, cache_dtype):
@@ -258,21 +296,17 @@ def load_train_images(config):
     if config.source is None:
         from visionfw.data.embedded import EMBEDDED_HELDOUT, EMBEDDED_NAMES, embedded_images
         names = [n for n in EMBEDDED_NAMES if not (config.embedded_holdout and n in EMBEDDED_HELDOUT)]
-        raw = embedded_images(None, names=names)
-        lr_raw = None
+        hr = [_prepare(im, config.channels, config.cache_dtype, n)
+              for im, n in zip(embedded_images(None, names=names), names)]
+        return names, hr, None
     else:
         hr_paths = _folder_images(config.source, "TrainDataConfig.source")
         names = [os.path.basename(p) for p in hr_paths]
         lr_paths = None
         if config.lr_source != "bicubic":
             lr_paths = _pair_lr(hr_paths, config.lr_source, config.scale)
-        as_uint8 = config.cache_dtype == "uint8"
-        raw = _read_all(hr_paths, config.num_read_threads, as_uint8)
-        lr_raw = _read_all(lr_paths, config.num_read_threads, as_uint8) if lr_paths else None
-    hr = [_prepare(im, config.channels, config.cache_dtype, n) for im, n in zip(raw, names)]
-    lr = None
-    if lr_raw is not None:
-        lr = [_prepare(im, config.channels, config.cache_dtype, n) for im, n in zip(lr_raw, names)]
+        hr = _read_all(hr_paths, config)
+        lr = _read_all(lr_paths, config) if lr_paths else None
     return names, hr, lr
 
 
@@ -292,7 +326,19 @@ class _FlatCache:
         self.offsets = tf.constant(np.concatenate([[0], np.cumsum(sizes)[:-1]]).astype(np_dtype))
         self.heights = tf.constant(np.array([im.shape[0] for im in images], dtype=np_dtype))
         self.widths = tf.constant(np.array([im.shape[1] for im in images], dtype=np_dtype))
-        self.flat = tf.constant(np.concatenate([im.reshape(-1, self.channels) for im in images]))
+        self.flat = tf.constant(self._concatenate(images, int(sizes.sum())))
+
+    def _concatenate(self, images, total):
+        """All pixels as one (total, C) array: one copy at most (none for one contiguous image)."""
+        if len(images) == 1 and images[0].flags.c_contiguous:
+            return images[0].reshape(-1, self.channels)
+        flat = np.empty((total, self.channels), images[0].dtype)
+        at = 0
+        for im in images:
+            n = im.shape[0] * im.shape[1]
+            flat[at:at + n].reshape(im.shape)[...] = im
+            at += n
+        return flat
 
     def crop(self, image_idx, ys, xs, size, flips=None):
         """Patches ``[B, size, size, C]`` at (ys, xs) of images ``image_idx`` ([B] ints).
@@ -364,9 +410,9 @@ def _build_caches(config, names, hr, lr):
         if img.shape[0] < hr_p or img.shape[1] < hr_p:
             small.append(f"{name} ({img.shape[1]}x{img.shape[0]})")
             continue
-        keep_hr.append(np.ascontiguousarray(img))
+        keep_hr.append(img)  # a view: the flat cache makes the one copy
         if lr is not None:
-            keep_lr.append(np.ascontiguousarray(lr[i]))
+            keep_lr.append(lr[i])
     if small:
         shown = ", ".join(small[:5]) + (f" and {len(small) - 5} more" if len(small) > 5 else "")
         msg = (f"{len(small)} training image(s) smaller than one {hr_p}x{hr_p} HR patch "
@@ -375,20 +421,30 @@ def _build_caches(config, names, hr, lr):
             raise DataError(f"No usable training image: {msg}. Lower lr_patch or use larger images.")
         warnings.warn(f"Skipping {msg}; {len(keep_hr)} image(s) are used.", stacklevel=3)
 
-    caches = {"hr": _FlatCache(keep_hr)}
+    caches = {}
     if config.patch_order == "downscale_then_crop":
         threads = config.num_read_threads
         if lr is None:
             keep_lr = _map_threads(lambda im: _downscale(im, s), keep_hr, threads, "downscaling")
         if config.upsample_input:
-            # upscale the whole LR image once, as SRCNN/VDSR's training code does (in float)
+            # upscale the whole LR image once, as SRCNN/VDSR's training code does (in float);
+            # channel by channel, so the float temporaries are those of one channel
             def upscale(img):
-                f = img.astype(np.float32) / np.float32(255) if img.dtype == np.uint8 else img
-                return _quantize(_resize_whole(f, s), config.cache_dtype)
+                out = None
+                for ch in range(img.shape[-1]):
+                    plane = img[..., ch:ch + 1]
+                    f = plane.astype(np.float32) / np.float32(255) if plane.dtype == np.uint8 else plane
+                    up = _quantize(_resize_whole(f, s), config.cache_dtype)
+                    if out is None:
+                        out = np.empty(up.shape[:2] + (img.shape[-1],), up.dtype)
+                    out[..., ch:ch + 1] = up
+                return out
 
             caches["lr_up"] = _FlatCache(_map_threads(upscale, keep_lr, threads, "upscaling"))
         else:
             caches["lr"] = _FlatCache(keep_lr)
+        del keep_lr
+    caches["hr"] = _FlatCache(keep_hr)
     return caches, len(keep_hr)
 
 

@@ -32,7 +32,48 @@ import tensorflow as tf
 
 from visionfw.errors import ConfigError, DataError, SpecError
 
-__all__ = ["Task", "SRTask", "TASKS", "register_task", "get_task", "hr_of", "build_with_policy"]
+__all__ = ["Task", "SRTask", "TASKS", "register_task", "get_task", "hr_of", "build_with_policy", "typed_options"]
+
+_TYPE_WORDS = {float: "a number", int: "an integer", str: "a string", bool: "true or false", type(None): "none"}
+_VALUE_WORDS = {**_TYPE_WORDS, float: "a fraction", list: "a list", dict: "a dict"}
+
+
+def typed_options(options, schema, task):
+    """``options`` (``--task_options``, parsed) checked against ``schema`` ``{name: type or tuple of
+    types}`` (float, int, str, bool, ``type(None)``); returns them with numbers as the named type.
+
+    Raises ConfigError naming the option, its value and the type it must have: a value of the wrong
+    type would otherwise fail deep inside the loss (``'<' not supported between 'str' and 'int'``).
+    A float option takes an integer too, an int option a whole float (100.0), neither a bool; floats
+    must be finite.
+    """
+    import math
+
+    out = {}
+    for key, value in dict(options or {}).items():
+        if key not in schema:
+            raise ConfigError(f"--task_options: {key!r} is not a {task} option; the options are "
+                              f"{', '.join(schema)}.")
+        kinds = schema[key] if isinstance(schema[key], tuple) else (schema[key],)
+        for kind in kinds:
+            if kind is float and isinstance(value, (int, float)) and not isinstance(value, bool):
+                if not math.isfinite(value):
+                    raise ConfigError(f"--task_options {key}={value!r}: {task} option {key!r} must be a finite "
+                                      "number.")
+                value = float(value)
+                break
+            if kind is int and isinstance(value, float) and value.is_integer():  # JSON's 100.0
+                value = int(value)
+            if kind is int and isinstance(value, int) and not isinstance(value, bool):
+                break
+            if kind is not float and kind is not int and isinstance(value, kind):
+                break
+        else:
+            want = " or ".join(_TYPE_WORDS.get(k, k.__name__) for k in kinds)
+            raise ConfigError(f"--task_options {key}={value!r}: {task} option {key!r} must be {want}, not "
+                              f"{_VALUE_WORDS.get(type(value), type(value).__name__)}.")
+        out[key] = value
+    return out
 
 
 def build_with_policy(spec, dtype_policy=None):
@@ -114,7 +155,7 @@ class Task:
                               "change lr_patch.")
         return TrainDataConfig(source=c.train_data, scale=2, lr_patch=hr_patch // 2,
                                batch_size=int(c.batch_size), channels="rgb", augment=bool(c.augment),
-                               seed=int(c.seed), **_checked_data_options(c.data_options))
+                               seed=int(c.seed), **_checked_data_options(c.data_options, c))
 
     def hr_patch_dataset(self, hr_patch, start_step=0):
         """Batches of RGB HR patches only, as ``(hr,)`` tuples, from the shared input pipeline
@@ -186,7 +227,7 @@ class SRTask(Task):
         from visionfw.data.pipeline import TrainDataConfig
 
         c = self.config
-        extra = _checked_data_options(c.data_options)
+        extra = _checked_data_options(c.data_options, c)
         return TrainDataConfig(source=c.train_data, scale=int(c.scale), lr_patch=int(c.lr_patch),
                                batch_size=int(batch_size or c.batch_size), channels=self.channels,
                                lr_source=c.lr_source or "bicubic", augment=bool(c.augment),
@@ -206,7 +247,8 @@ class SRTask(Task):
 
         c = self.config
         scale, upsampled = int(c.scale), self.upsampled_input
-        degrade = make_degrader(c.degradation, scale, int(c.seed), pool=c.degradation_pool)
+        degrade = make_degrader(c.degradation, scale, int(c.seed), pool=c.degradation_pool,
+                                hr_size=int(c.lr_patch) * scale)
 
         def lr_of(step, batch):
             hr = batch[1]
@@ -349,20 +391,23 @@ def _normalise_results(raw, names):
     return out
 
 
-def _checked_data_options(options):
-    """``--data_options`` as TrainDataConfig keyword arguments; ConfigError names an unknown key."""
+def _checked_data_options(options, config=None):
+    """``--data_options`` as TrainDataConfig keyword arguments (plus the options of ``config``, a
+    TrainConfig, that have their own flag); ConfigError names an unknown key."""
     import dataclasses
 
     from visionfw.data.pipeline import TrainDataConfig
 
     options = dict(options or {})
     fixed = {"source", "scale", "lr_patch", "batch_size", "channels", "lr_source", "augment", "seed",
-             "upsample_input"}  # set by their own flags or by the model
+             "upsample_input", "max_image_pixels"}  # set by their own flags or by the model
     allowed = {f.name for f in dataclasses.fields(TrainDataConfig)} - fixed
     for key in options:
         if key not in allowed:
             raise ConfigError(f"data_options: {key!r} is not a pipeline option here; use one of "
                               f"{sorted(allowed)} (the others have their own config fields).")
+    if getattr(config, "max_image_pixels", None) is not None:
+        options["max_image_pixels"] = config.max_image_pixels
     return options
 
 

@@ -24,6 +24,7 @@ lr is kept as is for the same global batch (no linear scaling).
 """
 from __future__ import annotations
 
+import contextlib
 import csv
 import dataclasses
 import io
@@ -31,6 +32,7 @@ import json
 import math
 import os
 import time
+import uuid
 from typing import Optional
 
 import numpy as np
@@ -83,6 +85,9 @@ class TrainConfig:
                                             "is exact.")
     degradation_pool: Optional[str] = _opt(None, "A RealSR noise/kernel pool (.npz from `visionfw degradation-pool`) "
                                                  "that --degradation injects.")
+    max_image_pixels: Optional[int] = _opt(None, "Refuse a training image whose header claims more pixels than "
+                                                 "this, before decoding it (default 80000000; memory: about 10 "
+                                                 "bytes per pixel of the largest image while the cache is built).")
     data_options: dict = _opt(dict, "More input-pipeline options (TrainDataConfig fields), e.g. "
                                     "'patch_order=crop_then_downscale,patches_per_image=16'.")
     val_data: list = _opt(lambda: ["auto"], "Validation sets (comma list): benchmark names or folders, 'heldout' "
@@ -227,6 +232,9 @@ def resolve_config(config):
         v = getattr(c, name)
         if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1:
             raise ConfigError(f"{name}={v!r} must be a positive integer.")
+    if c.max_image_pixels is not None and (isinstance(c.max_image_pixels, bool) or not isinstance(
+            c.max_image_pixels, (int, np.integer)) or c.max_image_pixels < 1):
+        raise ConfigError(f"max_image_pixels={c.max_image_pixels!r} must be a positive integer (or unset).")
     for name in ("val_every", "ckpt_every"):
         v = getattr(c, name)
         if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 0:
@@ -253,9 +261,10 @@ def resolve_config(config):
     if c.sampler in ("", "pipeline"):
         c.sampler = None
     if c.degradation:
-        from visionfw.degradation import resolve_spec
+        from visionfw.degradation import check_fits
 
-        resolve_spec(c.degradation)  # a bad spec fails here, before anything is written
+        # a bad spec, or a blur wider than the patch, fails here, before anything is written or traced
+        check_fits(c.degradation, int(c.scale or 1), int(c.lr_patch) * int(c.scale or 1))
         if c.sampler is not None or (c.lr_source or "bicubic") != "bicubic":
             raise ConfigError("degradation makes the LR images from the HR patches of the input pipeline: it "
                               "cannot be combined with --sampler or --lr_source (use --sampler=pipeline).")
@@ -416,6 +425,8 @@ class Trainer:
         self.step = 0
         self.best_psnr, self.best_step = -math.inf, None
         self.elapsed_before = 0.0
+        # names this run's checkpoints (kept across resumes): rotation deletes only those
+        self.run_id = uuid.uuid4().hex
 
     # -- state ---------------------------------------------------------------------------
     def state_groups(self):
@@ -542,31 +553,44 @@ class Trainer:
 
     # -- resume --------------------------------------------------------------------------
     def maybe_resume(self, manager):
-        from visionfw.train.checkpoint import load_state, restore_state
+        from visionfw.train.checkpoint import restore_state
 
         c = self.config
         path = None
         if c.resume == "auto":
-            path = manager.latest()
+            # a damaged newest checkpoint is set aside (renamed .corrupt) for the newest intact one
+            path, loaded = manager.newest_intact(self._verified_state)
         elif c.resume != "never":
             path = c.resume
             if not os.path.exists(path):
                 raise TrainingError(f"resume={path!r}: no such checkpoint file.")
+            loaded = self._verified_state(path)
         if path is None:
             return None
-        arrays, meta = load_state(path)
-        saved = meta.get("config", {})
-        for key in ("model", "scale", "batch_size", "task", "model_kwargs"):
-            if key in saved and saved[key] != getattr(c, key):
-                raise TrainingError(f"checkpoint {path!r} was written with {key}={saved[key]!r}, this run "
-                                    f"has {key}={getattr(c, key)!r}; use another workdir or resume=never.")
+        arrays, meta = loaded
         restore_state(path, self.state_groups(), arrays)
+        self.run_id = meta.get("run_id") or self.run_id
         self.step = int(meta["step"])
         best = meta.get("best_psnr")
         self.best_psnr = -math.inf if best is None else float(best)
         self.best_step = meta.get("best_step")
         self.elapsed_before = float(meta.get("elapsed", 0.0))
         return path
+
+    def _verified_state(self, path):
+        """``(arrays, meta)`` of checkpoint ``path``, checked: zip CRCs and finite values
+        (CorruptCheckpointError), written for this run's model and task (TrainingError)."""
+        from visionfw.train.checkpoint import check_finite, load_state
+
+        c = self.config
+        arrays, meta = load_state(path)
+        check_finite(path, arrays)
+        saved = meta.get("config", {})
+        for key in ("model", "scale", "batch_size", "task", "model_kwargs"):
+            if key in saved and saved[key] != getattr(c, key):
+                raise TrainingError(f"checkpoint {path!r} was written with {key}={saved[key]!r}, this run "
+                                    f"has {key}={getattr(c, key)!r}; use another workdir or resume=never.")
+        return arrays, meta
 
     def _meta(self, elapsed):
         return {"step": int(self.step), "best_psnr": self.best_psnr if math.isfinite(self.best_psnr) else None,
@@ -578,13 +602,29 @@ class Trainer:
         """Trains to ``config.steps``; see :func:`train` for the result and the errors."""
         workdir = self.config.workdir
         created = not os.path.exists(workdir)
-        try:
-            return self._run()
-        except BaseException:
-            # a run that fails before its first checkpoint leaves no empty run directory behind
-            if created and self.chief:
-                _remove_unfinished(workdir)
-            raise
+        with self._hold_workdir():
+            try:
+                return self._run()
+            except BaseException:
+                # a run that fails before its first checkpoint leaves no empty run directory behind
+                if created and self.chief:
+                    _remove_unfinished(workdir)
+                raise
+
+    @contextlib.contextmanager
+    def _hold_workdir(self):
+        """The run's exclusive lock on its workdir (chief only: a second run stops here, before
+        writing anything), and one-line errors for a workdir that cannot be written."""
+        from visionfw.train.workdir import WRITE_ERRNOS, lock_workdir, write_error
+
+        workdir = self.config.workdir
+        with lock_workdir(workdir) if self.chief else _null():
+            try:
+                yield
+            except OSError as exc:
+                if exc.errno not in WRITE_ERRNOS:
+                    raise
+                raise write_error(exc.filename or workdir, exc, _latest_checkpoint(workdir)) from None
 
     def _check_val_data(self):
         """Every validation set exists, before anything is written (a missing Set5 fails now,
@@ -608,7 +648,10 @@ class Trainer:
         self._check_val_data()
         os.makedirs(c.workdir, exist_ok=True)
         manager = CheckpointManager(os.path.join(c.workdir, "checkpoints"), keep=c.keep_checkpoints)
+        if self.chief:
+            _remove_stale_tmp(c.workdir, manager)
         resumed_from = self.maybe_resume(manager)
+        manager.run_id = self.run_id
         start_step = self.step
         if resumed_from is not None and start_step >= c.steps:
             return self._already_complete(resumed_from)
@@ -653,11 +696,12 @@ class Trainer:
         nonfinite = None
         loss = None
         stop = _StopRequest()
+        growth = _LossGrowthWatch(c.lr)
         try:
             with stop, (writer.as_default() if writer is not None else _null()):
                 while self.step < c.steps:
                     self.task.begin_step(self.step)
-                    train_step(iterator)
+                    step_loss = train_step(iterator)
                     self.step += 1
                     if step_delay:
                         time.sleep(step_delay)
@@ -665,6 +709,7 @@ class Trainer:
                     if stop.signum is not None:
                         break
                     if s == start_step + 1:
+                        growth.set_start(s, step_loss)  # one read in the run, not one per step
                         progress.update(s)
                         progress.restart_clock()  # the first step traced the graph: not a rate to go by
                     at_end = s >= c.steps
@@ -693,6 +738,7 @@ class Trainer:
                         log.write({"step": s, "loss": loss, "lr": f"{lr_now:.6g}", "time": f"{elapsed:.2f}",
                                    "steps_per_sec": f"{rate:.3f}"})
                         break
+                    growth.check(s, loss)
                     row = {"step": s, "loss": f"{loss:.6g}", "lr": f"{lr_now:.6g}", "time": f"{elapsed:.2f}",
                            "steps_per_sec": f"{rate:.3f}"}
                     row.update({k: f"{v:.6g}" for k, v in extras.items()})
@@ -766,9 +812,14 @@ class Trainer:
         """Writes ``model.keras`` (the float32 / EMA model) atomically; returns its path."""
         model_path = os.path.join(self.config.workdir, "model.keras")
         if self.chief:
-            tmp = os.path.join(self.config.workdir, ".model.tmp.keras")
-            self.export_model().save(tmp)
-            os.replace(tmp, model_path)
+            tmp = os.path.join(self.config.workdir, _MODEL_TMP)
+            try:
+                self.export_model().save(tmp)
+                os.replace(tmp, model_path)
+            except BaseException:
+                if os.path.exists(tmp):  # no partial file left using the space
+                    os.remove(tmp)
+                raise
         return model_path
 
     def _already_complete(self, checkpoint):
@@ -823,6 +874,56 @@ def _manager_for(config):
     from visionfw.train.checkpoint import CheckpointManager
 
     return CheckpointManager(os.path.join(config.workdir, "checkpoints"), keep=config.keep_checkpoints)
+
+
+_MODEL_TMP = ".model.tmp.keras"
+
+
+def _remove_stale_tmp(workdir, manager):
+    """Removes the temporary files a killed run left (checkpoints/*.tmp, config.json.tmp, ...);
+    called holding the workdir's lock, so no live run is writing them."""
+    manager.remove_stale_tmp()
+    for name in ("config.json.tmp", "train_log.csv.tmp", _MODEL_TMP):
+        try:
+            os.remove(os.path.join(workdir, name))
+        except OSError:
+            pass
+
+
+def _latest_checkpoint(workdir):
+    """The newest ``ckpt-*.npz`` of ``workdir`` or None (no directory is created)."""
+    import glob
+
+    found = sorted(glob.glob(os.path.join(workdir, "checkpoints", "ckpt-*.npz")))
+    return found[-1] if found else None
+
+
+class _LossGrowthWatch:
+    """Warns once when a logged loss is over ``GROWTH`` times the run's first-step loss: a
+    divergence that stays finite (``--lr=1e6`` with Adam) would otherwise finish silently.
+
+    It reads the first step's loss once (one host sync in the whole run), then only the
+    log-point means the loop fetches anyway, so the steps get no extra host sync."""
+
+    GROWTH = 1000.0
+
+    def __init__(self, lr):
+        self.lr, self.start, self.start_step, self.warned = lr, None, None, False
+
+    def set_start(self, step, loss):
+        value = float(loss)
+        if math.isfinite(value) and value > 0:
+            self.start, self.start_step = value, step
+
+    def check(self, step, loss):
+        if self.warned or self.start is None or not loss > self.GROWTH * self.start:
+            return
+        self.warned = True
+        import warnings
+
+        warnings.warn(f"the training loss grew from {self.start:.4g} at step {self.start_step} to {loss:.4g} at "
+                      f"step {step} (over x{self.GROWTH:g}): training is diverging; lower --lr (now {self.lr:g}) or "
+                      "set --clipnorm.", stacklevel=3)
 
 
 def _remove_unfinished(workdir):
