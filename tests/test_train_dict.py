@@ -17,6 +17,15 @@ TINY_VDSR = {"name": "tiny_vdsr_test", "inputs": [(None, None, 1)],
              "merge_sub": ["Add"]}
 
 
+@pytest.fixture(autouse=True)
+def registry_restored(monkeypatch):
+    """The models these tests register are gone afterwards (other tests list the zoo)."""
+    from visionfw import registry
+
+    registry.list_models()  # the zoo loaded first, so the copy holds it
+    monkeypatch.setattr(registry, "_MODELS", dict(registry._MODELS))
+
+
 def _register(name, spec):
     visionfw.register_model(name, lambda: dict(spec, name=name))
     return name
