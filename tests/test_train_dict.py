@@ -77,3 +77,20 @@ def test_readme_train_your_own_dict_block(tmp_path):
     assert psnr >= bicubic + 0.3
     psnr, bicubic = scores["espcn_like"]
     assert psnr >= bicubic + 0.3 or "'espcn_like' ended" in out.stderr
+
+
+def test_a_run_that_ends_below_bicubic_warns_with_what_usually_helps():
+    import types
+
+    from visionfw.train.trainer import warn_below_bicubic
+
+    below = {"steps": 1500, "val": {"Set5": {"psnr": 33.29, "bicubic_psnr": 33.67}}}
+    with pytest.warns(UserWarning, match=r"'espcn_like' ended -0.38 dB against bicubic on Set5 after 1500 steps "
+                                         r"with the default recipe .* a nonlinearity between its convolutions"):
+        warn_below_bicubic(types.SimpleNamespace(model="espcn_like", preset_source=USER_DEFAULT["source"]), below)
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        above = {"steps": 1500, "val": {"Set5": {"psnr": 34.0, "bicubic_psnr": 33.67}}}
+        warn_below_bicubic(types.SimpleNamespace(model="espcn", preset_source="x"), above)

@@ -1036,9 +1036,11 @@ def warn_below_bicubic(config, result):
         gain = r.get("psnr", math.nan) - r.get("bicubic_psnr", math.nan)
         if not gain < 0:
             continue
-        recipe = ("the default recipe of a model without a family recipe" if config.preset_source ==
-                  USER_DEFAULT["source"] else f"the recipe '{config.preset_source[:60]}'")
-        warnings.warn(f"model {config.model!r} ended {gain:+.2f} dB against bicubic on {name} after {result['steps']} "
-                      f"steps with {recipe}. More steps, a nonlinearity between its convolutions, a global residual "
-                      "(input + network, as VDSR) or register_model(..., family='<zoo family>') for that family's "
-                      "recipe usually help.", stacklevel=2)
+        if config.preset_source == USER_DEFAULT["source"]:
+            advice = ("with the default recipe of a model without a family recipe: more steps, a nonlinearity "
+                      "between its convolutions, a global residual (input + network, as VDSR) or "
+                      "register_model(..., family='<zoo family>') for that family's recipe usually help")
+        else:
+            advice = "with its family's recipe: a longer run (steps) usually helps"
+        warnings.warn(f"model {config.model!r} ended {gain:+.2f} dB against bicubic on {name} after "
+                      f"{result['steps']} steps {advice}.", stacklevel=3)
