@@ -1,8 +1,12 @@
-"""Executes the notebooks top to bottom and saves them with their outputs (what the repository commits).
+"""Executes the notebooks top to bottom and saves them with their outputs.
 
     python notebooks/run_all.py                 # every notebook, full settings (tens of minutes on 2 cores)
     python notebooks/run_all.py quickstart      # one notebook
     python notebooks/run_all.py --smoke         # the seconds-long settings tests/test_notebooks.py uses
+    python notebooks/run_all.py --inplace       # rewrite the tracked notebooks (what the repository commits)
+
+The executed copies go to ``notebooks/runs/executed/<name>.ipynb`` (git ignores ``runs/``) unless
+``--inplace`` asks to overwrite the tracked files, or ``--out=DIR`` names another folder.
 
 Each notebook runs in this folder (its run directories go to ``runs/notebooks``, which git ignores)
 with a fresh ``python3`` kernel.  TensorFlow's C++ start-up lines, which the kernel catches from
@@ -57,8 +61,12 @@ def execute(nb, folder, smoke, timeout):
                 os.environ[k] = v
 
 
-def run(name, smoke=False, timeout=3600, max_kb=800):
-    """Executes ``notebooks/<name>.ipynb`` in place; returns (seconds, size in kB)."""
+OUT_DIR = HERE / "runs" / "executed"
+
+
+def run(name, smoke=False, timeout=3600, max_kb=800, inplace=False, out_dir=None):
+    """Executes ``notebooks/<name>.ipynb`` and saves it with its outputs to ``out_dir`` (default
+    :data:`OUT_DIR`), or over the tracked file with ``inplace``; returns (seconds, size in kB, path)."""
     try:
         import nbclient  # noqa: F401  (checked here, used by execute())
         import nbformat
@@ -80,8 +88,10 @@ def run(name, smoke=False, timeout=3600, max_kb=800):
         largest = ", ".join(f"cell {i}: {kb:.0f} kB" for kb, i in sizes)
         raise SystemExit(f"{path.name}: {size_kb:.0f} kB with outputs (limit --max_kb={max_kb}; largest: {largest}); "
                          "make its outputs smaller (fewer or smaller figures, shorter tables) before committing it.")
-    path.write_text(text)
-    return seconds, size_kb
+    target = path if inplace else Path(out_dir or OUT_DIR) / path.name
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.write_text(text)
+    return seconds, size_kb, target
 
 
 def main(argv=None):
@@ -91,13 +101,18 @@ def main(argv=None):
     parser.add_argument("--smoke", action="store_true", help="the tests' small settings")
     parser.add_argument("--timeout", type=int, default=3600, help="seconds per cell")
     parser.add_argument("--max_kb", type=int, default=800, help="largest saved notebook, in kB")
+    parser.add_argument("--inplace", action="store_true",
+                        help="overwrite the tracked notebooks (default: write copies to --out)")
+    parser.add_argument("--out", default=str(OUT_DIR), help="folder of the executed copies")
     args = parser.parse_args(argv)
     unknown = sorted(set(args.names) - set(NOTEBOOKS))
     if unknown:
         parser.error(f"unknown notebook(s) {unknown}; choose from {', '.join(NOTEBOOKS)}")
     for name in args.names or NOTEBOOKS:
-        seconds, size_kb = run(name, smoke=args.smoke, timeout=args.timeout, max_kb=args.max_kb)
-        print(f"{name}.ipynb: executed in {seconds:.0f} s, saved with outputs ({size_kb:.0f} kB)", flush=True)
+        seconds, size_kb, path = run(name, smoke=args.smoke, timeout=args.timeout, max_kb=args.max_kb,
+                                     inplace=args.inplace, out_dir=args.out)
+        print(f"{name}.ipynb: executed in {seconds:.0f} s, saved with outputs to {path} ({size_kb:.0f} kB)",
+              flush=True)
     return 0
 
 

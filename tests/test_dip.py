@@ -94,3 +94,14 @@ def test_dip_command(clean, tmp_path):
     bad, _ = common.parse_args(dip_cli.DipConfig, ["visionfw dip", "--task=sr", f"--image={tmp_path / 'clean.png'}"])
     with pytest.raises(ConfigError, match="--output"):
         dip_cli.run(bad)
+
+
+def test_progress_is_plain_lines_when_not_a_terminal(capsys):
+    """Off a terminal (a file, a pipe): a first line at once saying what runs, a line after the first
+    step (which traces the graph) and one every log_every steps; nothing else."""
+    lr = np.random.default_rng(4).random((8, 8, 3)).astype(np.float32)
+    dip.deep_image_prior("sr", lr, scale=2, steps=4, model_kwargs=TINY, log_every=2, progress=True)
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert lines[0].startswith("dip sr: fitting") and "output 16x16, 4 steps" in lines[0]
+    assert [line.split()[3] for line in lines[1:]] == ["1/4", "2/4", "4/4"]
+    assert "ETA" not in lines[1]  # the tracing step gives no rate

@@ -23,7 +23,6 @@ it is estimated from the image (median absolute Haar diagonal detail / 0.6745, D
 from __future__ import annotations
 
 import math
-import sys
 import time
 
 import numpy as np
@@ -143,7 +142,8 @@ def deep_image_prior(task, image, mask=None, scale=4, steps=2000, reference=None
       noise_sigma: the noise std on the [0, 1] scale (default: estimated from the image).
       seed: seed of the noise input, the perturbations and the weights.
       log_every: steps between history entries (PSNR, TensorBoard, early-stopping checks).
-      progress: a tqdm progress bar (on a terminal) with the loss and the PSNR.
+      progress: a first line saying what runs, then a live bar on a terminal, else a plain line after
+        the first step and every ``log_every`` steps (loss, PSNR with a reference, rate, ETA).
       tensorboard: a log folder for TensorBoard scalars and images, or None.
 
     Returns ``(image, history)``: the HxWxC float32 output in [0, 1], and a dict with lists ``step``,
@@ -222,11 +222,14 @@ def deep_image_prior(task, image, mask=None, scale=4, steps=2000, reference=None
     writer = None
     if tensorboard:
         writer = tf.summary.create_file_writer(str(tensorboard))
-    bar = None
-    if progress:
-        from tqdm import tqdm
+    from visionfw.reports import Progress, say
 
-        bar = tqdm(total=int(steps), desc=f"dip {task}", disable=not sys.stderr.isatty(), dynamic_ncols=True)
+    label = f"dip {task}"
+    if progress:  # the first line at once: what runs, and how big it is
+        say(f"{label}: fitting {spec.get('name', 'the hourglass')} ({net.count_params():,} parameters) to a "
+            f"{x_hat.shape[1]}x{x_hat.shape[0]} image, output {w}x{h}, {int(steps)} steps; a line every "
+            f"{log_every} steps when the output is not a terminal")
+    bar = Progress(int(steps), label, enabled=progress)
     history = {"task": task, "step": [], "loss": [], "psnr": [], "psnr_avg": [], "stopped_at": None,
                "noise_sigma": noise_sigma if task == "denoise" else None, "scale": int(scale) if task == "sr"
                else 1, "steps_budget": int(steps)}
@@ -236,6 +239,10 @@ def deep_image_prior(task, image, mask=None, scale=4, steps=2000, reference=None
     for k in range(1, int(steps) + 1):
         loss, out = step()
         done = k
+        if k == 1:  # the first step traces the graph: rate and ETA count from the second
+            bar.update(1)
+            bar.restart_clock()
+            bar.update(1, line=True, loss=f"{float(loss.numpy()):.3g}")
         if k % log_every and k != int(steps):
             continue
         loss_v = float(loss.numpy())
@@ -259,18 +266,15 @@ def deep_image_prior(task, image, mask=None, scale=4, steps=2000, reference=None
                 tf.summary.image("dip/output", current[None], step=k)
                 if averaged is not None:
                     tf.summary.image("dip/output_avg", averaged[None], step=k)
-        if bar is not None:
-            bar.update(k - bar.n)
-            post = {"loss": f"{loss_v:.3g}"}
-            if p is not None:
-                post["psnr"] = f"{(pa if pa is not None else p):.2f}"
-            bar.set_postfix(post)
+        post = {"loss": f"{loss_v:.3g}"}
+        if p is not None:
+            post["psnr"] = f"{(pa if pa is not None else p):.2f}"
+        bar.update(k, line=True, **post)
         if early_stop and loss_v <= float(discrepancy) * float(noise_sigma) ** 2:
             history["stopped_at"] = k
             break
     elapsed = time.perf_counter() - t0
-    if bar is not None:
-        bar.close()
+    bar.close()
     if writer is not None:
         writer.flush()
     result = avg.numpy()[0] if avg is not None else out.numpy()[0]

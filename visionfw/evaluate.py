@@ -281,7 +281,7 @@ def geometric_transforms():
     return pairs
 
 
-def super_resolve(model, image, tile=None, tile_overlap=None, self_ensemble=False):
+def super_resolve(model, image, tile=None, tile_overlap=None, self_ensemble=False, progress=None):
     """The model's output (float32 HWC, not clipped) for one prepared input image (HWC).
 
     Args:
@@ -293,6 +293,7 @@ def super_resolve(model, image, tile=None, tile_overlap=None, self_ensemble=Fals
         default :func:`receptive_radius`, which makes the result equal whole-image
         inference up to float round-off for models where :func:`tiling_is_exact`.
       self_ensemble: average the outputs over the 8 flips/rotations (EDSR's "+").
+      progress: ``fn(done, total)`` called after each forward pass (tiles times ensemble passes).
     """
     image = np.asarray(image, dtype=np.float32)
     if image.ndim == 4:
@@ -313,10 +314,22 @@ def super_resolve(model, image, tile=None, tile_overlap=None, self_ensemble=Fals
         if overlap < 0:
             raise ConfigError(f"tile_overlap={overlap} must be >= 0.")
 
+    whole = tile is None or (image.shape[0] <= tile and image.shape[1] <= tile)
+    passes = (1 if whole else math.ceil(image.shape[0] / tile) * math.ceil(image.shape[1] / tile)) \
+        * (8 if self_ensemble else 1)
+    done = [0]
+
+    def run(x):
+        y = _run(model, x)
+        if progress is not None:
+            done[0] += 1
+            progress(done[0], passes)
+        return y
+
     def once(x):
-        if tile is None or (x.shape[0] <= tile and x.shape[1] <= tile):
-            return _run(model, x)
-        return tiled_apply(lambda piece: _run(model, piece), x, tile, overlap, name=model.name)
+        if whole:
+            return run(x)
+        return tiled_apply(run, x, tile, overlap, name=model.name)
 
     if not self_ensemble:
         return once(image)

@@ -576,7 +576,23 @@ def _first_lines(exc, n=3, width=400):
 # --------------------------------------------------------------------------- running an export
 
 
+def _tflite_quiet():
+    """TFLite's C++ INFO lines ("Created TensorFlow Lite XNNPACK delegate for CPU") go to descriptor
+    2 past TF_CPP_MIN_LOG_LEVEL: dropped meanwhile when that level hides INFO (visionfw's default)."""
+    import contextlib
+    import os
+
+    from visionfw.keras_hooks import silenced_fd2
+
+    return silenced_fd2() if os.environ.get("TF_CPP_MIN_LOG_LEVEL", "0") >= "1" else contextlib.nullcontext()
+
+
 def _tflite_interpreter(path, num_threads):
+    with _tflite_quiet():
+        return _new_tflite_interpreter(path, num_threads)
+
+
+def _new_tflite_interpreter(path, num_threads):
     try:
         import tensorflow as tf
 
@@ -637,7 +653,8 @@ def load_exported(path, format=None, num_threads=None):
     names = [d.split(":")[0] for d in _signature_inputs(interpreter)]
 
     def run_tflite(*xs):
-        out = runner(**{n: np.ascontiguousarray(x, dtype=np.float32) for n, x in zip(names, xs)})
+        with _tflite_quiet():  # the delegate is created at the first call
+            out = runner(**{n: np.ascontiguousarray(x, dtype=np.float32) for n, x in zip(names, xs)})
         return one([out[k] for k in sorted(out, key=_output_index)])
 
     run_tflite.interpreter = interpreter

@@ -75,7 +75,9 @@ def find_weights(info, scale=None, data_dir=None, download=False):
     how = (f"download it from {w.url}" if w.url else f"get it from {w.source or 'the authors release'}")
     raise WeightsError(f"official weights of {name!r}{f' x{scale}' if scale else ''} ({w.file}) not found. "
                        f"Looked in: {'; '.join(map(str, looked))}. Fix: {how} into ${ENV} or {USER_CACHE}"
-                       + (", or pass download=True" if w.url else "") + ".")
+                       + (f", or let visionfw fetch it once (hash checked): python -c \"import visionfw; "
+                          f"visionfw.get_model('{name}'{f', scale={scale}' if scale else ''}, pretrained=True, "
+                          "download=True)\"" if w.url else "") + ".")
 
 
 def load_pretrained(model, info, scale=None, pretrained=True, data_dir=None, download=False, **options):

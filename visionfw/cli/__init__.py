@@ -27,7 +27,7 @@ COMMANDS = {
     "compare": ("visionfw.cli.compare", "compare architectures across datasets"),
     "rank-datasets": ("visionfw.cli.rank_datasets", "rank training sets by PSNR gain over bicubic"),
     "downscale": ("visionfw.cli.tad", "write task-aware LR images (TAD encoder)"),
-    "upscale": ("visionfw.cli.tad", "restore HR images from task-aware LR (TAD decoder)"),
+    "upscale": ("visionfw.cli.upscale", "upscale your images with an SR model (TAD models: restore their LR)"),
     "export": ("visionfw.cli.export", "write a model as a TF SavedModel, TFLite or ONNX file"),
     "dip": ("visionfw.cli.dip", "Deep Image Prior: denoise, inpaint or upscale one image, no training set"),
     "degradation-pool": ("visionfw.cli.degradation_pool",
@@ -92,33 +92,15 @@ def pop_verbosity(args):
 
 
 @contextlib.contextmanager
-def _fd2_silenced():
-    """File descriptor 2 goes to /dev/null meanwhile: C++ libraries write their start-up lines
-    there directly, past Python's sys.stderr and past TF_CPP_MIN_LOG_LEVEL (absl's
-    'WARNING: All log messages before absl::InitializeLog()', oneDNN, cudart_stub)."""
-    try:
-        sys.stderr.flush()
-        saved = os.dup(2)
-    except (OSError, ValueError):  # no fd 2 at all: nothing to silence
-        yield
-        return
-    devnull = os.open(os.devnull, os.O_WRONLY)
-    try:
-        os.dup2(devnull, 2)
-        yield
-    finally:
-        os.dup2(saved, 2)
-        os.close(saved)
-        os.close(devnull)
-
-
-@contextlib.contextmanager
 def _console(command, verbosity):
     """Meanwhile: TensorFlow quiet (unless ``verbosity``), warnings and visionfw's log records as
     plain one-line messages.  Restored afterwards (``run`` is also called in-process)."""
     import logging
     import warnings
 
+    from visionfw.keras_hooks import install_import_hooks
+
+    install_import_hooks(quiet=verbosity is None)  # --verbosity shows TensorFlow's start-up lines too
     if verbosity is None:
         # C++ log lines after start-up (e.g. "failed call to cuInit" at the first op);
         # TF_ENABLE_ONEDNN_OPTS is left alone: it changes numerics, not messages
@@ -145,15 +127,24 @@ def _console(command, verbosity):
         log.level, log.propagate, warnings.showwarning = saved
 
 
-def _import_command(command, verbosity, will_run):
-    """Imports the command's module, and TensorFlow first when the command needs it, with the
-    C++ start-up lines silenced unless ``verbosity`` is given."""
-    module_name = COMMANDS[command][0]
-    quiet = _fd2_silenced() if verbosity is None else contextlib.nullcontext()
-    with quiet:
-        if will_run and command not in _NO_TENSORFLOW:
-            import tensorflow  # noqa: F401  (here, so its start-up lines are silenced)
-        return importlib.import_module(module_name)
+def _import_command(command, verbosity):
+    """Imports the command's module (TensorFlow too, for a module that imports it at the top),
+    with the C++ start-up lines silenced unless ``verbosity`` is given."""
+    from visionfw.keras_hooks import silenced_fd2
+
+    with silenced_fd2() if verbosity is None else contextlib.nullcontext():
+        return importlib.import_module(COMMANDS[command][0])
+
+
+def _import_tensorflow(command, verbosity):
+    """TensorFlow, imported once the flags are checked (a typo fails in well under a second),
+    with its start-up lines silenced unless ``verbosity`` is given."""
+    if command in _NO_TENSORFLOW or "tensorflow" in sys.modules:
+        return
+    from visionfw.keras_hooks import silenced_fd2
+
+    with silenced_fd2() if verbosity is None else contextlib.nullcontext():
+        import tensorflow  # noqa: F401
 
 
 def _closed_pipe(command, argv):
@@ -207,13 +198,17 @@ def _run_command(command, args, argv, verbosity, wants_help):
 
     module = None
     try:
-        module = _import_command(command, verbosity, will_run=not wants_help)
+        module = _import_command(command, verbosity)
         if wants_help:
             print(common.format_help(command, COMMANDS[command][1], module.CONFIG))
             print(f"  {VERBOSITY_HELP}")
             sys.stdout.flush()
             return 0
         _, config = parse_command(command, args[1:])
+        common.check_config(config)  # model names and input files, before TensorFlow is imported
+        if hasattr(module, "check"):
+            module.check(config)
+        _import_tensorflow(command, verbosity)
         status = module.main(command, config) or 0
         sys.stdout.flush()  # a closed pipe shows here, not in the interpreter's exit
         return status

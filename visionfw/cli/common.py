@@ -248,3 +248,36 @@ def parse_kv(text, flag):
         except json.JSONDecodeError:
             out[key] = value
     return out
+
+
+# flags naming a file the command reads, checked before TensorFlow is imported (globs are the command's)
+_INPUT_FILE_FIELDS = ("weights", "input", "image", "mask", "reference")
+_WEIGHTS_SUFFIXES = (".keras", ".h5", ".pth", ".pt", ".ckpt", ".bin", ".npz", ".mat")
+
+
+def check_config(config):
+    """Fails fast, before TensorFlow is imported: an unknown ``--model`` name (with its did-you-mean)
+    and a missing input file (``--weights``, ``--input``, ``--image``, ...).  Model names that
+    another flag may register at run time (an ``--import``-like flag, a ``file.py:function``) are
+    left to the command."""
+    from pathlib import Path
+
+    from visionfw.errors import DataError, WeightsError
+
+    fields = {f.name: getattr(config, f.name) for f in dataclasses.fields(config)}
+    model = fields.get("model")
+    imports = any(v for k, v in fields.items() if k.startswith("import"))
+    if isinstance(model, str) and model and not imports and not any(c in model for c in ":/\\") \
+            and not model.endswith(".py"):
+        from visionfw.registry import model_entry
+
+        model_entry(model)
+    for name in _INPUT_FILE_FIELDS:
+        value = fields.get(name)
+        if not isinstance(value, str) or not value or any(c in value for c in "*?["):
+            continue
+        if name == "weights" and not value.lower().endswith(_WEIGHTS_SUFFIXES):
+            continue  # e.g. compare's 'vdsr=official'
+        if not Path(value).exists():
+            error = WeightsError if name == "weights" else DataError
+            raise error(f"--{name}={value}: no such file.")

@@ -23,9 +23,12 @@ class DipConfig:
     reference: Optional[str] = field(default=None, metadata={
         "help": "The clean image, for the PSNR shown while fitting (not used by the fit)."})
     scale: int = field(default=4, metadata={"help": "sr: the upscaling factor."})
-    steps: int = field(default=2000, metadata={"help": "Step budget (Adam updates); the paper uses 2000 for x4 SR."})
-    model: str = field(default="dip_hourglass", metadata={
-        "help": "Hourglass from the zoo: dip_hourglass (the paper's, 128 channels) or dip_hourglass_small."})
+    steps: int = field(default=1000, metadata={
+        "help": "Step budget (Adam updates); the paper uses 2000 for x4 SR with --model=dip_hourglass."})
+    model: str = field(default="dip_hourglass_small", metadata={
+        "help": "Hourglass from the zoo: dip_hourglass_small (32 channels: a 128x128 x2 example in about 7 minutes "
+                "on 2 CPU cores, +1.85 dB over bicubic) or dip_hourglass (the paper's, 128 channels; meant for a "
+                "GPU)."})
     input_depth: int = field(default=32, metadata={"help": "Channels of the noise input z."})
     lr: float = field(default=0.01, metadata={"help": "Adam learning rate."})
     reg_noise_std: Optional[float] = field(default=None, metadata={

@@ -1,4 +1,8 @@
-"""`visionfw models [--pattern=GLOB] [--task=T]` and `visionfw describe --model=NAME [--scale=S] [--dot]`.
+"""`visionfw models [--pattern=GLOB] [--task=T]` and `visionfw describe --model=NAME [--scale=S] [--dot | --output=FILE]`.
+
+``describe --output=vdsr.png`` draws the graph with graphviz's ``dot`` program and writes the
+file only when that succeeded (``describe --dot > vdsr.png`` cannot: the shell creates the file
+before the command runs); ``--output=vdsr.dot`` writes the DOT text itself.
 
 Nothing here loads the training stack: listing the zoo imports the registry and the family
 files alone (no Keras, no TensorFlow).
@@ -24,6 +28,10 @@ class ModelsConfig:
         default=None, metadata={"help": "Only models of this task.", "choices": ("sr", "tad", "colorize", "dip", "video_sr", "discriminator")})
     dot: bool = dataclasses.field(
         default=False, metadata={"help": "`describe`: print the graph as graphviz DOT instead of a table."})
+    output: Optional[str] = dataclasses.field(
+        default=None, metadata={"help": "`describe`: write the graph to this file: .dot/.gv as DOT text, any other "
+                                        "suffix (.png, .svg, .pdf) drawn by graphviz's `dot` program; nothing is "
+                                        "written when drawing fails."})
 
 
 CONFIG = ModelsConfig
@@ -42,6 +50,37 @@ def models_table(pattern="*", task=None):
         rows.append((name, info.family, info.task, scales, count, info.description))
     widths = [max(len(r[c]) for r in rows) for c in range(5)]
     return "\n".join("  ".join([v.ljust(w) for v, w in zip(r[:5], widths)] + [r[5]]).rstrip() for r in rows)
+
+
+def write_graph(dot_text, output):
+    """Writes ``dot_text`` to ``output`` (.dot/.gv) or draws it there with graphviz's ``dot``;
+    the file appears only on success (ConfigError naming the fix otherwise)."""
+    import shutil
+    import subprocess
+    from pathlib import Path
+
+    from visionfw.data.image_io import write_file_atomic
+    from visionfw.errors import ConfigError
+
+    path = Path(output)
+    suffix = path.suffix.lower().lstrip(".")
+    if not suffix:
+        raise ConfigError(f"--output={output}: give the file a suffix (.dot, .png, .svg, .pdf).")
+    if suffix in ("dot", "gv"):
+        data = dot_text.encode()
+    else:
+        program = shutil.which("dot")
+        if program is None:
+            raise ConfigError(f"--output={output} needs graphviz's `dot` program to draw a .{suffix} "
+                              "(https://graphviz.org/download/, e.g. `apt install graphviz`); nothing was written. "
+                              "--output=model.dot writes the DOT text without it.")
+        proc = subprocess.run([program, f"-T{suffix}"], input=dot_text.encode(), capture_output=True)
+        if proc.returncode != 0 or not proc.stdout:
+            reason = proc.stderr.decode(errors="replace").strip().splitlines()[:1]
+            raise ConfigError(f"--output={output}: graphviz could not draw a .{suffix} ({' '.join(reason)}); "
+                              "nothing was written.")
+        data = proc.stdout
+    return write_file_atomic(path, lambda fh: fh.write(data))
 
 
 def main(command, config):
@@ -64,7 +103,10 @@ def main(command, config):
         spec = registry.get_spec(config.model, scale=config.scale, **config.model_kwargs)
     from visionfw.spec_tools import describe, spec_to_dot
 
-    if config.dot:
+    if config.output:
+        path = write_graph(spec_to_dot(spec), config.output)
+        print(f"graph of {config.model} written to {path}")
+    elif config.dot:
         print(spec_to_dot(spec))
     else:
         describe(spec)

@@ -14,9 +14,21 @@ import copy
 
 from visionfw.errors import ConfigError
 
-__all__ = ["get_preset", "preset_for_model"]
+__all__ = ["get_preset", "preset_for_model", "USER_DEFAULT"]
 
-# For families whose file registers no recipe.
+# For models registered outside the zoo without a family that has a recipe (your own dict, e.g. the
+# README's tiny_vdsr and espcn_like): the short-budget recipe of the quick start (ESPCN's demo recipe:
+# L1, Adam 2e-3 with a cosine decay over the run, batch 16, 32x32 LR patches), measured on those two
+# dicts (README "Train your own dict"; tests/test_train_dict.py, slow).
+USER_DEFAULT = {
+    "loss": "l1", "optimizer": "adam", "optimizer_kwargs": {"beta_1": 0.9, "beta_2": 0.999, "epsilon": 1e-8},
+    "lr": 2e-3, "schedule": "cosine", "schedule_kwargs": {"warmup": 50}, "batch_size": 16, "lr_patch": 32,
+    "source": "default recipe for a model without a family recipe (the quick start's: L1, Adam 2e-3, cosine "
+              "decay over the run, batch 16, 32x32 LR patches)",
+    "notes": "register the model with family='<zoo family>' to train it with that family's recipe instead",
+}
+
+# For zoo families whose file registers no recipe.
 _DEFAULT = {
     "loss": "l1", "optimizer": "adam", "optimizer_kwargs": {"beta_1": 0.9, "beta_2": 0.999, "epsilon": 1e-8},
     "lr": 1e-4, "schedule": "constant", "schedule_kwargs": {}, "batch_size": 16, "lr_patch": 48,
@@ -24,15 +36,16 @@ _DEFAULT = {
 }
 
 
-def get_preset(family, scale):
+def get_preset(family, scale, default=None):
     """The recipe of model ``family`` at ``scale`` with patch sizes resolved to ``lr_patch``.
 
-    The recipes live beside the families (``visionfw.model_defs``), in ``register_model(recipe=...)``.
+    The recipes live beside the families (``visionfw.model_defs``), in ``register_model(recipe=...)``;
+    a family without one gets ``default`` (the zoo's generic default when None).
     """
     from visionfw.registry import family_recipe
 
     recipe = family_recipe(family)
-    preset = copy.deepcopy(recipe if recipe is not None else _DEFAULT)
+    preset = copy.deepcopy(recipe if recipe is not None else (default or _DEFAULT))
     preset["family"] = family if recipe is not None else None
     by_scale = preset.pop("lr_patch_by_scale", None)
     hr_patch = preset.pop("hr_patch", None)
@@ -46,7 +59,10 @@ def get_preset(family, scale):
 
 
 def preset_for_model(model_name, scale):
-    """:func:`get_preset` for a registry name (its family decides)."""
+    """:func:`get_preset` for a registry name (its family decides; a model registered outside the
+    zoo whose family has no recipe gets :data:`USER_DEFAULT`)."""
     from visionfw.registry import model_entry
 
-    return get_preset(model_entry(model_name).family, scale)
+    entry = model_entry(model_name)
+    in_zoo = getattr(entry.fn, "__module__", "").startswith("visionfw.model_defs")
+    return get_preset(entry.family, scale, default=None if in_zoo else USER_DEFAULT)

@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import tensorflow as tf
 
-from visionfw.errors import ConfigError, DataError
+from visionfw.errors import ConfigError, DataError, SpecError
 
 __all__ = ["Task", "SRTask", "TASKS", "register_task", "get_task", "hr_of", "build_with_policy", "typed_options"]
 
@@ -206,6 +206,15 @@ class SRTask(Task):
 
         self.loss_fn = parse_loss(config.loss)
 
+    def build_model(self, dtype_policy=None):
+        """The model, with the spec's ``meta`` completed and checked against it the first time
+        (:func:`checked_sr_meta`), so a wrong meta key is one line before any step is traced."""
+        model = super().build_model(dtype_policy)
+        if not getattr(self, "_meta_checked", False):
+            self.spec()["meta"] = checked_sr_meta(self.spec(), model, int(self.config.scale))
+            self._meta_checked = True
+        return model
+
     @property
     def channels(self):
         return "y" if self.meta.get("channels") == "y" else "rgb"
@@ -313,6 +322,58 @@ class SRTask(Task):
         size = tf.shape(hr)[1:3]
         lr_view = lr if self.upsampled_input else tf.image.resize(lr, size, method="nearest")
         return {"lr": lr_view, "sr": sr, "hr": hr}
+
+
+def spec_channels(spec):
+    """``'y'`` or ``'rgb'``: the spec's ``meta['channels']``, else read from its input shape (1: Y)."""
+    meta = spec.get("meta", {})
+    if meta.get("channels"):
+        return meta["channels"]
+    inputs = spec.get("inputs") or [()]
+    return "y" if tuple(inputs[0])[-1:] == (1,) else "rgb"
+
+
+def checked_sr_meta(spec, model, scale):
+    """The spec's ``meta`` with ``channels``, ``upsampled_input`` and ``scale`` filled in from the
+    built ``model`` (input channels; output size over input size on a probe image), and SpecError
+    (one line naming the meta key) where the spec states one that the model contradicts."""
+    import numpy as np
+
+    meta = dict(spec.get("meta", {}))
+    name = meta.get("registry_name") or spec.get("name", "model")
+    if len(model.inputs) != 1:
+        return meta
+    shape = model.inputs[0].shape
+    c_in = shape[-1]
+    channels = {1: "y", 3: "rgb"}.get(c_in)
+    if channels is None:
+        raise SpecError(f"model {name!r}: its input has {c_in} channels; SR training feeds 1 (Y) or 3 (RGB).")
+    if meta.get("channels") not in (None, channels):
+        raise SpecError(f"model {name!r}: meta['channels']={meta['channels']!r} but its input has {c_in} "
+                        f"channel(s); set meta['channels']={channels!r} or leave it out (read from the input).")
+    meta["channels"] = channels
+    h, w = shape[1] or 24, shape[2] or 24
+    out = model(np.zeros((1, h, w, c_in), np.float32), training=False)
+    if isinstance(out, (list, tuple)):  # several outputs (a pyramid): the meta stays the spec's
+        return meta
+    ratio = out.shape[1] / h
+    upsampled = ratio == 1
+    if meta.get("upsampled_input") not in (None, upsampled):
+        raise SpecError(f"model {name!r}: meta['upsampled_input']={meta['upsampled_input']!r} but its output is "
+                        f"{ratio:g}x its input; set meta['upsampled_input']={upsampled} or leave it out (read "
+                        "from the output size).")
+    meta["upsampled_input"] = upsampled
+    if not upsampled and ratio != scale:
+        raise SpecError(f"model {name!r} upscales by {ratio:g}, not scale={scale}; train it with scale={ratio:g} "
+                        "or build it for this scale.")
+    if meta.get("scale") is not None and int(meta["scale"]) != scale:
+        raise SpecError(f"model {name!r}: meta['scale']={meta['scale']!r} but the run's scale={scale}; train it "
+                        f"with scale={meta['scale']} or set meta['scale']={scale}.")
+    if out.shape[-1] != c_in:
+        raise SpecError(f"model {name!r}: its output has {out.shape[-1]} channels, its input {c_in}; an SR model "
+                        "returns the input's channels.")
+    meta["scale"] = scale
+    return meta
 
 
 def _normalise_results(raw, names):

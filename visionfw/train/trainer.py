@@ -149,8 +149,10 @@ class TrainConfig:
 def _is_y_model(config):
     from visionfw.registry import get_spec
 
+    from visionfw.train.tasks import spec_channels
+
     spec = get_spec(config.model, scale=int(config.scale), **(config.model_kwargs or {}))
-    return spec.get("meta", {}).get("channels") == "y"
+    return spec_channels(spec) == "y"
 
 
 def _resolve_val_data(c):
@@ -1016,6 +1018,29 @@ def train(config, label=None):
     previous_policy = keras.config.dtype_policy()
     try:
         trainer = Trainer(resolved, label=label)
-        return trainer.run()
+        result = trainer.run()
     finally:
         keras.config.set_dtype_policy(previous_policy)
+    warn_below_bicubic(resolved, result)
+    return result
+
+
+def warn_below_bicubic(config, result):
+    """A warning when the final validation is below bicubic: the run learned less than a fixed
+    interpolation, which a short budget, the default recipe or the architecture can cause."""
+    import warnings
+
+    from visionfw.train.presets import USER_DEFAULT
+
+    for name, r in (result.get("val") or {}).items():
+        gain = r.get("psnr", math.nan) - r.get("bicubic_psnr", math.nan)
+        if not gain < 0:
+            continue
+        if config.preset_source == USER_DEFAULT["source"]:
+            advice = ("with the default recipe of a model without a family recipe: more steps, a nonlinearity "
+                      "between its convolutions, a global residual (input + network, as VDSR) or "
+                      "register_model(..., family='<zoo family>') for that family's recipe usually help")
+        else:
+            advice = "with its family's recipe: a longer run (steps) usually helps"
+        warnings.warn(f"model {config.model!r} ended {gain:+.2f} dB against bicubic on {name} after "
+                      f"{result['steps']} steps {advice}.", stacklevel=3)
