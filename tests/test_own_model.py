@@ -649,6 +649,21 @@ def test_cli_runs_a_users_model_function_and_a_keras_file_after_import(user_proj
     assert psnr == [r["psnr"] for r in via_keras["results"].values()] and 5 < psnr[0] < 60
 
 
+def test_upscale_runs_a_users_model_function(user_project):
+    """`visionfw upscale` takes the same --model=file.py:function route as test/export/describe."""
+    from PIL import Image
+
+    out = _cli(["upscale", "--model=my_models.py:my_net", "--model_kwargs=filters=8", "--weights=my_net.pth",
+                "--scale=2", "--input=images/im0.png", "--output=up.png", "--noprogress"], user_project)
+    assert out.returncode == 0, out.stderr
+    assert "my_models.py:my_net (my_net.pth)" in out.stdout
+    up = np.asarray(Image.open(user_project / "up.png"))
+    lr = np.asarray(Image.open(user_project / "images" / "im0.png")).astype(np.float32) / 255
+    loaded = visionfw.load_model(f"{user_project / 'my_models.py'}:my_net", weights=user_project / "my_net.pth")
+    expected = np.round(np.clip(np.asarray(loaded.model(lr[None]))[0], 0, 1) * 255)
+    assert up.shape == (32, 40, 3) and np.abs(up.astype(np.float32) - expected).max() <= 1
+
+
 def test_readme_own_model_example_loads_pan_by_name(tmp_path, capsys, monkeypatch):
     """The README's PAN, official sizes, against the PyTorch twin standing in for the authors' PAN_x2.pth."""
     import re

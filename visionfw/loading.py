@@ -271,6 +271,8 @@ def load_model(model=None, *, weights=None, pretrained=False, scale=None, model_
     info = model_info(model)
     if scale is None and weights and not pretrained:
         scale = official_scale(info, weights)
+    if scale is None and pretrained:  # the official weights are per scale: the model's own
+        scale = get_spec(model, **model_kwargs).get("meta", {}).get("scale")
     official = is_release_file(info, scale, True if pretrained else weights)
     hyper, family_options = official_options(info, scale, True if pretrained else weights)
     spec = get_spec(model, scale=scale, **{**hyper, **model_kwargs})

@@ -17,6 +17,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
 
+from visionfw.cli.common import model_fields
+
 
 @dataclass
 class UpscaleConfig:
@@ -27,9 +29,10 @@ class UpscaleConfig:
     output: Optional[str] = field(default=None, metadata={
         "help": "An image file (one input; the suffix picks the format) or a folder (created; <name>.png per "
                 "input). Never one of the inputs (required)."})
-    model: Optional[str] = field(default=None, metadata={
-        "help": "Registry name of the model (see `visionfw models`); optional when --weights is a whole .keras "
-                "model."})
+    model: Optional[str]
+    model_kwargs: dict
+    imports: list
+    model, model_kwargs, imports = model_fields()
     weights: Optional[str] = field(default=None, metadata={
         "help": "Weights: a whole .keras model, or for --model a .weights.h5, .pth/.pt/.npz (PyTorch state dict) "
                 "or official .mat file."})
@@ -61,7 +64,9 @@ _GLOB = "*?["
 
 def _is_tad(config):
     """True for a TAD model by registry name (a .keras file is told apart after loading)."""
-    if not config.model:
+    from visionfw.loading import is_model_reference
+
+    if not config.model or is_model_reference(config.model):
         return False
     from visionfw.registry import model_entry
 
@@ -133,42 +138,18 @@ def check(config):
         plan(config.input, config.output)
 
 
-def load_sr_model(model=None, weights=None, pretrained=False, scale=None, data_dir=None):
-    """``(keras model, label, meta)`` for the upscale flags: ``meta`` holds the ``channels``,
-    ``upsampled_input`` and ``scale`` the registry states (None where unknown: a .keras alone),
-    and ``tad`` True for a TAD model."""
-    import visionfw
-    from visionfw.errors import WeightsError
+def load_sr_model(config):
+    """``(keras model, label, meta)`` for the upscale flags, through the one loading path
+    (:func:`visionfw.loading.load_model`): ``meta`` holds the ``channels``, ``upsampled_input`` and
+    ``scale`` the spec states (None where unknown: a .keras alone), and ``tad`` True for a TAD model."""
+    from visionfw.loading import load_model
 
-    if model:
-        from visionfw.registry import get_spec
-
-        info = visionfw.model_info(model)
-        spec = get_spec(model, scale=scale, **(info.hyper_for(scale) if pretrained else {}))
-        scale = scale or spec.get("meta", {}).get("scale")  # the official weights are per scale
-        net = visionfw.build_model(spec)
-        if pretrained:
-            from visionfw.pretrained import load_pretrained
-
-            weights = load_pretrained(net, info, scale, pretrained=weights or True, data_dir=data_dir)
-        else:
-            visionfw.load_weights(net, weights)
-        meta = spec.get("meta", {})
-        return net, f"{model} ({weights})", {"channels": meta.get("channels"),
-                                             "upsampled_input": meta.get("upsampled_input"),
-                                             "scale": meta.get("scale"), "tad": info.task == "tad"}
-    import keras
-
-    from visionfw.keras_files import verify_keras_file
-
-    verify_keras_file(weights)  # truncated, CRC, NaN: said before Keras reads it
-    try:
-        net = keras.saving.load_model(weights, compile=False, safe_mode=True)
-    except Exception as exc:  # noqa: BLE001 - Keras raises many kinds; one line with the file
-        raise WeightsError(f"--weights={weights}: cannot load the .keras model ({type(exc).__name__}: "
-                           f"{str(exc).splitlines()[0][:200]}).") from exc
-    is_tad = any(layer.name == "encoder" for layer in net.layers)
-    return net, str(weights), {"channels": None, "upsampled_input": None, "scale": None, "tad": is_tad}
+    loaded = load_model(config.model, weights=config.weights, pretrained=config.pretrained, scale=config.scale,
+                        model_kwargs=config.model_kwargs, imports=config.imports, data_dir=config.data_dir)
+    net = loaded.model
+    is_tad = getattr(loaded.info, "task", None) == "tad" or any(layer.name == "encoder" for layer in net.layers)
+    label = f"{loaded.name} ({loaded.weights})" if config.model else str(loaded.weights)
+    return net, label, {**{k: loaded.meta.get(k) for k in ("channels", "upsampled_input", "scale")}, "tad": is_tad}
 
 
 def main(command, config):
@@ -179,8 +160,7 @@ def main(command, config):
 
     if _is_tad(config):
         return _tad(command, config)
-    net, label, meta = load_sr_model(config.model, config.weights, config.pretrained, config.scale,
-                                     config.data_dir)
+    net, label, meta = load_sr_model(config)
     if meta["tad"]:
         return _tad(command, config)
     pairs = plan(config.input, config.output)
