@@ -3,6 +3,7 @@ a quiet console, closed pipes."""
 import dataclasses
 import importlib
 import os
+import re
 import subprocess
 import sys
 import warnings
@@ -93,7 +94,9 @@ def test_help_lists_every_flag_with_its_default(capsys):
     assert run(["visionfw", "train", "--help"]) == 0
     out = capsys.readouterr().out
     assert out.startswith("usage: visionfw train [--flags]")
-    assert "  --model: Registry name of the model (see `visionfw models`). (required)" in out
+    assert re.search(r"^  --model: The model: a registry name \(see `visionfw models`\), or your own function .*"
+                     r"path/to/file\.py:function or package\.module:function .*\(required\)$", out, re.M)
+    assert "  --import: Modules to import first" in out
     assert "  --scale: Upscaling factor" in out and "(default: 2)" in out
     assert "  --[no]xla: " in out and "  --protocol: " in out and "one of edsr, srcnn" in out
     assert "preset_source" not in out

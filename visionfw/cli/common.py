@@ -257,7 +257,8 @@ _WEIGHTS_SUFFIXES = (".keras", ".h5", ".pth", ".pt", ".ckpt", ".bin", ".npz", ".
 
 def check_config(config):
     """Fails fast, before TensorFlow is imported: an unknown ``--model`` name (with its did-you-mean)
-    and a missing input file (``--weights``, ``--input``, ``--image``, ...).  Model names that
+    and a missing input file (``--weights``, ``--input``, ``--image``, the ``.py`` file of
+    ``--model=file.py:function``, ...).  Model names that
     another flag may register at run time (an ``--import``-like flag, a ``file.py:function``) are
     left to the command."""
     from pathlib import Path
@@ -272,6 +273,12 @@ def check_config(config):
         from visionfw.registry import model_entry
 
         model_entry(model)
+    from visionfw.loading import is_model_reference
+
+    if is_model_reference(model):
+        module = model.rsplit(":", 1)[0]
+        if module.endswith(".py") and not Path(module).expanduser().is_file():
+            raise ConfigError(f"--model={module}: no such file.")
     for name in _INPUT_FILE_FIELDS:
         value = fields.get(name)
         if not isinstance(value, str) or not value or any(c in value for c in "*?["):

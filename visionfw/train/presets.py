@@ -60,9 +60,13 @@ def get_preset(family, scale, default=None):
 
 def preset_for_model(model_name, scale):
     """:func:`get_preset` for a registry name (its family decides; a model registered outside the
-    zoo whose family has no recipe gets :data:`USER_DEFAULT`)."""
+    zoo whose family has no recipe gets :data:`USER_DEFAULT`) or for your own function
+    ``'file.py:function'`` / ``'package.module:function'`` (no family: :data:`USER_DEFAULT`)."""
+    from visionfw.loading import is_model_reference
     from visionfw.registry import model_entry
 
+    if is_model_reference(model_name):
+        return get_preset(None, scale, default=USER_DEFAULT)
     entry = model_entry(model_name)
     in_zoo = getattr(entry.fn, "__module__", "").startswith("visionfw.model_defs")
     return get_preset(entry.family, scale, default=None if in_zoo else USER_DEFAULT)

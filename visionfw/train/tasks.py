@@ -32,7 +32,8 @@ import tensorflow as tf
 
 from visionfw.errors import ConfigError, DataError, SpecError
 
-__all__ = ["Task", "SRTask", "TASKS", "register_task", "get_task", "hr_of", "build_with_policy", "typed_options"]
+__all__ = ["Task", "SRTask", "TASKS", "register_task", "get_task", "hr_of", "build_with_policy", "typed_options",
+           "model_spec"]
 
 _TYPE_WORDS = {float: "a number", int: "an integer", str: "a string", bool: "true or false", type(None): "none"}
 _VALUE_WORDS = {**_TYPE_WORDS, float: "a fraction", list: "a list", dict: "a dict"}
@@ -74,6 +75,25 @@ def typed_options(options, schema, task):
                               f"{_VALUE_WORDS.get(type(value), type(value).__name__)}.")
         out[key] = value
     return out
+
+
+def model_spec(config):
+    """The spec dict of ``config.model`` at ``config.scale`` with ``config.model_kwargs``: a registry
+    name, or your own function ``'path/to/file.py:function'`` / ``'package.module:function'`` returning
+    a spec dict (see :func:`visionfw.loading.spec_from_reference`; called with ``scale`` when it takes
+    one)."""
+    from visionfw.loading import is_model_reference, spec_from_reference
+
+    if not is_model_reference(config.model):
+        from visionfw.registry import get_spec
+
+        return get_spec(config.model, scale=int(config.scale), **(config.model_kwargs or {}))
+    spec = spec_from_reference(config.model, int(config.scale), config.model_kwargs)
+    if not isinstance(spec, dict):
+        raise ConfigError(f"model={config.model}: the function returned a keras.Model; training builds the model "
+                          "from a spec dict (a float32 twin, mixed precision), so return one "
+                          "(visionfw.Graph(...).spec()).")
+    return spec
 
 
 def build_with_policy(spec, dtype_policy=None):
@@ -121,13 +141,10 @@ class Task:
 
     # -- model -------------------------------------------------------------------------
     def spec(self):
-        """The model spec dict (registry name + scale + model_kwargs; the registry decides
-        whether the family takes a scale)."""
+        """The model spec dict (:func:`model_spec`: a registry name or your own function, with the
+        scale and model_kwargs; the registry decides whether a family takes a scale)."""
         if self._spec is None:
-            from visionfw.registry import get_spec
-
-            self._spec = get_spec(self.config.model, scale=int(self.config.scale),
-                                  **(self.config.model_kwargs or {}))
+            self._spec = model_spec(self.config)
         return self._spec
 
     def build_model(self, dtype_policy=None):

@@ -67,13 +67,18 @@ class TrainConfig:
     fields are filled from the model's preset (:mod:`visionfw.train.presets`) by
     :func:`resolve_config`."""
 
-    model: str = _opt(help="Registry name of the model (see `visionfw models`).")
+    model: str = _opt(help="The model: a registry name (see `visionfw models`), or your own function returning a "
+                           "spec dict: path/to/file.py:function or package.module:function (called with "
+                           "--model_kwargs, and scale= when it takes one; trained with the default recipe of a "
+                           "model without a family).")
     scale: int = _opt(2, "Upscaling factor (ignored by models without one, e.g. colorization).")
     task: str = _opt("sr", "Training task: sr, tad, colorize (others register with "
                            "visionfw.train.register_task).")
     task_options: dict = _opt(dict, "Task options, e.g. TAD 'alpha=10,beta=1,epsilon=10,quantize_from=5000', "
                                      "colorize 'lam=0.5'.")
     model_kwargs: dict = _opt(dict, "Model hyper-parameters: 'n1=32,n2=16' or a JSON object.")
+    imports: list = _opt(list, "Modules to import first (names or .py paths, comma-separated), e.g. the one that "
+                               "registers your layers (visionfw.register_layer) or your models.", flag="import")
     # data
     train_data: Optional[str] = _opt(None, "Folder of HR images or an .h5 patch file; unset: the embedded photos.")
     lr_source: str = _opt("bicubic", "'bicubic' (MATLAB bicubic of the HR) or a folder of LR images.")
@@ -129,7 +134,8 @@ class TrainConfig:
     sampler_kwargs: dict = _opt(dict, "Sampler options, e.g. 'bins=10' (psnr_hist), 'intervals=10' (pic).")
     pool_size: int = _opt(10000, "Patches in the sampler's pool.")
     # bookkeeping
-    workdir: Optional[str] = _opt(None, "Run directory (default runs/<model>_x<scale>).")
+    workdir: Optional[str] = _opt(None, "Run directory (default runs/<model>_x<scale>; for file.py:function, "
+                                        "runs/<function>_x<scale>).")
     resume: str = _opt("auto", "auto (last checkpoint in workdir), never, or a checkpoint .npz path.")
     val_every: int = _opt(1000, "Validate every N steps (0: only at the end).")
     ckpt_every: int = _opt(1000, "Checkpoint every N steps (0: only at the end).")
@@ -147,12 +153,16 @@ class TrainConfig:
 
 
 def _is_y_model(config):
-    from visionfw.registry import get_spec
+    from visionfw.train.tasks import model_spec, spec_channels
 
-    from visionfw.train.tasks import spec_channels
+    return spec_channels(model_spec(config)) == "y"
 
-    spec = get_spec(config.model, scale=int(config.scale), **(config.model_kwargs or {}))
-    return spec_channels(spec) == "y"
+
+def model_stem(model):
+    """A name for ``model`` in paths: the registry name, or the function of ``file.py:function``."""
+    from visionfw.loading import is_model_reference
+
+    return model.rsplit(":", 1)[1] if is_model_reference(model) else model
 
 
 def _resolve_val_data(c):
@@ -198,11 +208,14 @@ def describe_val_data(config):
 
 
 def resolve_config(config):
-    """A copy of ``config`` with preset values for its ``None`` fields and checked options."""
+    """A copy of ``config`` with preset values for its ``None`` fields and checked options.  Imports
+    ``config.imports`` first: they may register the model or its layers."""
+    from visionfw.loading import import_modules
     from visionfw.train.presets import preset_for_model
 
     c = dataclasses.replace(config)
     c.scale = int(c.scale)
+    import_modules(c.imports)
     preset = preset_for_model(c.model, c.scale)
     for field in ("loss", "lr", "schedule", "optimizer", "batch_size", "lr_patch", "clipnorm"):
         if getattr(c, field) is None and field in preset:
@@ -218,7 +231,7 @@ def resolve_config(config):
         c.schedule_kwargs.setdefault("total_steps", int(c.steps))
     c.preset_source, c.preset_notes = preset.get("source", ""), preset.get("notes", "")
     if c.workdir is None:
-        c.workdir = os.path.join("runs", f"{c.model}_x{c.scale}")
+        c.workdir = os.path.join("runs", f"{model_stem(c.model)}_x{c.scale}")
     if c.protocol is None:
         c.protocol = "srcnn" if _is_y_model(c) else "edsr"
     if isinstance(c.val_data, str):
@@ -685,7 +698,7 @@ class Trainer:
                 ds = getattr(self, "_dataset", None) or self.task.make_dataset(start_step)
                 sample_batch = next(iter(ds.take(1)))
         train_step = self.build_step()
-        progress = Progress(c.steps, self.label or f"train {c.model} x{c.scale}", initial=start_step,
+        progress = Progress(c.steps, self.label or f"train {model_stem(c.model)} x{c.scale}", initial=start_step,
                             enabled=bool(c.progress and self.chief))
         budget = f"steps {start_step} -> {c.steps} (resumed)" if start_step else f"{c.steps} steps"
         data = "the embedded photos" if c.train_data is None else os.path.basename(os.path.normpath(c.train_data))
