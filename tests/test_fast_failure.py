@@ -28,6 +28,10 @@ def test_a_typo_fails_in_under_two_seconds():
     out = _visionfw("export", "--model=espcn", "--weights=missing.keras", "--output=m.tflite")
     assert out.returncode == 1 and "--weights=missing.keras: no such file." in out.stderr
     assert time.perf_counter() - start < 2
+    start = time.perf_counter()
+    out = _visionfw("train", "--model=espcnn", "--scale=2")  # train's flags live apart from the trainer
+    assert out.returncode == 1 and "unknown model 'espcnn'. Did you mean 'espcn'" in out.stderr
+    assert time.perf_counter() - start < 2
 
 
 def test_import_visionfw_is_quiet_unless_the_user_chose_a_log_level():

@@ -5,7 +5,7 @@ optimisation flags come from the model family's paper preset (:mod:`visionfw.tra
 every flag overrides its preset value.  The first Ctrl-C (or SIGTERM) writes a checkpoint of
 the step reached and stops; the same command resumes from it.
 """
-from visionfw.train.trainer import TrainConfig
+from visionfw.train.config import TrainConfig
 
 CONFIG = TrainConfig
 

@@ -1,10 +1,25 @@
-"""Training: the shared loop (:func:`train`), tasks, losses, lr schedules, paper presets, checkpoints."""
-from visionfw.train.losses import charbonnier, l1, l2, parse_loss
-from visionfw.train.presets import get_preset, preset_for_model
-from visionfw.train.schedules import make_schedule
-from visionfw.train.tasks import TASKS, SRTask, Task, get_task, register_task
-from visionfw.train.trainer import TrainConfig, Trainer, resolve_config, train
+"""Training: the shared loop (:func:`train`), tasks, losses, lr schedules, paper presets, checkpoints.
+
+The names below load on first use, so that ``visionfw train``'s flags (:class:`TrainConfig`,
+:mod:`visionfw.train.config`) are read and checked before TensorFlow is imported."""
+import importlib
+
+# public name -> the submodule that defines it
+_EXPORTS = {
+    "charbonnier": "losses", "l1": "losses", "l2": "losses", "parse_loss": "losses",
+    "get_preset": "presets", "preset_for_model": "presets",
+    "make_schedule": "schedules",
+    "TASKS": "tasks", "SRTask": "tasks", "Task": "tasks", "get_task": "tasks", "register_task": "tasks",
+    "TrainConfig": "config",
+    "Trainer": "trainer", "resolve_config": "trainer", "train": "trainer",
+}
 
 __all__ = ["TrainConfig", "Trainer", "train", "resolve_config", "Task", "SRTask", "TASKS", "register_task",
            "get_task", "parse_loss", "l1", "l2", "charbonnier", "make_schedule", "get_preset",
            "preset_for_model"]
+
+
+def __getattr__(name):
+    if name in _EXPORTS:
+        return getattr(importlib.import_module(f"visionfw.train.{_EXPORTS[name]}"), name)
+    raise AttributeError(f"module 'visionfw.train' has no attribute {name!r}")
