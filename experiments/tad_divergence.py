@@ -100,7 +100,8 @@ def main():
             line += f"  out {100 * share:.3f}% [{lo:.3f}, {hi:.3f}]"
         print(line)
     if result.get("best_psnr") is not None:
-        print(f"best Set5 {result['best_psnr']:.2f} dB at step {result['best_step']}; final {result['val_psnr']:.2f} dB")
+        print(f"best Set5 {result['best_psnr']:.2f} dB at step {result['best_step']}; "
+              f"final {result['val_psnr']:.2f} dB")
     return 0
 
 

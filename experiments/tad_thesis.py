@@ -11,10 +11,11 @@ Evaluation (the protocol of the thesis' tables as the project reads them, the st
 stored as an 8-bit image, decoded, PSNR on Y (BT.601 studio swing) of the uint8 output, ``scale`` px
 shaved (EDSR protocol), on Set5 / Set14 / BSD100 / Urban100 where present.
 
-A wall-clock budget (``--budget_minutes``) sets the number of steps: a first short chunk measures the
-step rate, the plan (total steps, quantisation start, lr halving) is fixed from it and written to
-``plan.json``; training stops cleanly (checkpoint) at the budget whatever the rate does later.  Run the
-same command again to resume (``resume=auto``), or with ``--steps`` to give the total yourself (a GPU):
+A wall-clock budget (``--budget_minutes``, no ``--steps``) runs the recipe in timed phases, as the step
+rate of a shared machine is not known in advance: float SLR for the first half of the training time,
+8-bit SLR after it, lr halved for the last quarter; each phase ends with a checkpoint.  The steps they
+reached go to ``plan.json``.  ``--steps=N`` instead gives a step plan (quantise from N/2, lr halved at
+3N/4), resumable: run the same command again (``resume=auto``), or a larger ``--steps`` to continue a run.
 
     python experiments/tad_thesis.py --models=aetad_very_small --budget_minutes=90 \\
         --table_out=/work/notes/tad_x4_table.md
@@ -69,21 +70,18 @@ def training_set(results, data_dir=None):
     return str(folder), f"T91 + BSD200 ({len(list_images(folder))} images; no DIV2K on the data search path)"
 
 
-def config_for(args, model, workdir, train_data, steps, plan):
+def config_for(args, model, workdir, train_data, steps, quantize_from, lr_halved_at=None, lr=None, val_every=100):
+    """The recipe's TrainConfig; ``lr_halved_at=None``: constant ``lr`` (one phase of a timed run)."""
     from visionfw.train import TrainConfig
 
+    schedule, kwargs = ("step", {"step_size": lr_halved_at, "gamma": 0.5}) if lr_halved_at else ("constant", {})
     return TrainConfig(
         model=model, task="tad", scale=args.scale, train_data=train_data, steps=steps, batch_size=args.batch,
-        lr_patch=args.patch // args.scale, lr=args.lr, optimizer="adam", schedule="step",
-        schedule_kwargs={"step_size": plan["lr_halved_at"], "gamma": 0.5}, seed=args.seed,
-        task_options={"alpha": 10.0, "beta": 1.0, "epsilon": args.epsilon, "quantize_from": plan["quantize_from"]},
-        val_data=["Set5"], val_every=plan["val_every"], ckpt_every=plan["val_every"], log_every=plan["log_every"],
+        lr_patch=args.patch // args.scale, lr=lr or args.lr, optimizer="adam", schedule=schedule,
+        schedule_kwargs=kwargs, seed=args.seed,
+        task_options={"alpha": 10.0, "beta": 1.0, "epsilon": args.epsilon, "quantize_from": quantize_from},
+        val_data=["Set5"], val_every=val_every, ckpt_every=val_every, log_every=max(1, val_every // 2),
         data_dir=args.data_dir, workdir=str(workdir), resume="auto", tensorboard=False, progress=False)
-
-
-def make_plan(total, val_points=12):
-    return {"steps": int(total), "quantize_from": int(total) // 2, "lr_halved_at": max(1, int(total * 0.75)),
-            "val_every": max(1, int(total) // val_points), "log_every": max(1, int(total) // (2 * val_points))}
 
 
 class Deadline:
@@ -102,46 +100,62 @@ class Deadline:
         return False
 
 
-def train_model(args, model, train_data, stop_at):
-    """Trains ``model`` into ``<results>/<model>`` until its plan's steps or ``stop_at``; returns the step reached."""
-    from visionfw.errors import TrainingError
+def _reached(workdir):
+    """The step of the run's latest checkpoint (0: none yet)."""
+    steps = [int(p.stem.split("-")[1]) for p in (Path(workdir) / "checkpoints").glob("ckpt-*.npz")]
+    return max(steps, default=0)
+
+
+def train_timed(args, model, workdir, train_data, stop_at):
+    """The recipe in wall-clock phases (the step rate of a shared machine is unknown in advance): float
+    SLR for the first half of the time, 8-bit SLR after, lr halved for the last quarter.  Each phase
+    ends with a checkpoint (SIGTERM at its deadline); returns the plan in steps (``plan.json``)."""
     from visionfw.train import train
     from visionfw.train.trainer import TrainingInterrupted
 
+    start = time.time()
+    phases = [("float SLR", None, args.lr, 0.5), ("8-bit SLR", 0, args.lr, 0.75),
+              ("8-bit SLR, lr halved", 0, args.lr / 2, 1.0)]
+    val_every, done = args.first_val_every, []
+    for name, quantize_from, lr, end in phases:
+        first, t0 = _reached(workdir), time.time()
+        config = config_for(args, model, workdir, train_data, 10 ** 8, quantize_from, lr=lr, val_every=val_every)
+        try:
+            with Deadline(start + end * (stop_at - start)):
+                train(config)
+        except TrainingInterrupted:
+            pass
+        last = _reached(workdir)
+        done.append({"phase": name, "from": first, "to": last, "lr": lr})
+        print(f"{model}: {name}: steps {first} -> {last} in {(time.time() - t0) / 60:.1f} min", flush=True)
+        rate = (last - first) / max(time.time() - t0, 1.0)
+        val_every = max(5, int(rate * (stop_at - start) / 12))  # about 12 validations over the run
+    return {"steps": done[-1]["to"], "quantize_from": done[1]["from"], "lr_halved_at": done[2]["from"],
+            "phases": done}
+
+
+def train_model(args, model, train_data, stop_at):
+    """Trains ``model`` into ``<results>/<model>``: ``--steps`` (or an earlier run's ``plan.json``) as a
+    step plan, else timed phases until ``stop_at``; writes ``model.keras``; returns the plan."""
+    from visionfw.train import train
+
     workdir = Path(args.results) / model
     plan_file = workdir / "plan.json"
-    if plan_file.exists():
-        plan = json.loads(plan_file.read_text())
-    elif args.steps:
-        plan = make_plan(args.steps)
-    else:  # measure the step rate on a short chunk, then fit the plan into the budget
-        first = args.probe_steps
-        probe = dict(make_plan(10 ** 9), val_every=first, log_every=max(1, first // 4))
-        train(config_for(args, model, workdir, train_data, first, probe))
-        # the rate of the logged intervals after the first (which includes tracing the step)
-        rate = [float(r["steps_per_sec"]) for r in _rows(workdir)][1:]
-        rate = sum(rate) / len(rate)
-        left = stop_at - time.time() - 12 * args.val_seconds  # the plan validates 12 times
-        plan = make_plan(first + max(1, int(0.9 * rate * left)))
-        print(f"{model}: {rate:.3f} steps/s over the first {first} steps -> {plan['steps']} steps in the budget",
-              flush=True)
+    plan = json.loads(plan_file.read_text()) if plan_file.exists() else None
+    if plan is None and not args.steps:
+        plan = train_timed(args, model, workdir, train_data, stop_at)
+    else:
+        if plan is None:
+            steps = args.steps
+            plan = {"steps": steps, "quantize_from": steps // 2, "lr_halved_at": max(1, int(steps * 0.75))}
+        plan["steps"] = max(plan["steps"], args.steps)  # --steps beyond an earlier run continues it
     workdir.mkdir(parents=True, exist_ok=True)
     plan_file.write_text(json.dumps(plan, indent=2))
     print(f"{model}: plan {plan}", flush=True)
-    config = config_for(args, model, workdir, train_data, plan["steps"], plan)
-    reached = plan["steps"]
-    try:
-        with Deadline(stop_at):
-            train(config)
-    except TrainingInterrupted as exc:
-        print(f"{model}: budget reached at step {exc.step} of {plan['steps']}", flush=True)
-        reached = exc.step
-        config.steps = reached
-        train(config)  # already at its steps: only writes model.keras from the checkpoint
-    except TrainingError as exc:
-        print(f"{model}: {exc}", flush=True)
-        return None
-    return reached
+    # the step plan: trains what is missing, or (already complete) only writes model.keras
+    train(config_for(args, model, workdir, train_data, plan["steps"], plan["quantize_from"], plan["lr_halved_at"],
+                     val_every=max(5, plan["steps"] // 12)))
+    return plan
 
 
 def _rows(model_dir):
@@ -223,8 +237,8 @@ def main():
     ap.add_argument("--steps", type=int, default=0, help="total steps per model (0: fit --budget_minutes)")
     ap.add_argument("--budget_minutes", type=float, default=90.0, help="wall-clock budget of all training")
     ap.add_argument("--eval_minutes", type=float, default=4.0, help="of the budget, kept for the final evaluation")
-    ap.add_argument("--val_seconds", type=float, default=20.0, help="time one Set5 validation takes (planning)")
-    ap.add_argument("--probe_steps", type=int, default=40, help="steps that measure the rate")
+    ap.add_argument("--first_val_every", type=int, default=25, help="timed runs: validation interval of the "
+                    "first phase (later phases: about 12 validations over the run at the rate measured)")
     ap.add_argument("--batch", type=int, default=16)
     ap.add_argument("--patch", type=int, default=64, help="HR patch size")
     ap.add_argument("--lr", type=float, default=2e-4)

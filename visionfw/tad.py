@@ -32,8 +32,8 @@ from visionfw.layers import LUMA_WEIGHTS, Luma, Quantize  # noqa: F401  (re-expo
 from visionfw.train.tasks import Task, hr_of, register_task, typed_options
 
 __all__ = ["Luma", "latent_deviation", "latent_loss", "tad_loss", "TADTask", "set_quantization",
-           "quantization_enabled", "set_quantize_gradient", "guide_for", "TADObjective", "split_model", "downscale", "upscale",
-           "evaluate_tad", "add_noise"]
+           "quantization_enabled", "set_quantize_gradient", "guide_for", "TADObjective", "split_model", "downscale",
+           "upscale", "evaluate_tad", "add_noise"]
 
 # --------------------------------------------------------------------------- losses
 
