@@ -5,9 +5,9 @@
 Set5 validated every ``--val_every`` steps (Y PSNR, EDSR protocol, shave 2, SLR stored as 8 bits).
 
 ``--quantize_gradient=identity`` is the old straight-through estimator (gradient 1 also where SLR
-lies outside [0, 1] and the clip makes it inert): Set5 peaks after quantisation starts, then the
-loss climbs and Set5 falls by ~10 dB by step 1500.  ``clipped`` (the default) passes the clip's
-own gradient.  Besides PSNR, each validation prints how far the encoder's SLR strays outside
+lies outside [0, 1] and the clip makes it inert): measured here, Set5 peaks at 37.62 dB (step 1050),
+SLR drifts to values in the thousands, the loss climbs 0.24 -> 2.63 and Set5 ends at 12.67 dB.
+``clipped`` (the default) passes the clip's own gradient: Set5 climbs to 38.70 dB at step 1500.  Besides PSNR, each validation prints how far the encoder's SLR strays outside
 [0, 1] on Set5 (the share of values more than half a grey level outside, and the extreme value).
 
     python experiments/tad_divergence.py --quantize_gradient=identity --workdir=/tmp/tad_div_identity
