@@ -221,7 +221,8 @@ def describe_run(model_dir):
     cfg = Path(model_dir) / "config.json"
     if cfg.exists():
         c = json.loads(cfg.read_text())
-        text += f", batch {c['batch_size']}, HR patch {c['lr_patch'] * c['scale']}, lr {c['lr']:g}"
+        text += (f" on {Path(c['train_data']).name}, batch {c['batch_size']}, HR patch {c['lr_patch'] * c['scale']}, "
+                 f"lr {c['lr']:g}")
     if rows:
         text += f", {float(rows[-1]['time']) / 60:.0f} min of training"
     vals = [(s, p) for s, _, p in curve(model_dir) if p is not None]
