@@ -52,17 +52,24 @@ def test_edge_pad_conv_equals_numpy_edge_pad_then_valid_conv():
     assert y.shape == (1, 7, 6, 3)
 
 
-def test_quantize_rounds_and_passes_gradient_straight_through():
-    layer = L.Quantize()
-    x = tf.constant([[0.1001, 0.5, 0.99999, 1.2]])
+@pytest.mark.parametrize("gradient, expected", [("clipped", [1.0, 2.0, 3.0, 0.0, 0.0]),
+                                                  ("identity", [1.0, 2.0, 3.0, 4.0, 5.0])])
+def test_quantize_rounds_and_passes_gradient_straight_through(gradient, expected):
+    """Rounding passes the gradient straight through; past [0, 1] only the 'identity' variant does."""
+    layer = L.Quantize(gradient=gradient)
+    x = tf.constant([[0.1001, 0.5, 0.99999, 1.2, -0.3]])
     with tf.GradientTape() as tape:
         tape.watch(x)
         y = layer(x)
-        loss = tf.reduce_sum(y * tf.constant([[1.0, 2.0, 3.0, 4.0]]))
+        loss = tf.reduce_sum(y * tf.constant([[1.0, 2.0, 3.0, 4.0, 5.0]]))
     np.testing.assert_allclose(y.numpy(), np.round(np.clip(x.numpy(), 0, 1) * 255) / 255, atol=1e-7)
-    np.testing.assert_allclose(tape.gradient(loss, x).numpy(), [[1.0, 2.0, 3.0, 4.0]])
+    np.testing.assert_allclose(tape.gradient(loss, x).numpy(), [expected])
     layer.enabled.assign(0.0)
-    np.testing.assert_allclose(layer(x).numpy(), x.numpy())
+    with tf.GradientTape() as tape:
+        tape.watch(x)
+        y = layer(x)
+    np.testing.assert_allclose(y.numpy(), x.numpy())
+    np.testing.assert_allclose(tape.gradient(y, x).numpy(), np.ones((1, 5)))
 
 
 def test_channel_attention_by_hand():

@@ -219,15 +219,32 @@ class BicubicResize(keras.layers.Layer):
 class Quantize(keras.layers.Layer):
     """Rounds to ``levels`` steps in [0, 1] (an 8-bit image by default).
 
-    The gradient passes straight through (``x + stop_gradient(q - x)``), so the layers
-    before it keep learning once rounding is on.  ``enabled`` is a non-trainable
-    variable: a training loop switches quantisation on from a chosen step.
+    The rounding has a straight-through gradient, so the layers before it keep learning
+    once it is on.  ``gradient`` says what passes through the clip to [0, 1] that comes
+    first:
+
+    * ``'clipped'`` (default): the clip's own gradient, 1 inside [0, 1] and 0 outside.  A
+      value outside the range does not change the output, so nothing pushes it further.
+    * ``'identity'``: 1 everywhere (``x + stop_gradient(q - x)``).  A value past 0 or 1 gets
+      the decoder's gradient although moving it changes nothing downstream: the same push
+      step after step, which Adam turns into a steady drift of the weights.  TAD training
+      with this gradient diverges late (kept to reproduce that; see ``tests/test_tad.py``).
+
+    ``enabled`` is a non-trainable variable: a training loop switches quantisation on from a
+    chosen step; switched off, the layer is the identity.
     """
 
-    def __init__(self, levels=255, enabled=True, **kwargs):
+    GRADIENTS = ("clipped", "identity")
+
+    def __init__(self, levels=255, enabled=True, gradient="clipped", **kwargs):
         super().__init__(**kwargs)
+        if gradient not in self.GRADIENTS:
+            from visionfw.errors import SpecError
+
+            raise SpecError(f"Quantize: gradient={gradient!r} is unknown; use one of {self.GRADIENTS}.")
         self.levels = int(levels)
         self.initially_enabled = bool(enabled)
+        self.gradient = gradient
 
     def build(self, input_shape):
         self.enabled = self.add_weight(
@@ -235,15 +252,18 @@ class Quantize(keras.layers.Layer):
             initializer=keras.initializers.Constant(1.0 if self.initially_enabled else 0.0))
 
     def call(self, x):
-        q = ops.round(ops.clip(x, 0.0, 1.0) * self.levels) / self.levels
-        on = ops.cast(self.enabled, x.dtype)
-        return x + on * ops.stop_gradient(q - x)
+        clipped = ops.clip(x, 0.0, 1.0)
+        q = ops.round(clipped * self.levels) / self.levels
+        through = clipped if self.gradient == "clipped" else x
+        rounded = through + ops.stop_gradient(q - through)
+        return ops.where(ops.cast(self.enabled, "float32") > 0.5, rounded, x)
 
     def compute_output_shape(self, input_shape):
         return input_shape
 
     def get_config(self):
-        return {**super().get_config(), "levels": self.levels, "enabled": self.initially_enabled}
+        return {**super().get_config(), "levels": self.levels, "enabled": self.initially_enabled,
+                "gradient": self.gradient}
 
 
 @_register

@@ -32,8 +32,8 @@ from visionfw.layers import LUMA_WEIGHTS, Luma, Quantize  # noqa: F401  (re-expo
 from visionfw.train.tasks import Task, hr_of, register_task, typed_options
 
 __all__ = ["Luma", "latent_deviation", "latent_loss", "tad_loss", "TADTask", "set_quantization",
-           "quantization_enabled", "guide_for", "TADObjective", "split_model", "downscale", "upscale",
-           "evaluate_tad", "add_noise"]
+           "quantization_enabled", "set_quantize_gradient", "guide_for", "TADObjective", "split_model", "downscale",
+           "upscale", "evaluate_tad", "add_noise"]
 
 # --------------------------------------------------------------------------- losses
 
@@ -93,6 +93,18 @@ def set_quantization(model, on):
         raise ConfigError(f"model {model.name!r} has no Quantize layer to switch.")
     for q in qs:
         q.enabled.assign(1.0 if on else 0.0)
+
+
+def set_quantize_gradient(model, gradient):
+    """Sets the gradient every Quantize layer of ``model`` passes back ('clipped' or 'identity',
+    see :class:`visionfw.layers.Quantize`); takes effect in the next traced step."""
+    if gradient not in Quantize.GRADIENTS:
+        raise ConfigError(f"quantize_gradient={gradient!r} is unknown; use one of {Quantize.GRADIENTS}.")
+    qs = _quantizers(model)
+    if not qs:
+        raise ConfigError(f"model {model.name!r} has no Quantize layer.")
+    for q in qs:
+        q.gradient = gradient
 
 
 def quantization_enabled(model):
@@ -166,11 +178,16 @@ class TADObjective:
     :meth:`on_step` switches SLR quantisation on once ``step >= quantize_from``.
     """
 
-    def __init__(self, scale=2, alpha=10.0, beta=1.0, epsilon=0.0, quantize_from=None, latent="bicubic"):
+    def __init__(self, scale=2, alpha=10.0, beta=1.0, epsilon=0.0, quantize_from=None, latent="bicubic",
+                 quantize_gradient="clipped"):
         if alpha < 0 or beta < 0 or epsilon < 0:
             raise ConfigError(f"TAD loss: alpha={alpha}, beta={beta}, epsilon={epsilon} must be >= 0.")
         if latent not in ("bicubic", "luma"):
             raise ConfigError(f"TAD loss: latent={latent!r} is unknown; use 'bicubic' or 'luma'.")
+        if quantize_gradient not in Quantize.GRADIENTS:
+            raise ConfigError(f"TAD: quantize_gradient={quantize_gradient!r} is unknown; "
+                              f"use one of {Quantize.GRADIENTS}.")
+        self.quantize_gradient = quantize_gradient
         self.scale = int(scale)
         self.alpha = float(alpha)
         self.beta = float(beta)
@@ -180,6 +197,9 @@ class TADObjective:
 
     def on_step(self, model, step):
         if self.quantize_from is not None:
+            # a Python attribute read when the step is traced: set before the first step
+            if any(q.gradient != self.quantize_gradient for q in _quantizers(model)):
+                set_quantize_gradient(model, self.quantize_gradient)
             want = step >= self.quantize_from
             if want != quantization_enabled(model):
                 set_quantization(model, want)
@@ -197,7 +217,9 @@ class TADObjective:
 class TADTask(Task):
     """``visionfw train --task=tad``: the TAD autoencoder with :class:`TADObjective`.
 
-    Options come from ``config.task_options`` (a dict; alpha, beta, epsilon, quantize_from),
+    Options come from ``config.task_options`` (a dict; alpha, beta, epsilon, quantize_from,
+    quantize_gradient, and max_loss_growth: stop when a logged loss exceeds this many times the
+    lowest logged so far, default 3, 0 = never),
     the HR patch is ``config.lr_patch * scale``, patches come from the shared input pipeline
     (``config.train_data``, or the embedded photos).  The model's Quantize layer is switched
     on by :meth:`begin_step`.  The loss terms are logged as ``train_<term>``.
@@ -209,7 +231,11 @@ class TADTask(Task):
     def __init__(self, config):
         super().__init__(config)
         opts = typed_options(getattr(config, "task_options", None), {
-            "alpha": float, "beta": float, "epsilon": float, "quantize_from": (int, type(None))}, "tad")
+            "alpha": float, "beta": float, "epsilon": float, "quantize_from": (int, type(None)),
+            "quantize_gradient": str, "max_loss_growth": float}, "tad")
+        growth = opts.pop("max_loss_growth", 3.0)
+        self.max_loss_growth = float(growth) if growth else 0.0
+        self._lowest_loss = math.inf
         self._model = None
         scale = int(getattr(config, "scale", 2) or 2)
         latent = "bicubic"
@@ -226,6 +252,15 @@ class TADTask(Task):
     def begin_step(self, step):
         if self._model is not None:
             self.objective.on_step(self._model, int(step))
+
+    def check_loss(self, step, loss):
+        """Stops the run when a logged loss exceeds ``max_loss_growth`` times the lowest one so far."""
+        if self.max_loss_growth and loss > self.max_loss_growth * self._lowest_loss:
+            return (f"the TAD loss exploded ({loss:.4g}, more than {self.max_loss_growth:g} times its lowest "
+                    f"logged value {self._lowest_loss:.4g}). Lower lr, or keep quantize_gradient=clipped; "
+                    "task option max_loss_growth=0 turns this check off.")
+        self._lowest_loss = min(self._lowest_loss, float(loss))
+        return None
 
     def make_dataset(self, start_step=0):
         return self.hr_patch_dataset(int(self.config.lr_patch) * max(1, self.objective.scale), start_step)

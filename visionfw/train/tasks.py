@@ -23,6 +23,7 @@ Hooks the compiled step calls (inside ``strategy.run``, i.e. per replica, in gra
 Host-side hooks: ``build_model``, ``data_config``/``make_dataset`` (global batches, a
 deterministic function of the start step), ``validate``, ``state_variables`` (extra
 state to checkpoint), ``begin_step(step)`` (e.g. turn quantisation on from a step),
+``check_loss(step, loss)`` (a message stops the run, e.g. when the loss explodes),
 ``build_training_state(model, schedule)`` (called once in the strategy's scope after the model
 and its optimizer: extra networks and optimizers, e.g. a GAN's discriminator).
 """
@@ -197,6 +198,11 @@ class Task:
         return None
 
     def begin_step(self, step):
+        return None
+
+    def check_loss(self, step, loss):
+        """Called with each logged (finite) mean loss; a message stops the run there, keeping the
+        last checkpoint (as a non-finite loss does).  Default: never."""
         return None
 
     def state_variables(self):

@@ -651,6 +651,12 @@ class Trainer:
                                    "steps_per_sec": f"{rate:.3f}"})
                         break
                     growth.check(s, loss)
+                    stopped = self.task.check_loss(s, loss)
+                    if stopped:
+                        nonfinite = (s, loss, stopped)
+                        log.write({"step": s, "loss": f"{loss:.6g}", "lr": f"{lr_now:.6g}", "time": f"{elapsed:.2f}",
+                                   "steps_per_sec": f"{rate:.3f}"})
+                        break
                     row = {"step": s, "loss": f"{loss:.6g}", "lr": f"{lr_now:.6g}", "time": f"{elapsed:.2f}",
                            "steps_per_sec": f"{rate:.3f}"}
                     row.update({k: f"{v:.6g}" for k, v in extras.items()})
@@ -701,6 +707,8 @@ class Trainer:
             kept = manager.latest()
             where = (f"The last good checkpoint {kept} is kept (resume=auto restarts from it)" if kept else
                      "No checkpoint was written yet")
+            if len(nonfinite) == 3:
+                raise TrainingError(f"training stopped at step {nonfinite[0]}: {nonfinite[2]} {where}.")
             raise TrainingError(
                 f"training diverged: loss {nonfinite[1]} (non-finite) at or before step {nonfinite[0]}. "
                 f"{where}; no checkpoint with non-finite weights is written. Lower lr, add clipnorm "
