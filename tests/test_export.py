@@ -213,6 +213,6 @@ def test_cli_export(models, tmp_path, monkeypatch, capsys):
     x = np.random.default_rng(0).random((1,) + SIZE + (3,), dtype=np.float32)
     assert np.abs(_run_tflite(f"{out}.tflite", x) - np.asarray(models["espcn"](x))).max() < 1e-2
     assert run(["visionfw", "export", "--model=espcn", "--format=saved_model", f"--output={out}"]) == 1
-    assert "--weights=PATH is required" in capsys.readouterr().err
+    assert "--weights=PATH or --pretrained is required" in capsys.readouterr().err
     assert run(["visionfw", "export", "--model=espcn", "--allow_random"]) == 1
     assert "--output is required" in capsys.readouterr().err
