@@ -65,3 +65,13 @@ def kill_9_after(args, checkpoint, step_delay, timeout=300):
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     return env
+
+
+def load_experiment(name):
+    """The module ``experiments/<name>.py``, loaded by path (``experiments/`` is not a package)."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(name, REPO / "experiments" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module

@@ -1,19 +1,13 @@
 """Pure helpers of experiments/sampler_convergence.py on hand-made curves (no training)."""
-import importlib.util
 import math
-from pathlib import Path
 
 import pytest
 
-_PATH = Path(__file__).resolve().parents[1] / "experiments" / "sampler_convergence.py"
-
+from conftest import load_experiment
 
 @pytest.fixture(scope="module")
 def sc():
-    spec = importlib.util.spec_from_file_location("sampler_convergence", _PATH)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_experiment("sampler_convergence")
 
 
 def test_steps_to_reach_interpolates_first_crossing(sc):

@@ -1,20 +1,15 @@
 """Helpers of experiments/tad_thesis.py: training-set choice, step plan, the table beside the thesis' (no training)."""
-import importlib.util
 import json
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-_PATH = Path(__file__).resolve().parents[1] / "experiments" / "tad_thesis.py"
-
+from conftest import load_experiment
 
 @pytest.fixture(scope="module")
 def tt():
-    spec = importlib.util.spec_from_file_location("tad_thesis", _PATH)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_experiment("tad_thesis")
 
 
 def _images(folder, names):
