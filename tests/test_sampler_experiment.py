@@ -5,6 +5,7 @@ import pytest
 
 from conftest import load_experiment
 
+
 @pytest.fixture(scope="module")
 def sc():
     return load_experiment("sampler_convergence")
