@@ -7,6 +7,7 @@ import pytest
 
 from conftest import load_experiment
 
+
 @pytest.fixture(scope="module")
 def tt():
     return load_experiment("tad_thesis")
