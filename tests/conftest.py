@@ -10,6 +10,14 @@ REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = Path(os.environ.get("VISIONFW_SHARED_DATA", REPO.parent / "shared" / "data"))
 
 
+def pytest_sessionstart(session):
+    """Under CI the reference data must be there: skipping every paper check would pass empty."""
+    if os.environ.get("CI", "").lower() in ("1", "true", "yes") and not (SHARED_DATA / "README.md").exists():
+        raise pytest.UsageError(f"CI is set but the reference data is missing at {SHARED_DATA}: lay ../shared/data "
+                                "beside the checkout (or set VISIONFW_SHARED_DATA); without it the paper checks "
+                                "would all skip.")
+
+
 @pytest.fixture(scope="session")
 def shared_data():
     """The read-only reference data folder (../shared/data); skips when it is absent."""
