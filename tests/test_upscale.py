@@ -178,3 +178,24 @@ def test_tad_models_keep_their_restore_path(tmp_path, monkeypatch):
     assert run(["visionfw", "upscale", "--model=aetad_very_small", "--weights=w.weights.h5", "--input=lr",
                 "--output=hr"]) == 0
     assert read_photo(tmp_path / "hr" / "a.png").shape == (18, 22, 3)  # the TAD decoder's x2
+
+
+def _png_header_only(path, width, height, bit_depth):
+    """A PNG whose header claims ``width`` x ``height`` RGB pixels (no image data follows)."""
+    import struct
+    import zlib
+
+    ihdr = struct.pack(">IIBBBBB", width, height, bit_depth, 2, 0, 0, 0)
+    chunk = struct.pack(">I", len(ihdr)) + b"IHDR" + ihdr + struct.pack(">I", zlib.crc32(b"IHDR" + ihdr))
+    iend = struct.pack(">I", 0) + b"IEND" + struct.pack(">I", zlib.crc32(b"IEND"))
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk + iend)
+    return path
+
+
+@pytest.mark.parametrize("bit_depth", [8, 16])
+def test_a_header_over_the_pixel_limit_is_one_line_before_decoding(tmp_path, bit_depth):
+    path = _png_header_only(tmp_path / "huge.png", 100000, 100000, bit_depth)
+    with pytest.raises(DataError, match=r"huge\.png is 100000x100000 .*max_image_pixels"):
+        read_photo(path)
+    with pytest.raises(DataError, match="over the limit of 1,000"):
+        read_photo(_png_header_only(tmp_path / "small.png", 40, 30, bit_depth), max_pixels=1000)

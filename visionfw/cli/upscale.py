@@ -54,6 +54,9 @@ class UpscaleConfig:
         "choices": ("float32", "bfloat16")})
     self_ensemble: bool = field(default=False, metadata={
         "help": "Average the 8 flips/rotations (EDSR's '+'; 8x the time)."})
+    max_image_pixels: Optional[int] = field(default=None, metadata={
+        "help": "Refuse input images whose header claims more pixels than this, before decoding (default: "
+                "80,000,000)."})
     progress: bool = field(default=True, metadata={
         "help": "A progress bar per image on a terminal (tiles x passes), else one line per image."})
 
@@ -171,7 +174,7 @@ def main(command, config):
     net = with_precision(net, config.precision)
     tile = "auto" if config.tile is None else (config.tile or None)
     for i, (src, dst) in enumerate(pairs, 1):
-        pixels = read_photo(src)
+        pixels = read_photo(src, config.max_image_pixels)
         bar = Progress(1, f"upscale {src.name} x{scale} ({i}/{len(pairs)})", unit="pass", enabled=config.progress)
 
         def progress(done, total, bar=bar):
