@@ -37,7 +37,6 @@ __all__ = ["upscale", "read_photo", "write_photo", "AUTO_TILE", "PHOTO_SUFFIXES"
 # tile="auto": images with more model-input pixels than AUTO_TILE**2 run in AUTO_TILE tiles
 AUTO_TILE = 512
 PHOTO_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
-_PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
 
 # --------------------------------------------------------------------------- files
@@ -47,27 +46,20 @@ def read_photo(path, max_pixels=None):
     """The pixels of an image file as stored: HxWxC uint8 or uint16 (16-bit PNG/TIFF), C = 1
     (grey), 2 (grey + alpha), 3 (RGB) or 4 (RGBA); palette images become RGB(A).  An image whose
     header claims more than ``max_pixels`` (None: the library default) is a DataError before decoding."""
-    import struct
+    from PIL import UnidentifiedImageError
 
-    from PIL import Image, UnidentifiedImageError
-
-    from visionfw.data.image_io import DEFAULT_MAX_IMAGE_PIXELS, check_image_pixels
+    from visionfw.data.image_io import check_image_pixels, open_pil, png_header
 
     path = Path(path)
     if not path.is_file():
         raise DataError(f"{path}: no such image file.")
-    limit = DEFAULT_MAX_IMAGE_PIXELS if max_pixels is None else int(max_pixels)
     try:
-        with open(path, "rb") as f:
-            head = f.read(26)
-        if head.startswith(_PNG_SIGNATURE) and len(head) >= 26:
-            check_image_pixels(path, *struct.unpack(">II", head[16:24]), limit)
-            if head[24] == 16:
+        header = png_header(path)
+        if header is not None:
+            check_image_pixels(path, header[2], header[3], max_pixels)
+            if header[0] == 16:
                 return _read_png16(path)
-        if Image.MAX_IMAGE_PIXELS is not None and limit > Image.MAX_IMAGE_PIXELS:
-            Image.MAX_IMAGE_PIXELS = limit  # a limit raised on purpose: ours is the guard
-        with Image.open(path) as im:
-            check_image_pixels(path, im.size[0], im.size[1], limit)
+        with open_pil(path, max_pixels) as im:
             im.load()
             mode = im.mode
             if mode.startswith("I"):
@@ -84,9 +76,6 @@ def read_photo(path, max_pixels=None):
             return np.asarray(im.convert("RGB"))
     except DataError:
         raise
-    except Image.DecompressionBombError:  # far over PIL's own limit, hence over ours
-        raise DataError(f"Image {path} claims more pixels than {limit:,} in its header (max_image_pixels); "
-                        "downscale or crop it, or raise --max_image_pixels if the memory is there.") from None
     except (OSError, ValueError, SyntaxError, UnidentifiedImageError) as exc:
         raise DataError(f"cannot read image {path} ({type(exc).__name__}: {exc}); is it an image? "
                         "Re-export it as PNG.") from exc

@@ -32,7 +32,7 @@ from PIL import Image, UnidentifiedImageError
 from visionfw.errors import DataError
 
 __all__ = ["read_image", "read_image_uint8", "write_image", "list_images", "IMAGE_EXTENSIONS",
-           "DEFAULT_MAX_IMAGE_PIXELS", "check_image_pixels", "new_file_mode", "write_file_atomic"]
+           "DEFAULT_MAX_IMAGE_PIXELS", "check_image_pixels", "png_header", "open_pil", "new_file_mode", "write_file_atomic"]
 
 # below PIL's own warning threshold (89.5 M), so images within it decode without PIL's noise;
 # 8K (33 M) and most camera photos (<= 61 M) fit
@@ -44,7 +44,7 @@ _WRITE_FORMATS = {".png": "PNG", ".bmp": "BMP", ".tif": "TIFF", ".tiff": "TIFF",
 _PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
 
-def _png_header(path):
+def png_header(path):
     """(bit_depth, colour_type, width, height) of a PNG file, or None when it is not a PNG."""
     with open(path, "rb") as fh:
         head = fh.read(33)
@@ -63,7 +63,7 @@ def check_image_pixels(path, width, height, max_pixels=None):
                         f"limit with --max_image_pixels={int(width) * int(height)} if the memory is there.")
 
 
-def _open_pil(path, max_pixels):
+def open_pil(path, max_pixels=None):
     """PIL image of ``path`` with its size checked against ``max_pixels`` before decoding."""
     limit = DEFAULT_MAX_IMAGE_PIXELS if max_pixels is None else int(max_pixels)
     if Image.MAX_IMAGE_PIXELS is not None and limit > Image.MAX_IMAGE_PIXELS:
@@ -113,12 +113,12 @@ def _read_raw(path, max_pixels=None):
     if path.stat().st_size == 0:
         raise DataError(f"Image file {path} is empty (0 bytes); re-copy or re-download it.")
     try:
-        header = _png_header(path)
+        header = png_header(path)
         if header is not None:
             check_image_pixels(path, header[2], header[3], max_pixels)
             if header[0] == 16:
                 return _read_16bit_png(path, header[1])
-        with _open_pil(path, max_pixels) as im:
+        with open_pil(path, max_pixels) as im:
             im.load()
             return _pil_to_array(im, path)
     except DataError:
