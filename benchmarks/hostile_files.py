@@ -8,7 +8,7 @@ member inflating to a gigabyte behind a tensor of 10 floats, a tensor with strid
     python benchmarks/hostile_files.py          # one row per file: size, seconds, peak RSS growth, outcome
     python benchmarks/hostile_files.py --python=../main/.venv/bin/python   # the same with another checkout
 
-Each file is read in a fresh subprocess (numpy and visionfw.torch_checkpoint only, no TensorFlow), whose
+Each file is read in a fresh subprocess (numpy and visionfw.weights.torch_checkpoint only, no TensorFlow), whose
 peak RSS growth over its state just before the read is reported (``ru_maxrss``), with a 120 s limit.
 """
 from __future__ import annotations
@@ -109,7 +109,7 @@ TORCH_FILES = {"dag_40_levels.pth": write_dag, "memo_index_2e28.pth": write_memo
 
 _CHILD = """
 import json, resource, sys, time
-from visionfw.torch_checkpoint import read_torch_checkpoint
+from visionfw.weights.torch_checkpoint import read_torch_checkpoint
 before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 t0 = time.perf_counter()
 try:

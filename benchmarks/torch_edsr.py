@@ -8,11 +8,11 @@ DIV2K_MEAN = (0.4488, 0.4371, 0.4040)
 
 def edsr_baseline(scale=2, channels=64, blocks=16, mean=DIV2K_MEAN):
     """A fresh ``torch.nn.Module``; the upsampler is one conv + PixelShuffle per factor of ``scale``
-    (2 and 3, like :func:`visionfw.blocks.upsample_factors`)."""
+    (2 and 3, like :func:`visionfw.zoo.blocks.upsample_factors`)."""
     import torch
     from torch import nn
 
-    from visionfw.blocks import upsample_factors
+    from visionfw.zoo.blocks import upsample_factors
 
     class ResBlock(nn.Module):
         def __init__(self, c):

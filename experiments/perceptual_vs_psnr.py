@@ -28,8 +28,8 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 
 def vgg_file(path):
-    from visionfw.train.gan import VGG19_NOTOP_FILE
-    from visionfw.pretrained import weights_dirs
+    from visionfw.tasks.gan import VGG19_NOTOP_FILE
+    from visionfw.weights.pretrained import weights_dirs
 
     if path:
         return path

@@ -57,7 +57,7 @@ def score(model, test_set, scale, channels="rgb"):
 
     from visionfw.data.imresize import imresize_numpy
     from visionfw.evaluate import super_resolve
-    from visionfw.metrics import evaluate_pair
+    from visionfw.metrics.psnr_ssim import evaluate_pair
 
     rows = {"model": [], "bicubic": []}
     for _, hr, lr in test_set:

@@ -302,7 +302,7 @@ def plot(rows, samplers, path, title=""):
 
 def _register_timed_task():
     """The SR task with its ``validate`` timed into ``<workdir>/val_times.csv``."""
-    from visionfw.train.tasks import SRTask, TASKS, register_task
+    from visionfw.tasks.base import SRTask, TASKS, register_task
 
     if TIMED_TASK in TASKS:
         return

@@ -30,7 +30,7 @@ def slr_range(model, hr_images, times=1):
     """(share of SLR values more than half a grey level outside [0, 1], min SLR, max SLR) over images."""
     import numpy as np
 
-    from visionfw.tad import split_model
+    from visionfw.tasks.tad import split_model
 
     encoder, _ = split_model(model, times)
     out, total, lo, hi = 0, 0, np.inf, -np.inf
@@ -58,9 +58,9 @@ def main():
     args = ap.parse_args()
 
     import tad_runs
-    from visionfw import tad
+    from visionfw.tasks import tad
     from visionfw.train import train
-    from visionfw.train.tasks import register_task
+    from visionfw.tasks.base import register_task
 
     set5 = tad_runs.hr_images("Set5", 2, args.data_dir)
     ranges = []

@@ -37,7 +37,7 @@ def main():
     import keras
 
     import tad_runs
-    from visionfw import tad
+    from visionfw.tasks import tad
     from visionfw.train import train
 
     test = tad_runs.hr_images("Set5", 2, args.data_dir)

@@ -1,6 +1,6 @@
 """The thesis' x4 TAD table on our budget: aetad_skip2 / aetad_very_small trained at x4, ours beside the thesis'.
 
-Recipe (the thesis' loss and quantisation, read as in :mod:`visionfw.tad`): the x2 autoencoder applied twice
+Recipe (the thesis' loss and quantisation, read as in :mod:`visionfw.tasks.tad`): the x2 autoencoder applied twice
 with shared weights, loss ``10 * L1(SHR, HR) + L_latent`` with the epsilon ball 10 (grey levels) around
 MATLAB bicubic ``1/4`` of HR, SLR rounded to 8 bits (clipped straight-through gradient) from half the steps
 on, Adam lr 2e-4 halved at 3/4 of the steps, batch 16, random flipped/rotated HR patches.  Training data:
@@ -176,7 +176,7 @@ def evaluate(model_path, scale, data_dir=None):
     """{set: {'psnr', 'bicubic_psnr', 'lr_psnr'}} over the sets present; absent sets are left out."""
     import keras
 
-    from visionfw import tad
+    from visionfw.tasks import tad
     from visionfw.data.benchmarks import load_benchmark
     from visionfw.errors import DataError
 

@@ -9,7 +9,7 @@ Set14:
 
 * HR PSNR/SSIM: Y channel, EDSR protocol (output quantised to uint8 RGB, float Y of BT.601
   studio-swing rgb2ycbcr), ``scale`` px shaved, MATLAB bicubic for the SR input
-  (SR: :func:`visionfw.evaluate.evaluate_model`; TAD: :func:`visionfw.tad.evaluate_tad`);
+  (SR: :func:`visionfw.evaluate.evaluate_model`; TAD: :func:`visionfw.tasks.tad.evaluate_tad`);
 * LR readability (TAD only): RGB PSNR of the stored 8-bit SLR against 8-bit MATLAB bicubic of HR.
 
     python experiments/tad_vs_sr.py --steps=400 --patch=48 --out=/tmp/tad_vs_sr.json
@@ -29,7 +29,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 def register_decoder_as_sr(name, scale):
     """Registers ``name``'s TAD decoder as an SR model (8-bit LR in, HR out); returns its name."""
     from visionfw.model_defs.tad import decoder_spec
-    from visionfw.registry import register_model
+    from visionfw.zoo.registry import register_model
 
     sr_name = f"{name}_decoder_sr"
 
@@ -60,7 +60,7 @@ def main():
     import keras
 
     import tad_runs
-    from visionfw import tad
+    from visionfw.tasks import tad
     from visionfw.evaluate import evaluate_model
     from visionfw.train import train
 

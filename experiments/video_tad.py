@@ -62,7 +62,9 @@ def main():
     import numpy as np
 
     import tad_runs
-    from visionfw import metrics, tad, video
+    from visionfw.metrics import psnr_ssim as metrics
+    from visionfw.tasks import tad
+    from visionfw.tasks import video
     from visionfw.data.benchmarks import load_benchmark
     from visionfw.data.imresize import imresize
     from visionfw.train import train

@@ -1,4 +1,4 @@
 """The visionfw zoo: one file per family, each a function of hyper-parameters returning a spec dict.
 
-Importing ``visionfw.registry`` loads every module here, which registers its names.
+Importing ``visionfw.zoo.registry`` loads every module here, which registers its names.
 """

@@ -17,8 +17,8 @@ upsampler.
 Parameters: 4,875,767 at x2 (4,437,300 of them in the 60 blocks), against 15.6 M for RCAN; the paper's
 own count is not known to us.
 """
-from visionfw.graph import Graph
-from visionfw.registry import register_model
+from visionfw.zoo.graph import Graph
+from visionfw.zoo.registry import register_model
 
 PAPER = "Kong et al., BSR: A Balanced Framework for Single Image Super Resolution, ITU Kaleidoscope 2020"
 RGB_MEAN = (0.4488, 0.4371, 0.4040)  # DIV2K mean, as in EDSR/RCAN

@@ -1,7 +1,7 @@
 """Zhang, Isola, Efros: Colorful Image Colorization (ECCV 2016).
 
 Input: L in [0, 100] (one channel), normalised inside the model to (L - 50) / 100.  Output: a
-softmax over the Q in-gamut ab bins (``visionfw.colorization.ab_bins``, Q = 261 by our gamut
+softmax over the Q in-gamut ab bins (``visionfw.tasks.colorization.ab_bins``, Q = 261 by our gamut
 test; ``n_bins=313`` builds the paper's exact head) at 1/4 of the input resolution.
 
     conv1: 2 convs 64 (the last with stride 2), ReLU each, BN      -> 1/2
@@ -14,11 +14,11 @@ test; ``n_bins=313`` builds the paper's exact head) at 1/4 of the input resoluti
            1x1 conv to Q, softmax
 All convs 3x3 'same'.  ``colorization_small`` divides every width by 8 (a CPU-sized variant).
 """
-from visionfw.graph import Graph
-from visionfw.registry import register_model
+from visionfw.zoo.graph import Graph
+from visionfw.zoo.registry import register_model
 
 PAPER = "Zhang, Isola, Efros, Colorful Image Colorization, ECCV 2016"
-# In-gamut ab bins of our gamut test; tests check it equals len(visionfw.colorization.ab_bins()).
+# In-gamut ab bins of our gamut test; tests check it equals len(visionfw.tasks.colorization.ab_bins()).
 N_AB_BINS = 261
 _STAGES = (  # (convs, filters, last stride, dilation) of conv1 .. conv7
     (2, 64, 2, 1), (2, 128, 2, 1), (3, 256, 2, 1), (3, 512, 1, 1),

@@ -15,8 +15,8 @@ Parameters, B1U25 (d = 52): the paper's 297 K counts conv weights only:
 offsets (2 + 50*256 + 256 = 13,058 trainable) and the BN moving means/variances (13,058): 310,659
 trainable, 323,717 in all (``count_params``).  B1U9 (d = 20) has the same 297,216 conv weights.
 """
-from visionfw.graph import Graph
-from visionfw.registry import register_model
+from visionfw.zoo.graph import Graph
+from visionfw.zoo.registry import register_model
 
 PAPER = "Tai, Yang, Liu, Image Super-Resolution via Deep Recursive Residual Network, CVPR 2017"
 

@@ -5,8 +5,8 @@
 ``rgb_range`` mirrors EDSR-PyTorch's option: weights trained on [0, 255] images need
 ``rgb_range=255`` (the model then scales its [0, 1] input up and its output back down).
 """
-from visionfw.graph import Graph
-from visionfw.registry import WeightsInfo, register_model
+from visionfw.zoo.graph import Graph
+from visionfw.zoo.registry import WeightsInfo, register_model
 
 PAPER = "Lim et al., Enhanced Deep Residual Networks for Single Image Super-Resolution, CVPRW 2017"
 RGB_MEAN = (0.4488, 0.4371, 0.4040)  # DIV2K mean, as in EDSR

@@ -2,8 +2,8 @@
 
     LR --conv 5x5 n1, tanh--> --conv 3x3 n2, tanh--> --conv 3x3 C*r*r--> PixelShuffle(r) --> SR
 """
-from visionfw.graph import Graph
-from visionfw.registry import register_model
+from visionfw.zoo.graph import Graph
+from visionfw.zoo.registry import register_model
 
 PAPER = ("Shi et al., Real-Time Single Image and Video Super-Resolution Using an Efficient Sub-Pixel "
          "Convolutional Neural Network, CVPR 2016")

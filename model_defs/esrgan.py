@@ -21,7 +21,7 @@ ends in dense 100 -> 1.  The dense layers fix the input size (``input_size``, 96
 ESRGAN): train with HR patches of that size; the GAN task sizes it to the HR patch.
 
 Real-ESRGAN's U-Net discriminator (Wang et al., ICCVW 2021) is fully convolutional (one logit per
-pixel) with spectral normalisation (:class:`visionfw.layers.SpectralConv2D`)::
+pixel) with spectral normalisation (:class:`visionfw.zoo.layers.SpectralConv2D`)::
 
     x0 = LReLU(conv 64) ; x1..x3 = LReLU(SNconv 4x4 s2) to 128, 256, 512
     x4 = LReLU(SNconv(up2(x3))) + x2 ; x5 = ... + x1 ; x6 = ... + x0   (bilinear up, 256, 128, 64)
@@ -30,8 +30,8 @@ pixel) with spectral normalisation (:class:`visionfw.layers.SpectralConv2D`)::
 import math
 
 from visionfw.errors import SpecError
-from visionfw.graph import Graph
-from visionfw.registry import register_model
+from visionfw.zoo.graph import Graph
+from visionfw.zoo.registry import register_model
 
 PAPER = "Wang et al., ESRGAN: Enhanced Super-Resolution Generative Adversarial Networks, ECCV Workshops 2018"
 SRGAN_PAPER = "Ledig et al., Photo-Realistic Single Image Super-Resolution Using a GAN, CVPR 2017"
@@ -163,7 +163,7 @@ def unet_discriminator(filters=64, channels=3):
     g.conv(x, 1, 3, padding="same", name="conv9")
     return g.spec(meta={"input": "RGB HR patches in [0, 1], sides a multiple of 8",
                         "output": "one real/fake logit per pixel", "paper": REAL_ESRGAN_PAPER,
-                        "layers": "SpectralConv2D (visionfw.layers)"})
+                        "layers": "SpectralConv2D (visionfw.zoo.layers)"})
 
 
 RECIPE = {

@@ -3,8 +3,8 @@
     LR --conv 5x5 d, PReLU--> --conv 1x1 s, PReLU--> (conv 3x3 s, PReLU) x m --> conv 1x1 d, PReLU
        --deconv 9x9 stride r--> SR
 """
-from visionfw.graph import Graph
-from visionfw.registry import register_model
+from visionfw.zoo.graph import Graph
+from visionfw.zoo.registry import register_model
 
 PAPER = "Dong et al., Accelerating the Super-Resolution Convolutional Neural Network, ECCV 2016"
 

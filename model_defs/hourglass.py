@@ -12,8 +12,8 @@ of 128 channels down and up, 4-channel skips, 32 noise channels, bilinear upsamp
 padding there; edge replication here ('replicate' padding, the nearest padding this zoo has).  Input
 sides must be multiples of 2^levels (:func:`visionfw.dip.deep_image_prior` pads the noise and crops).
 """
-from visionfw.graph import Graph
-from visionfw.registry import register_model
+from visionfw.zoo.graph import Graph
+from visionfw.zoo.registry import register_model
 
 PAPER = "Ulyanov, Vedaldi, Lempitsky, Deep Image Prior, CVPR 2018"
 

@@ -11,8 +11,8 @@ RGB in [0, 1], no mean shift.  Layers carry the names of the official PyTorch mo
 is ``IMDB3.c5``, ``IMDB3_cca_down``/``_up`` are ``IMDB3.cca.conv_du.0``/``.2``, ``fusion`` is ``c.0``,
 ``upsampler`` is ``upsampler.0``), so the mapping of the released state dicts can be checked by eye.
 """
-from visionfw.graph import Graph
-from visionfw.registry import WeightsInfo, register_model
+from visionfw.zoo.graph import Graph
+from visionfw.zoo.registry import WeightsInfo, register_model
 
 PAPER = "Hui et al., Lightweight Image Super-Resolution with Information Multi-distillation Network, ACM MM 2019"
 SLOPE = 0.05  # LeakyReLU slope of the official code (block.activation('lrelu', neg_slope=0.05))

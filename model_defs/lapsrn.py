@@ -8,15 +8,15 @@
 
 LeakyReLU slope 0.2.  Input: the LR Y channel in [0, 1] (not pre-upsampled); output: the SR Y.
 Layers carry the names of the official MatConvNet DagNN layers, whose levels count down to
-``level1`` (the finest), so :func:`visionfw.matconvnet.load_lapsrn` pairs them by name.
+``level1`` (the finest), so :func:`visionfw.weights.matconvnet.load_lapsrn` pairs them by name.
 Both transposed convolutions use Keras' 'same' cropping, which equals the release's crops
 (3x3: [0 1 0 1], 4x4: [1 1 1 1]; the loader checks them).
 """
 import math
 
 from visionfw.errors import SpecError
-from visionfw.graph import Graph
-from visionfw.registry import WeightsInfo, register_model
+from visionfw.zoo.graph import Graph
+from visionfw.zoo.registry import WeightsInfo, register_model
 
 PAPER = "Lai et al., Deep Laplacian Pyramid Networks for Fast and Accurate Super-Resolution, CVPR 2017"
 SLOPE = 0.2

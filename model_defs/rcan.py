@@ -3,8 +3,8 @@
     LR - mean --conv--> head --(residual group: (RCAB) x n_blocks + conv + skip) x n_groups--> conv
        --(+ head)--> upsampler --conv--> + mean --> SR
 """
-from visionfw.graph import Graph
-from visionfw.registry import register_model
+from visionfw.zoo.graph import Graph
+from visionfw.zoo.registry import register_model
 
 PAPER = "Zhang et al., Image Super-Resolution Using Very Deep Residual Channel Attention Networks, ECCV 2018"
 RGB_MEAN = (0.4488, 0.4371, 0.4040)  # DIV2K mean, as in the authors' code

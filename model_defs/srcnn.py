@@ -6,8 +6,8 @@
 The official MATLAB code pads by replicating edge pixels, so the default padding is
 'replicate' (zero padding costs about 3 dB with the official weights).
 """
-from visionfw.graph import Graph
-from visionfw.registry import WeightsInfo, register_model
+from visionfw.zoo.graph import Graph
+from visionfw.zoo.registry import WeightsInfo, register_model
 
 PAPER = "Dong et al., Image Super-Resolution Using Deep Convolutional Networks, TPAMI 2016"
 

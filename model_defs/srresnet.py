@@ -3,8 +3,8 @@
     LR --conv 9x9, PReLU--> head --(conv-BN-PReLU-conv-BN + skip) x n_blocks--> conv, BN --(+ head)-->
        (conv, PixelShuffle x2, PReLU) per x2 --conv 9x9--> SR
 """
-from visionfw.graph import Graph
-from visionfw.registry import register_model
+from visionfw.zoo.graph import Graph
+from visionfw.zoo.registry import register_model
 
 PAPER = "Ledig et al., Photo-Realistic Single Image Super-Resolution Using a GAN, CVPR 2017"
 

@@ -35,8 +35,8 @@ the full-range luma 0.299R+0.587G+0.114B in [0, 1]:
 import math
 
 from visionfw.errors import ConfigError
-from visionfw.graph import Graph
-from visionfw.registry import register_model
+from visionfw.zoo.graph import Graph
+from visionfw.zoo.registry import register_model
 
 PAPER = "Kim et al., Task-Aware Image Downscaling, ECCV 2018"
 _DEFAULTS = {"Conv2D": {"filters": 64, "kernel_size": 3, "padding": "same"}}
@@ -170,7 +170,7 @@ register_model("aetad_color_large", aetad_color, family="tad", scales=(), task="
 
 def _part(name, scale, role):
     """The encoder or decoder alone of zoo model ``name``, with the same layer names as in the full model."""
-    from visionfw.registry import get_spec
+    from visionfw.zoo.registry import get_spec
 
     spec = get_spec(name, scale=scale)
     meta = spec["meta"]

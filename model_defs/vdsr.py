@@ -2,8 +2,8 @@
 
     bicubic-upscaled Y --(conv 3x3 64 + ReLU) x 19--> conv 3x3 -> 1 --(+ input)--> SR Y
 """
-from visionfw.graph import Graph
-from visionfw.registry import WeightsInfo, register_model
+from visionfw.zoo.graph import Graph
+from visionfw.zoo.registry import WeightsInfo, register_model
 
 PAPER = "Kim et al., Accurate Image Super-Resolution Using Very Deep Convolutional Networks, CVPR 2016"
 

@@ -1,4 +1,4 @@
-"""A small multi-frame SR network for the video TAD experiments (``visionfw.video``): early fusion.
+"""A small multi-frame SR network for the video TAD experiments (``visionfw.tasks.video``): early fusion.
 
     T LR frames, concatenated on channels (frame-major: [f_0 rgb, f_1 rgb, ...]) --(conv 3x3 + ReLU) x L-->
     conv 3x3 -> 3*s*s --PixelShuffle(s)--> + bicubic(centre frame, s) --> SR centre frame
@@ -7,8 +7,8 @@ No motion compensation: the convolutions see the neighbours as extra channels an
 shifts of a camera pan within their receptive field.  The global residual on the bicubic-upscaled
 centre frame is ours (as in VDSR), so the network learns the detail only.
 """
-from visionfw.graph import Graph
-from visionfw.registry import register_model
+from visionfw.zoo.graph import Graph
+from visionfw.zoo.registry import register_model
 
 PAPER = "Kim, Task-aware image downscaling (thesis): TAD as the downscaler of a video SR model"
 
@@ -32,7 +32,7 @@ RECIPE = {
     "loss": "l1", "optimizer": "adam", "optimizer_kwargs": {"beta_1": 0.9, "beta_2": 0.999, "epsilon": 1e-8},
     "lr": 2e-4, "schedule": "constant", "schedule_kwargs": {}, "batch_size": 16, "lr_patch": 32,
     "source": "our recipe (EDSR-style: L1, Adam); the thesis' video SR training is not reproduced here",
-    "notes": "train with task='video_sr' (visionfw.video): task_options downscaler=bicubic or the path of "
+    "notes": "train with task='video_sr' (visionfw.tasks.video): task_options downscaler=bicubic or the path of "
              "a trained TAD .keras model, max_motion=HR pixels per frame of the synthetic camera pan.",
 }
 

@@ -11,7 +11,7 @@ import tensorflow as tf
 import visionfw
 from visionfw.errors import ConfigError
 from visionfw.train import TrainConfig, train
-from visionfw.train.losses import LP_EPS, parse_loss
+from visionfw.tasks.losses import LP_EPS, parse_loss
 from visionfw.train.trainer import resolve_config
 
 

@@ -7,7 +7,7 @@ import pytest
 import tensorflow as tf
 
 import visionfw
-from visionfw import colorization as C
+from visionfw.tasks import colorization as C
 
 
 def test_lab_of_reference_colours():

@@ -1,4 +1,4 @@
-"""visionfw.compare (with visionfw.profiling and visionfw.runs): MAC counts by hand, the comparison
+"""visionfw.studies.compare (with visionfw.studies.profiling and visionfw.studies.runs): MAC counts by hand, the comparison
 table, its outputs and its cache."""
 import csv
 import json
@@ -6,9 +6,9 @@ import json
 import numpy as np
 import pytest
 
-from visionfw import compare as cmp
-from visionfw import profiling as prof
-from visionfw import runs
+from visionfw.studies import compare as cmp
+from visionfw.studies import profiling as prof
+from visionfw.studies import runs
 from visionfw.errors import ConfigError
 from conftest import count_calls, write_noise_images
 
@@ -92,7 +92,7 @@ def test_parsers_reject_bad_flags():
 
 
 def test_compare_table_outputs_and_cache(tiny_data, tmp_path, monkeypatch):
-    from visionfw.metrics import bicubic_baseline
+    from visionfw.metrics.psnr_ssim import bicubic_baseline
     from visionfw.data.benchmarks import load_benchmark
 
     import visionfw

@@ -87,7 +87,7 @@ def test_list_images_counts_and_names_entries_it_cannot_read(tmp_path):
 def test_a_test_image_too_small_to_evaluate_is_one_line(tmp_path):
     from visionfw.data.benchmarks import load_benchmark
     from visionfw.evaluate import evaluate_model
-    from visionfw.registry import get_model
+    from visionfw.zoo.registry import get_model
 
     folder = write_noise_images(tmp_path / "set", 1, 32, seed=3)
     Image.fromarray(np.zeros((1, 1, 3), np.uint8)).save(folder / "tiny.png")

@@ -3,7 +3,8 @@ import numpy as np
 import pytest
 
 import visionfw
-from visionfw import dip, metrics
+from visionfw import dip
+from visionfw.metrics import psnr_ssim as metrics
 from visionfw.errors import ConfigError, DataError
 
 # 3 levels of 16 channels: a CPU-sized hourglass for tests (the zoo's has 5 levels of 128)

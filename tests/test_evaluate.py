@@ -205,11 +205,11 @@ def test_identity_model_measures_bicubic_with_both_protocols(tmp_path):
 
 @needs_bench
 def test_texture_metrics_join_the_table_with_their_protocols():
-    """NIQE of the bicubic output (identity model on upscaled input) equals visionfw.niqe on the
+    """NIQE of the bicubic output (identity model on upscaled input) equals visionfw.metrics.niqe on the
     shaved uint8 image, a user metric is averaged like PSNR, and the table names what each column is."""
     from visionfw.data.benchmarks import load_benchmark
-    from visionfw.metrics import shave
-    from visionfw.niqe import niqe
+    from visionfw.metrics.psnr_ssim import shave
+    from visionfw.metrics.niqe import niqe
 
     res = evaluate_model(_identity_model(3), "Set5", 3, protocol="edsr", channels="rgb", upsampled_input=True,
                          progress=False, texture_metrics=["niqe"])
@@ -263,7 +263,7 @@ def test_bfloat16_copy_computes_in_bf16_with_a_float32_head():
 
 
 def test_bfloat16_reaches_inside_nested_models():
-    from visionfw.builder import set_compute_policy
+    from visionfw.zoo.builder import set_compute_policy
 
     model = visionfw.get_model("aetad_very_small", scale=2)
     nested = [layer for layer in model.layers if isinstance(layer, keras.Model)]
@@ -292,7 +292,7 @@ def test_official_imdn_in_bfloat16_stays_within_0_05_db(shared_data, tmp_path, c
 
 
 def test_mixed_training_keeps_a_layer_the_spec_pins_to_float32():
-    from visionfw.train.tasks import build_with_policy
+    from visionfw.tasks.base import build_with_policy
 
     g = visionfw.Graph("pinned", inputs=[(None, None, 3)])
     x = g.layer("Activation", g.conv(g.input, 4, 3, padding="same"), activation="softmax", dtype="float32")

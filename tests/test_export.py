@@ -136,7 +136,7 @@ def test_fixed_input_shape_and_load_exported(models, tmp_path):
 def _bicubic_model():
     import keras
 
-    from visionfw.layers import BicubicResize
+    from visionfw.zoo.layers import BicubicResize
 
     keras.utils.set_random_seed(0)
     x = keras.Input((None, None, 3))

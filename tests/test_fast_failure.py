@@ -73,7 +73,7 @@ def test_run_all_writes_copies_unless_inplace(tmp_path, monkeypatch):
 
 def test_missing_official_weights_say_how_to_fetch_them_from_a_shell(tmp_path, monkeypatch):
     import visionfw
-    from visionfw import pretrained
+    from visionfw.weights import pretrained
 
     monkeypatch.setattr(pretrained, "weights_dirs", lambda data_dir=None: [tmp_path])
     with pytest.raises(visionfw.errors.WeightsError) as err:
@@ -89,7 +89,7 @@ def test_peak_memory_does_not_depend_on_what_ran_before():
     process's RSS, which whatever the test session ran before would otherwise shape."""
     code = """if True:
         import json, visionfw
-        from visionfw import profiling
+        from visionfw.studies import profiling
         peaks = []
         for name in ("lapsrn", "vdsr", "lapsrn"):
             spec = visionfw.get_spec(name, scale=2)

@@ -25,7 +25,7 @@ import visionfw
 from visionfw.errors import ConfigError
 from visionfw.train import TrainConfig, train
 from visionfw.train.checkpoint import load_state
-from visionfw.train.gan import (REAL_ESRGAN_LAYERS, GANObjective, GANTask, PerceptualLoss, parse_vgg_layers,
+from visionfw.tasks.gan import (REAL_ESRGAN_LAYERS, GANObjective, GANTask, PerceptualLoss, parse_vgg_layers,
                                 relativistic_d_loss, relativistic_g_loss, standard_d_loss, standard_g_loss,
                                 vgg19_features)
 from visionfw.train.schedules import ConstantLR, CosineLR, ScaledLR
@@ -158,7 +158,7 @@ def test_official_rrdbnet_state_dicts_load(style, tmp_path):
 
 
 def test_spectral_conv_normalises_and_round_trips(tmp_path):
-    from visionfw.layers import SpectralConv2D
+    from visionfw.zoo.layers import SpectralConv2D
 
     layer = SpectralConv2D(8, 3, padding="same")
     x = tf.random.stateless_normal((2, 6, 6, 4), seed=(1, 2))
@@ -230,9 +230,9 @@ def test_vgg_features_before_and_after_relu(monkeypatch, tmp_path):
     assert vgg19_features("block5_conv4", weights="random")(np.zeros((1, 16, 16, 3))).shape == (1, 1, 1, 512)
     with pytest.raises(ConfigError, match="block5_conv4"):
         vgg19_features("conv5_4", weights="random")
-    import visionfw.pretrained
+    import visionfw.weights.pretrained
 
-    monkeypatch.setattr(visionfw.pretrained, "weights_dirs", lambda data_dir=None: [tmp_path])
+    monkeypatch.setattr(visionfw.weights.pretrained, "weights_dirs", lambda data_dir=None: [tmp_path])
     with pytest.raises(ConfigError, match="vgg19_weights_tf_dim_ordering_tf_kernels_notop.h5"):
         vgg19_features(weights="auto")
 

@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 
 import visionfw
-from visionfw import builder
+from visionfw.zoo import builder
 from visionfw.errors import SpecError
-from visionfw.graph import Graph
+from visionfw.zoo.graph import Graph
 
 from conftest import count_calls
 

@@ -12,9 +12,9 @@ import pytest
 import scipy.io
 
 from visionfw.errors import WeightsError
-from visionfw.keras_files import CHECKSUM_ATTR, save_weights, verify_keras_file
-from visionfw.torch_checkpoint import MAX_VIEW_AMPLIFICATION, load_torch_checkpoint, read_torch_checkpoint
-from visionfw.weights import load_weights
+from visionfw.weights.keras_files import CHECKSUM_ATTR, save_weights, verify_keras_file
+from visionfw.weights.torch_checkpoint import MAX_VIEW_AMPLIFICATION, load_torch_checkpoint, read_torch_checkpoint
+from visionfw.weights.loader import load_weights
 
 _SPEC = importlib.util.spec_from_file_location(
     "hostile_files", Path(__file__).resolve().parents[1] / "benchmarks" / "hostile_files.py")

@@ -4,7 +4,7 @@ import pytest
 import tensorflow as tf
 
 import keras
-from visionfw import layers as L
+from visionfw.zoo import layers as L
 
 
 def _rand(shape, seed=0):

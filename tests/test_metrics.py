@@ -8,7 +8,7 @@ import pytest
 from PIL import Image
 
 from visionfw.errors import DataError
-from visionfw.metrics import (bicubic_baseline, evaluate_pair, mean_metrics, protocol_description,
+from visionfw.metrics.psnr_ssim import (bicubic_baseline, evaluate_pair, mean_metrics, protocol_description,
                               protocol_y, psnr, quantize, shave, ssim)
 
 SHARED = Path(os.environ.get("VISIONFW_SHARED_DATA")

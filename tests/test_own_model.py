@@ -31,8 +31,8 @@ import keras  # noqa: E402
 
 import visionfw  # noqa: E402
 from visionfw.errors import SpecError, WeightsError  # noqa: E402
-from visionfw.graph import Graph  # noqa: E402
-from visionfw.weights import load_weights, plan_state_dict  # noqa: E402
+from visionfw.zoo.graph import Graph  # noqa: E402
+from visionfw.weights.loader import load_weights, plan_state_dict  # noqa: E402
 
 CARN_MEAN = (0.4488, 0.4371, 0.4040)
 
@@ -226,7 +226,7 @@ def test_carn_and_carn_m_load_their_pytorch_twins_exactly(tmp_path, mobile, orde
     twin = _seed_all(Carn(8, scale, mobile).eval(), 1 + int(mobile))
     path = _save(twin, tmp_path / "carn.pth")
     model = visionfw.build_model(carn_spec(8, scale, mobile, order))
-    plan = plan_state_dict(model, visionfw.weights.read_state_dict(path))
+    plan = plan_state_dict(model, visionfw.weights.loader.read_state_dict(path))
     assert plan.ok, plan.problems
     assert plan.pairing_counts()["name"] == len(plan.entries)  # every module found its layer by name
     if order == "tf":  # the upsampling conv is reordered, through the ReLU between it and the shuffle
@@ -342,7 +342,7 @@ def test_pan_with_a_bilinear_skip_loads_its_pytorch_twin_in_written_order(tmp_pa
     model = visionfw.build_model(spec)
     # Keras lists the layers by graph depth, which is not the order PAN was written in
     keras_order = [layer.name for layer in model.layers if layer.weights]
-    plan = plan_state_dict(model, visionfw.weights.read_state_dict(path))
+    plan = plan_state_dict(model, visionfw.weights.loader.read_state_dict(path))
     assert plan.ok and plan.pairing_counts()["order"] == len(plan.entries)
     assert [e.label for e in plan.entries] != keras_order
     load_weights(model, path)
@@ -364,7 +364,7 @@ def test_pan_with_a_bilinear_skip_loads_its_pytorch_twin_in_written_order(tmp_pa
 def test_interpolate_equals_torch_on_unknown_sizes(mode, align_corners, scale):
     import tensorflow as tf
 
-    layer = visionfw.layers.Interpolate(scale=scale, mode=mode, align_corners=align_corners)
+    layer = visionfw.zoo.layers.Interpolate(scale=scale, mode=mode, align_corners=align_corners)
     run = tf.function(layer, input_signature=[tf.TensorSpec((None, None, None, 2))])
     for h, w in ((5, 7), (1, 3), (8, 8)):
         x = np.random.default_rng(h * w).random((1, h, w, 2), dtype=np.float32)
@@ -377,7 +377,7 @@ def test_interpolate_to_the_size_of_another_tensor():
     x = np.random.default_rng(0).random((1, 3, 4, 2), dtype=np.float32)
     like = np.zeros((1, 7, 10, 5), np.float32)
     for align in (False, True):
-        out = visionfw.layers.Interpolate(mode="bilinear", align_corners=align)([x, like])
+        out = visionfw.zoo.layers.Interpolate(mode="bilinear", align_corners=align)([x, like])
         ref = F.interpolate(torch.from_numpy(x).permute(0, 3, 1, 2), size=(7, 10), mode="bilinear",
                             align_corners=align)
         np.testing.assert_allclose(np.asarray(out), ref.permute(0, 2, 3, 1).numpy(), atol=1e-6)
@@ -518,10 +518,10 @@ def test_every_combination_the_importer_cannot_convert_is_refused(case):
     _, spec, state, names = case
     model = visionfw.build_model(spec)
     with pytest.raises(WeightsError, match=names + r".*Fix: build the model with order='torch'"):
-        visionfw.weights.load_state_dict(model, state)
+        visionfw.weights.loader.load_state_dict(model, state)
     # with the layer in PyTorch's order there is nothing to reorder: the same weights load
     torch_spec = {**spec, "shuffle_par": [dict(p, order="torch") for p in spec["shuffle_par"]]}
-    visionfw.weights.load_state_dict(visionfw.build_model(torch_spec), state)
+    visionfw.weights.loader.load_state_dict(visionfw.build_model(torch_spec), state)
 
 
 # --------------------------------------------------------------------------- pairing messages
@@ -535,7 +535,7 @@ def test_a_misfit_pair_says_how_it_was_paired_and_never_suggests_skipping_it():
     state = {"head.weight": rng.standard_normal((8, 3, 3, 3)).astype(np.float32), "head.bias": np.zeros(8, np.float32),
              "body.weight": rng.standard_normal((3, 8, 3, 3)).astype(np.float32)}  # bias missing
     with pytest.raises(WeightsError) as err:
-        visionfw.weights.load_state_dict(model, state)
+        visionfw.weights.loader.load_state_dict(model, state)
     text = str(err.value)
     assert "'body'" in text and "paired by the spec's written order (no Keras layer is named 'body')" in text
     assert "name the Keras layer after the module" in text and "skip=[" not in text
@@ -567,8 +567,8 @@ def test_register_layer_as_decorator_and_call():
 
 
 def test_import_visionfw_exposes_weights_lazily():
-    code = ("import sys, visionfw; assert 'visionfw.weights' not in sys.modules; "
-            "assert 'tensorflow' not in sys.modules; print(visionfw.weights.describe_mapping.__name__)")
+    code = ("import sys, visionfw; assert 'visionfw.weights.loader' not in sys.modules; "
+            "assert 'tensorflow' not in sys.modules; print(visionfw.weights.loader.describe_mapping.__name__)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "describe_mapping"
@@ -580,7 +580,7 @@ def test_import_visionfw_exposes_weights_lazily():
 MY_MODELS = '''
 import keras
 import visionfw
-from visionfw.graph import Graph
+from visionfw.zoo.graph import Graph
 
 
 @visionfw.register_layer

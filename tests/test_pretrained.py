@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 import visionfw
-from visionfw import pretrained
+from visionfw.weights import pretrained
 from visionfw.errors import WeightsError
 
 from conftest import SHARED_DATA

@@ -1,11 +1,11 @@
-"""visionfw.rank_datasets: ranks, min diff and labels on hand-made numbers; the resumable experiment."""
+"""visionfw.studies.rank_datasets: ranks, min diff and labels on hand-made numbers; the resumable experiment."""
 import json
 
 import numpy as np
 import pytest
 
-from visionfw import rank_datasets as rd
-from visionfw import reports
+from visionfw.studies import rank_datasets as rd
+from visionfw.studies import reports
 from visionfw.errors import ConfigError, DataError
 from conftest import count_calls, write_noise_images
 

@@ -1,4 +1,4 @@
-"""visionfw.report_html: the crop finder on hand-made errors, the page's structure and numbers,
+"""visionfw.studies.report_html: the crop finder on hand-made errors, the page's structure and numbers,
 and the page in a real headless Chromium (from file://: no console error, not blank, zoom works)."""
 import base64
 import io
@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from visionfw import report_html as rh
+from visionfw.studies import report_html as rh
 from visionfw.errors import ConfigError
 
 
@@ -238,7 +238,7 @@ def test_rank_page_has_matrix_and_histograms(tmp_path):
 
 
 def rank_result():
-    from visionfw.rank_datasets import rank_matrix
+    from visionfw.studies.rank_datasets import rank_matrix
 
     return {"table": rank_matrix({"Set5": {"T91": 1.25, "BSD": 1.5}}),
             "per_image": {"Set5": {"T91": [1.0, 1.5], "BSD": [1.25, 1.75]}}, "model": "srcnn_915", "scale": 2,
@@ -247,7 +247,7 @@ def rank_result():
 
 
 def test_cli_rank_datasets_writes_the_page_unless_noreport(tmp_path, monkeypatch, capsys):
-    import visionfw.rank_datasets as rd
+    import visionfw.studies.rank_datasets as rd
     from visionfw.cli import run
 
     monkeypatch.setattr(rd, "rank_datasets", lambda *a, **k: rank_result())   # the ranking itself is tested elsewhere
@@ -420,7 +420,7 @@ def tiny_sets(tmp_path_factory):
 
 
 def test_compare_report_numbers_equal_the_json_and_survive_the_cache(tiny_sets, tmp_path):
-    from visionfw.compare import compare_models
+    from visionfw.studies.compare import compare_models
 
     models = [{"label": "fsrcnn_a", "model": "fsrcnn", "hyper": {"d": 8, "s": 4, "m": 1}},
               {"label": "espcn_a", "model": "espcn", "hyper": {"n1": 8, "n2": 4}}]

@@ -35,9 +35,9 @@ import pytest
 import keras
 import visionfw
 from visionfw.errors import WeightsError
-from visionfw.graph import Graph
-from visionfw.matconvnet import load_dagnn_convs, load_lapsrn, read_dagnn
-from visionfw.weights import plan_state_dict, read_state_dict
+from visionfw.zoo.graph import Graph
+from visionfw.weights.matconvnet import load_dagnn_convs, load_lapsrn, read_dagnn
+from visionfw.weights.loader import plan_state_dict, read_state_dict
 from visionfw.model_defs.lapsrn import lapsrn
 
 from conftest import SHARED_DATA
@@ -103,7 +103,7 @@ def test_metadata_and_parameter_counts(name):
 
 @needs_data
 def test_parameter_counts_equal_the_release_files():
-    from visionfw.weights import file_sha256, read_state_dict
+    from visionfw.weights.loader import file_sha256, read_state_dict
 
     for scale, count in PARAMS["imdn"].items():
         path = WEIGHTS / "imdn" / f"IMDN_x{scale}.pth"
@@ -133,7 +133,7 @@ def test_odd_sizes_and_keras_round_trip_with_safe_mode(tmp_path):
 
 
 def test_new_layers_by_hand():
-    from visionfw.layers import BilinearKernel, ChannelSlice, ContrastPool
+    from visionfw.zoo.layers import BilinearKernel, ChannelSlice, ContrastPool
 
     x = np.random.default_rng(1).standard_normal((2, 5, 7, 6)).astype(np.float32)
     np.testing.assert_array_equal(np.asarray(ChannelSlice(start=2, stop=5)(x)), x[..., 2:5])
@@ -185,7 +185,7 @@ def _torch_imdn(torch, state, scale):
 @pytest.mark.parametrize("scale", [2, 3, 4])
 def test_imdn_equals_the_official_pytorch_forward(cache, scale):
     torch = pytest.importorskip("torch")
-    from visionfw.weights import read_state_dict
+    from visionfw.weights.loader import read_state_dict
 
     forward = _torch_imdn(torch, read_state_dict(WEIGHTS / "imdn" / f"IMDN_x{scale}.pth"), scale)
     x = np.random.default_rng(scale).random((1, 23, 17, 3), dtype=np.float32)  # odd sizes
@@ -236,7 +236,7 @@ def _lapsrn_official(model, dataset, scale):
     from visionfw.data.color import rgb_to_y, rgb_to_ycbcr, ycbcr_to_rgb
     from visionfw.data.imresize import imresize_numpy
     from visionfw.evaluate import super_resolve
-    from visionfw.metrics import as_hwc, psnr, quantize, shave
+    from visionfw.metrics.psnr_ssim import as_hwc, psnr, quantize, shave
 
     values = []
     for rec in load_benchmark(dataset, scale):
@@ -415,7 +415,7 @@ COMPARE_X2 = {"bicubic": (33.66, 30.24), "srcnn_915": (36.34, 32.18), "vdsr": (3
 
 @needs_data
 def test_compare_with_official_weights_equals_the_reproductions(tmp_path):
-    from visionfw.compare import compare_models
+    from visionfw.studies.compare import compare_models
 
     result = compare_models("srcnn_915,vdsr,lapsrn,imdn", "Set5,Set14", 2, weights="official", out=tmp_path,
                             protocol="srcnn", data_dir=str(SHARED_DATA), latency_runs=1, warmup=1)

@@ -1,4 +1,4 @@
-"""Tests of visionfw.sampling: the PSNR-gain histogram rule, PIC sampling, the patch pool."""
+"""Tests of visionfw.data.sampling: the PSNR-gain histogram rule, PIC sampling, the patch pool."""
 import math
 import os
 import subprocess
@@ -11,7 +11,7 @@ import pytest
 import tensorflow as tf
 
 from visionfw.errors import ConfigError, DataError
-from visionfw.sampling import (PatchPool, PicSampler, PsnrHistSampler, UniformSampler,
+from visionfw.data.sampling import (PatchPool, PicSampler, PsnrHistSampler, UniformSampler,
                                compute_pic, make_sampler, per_patch_psnr_gain)
 
 
@@ -341,7 +341,7 @@ _MIRRORED = textwrap.dedent("""
     import numpy as np, tensorflow as tf
     cpu = tf.config.list_physical_devices("CPU")[0]
     tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
-    from visionfw.sampling import PsnrHistSampler, PicSampler
+    from visionfw.data.sampling import PsnrHistSampler, PicSampler
     strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
     with strategy.scope():
         s = PsnrHistSampler(40, bins=4, seed=5)

@@ -37,7 +37,7 @@ for path in sys.argv[1:]:
 
 
 def test_every_family_loads_after_import_visionfw_alone(tmp_path):
-    from visionfw.registry import model_entry
+    from visionfw.zoo.registry import model_entry
 
     families = {model_entry(name).family for name, _ in FAMILY_MODELS.values()}
     entries = map(model_entry, visionfw.list_models())

@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 
 from conftest import write_noise_images
-from visionfw.builder import MAX_SPEC_LINKS, build_model
+from visionfw.zoo.builder import MAX_SPEC_LINKS, build_model
 from visionfw.degradation import MAX_BLUR_SIZE, MAX_PASSES, check_fits, make_degrader, parse_spec
 from visionfw.errors import ConfigError, SpecError
-from visionfw.train.tasks import typed_options
+from visionfw.tasks.base import typed_options
 
 
 def _chain(n, **kw):
@@ -40,7 +40,7 @@ def test_deep_keras_file_loads_in_a_fresh_process(tmp_path):
     import subprocess
 
     build_model(_chain(1500)).save(tmp_path / "deep.keras")
-    code = ("import sys, keras; from visionfw.keras_files import verify_keras_file; verify_keras_file(sys.argv[1]); "
+    code = ("import sys, keras; from visionfw.weights.keras_files import verify_keras_file; verify_keras_file(sys.argv[1]); "
             "print(len(keras.saving.load_model(sys.argv[1]).layers))")
     done = subprocess.run([sys.executable, "-c", code, str(tmp_path / "deep.keras")], capture_output=True, text=True,
                           timeout=600)
@@ -156,7 +156,7 @@ def test_typed_options_name_the_option_and_the_type():
 
 def test_tad_task_options_from_the_command_line_text():
     from visionfw.cli.common import parse_kv
-    from visionfw.tad import TADTask
+    from visionfw.tasks.tad import TADTask
 
     config = SimpleNamespace(task_options=parse_kv("alpha=abc", "task_options"), scale=2, model=None)
     with pytest.raises(ConfigError, match=r"--task_options alpha='abc': tad option 'alpha' must be a number"):

@@ -8,7 +8,7 @@ import tensorflow as tf
 
 import visionfw
 from visionfw.model_defs.tad import decoder_spec, encoder_spec
-from visionfw import tad
+from visionfw.tasks import tad
 from visionfw.data.imresize import imresize
 
 
@@ -159,7 +159,7 @@ def test_add_noise_has_the_requested_sigma():
 
 
 def test_cli_downscale_then_upscale(tmp_path):
-    from visionfw.cli.tad import run
+    from visionfw.cli.downscale import run
     from visionfw.data.image_io import read_image_uint8, write_image
 
     src = tmp_path / "in"
@@ -185,7 +185,7 @@ def test_unsupported_scale_is_a_config_error():
 
 def test_tad_task_plugs_into_the_shared_trainer(tmp_path):
     from visionfw.data.image_io import write_image
-    from visionfw.train.tasks import get_task
+    from visionfw.tasks.base import get_task
     from visionfw.train.trainer import TrainConfig
 
     for i in range(2):
@@ -314,7 +314,7 @@ def test_a_run_whose_loss_explodes_stops_and_keeps_the_last_checkpoint(tmp_path)
     from visionfw.data.image_io import write_image
     from visionfw.errors import TrainingError
     from visionfw.train import train
-    from visionfw.train.tasks import register_task
+    from visionfw.tasks.base import register_task
     from visionfw.train.trainer import TrainConfig
 
     class ExplodesAtStep4(tad.TADTask):

@@ -10,8 +10,8 @@ import pytest
 from scipy.ndimage import gaussian_filter
 from scipy.special import gamma as G
 
-from visionfw import lpips as vlpips
-from visionfw import niqe as vniqe
+from visionfw.metrics import lpips as vlpips
+from visionfw.metrics import niqe as vniqe
 from visionfw.errors import DataError, WeightsError
 
 SET5 = Path("/work/shared/data/benchmark/Set5")

@@ -1,5 +1,5 @@
-"""Tests of visionfw.torch_checkpoint (PyTorch checkpoints without torch, without running pickles)
-and of the structural PyTorch -> Keras mapping in visionfw.weights."""
+"""Tests of visionfw.weights.torch_checkpoint (PyTorch checkpoints without torch, without running pickles)
+and of the structural PyTorch -> Keras mapping in visionfw.weights.loader."""
 import hashlib
 import importlib.util
 import os
@@ -16,9 +16,9 @@ import numpy as np
 import pytest
 
 from visionfw.errors import WeightsError
-from visionfw.layers import PixelShuffle
-from visionfw.torch_checkpoint import load_torch_checkpoint, read_torch_checkpoint
-from visionfw.weights import (DEFAULT_SKIP, describe_mapping, load_state_dict, load_weights, plan_state_dict,
+from visionfw.zoo.layers import PixelShuffle
+from visionfw.weights.torch_checkpoint import load_torch_checkpoint, read_torch_checkpoint
+from visionfw.weights.loader import (DEFAULT_SKIP, describe_mapping, load_state_dict, load_weights, plan_state_dict,
                               read_state_dict)
 
 # parameters and a digest of (key, bytes) in order, per official IMDN file (README: 92 tensors each)

@@ -16,7 +16,7 @@ import tensorflow as tf
 from visionfw.errors import ConfigError, TrainingError
 from visionfw.train import TrainConfig, train
 from visionfw.train.checkpoint import load_state
-from visionfw.train.losses import parse_loss
+from visionfw.tasks.losses import parse_loss
 from visionfw.train.presets import get_preset
 from visionfw.train.schedules import CosineLR, MultiStepLR, StepLR, make_schedule
 from visionfw.train.trainer import resolve_config
@@ -145,7 +145,7 @@ def test_short_run_writes_run_dir_and_model_reloads(tmp_path, image_dir):
     loaded = keras.saving.load_model(run / "model.keras", safe_mode=True)
     arrays, meta = ckpt_arrays(run / "checkpoints" / "ckpt-00000004.npz")
     assert meta["step"] == 4
-    from visionfw.registry import get_model
+    from visionfw.zoo.registry import get_model
 
     fresh = get_model("espcn", scale=2, **TINY_ESPCN)
     fresh.set_weights([arrays[k] for k in sorted(a for a in arrays if a.startswith("model/"))])
@@ -188,7 +188,7 @@ def test_psnr_hist_sampler_learns_and_resumes_exactly(tmp_path, image_dir):
 
 def test_registered_task_metrics_are_logged(tmp_path, image_dir):
     from visionfw.train import SRTask, register_task
-    from visionfw.train.losses import l2
+    from visionfw.tasks.losses import l2
 
     class SRWithMSE(SRTask):
         metric_names = ("mse",)
@@ -258,7 +258,7 @@ def test_sigkill_then_resume_auto_matches_uninterrupted(tmp_path, image_dir):
 
 def test_unknown_data_option_is_config_error():
     from visionfw.errors import ConfigError
-    from visionfw.train.tasks import SRTask
+    from visionfw.tasks.base import SRTask
     from visionfw.train.trainer import TrainConfig, resolve_config
 
     config = resolve_config(TrainConfig(model="espcn", scale=2, data_options={"patch_ordr": "crop_then_downscale"}))
@@ -410,7 +410,7 @@ def test_degradation_feeds_training_and_resumes_exactly(tmp_path, image_dir):
     """--degradation replaces the bicubic LR of the input pipeline with the seeded degradation of the
     same HR patches: batch k of a run restarted at step n is batch n+k of the first run, and a
     trained-and-resumed run equals an uninterrupted one."""
-    from visionfw.train.tasks import SRTask
+    from visionfw.tasks.base import SRTask
 
     config = resolve_config(tiny_config(tmp_path / "d", image_dir, degradation=DEGRADATION))
     task = SRTask(config)

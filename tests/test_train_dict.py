@@ -20,7 +20,7 @@ TINY_VDSR = {"name": "tiny_vdsr_test", "inputs": [(None, None, 1)],
 @pytest.fixture(autouse=True)
 def registry_restored(monkeypatch):
     """The models these tests register are gone afterwards (other tests list the zoo)."""
-    from visionfw import registry
+    from visionfw.zoo import registry
 
     registry.list_models()  # the zoo loaded first, so the copy holds it
     monkeypatch.setattr(registry, "_MODELS", dict(registry._MODELS))
@@ -41,7 +41,7 @@ def test_a_dict_without_meta_trains_with_the_default_recipe(tmp_path):
     result = train(config)  # before: "expected axis -1 of input shape to have value 1" inside autograph
     assert result["steps"] == 3
     model = visionfw.build_model(visionfw.get_spec(name))
-    from visionfw.train.tasks import checked_sr_meta
+    from visionfw.tasks.base import checked_sr_meta
 
     meta = checked_sr_meta(visionfw.get_spec(name), model, 2)
     assert (meta["channels"], meta["upsampled_input"], meta["scale"]) == ("y", True, 2)

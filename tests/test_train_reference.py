@@ -17,7 +17,7 @@ from visionfw.train import TrainConfig, resolve_config
 from visionfw.train.presets import USER_DEFAULT
 
 MY_MODELS = '''
-from visionfw.graph import Graph
+from visionfw.zoo.graph import Graph
 
 
 def my_net(scale=2, filters=8):
@@ -117,7 +117,7 @@ def test_import_registers_a_users_layer_before_the_model_builds(project, capsys)
 
 
 def test_import_of_a_module_that_registers_a_model_gives_its_family_recipe(project, monkeypatch):
-    from visionfw import registry
+    from visionfw.zoo import registry
 
     registry.list_models()
     monkeypatch.setattr(registry, "_MODELS", dict(registry._MODELS))  # the model registered here goes after

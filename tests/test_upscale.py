@@ -153,7 +153,7 @@ def test_cli_upscales_a_folder_of_odd_images(tmp_path):
 def test_cli_pretrained_zoo_model_writes_a_4x_image(shared_data, tmp_path):
     """The README's command on a photo: official IMDN x4 (found on the data search path) writes the 4x
     image, and it is closer to the true HR than MATLAB bicubic (RGB PSNR, 4 px shaved)."""
-    from visionfw import metrics
+    from visionfw.metrics import psnr_ssim as metrics
 
     hr = read_photo(shared_data / "benchmark" / "Set5" / "baby.png")[200:320, 160:320]  # 120x160 HR crop
     lr = np.clip(np.floor(imresize_numpy(hr.astype(np.float64) / 255, 0.25) * 255 + 0.5), 0, 255).astype(np.uint8)

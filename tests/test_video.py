@@ -8,7 +8,7 @@ import pytest
 import tensorflow as tf
 
 import visionfw
-from visionfw import video
+from visionfw.tasks import video
 from visionfw.errors import ConfigError, DataError
 from visionfw.train import TrainConfig, train
 
@@ -86,7 +86,7 @@ def _config(shared_data, tmp_path, name, **kw):
 
 
 def test_video_task_batches_are_pans_and_training_lowers_the_loss(shared_data, tmp_path):
-    from visionfw.train.tasks import get_task
+    from visionfw.tasks.base import get_task
     from visionfw.train.trainer import resolve_config
 
     config = resolve_config(_config(shared_data, tmp_path, "bicubic", task_options={"max_motion": 3}))
@@ -123,7 +123,7 @@ def test_video_task_with_a_tad_encoder_as_downscaler(shared_data, tmp_path):
 
 
 def test_video_task_rejects_single_frame_models_and_unknown_options():
-    from visionfw.train.tasks import get_task
+    from visionfw.tasks.base import get_task
     from visionfw.train.trainer import resolve_config
 
     with pytest.raises(ConfigError, match="not a multi-frame model"):

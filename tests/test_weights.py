@@ -1,4 +1,4 @@
-"""Tests of visionfw.weights: official .mat layouts, Keras files, PyTorch state dicts, errors."""
+"""Tests of visionfw.weights.loader: official .mat layouts, Keras files, PyTorch state dicts, errors."""
 import hashlib
 import inspect
 import os
@@ -17,8 +17,8 @@ from visionfw.model_defs.srcnn import srcnn
 from visionfw.model_defs.srresnet import srresnet
 from visionfw.model_defs.vdsr import vdsr
 from visionfw.errors import WeightsError
-from visionfw.layers import PixelShuffle
-from visionfw.weights import (file_sha256, load_state_dict, load_weights,
+from visionfw.zoo.layers import PixelShuffle
+from visionfw.weights.loader import (file_sha256, load_state_dict, load_weights,
                               torch_to_tf_shuffle_permutation)
 
 SHARED = Path(os.environ.get("VISIONFW_SHARED_DATA",
@@ -430,7 +430,7 @@ def _zoo_cases():
     """(label, spec) of one small model per zoo family, built with the family function (so fixed
     hyper-parameters can be shrunk); TAD twice: x16 (one encoder and one decoder sub-model, each called
     four times: shared weights) and the colour model."""
-    from visionfw import registry
+    from visionfw.zoo import registry
 
     picks = {}
     for name in registry.list_models():

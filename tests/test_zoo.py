@@ -4,7 +4,7 @@ import pytest
 
 import keras
 import visionfw
-from visionfw import registry
+from visionfw.zoo import registry
 
 # Every (name, scale, count) the zoo's metadata states (visionfw.model_info(name).params); the
 # papers' counts among them: SRCNN 8,129 / 24,513 / 57,281, VDSR 665,921, EDSR-baseline x2

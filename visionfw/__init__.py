@@ -15,19 +15,22 @@ _os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 __version__ = "0.1.0"
 
 from visionfw import errors  # noqa: E402
-from visionfw.builder import build_model, list_blocks, make_layer, register_block, validate_spec  # noqa: E402
-from visionfw.parts import register_layer  # noqa: E402
+from visionfw.zoo.builder import build_model, list_blocks, make_layer, register_block, validate_spec  # noqa: E402
+from visionfw.zoo.parts import register_layer  # noqa: E402
 from visionfw.errors import SpecError, VisionFWError  # noqa: E402
-from visionfw.graph import Graph  # noqa: E402
-from visionfw.registry import get_model, get_spec, list_models, model_info, register_model  # noqa: E402
-from visionfw.spec_tools import describe, spec_from_json, spec_to_dot, spec_to_json  # noqa: E402
+from visionfw.zoo.graph import Graph  # noqa: E402
+from visionfw.zoo.registry import get_model, get_spec, list_models, model_info, register_model  # noqa: E402
+from visionfw.zoo.spec_tools import describe, spec_from_json, spec_to_dot, spec_to_json  # noqa: E402
 from visionfw.keras_hooks import install_import_hooks  # noqa: E402
 
 # saved models load with safe_mode and no custom_objects, once Keras is imported (not here)
 install_import_hooks(quiet=_QUIET_TENSORFLOW)
 
 
-_LAZY_MODULES = ("weights", "loading", "layers", "evaluate", "export", "pretrained")
+# attribute -> module, imported on first use
+_LAZY_MODULES = {"weights": "visionfw.weights", "loading": "visionfw.loading", "layers": "visionfw.zoo.layers",
+                 "evaluate": "visionfw.evaluate", "export": "visionfw.export",
+                 "pretrained": "visionfw.weights.pretrained"}
 
 
 def __getattr__(name):
@@ -36,13 +39,13 @@ def __getattr__(name):
     if name in _LAZY_MODULES:
         import importlib
 
-        return importlib.import_module(f"visionfw.{name}")
+        return importlib.import_module(_LAZY_MODULES[name])
     raise AttributeError(f"module 'visionfw' has no attribute {name!r}")
 
 
 def load_weights(model, path, **kwargs):
     """Loads weights from ``path`` into ``model`` (see :mod:`visionfw.weights` for the formats)."""
-    from visionfw.weights import load_weights as _load
+    from visionfw.weights.loader import load_weights as _load
 
     return _load(model, path, **kwargs)
 

@@ -153,10 +153,10 @@ def deep_image_prior(task, image, mask=None, scale=4, steps=2000, reference=None
     import keras
     import tensorflow as tf
 
-    from visionfw import metrics
-    from visionfw.builder import build_model
+    from visionfw.metrics import psnr_ssim as metrics
+    from visionfw.zoo.builder import build_model
     from visionfw.data.imresize import imresize
-    from visionfw.registry import get_spec
+    from visionfw.zoo.registry import get_spec
 
     x_hat, m, (h, w) = _check(task, image, mask, scale, steps)
     channels = x_hat.shape[-1]
@@ -222,7 +222,7 @@ def deep_image_prior(task, image, mask=None, scale=4, steps=2000, reference=None
     writer = None
     if tensorboard:
         writer = tf.summary.create_file_writer(str(tensorboard))
-    from visionfw.reports import Progress, say
+    from visionfw.studies.reports import Progress, say
 
     label = f"dip {task}"
     if progress:  # the first line at once: what runs, and how big it is

@@ -3,12 +3,12 @@
 * :func:`prepare_input` turns an LR image into a model's input (Y or RGB, bicubic-upscaled
   with MATLAB's bicubic for pre-upsampled models like SRCNN/VDSR);
 * :func:`super_resolve` runs one image through a model with a cached ``tf.function``
-  (:func:`forward_fn`, shared with :mod:`visionfw.profiling`), optionally in overlapping
+  (:func:`forward_fn`, shared with :mod:`visionfw.studies.profiling`), optionally in overlapping
   tiles and/or with the x8 geometric self-ensemble;
 * :func:`evaluate_model` measures PSNR/SSIM (and the bicubic baseline) on benchmark sets;
 * :func:`format_table` / :func:`write_results_json` report them, always with the protocol.
 
-Protocols (see :mod:`visionfw.metrics`):
+Protocols (see :mod:`visionfw.metrics.psnr_ssim`):
 
 ``'srcnn'`` -- what the SRCNN/VDSR/FSRCNN MATLAB test code does: the HR image's Y is taken
     with ``rgb2ycbcr`` on uint8 (so it is rounded to uint8), scaled to [0, 1], and the LR
@@ -37,7 +37,7 @@ import numpy as np
 
 from visionfw.data.embedded import HELDOUT
 from visionfw.errors import ConfigError, DataError
-from visionfw.metrics import as_hwc
+from visionfw.metrics.psnr_ssim import as_hwc
 
 __all__ = ["prepare_input", "forward_fn", "forward_numpy", "super_resolve", "receptive_radius", "tiling_is_exact",
            "infer_model_meta", "evaluate_model", "format_table", "write_results_json", "geometric_transforms",
@@ -90,7 +90,7 @@ def prepare_input(lr, upsampled_input, channels="y", scale=None, protocol="srcnn
         raise ConfigError("prepare_input: a pre-upsampled model needs scale=.")
     from visionfw.data.color import rgb_to_y
     from visionfw.data.imresize import imresize_numpy
-    from visionfw.metrics import quantize
+    from visionfw.metrics.psnr_ssim import quantize
 
     lr = as_hwc(lr)
     upscaled = False
@@ -148,7 +148,7 @@ PRECISIONS = ("float32", "bfloat16")
 
 def with_precision(model, precision="float32"):
     """``model`` itself for ``'float32'``; for ``'bfloat16'`` a copy (same weights) that computes in
-    bfloat16 with a float32 output head (:func:`visionfw.builder.set_compute_policy`).
+    bfloat16 with a float32 output head (:func:`visionfw.zoo.builder.set_compute_policy`).
 
     Measured: EDSR-baseline runs 1.8-2.2x faster on an AVX512_BF16 CPU
     (``benchmarks/inference_speed.py``); on the official weights of IMDN, LapSRN, SRCNN and VDSR
@@ -162,7 +162,7 @@ def with_precision(model, precision="float32"):
         return model
     import keras
 
-    from visionfw.builder import set_compute_policy
+    from visionfw.zoo.builder import set_compute_policy
 
     clone = keras.models.clone_model(model)
     clone.set_weights(model.get_weights())
@@ -390,11 +390,11 @@ def load_eval_set(name, scale, data_dir=None, lr_dir=None):
 
 
 def bicubic_metrics(hr, scale, protocol):
-    """The bicubic baseline of one HR image (:func:`visionfw.metrics.bicubic_baseline`),
+    """The bicubic baseline of one HR image (:func:`visionfw.metrics.psnr_ssim.bicubic_baseline`),
     memoised on the image's content (it does not depend on the model)."""
     import hashlib
 
-    from visionfw.metrics import bicubic_baseline
+    from visionfw.metrics.psnr_ssim import bicubic_baseline
 
     key = (protocol, int(scale), hr.shape, hashlib.sha1(np.ascontiguousarray(hr).tobytes()).hexdigest())
     if key not in _BICUBIC_CACHE:
@@ -448,12 +448,12 @@ def evaluate_model(model, datasets, scale, protocol="srcnn", data_dir=None, chan
       per_image: also list every image in :func:`format_table` (the results always hold them).
       save_images: folder; SR images go to ``<dir>/<dataset>/x<scale>/<name>.png``.
       tile, tile_overlap, self_ensemble: see :func:`super_resolve`.
-      progress: show progress on stderr (:class:`visionfw.reports.Progress`): a live bar on a
+      progress: show progress on stderr (:class:`visionfw.studies.reports.Progress`): a live bar on a
         terminal, else a plain line every ``log_every`` images and at the end of each set;
         ``progress_label`` starts its title.
       lr_dir: 'edsr' protocol only: read LR images from there instead of making them.
-      texture_metrics: also measure ``'niqe'`` (no-reference, :mod:`visionfw.niqe`) and/or
-        ``'lpips'`` / ``'lpips_vgg'`` (:mod:`visionfw.lpips`, needs its weights) on the uint8 RGB
+      texture_metrics: also measure ``'niqe'`` (no-reference, :mod:`visionfw.metrics.niqe`) and/or
+        ``'lpips'`` / ``'lpips_vgg'`` (:mod:`visionfw.metrics.lpips`, needs its weights) on the uint8 RGB
         output with ``scale`` px shaved; or ``{name: fn(sr, hr) -> float}`` (uint8 HWC arrays).
         Each result then holds ``<name>`` and ``<name>_protocol``; lower is better for all three.
       precision: ``'float32'`` or ``'bfloat16'`` (the model computes in bfloat16 with a float32
@@ -464,8 +464,8 @@ def evaluate_model(model, datasets, scale, protocol="srcnn", data_dir=None, chan
     'scale', 'channels', 'upsampled_input', 'seconds', ...}}`` (PSNR in dB, means over images).
     """
     from visionfw.data.imresize import imresize_numpy
-    from visionfw.metrics import evaluate_pair, protocol_description, protocol_y
-    from visionfw.reports import Progress
+    from visionfw.metrics.psnr_ssim import evaluate_pair, protocol_description, protocol_y
+    from visionfw.studies.reports import Progress
 
     if protocol not in ("srcnn", "edsr"):
         raise ConfigError(f"protocol={protocol!r} is unknown; use 'srcnn' (SRCNN/VDSR code) or 'edsr'.")
@@ -552,13 +552,13 @@ def texture_metric_fns(metrics, scale):
     out = {}
     for name in metrics or ():
         if name == "niqe":
-            from visionfw.niqe import load_pristine_model, niqe, niqe_protocol
+            from visionfw.metrics.niqe import load_pristine_model, niqe, niqe_protocol
 
             model = load_pristine_model()
             out[name] = (lambda sr, hr, model=model: niqe(sr, model),
                          f"NIQE (lower is better): {niqe_protocol(model)}; on the SR output, shave {scale} px")
         elif name in ("lpips", "lpips_alex", "lpips_vgg"):
-            from visionfw.lpips import LPIPS
+            from visionfw.metrics.lpips import LPIPS
 
             metric = LPIPS("vgg" if name == "lpips_vgg" else "alex")
             out[name] = (lambda sr, hr, metric=metric: metric.distance(sr, hr),
@@ -570,7 +570,7 @@ def texture_metric_fns(metrics, scale):
 
 def _rgb_uint8(sr, hr, channels, scale):
     """The uint8 RGB output and HR with ``scale`` px shaved (a Y model's output is measured as grey)."""
-    from visionfw.metrics import quantize, shave
+    from visionfw.metrics.psnr_ssim import quantize, shave
 
     sr8 = quantize(np.clip(np.asarray(sr, np.float64), 0.0, 1.0))
     hr8 = as_hwc(hr)
@@ -624,9 +624,9 @@ def format_table(results, per_image=None):
 def write_results_json(path, results, model_name, weights_path, scale, protocol, extra=None):
     """Writes the results with what produced them (model, weights sha256, protocol) as JSON."""
     import visionfw
-    from visionfw.metrics import protocol_description
-    from visionfw.reports import write_json
-    from visionfw.weights import file_sha256
+    from visionfw.metrics.psnr_ssim import protocol_description
+    from visionfw.studies.reports import write_json
+    from visionfw.weights.loader import file_sha256
 
     payload = {
         "model": model_name,

@@ -4,7 +4,7 @@ importing either itself (``visionfw models`` stays TensorFlow-free).
 * **Saved models load anywhere.**  A saved visionfw model names its custom layers
   ``visionfw>PixelShuffle`` and so on; Keras finds such a name only in its registry
   (``keras.saving.get_registered_object``), which the ``@register_keras_serializable``
-  decorators fill when :mod:`visionfw.layers` is imported.  Keras 3 has no hook to import a
+  decorators fill when :mod:`visionfw.zoo.layers` is imported.  Keras 3 has no hook to import a
   package on demand (it imports modules by name only for its own packages), so a finder on
   ``sys.meta_path`` waits for the ``keras`` package and registers the layers right after its
   code has run: ``import visionfw; import keras; keras.saving.load_model(path, safe_mode=True)``
@@ -23,7 +23,7 @@ import sys
 __all__ = ["KERAS_MODULES", "register_keras_objects", "install_import_hooks", "silenced_fd2"]
 
 # modules whose import registers every serializable visionfw class that a saved model can hold
-KERAS_MODULES = ("visionfw.layers",)
+KERAS_MODULES = ("visionfw.zoo.layers",)
 
 
 def register_keras_objects():

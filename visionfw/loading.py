@@ -33,7 +33,7 @@ __all__ = ["LoadedModel", "load_model", "import_modules", "is_model_reference", 
            "is_release_file", "official_scale", "official_options", "resolve_protocol"]
 
 PROTOCOLS = ("srcnn", "edsr")
-# WeightsInfo.format -> the formats visionfw.weights.detect_format gives files of that release
+# WeightsInfo.format -> the formats visionfw.weights.loader.detect_format gives files of that release
 _RELEASE_FORMATS = {"pth": ("torch", "npz"), "pt": ("torch", "npz"), "srcnn_mat": ("mat",), "vdsr_mat": ("mat",),
                     "matconvnet": ("mat",), "mat": ("mat",)}
 
@@ -44,7 +44,7 @@ class LoadedModel:
 
     ``model``: the ``keras.Model`` with its weights; ``name``: the registry name, the
     ``file.py:function`` reference or the ``.keras`` file's stem; ``spec``: its spec dict
-    (None for a ``.keras`` file); ``info``: the registry's :class:`~visionfw.registry.ModelInfo`
+    (None for a ``.keras`` file); ``info``: the registry's :class:`~visionfw.zoo.registry.ModelInfo`
     (None outside the registry); ``weights``: the weights file loaded (None: random weights);
     ``official``: whether the family's loading options and hyper-parameters were applied;
     ``meta``: ``channels`` ('y'/'rgb'), ``upsampled_input`` and ``scale`` where known.
@@ -143,7 +143,7 @@ def is_release_file(info, scale, weights):
         return False
     if weights is True:
         return True
-    from visionfw.weights import detect_format
+    from visionfw.weights.loader import detect_format
 
     try:
         return detect_format(weights) in _RELEASE_FORMATS.get(w.format, (w.format,))
@@ -157,7 +157,7 @@ def official_scale(info, weights):
     known = [(s, w.sha256) for s, w in info.weights if s is not None and w.sha256]
     if not known or not Path(weights).is_file():
         return None
-    from visionfw.weights import file_sha256
+    from visionfw.weights.loader import file_sha256
 
     digest = file_sha256(weights)
     return next((s for s, sha in known if sha == digest), None)
@@ -191,9 +191,9 @@ def resolve_protocol(protocol, info=None):
 def _keras_file(path):
     import keras
 
-    from visionfw import layers  # noqa: F401  (registers visionfw's own layers for deserialization)
+    from visionfw.zoo import layers  # noqa: F401  (registers visionfw's own layers for deserialization)
 
-    from visionfw.keras_files import verify_keras_file
+    from visionfw.weights.keras_files import verify_keras_file
 
     if not Path(path).is_file():
         raise WeightsError(f"--weights={path}: no such file.")
@@ -252,8 +252,8 @@ def load_model(model=None, *, weights=None, pretrained=False, scale=None, model_
                               "model file carries its own architecture. `visionfw models` lists the zoo.")
         keras_model = _keras_file(weights)
         return LoadedModel(keras_model, Path(weights).stem, weights=weights)
-    from visionfw.builder import build_model
-    from visionfw.weights import load_weights
+    from visionfw.zoo.builder import build_model
+    from visionfw.weights.loader import load_weights
 
     options = {} if shuffle_order is None else {"shuffle_order": shuffle_order}
     if is_model_reference(model):
@@ -266,7 +266,7 @@ def load_model(model=None, *, weights=None, pretrained=False, scale=None, model_
         if weights:
             load_weights(keras_model, weights, **options)
         return LoadedModel(keras_model, model, spec=spec, weights=weights, meta=_spec_meta(spec))
-    from visionfw.registry import get_spec, model_info
+    from visionfw.zoo.registry import get_spec, model_info
 
     info = model_info(model)
     if scale is None and weights and not pretrained:
@@ -278,7 +278,7 @@ def load_model(model=None, *, weights=None, pretrained=False, scale=None, model_
     spec = get_spec(model, scale=scale, **{**hyper, **model_kwargs})
     keras_model = build_model(spec)
     if pretrained:
-        from visionfw.pretrained import load_pretrained
+        from visionfw.weights.pretrained import load_pretrained
 
         weights = str(load_pretrained(keras_model, info, scale, pretrained=weights or True, data_dir=data_dir,
                                       **options))

@@ -26,7 +26,7 @@ COMMANDS = {
     "test": ("visionfw.cli.test", "evaluate a model on benchmark sets with the exact protocol"),
     "compare": ("visionfw.cli.compare", "compare architectures across datasets"),
     "rank-datasets": ("visionfw.cli.rank_datasets", "rank training sets by PSNR gain over bicubic"),
-    "downscale": ("visionfw.cli.tad", "write task-aware LR images (TAD encoder)"),
+    "downscale": ("visionfw.cli.downscale", "write task-aware LR images (TAD encoder)"),
     "upscale": ("visionfw.cli.upscale", "upscale your images with an SR model (TAD models: restore their LR)"),
     "export": ("visionfw.cli.export", "write a model as a TF SavedModel, TFLite or ONNX file"),
     "dip": ("visionfw.cli.dip", "Deep Image Prior: denoise, inpaint or upscale one image, no training set"),

@@ -270,7 +270,7 @@ def check_config(config):
     imports = any(v for k, v in fields.items() if k.startswith("import"))
     if isinstance(model, str) and model and not imports and not any(c in model for c in ":/\\") \
             and not model.endswith(".py"):
-        from visionfw.registry import model_entry
+        from visionfw.zoo.registry import model_entry
 
         model_entry(model)
     from visionfw.loading import is_model_reference

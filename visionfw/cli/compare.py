@@ -2,7 +2,7 @@
 
 One table (Markdown, CSV, JSON) with parameters, multiply-adds, latency, peak memory and
 PSNR/SSIM per dataset, a PSNR-vs-MACs plot and report.html (crops where the models differ);
-see :mod:`visionfw.compare` and :mod:`visionfw.report_html`.
+see :mod:`visionfw.studies.compare` and :mod:`visionfw.studies.report_html`.
 """
 from dataclasses import dataclass, field
 from typing import Optional
@@ -12,7 +12,7 @@ from visionfw.cli.common import progress_fields
 
 @dataclass
 class CompareConfig:
-    """The flags of `visionfw compare` (see :func:`visionfw.compare.compare_models`)."""
+    """The flags of `visionfw compare` (see :func:`visionfw.studies.compare.compare_models`)."""
 
     models: list = field(default_factory=lambda: ["srcnn_915", "fsrcnn", "espcn", "vdsr", "edsr_baseline"],
                          metadata={"help": "Registry names or your own functions returning a spec dict "
@@ -67,7 +67,7 @@ CONFIG = CompareConfig
 def _protocol(config):
     """(protocol, why): --protocol=auto is the models' common published protocol, else srcnn."""
     from visionfw.loading import is_model_reference, resolve_protocol
-    from visionfw.registry import model_info
+    from visionfw.zoo.registry import model_info
 
     if config.protocol != "auto":
         return resolve_protocol(config.protocol)
@@ -79,13 +79,13 @@ def _protocol(config):
 
 
 def main(command, config):
-    from visionfw.compare import compare_models
+    from visionfw.studies.compare import compare_models
     from visionfw.loading import import_modules
 
     import_modules(config.imports)
     protocol, why = _protocol(config)
     print(f"protocol: {protocol} ({why})")
-    from visionfw.reports import format_compare_table
+    from visionfw.studies.reports import format_compare_table
 
     options = {k: v for k, v in (("batch_size", config.train_batch_size), ("lr_patch", config.train_lr_patch))
                if v}

@@ -59,7 +59,7 @@ def run(config):
     ``scores`` (with a reference): ``psnr`` of the output and ``baseline`` of the observation (denoise,
     inpaint: RGB PSNR) or of its bicubic upscaling (sr: Y, ``scale`` px shaved, srcnn protocol), else {}.
     """
-    from visionfw import metrics
+    from visionfw.metrics import psnr_ssim as metrics
     from visionfw.data.image_io import read_image, write_image
     from visionfw.data.imresize import imresize
     from visionfw.dip import degrade, deep_image_prior

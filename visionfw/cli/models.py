@@ -39,7 +39,7 @@ CONFIG = ModelsConfig
 
 def models_table(pattern="*", task=None):
     """The zoo as aligned text rows: name, family, task, scales, expected parameters, description."""
-    from visionfw import registry
+    from visionfw.zoo import registry
 
     rows = [("name", "family", "task", "scales", "params", "description")]
     for name in registry.list_models(pattern, task=task):
@@ -84,7 +84,7 @@ def write_graph(dot_text, output):
 
 
 def main(command, config):
-    from visionfw import registry
+    from visionfw.zoo import registry
     from visionfw.errors import ConfigError
 
     if command == "models":
@@ -101,7 +101,7 @@ def main(command, config):
             raise ConfigError(f"--model={config.model}: describe needs a function that returns a spec dict.")
     else:
         spec = registry.get_spec(config.model, scale=config.scale, **config.model_kwargs)
-    from visionfw.spec_tools import describe, spec_to_dot
+    from visionfw.zoo.spec_tools import describe, spec_to_dot
 
     if config.output:
         path = write_graph(spec_to_dot(spec), config.output)

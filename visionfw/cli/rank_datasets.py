@@ -2,7 +2,7 @@
 
 Trains one network per training set (same budget and seed), prints the PSNR-gain matrix
 (rows: test sets, columns: training sets) with ranks, min diff and the overall ranking;
-see :mod:`visionfw.rank_datasets`.
+see :mod:`visionfw.studies.rank_datasets`.
 """
 from dataclasses import dataclass, field
 from typing import Optional
@@ -12,7 +12,7 @@ from visionfw.cli.common import progress_fields
 
 @dataclass
 class RankConfig:
-    """The flags of `visionfw rank-datasets` (see :func:`visionfw.rank_datasets.rank_datasets`)."""
+    """The flags of `visionfw rank-datasets` (see :func:`visionfw.studies.rank_datasets.rank_datasets`)."""
 
     model: str = field(metadata={"help": "Registry name of the model (see `visionfw models`)."})
     model_kwargs: dict = field(default_factory=dict, metadata={
@@ -48,7 +48,7 @@ CONFIG = RankConfig
 
 
 def main(command, config):
-    from visionfw.rank_datasets import rank_datasets
+    from visionfw.studies.rank_datasets import rank_datasets
 
     options = {k: v for k, v in (("batch_size", config.batch_size), ("lr_patch", config.lr_patch)) if v}
     options["log_every"] = config.log_every
@@ -57,7 +57,7 @@ def main(command, config):
                            model_kwargs=config.model_kwargs, protocol=config.protocol, train_options=options,
                            progress=config.progress, log_every=config.log_every)
     if config.report:
-        from visionfw.report_html import write_rank_report
+        from visionfw.studies.report_html import write_rank_report
 
         result["files"]["report"] = str(write_rank_report(result, config.out))
     print(result["markdown"])

@@ -143,7 +143,7 @@ def main(command, config):
         if config.report:
             from pathlib import Path
 
-            from visionfw.report_html import write_eval_report
+            from visionfw.studies.report_html import write_eval_report
 
             page = Path(config.report)
             page = page.with_name(f"{page.stem}_x{s}{page.suffix}") if len(runs) > 1 else page

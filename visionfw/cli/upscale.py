@@ -8,7 +8,7 @@
 The model: ``--model=NAME --pretrained`` (the official weights, found on the data search path),
 ``--model=NAME --weights=FILE`` (.keras, .weights.h5, .pth/.pt/.npz, .mat), or a whole
 ``--weights=FILE.keras`` alone.  A TAD model (task ``tad``, or a .keras with an ``encoder``)
-restores task-aware LR images as before (:mod:`visionfw.cli.tad`).  The image work is
+restores task-aware LR images as before (:mod:`visionfw.cli.downscale`).  The image work is
 :func:`visionfw.upscale` (see :mod:`visionfw.upscaling`): 16-bit in -> 16-bit out, grey stays grey,
 alpha is upscaled on its own with bicubic, Y models (SRCNN, VDSR, LapSRN, FSRCNN) upscale the luma
 while Cb/Cr get MATLAB bicubic, and big images run in tiles with the exact overlap.
@@ -71,7 +71,7 @@ def _is_tad(config):
 
     if not config.model or is_model_reference(config.model):
         return False
-    from visionfw.registry import model_entry
+    from visionfw.zoo.registry import model_entry
 
     return model_entry(config.model).task == "tad"
 
@@ -158,7 +158,7 @@ def load_sr_model(config):
 def main(command, config):
     import time
 
-    from visionfw.reports import Progress, say
+    from visionfw.studies.reports import Progress, say
     from visionfw.upscaling import model_meta, read_photo, upscale, write_photo
 
     if _is_tad(config):

@@ -4,14 +4,16 @@ The names below load on first use, so that ``visionfw train``'s flags (:class:`T
 :mod:`visionfw.train.config`) are read and checked before TensorFlow is imported."""
 import importlib
 
-# public name -> the submodule that defines it
+# public name -> the module that defines it (tasks and losses live in visionfw.tasks)
 _EXPORTS = {
-    "charbonnier": "losses", "l1": "losses", "l2": "losses", "parse_loss": "losses",
-    "get_preset": "presets", "preset_for_model": "presets",
-    "make_schedule": "schedules",
-    "TASKS": "tasks", "SRTask": "tasks", "Task": "tasks", "get_task": "tasks", "register_task": "tasks",
-    "TrainConfig": "config",
-    "Trainer": "trainer", "resolve_config": "trainer", "train": "trainer",
+    "charbonnier": "visionfw.tasks.losses", "l1": "visionfw.tasks.losses", "l2": "visionfw.tasks.losses",
+    "parse_loss": "visionfw.tasks.losses",
+    "get_preset": "visionfw.train.presets", "preset_for_model": "visionfw.train.presets",
+    "make_schedule": "visionfw.train.schedules",
+    "TASKS": "visionfw.tasks.base", "SRTask": "visionfw.tasks.base", "Task": "visionfw.tasks.base",
+    "get_task": "visionfw.tasks.base", "register_task": "visionfw.tasks.base",
+    "TrainConfig": "visionfw.train.config",
+    "Trainer": "visionfw.train.trainer", "resolve_config": "visionfw.train.trainer", "train": "visionfw.train.trainer",
 }
 
 __all__ = ["TrainConfig", "Trainer", "train", "resolve_config", "Task", "SRTask", "TASKS", "register_task",
@@ -21,5 +23,5 @@ __all__ = ["TrainConfig", "Trainer", "train", "resolve_config", "Task", "SRTask"
 
 def __getattr__(name):
     if name in _EXPORTS:
-        return getattr(importlib.import_module(f"visionfw.train.{_EXPORTS[name]}"), name)
+        return getattr(importlib.import_module(_EXPORTS[name]), name)
     raise AttributeError(f"module 'visionfw.train' has no attribute {name!r}")

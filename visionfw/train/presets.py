@@ -42,7 +42,7 @@ def get_preset(family, scale, default=None):
     The recipes live beside the families (``visionfw.model_defs``), in ``register_model(recipe=...)``;
     a family without one gets ``default`` (the zoo's generic default when None).
     """
-    from visionfw.registry import family_recipe
+    from visionfw.zoo.registry import family_recipe
 
     recipe = family_recipe(family)
     preset = copy.deepcopy(recipe if recipe is not None else (default or _DEFAULT))
@@ -63,7 +63,7 @@ def preset_for_model(model_name, scale):
     zoo whose family has no recipe gets :data:`USER_DEFAULT`) or for your own function
     ``'file.py:function'`` / ``'package.module:function'`` (no family: :data:`USER_DEFAULT`)."""
     from visionfw.loading import is_model_reference
-    from visionfw.registry import model_entry
+    from visionfw.zoo.registry import model_entry
 
     if is_model_reference(model_name):
         return get_preset(None, scale, default=USER_DEFAULT)

@@ -52,7 +52,7 @@ _DISTRIBUTE = (None, "mirrored", "multi_worker")
 
 
 def _is_y_model(config):
-    from visionfw.train.tasks import model_spec, spec_channels
+    from visionfw.tasks.base import model_spec, spec_channels
 
     return spec_channels(model_spec(config)) == "y"
 
@@ -68,7 +68,7 @@ def _resolve_val_data(c):
     """``val_data`` with ``'auto'`` replaced: Set5 when it is on the data search path, else the
     held-out embedded photos (when training on the embedded photos), else nothing.  Tasks
     without a validation (e.g. colorize) get nothing."""
-    from visionfw.train.tasks import Task, get_task
+    from visionfw.tasks.base import Task, get_task
 
     names = list(c.val_data or [])
     if AUTO not in names:
@@ -183,7 +183,7 @@ def resolve_config(config):
     elif c.degradation_pool:
         raise ConfigError("degradation_pool needs --degradation (e.g. --degradation=realsr).")
     if c.sampler is not None:
-        from visionfw.sampling import SAMPLERS
+        from visionfw.data.sampling import SAMPLERS
 
         if c.sampler not in SAMPLERS:
             raise ConfigError(f"sampler={c.sampler!r}: use one of {sorted(SAMPLERS)} or leave it unset "
@@ -287,7 +287,7 @@ class Trainer:
         import keras
 
         from visionfw.train.schedules import make_schedule
-        from visionfw.train.tasks import get_task
+        from visionfw.tasks.base import get_task
 
         self.config = c = config
         self.label = label
@@ -435,7 +435,7 @@ class Trainer:
                 batch = pool.gather(indices)
             loss, extra, outputs = core_step(*batch)
             if learns:
-                from visionfw.sampling import per_patch_psnr_gain
+                from visionfw.data.sampling import per_patch_psnr_gain
 
                 # gains of the forward pass the step trained on (before its update)
                 gains = per_patch_psnr_gain(outputs, batch[1], bicubic_fn(batch[0]))
@@ -553,7 +553,7 @@ class Trainer:
                                 "the embedded training set), or val_data= (no validation).") from None
 
     def _run(self):
-        from visionfw.reports import Progress
+        from visionfw.studies.reports import Progress
         from visionfw.train.checkpoint import CheckpointManager, atomic_write_bytes
 
         c = self.config
@@ -785,7 +785,7 @@ class Trainer:
 
 
 def _base_update():
-    from visionfw.sampling import Sampler
+    from visionfw.data.sampling import Sampler
 
     return Sampler.update
 

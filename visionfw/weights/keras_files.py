@@ -19,9 +19,9 @@ from pathlib import Path
 
 import numpy as np
 
-from visionfw.builder import allow_graph_depth
+from visionfw.zoo.builder import allow_graph_depth
 from visionfw.errors import WeightsError
-from visionfw.torch_checkpoint import open_weights_zip
+from visionfw.weights.torch_checkpoint import open_weights_zip
 
 __all__ = ["save_weights", "record_checksums", "verify_keras_file", "CHECKSUM_ATTR"]
 
@@ -98,7 +98,7 @@ def verify_keras_file(path):
     ``.weights.h5`` or legacy ``.h5`` file: truncated or corrupt container, a member whose CRC-32
     fails, an unreadable array, an array that no longer matches its recorded sha256, NaN or inf.
     For a sound ``.keras`` file it also makes room for Keras to load a deep model
-    (:func:`visionfw.builder.allow_graph_depth`, from the objects its config names)."""
+    (:func:`visionfw.zoo.builder.allow_graph_depth`, from the objects its config names)."""
     path = Path(path)
     if not path.is_file():
         raise WeightsError(f"{path}: no such file; check the path of the weights.")

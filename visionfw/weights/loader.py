@@ -16,7 +16,7 @@
     Keras ``model.save_weights`` output, loaded with ``model.load_weights``.
 ``.pth`` / ``.pt`` and ``.npz`` (no torch needed)
     a PyTorch ``state_dict`` (name -> array), read without running the file's pickle
-    (:mod:`visionfw.torch_checkpoint`).  See :func:`load_state_dict` and, to see how keys
+    (:mod:`visionfw.weights.torch_checkpoint`).  See :func:`load_state_dict` and, to see how keys
     pair with Keras weights, :func:`describe_mapping`.
 
 Every problem raises :class:`~visionfw.errors.WeightsError` naming the file, the key or
@@ -31,7 +31,7 @@ from pathlib import Path
 import numpy as np
 
 from visionfw.errors import WeightsError
-from visionfw.shuffle_reorder import shuffle_reorders, torch_to_tf_shuffle_permutation
+from visionfw.weights.shuffle_reorder import shuffle_reorders, torch_to_tf_shuffle_permutation
 
 __all__ = ["load_weights", "load_state_dict", "read_state_dict", "plan_state_dict", "describe_mapping",
            "StateDictMapping", "file_sha256", "detect_format", "torch_to_tf_shuffle_permutation", "FORMATS"]
@@ -88,7 +88,7 @@ def load_weights(model, path, format=None, name_map=None, shuffle_order="torch",
       name_map: PyTorch formats only; see :func:`load_state_dict`.
       shuffle_order: PyTorch formats only: the sub-pixel channel order the *weights* were
         trained with ('torch' for ``nn.PixelShuffle``, 'tf' for ``depth_to_space``).  Each
-        conv that feeds a :class:`~visionfw.layers.PixelShuffle` has its output channels
+        conv that feeds a :class:`~visionfw.zoo.layers.PixelShuffle` has its output channels
         permuted from this order to the order the model's layer uses, so a model built with
         the default ``order='tf'`` gives the same output as PyTorch.
       skip: PyTorch formats only: regexes of state-dict keys to ignore.
@@ -102,7 +102,7 @@ def load_weights(model, path, format=None, name_map=None, shuffle_order="torch",
     if fmt not in FORMATS:
         raise WeightsError(f"{path}: format={fmt!r} is unknown; use one of {', '.join(FORMATS)}.")
     if fmt in ("keras", "weights_h5", "h5"):
-        from visionfw.keras_files import verify_keras_file
+        from visionfw.weights.keras_files import verify_keras_file
 
         verify_keras_file(path)  # truncation, CRC, recorded sha256, NaN: said before Keras reads it
     if fmt in ("mat", "srcnn_mat", "vdsr_mat", "matconvnet"):
@@ -128,7 +128,7 @@ def _weighted_layers(model, written_order=False, _rank=None):
     with ``written_order``, in the order the spec created them where the builder recorded it."""
     import keras
 
-    from visionfw.builder import creation_order
+    from visionfw.zoo.builder import creation_order
 
     layers = list(model.layers)
     if written_order:
@@ -193,7 +193,7 @@ def _mat_numbers(value, path, key):
 
 
 def _load_mat(model, path, fmt):
-    from visionfw import matconvnet
+    from visionfw.weights import matconvnet
 
     if fmt == "matconvnet" or (fmt == "mat" and matconvnet.is_dagnn(path)):
         matconvnet.load_dagnn_convs(model, path)  # MatConvNet DagNN releases (LapSRN)
@@ -358,7 +358,7 @@ def read_state_dict(path, fmt=None):
     """A PyTorch state dict from ``.pth``/``.pt`` or ``.npz`` as {name: ndarray}, ordered.
 
     ``.pth``/``.pt`` files are read without torch and without running their pickles
-    (:func:`visionfw.torch_checkpoint.load_torch_checkpoint`): wrappers such as
+    (:func:`visionfw.weights.torch_checkpoint.load_torch_checkpoint`): wrappers such as
     ``{'state_dict': ...}`` or BasicSR's ``{'params': ...}`` are removed and DataParallel's
     ``module.`` prefix stripped.
     """
@@ -370,7 +370,7 @@ def read_state_dict(path, fmt=None):
                 return {k: np.asarray(data[k]) for k in data.files}
         except Exception as exc:
             raise WeightsError(f"{path}: not a readable .npz archive of arrays ({exc}).") from exc
-    from visionfw.torch_checkpoint import load_torch_checkpoint
+    from visionfw.weights.torch_checkpoint import load_torch_checkpoint
 
     return load_torch_checkpoint(path)
 
@@ -812,7 +812,7 @@ def plan_state_dict(model, state, name_map=None, shuffle_order="torch", skip=DEF
 
     PixelShuffle / PixelUnshuffle whose channel order differs from ``shuffle_order`` (the
     order the weights were trained with) get the reorder of every conv, BN or PReLU their
-    channels reach (:mod:`visionfw.shuffle_reorder`); where it cannot be proven right the
+    channels reach (:mod:`visionfw.weights.shuffle_reorder`); where it cannot be proven right the
     mapping has a problem naming the conv, the shuffle and the fix (``order='torch'``).
 
     Returns a :class:`StateDictMapping`; ``print()`` it to see every key, shape, Keras weight,

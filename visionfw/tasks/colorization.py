@@ -31,7 +31,7 @@ import numpy as np
 import tensorflow as tf
 
 from visionfw.errors import ConfigError, DataError
-from visionfw.train.tasks import Task, hr_of, register_task, typed_options
+from visionfw.tasks.base import Task, hr_of, register_task, typed_options
 
 __all__ = ["rgb_to_lab", "lab_to_rgb", "ab_bins", "bins_for", "N_AB_BINS", "soft_encode", "soft_encode_np",
            "nearest_bin", "empirical_distribution", "rebalance_weights", "annealed_mean", "ab_auc",
@@ -266,7 +266,7 @@ class ColorizeObjective:
     """Class-rebalanced multinomial cross-entropy on soft-encoded ab at the output resolution.
 
     ``compute_loss(model, batch, training)``: ``batch`` is an NHWC RGB batch in [0, 1] (or the
-    pipeline's ``(hr,)`` tuple, see :func:`visionfw.train.tasks.hr_of`); the model takes L
+    pipeline's ``(hr,)`` tuple, see :func:`visionfw.tasks.base.hr_of`); the model takes L
     (N, H, W, 1) in [0, 100] and returns bin probabilities at (H/f, W/f, Q).
     """
 

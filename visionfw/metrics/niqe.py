@@ -20,7 +20,7 @@ The features follow the authors' MATLAB release (``computequality.m``, ``estimat
 The pristine model (fitted on the patches sharper than 0.75 of each image's sharpest patch,
 sharpness = mean local sigma) is NOT the authors' ``modelparameters.mat``, which is not
 available here.  The default, ``visionfw/data/niqe_pristine_t91_bsd200.npz``, was computed by
-``python -m visionfw.niqe --fit`` from the HR images of T91 and BSD200, so **its values are not
+``python -m visionfw.metrics.niqe --fit`` from the HR images of T91 and BSD200, so **its values are not
 comparable to the NIQE numbers in papers** (every protocol string says so).  Pass the authors'
 file (``load_pristine_model("modelparameters.mat")``) to get comparable numbers.
 """
@@ -105,7 +105,7 @@ def rgb2gray(img):
 def _grey255(img, grey):
     """HW float64 0-255 grey image from HW/HWC uint8 or float [0, 1] input (quantised first)."""
     from visionfw.data.color import rgb_to_y
-    from visionfw.metrics import as_hwc, quantize
+    from visionfw.metrics.psnr_ssim import as_hwc, quantize
 
     if grey not in _GREYS:
         raise DataError(f"niqe: grey={grey!r} is unknown; use one of {_GREYS}.")
@@ -258,7 +258,7 @@ def load_pristine_model(path=None):
     path = Path(path) if path is not None else default_model_path()
     if not path.is_file():
         extra = (" The package data is missing from this install; reinstall visionfw or refit it with "
-                 "`python -m visionfw.niqe --fit DIR ... --out FILE`." if path == default_model_path() else "")
+                 "`python -m visionfw.metrics.niqe --fit DIR ... --out FILE`." if path == default_model_path() else "")
         raise WeightsError(f"NIQE pristine model {path} not found.{extra}")
     if path.suffix.lower() == ".mat":
         return _load_mat(path)
@@ -271,7 +271,7 @@ def load_pristine_model(path=None):
 
 
 def _load_mat(path):
-    from visionfw.weights import _read_mat
+    from visionfw.weights.loader import _read_mat
 
     mat = _read_mat(path)
     missing = [k for k in ("mu_prisparam", "cov_prisparam") if k not in mat]
@@ -328,7 +328,7 @@ def _image_files(folders):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(prog="python -m visionfw.niqe",
+    parser = argparse.ArgumentParser(prog="python -m visionfw.metrics.niqe",
                                      description="Score images with NIQE, or fit a pristine NIQE model.")
     parser.add_argument("paths", nargs="*", help="images to score (or, with --fit, folders of pristine images)")
     parser.add_argument("--fit", action="store_true", help="fit a pristine model from the folders given")

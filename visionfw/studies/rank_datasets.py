@@ -9,17 +9,17 @@ between its best and second-best training set, i.e. how decisive the ranking is 
 an overall ranking by mean rank (ties broken by the larger mean gain, then by name).
 
 The labels matter: every cell is looked up by its (test, train) names, never by
-position, and :func:`visionfw.reports.format_rank_table` writes the names next to their own
+position, and :func:`visionfw.studies.reports.format_rank_table` writes the names next to their own
 values (the table of the original research had its row labels shifted by one row).
 
 Training sets are names on the data search path (``train/<name>``, see
 :mod:`visionfw.data.paths`), names under ``train_root``, or folders.
 
-Resumable (:mod:`visionfw.runs`): each training set's model is ``out/<train set>/model.keras``
+Resumable (:mod:`visionfw.studies.runs`): each training set's model is ``out/<train set>/model.keras``
 (reused when finished, resumed from its checkpoints when interrupted), and each (train,
 test) result is kept in ``out/rank_cache.json``; finished cells are skipped on a rerun.
 Reports (``ranking.md``, ``ranking.json``, ``gain_distributions.png``) come from
-:func:`visionfw.reports.write_rank_reports`.
+:func:`visionfw.studies.reports.write_rank_reports`.
 """
 from __future__ import annotations
 
@@ -140,14 +140,14 @@ def rank_datasets(model, scale, train_sets, test_sets, steps, out, data_dir=None
     Returns {'table': rank_matrix(...), 'per_image': {test: {train: [gains]}}, 'markdown',
     'files', 'computed': {'train', 'eval'}, 'protocol_description', ...}.
     """
-    from visionfw.builder import build_model
+    from visionfw.zoo.builder import build_model
     from visionfw.evaluate import evaluate_model
-    from visionfw.metrics import protocol_description
-    from visionfw.registry import get_spec
-    from visionfw.reports import format_ranking, say, write_rank_reports
-    from visionfw.runs import ResultCache, interrupted, train_short
+    from visionfw.metrics.psnr_ssim import protocol_description
+    from visionfw.zoo.registry import get_spec
+    from visionfw.studies.reports import format_ranking, say, write_rank_reports
+    from visionfw.studies.runs import ResultCache, interrupted, train_short
     from visionfw.train.trainer import TrainingInterrupted
-    from visionfw.weights import file_sha256, load_weights
+    from visionfw.weights.loader import file_sha256, load_weights
 
     scale, steps = int(scale), int(steps)
     if steps < 1:

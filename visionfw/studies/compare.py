@@ -4,17 +4,17 @@
 a short training run, or none), and fills one row per model with
 
 * ``params``, ``macs``, ``act_mem_mb``, ``latency_ms``, ``peak_mem_mb`` at one stated LR
-  input size (:mod:`visionfw.profiling` states how each is counted);
+  input size (:mod:`visionfw.studies.profiling` states how each is counted);
 * PSNR / SSIM per dataset with :func:`visionfw.evaluate.evaluate_model` under one named
   protocol (default ``'srcnn'``), and a ``bicubic`` row with the baseline.
 
-Outputs in ``out`` (:func:`visionfw.reports.write_compare_reports`): ``compare.md``,
+Outputs in ``out`` (:func:`visionfw.studies.reports.write_compare_reports`): ``compare.md``,
 ``compare.csv``, ``compare.json``, ``psnr_vs_macs.png``, ``report.html`` (with ``report=True``,
-:mod:`visionfw.report_html`), and ``compare_cache.json``
-(:class:`visionfw.runs.ResultCache`), whose cells (keyed by the model's spec hash, the
+:mod:`visionfw.studies.report_html`), and ``compare_cache.json``
+(:class:`visionfw.studies.runs.ResultCache`), whose cells (keyed by the model's spec hash, the
 weights' sha256, scale, dataset and protocol; costs by spec hash, input shape and device)
 are reused on a rerun, so only new cells are computed.  Trained models live in
-``out/train/<label>`` and are reused the same way (:func:`visionfw.runs.train_or_reuse`).
+``out/train/<label>`` and are reused the same way (:func:`visionfw.studies.runs.train_or_reuse`).
 """
 from __future__ import annotations
 
@@ -23,7 +23,7 @@ import datetime
 from pathlib import Path
 
 from visionfw.errors import ConfigError, WeightsError
-from visionfw.profiling import parse_input_size
+from visionfw.studies.profiling import parse_input_size
 
 __all__ = ["CompareModel", "parse_models", "parse_weights", "parse_input_size", "compare_models"]
 
@@ -110,8 +110,8 @@ def _resolve_weights(entry, scale, data_dir=None):
         if not Path(w).is_file():
             raise WeightsError(f"weights={entry.label}={w}: no such file.")
         return w, Path(w).name
-    from visionfw.pretrained import find_weights
-    from visionfw.registry import list_models, model_info
+    from visionfw.weights.pretrained import find_weights
+    from visionfw.zoo.registry import list_models, model_info
 
     info = model_info(entry.model).weights_for(scale) if entry.model else None
     if info is None:
@@ -130,14 +130,14 @@ def _official_options(entry, scale):
 
     if not entry.weights or entry.model is None or is_model_reference(entry.model):
         return {}, {}
-    from visionfw.registry import model_info
+    from visionfw.zoo.registry import model_info
 
     return official_options(model_info(entry.model), scale, True if entry.weights == "official" else entry.weights)
 
 
 def _spec_of(entry, scale):
     from visionfw.loading import is_model_reference, spec_from_reference
-    from visionfw.registry import get_spec
+    from visionfw.zoo.registry import get_spec
 
     if entry.spec is not None:
         return entry.spec
@@ -172,9 +172,9 @@ def compare_models(models, test_data, scale, weights=None, train_steps=0, train_
         sets and official weights are looked up there first.
       train_options: extra :class:`visionfw.train.TrainConfig` fields (batch_size, lr_patch...).
       progress: announce each model, show its training's and evaluation's progress on stderr
-        (:class:`visionfw.reports.Progress`: a live bar on a terminal, else a plain line every
+        (:class:`visionfw.studies.reports.Progress`: a live bar on a terminal, else a plain line every
         ``log_every`` steps).
-      report: also write ``out/report.html`` (:func:`visionfw.report_html.write_compare_report`):
+      report: also write ``out/report.html`` (:func:`visionfw.studies.report_html.write_compare_report`):
         the table, the plot and, per image, crops where the models differ; the models' outputs
         are kept in ``out/sr_images`` for it.  ``report_max_mb``: the page's size cap (default 10).
 
@@ -190,15 +190,15 @@ def compare_models(models, test_data, scale, weights=None, train_steps=0, train_
 
     import keras
 
-    from visionfw import profiling
-    from visionfw.builder import build_model
+    from visionfw.studies import profiling
+    from visionfw.zoo.builder import build_model
     from visionfw.evaluate import evaluate_model
-    from visionfw.metrics import protocol_description
-    from visionfw.reports import say, write_compare_reports
-    from visionfw.runs import ResultCache, interrupted, spec_hash, train_short
+    from visionfw.metrics.psnr_ssim import protocol_description
+    from visionfw.studies.reports import say, write_compare_reports
+    from visionfw.studies.runs import ResultCache, interrupted, spec_hash, train_short
     from visionfw.train.trainer import TrainingInterrupted
     from visionfw.loading import is_model_reference
-    from visionfw.weights import file_sha256, load_weights
+    from visionfw.weights.loader import file_sha256, load_weights
 
     entries = parse_models(models)
     for label, path in parse_weights(weights).items():
@@ -248,7 +248,7 @@ def compare_models(models, test_data, scale, weights=None, train_steps=0, train_
         if out is not None:
             result["files"]["cache"] = str(out / "compare_cache.json")
             if report and rows:
-                from visionfw.report_html import DEFAULT_MAX_MB, write_compare_report
+                from visionfw.studies.report_html import DEFAULT_MAX_MB, write_compare_report
 
                 result["files"]["report"] = str(write_compare_report(
                     result, out, data_dir=data_dir, max_mb=report_max_mb or DEFAULT_MAX_MB))

@@ -19,7 +19,7 @@ No weights ship with visionfw.  Two files are needed, given by path or found by 
 * the LPIPS linear layers: ``weights/v0.1/vgg.pth`` or ``alex.pth`` of the official ``lpips``
   package (keys ``lin{k}.model.1.weight``, shaped (1, C, 1, 1)).
 
-Both are read without torch (:func:`visionfw.weights.read_state_dict`).  ``download=True``
+Both are read without torch (:func:`visionfw.weights.loader.read_state_dict`).  ``download=True``
 fetches missing files from their official URLs (never done by default).  ``random_weights=True``
 builds a randomly initialised metric for tests: its ``protocol`` says so, and its numbers are
 not LPIPS.
@@ -174,7 +174,7 @@ def _lin_kernels(net, state, source):
 
 def lpips_weight_dirs():
     """Folders searched for LPIPS weights, in order (existing or not)."""
-    from visionfw.pretrained import ENV, USER_CACHE
+    from visionfw.weights.pretrained import ENV, USER_CACHE
 
     dirs = []
     if os.environ.get(ENV):
@@ -183,7 +183,7 @@ def lpips_weight_dirs():
 
 
 def _check_prefix(path, wfile):
-    from visionfw.weights import file_sha256
+    from visionfw.weights.loader import file_sha256
 
     if wfile.sha256_prefix:
         digest = file_sha256(path)
@@ -197,7 +197,7 @@ def _check_prefix(path, wfile):
 def _download(wfile):
     import keras
 
-    from visionfw.pretrained import USER_CACHE
+    from visionfw.weights.pretrained import USER_CACHE
 
     folder = Path(USER_CACHE).expanduser() / "lpips"
     # get_file's file_hash wants a whole digest; torchvision only publishes a prefix, checked after
@@ -262,7 +262,7 @@ class LPIPS:
             self._lin = self._random_init(seed)
             self.weights = None
         else:
-            from visionfw.weights import read_state_dict
+            from visionfw.weights.loader import read_state_dict
 
             b_path = find_lpips_weights(net, "backbone", backbone_weights, download)
             l_path = find_lpips_weights(net, "lin", lin_weights, download)

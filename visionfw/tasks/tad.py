@@ -2,7 +2,7 @@
 
 The model (see ``model_defs/tad.py``) maps an HR image to ``[SHR, SLR]``: the encoder
 gives ``SLR = encoder(HR) + guide(HR)`` (guide: MATLAB bicubic ``1/s`` downscale, or
-for the colour models the luma of HR), a :class:`visionfw.layers.Quantize` layer
+for the colour models the luma of HR), a :class:`visionfw.zoo.layers.Quantize` layer
 rounds SLR to 8 bits once switched on, and the decoder restores ``SHR``.
 
 Loss (Kim et al., ECCV 2018, with the thesis' epsilon ball)::
@@ -28,8 +28,8 @@ import numpy as np
 import tensorflow as tf
 
 from visionfw.errors import ConfigError, DataError
-from visionfw.layers import LUMA_WEIGHTS, Luma, Quantize  # noqa: F401  (re-exported)
-from visionfw.train.tasks import Task, hr_of, register_task, typed_options
+from visionfw.zoo.layers import LUMA_WEIGHTS, Luma, Quantize  # noqa: F401  (re-exported)
+from visionfw.tasks.base import Task, hr_of, register_task, typed_options
 
 __all__ = ["Luma", "latent_deviation", "latent_loss", "tad_loss", "TADTask", "set_quantization",
            "quantization_enabled", "set_quantize_gradient", "guide_for", "TADObjective", "split_model", "downscale",
@@ -97,7 +97,7 @@ def set_quantization(model, on):
 
 def set_quantize_gradient(model, gradient):
     """Sets the gradient every Quantize layer of ``model`` passes back ('clipped' or 'identity',
-    see :class:`visionfw.layers.Quantize`); takes effect in the next traced step."""
+    see :class:`visionfw.zoo.layers.Quantize`); takes effect in the next traced step."""
     if gradient not in Quantize.GRADIENTS:
         raise ConfigError(f"quantize_gradient={gradient!r} is unknown; use one of {Quantize.GRADIENTS}.")
     qs = _quantizers(model)
@@ -309,7 +309,7 @@ def evaluate_tad(model, hr_images, scale, times=1, protocol="edsr", noise_sigma=
     beat), without noise; lr_psnr: RGB PSNR of the 8-bit SLR against 8-bit MATLAB bicubic of
     HR, no shave; protocol: the description).
     """
-    from visionfw import metrics
+    from visionfw.metrics import psnr_ssim as metrics
     from visionfw.data.imresize import imresize_numpy, modcrop
     from visionfw.evaluate import bicubic_metrics
 

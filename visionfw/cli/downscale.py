@@ -36,10 +36,10 @@ def load_tad_model(model_name=None, weights=None, scale=None):
     import numpy as np
 
     import visionfw
-    import visionfw.tad  # noqa: F401  (custom layers and blocks for load_model)
+    import visionfw.tasks.tad  # noqa: F401  (custom layers and blocks for load_model)
     from visionfw.errors import ConfigError, WeightsError
-    from visionfw.keras_files import verify_keras_file
-    from visionfw.registry import get_spec
+    from visionfw.weights.keras_files import verify_keras_file
+    from visionfw.zoo.registry import get_spec
 
     if weights and str(weights).endswith(".keras"):
         if not Path(weights).is_file():
@@ -60,7 +60,7 @@ def load_tad_model(model_name=None, weights=None, scale=None):
     if weights:
         if not Path(weights).is_file():
             raise WeightsError(f"--weights={weights}: no such file.")
-        from visionfw.weights import load_weights
+        from visionfw.weights.loader import load_weights
 
         try:
             load_weights(model, weights)
@@ -87,7 +87,7 @@ def run(command, model_name, weights, input_path, output, scale=None):
     """Runs downscale/upscale; returns the list of written files."""
     import numpy as np
 
-    from visionfw import tad
+    from visionfw.tasks import tad
     from visionfw.data.image_io import read_image, write_image
     from visionfw.data.imresize import modcrop
     from visionfw.errors import ConfigError

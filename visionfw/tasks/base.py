@@ -86,7 +86,7 @@ def model_spec(config):
     from visionfw.loading import is_model_reference, spec_from_reference
 
     if not is_model_reference(config.model):
-        from visionfw.registry import get_spec
+        from visionfw.zoo.registry import get_spec
 
         return get_spec(config.model, scale=int(config.scale), **(config.model_kwargs or {}))
     spec = spec_from_reference(config.model, int(config.scale), config.model_kwargs)
@@ -106,7 +106,7 @@ def build_with_policy(spec, dtype_policy=None):
     """
     import keras
 
-    from visionfw.builder import build_model, set_compute_policy
+    from visionfw.zoo.builder import build_model, set_compute_policy
 
     previous = keras.config.dtype_policy()
     keras.config.set_dtype_policy(dtype_policy or "float32")
@@ -225,7 +225,7 @@ class SRTask(Task):
 
     def __init__(self, config):
         super().__init__(config)
-        from visionfw.train.losses import parse_loss
+        from visionfw.tasks.losses import parse_loss
 
         self.loss_fn = parse_loss(config.loss)
 
@@ -299,7 +299,7 @@ class SRTask(Task):
         """
         from visionfw.data.imresize import imresize
         from visionfw.data.pipeline import load_train_images
-        from visionfw.sampling import PatchPool, make_sampler
+        from visionfw.data.sampling import PatchPool, make_sampler
 
         dc = self.data_config()
         if dc.source is not None and str(dc.source).lower().endswith((".h5", ".hdf5")):
@@ -446,8 +446,8 @@ def register_task(name, cls):
 
 
 # Tasks whose module registers them on import; loaded on first use so `--task=tad` just works.
-_TASK_MODULES = {"tad": "visionfw.tad", "colorize": "visionfw.colorization", "video_sr": "visionfw.video",
-                 "gan": "visionfw.train.gan"}
+_TASK_MODULES = {"tad": "visionfw.tasks.tad", "colorize": "visionfw.tasks.colorization", "video_sr": "visionfw.tasks.video",
+                 "gan": "visionfw.tasks.gan"}
 
 
 def get_task(name):

@@ -38,7 +38,7 @@ def weights_dirs(data_dir=None):
 
 
 def _check_hash(path, info, name):
-    from visionfw.weights import file_sha256
+    from visionfw.weights.loader import file_sha256
 
     digest = file_sha256(path)
     expected = info.sha256 or info.sha256_prefix
@@ -83,7 +83,7 @@ def find_weights(info, scale=None, data_dir=None, download=False):
 def load_pretrained(model, info, scale=None, pretrained=True, data_dir=None, download=False, **options):
     """Loads the official weights of ``info``'s model (or the file ``pretrained`` names) into ``model``,
     with the family's loading options (``options`` override them); returns the path."""
-    from visionfw.weights import load_weights
+    from visionfw.weights.loader import load_weights
 
     if pretrained is True:
         path = find_weights(info, scale, data_dir=data_dir, download=download)

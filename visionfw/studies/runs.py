@@ -76,7 +76,7 @@ def train_short(model, scale, steps, workdir, model_kwargs=None, train_data=None
 
 def spec_hash(spec):
     """sha256 (16 hex) of the spec's canonical JSON: identifies an architecture."""
-    from visionfw.spec_tools import spec_to_json
+    from visionfw.zoo.spec_tools import spec_to_json
 
     text = json.dumps(json.loads(spec_to_json(spec)), sort_keys=True)
     return hashlib.sha256(text.encode()).hexdigest()[:16]
@@ -110,7 +110,7 @@ class ResultCache:
     def put(self, key, value):
         self.cells[key] = value
         if self.path:
-            from visionfw.reports import write_json
+            from visionfw.studies.reports import write_json
 
             write_json(self.path, self.data, indent=1)
 

@@ -68,7 +68,7 @@ def _fixed_model(model_or_spec, input_shape):
     output shape is static."""
     import keras
 
-    from visionfw.builder import build_model
+    from visionfw.zoo.builder import build_model
 
     if isinstance(model_or_spec, dict):
         spec = dict(model_or_spec)

@@ -1,7 +1,7 @@
 """Spec utilities: JSON round trip, a printed summary, and a DOT (graphviz) export."""
 import json
 
-from visionfw.builder import ALIASES, TYPE_CODES, build, validate_spec
+from visionfw.zoo.builder import ALIASES, TYPE_CODES, build, validate_spec
 from visionfw.errors import SpecError
 
 

@@ -23,7 +23,7 @@ import numpy as np
 import tensorflow as tf
 
 from visionfw.errors import ConfigError, DataError
-from visionfw.train.tasks import Task, register_task
+from visionfw.tasks.base import Task, register_task
 
 __all__ = ["read_frames", "write_frames", "synthetic_sequence", "pan_offsets", "quantize8", "load_downscaler",
            "downscale_frames", "stack_window", "super_resolve_sequence", "evaluate_sequence", "VideoSRTask"]
@@ -116,8 +116,8 @@ def load_downscaler(downscaler, scale):
                           "(e.g. runs/tad/model.keras from `visionfw train --task=tad`).")
     import keras
 
-    from visionfw import tad
-    from visionfw.keras_files import verify_keras_file
+    from visionfw.tasks import tad
+    from visionfw.weights.keras_files import verify_keras_file
 
     verify_keras_file(path)  # truncated, CRC, NaN: said before Keras reads it
     model = keras.saving.load_model(path, safe_mode=True)
@@ -166,7 +166,7 @@ def super_resolve_sequence(model, lr_frames, window=None):
 
 def evaluate_sequence(sr_frames, hr_frames, scale, protocol="edsr"):
     """Mean PSNR/SSIM over the frames (Y, ``scale`` px shaved, ``protocol``) and the per-frame PSNRs."""
-    from visionfw import metrics
+    from visionfw.metrics import psnr_ssim as metrics
 
     if len(sr_frames) != len(hr_frames):
         raise DataError(f"evaluate_sequence: {len(sr_frames)} SR frames for {len(hr_frames)} HR frames.")
@@ -192,7 +192,7 @@ class VideoSRTask(Task):
 
     def __init__(self, config):
         super().__init__(config)
-        from visionfw.train.losses import parse_loss
+        from visionfw.tasks.losses import parse_loss
 
         opts = dict(getattr(config, "task_options", None) or {})
         unknown = set(opts) - {"downscaler", "max_motion"}
@@ -270,7 +270,7 @@ class VideoSRTask(Task):
     def validate(self, model):
         """Per validation set: every image as a 3-frame pan (velocity (1, 2) HR px), the centre frame scored."""
         from visionfw.data.benchmarks import load_benchmark
-        from visionfw import metrics
+        from visionfw.metrics import psnr_ssim as metrics
 
         out = {}
         for name in list(getattr(self.config, "val_data", None) or []):

@@ -209,7 +209,7 @@ def get_spec(name, scale=None, **hyper):
         if entry.scales and int(scale) not in entry.scales:
             raise ConfigError(f"model {name!r} supports scales {list(entry.scales)}, not {scale}.")
         hyper["scale"] = int(scale)
-    from visionfw.builder import defer_validation
+    from visionfw.zoo.builder import defer_validation
 
     with defer_validation():  # the build validates it, once
         spec = entry.fn(**entry.hyper, **hyper)
@@ -224,16 +224,16 @@ def get_model(name, scale=None, pretrained=False, download=False, **hyper):
     """Builds zoo model ``name`` at ``scale`` as a ``keras.Model``.
 
     ``pretrained=True`` loads the official weights from the local cache (see
-    :mod:`visionfw.pretrained`; ``download=True`` fetches a missing file from its official URL
+    :mod:`visionfw.weights.pretrained`; ``download=True`` fetches a missing file from its official URL
     with its hash checked); ``pretrained="path"`` loads that file with the same options.
     """
-    from visionfw.builder import build_model
+    from visionfw.zoo.builder import build_model
 
     if pretrained:
         hyper = {**model_entry(name).info.hyper_for(scale), **hyper}
     model = build_model(get_spec(name, scale=scale, **hyper))
     if pretrained:
-        from visionfw.pretrained import load_pretrained
+        from visionfw.weights.pretrained import load_pretrained
 
         load_pretrained(model, model_entry(name).info, scale, pretrained, download=download)
     return model

@@ -29,7 +29,7 @@ a distributed run equals a single-device one up to summation order.
 
 VGG19 weights (``vgg_weights``): ``'auto'`` (default) finds the Keras file
 ``vgg19_weights_tf_dim_ordering_tf_kernels_notop.h5`` in ``$VISIONFW_WEIGHTS`` or the other
-weights folders (:func:`visionfw.pretrained.weights_dirs`); a path loads that file; ``'imagenet'``
+weights folders (:func:`visionfw.weights.pretrained.weights_dirs`); a path loads that file; ``'imagenet'``
 lets Keras download it (internet needed, only when asked); ``'random'`` draws seeded random
 weights -- a network with no perceptual meaning, for tests only.
 """
@@ -42,8 +42,8 @@ import numpy as np
 import tensorflow as tf
 
 from visionfw.errors import ConfigError, SpecError
-from visionfw.train.losses import l1, l2
-from visionfw.train.tasks import SRTask, build_with_policy, register_task
+from visionfw.tasks.losses import l1, l2
+from visionfw.tasks.base import SRTask, build_with_policy, register_task
 
 __all__ = ["VGG19_NOTOP_FILE", "vgg19_features", "PerceptualLoss", "bce_with_logits", "standard_d_loss",
            "standard_g_loss", "relativistic_d_loss", "relativistic_g_loss", "ADVERSARIAL", "GANObjective",
@@ -64,7 +64,7 @@ NORMALIZATIONS = ("caffe", "imagenet")
 
 
 def _find_vgg19_file():
-    from visionfw.pretrained import weights_dirs
+    from visionfw.weights.pretrained import weights_dirs
 
     for folder in weights_dirs():
         for path in (folder / VGG19_NOTOP_FILE, folder / "vgg" / VGG19_NOTOP_FILE):
@@ -351,7 +351,7 @@ class GANTask(SRTask):
 
     # -- networks and optimizers (in the strategy's scope) ---------------------------------
     def discriminator_spec(self):
-        from visionfw.registry import get_spec, model_entry
+        from visionfw.zoo.registry import get_spec, model_entry
 
         entry = model_entry(self.discriminator_name)
         if entry.task != "discriminator":
@@ -396,7 +396,7 @@ class GANTask(SRTask):
             self.perceptual = PerceptualLoss(o.vgg_layer, o.vgg_weights, o.before_activation, o.feature_criterion,
                                              o.vgg_normalization, o.feature_scale, seed=int(c.seed))
         if self.pretrained:
-            from visionfw.weights import load_weights
+            from visionfw.weights.loader import load_weights
 
             load_weights(model, self.pretrained)
 

@@ -24,7 +24,7 @@ from fractions import Fraction
 from typing import NamedTuple, Optional
 
 from visionfw.errors import SpecError
-from visionfw.parts import (_BLOCK_FUNCTIONS, _BLOCK_SPECS, REGISTER_HINT, _accepted_kwargs, _all_layer_names,
+from visionfw.zoo.parts import (_BLOCK_FUNCTIONS, _BLOCK_SPECS, REGISTER_HINT, _accepted_kwargs, _all_layer_names,
                             _context, _did_you_mean, _resolve_kwargs, check_layer_values, edge_padded,
                             input_channels, layer_class, list_blocks, make_layer, register_block, register_layer)
 
@@ -96,8 +96,8 @@ def validation_deferred():
 
 
 def _standard_blocks():
-    """Registers the standard blocks (``visionfw.blocks``) on first use; they load Keras."""
-    from visionfw import blocks  # noqa: F401
+    """Registers the standard blocks (``visionfw.zoo.blocks``) on first use; they load Keras."""
+    from visionfw.zoo import blocks  # noqa: F401
 
 
 @register_block("tad_apply")

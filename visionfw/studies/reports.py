@@ -1,9 +1,9 @@
 """Reports of the comparisons: Markdown, CSV and JSON tables and the plots.
 
-* ``visionfw compare`` (:func:`visionfw.compare.compare_models`): :func:`format_compare_table`,
+* ``visionfw compare`` (:func:`visionfw.studies.compare.compare_models`): :func:`format_compare_table`,
   :func:`write_compare_csv`, :func:`plot_psnr_vs_macs`, all three plus the JSON written by
   :func:`write_compare_reports`;
-* ``visionfw rank-datasets`` (:func:`visionfw.rank_datasets.rank_datasets`):
+* ``visionfw rank-datasets`` (:func:`visionfw.studies.rank_datasets.rank_datasets`):
   :func:`format_rank_table` (and :func:`parse_rank_table`, its inverse, for checks),
   :func:`format_ranking` (the table with its title and protocol), :func:`plot_gain_distributions`,
   all written by :func:`write_rank_reports`;

@@ -14,7 +14,7 @@ Every method adds one link and returns the node it creates; :class:`Graph` numbe
 nodes itself.  The result is the ordinary spec dict (word link types), so it stays the stored,
 JSON and DOT format and builds with :func:`visionfw.build_model` like a hand-written dict.
 """
-from visionfw.builder import TYPE_CODES, validate_spec, validation_deferred
+from visionfw.zoo.builder import TYPE_CODES, validate_spec, validation_deferred
 from visionfw.errors import SpecError
 
 __all__ = ["Graph", "Node"]

@@ -73,7 +73,7 @@ REGISTER_HINT = ("A layer of your own: decorate its class (a keras.layers.Layer 
 def list_blocks():
     """Names of every registered block (functions and dict specs).
 
-    The standard blocks (``visionfw.blocks``) register the first time a spec is validated.
+    The standard blocks (``visionfw.zoo.blocks``) register the first time a spec is validated.
     """
     return sorted(set(_BLOCK_FUNCTIONS) | set(_BLOCK_SPECS))
 
@@ -85,7 +85,7 @@ def layer_class(name):
     """The Keras or visionfw layer class called ``name``, or None."""
     import keras
 
-    from visionfw import layers as vf_layers
+    from visionfw.zoo import layers as vf_layers
 
     if name in vf_layers.CUSTOM_LAYERS:
         return vf_layers.CUSTOM_LAYERS[name]
@@ -102,7 +102,7 @@ def layer_class(name):
 def _all_layer_names():
     import keras
 
-    from visionfw import layers as vf_layers
+    from visionfw.zoo import layers as vf_layers
 
     names = set(vf_layers.CUSTOM_LAYERS)
     names |= {key.split(">", 1)[1] for key in keras.saving.get_custom_objects() if key.startswith("visionfw>")}

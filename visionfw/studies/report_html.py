@@ -603,7 +603,7 @@ def load_eval_entries(sources, scale, sr_dirs, metrics, data_dir=None, crop_size
 
 
 def _write_page(path, page, notices):
-    from visionfw.reports import say
+    from visionfw.studies.reports import say
 
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -643,7 +643,7 @@ def _weights_notes(rows):
 def compare_sections(result):
     """(meta lines, notes, sections) of a comparison's page: its conventions, the trained-here
     and random-weights notes, the sortable table and the PSNR-vs-MACs plots."""
-    from visionfw.reports import format_compare_table
+    from visionfw.studies.reports import format_compare_table
 
     rows = [r for r in result["rows"] if r["model"] != BASELINE]
     meta_lines = format_compare_table(result).split("\n\n", 1)[1].splitlines()
@@ -667,7 +667,7 @@ def compare_sections(result):
 
 
 def write_compare_report(result, out, data_dir=None, crop_size=48, max_mb=DEFAULT_MAX_MB):
-    """``out/report.html`` for a :func:`visionfw.compare.compare_models` result whose rows carry
+    """``out/report.html`` for a :func:`visionfw.studies.compare.compare_models` result whose rows carry
     ``sr_images`` (the folder of each model's outputs); returns its path."""
     rows = [r for r in result["rows"] if r["model"] != BASELINE]
     models = [r["model"] for r in rows]
