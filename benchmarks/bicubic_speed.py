@@ -6,6 +6,7 @@ as when making bicubic baselines / SRCNN-style inputs.  Prints the median time o
 
     python benchmarks/bicubic_speed.py [--data ../shared/data/benchmark] [--repeats 5]
 """
+
 import argparse
 import statistics
 import time
@@ -48,8 +49,10 @@ def main():
     def tf_eager(img):
         return imresize(imresize(img, scale=1 / SCALE), scale=SCALE)
 
-    graph = tf.function(lambda img: imresize(imresize(img, scale=1 / SCALE), scale=SCALE),
-                        input_signature=[tf.TensorSpec([None, None, None], tf.uint8)])
+    graph = tf.function(
+        lambda img: imresize(imresize(img, scale=1 / SCALE), scale=SCALE),
+        input_signature=[tf.TensorSpec([None, None, None], tf.uint8)],
+    )
 
     # all three must agree exactly before we time them
     for img in images[:3]:
@@ -57,9 +60,11 @@ def main():
         assert np.array_equal(tf_eager(img).numpy(), ref) and np.array_equal(graph(img).numpy(), ref)
 
     pixels = sum(i.shape[0] * i.shape[1] for i in images)
-    print(f"Set14 x{SCALE} down+up, {len(images)} images, {pixels / 1e6:.2f} MPix HR, "
-          f"median of {args.repeats}, TF {tf.__version__}, intra-op threads "
-          f"{tf.config.threading.get_intra_op_parallelism_threads() or 'default'}")
+    print(
+        f"Set14 x{SCALE} down+up, {len(images)} images, {pixels / 1e6:.2f} MPix HR, "
+        f"median of {args.repeats}, TF {tf.__version__}, intra-op threads "
+        f"{tf.config.threading.get_intra_op_parallelism_threads() or 'default'}"
+    )
     t_np = _median_seconds(numpy_round_trip, images, args.repeats)
     t_eager = _median_seconds(tf_eager, images, args.repeats)
     t_graph = _median_seconds(lambda img: graph(img), images, args.repeats)

@@ -11,6 +11,7 @@ member inflating to a gigabyte behind a tensor of 10 floats, a tensor with strid
 Each file is read in a fresh subprocess (numpy and visionfw.weights.torch_checkpoint only, no TensorFlow), whose
 peak RSS growth over its state just before the read is reported (``ru_maxrss``), with a 120 s limit.
 """
+
 from __future__ import annotations
 
 import json
@@ -18,7 +19,6 @@ import struct
 import subprocess
 import sys
 import zipfile
-import zlib
 from pathlib import Path
 
 _FLOAT_PID = "ctorch\nFloatStorage\n"
@@ -42,10 +42,23 @@ def pickle_ints(values):
 
 def tensor_ops(size, stride, numel, key="0"):
     """Pickle opcodes of _rebuild_tensor_v2(FloatStorage ``key`` (numel elements), 0, size, stride)."""
-    pid = (b"(" + pickle_str("storage") + _FLOAT_PID.encode() + pickle_str(key) + pickle_str("cpu")
-           + pickle_int(numel) + b"tQ")
-    return (b"ctorch._utils\n_rebuild_tensor_v2\n(" + pid + pickle_int(0) + pickle_ints(size)
-            + pickle_ints(stride) + b"\x89ccollections\nOrderedDict\n)RtR")
+    pid = (
+        b"("
+        + pickle_str("storage")
+        + _FLOAT_PID.encode()
+        + pickle_str(key)
+        + pickle_str("cpu")
+        + pickle_int(numel)
+        + b"tQ"
+    )
+    return (
+        b"ctorch._utils\n_rebuild_tensor_v2\n("
+        + pid
+        + pickle_int(0)
+        + pickle_ints(size)
+        + pickle_ints(stride)
+        + b"\x89ccollections\nOrderedDict\n)RtR"
+    )
 
 
 def dict_pickle(entries):
@@ -104,8 +117,12 @@ def write_stride0(path, side=20000):
     return write_torch_zip(path, tensor_pickle((side, side), (0, 0), 1), {"0": struct.pack("<f", 1.0)})
 
 
-TORCH_FILES = {"dag_40_levels.pth": write_dag, "memo_index_2e28.pth": write_memo_bomb,
-               "zip_bomb_1GB.pth": write_zip_bomb, "stride0_20000x20000.pth": write_stride0}
+TORCH_FILES = {
+    "dag_40_levels.pth": write_dag,
+    "memo_index_2e28.pth": write_memo_bomb,
+    "zip_bomb_1GB.pth": write_zip_bomb,
+    "stride0_20000x20000.pth": write_stride0,
+}
 
 _CHILD = """
 import json, resource, sys, time
@@ -126,13 +143,17 @@ print(json.dumps({"seconds": seconds, "peak_mb": grown / 1024, "outcome": outcom
 def measure_read(path, timeout=120, python=sys.executable):
     """``{'seconds', 'peak_mb', 'outcome'}`` of reading ``path`` in a fresh subprocess of ``python``."""
     try:
-        done = subprocess.run([python, "-c", _CHILD, str(path)], capture_output=True, text=True,
-                              timeout=timeout, cwd=Path(path).parent)  # not this checkout's folder
+        done = subprocess.run(
+            [python, "-c", _CHILD, str(path)], capture_output=True, text=True, timeout=timeout, cwd=Path(path).parent
+        )  # not this checkout's folder
     except subprocess.TimeoutExpired:
         return {"seconds": float(timeout), "peak_mb": float("nan"), "outcome": f"killed after {timeout} s"}
     if done.returncode:
-        return {"seconds": float("nan"), "peak_mb": float("nan"),
-                "outcome": f"exit {done.returncode}: {done.stderr.strip()[-200:]}"}
+        return {
+            "seconds": float("nan"),
+            "peak_mb": float("nan"),
+            "outcome": f"exit {done.returncode}: {done.stderr.strip()[-200:]}",
+        }
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
@@ -141,8 +162,11 @@ def main():
     import tempfile
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--python", default=sys.executable,
-                        help="the interpreter to read with (e.g. another checkout's venv, for a before/after)")
+    parser.add_argument(
+        "--python",
+        default=sys.executable,
+        help="the interpreter to read with (e.g. another checkout's venv, for a before/after)",
+    )
     parser.add_argument("--timeout", type=float, default=120, help="seconds before a read is killed")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:

@@ -19,6 +19,7 @@ Usage: python benchmarks/inference_speed.py [--reps 3] [--tile 256] [--threads N
 Needs ``pip install -e ".[export,bench]"`` (tf2onnx, onnxruntime, torch); a missing runtime is
 skipped with the reason.  Timings on a shared machine are noisy; compare the ratios of one run.
 """
+
 import argparse
 import os
 import resource
@@ -31,7 +32,7 @@ import time
 import numpy as np
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-GIB = 1024 ** 3
+GIB = 1024**3
 LR_X4 = (339, 510)  # H, W of the LR of a 2040x1356 (W x H) DIV2K-size image at x4
 
 
@@ -60,9 +61,8 @@ def torch_twin(model, scale, threads):
     """EDSR-baseline in PyTorch, channels_last, with ``model``'s weights (HWIO -> OIHW; the
     upsampler convs' output channels permuted from depth_to_space to nn.PixelShuffle order)."""
     import torch
-    from torch import nn
-
     import torch_edsr
+    from torch import nn
 
     torch.set_num_threads(threads)
     conv = [layer for layer in model.layers if type(layer).__name__ == "Conv2D"]
@@ -114,8 +114,9 @@ def runners(model, scale, threads, tmp):
         options.intra_op_num_threads = threads
         session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
         name = session.get_inputs()[0].name
-        out[f"onnxruntime {ort.__version__} (our ONNX export)"] = \
-            lambda image: session.run(None, {name: image[None]})[0][0]
+        out[f"onnxruntime {ort.__version__} (our ONNX export)"] = lambda image: session.run(None, {name: image[None]})[
+            0
+        ][0]
         print(f"  x{scale} ONNX export (with its parity check): {export_s:.1f} s")
     except Exception as exc:  # ImportError, or ConfigError naming the missing package
         skipped["onnxruntime"] = f"{type(exc).__name__}: {exc}"
@@ -188,8 +189,18 @@ def rss_child(mode, tile, overlap, threads):
 
 
 def measure_rss(mode, tile, overlap, threads):
-    cmd = [sys.executable, os.path.abspath(__file__), "--rss-child", mode, "--tile", str(tile),
-           "--overlap", str(overlap), "--threads", str(threads)]
+    cmd = [
+        sys.executable,
+        os.path.abspath(__file__),
+        "--rss-child",
+        mode,
+        "--tile",
+        str(tile),
+        "--overlap",
+        str(overlap),
+        "--threads",
+        str(threads),
+    ]
     done = subprocess.run(cmd, capture_output=True, text=True)
     line = [ln for ln in done.stdout.splitlines() if ln.startswith("RSS ")]
     if done.returncode or not line:
@@ -208,7 +219,7 @@ def new_shape_cost(model, image, tile, overlap):
     side = min(tile + 2 * overlap, h, w)
     first, repeat = [], []
     for k in range(3):  # shapes this process has not run yet
-        piece = np.ascontiguousarray(image[:side - 1 - k, :side])
+        piece = np.ascontiguousarray(image[: side - 1 - k, :side])
         for times in (first, repeat):
             t = time.perf_counter()
             forward_numpy(model, piece[None])
@@ -220,9 +231,11 @@ def new_shape_cost(model, image, tile, overlap):
         return var, -(-n // tile) * min(n, tile + 2 * overlap)
 
     (vh, fh), (vw, fw) = covered(h), covered(w)
-    print(f"new tile shape: first call {f * 1e3:.0f} ms vs repeat {r * 1e3:.0f} ms ({(f / r - 1) * 100:+.1f}%, "
-          f"median of 3 shapes of ~{side}x{side}); same-size windows would compute {fh * fw / (vh * vw):.2f}x "
-          f"the pixels of this image's tiles")
+    print(
+        f"new tile shape: first call {f * 1e3:.0f} ms vs repeat {r * 1e3:.0f} ms ({(f / r - 1) * 100:+.1f}%, "
+        f"median of 3 shapes of ~{side}x{side}); same-size windows would compute {fh * fw / (vh * vw):.2f}x "
+        f"the pixels of this image's tiles"
+    )
 
 
 # --------------------------------------------------------------------------- main
@@ -247,11 +260,13 @@ def main():
 
     from visionfw.evaluate import receptive_radius, super_resolve, tiled_apply
 
-    print(f"EDSR-baseline inference, CPU: {os.cpu_count()} cores visible, {args.threads} threads per runtime "
-          f"(TF intra-op, onnxruntime intra-op, torch.set_num_threads); TF {tf.__version__}, Keras "
-          f"{keras.__version__}; {args.reps} interleaved repetitions, median; random weights (seed 0), "
-          "copied to every runtime. The machine is shared with other jobs: timings are noisy, ratios of "
-          "one run are what to compare.")
+    print(
+        f"EDSR-baseline inference, CPU: {os.cpu_count()} cores visible, {args.threads} threads per runtime "
+        f"(TF intra-op, onnxruntime intra-op, torch.set_num_threads); TF {tf.__version__}, Keras "
+        f"{keras.__version__}; {args.reps} interleaved repetitions, median; random weights (seed 0), "
+        "copied to every runtime. The machine is shared with other jobs: timings are noisy, ratios of "
+        "one run are what to compare."
+    )
     tmp = tempfile.mkdtemp(prefix="visionfw_bench_")
 
     # x2, 256x256 LR, whole image
@@ -261,8 +276,10 @@ def main():
     outputs = {name: fn(image2) for name, fn in run2.items()}
     ref = next(iter(outputs.values()))
     for name, out in list(outputs.items())[1:]:
-        print(f"  x2 256x256: max |{name.split(' (')[0]} - visionfw| = {max_diff(out, ref):.3g} "
-              f"(max |output| {np.abs(ref).max():.3g})")
+        print(
+            f"  x2 256x256: max |{name.split(' (')[0]} - visionfw| = {max_diff(out, ref):.3g} "
+            f"(max |output| {np.abs(ref).max():.3g})"
+        )
     medians, times = bench({name: (lambda fn=fn: fn(image2)) for name, fn in run2.items()}, args.reps)
     report("x2, one 256x256 LR image -> 512x512 (whole image)", medians, times)
 
@@ -282,14 +299,20 @@ def main():
         print(f"  x4 tiled: max |{name.split(' (')[0]} - visionfw| = {max_diff(out, ref4):.3g}")
     n_tiles = -(-LR_X4[0] // args.tile) * -(-LR_X4[1] // args.tile)
     medians, times = bench(cases, args.reps)
-    report(f"x4, 510x339 LR -> 2040x1356, tiled: tile={args.tile}, tile_overlap={overlap} (receptive radius), "
-           f"{n_tiles} tiles", medians, times)
+    report(
+        f"x4, 510x339 LR -> 2040x1356, tiled: tile={args.tile}, tile_overlap={overlap} (receptive radius), "
+        f"{n_tiles} tiles",
+        medians,
+        times,
+    )
 
     new_shape_cost(model4, image4, args.tile, overlap)
 
     whole = super_resolve(model4, image4)
-    print(f"\ntiled vs whole image (visionfw, x4, 2040x1356): max |tiled - whole| = {max_diff(ref4, whole):.3g} "
-          f"(max |output| {np.abs(whole).max():.3g}; EDSR-baseline is local, so tiling is exact up to round-off)")
+    print(
+        f"\ntiled vs whole image (visionfw, x4, 2040x1356): max |tiled - whole| = {max_diff(ref4, whole):.3g} "
+        f"(max |output| {np.abs(whole).max():.3g}; EDSR-baseline is local, so tiling is exact up to round-off)"
+    )
     del whole
 
     for mode in ("tiled",) + (() if args.no_whole_rss else ("whole",)):
@@ -299,8 +322,10 @@ def main():
             continue
         base, peak, h, w = result
         goal = "  (goal <= 2 GiB: " + ("met" if peak <= 2 * GIB else "NOT met") + ")" if mode == "tiled" else ""
-        print(f"peak RSS, x4 {mode} ({'tile=%d' % args.tile if mode == 'tiled' else 'no tiling'}) -> {w}x{h}, fresh "
-              f"process: {peak / GIB:.2f} GiB ({base / GIB:.2f} GiB after importing TF and building the model){goal}")
+        print(
+            f"peak RSS, x4 {mode} ({f'tile={args.tile}' if mode == 'tiled' else 'no tiling'}) -> {w}x{h}, fresh "
+            f"process: {peak / GIB:.2f} GiB ({base / GIB:.2f} GiB after importing TF and building the model){goal}"
+        )
     for name, why in skipped.items():
         print(f"skipped {name}: {why}")
 

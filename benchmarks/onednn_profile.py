@@ -8,6 +8,7 @@ Python) is the step time minus that sum.
 
     python benchmarks/onednn_profile.py [--steps 3] [--warmup 2] [--batch 16] [--patch 48]
 """
+
 import argparse
 import collections
 import os
@@ -64,14 +65,34 @@ def main():
     env = dict(os.environ, ONEDNN_VERBOSE="1", ONEDNN_VERBOSE_TIMESTAMP="1", TF_CPP_MIN_LOG_LEVEL="3")
     rows = {}
     for side in SIDES:
-        out = subprocess.run([sys.executable, __file__, "--side", side, "--steps", str(args.steps), "--warmup",
-                              str(args.warmup), "--batch", str(args.batch), "--patch", str(args.patch)],
-                             env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        out = subprocess.run(
+            [
+                sys.executable,
+                __file__,
+                "--side",
+                side,
+                "--steps",
+                str(args.steps),
+                "--warmup",
+                str(args.warmup),
+                "--batch",
+                str(args.batch),
+                "--patch",
+                str(args.patch),
+            ],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
         rows[side] = summarise(out.stdout, args.steps)
-    kinds = sorted({k for prims, _ in rows.values() for k in prims},
-                   key=lambda k: -max(rows[s][0].get(k, 0.0) for s in SIDES))
-    print(f"EDSR-baseline x2 train step, batch {args.batch} of {args.patch}x{args.patch}: ms per step by oneDNN "
-          f"primitive (exec times from ONEDNN_VERBOSE, mean of {args.steps} steps; verbose logging slows every side)")
+    kinds = sorted(
+        {k for prims, _ in rows.values() for k in prims}, key=lambda k: -max(rows[s][0].get(k, 0.0) for s in SIDES)
+    )
+    print(
+        f"EDSR-baseline x2 train step, batch {args.batch} of {args.patch}x{args.patch}: ms per step by oneDNN "
+        f"primitive (exec times from ONEDNN_VERBOSE, mean of {args.steps} steps; verbose logging slows every side)"
+    )
     print(f"| primitive | {' | '.join(SIDES)} |")
     print("|---" * (len(SIDES) + 1) + "|")
     for k in kinds:

@@ -20,6 +20,7 @@ RGB, no shave.  Timings: best of
 
     python benchmarks/sampler_overhead.py [--sizes 10000 100000 1000000] [--steps 50] [--no-xla]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -135,10 +136,11 @@ def main(argv=None):
     hr_patch = args.lr_size * SCALE
     images = synthetic_images()
     dev = tf.config.list_logical_devices("GPU")
-    print(f"device: {'GPU ' + dev[0].name if dev else 'CPU'}  xla={jit}  batch={args.batch} "
-          f"LR {args.lr_size}x{args.lr_size} x{SCALE}; ms per step (best of {args.repeats}x{args.steps})")
-    print(f"{'N':>9} {'uniform':>9} {'psnr_hist':>10} {'share %':>8} {'sampler-only':>13} "
-          f"{'only/step %':>9}")
+    print(
+        f"device: {'GPU ' + dev[0].name if dev else 'CPU'}  xla={jit}  batch={args.batch} "
+        f"LR {args.lr_size}x{args.lr_size} x{SCALE}; ms per step (best of {args.repeats}x{args.steps})"
+    )
+    print(f"{'N':>9} {'uniform':>9} {'psnr_hist':>10} {'share %':>8} {'sampler-only':>13} {'only/step %':>9}")
     for n in args.sizes:
         coords = PatchPool.random_coords([im.shape[:2] for im in images], hr_patch, n, seed=1)
         pool = PatchPool.from_images(images, coords, hr_patch, downscale_fn=downscale)
@@ -153,17 +155,20 @@ def main(argv=None):
         # The sampler alone: draw + update with fake gains.
         alone = make_sampler("psnr_hist", n, seed=0)
 
-        def sampler_only():
-            idx = alone.draw(args.batch)
-            alone.update(idx, tf.cast(idx % 13, tf.float32))
+        def sampler_only(sampler=alone):
+            idx = sampler.draw(args.batch)
+            sampler.update(idx, tf.cast(idx % 13, tf.float32))
             return idx
 
         t_uni, t_hist, t_only = time_fns(
-            [steps["uniform"], steps["psnr_hist"], tf.function(sampler_only, jit_compile=jit)],
-            args.steps, args.repeats)
+            [steps["uniform"], steps["psnr_hist"], tf.function(sampler_only, jit_compile=jit)], args.steps, args.repeats
+        )
         share = 100.0 * (t_hist - t_uni) / t_hist
-        print(f"{n:>9} {t_uni * 1e3:>9.2f} {t_hist * 1e3:>10.2f} {share:>8.1f} "
-              f"{t_only * 1e3:>11.3f}ms {100.0 * t_only / t_hist:>9.1f}", flush=True)
+        print(
+            f"{n:>9} {t_uni * 1e3:>9.2f} {t_hist * 1e3:>10.2f} {share:>8.1f} "
+            f"{t_only * 1e3:>11.3f}ms {100.0 * t_only / t_hist:>9.1f}",
+            flush=True,
+        )
 
 
 if __name__ == "__main__":

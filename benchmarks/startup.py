@@ -6,6 +6,7 @@ processes, interleaved, ``--repeats`` times each; the medians and their ratio ar
 
     python benchmarks/startup.py [--repeats 7]
 """
+
 import argparse
 import statistics
 import subprocess
@@ -14,8 +15,11 @@ import time
 
 COMMANDS = {
     "import tensorflow": [sys.executable, "-c", "import tensorflow"],
-    "visionfw models": [sys.executable, "-c", "import sys; from visionfw.cli import run; "
-                                              "sys.argv = ['visionfw', 'models']; sys.exit(run())"],
+    "visionfw models": [
+        sys.executable,
+        "-c",
+        "import sys; from visionfw.cli import run; sys.argv = ['visionfw', 'models']; sys.exit(run())",
+    ],
 }
 
 

@@ -12,6 +12,7 @@ trace's XSpace protobuf directly (no TensorBoard plugin needed) and prints, per 
     python benchmarks/tf_profile.py [--steps 3] [--warmup 2] [--batch 16] [--patch 48] [--top 12]
                                     [--inter_op N] [--intra_op N]
 """
+
 import argparse
 import collections
 import glob
@@ -20,7 +21,6 @@ import tempfile
 import time
 
 import tensorflow as tf
-
 import train_throughput as tt  # this folder
 
 GROUPS = (  # (group, predicate on the op type), first match wins
@@ -28,8 +28,13 @@ GROUPS = (  # (group, predicate on the op type), first match wins
     ("conv backward input", lambda t: "BackpropInput" in t),
     ("conv forward", lambda t: "Conv2D" in t),
     ("cast", lambda t: "Cast" in t),
-    ("optimizer update", lambda t: t in {"AssignVariableOp", "AssignSubVariableOp", "AssignAddVariableOp",
-                                         "ReadVariableOp", "ResourceApplyAdam"}),
+    (
+        "optimizer update",
+        lambda t: (
+            t
+            in {"AssignVariableOp", "AssignSubVariableOp", "AssignAddVariableOp", "ReadVariableOp", "ResourceApplyAdam"}
+        ),
+    ),
     ("pixel shuffle", lambda t: t in {"DepthToSpace", "SpaceToDepth"}),
 )
 
@@ -70,8 +75,9 @@ def op_events(logdir):
 
 def profile(run, steps):
     logdir = tempfile.mkdtemp(prefix="visionfw_tfprof_")
-    options = tf.profiler.experimental.ProfilerOptions(host_tracer_level=3, python_tracer_level=0,
-                                                       device_tracer_level=0)
+    options = tf.profiler.experimental.ProfilerOptions(
+        host_tracer_level=3, python_tracer_level=0, device_tracer_level=0
+    )
     tf.profiler.experimental.start(logdir, options=options)
     start = time.perf_counter()
     run(steps)
@@ -107,8 +113,10 @@ def main():
     tt.add_thread_arguments(parser)
     args = parser.parse_args()
     tt.apply_thread_arguments(args)
-    print(f"EDSR-baseline x2 train step, batch {args.batch} of {args.patch}x{args.patch}; TF profiler trace of "
-          f"{args.steps} steps after {args.warmup} warm-up; ms per step")
+    print(
+        f"EDSR-baseline x2 train step, batch {args.batch} of {args.patch}x{args.patch}; TF profiler trace of "
+        f"{args.steps} steps after {args.warmup} warm-up; ms per step"
+    )
     results = {}
     for side, mixed in (("fp32", None), ("bf16", "bfloat16")):
         run, _, _ = tt.visionfw_stepper(args, mixed=mixed)
@@ -124,8 +132,10 @@ def main():
         print(f"{label:42s} " + " ".join(f"{v:9.1f}" for v in vals))
     for s in ("fp32", "bf16"):
         by_type, by_group, busy, wall, n_ops = results[s]
-        print(f"\n{s}: {n_ops:.0f} ops per step, op time / wall {sum(by_group.values()) / wall:.2f} "
-              f"(> 1: ops ran concurrently); top op types:")
+        print(
+            f"\n{s}: {n_ops:.0f} ops per step, op time / wall {sum(by_group.values()) / wall:.2f} "
+            f"(> 1: ops ran concurrently); top op types:"
+        )
         for op_type, ms in by_type.most_common(args.top):
             print(f"  {op_type:48s} {ms:8.1f} ms  {100 * ms / sum(by_type.values()):5.1f}%")
     return 0

@@ -17,8 +17,9 @@ def edsr_baseline(scale=2, channels=64, blocks=16, mean=DIV2K_MEAN):
     class ResBlock(nn.Module):
         def __init__(self, c):
             super().__init__()
-            self.body = nn.Sequential(nn.Conv2d(c, c, 3, padding=1), nn.ReLU(inplace=True),
-                                      nn.Conv2d(c, c, 3, padding=1))
+            self.body = nn.Sequential(
+                nn.Conv2d(c, c, 3, padding=1), nn.ReLU(inplace=True), nn.Conv2d(c, c, 3, padding=1)
+            )
 
         def forward(self, x):
             return x + self.body(x)
@@ -29,8 +30,13 @@ def edsr_baseline(scale=2, channels=64, blocks=16, mean=DIV2K_MEAN):
             self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32).view(1, 3, 1, 1))
             self.head = nn.Conv2d(3, c, 3, padding=1)
             self.body = nn.Sequential(*[ResBlock(c) for _ in range(blocks)], nn.Conv2d(c, c, 3, padding=1))
-            self.up = nn.Sequential(*[m for r in upsample_factors(scale)
-                                      for m in (nn.Conv2d(c, c * r * r, 3, padding=1), nn.PixelShuffle(r))])
+            self.up = nn.Sequential(
+                *[
+                    m
+                    for r in upsample_factors(scale)
+                    for m in (nn.Conv2d(c, c * r * r, 3, padding=1), nn.PixelShuffle(r))
+                ]
+            )
             self.tail = nn.Conv2d(c, 3, 3, padding=1)
 
         def forward(self, x):

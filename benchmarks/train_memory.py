@@ -16,6 +16,7 @@ Each case runs in its own child process; its peak resident set size is read with
 Prints one line per case: peak RSS in MB and, for training, the excess over the baseline.
 Memory only: times are not measured here.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -52,10 +53,24 @@ def _peak_mb(args, env=None):
 
 def train_peak(folder, workdir, extra=()):
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", CUDA_VISIBLE_DEVICES="")
-    args = [sys.executable, "-m", "visionfw.cli", "train", "--model=espcn", "--scale=2",
-            "--model_kwargs=n1=8,n2=4", f"--train_data={folder}", "--val_data=", "--steps=1",
-            "--batch_size=4", "--lr_patch=8", f"--workdir={workdir}", "--notensorboard", "--noprogress",
-            *extra]
+    args = [
+        sys.executable,
+        "-m",
+        "visionfw.cli",
+        "train",
+        "--model=espcn",
+        "--scale=2",
+        "--model_kwargs=n1=8,n2=4",
+        f"--train_data={folder}",
+        "--val_data=",
+        "--steps=1",
+        "--batch_size=4",
+        "--lr_patch=8",
+        f"--workdir={workdir}",
+        "--notensorboard",
+        "--noprogress",
+        *extra,
+    ]
     return _peak_mb(args, env)
 
 
@@ -81,10 +96,20 @@ def imresize_peak(size):
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--sizes", type=int, nargs="*", default=[4000, 6000],
-                        help="side lengths of the square training photos (default 4000 6000)")
-    parser.add_argument("--imresize", type=int, nargs="*", default=[4000],
-                        help="side lengths for the imresize_numpy case (default 4000)")
+    parser.add_argument(
+        "--sizes",
+        type=int,
+        nargs="*",
+        default=[4000, 6000],
+        help="side lengths of the square training photos (default 4000 6000)",
+    )
+    parser.add_argument(
+        "--imresize",
+        type=int,
+        nargs="*",
+        default=[4000],
+        help="side lengths for the imresize_numpy case (default 4000)",
+    )
     parser.add_argument("--keep", default=None, help="make the images and run dirs here (default: a temp dir)")
     args = parser.parse_args()
 
@@ -92,8 +117,11 @@ def main():
         root = Path(args.keep or tmp)
         for size in args.imresize:
             peak, added = imresize_peak(size)
-            print(f"imresize_numpy {size}x{size}x3 uint8, scale 1/2: child peak {peak:.0f} MB, "
-                  f"added by the call {added:.0f} MB", flush=True)
+            print(
+                f"imresize_numpy {size}x{size}x3 uint8, scale 1/2: child peak {peak:.0f} MB, "
+                f"added by the call {added:.0f} MB",
+                flush=True,
+            )
         cases = [("baseline", 64)] + [(f"{s}x{s}", s) for s in args.sizes]
         base = None
         for name, size in cases:
@@ -111,8 +139,7 @@ def main():
                 base = peak
                 print(f"train {name} (one 64x64 image): peak RSS {peak:.0f} MB", flush=True)
             else:
-                print(f"train {name} photo: peak RSS {peak:.0f} MB, {peak - base:.0f} MB over the baseline",
-                      flush=True)
+                print(f"train {name} photo: peak RSS {peak:.0f} MB, {peak - base:.0f} MB over the baseline", flush=True)
 
 
 if __name__ == "__main__":

@@ -15,6 +15,7 @@ load change on a shared machine hits every side alike.
 
 Usage: python benchmarks/train_throughput.py [--steps 4] [--repeats 3] [--warmup 2] [--batch 16] [--patch 48]
 """
+
 import argparse
 import os
 import statistics
@@ -24,7 +25,6 @@ import time
 
 import numpy as np
 import tensorflow as tf
-
 import torch_edsr  # this folder: the PyTorch twin of edsr_baseline
 
 
@@ -39,7 +39,7 @@ def matmul_peak(dtype, n=4096, reps=5):
         t = time.perf_counter()
         f(a, b).numpy()
         best = min(best, time.perf_counter() - t)
-    return 2.0 * n ** 3 / best
+    return 2.0 * n**3 / best
 
 
 def forward_flops(model, batch, patch):
@@ -47,7 +47,8 @@ def forward_flops(model, batch, patch):
     from tensorflow.python.profiler import model_analyzer, option_builder
 
     fn = tf.function(lambda x: model(x, training=False)).get_concrete_function(
-        tf.TensorSpec([batch, patch, patch, 3], tf.float32))
+        tf.TensorSpec([batch, patch, patch, 3], tf.float32)
+    )
     frozen = convert_variables_to_constants_v2(fn)
     opts = option_builder.ProfileOptionBuilder.float_operation()
     opts["output"] = "none"
@@ -59,11 +60,23 @@ def visionfw_stepper(args, mixed=None, pipeline=False, xla=False):
     """(run(n) -> seconds per step over n steps, dataset build seconds, model) for our compiled step."""
     import keras
 
-    from visionfw.train.trainer import Trainer, TrainConfig, resolve_config
+    from visionfw.train.trainer import TrainConfig, Trainer, resolve_config
 
-    cfg = resolve_config(TrainConfig(model="edsr_baseline", scale=2, batch_size=args.batch, lr_patch=args.patch,
-                                     steps=10, val_data=[], progress=False, tensorboard=False,
-                                     mixed_precision=mixed, jit_compile=xla, workdir=tempfile.mkdtemp()))
+    cfg = resolve_config(
+        TrainConfig(
+            model="edsr_baseline",
+            scale=2,
+            batch_size=args.batch,
+            lr_patch=args.patch,
+            steps=10,
+            val_data=[],
+            progress=False,
+            tensorboard=False,
+            mixed_precision=mixed,
+            jit_compile=xla,
+            workdir=tempfile.mkdtemp(),
+        )
+    )
     previous = keras.config.dtype_policy()
     try:
         trainer = Trainer(cfg)
@@ -175,9 +188,11 @@ def main():
     args = parser.parse_args()
     apply_thread_arguments(args)
     b = args.batch
-    print(f"EDSR-baseline x2 train step, batch {b} of {args.patch}x{args.patch} LR patches; median of "
-          f"{args.repeats} interleaved repetitions of {args.steps} steps after {args.warmup} warm-up; "
-          f"{os.cpu_count()} CPU cores")
+    print(
+        f"EDSR-baseline x2 train step, batch {b} of {args.patch}x{args.patch} LR patches; median of "
+        f"{args.repeats} interleaved repetitions of {args.steps} steps after {args.warmup} warm-up; "
+        f"{os.cpu_count()} CPU cores"
+    )
 
     peak32 = float("nan") if args.skip_peak else matmul_peak(tf.float32)
     peak16 = float("nan") if args.skip_peak else matmul_peak(tf.bfloat16)
@@ -207,18 +222,24 @@ def main():
             extra = f"  {train_flops / t / 1e9:6.1f} GFLOP/s = {train_flops / t / peak32:.2f} x fp32 matmul peak"
         elif name == "visionfw bf16":
             extra = f"  {train_flops / t / peak16:.2f} x bf16 matmul peak"
-        print(f"{name:30s} {t * 1e3:8.1f} ms/step  {b / t:7.1f} patches/s  "
-              f"(runs: {', '.join(f'{x * 1e3:.0f}' for x in ts)} ms){extra}")
+        print(
+            f"{name:30s} {t * 1e3:8.1f} ms/step  {b / t:7.1f} patches/s  "
+            f"(runs: {', '.join(f'{x * 1e3:.0f}' for x in ts)} ms){extra}"
+        )
     t32, tbf = med["visionfw fp32"][0], med["visionfw bf16"][0]
     print(f"visionfw bf16/fp32 speed-up: {t32 / tbf:.2f}x")
     if "visionfw fp32, real pipeline" in med:
-        print(f"real pipeline / in-memory step time: {med['visionfw fp32, real pipeline'][0] / t32:.2f}x "
-              f"(dataset build {build:.1f} s, not timed)")
+        print(
+            f"real pipeline / in-memory step time: {med['visionfw fp32, real pipeline'][0] / t32:.2f}x "
+            f"(dataset build {build:.1f} s, not timed)"
+        )
     if torch32 is not None:
         print(f"({note})")
         print(f"visionfw/PyTorch patches/s ratio, fp32: {med['PyTorch fp32'][0] / t32:.2f}")
-        print(f"visionfw/PyTorch patches/s ratio, bf16 (ours mixed_bfloat16 vs torch.autocast): "
-              f"{med['PyTorch bf16 autocast'][0] / tbf:.2f}")
+        print(
+            f"visionfw/PyTorch patches/s ratio, bf16 (ours mixed_bfloat16 vs torch.autocast): "
+            f"{med['PyTorch bf16 autocast'][0] / tbf:.2f}"
+        )
     return 0
 
 

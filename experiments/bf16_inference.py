@@ -11,6 +11,7 @@ output both times.  Speed lives in ``benchmarks/inference_speed.py``.
 Writes ``<out>/summary.md`` (and prints it): PSNR per (model, scale, set), the difference, the
 largest |difference|.  Models without weights here are listed as skipped.
 """
+
 import argparse
 import json
 import os
@@ -44,24 +45,45 @@ def main():
                 skipped.append(f"{name} x{scale}: {str(exc).splitlines()[0][:120]}")
                 continue
             protocol = info.published_protocol or "srcnn"
-            result = {p: evaluate_model(model, args.sets, scale, protocol=protocol, progress=False, precision=p)
-                      for p in ("float32", "bfloat16")}
+            result = {
+                p: evaluate_model(model, args.sets, scale, protocol=protocol, progress=False, precision=p)
+                for p in ("float32", "bfloat16")
+            }
             for ds in result["float32"]:
                 a, b = result["float32"][ds]["psnr"], result["bfloat16"][ds]["psnr"]
-                rows.append({"model": name, "scale": scale, "set": ds, "protocol": protocol, "fp32": a, "bf16": b,
-                             "diff": b - a})
+                rows.append(
+                    {
+                        "model": name,
+                        "scale": scale,
+                        "set": ds,
+                        "protocol": protocol,
+                        "fp32": a,
+                        "bf16": b,
+                        "diff": b - a,
+                    }
+                )
                 print(f"{name} x{scale} {ds}: fp32 {a:.3f}  bf16 {b:.3f}  ({b - a:+.3f} dB)", flush=True)
 
-    lines = ["PSNR (dB, Y of BT.601, shave = scale, MATLAB bicubic LR, each model's published protocol) of the "
-             "official weights computed in float32 and in bfloat16 with a float32 output head; metric in float64 "
-             "on the uint8-rounded output.", "",
-             "| model | scale | set | protocol | float32 | bfloat16 | difference |", "|---|---|---|---|---|---|---|"]
-    lines += [f"| {r['model']} | x{r['scale']} | {r['set']} | {r['protocol']} | {r['fp32']:.3f} | {r['bf16']:.3f} | "
-              f"{r['diff']:+.3f} |" for r in rows]
+    lines = [
+        "PSNR (dB, Y of BT.601, shave = scale, MATLAB bicubic LR, each model's published protocol) of the "
+        "official weights computed in float32 and in bfloat16 with a float32 output head; metric in float64 "
+        "on the uint8-rounded output.",
+        "",
+        "| model | scale | set | protocol | float32 | bfloat16 | difference |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    lines += [
+        f"| {r['model']} | x{r['scale']} | {r['set']} | {r['protocol']} | {r['fp32']:.3f} | {r['bf16']:.3f} | "
+        f"{r['diff']:+.3f} |"
+        for r in rows
+    ]
     if rows:
         diffs = [r["diff"] for r in rows]
-        lines += ["", f"- mean difference {sum(diffs) / len(diffs):+.3f} dB, largest |difference| "
-                      f"{max(map(abs, diffs)):.3f} dB over {len(rows)} (model, scale, set) cells"]
+        lines += [
+            "",
+            f"- mean difference {sum(diffs) / len(diffs):+.3f} dB, largest |difference| "
+            f"{max(map(abs, diffs)):.3f} dB over {len(rows)} (model, scale, set) cells",
+        ]
     lines += [f"- skipped {s}" for s in skipped]
     text = "\n".join(lines) + "\n"
     out = Path(args.out)

@@ -14,6 +14,7 @@ bicubic on Set5 x4 with its 128-channel net and 2000 steps; on 2 CPU cores the d
 Writes ``<out>/<image>.png``, ``<out>/<image>.json`` (scores, time, PSNR history; a finished image is
 reused unless ``--fresh``) and ``<out>/summary.md``.
 """
+
 import argparse
 import json
 import os
@@ -56,25 +57,51 @@ def main():
                 rows.append(done)
                 print(f"{path.stem}: reused {record}", flush=True)
                 continue
-        config = DipConfig(task="sr", image=str(path), simulate=True, scale=args.scale, steps=args.steps,
-                           model=args.model, seed=args.seed, log_every=args.log_every, progress=False,
-                           output=str(out / f"{path.stem}.png"))
+        config = DipConfig(
+            task="sr",
+            image=str(path),
+            simulate=True,
+            scale=args.scale,
+            steps=args.steps,
+            model=args.model,
+            seed=args.seed,
+            log_every=args.log_every,
+            progress=False,
+            output=str(out / f"{path.stem}.png"),
+        )
         t0 = time.time()
         _, history, scores = run(config)
-        row = {"image": path.stem, "steps": args.steps, "model": args.model, "scale": args.scale,
-               "dip_psnr": scores["psnr"], "bicubic_psnr": scores["baseline"],
-               "gain": scores["psnr"] - scores["baseline"], "seconds": time.time() - t0,
-               "steps_per_sec": history["steps_per_sec"], "measure": scores["measure"],
-               "history": {"step": history["step"], "loss": history["loss"], "psnr_rgb": history["psnr"]}}
+        row = {
+            "image": path.stem,
+            "steps": args.steps,
+            "model": args.model,
+            "scale": args.scale,
+            "dip_psnr": scores["psnr"],
+            "bicubic_psnr": scores["baseline"],
+            "gain": scores["psnr"] - scores["baseline"],
+            "seconds": time.time() - t0,
+            "steps_per_sec": history["steps_per_sec"],
+            "measure": scores["measure"],
+            "history": {"step": history["step"], "loss": history["loss"], "psnr_rgb": history["psnr"]},
+        }
         record.write_text(json.dumps(row, indent=1))
         rows.append(row)
-        print(f"{path.stem}: DIP {row['dip_psnr']:.2f} dB, bicubic {row['bicubic_psnr']:.2f} dB "
-              f"({row['gain']:+.2f} dB), {row['seconds']:.0f} s", flush=True)
-    lines = [f"DIP x{args.scale} on Set5, {args.model}, {args.steps} steps per image, PSNR in dB "
-             f"({rows[0]['measure'] if rows else ''})", "",
-             "| image | DIP | bicubic | gain | seconds |", "|---|---|---|---|---|"]
-    lines += [f"| {r['image']} | {r['dip_psnr']:.2f} | {r['bicubic_psnr']:.2f} | {r['gain']:+.2f} | "
-              f"{r['seconds']:.0f} |" for r in rows]
+        print(
+            f"{path.stem}: DIP {row['dip_psnr']:.2f} dB, bicubic {row['bicubic_psnr']:.2f} dB "
+            f"({row['gain']:+.2f} dB), {row['seconds']:.0f} s",
+            flush=True,
+        )
+    lines = [
+        f"DIP x{args.scale} on Set5, {args.model}, {args.steps} steps per image, PSNR in dB "
+        f"({rows[0]['measure'] if rows else ''})",
+        "",
+        "| image | DIP | bicubic | gain | seconds |",
+        "|---|---|---|---|---|",
+    ]
+    lines += [
+        f"| {r['image']} | {r['dip_psnr']:.2f} | {r['bicubic_psnr']:.2f} | {r['gain']:+.2f} | {r['seconds']:.0f} |"
+        for r in rows
+    ]
     if rows:
         mean = {k: sum(r[k] for r in rows) / len(rows) for k in ("dip_psnr", "bicubic_psnr", "gain")}
         lines.append(f"| mean | {mean['dip_psnr']:.2f} | {mean['bicubic_psnr']:.2f} | {mean['gain']:+.2f} | |")

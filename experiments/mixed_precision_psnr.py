@@ -19,6 +19,7 @@ Writes ``<out>/summary.md`` and ``summary.json``: PSNR per (model, precision, se
 difference bf16 - fp32 per seed, its mean and the largest absolute one, and steps/s.  Finished runs
 (``<out>/runs/<model>_<precision>_seed<s>/result.json``) are reused.
 """
+
 import argparse
 import json
 import os
@@ -62,15 +63,33 @@ def run_one(model, precision, seed, steps, args):
     done = workdir / "result.json"
     if done.is_file():
         return json.loads(done.read_text())
-    config = TrainConfig(model=model, scale=args.scale, train_data=args.train_data, val_data=["Set5", "Set14"],
-                         steps=steps, seed=seed, workdir=str(workdir), val_every=0, ckpt_every=max(100, steps // 4),
-                         log_every=max(50, steps // 10), tensorboard=False, progress=False,
-                         mixed_precision=None if precision == "fp32" else precision,
-                         **{**DEFAULT_OPTIONS.get(model, {}), **parse_set(args.set).get(model, {})})
+    config = TrainConfig(
+        model=model,
+        scale=args.scale,
+        train_data=args.train_data,
+        val_data=["Set5", "Set14"],
+        steps=steps,
+        seed=seed,
+        workdir=str(workdir),
+        val_every=0,
+        ckpt_every=max(100, steps // 4),
+        log_every=max(50, steps // 10),
+        tensorboard=False,
+        progress=False,
+        mixed_precision=None if precision == "fp32" else precision,
+        **{**DEFAULT_OPTIONS.get(model, {}), **parse_set(args.set).get(model, {})},
+    )
     result = train(config)
-    row = {"model": model, "precision": precision, "seed": seed, "steps": steps,
-           "set5": result["val"]["Set5"]["psnr"], "set14": result["val"]["Set14"]["psnr"],
-           "steps_per_sec": result["steps_per_sec"], "protocol": result["protocol"]}
+    row = {
+        "model": model,
+        "precision": precision,
+        "seed": seed,
+        "steps": steps,
+        "set5": result["val"]["Set5"]["psnr"],
+        "set14": result["val"]["Set14"]["psnr"],
+        "steps_per_sec": result["steps_per_sec"],
+        "protocol": result["protocol"],
+    }
     done.write_text(json.dumps(row, indent=1))
     return row
 
@@ -78,10 +97,16 @@ def run_one(model, precision, seed, steps, args):
 def summarise(rows, precisions):
     lines, summary = [], {"rows": rows, "pairs": {}}
     protocol = rows[0]["protocol"] if rows else ""
-    lines.append(f"PSNR (dB) after the same steps and seed; {protocol}; evaluation in float32 on uint8-rounded "
-                 "output.\n")
-    lines.append("| model | steps | seed | " + " | ".join(f"{p} Set5 | {p} Set14" for p in precisions)
-                 + " | " + " | ".join(f"{p}-fp32 Set5 | {p}-fp32 Set14" for p in precisions[1:]) + " |")
+    lines.append(
+        f"PSNR (dB) after the same steps and seed; {protocol}; evaluation in float32 on uint8-rounded output.\n"
+    )
+    lines.append(
+        "| model | steps | seed | "
+        + " | ".join(f"{p} Set5 | {p} Set14" for p in precisions)
+        + " | "
+        + " | ".join(f"{p}-fp32 Set5 | {p}-fp32 Set14" for p in precisions[1:])
+        + " |"
+    )
     lines.append("|---" * (3 + 2 * len(precisions) + 2 * (len(precisions) - 1)) + "|")
     by = {(r["model"], r["precision"], r["seed"]): r for r in rows}
     for model in dict.fromkeys(r["model"] for r in rows):
@@ -91,21 +116,31 @@ def summarise(rows, precisions):
             diffs = [(c["set5"] - cells[0]["set5"], c["set14"] - cells[0]["set14"]) for c in cells[1:]]
             for p, d in zip(precisions[1:], diffs):
                 summary["pairs"].setdefault(f"{model}/{p}", []).append(d)
-            lines.append(f"| {model} | {cells[0]['steps']} | {seed} | "
-                         + " | ".join(f"{c['set5']:.3f} | {c['set14']:.3f}" for c in cells) + " | "
-                         + " | ".join(f"{a:+.3f} | {b:+.3f}" for a, b in diffs) + " |")
+            lines.append(
+                f"| {model} | {cells[0]['steps']} | {seed} | "
+                + " | ".join(f"{c['set5']:.3f} | {c['set14']:.3f}" for c in cells)
+                + " | "
+                + " | ".join(f"{a:+.3f} | {b:+.3f}" for a, b in diffs)
+                + " |"
+            )
     lines.append("")
     for key, pairs in summary["pairs"].items():
         flat = [v for pair in pairs for v in pair]
         mean5 = statistics.mean(p[0] for p in pairs)
         mean14 = statistics.mean(p[1] for p in pairs)
-        lines.append(f"- {key}: mean paired difference Set5 {mean5:+.3f}, Set14 {mean14:+.3f} dB; largest "
-                     f"|difference| {max(map(abs, flat)):.3f} dB over {len(pairs)} seeds")
+        lines.append(
+            f"- {key}: mean paired difference Set5 {mean5:+.3f}, Set14 {mean14:+.3f} dB; largest "
+            f"|difference| {max(map(abs, flat)):.3f} dB over {len(pairs)} seeds"
+        )
     for model in dict.fromkeys(r["model"] for r in rows):
-        speed = {p: statistics.median(r["steps_per_sec"] for r in rows if r["model"] == model and r["precision"] == p)
-                 for p in precisions}
-        lines.append(f"- {model} steps/s (median over seeds, as the trainer reports them): "
-                     + ", ".join(f"{p} {v:.2f}" for p, v in speed.items()))
+        speed = {
+            p: statistics.median(r["steps_per_sec"] for r in rows if r["model"] == model and r["precision"] == p)
+            for p in precisions
+        }
+        lines.append(
+            f"- {model} steps/s (median over seeds, as the trainer reports them): "
+            + ", ".join(f"{p} {v:.2f}" for p, v in speed.items())
+        )
     return "\n".join(lines) + "\n", summary
 
 
@@ -128,8 +163,11 @@ def main():
         for seed in [int(s) for s in args.seeds.split(",") if s]:
             for precision in precisions:
                 row = run_one(model, precision, seed, steps.get(model, 1000), args)
-                print(f"{model} {precision} seed {seed}: Set5 {row['set5']:.3f} Set14 {row['set14']:.3f} dB "
-                      f"({row['steps_per_sec']:.2f} steps/s)", flush=True)
+                print(
+                    f"{model} {precision} seed {seed}: Set5 {row['set5']:.3f} Set14 {row['set14']:.3f} dB "
+                    f"({row['steps_per_sec']:.2f} steps/s)",
+                    flush=True,
+                )
                 rows.append(row)
     text, summary = summarise(rows, precisions)
     out = Path(args.out)

@@ -18,6 +18,7 @@ crop of both beside the HR (``<out>/<image>_pair.png``).
 
     python experiments/perceptual_vs_psnr.py --psnr_steps=1500 --gan_steps=500
 """
+
 import argparse
 import json
 import os
@@ -42,10 +43,22 @@ def vgg_file(path):
 def train_stage(args, name, **kw):
     from visionfw.train import TrainConfig, train
 
-    config = TrainConfig(model=args.model, scale=args.scale, train_data=args.train_data, val_data=["Set5"],
-                         val_every=0, batch_size=args.batch, lr_patch=args.lr_patch, seed=args.seed,
-                         workdir=str(Path(args.out) / name), tensorboard=False, progress=False,
-                         log_every=max(25, args.psnr_steps // 20), ckpt_every=250, **kw)
+    config = TrainConfig(
+        model=args.model,
+        scale=args.scale,
+        train_data=args.train_data,
+        val_data=["Set5"],
+        val_every=0,
+        batch_size=args.batch,
+        lr_patch=args.lr_patch,
+        seed=args.seed,
+        workdir=str(Path(args.out) / name),
+        tensorboard=False,
+        progress=False,
+        log_every=max(25, args.psnr_steps // 20),
+        ckpt_every=250,
+        **kw,
+    )
     return train(config)
 
 
@@ -55,8 +68,15 @@ def score(model_path, scale, out, tag):
     from visionfw.evaluate import evaluate_model
 
     model = keras.saving.load_model(model_path, compile=False)
-    res = evaluate_model(model, ["Set5"], scale, protocol="edsr", progress=False, texture_metrics=["niqe"],
-                         save_images=str(Path(out) / f"sr_{tag}"))["Set5"]
+    res = evaluate_model(
+        model,
+        ["Set5"],
+        scale,
+        protocol="edsr",
+        progress=False,
+        texture_metrics=["niqe"],
+        save_images=str(Path(out) / f"sr_{tag}"),
+    )["Set5"]
     return {k: res[k] for k in ("psnr", "ssim", "niqe", "niqe_protocol", "protocol_description")}, res
 
 
@@ -73,7 +93,7 @@ def pair_figure(out, image, scale, crop=64):
         tiles.append(np.asarray(Image.open(Path(out) / f"sr_{tag}" / "Set5" / f"x{scale}" / f"{image}.png")))
     h, w = hr.shape[:2]
     y, x = (h - crop) // 2, (w - crop) // 2
-    row = np.concatenate([t[y:y + crop, x:x + crop, :3] for t in tiles], axis=1)
+    row = np.concatenate([t[y : y + crop, x : x + crop, :3] for t in tiles], axis=1)
     path = Path(out) / f"{image}_pair.png"
     Image.fromarray(row).resize((row.shape[1] * 4, row.shape[0] * 4), Image.NEAREST).save(path)
     return path
@@ -90,8 +110,12 @@ def main():
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--train_data", default="../shared/data/train/T91")
     ap.add_argument("--vgg_weights", default=None)
-    ap.add_argument("--pixel_weight", type=float, default=None,
-                    help="L1 weight of the GAN stage (default: ESRGAN's 1e-2 with VGG, 1.0 without)")
+    ap.add_argument(
+        "--pixel_weight",
+        type=float,
+        default=None,
+        help="L1 weight of the GAN stage (default: ESRGAN's 1e-2 with VGG, 1.0 without)",
+    )
     ap.add_argument("--image", default="butterfly")
     ap.add_argument("--out", default="experiments/results/perceptual_vs_psnr")
     args = ap.parse_args()
@@ -102,23 +126,33 @@ def main():
     options.update({"vgg_weights": vgg} if vgg else {"perceptual_weight": 0.0, "pixel_weight": 1.0})
     if args.pixel_weight is not None:
         options["pixel_weight"] = args.pixel_weight
-    gan = train_stage(args, "gan", steps=args.gan_steps, task="gan", task_options=options, lr=1e-4,
-                      schedule="constant")
+    gan = train_stage(args, "gan", steps=args.gan_steps, task="gan", task_options=options, lr=1e-4, schedule="constant")
     rows = {}
     for tag, result in (("psnr", psnr), ("gan", gan)):
         rows[tag], _ = score(result["model_path"], args.scale, args.out, tag)
     figure = pair_figure(args.out, args.image, args.scale)
     pixel = options.get("pixel_weight", 1e-2)
-    objective = (f"ESRGAN: {pixel:g} L1 + VGG19 conv5_4 (pre-ReLU) L1 + 5e-3 RaGAN" if vgg else
-                 f"ESRGAN without its perceptual term (no VGG19 weights here): {pixel:g} L1 + 5e-3 RaGAN")
-    lines = [f"{args.model} x{args.scale}: PSNR stage {args.psnr_steps} steps (L1), GAN stage {args.gan_steps} steps "
-             f"from it ({objective}, D = srgan_discriminator_small); T91, batch {args.batch}, LR patch "
-             f"{args.lr_patch}, seed {args.seed}.", "",
-             "| model | Set5 PSNR | SSIM | NIQE |", "|---|---|---|---|"]
+    objective = (
+        f"ESRGAN: {pixel:g} L1 + VGG19 conv5_4 (pre-ReLU) L1 + 5e-3 RaGAN"
+        if vgg
+        else f"ESRGAN without its perceptual term (no VGG19 weights here): {pixel:g} L1 + 5e-3 RaGAN"
+    )
+    lines = [
+        f"{args.model} x{args.scale}: PSNR stage {args.psnr_steps} steps (L1), GAN stage {args.gan_steps} steps "
+        f"from it ({objective}, D = srgan_discriminator_small); T91, batch {args.batch}, LR patch "
+        f"{args.lr_patch}, seed {args.seed}.",
+        "",
+        "| model | Set5 PSNR | SSIM | NIQE |",
+        "|---|---|---|---|",
+    ]
     for tag, r in rows.items():
         lines.append(f"| {tag} | {r['psnr']:.3f} | {r['ssim']:.4f} | {r['niqe']:.3f} |")
-    lines += ["", f"PSNR/SSIM: {rows['psnr']['protocol_description']}", f"NIQE: {rows['psnr']['niqe_protocol']}",
-              f"Crops (HR | PSNR | GAN, centre of {args.image}, 4x nearest): {figure}"]
+    lines += [
+        "",
+        f"PSNR/SSIM: {rows['psnr']['protocol_description']}",
+        f"NIQE: {rows['psnr']['niqe_protocol']}",
+        f"Crops (HR | PSNR | GAN, centre of {args.image}, 4x nearest): {figure}",
+    ]
     text = "\n".join(lines) + "\n"
     (Path(args.out) / "summary.md").write_text(text)
     (Path(args.out) / "summary.json").write_text(json.dumps({"rows": rows, "args": vars(args)}, indent=1))

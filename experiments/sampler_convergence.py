@@ -34,6 +34,7 @@ its last checkpoint.  Results are not meant to be committed.
 
     python experiments/sampler_convergence.py --seeds=0,1 --steps=1500 --val_every=250
 """
+
 from __future__ import annotations
 
 import argparse
@@ -56,6 +57,7 @@ DONE_FILE = "run_summary.json"
 
 # ----------------------------------------------------------------------------- pure helpers
 
+
 def steps_to_reach(steps, values, target, times=None):
     """First point where the curve ``values(steps)`` reaches ``target``.
 
@@ -66,8 +68,7 @@ def steps_to_reach(steps, values, target, times=None):
     bound: nothing is known before it).
     """
     pts = [(float(s), float(v)) for s, v in zip(steps, values) if v is not None and math.isfinite(v)]
-    tms = None if times is None else [float(t) for t, v in zip(times, values)
-                                      if v is not None and math.isfinite(v)]
+    tms = None if times is None else [float(t) for t, v in zip(times, values) if v is not None and math.isfinite(v)]
     for i, (s, v) in enumerate(pts):
         if v >= target:
             if i == 0:
@@ -106,9 +107,16 @@ def rows_from_log(log_rows, val_times, sampler, seed):
             continue
         wall = float(row["time"])
         spent = sum(d for s, d in val_times.items() if s < step)
-        out.append({"sampler": sampler, "seed": int(seed), "step": step, "wall_s": round(wall, 3),
-                    "train_s": round(wall - spent, 3),
-                    **{col: (float(v) if v not in ("", None) else float("nan")) for col, v in vals.items()}})
+        out.append(
+            {
+                "sampler": sampler,
+                "seed": int(seed),
+                "step": step,
+                "wall_s": round(wall, 3),
+                "train_s": round(wall - spent, 3),
+                **{col: (float(v) if v not in ("", None) else float("nan")) for col, v in vals.items()},
+            }
+        )
     return out
 
 
@@ -176,9 +184,9 @@ def summarize(rows, samplers, step_ms=None, baseline="uniform", tail=3):
                 tail_mean[seed] = mean_std([r[col] for r in curve[-tail:]])[0]
             base_final = {}
             for r in rows:
-                if r["sampler"] == baseline:
-                    if r["seed"] not in base_final or r["step"] > base_final[r["seed"]][0]:
-                        base_final[r["seed"]] = (r["step"], r[col])
+                newer = r["seed"] not in base_final or r["step"] > base_final[r["seed"]][0]
+                if r["sampler"] == baseline and newer:
+                    base_final[r["seed"]] = (r["step"], r[col])
             paired = [final[s] - base_final[s][1] for s in seeds if s in base_final]
             steps, means, _, times = mean_curves(rows, sampler, col)
             target = targets[col]
@@ -205,14 +213,18 @@ def format_summary(summary, protocol="", baseline="uniform", tail=3):
         lines.append("")
     head = ["sampler", "seeds", "ms/step"]
     for name in VAL_SETS:
-        head += [f"{name} final (dB)", f"{name} last-{tail} mean", f"{name} d vs {baseline}",
-                 f"{name} steps to {baseline} final", f"{name} train s to it"]
+        head += [
+            f"{name} final (dB)",
+            f"{name} last-{tail} mean",
+            f"{name} d vs {baseline}",
+            f"{name} steps to {baseline} final",
+            f"{name} train s to it",
+        ]
     lines.append("| " + " | ".join(head) + " |")
     lines.append("|" + "---|" * len(head))
     for sampler, e in summary.items():
         ms, ms_sd = e["step_ms"]
-        cells = [sampler, ",".join(str(s) for s in e["seeds"]),
-                 "n/a" if math.isnan(ms) else f"{ms:.1f} +- {ms_sd:.1f}"]
+        cells = [sampler, ",".join(str(s) for s in e["seeds"]), "n/a" if math.isnan(ms) else f"{ms:.1f} +- {ms_sd:.1f}"]
         for name in VAL_SETS:
             s = e[name]
             m, sd = s["final"]
@@ -232,11 +244,13 @@ def format_summary(summary, protocol="", baseline="uniform", tail=3):
     targets = {name: next(iter(summary.values()))[name]["target"] for name in VAL_SETS} if summary else {}
     if targets:
         lines.append("")
-        lines.append(f"Target = {baseline}'s final mean PSNR: " +
-                     ", ".join(f"{n} {t:.3f} dB" for n, t in targets.items() if t is not None) +
-                     "; steps interpolated linearly on the mean-over-seeds validation curve. "
-                     f"d = paired per-seed difference of the final PSNR; last-{tail} mean = mean of the "
-                     f"last {tail} validations of each seed; +- = std over seeds.")
+        lines.append(
+            f"Target = {baseline}'s final mean PSNR: "
+            + ", ".join(f"{n} {t:.3f} dB" for n, t in targets.items() if t is not None)
+            + "; steps interpolated linearly on the mean-over-seeds validation curve. "
+            f"d = paired per-seed difference of the final PSNR; last-{tail} mean = mean of the "
+            f"last {tail} validations of each seed; +- = std over seeds."
+        )
     return "\n".join(lines) + "\n"
 
 
@@ -254,9 +268,17 @@ def write_csv(path, rows):
 
 def read_csv(path):
     with open(path, newline="") as f:
-        return [{"sampler": r["sampler"], "seed": int(r["seed"]), "step": int(r["step"]),
-                 "wall_s": float(r["wall_s"]), "train_s": float(r["train_s"]),
-                 **{c: float(r[c]) for c in VAL_SETS.values()}} for r in csv.DictReader(f)]
+        return [
+            {
+                "sampler": r["sampler"],
+                "seed": int(r["seed"]),
+                "step": int(r["step"]),
+                "wall_s": float(r["wall_s"]),
+                "train_s": float(r["train_s"]),
+                **{c: float(r[c]) for c in VAL_SETS.values()},
+            }
+            for r in csv.DictReader(f)
+        ]
 
 
 def read_val_times(path):
@@ -284,7 +306,7 @@ def plot(rows, samplers, path, title=""):
             lo = [m - s for m, s in zip(means, stds)]
             hi = [m + s for m, s in zip(means, stds)]
             for j, x in enumerate((steps, times)):
-                line, = axes[i][j].plot(x, means, marker="o", ms=3, label=sampler)
+                (line,) = axes[i][j].plot(x, means, marker="o", ms=3, label=sampler)
                 axes[i][j].fill_between(x, lo, hi, color=line.get_color(), alpha=0.2)
         axes[i][0].set_xlabel("training step")
         axes[i][1].set_xlabel("training wall-clock, validation excluded (s)")
@@ -300,9 +322,10 @@ def plot(rows, samplers, path, title=""):
 
 # ----------------------------------------------------------------------------- training
 
+
 def _register_timed_task():
     """The SR task with its ``validate`` timed into ``<workdir>/val_times.csv``."""
-    from visionfw.tasks.base import SRTask, TASKS, register_task
+    from visionfw.tasks.base import TASKS, SRTask, register_task
 
     if TIMED_TASK in TASKS:
         return
@@ -342,21 +365,47 @@ def run_one(args, sampler, seed, run_dir):
         _register_timed_task()
         kwargs = dict(args.sampler_kwargs.get(sampler, {}))
         config = TrainConfig(
-            model=args.model, scale=args.scale, task=TIMED_TASK, train_data=args.train_data,
-            val_data=list(VAL_SETS), data_dir=args.data_dir, steps=args.steps, seed=seed,
-            schedule=args.schedule, sampler=sampler, pool_size=args.pool_size, sampler_kwargs=kwargs,
-            workdir=str(run_dir), resume="auto", val_every=args.val_every, ckpt_every=args.val_every,
-            log_every=args.log_every, keep_checkpoints=1, tensorboard=False, progress=False)
+            model=args.model,
+            scale=args.scale,
+            task=TIMED_TASK,
+            train_data=args.train_data,
+            val_data=list(VAL_SETS),
+            data_dir=args.data_dir,
+            steps=args.steps,
+            seed=seed,
+            schedule=args.schedule,
+            sampler=sampler,
+            pool_size=args.pool_size,
+            sampler_kwargs=kwargs,
+            workdir=str(run_dir),
+            resume="auto",
+            val_every=args.val_every,
+            ckpt_every=args.val_every,
+            log_every=args.log_every,
+            keep_checkpoints=1,
+            tensorboard=False,
+            progress=False,
+        )
         t0 = time.perf_counter()
         result = train(config)
-        info = {"sampler": sampler, "seed": seed, "process_wall_s": time.perf_counter() - t0,
-                "trainer_time_s": result["time_s"], "protocol": result["protocol"],
-                "val": result["val"], "steps": result["steps"], "sampler_kwargs": kwargs}
+        info = {
+            "sampler": sampler,
+            "seed": seed,
+            "process_wall_s": time.perf_counter() - t0,
+            "trainer_time_s": result["time_s"],
+            "protocol": result["protocol"],
+            "val": result["val"],
+            "steps": result["steps"],
+            "sampler_kwargs": kwargs,
+        }
         tmp = done.with_suffix(".tmp")
         tmp.write_text(json.dumps(info, indent=2))
         os.replace(tmp, done)
-        print(f"  done {sampler} seed {seed}: {info['process_wall_s']:.0f} s, "
-              f"Set5 {result['val']['Set5']['psnr']:.3f} dB", flush=True)
+        print(
+            f"  done {sampler} seed {seed}: {info['process_wall_s']:.0f} s, "
+            f"Set5 {result['val']['Set5']['psnr']:.3f} dB",
+            flush=True,
+        )
     else:
         print(f"  skip {sampler} seed {seed} (finished earlier)", flush=True)
     info = json.loads(done.read_text())
@@ -372,19 +421,28 @@ def parse_args(argv=None):
     ap.add_argument("--scale", type=int, default=2)
     ap.add_argument("--steps", type=int, default=1500)
     ap.add_argument("--val_every", type=int, default=250)
-    ap.add_argument("--schedule", default=None, choices=["constant", "step", "multistep", "cosine"],
-                    help="lr schedule (default: the model preset's; cosine decays to 0 at --steps)")
+    ap.add_argument(
+        "--schedule",
+        default=None,
+        choices=["constant", "step", "multistep", "cosine"],
+        help="lr schedule (default: the model preset's; cosine decays to 0 at --steps)",
+    )
     ap.add_argument("--log_every", type=int, default=50, help="log interval (step-time estimate)")
     ap.add_argument("--seeds", default="0,1,2")
     ap.add_argument("--samplers", default="uniform,psnr_hist,pic")
     ap.add_argument("--pool_size", type=int, default=10000)
-    ap.add_argument("--sampler_kwargs", default="{}",
-                    help='JSON {sampler: {option: value}}, e.g. \'{"psnr_hist": {"bins": 10}}\'')
+    ap.add_argument(
+        "--sampler_kwargs", default="{}", help='JSON {sampler: {option: value}}, e.g. \'{"psnr_hist": {"bins": 10}}\''
+    )
     ap.add_argument("--out", default="experiments/results/sampler_convergence")
-    ap.add_argument("--train_data", default=None, help="training images (default: train/T91 on the library's "
-                    "data search path)")
-    ap.add_argument("--data_dir", default=None, help="first root of the library's data search path "
-                    "(benchmark sets, and T91 when --train_data is not given)")
+    ap.add_argument(
+        "--train_data", default=None, help="training images (default: train/T91 on the library's data search path)"
+    )
+    ap.add_argument(
+        "--data_dir",
+        default=None,
+        help="first root of the library's data search path (benchmark sets, and T91 when --train_data is not given)",
+    )
     args = ap.parse_args(argv)
     args.seeds = [int(s) for s in args.seeds.split(",") if s.strip()]
     args.samplers = [s.strip() for s in args.samplers.split(",") if s.strip()]
@@ -420,14 +478,25 @@ def main(argv=None):
     print(f"all runs: {time.perf_counter() - t0:.0f} s", flush=True)
     write_csv(out / "curves.csv", rows)
     summary = summarize(rows, args.samplers, step_ms)
-    title = (f"{args.model} x{args.scale}, {Path(args.train_data).name}, pool {args.pool_size}, "
-             f"{args.steps} steps, lr schedule {args.schedule or 'preset'}, seeds {args.seeds}")
+    title = (
+        f"{args.model} x{args.scale}, {Path(args.train_data).name}, pool {args.pool_size}, "
+        f"{args.steps} steps, lr schedule {args.schedule or 'preset'}, seeds {args.seeds}"
+    )
     plot(rows, args.samplers, out / "convergence.png", title)
     table = format_summary(summary, protocol)
     (out / "summary.md").write_text(f"# Sampler convergence: {title}\n\n{table}")
-    (out / "summary.json").write_text(json.dumps(
-        {"config": {k: v for k, v in vars(args).items()}, "protocol": protocol,
-         "step_ms_by_seed": step_ms, "summary": summary}, indent=2, default=str))
+    (out / "summary.json").write_text(
+        json.dumps(
+            {
+                "config": dict(vars(args)),
+                "protocol": protocol,
+                "step_ms_by_seed": step_ms,
+                "summary": summary,
+            },
+            indent=2,
+            default=str,
+        )
+    )
     print(table)
     print(f"wrote {out / 'curves.csv'}, {out / 'convergence.png'}, {out / 'summary.md'}")
     return summary

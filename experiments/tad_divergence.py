@@ -7,7 +7,8 @@ Set5 validated every ``--val_every`` steps (Y PSNR, EDSR protocol, shave 2, SLR 
 ``--quantize_gradient=identity`` is the old straight-through estimator (gradient 1 also where SLR
 lies outside [0, 1] and the clip makes it inert): measured here, Set5 peaks at 37.62 dB (step 1050),
 SLR drifts to values in the thousands, the loss climbs 0.24 -> 2.63 and Set5 ends at 12.67 dB.
-``clipped`` (the default) passes the clip's own gradient: Set5 climbs to 38.70 dB at step 1500.  Besides PSNR, each validation prints how far the encoder's SLR strays outside
+``clipped`` (the default) passes the clip's own gradient: Set5 climbs to 38.70 dB at step 1500.
+Besides PSNR, each validation prints how far the encoder's SLR strays outside
 [0, 1] on Set5 (the share of values more than half a grey level outside, and the extreme value).
 
     python experiments/tad_divergence.py --quantize_gradient=identity --workdir=/tmp/tad_div_identity
@@ -16,6 +17,7 @@ SLR drifts to values in the thousands, the loss climbs 0.24 -> 2.63 and Set5 end
 Both runs are the same until quantisation starts: copying the first run's workdir at that step and
 resuming it with the other gradient (resume is automatic) saves half the compute.
 """
+
 import argparse
 import csv
 import os
@@ -58,9 +60,10 @@ def main():
     args = ap.parse_args()
 
     import tad_runs
+
     from visionfw.tasks import tad
-    from visionfw.train import train
     from visionfw.tasks.base import register_task
+    from visionfw.train import train
 
     set5 = tad_runs.hr_images("Set5", 2, args.data_dir)
     ranges = []
@@ -74,10 +77,23 @@ def main():
 
     register_task("tad_traced", TracedTAD)
     config = tad_runs.train_config(
-        args.model, args.workdir, args.steps, args.batch, args.patch, args.lr, args.seed, data_dir=args.data_dir,
-        task="tad_traced", task_options={"alpha": 10.0, "beta": 1.0, "epsilon": args.epsilon,
-                                         "quantize_from": args.steps // 2,
-                                         "quantize_gradient": args.quantize_gradient})
+        args.model,
+        args.workdir,
+        args.steps,
+        args.batch,
+        args.patch,
+        args.lr,
+        args.seed,
+        data_dir=args.data_dir,
+        task="tad_traced",
+        task_options={
+            "alpha": 10.0,
+            "beta": 1.0,
+            "epsilon": args.epsilon,
+            "quantize_from": args.steps // 2,
+            "quantize_gradient": args.quantize_gradient,
+        },
+    )
     config.val_data, config.val_every, config.log_every = ["Set5"], args.val_every, args.val_every // 2
     config.ckpt_every, config.resume = args.val_every, "auto"
     try:
@@ -90,7 +106,7 @@ def main():
     print(f"quantize_gradient={args.quantize_gradient}: step, loss, Set5 PSNR, SLR outside [0,1] (share, min, max)")
     # a resumed run traced only the validations since it resumed: they belong to the last rows
     val_steps = [int(r["step"]) for r in rows if r.get("val_Set5_psnr")]
-    traced = dict(zip(val_steps[len(val_steps) - len(ranges):], ranges))
+    traced = dict(zip(val_steps[len(val_steps) - len(ranges) :], ranges))
     for r in rows:
         line = f"{int(r['step']):5d}  loss {float(r['loss']):.4f}"
         if r.get("val_Set5_psnr"):
@@ -100,8 +116,9 @@ def main():
             line += f"  out {100 * share:.3f}% [{lo:.3f}, {hi:.3f}]"
         print(line)
     if result.get("best_psnr") is not None:
-        print(f"best Set5 {result['best_psnr']:.2f} dB at step {result['best_step']}; "
-              f"final {result['val_psnr']:.2f} dB")
+        print(
+            f"best Set5 {result['best_psnr']:.2f} dB at step {result['best_step']}; final {result['val_psnr']:.2f} dB"
+        )
     return 0
 
 

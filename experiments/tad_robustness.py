@@ -9,6 +9,7 @@ largest sigma, and writes a PSNR-vs-sigma PNG plot.
     python experiments/tad_robustness.py --epsilons=0,10 --steps=250 --out=/tmp/tad_robustness
     python experiments/tad_robustness.py --steps=4 --batch=2 --patch=16 --out=/tmp/tad_smoke   # a smoke run
 """
+
 import argparse
 import json
 import os
@@ -35,8 +36,8 @@ def main():
     args = ap.parse_args()
 
     import keras
-
     import tad_runs
+
     from visionfw.tasks import tad
     from visionfw.train import train
 
@@ -45,15 +46,28 @@ def main():
     sigmas = [float(s) for s in args.sigmas.split(",")]
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    results = {"config": vars(args),
-               "protocol": "Set5 x2, HR PSNR on Y (BT.601 studio swing), EDSR protocol, shave 2; "
-                           "noise N(0, sigma^2) added to the 8-bit SLR on the [0, 1] scale, not clipped",
-               "runs": {}}
+    results = {
+        "config": vars(args),
+        "protocol": "Set5 x2, HR PSNR on Y (BT.601 studio swing), EDSR protocol, shave 2; "
+        "noise N(0, sigma^2) added to the 8-bit SLR on the [0, 1] scale, not clipped",
+        "runs": {},
+    }
     for eps in epsilons:
         t0 = time.time()
-        run = train(tad_runs.train_config(
-            args.model, out / "runs" / f"epsilon{eps:g}", args.steps, args.batch, args.patch, args.lr, args.seed,
-            data_dir=args.data_dir, task="tad", task_options={"epsilon": eps, "quantize_from": args.steps // 2}))
+        run = train(
+            tad_runs.train_config(
+                args.model,
+                out / "runs" / f"epsilon{eps:g}",
+                args.steps,
+                args.batch,
+                args.patch,
+                args.lr,
+                args.seed,
+                data_dir=args.data_dir,
+                task="tad",
+                task_options={"epsilon": eps, "quantize_from": args.steps // 2},
+            )
+        )
         model = keras.saving.load_model(run["model_path"], safe_mode=True)
         curve = []
         lr_psnr = None
@@ -62,10 +76,17 @@ def main():
             curve.append(r["psnr"])
             lr_psnr = r["lr_psnr"]
         loss = 100.0 * (curve[0] - curve[-1]) / curve[0]
-        results["runs"][str(eps)] = {"psnr": curve, "lr_psnr": lr_psnr, "loss_percent_at_max_sigma": loss,
-                                     "train_seconds": time.time() - t0}
-        print(f"epsilon {eps:g}: PSNR {[round(c, 2) for c in curve]} dB over sigma {sigmas}; "
-              f"loss at sigma {sigmas[-1]}: {loss:.1f}%; LR vs bicubic {lr_psnr:.2f} dB", flush=True)
+        results["runs"][str(eps)] = {
+            "psnr": curve,
+            "lr_psnr": lr_psnr,
+            "loss_percent_at_max_sigma": loss,
+            "train_seconds": time.time() - t0,
+        }
+        print(
+            f"epsilon {eps:g}: PSNR {[round(c, 2) for c in curve]} dB over sigma {sigmas}; "
+            f"loss at sigma {sigmas[-1]}: {loss:.1f}%; LR vs bicubic {lr_psnr:.2f} dB",
+            flush=True,
+        )
     (out / "tad_robustness.json").write_text(json.dumps(results, indent=2))
 
     from matplotlib.figure import Figure

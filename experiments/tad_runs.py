@@ -4,6 +4,7 @@ Both scripts train through the one training loop (:func:`visionfw.train.train`) 
 data on the library's search path (:mod:`visionfw.data.paths`: ``--data_dir``, then
 ``$VISIONFW_DATA``, ``./data``, ``../shared/data``, ...).
 """
+
 import sys
 
 
@@ -30,8 +31,24 @@ def train_config(model, workdir, steps, batch, hr_patch, lr, seed, data_dir=None
     ``hr_patch`` crops of T91 from the shared input pipeline, no validation, a fresh run."""
     from visionfw.train import TrainConfig
 
-    return TrainConfig(model=model, scale=scale, train_data=train_data(data_dir), steps=steps, batch_size=batch,
-                       lr_patch=hr_patch // scale, lr=lr, optimizer="adam", schedule="step",
-                       schedule_kwargs={"step_size": max(1, int(steps * 0.75)), "gamma": 0.5}, seed=seed,
-                       val_data=[], workdir=str(workdir), resume="never", ckpt_every=0,
-                       log_every=max(1, steps // 8), tensorboard=False, progress=False, **fields)
+    return TrainConfig(
+        model=model,
+        scale=scale,
+        train_data=train_data(data_dir),
+        steps=steps,
+        batch_size=batch,
+        lr_patch=hr_patch // scale,
+        lr=lr,
+        optimizer="adam",
+        schedule="step",
+        schedule_kwargs={"step_size": max(1, int(steps * 0.75)), "gamma": 0.5},
+        seed=seed,
+        val_data=[],
+        workdir=str(workdir),
+        resume="never",
+        ckpt_every=0,
+        log_every=max(1, steps // 8),
+        tensorboard=False,
+        progress=False,
+        **fields,
+    )

@@ -22,6 +22,7 @@ reached go to ``plan.json``.  ``--steps=N`` instead gives a step plan (quantise 
     python experiments/tad_thesis.py --models=aetad_skip2,aetad_very_small --steps=300000 --patch=192
     python experiments/tad_thesis.py --table_only            # the table of the runs so far
 """
+
 import argparse
 import csv
 import json
@@ -43,8 +44,10 @@ THESIS = {
     "aetad_skip2": {"Set5": 31.814, "Set14": 28.665, "BSD100": 28.601, "Urban100": 24.156},
     "aetad_very_small": {"Set5": 31.102, "Set14": 28.334, "BSD100": 25.719, "Urban100": 23.084},
 }
-PROTOCOL = ("SLR stored as 8 bits, decoded; PSNR on Y (BT.601 studio swing) of the uint8 output, "
-            "scale px shaved (EDSR protocol)")
+PROTOCOL = (
+    "SLR stored as 8 bits, decoded; PSNR on Y (BT.601 studio swing) of the uint8 output, "
+    "scale px shaved (EDSR protocol)"
+)
 
 
 def training_set(results, data_dir=None):
@@ -76,12 +79,29 @@ def config_for(args, model, workdir, train_data, steps, quantize_from, lr_halved
 
     schedule, kwargs = ("step", {"step_size": lr_halved_at, "gamma": 0.5}) if lr_halved_at else ("constant", {})
     return TrainConfig(
-        model=model, task="tad", scale=args.scale, train_data=train_data, steps=steps, batch_size=args.batch,
-        lr_patch=args.patch // args.scale, lr=lr or args.lr, optimizer="adam", schedule=schedule,
-        schedule_kwargs=kwargs, seed=args.seed,
+        model=model,
+        task="tad",
+        scale=args.scale,
+        train_data=train_data,
+        steps=steps,
+        batch_size=args.batch,
+        lr_patch=args.patch // args.scale,
+        lr=lr or args.lr,
+        optimizer="adam",
+        schedule=schedule,
+        schedule_kwargs=kwargs,
+        seed=args.seed,
         task_options={"alpha": 10.0, "beta": 1.0, "epsilon": args.epsilon, "quantize_from": quantize_from},
-        val_data=["Set5"], val_every=val_every, ckpt_every=val_every, log_every=max(1, val_every // 2),
-        data_dir=args.data_dir, workdir=str(workdir), resume="auto", tensorboard=False, progress=False)
+        val_data=["Set5"],
+        val_every=val_every,
+        ckpt_every=val_every,
+        log_every=max(1, val_every // 2),
+        data_dir=args.data_dir,
+        workdir=str(workdir),
+        resume="auto",
+        tensorboard=False,
+        progress=False,
+    )
 
 
 class Deadline:
@@ -114,12 +134,15 @@ def train_timed(args, model, workdir, train_data, stop_at):
     from visionfw.train.trainer import TrainingInterrupted
 
     start = time.time()
-    phases = [("float SLR", None, args.lr, 0.5), ("8-bit SLR", 0, args.lr, 0.75),
-              ("8-bit SLR, lr halved", 0, args.lr / 2, 1.0)]
+    phases = [
+        ("float SLR", None, args.lr, 0.5),
+        ("8-bit SLR", 0, args.lr, 0.75),
+        ("8-bit SLR, lr halved", 0, args.lr / 2, 1.0),
+    ]
     val_every, done = args.first_val_every, []
     for name, quantize_from, lr, end in phases:
         first, t0 = _reached(workdir), time.time()
-        config = config_for(args, model, workdir, train_data, 10 ** 8, quantize_from, lr=lr, val_every=val_every)
+        config = config_for(args, model, workdir, train_data, 10**8, quantize_from, lr=lr, val_every=val_every)
         try:
             with Deadline(start + end * (stop_at - start)):
                 train(config)
@@ -130,8 +153,7 @@ def train_timed(args, model, workdir, train_data, stop_at):
         print(f"{model}: {name}: steps {first} -> {last} in {(time.time() - t0) / 60:.1f} min", flush=True)
         rate = (last - first) / max(time.time() - t0, 1.0)
         val_every = max(5, int(rate * (stop_at - start) / 12))  # about 12 validations over the run
-    return {"steps": done[-1]["to"], "quantize_from": done[1]["from"], "lr_halved_at": done[2]["from"],
-            "phases": done}
+    return {"steps": done[-1]["to"], "quantize_from": done[1]["from"], "lr_halved_at": done[2]["from"], "phases": done}
 
 
 def train_model(args, model, train_data, stop_at):
@@ -153,8 +175,18 @@ def train_model(args, model, train_data, stop_at):
     plan_file.write_text(json.dumps(plan, indent=2))
     print(f"{model}: plan {plan}", flush=True)
     # the step plan: trains what is missing, or (already complete) only writes model.keras
-    train(config_for(args, model, workdir, train_data, plan["steps"], plan["quantize_from"], plan["lr_halved_at"],
-                     val_every=max(5, plan["steps"] // 12)))
+    train(
+        config_for(
+            args,
+            model,
+            workdir,
+            train_data,
+            plan["steps"],
+            plan["quantize_from"],
+            plan["lr_halved_at"],
+            val_every=max(5, plan["steps"] // 12),
+        )
+    )
     return plan
 
 
@@ -168,17 +200,19 @@ def _rows(model_dir):
 
 def curve(model_dir):
     """[(step, loss, Set5 PSNR or None)] of a run's log."""
-    return [(int(r["step"]), float(r["loss"]), float(r["val_Set5_psnr"]) if r.get("val_Set5_psnr") else None)
-            for r in _rows(model_dir)]
+    return [
+        (int(r["step"]), float(r["loss"]), float(r["val_Set5_psnr"]) if r.get("val_Set5_psnr") else None)
+        for r in _rows(model_dir)
+    ]
 
 
 def evaluate(model_path, scale, data_dir=None):
     """{set: {'psnr', 'bicubic_psnr', 'lr_psnr'}} over the sets present; absent sets are left out."""
     import keras
 
-    from visionfw.tasks import tad
     from visionfw.data.benchmarks import load_benchmark
     from visionfw.errors import DataError
+    from visionfw.tasks import tad
 
     model = keras.saving.load_model(model_path, safe_mode=True)
     times = int(round(math.log2(scale)))
@@ -221,8 +255,10 @@ def describe_run(model_dir):
     cfg = Path(model_dir) / "config.json"
     if cfg.exists():
         c = json.loads(cfg.read_text())
-        text += (f" on {Path(c['train_data']).name}, batch {c['batch_size']}, HR patch {c['lr_patch'] * c['scale']}, "
-                 f"lr {c['lr']:g}")
+        text += (
+            f" on {Path(c['train_data']).name}, batch {c['batch_size']}, HR patch {c['lr_patch'] * c['scale']}, "
+            f"lr {c['lr']:g}"
+        )
     if rows:
         text += f", {float(rows[-1]['time']) / 60:.0f} min of training"
     vals = [(s, p) for s, _, p in curve(model_dir) if p is not None]
@@ -238,8 +274,13 @@ def main():
     ap.add_argument("--steps", type=int, default=0, help="total steps per model (0: fit --budget_minutes)")
     ap.add_argument("--budget_minutes", type=float, default=90.0, help="wall-clock budget of all training")
     ap.add_argument("--eval_minutes", type=float, default=4.0, help="of the budget, kept for the final evaluation")
-    ap.add_argument("--first_val_every", type=int, default=25, help="timed runs: validation interval of the "
-                    "first phase (later phases: about 12 validations over the run at the rate measured)")
+    ap.add_argument(
+        "--first_val_every",
+        type=int,
+        default=25,
+        help="timed runs: validation interval of the "
+        "first phase (later phases: about 12 validations over the run at the rate measured)",
+    )
     ap.add_argument("--batch", type=int, default=16)
     ap.add_argument("--patch", type=int, default=64, help="HR patch size")
     ap.add_argument("--lr", type=float, default=2e-4)
@@ -271,8 +312,12 @@ def main():
     text = table(ours, runs)
     print(text, flush=True)
     (results / "table.md").write_text(text)
-    (results / "table.json").write_text(json.dumps({"ours": ours, "thesis": THESIS, "protocol": PROTOCOL,
-                                                   "curves": {m: curve(results / m) for m in models}}, indent=2))
+    (results / "table.json").write_text(
+        json.dumps(
+            {"ours": ours, "thesis": THESIS, "protocol": PROTOCOL, "curves": {m: curve(results / m) for m in models}},
+            indent=2,
+        )
+    )
     if args.table_out:
         Path(args.table_out).write_text(text)
     return 0

@@ -15,6 +15,7 @@ Set14:
     python experiments/tad_vs_sr.py --steps=400 --patch=48 --out=/tmp/tad_vs_sr.json
     python experiments/tad_vs_sr.py --steps=4 --batch=2 --patch=16     # a smoke run
 """
+
 import argparse
 import json
 import os
@@ -38,8 +39,14 @@ def register_decoder_as_sr(name, scale):
         spec["meta"] = dict(spec["meta"], channels="rgb", upsampled_input=False, scale=scale)
         return spec
 
-    register_model(sr_name, decoder_sr, family="tad", scales=(scale,), task="sr",
-                   description=f"the decoder of {name} trained as plain SR")
+    register_model(
+        sr_name,
+        decoder_sr,
+        family="tad",
+        scales=(scale,),
+        task="sr",
+        description=f"the decoder of {name} trained as plain SR",
+    )
     return sr_name
 
 
@@ -58,42 +65,75 @@ def main():
     args = ap.parse_args()
 
     import keras
-
     import tad_runs
-    from visionfw.tasks import tad
+
     from visionfw.evaluate import evaluate_model
+    from visionfw.tasks import tad
     from visionfw.train import train
 
     scale = 2
-    common = dict(steps=args.steps, batch=args.batch, hr_patch=args.patch, lr=args.lr, seed=args.seed,
-                  data_dir=args.data_dir, scale=scale)
+    common = dict(
+        steps=args.steps,
+        batch=args.batch,
+        hr_patch=args.patch,
+        lr=args.lr,
+        seed=args.seed,
+        data_dir=args.data_dir,
+        scale=scale,
+    )
     runs = Path(args.workdir)
     t0 = time.time()
-    res_tad = train(tad_runs.train_config(
-        args.model, runs / "tad", task="tad", **common,
-        task_options={"alpha": 10.0, "beta": 1.0, "epsilon": args.epsilon, "quantize_from": args.steps // 2}))
+    res_tad = train(
+        tad_runs.train_config(
+            args.model,
+            runs / "tad",
+            task="tad",
+            **common,
+            task_options={"alpha": 10.0, "beta": 1.0, "epsilon": args.epsilon, "quantize_from": args.steps // 2},
+        )
+    )
     t_tad = time.time() - t0
     print(f"TAD trained {args.steps} steps in {t_tad:.0f} s; last loss {res_tad['final_loss']:.4g}", flush=True)
 
     t0 = time.time()
-    res_sr = train(tad_runs.train_config(register_decoder_as_sr(args.model, scale), runs / "sr", task="sr",
-                                         loss="l1", **common))
+    res_sr = train(
+        tad_runs.train_config(register_decoder_as_sr(args.model, scale), runs / "sr", task="sr", loss="l1", **common)
+    )
     t_sr = time.time() - t0
     print(f"SR trained {args.steps} steps in {t_sr:.0f} s; last loss {res_sr['final_loss']:.4g}", flush=True)
 
     model = keras.saving.load_model(res_tad["model_path"], safe_mode=True)
     sr_model = keras.saving.load_model(res_sr["model_path"], safe_mode=True)
-    results = {"config": vars(args), "train_seconds": {"tad": t_tad, "sr": t_sr},
-               "protocol": "HR: Y (BT.601 studio swing), EDSR protocol, shave 2, uint8 output; "
-                           "LR: RGB PSNR of 8-bit SLR vs 8-bit MATLAB bicubic, no shave"}
+    results = {
+        "config": vars(args),
+        "train_seconds": {"tad": t_tad, "sr": t_sr},
+        "protocol": "HR: Y (BT.601 studio swing), EDSR protocol, shave 2, uint8 output; "
+        "LR: RGB PSNR of 8-bit SLR vs 8-bit MATLAB bicubic, no shave",
+    }
     for name in ("Set5", "Set14"):
         r_tad = tad.evaluate_tad(model, tad_runs.hr_images(name, scale, args.data_dir), scale)
-        r_sr = evaluate_model(sr_model, [name], scale, protocol="edsr", data_dir=args.data_dir, channels="rgb",
-                              upsampled_input=False, progress=False)[name]
-        results[name] = {"tad_psnr": r_tad["psnr"], "tad_ssim": r_tad["ssim"], "tad_lr_psnr": r_tad["lr_psnr"],
-                         "sr_psnr": r_sr["psnr"], "sr_ssim": r_sr["ssim"]}
-        print(f"{name}: TAD {r_tad['psnr']:.2f} dB / {r_tad['ssim']:.4f} (LR vs bicubic {r_tad['lr_psnr']:.2f} dB)"
-              f"   SR {r_sr['psnr']:.2f} dB / {r_sr['ssim']:.4f}", flush=True)
+        r_sr = evaluate_model(
+            sr_model,
+            [name],
+            scale,
+            protocol="edsr",
+            data_dir=args.data_dir,
+            channels="rgb",
+            upsampled_input=False,
+            progress=False,
+        )[name]
+        results[name] = {
+            "tad_psnr": r_tad["psnr"],
+            "tad_ssim": r_tad["ssim"],
+            "tad_lr_psnr": r_tad["lr_psnr"],
+            "sr_psnr": r_sr["psnr"],
+            "sr_ssim": r_sr["ssim"],
+        }
+        print(
+            f"{name}: TAD {r_tad['psnr']:.2f} dB / {r_tad['ssim']:.4f} (LR vs bicubic {r_tad['lr_psnr']:.2f} dB)"
+            f"   SR {r_sr['psnr']:.2f} dB / {r_sr['ssim']:.4f}",
+            flush=True,
+        )
     if args.out:
         Path(args.out).write_text(json.dumps(results, indent=2))
     return 0

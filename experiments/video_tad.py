@@ -22,6 +22,7 @@ frame with a 1 px random shake, ``--frames`` frames of ``--size`` px).  Every LR
     python experiments/video_tad.py --tad_steps=1000 --vsr_steps=1000 --out=experiments/results/video_tad
     python experiments/video_tad.py --tad_steps=4 --vsr_steps=4 --batch=2 --frames=3 --size=64   # smoke run
 """
+
 import argparse
 import dataclasses
 import json
@@ -60,20 +61,20 @@ def main():
 
     import keras
     import numpy as np
-
     import tad_runs
-    from visionfw.metrics import psnr_ssim as metrics
-    from visionfw.tasks import tad
-    from visionfw.tasks import video
+
     from visionfw.data.benchmarks import load_benchmark
     from visionfw.data.imresize import imresize
+    from visionfw.metrics import psnr_ssim as metrics
+    from visionfw.tasks import tad, video
     from visionfw.train import train
 
     scale = 2
     runs, out = Path(args.workdir), Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    common = dict(batch=args.batch, hr_patch=args.patch, lr=args.lr, seed=args.seed, data_dir=args.data_dir,
-                  scale=scale)
+    common = dict(
+        batch=args.batch, hr_patch=args.patch, lr=args.lr, seed=args.seed, data_dir=args.data_dir, scale=scale
+    )
     seconds, tad_info = {}, {}
     if args.tad_keras:
         res_tad = {"model_path": args.tad_keras}
@@ -81,16 +82,24 @@ def main():
     else:
         t0 = time.time()
         config = tad_runs.train_config(
-            args.tad_model, runs / "tad", task="tad", steps=args.tad_steps, clipnorm=args.clipnorm,
+            args.tad_model,
+            runs / "tad",
+            task="tad",
+            steps=args.tad_steps,
+            clipnorm=args.clipnorm,
             **dict(common, lr=args.tad_lr),
-            task_options={"alpha": 10.0, "beta": 1.0, "epsilon": 10.0, "quantize_from": args.tad_steps // 2})
+            task_options={"alpha": 10.0, "beta": 1.0, "epsilon": 10.0, "quantize_from": args.tad_steps // 2},
+        )
         # validated on Set5 so the best weights can be kept: TAD runs here have diverged late (notes)
         config = dataclasses.replace(config, val_data=["Set5"], val_every=max(1, args.tad_steps // 10))
         res_tad = train(config)
         seconds["tad"] = time.time() - t0
         best = Path(config.workdir) / "checkpoints" / "best.npz"
-        print(f"TAD trained {args.tad_steps} steps in {seconds['tad']:.0f} s; Set5 {res_tad['val_psnr']:.2f} dB at "
-              f"the end, best {res_tad['best_psnr']:.2f} dB at step {res_tad['best_step']}", flush=True)
+        print(
+            f"TAD trained {args.tad_steps} steps in {seconds['tad']:.0f} s; Set5 {res_tad['val_psnr']:.2f} dB at "
+            f"the end, best {res_tad['best_psnr']:.2f} dB at step {res_tad['best_step']}",
+            flush=True,
+        )
         if best.is_file() and res_tad["best_psnr"] > res_tad["val_psnr"]:
             from visionfw.train.checkpoint import restore_state
 
@@ -103,13 +112,22 @@ def main():
     vsr = {}
     for name, downscaler in (("tad", res_tad["model_path"]), ("bicubic", "bicubic")):
         t0 = time.time()
-        res = train(tad_runs.train_config(
-            "video_sr", runs / f"video_sr_{name}", task="video_sr", steps=args.vsr_steps, loss="l1", **common,
-            task_options={"downscaler": downscaler, "max_motion": args.max_motion}))
+        res = train(
+            tad_runs.train_config(
+                "video_sr",
+                runs / f"video_sr_{name}",
+                task="video_sr",
+                steps=args.vsr_steps,
+                loss="l1",
+                **common,
+                task_options={"downscaler": downscaler, "max_motion": args.max_motion},
+            )
+        )
         seconds[f"video_sr_{name}"] = time.time() - t0
         vsr[name] = keras.saving.load_model(res["model_path"], safe_mode=True)
-        print(f"video SR on {name} LR trained {args.vsr_steps} steps in {seconds[f'video_sr_{name}']:.0f} s",
-              flush=True)
+        print(
+            f"video SR on {name} LR trained {args.vsr_steps} steps in {seconds[f'video_sr_{name}']:.0f} s", flush=True
+        )
 
     tad_model = keras.saving.load_model(res_tad["model_path"], safe_mode=True)
     _, decoder = tad.split_model(tad_model, 1)
@@ -123,8 +141,16 @@ def main():
         hr = rec.hr
         if min(hr.shape[:2]) < args.min_side or hr.ndim != 3 or hr.shape[-1] != 3:
             continue
-        frames, _ = video.synthetic_sequence(hr, args.frames, size=(args.size, args.size), velocity=velocity,
-                                             jitter=1, seed=i, multiple_of=scale, origin="centre")
+        frames, _ = video.synthetic_sequence(
+            hr,
+            args.frames,
+            size=(args.size, args.size),
+            velocity=velocity,
+            jitter=1,
+            seed=i,
+            multiple_of=scale,
+            origin="centre",
+        )
         lr_bic = video.downscale_frames(frames, scale, "bicubic")
         lr_tad = video.downscale_frames(frames, scale, tad_down)
         outs = {
@@ -133,34 +159,57 @@ def main():
             "TAD LR + TAD decoder": [tad.upscale(decoder, f) for f in lr_tad],
             "TAD LR + video SR": video.super_resolve_sequence(vsr["tad"], lr_tad),
         }
-        row = {"sequence": f"{TEST_SET}/{rec.name}", "size": list(frames[0].shape[:2]), "frames": len(frames),
-               "lr_psnr_tad_vs_bicubic": float(np.mean([metrics.psnr(a, b) for a, b in zip(lr_tad, lr_bic)]))}
+        row = {
+            "sequence": f"{TEST_SET}/{rec.name}",
+            "size": list(frames[0].shape[:2]),
+            "frames": len(frames),
+            "lr_psnr_tad_vs_bicubic": float(np.mean([metrics.psnr(a, b) for a, b in zip(lr_tad, lr_bic)])),
+        }
         for key, sr in outs.items():
             row[key] = video.evaluate_sequence(sr, frames, scale)["psnr"]
         rows.append(row)
         print(json.dumps({k: (round(v, 2) if isinstance(v, float) else v) for k, v in row.items()}), flush=True)
     methods = ["bicubic LR + bicubic", "bicubic LR + video SR", "TAD LR + TAD decoder", "TAD LR + video SR"]
-    lines = [f"Video TAD x{scale}: {len(rows)} sequences from {TEST_SET} ({args.frames} frames of {args.size} px, "
-             f"pan {velocity} px/frame + 1 px shake); TAD {args.tad_model} {args.tad_steps} steps, video_sr "
-             f"{args.vsr_steps} steps each, batch {args.batch}, HR patch {args.patch}, T91. Mean Y PSNR over the "
-             f"frames, EDSR protocol, shave {scale}.", "",
-             "| sequence | " + " | ".join(methods) + " | TAD LR vs bicubic LR |",
-             "|---" * (len(methods) + 2) + "|"]
+    lines = [
+        f"Video TAD x{scale}: {len(rows)} sequences from {TEST_SET} ({args.frames} frames of {args.size} px, "
+        f"pan {velocity} px/frame + 1 px shake); TAD {args.tad_model} {args.tad_steps} steps, video_sr "
+        f"{args.vsr_steps} steps each, batch {args.batch}, HR patch {args.patch}, T91. Mean Y PSNR over the "
+        f"frames, EDSR protocol, shave {scale}.",
+        "",
+        "| sequence | " + " | ".join(methods) + " | TAD LR vs bicubic LR |",
+        "|---" * (len(methods) + 2) + "|",
+    ]
     for r in rows:
-        lines.append(f"| {r['sequence']} ({r['size'][0]}x{r['size'][1]}) | "
-                     + " | ".join(f"{r[m]:.2f}" for m in methods) + f" | {r['lr_psnr_tad_vs_bicubic']:.2f} |")
+        lines.append(
+            f"| {r['sequence']} ({r['size'][0]}x{r['size'][1]}) | "
+            + " | ".join(f"{r[m]:.2f}" for m in methods)
+            + f" | {r['lr_psnr_tad_vs_bicubic']:.2f} |"
+        )
     if rows:
-        lines.append("| mean | " + " | ".join(f"{np.mean([r[m] for r in rows]):.2f}" for m in methods)
-                     + f" | {np.mean([r['lr_psnr_tad_vs_bicubic'] for r in rows]):.2f} |")
+        lines.append(
+            "| mean | "
+            + " | ".join(f"{np.mean([r[m] for r in rows]):.2f}" for m in methods)
+            + f" | {np.mean([r['lr_psnr_tad_vs_bicubic'] for r in rows]):.2f} |"
+        )
     lines.append("")
-    lines.append(f"TAD autoencoder on Set5 still images: {still['psnr']:.2f} dB (LR vs bicubic LR "
-                 f"{still['lr_psnr']:.2f} dB); its training run: {tad_info or 'reused'}.")
+    lines.append(
+        f"TAD autoencoder on Set5 still images: {still['psnr']:.2f} dB (LR vs bicubic LR "
+        f"{still['lr_psnr']:.2f} dB); its training run: {tad_info or 'reused'}."
+    )
     lines.append("training seconds: " + ", ".join(f"{k} {v:.0f}" for k, v in seconds.items()))
     (out / "summary.md").write_text("\n".join(lines) + "\n")
-    (out / "summary.json").write_text(json.dumps({"config": vars(args), "seconds": seconds, "rows": rows,
-                                                  "tad_set5": {k: still[k] for k in ("psnr", "ssim", "lr_psnr")},
-                                                  "tad_run": tad_info},
-                                                 indent=1))
+    (out / "summary.json").write_text(
+        json.dumps(
+            {
+                "config": vars(args),
+                "seconds": seconds,
+                "rows": rows,
+                "tad_set5": {k: still[k] for k in ("psnr", "ssim", "lr_psnr")},
+                "tad_run": tad_info,
+            },
+            indent=1,
+        )
+    )
     print("\n".join(lines))
     return 0
 

@@ -17,6 +17,7 @@ upsampler.
 Parameters: 4,875,767 at x2 (4,437,300 of them in the 60 blocks), against 15.6 M for RCAN; the paper's
 own count is not known to us.
 """
+
 from visionfw.zoo.graph import Graph
 from visionfw.zoo.registry import register_model
 
@@ -26,8 +27,11 @@ RGB_MEAN = (0.4488, 0.4371, 0.4040)  # DIV2K mean, as in EDSR/RCAN
 
 def bsr(n_groups=6, n_blocks=10, filters=64, attention_kernel=7, channels=3, scale=2):
     """BSR: head conv, G groups of lsa_resblocks, the FMG fusion with a long skip, upsampler, tail conv."""
-    g = Graph(f"BSR_G{n_groups}B{n_blocks}_{filters}_x{scale}", inputs=[(None, None, channels)],
-              defaults={"Conv2D": {"filters": filters, "kernel_size": 3, "padding": "same"}})
+    g = Graph(
+        f"BSR_G{n_groups}B{n_blocks}_{filters}_x{scale}",
+        inputs=[(None, None, channels)],
+        defaults={"Conv2D": {"filters": filters, "kernel_size": 3, "padding": "same"}},
+    )
     x = g.layer("MeanShift", g.input, mean=RGB_MEAN, sign=-1)
     head = x = g.conv(x)
     groups = [head]
@@ -47,18 +51,31 @@ def bsr(n_groups=6, n_blocks=10, filters=64, attention_kernel=7, channels=3, sca
 
 
 RECIPE = {
-    "loss": "l2+0.1*l1+0.01*lp", "optimizer": "adam",
+    "loss": "l2+0.1*l1+0.01*lp",
+    "optimizer": "adam",
     "optimizer_kwargs": {"beta_1": 0.9, "beta_2": 0.999, "epsilon": 1e-8},
-    "lr": 1e-4, "schedule": "step", "schedule_kwargs": {"step_size": 200_000, "gamma": 0.5},
-    "batch_size": 16, "lr_patch": 48, "sampler": "pic", "sampler_kwargs": {"intervals": 10},
+    "lr": 1e-4,
+    "schedule": "step",
+    "schedule_kwargs": {"step_size": 200_000, "gamma": 0.5},
+    "batch_size": 16,
+    "lr_patch": 48,
+    "sampler": "pic",
+    "sampler_kwargs": {"intervals": 10},
     "source": "Kong et al. 2020: f = L2 + alpha*L1 + beta*Lp with PIC-balanced batches (random filter "
-              "sampling); alpha = 0.1, beta = 0.01 as the issue gives them.",
+    "sampling); alpha = 0.1, beta = 0.01 as the issue gives them.",
     "notes": "p of Lp (0.5), the optimiser, lr, schedule, batch and patch are ours (EDSR/RCAN's DIV2K recipe): "
-             "the paper's values were not available. `visionfw train --model=bsr` applies the PIC sampler "
-             "(--sampler=pipeline opts out).",
+    "the paper's values were not available. `visionfw train --model=bsr` applies the PIC sampler "
+    "(--sampler=pipeline opts out).",
 }
 
-register_model("bsr", bsr, recipe=RECIPE, paper=PAPER, params_counted="trainable",
-               params={2: 4_875_767, 3: 5_060_407, 4: 5_023_479},
-               published={("Set5", 2): 38.30}, published_protocol="edsr",
-               description="BSR: 6 groups x 10 residual blocks with light spatial attention, FMG fusion")
+register_model(
+    "bsr",
+    bsr,
+    recipe=RECIPE,
+    paper=PAPER,
+    params_counted="trainable",
+    params={2: 4_875_767, 3: 5_060_407, 4: 5_023_479},
+    published={("Set5", 2): 38.30},
+    published_protocol="edsr",
+    description="BSR: 6 groups x 10 residual blocks with light spatial attention, FMG fusion",
+)

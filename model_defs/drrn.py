@@ -15,6 +15,7 @@ Parameters, B1U25 (d = 52): the paper's 297 K counts conv weights only:
 offsets (2 + 50*256 + 256 = 13,058 trainable) and the BN moving means/variances (13,058): 310,659
 trainable, 323,717 in all (``count_params``).  B1U9 (d = 20) has the same 297,216 conv weights.
 """
+
 from visionfw.zoo.graph import Graph
 from visionfw.zoo.registry import register_model
 
@@ -23,8 +24,11 @@ PAPER = "Tai, Yang, Liu, Image Super-Resolution via Deep Recursive Residual Netw
 
 def drrn(n_blocks=1, n_units=25, filters=128, channels=1, scale=2):
     """DRRN B``n_blocks``U``n_units``: pre-activation residual units, conv weights shared within a block."""
-    g = Graph(f"DRRN_B{n_blocks}U{n_units}", inputs=[(None, None, channels)],
-              defaults={"Conv2D": {"filters": filters, "kernel_size": 3, "padding": "same"}})
+    g = Graph(
+        f"DRRN_B{n_blocks}U{n_units}",
+        inputs=[(None, None, channels)],
+        defaults={"Conv2D": {"filters": filters, "kernel_size": 3, "padding": "same"}},
+    )
 
     def pre_conv(x, filters=None, share=None):
         """BN-ReLU-conv; ``share``: the node whose conv layer (weights) this one calls again."""
@@ -42,27 +46,61 @@ def drrn(n_blocks=1, n_units=25, filters=128, channels=1, scale=2):
             x = g.add(h0, b)
     residual = pre_conv(x, channels)
     g.add(g.input, residual)
-    return g.spec(meta={"scale": scale, "channels": "y" if channels == 1 else "rgb", "upsampled_input": True,
-                        "recursions": n_units, "conv_weights_shared": True, "paper": PAPER})
+    return g.spec(
+        meta={
+            "scale": scale,
+            "channels": "y" if channels == 1 else "rgb",
+            "upsampled_input": True,
+            "recursions": n_units,
+            "conv_weights_shared": True,
+            "paper": PAPER,
+        }
+    )
 
 
 RECIPE = {
-    "loss": "l2", "optimizer": "adam", "optimizer_kwargs": {"beta_1": 0.9, "beta_2": 0.999, "epsilon": 1e-8},
-    "lr": 1e-4, "schedule": "step", "schedule_kwargs": {"step_size": 65_360, "gamma": 0.5}, "clipnorm": None,
-    "batch_size": 128, "hr_patch": 31,
+    "loss": "l2",
+    "optimizer": "adam",
+    "optimizer_kwargs": {"beta_1": 0.9, "beta_2": 0.999, "epsilon": 1e-8},
+    "lr": 1e-4,
+    "schedule": "step",
+    "schedule_kwargs": {"step_size": 65_360, "gamma": 0.5},
+    "clipnorm": None,
+    "batch_size": 128,
+    "hr_patch": 31,
     "source": "Tai et al. 2017, Sec. 4.1 and the Caffe solver: L2 (Euclidean), 291 images with flips and "
-              "rotations, scales 2/3/4 mixed, 31x31 sub-images, batch 128, SGD momentum 0.9, weight decay "
-              "1e-4, lr 0.1 halved every 10 epochs (65,360 iterations), adjustable gradient clipping 0.01/lr.",
+    "rotations, scales 2/3/4 mixed, 31x31 sub-images, batch 128, SGD momentum 0.9, weight decay "
+    "1e-4, lr 0.1 halved every 10 epochs (65,360 iterations), adjustable gradient clipping 0.01/lr.",
     "notes": "We use Adam 1e-4 without clipping by default (as for VDSR); `--optimizer=sgd --lr=0.1 "
-             "--clipnorm=0.4` is closer to the paper (clipnorm is a global-norm clip, not the per-value "
-             "clip). One scale per run, not the paper's mixed-scale set.",
+    "--clipnorm=0.4` is closer to the paper (clipnorm is a global-norm clip, not the per-value "
+    "clip). One scale per run, not the paper's mixed-scale set.",
 }
 
 # total (count_params); see the module docstring for the 297,216 conv weights of the paper's count
-register_model("drrn", drrn, recipe=RECIPE, paper=PAPER, params=323_717,  # B1U25: the defaults
-               published={("Set5", 2): 37.74, ("Set5", 3): 34.03, ("Set5", 4): 31.68,
-                          ("Set14", 2): 33.23, ("Set14", 3): 29.96, ("Set14", 4): 28.21},
-               published_protocol="srcnn",
-               description="DRRN B1U25 (52 layers, 297 K conv weights), one model for every scale")
-register_model("drrn_b1u9", drrn, recipe=RECIPE, paper=PAPER, n_blocks=1, n_units=9, params=307_333,
-               description="DRRN B1U9 (20 layers, the same 297 K conv weights)")
+register_model(
+    "drrn",
+    drrn,
+    recipe=RECIPE,
+    paper=PAPER,
+    params=323_717,  # B1U25: the defaults
+    published={
+        ("Set5", 2): 37.74,
+        ("Set5", 3): 34.03,
+        ("Set5", 4): 31.68,
+        ("Set14", 2): 33.23,
+        ("Set14", 3): 29.96,
+        ("Set14", 4): 28.21,
+    },
+    published_protocol="srcnn",
+    description="DRRN B1U25 (52 layers, 297 K conv weights), one model for every scale",
+)
+register_model(
+    "drrn_b1u9",
+    drrn,
+    recipe=RECIPE,
+    paper=PAPER,
+    n_blocks=1,
+    n_units=9,
+    params=307_333,
+    description="DRRN B1U9 (20 layers, the same 297 K conv weights)",
+)

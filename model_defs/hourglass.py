@@ -12,6 +12,7 @@ of 128 channels down and up, 4-channel skips, 32 noise channels, bilinear upsamp
 padding there; edge replication here ('replicate' padding, the nearest padding this zoo has).  Input
 sides must be multiples of 2^levels (:func:`visionfw.dip.deep_image_prior` pads the noise and crops).
 """
+
 from visionfw.zoo.graph import Graph
 from visionfw.zoo.registry import register_model
 
@@ -24,8 +25,11 @@ def hourglass(in_channels=32, out_channels=3, down=(128,) * 5, up=(128,) * 5, sk
         from visionfw.errors import SpecError
 
         raise SpecError(f"hourglass: down={down}, up={up} and skip={skip} must have one entry per level.")
-    g = Graph(f"DIP_hourglass_{len(down)}x{max(down)}", inputs=[(None, None, in_channels)],
-              defaults={"Conv2D": {"kernel_size": 3, "padding": padding}})
+    g = Graph(
+        f"DIP_hourglass_{len(down)}x{max(down)}",
+        inputs=[(None, None, in_channels)],
+        defaults={"Conv2D": {"kernel_size": 3, "padding": padding}},
+    )
 
     def cba(x, filters, kernel_size=3, strides=1):
         x = g.conv(x, filters, kernel_size, **({"strides": strides} if strides != 1 else {}))
@@ -41,11 +45,34 @@ def hourglass(in_channels=32, out_channels=3, down=(128,) * 5, up=(128,) * 5, sk
             x = g.norm(g.concat(skips[i], x))
         x = cba(cba(x, up[i]), up[i], 1)
     g.act(g.conv(x, out_channels, 1), "sigmoid")
-    return g.spec(meta={"task": "dip", "levels": len(down), "multiple_of": 2 ** len(down), "paper": PAPER,
-                        "in_channels": in_channels})
+    return g.spec(
+        meta={
+            "task": "dip",
+            "levels": len(down),
+            "multiple_of": 2 ** len(down),
+            "paper": PAPER,
+            "in_channels": in_channels,
+        }
+    )
 
 
-register_model("dip_hourglass", hourglass, scales=(), task="dip", paper=PAPER, params=2_224_311,
-               description="DIP skip hourglass: 5 levels x 128 channels, 4-channel skips, 32 noise channels")
-register_model("dip_hourglass_small", hourglass, scales=(), task="dip", paper=PAPER, down=(32,) * 5, up=(32,) * 5,
-               params=153_879, description="DIP skip hourglass at 32 channels (a CPU budget)")
+register_model(
+    "dip_hourglass",
+    hourglass,
+    scales=(),
+    task="dip",
+    paper=PAPER,
+    params=2_224_311,
+    description="DIP skip hourglass: 5 levels x 128 channels, 4-channel skips, 32 noise channels",
+)
+register_model(
+    "dip_hourglass_small",
+    hourglass,
+    scales=(),
+    task="dip",
+    paper=PAPER,
+    down=(32,) * 5,
+    up=(32,) * 5,
+    params=153_879,
+    description="DIP skip hourglass at 32 channels (a CPU budget)",
+)

@@ -1,8 +1,9 @@
 """RCAN (Zhang et al., ECCV 2018): residual-in-residual groups of channel-attention blocks.
 
-    LR - mean --conv--> head --(residual group: (RCAB) x n_blocks + conv + skip) x n_groups--> conv
-       --(+ head)--> upsampler --conv--> + mean --> SR
+LR - mean --conv--> head --(residual group: (RCAB) x n_blocks + conv + skip) x n_groups--> conv
+   --(+ head)--> upsampler --conv--> + mean --> SR
 """
+
 from visionfw.zoo.graph import Graph
 from visionfw.zoo.registry import register_model
 
@@ -12,8 +13,11 @@ RGB_MEAN = (0.4488, 0.4371, 0.4040)  # DIV2K mean, as in the authors' code
 
 def rcan(n_groups=10, n_blocks=20, filters=64, reduction=16, channels=3, scale=4, shuffle_order="tf"):
     """RCAN: head conv, n_groups residual groups + conv with a long skip, upsampler, tail conv."""
-    g = Graph(f"RCAN_x{scale}", inputs=[(None, None, channels)],
-              defaults={"Conv2D": {"filters": filters, "kernel_size": 3, "padding": "same"}})
+    g = Graph(
+        f"RCAN_x{scale}",
+        inputs=[(None, None, channels)],
+        defaults={"Conv2D": {"filters": filters, "kernel_size": 3, "padding": "same"}},
+    )
     x = g.layer("MeanShift", g.input, mean=RGB_MEAN, sign=-1)
     head = x = g.conv(x)
     for _ in range(n_groups):
@@ -26,14 +30,25 @@ def rcan(n_groups=10, n_blocks=20, filters=64, reduction=16, channels=3, scale=4
 
 
 RECIPE = {
-    "loss": "l1", "optimizer": "adam", "optimizer_kwargs": {"beta_1": 0.9, "beta_2": 0.999, "epsilon": 1e-8},
-    "lr": 1e-4, "schedule": "step", "schedule_kwargs": {"step_size": 200_000, "gamma": 0.5},
-    "batch_size": 16, "lr_patch": 48,
+    "loss": "l1",
+    "optimizer": "adam",
+    "optimizer_kwargs": {"beta_1": 0.9, "beta_2": 0.999, "epsilon": 1e-8},
+    "lr": 1e-4,
+    "schedule": "step",
+    "schedule_kwargs": {"step_size": 200_000, "gamma": 0.5},
+    "batch_size": 16,
+    "lr_patch": 48,
     "source": "Zhang et al. 2018, Sec. 4.1: L1, Adam(0.9, 0.999, 1e-8), lr 1e-4 halved every "
-              "2x10^5 iterations, batch 16 of 48x48 LR patches.",
+    "2x10^5 iterations, batch 16 of 48x48 LR patches.",
     "notes": "",
 }
 
-register_model("rcan", rcan, recipe=RECIPE, paper=PAPER, params={2: 15_444_643, 3: 15_629_283, 4: 15_592_355},
-               params_counted="trainable",
-               description="RCAN 10 groups x 20 RCAB, reduction 16")
+register_model(
+    "rcan",
+    rcan,
+    recipe=RECIPE,
+    paper=PAPER,
+    params={2: 15_444_643, 3: 15_629_283, 4: 15_592_355},
+    params_counted="trainable",
+    description="RCAN 10 groups x 20 RCAB, reduction 16",
+)

@@ -32,6 +32,7 @@ the full-range luma 0.299R+0.587G+0.114B in [0, 1]:
   decoder: Conv 1->32, Conv 32->64 [g], R res blocks, Conv 64, + g, Conv 64->8, Conv 8->3
   aetad_color R=3; aetad_color_large R=4 (716,836 parameters).
 """
+
 import math
 
 from visionfw.errors import ConfigError
@@ -100,8 +101,10 @@ def color_decoder(n_blocks=3):
 def _recursions(scale, factor):
     times = math.log(scale, factor)
     if scale < factor or abs(times - round(times)) > 1e-9:
-        raise ConfigError(f"TAD x{factor} models reach scales {factor}, {factor ** 2}, ... by recursion, "
-                          f"not {scale}; pass --scale={factor} or {factor ** 2}.")
+        raise ConfigError(
+            f"TAD x{factor} models reach scales {factor}, {factor**2}, ... by recursion, "
+            f"not {scale}; pass --scale={factor} or {factor**2}."
+        )
     return int(round(times))
 
 
@@ -112,45 +115,89 @@ def _autoencoder(name, enc, dec, times, latent, scale, extra_meta):
     quantized = g.layer("Quantize", slr, levels=255, enabled=False, name="quantize")
     shr = g.block("tad_apply", quantized, spec=dec, times=times, role="decoder")
     g.output(shr, quantized)  # SLR as stored: after the 8-bit rounding (once it is switched on)
-    return g.spec(meta=dict({"scale": scale, "recursions": times, "latent": latent,
-                             "latent_channels": 1 if latent == "luma" else 3, "outputs": ["SHR", "SLR"],
-                             "paper": PAPER}, **extra_meta))
+    return g.spec(
+        meta=dict(
+            {
+                "scale": scale,
+                "recursions": times,
+                "latent": latent,
+                "latent_channels": 1 if latent == "luma" else 3,
+                "outputs": ["SHR", "SLR"],
+                "paper": PAPER,
+            },
+            **extra_meta,
+        )
+    )
 
 
-def aetad(n_blocks=3, encoder_skip=True, decoder_skip=True, extra_decoder_conv=False, factor=2,
-          conv_only=False, scale=2):
+def aetad(
+    n_blocks=3, encoder_skip=True, decoder_skip=True, extra_decoder_conv=False, factor=2, conv_only=False, scale=2
+):
     """TAD autoencoder (x2 steps applied log2(scale) times with shared weights); outputs [SHR, SLR]."""
     times = _recursions(scale, factor)
     enc = aetad_encoder(n_blocks, encoder_skip, factor, conv_only)
     dec = aetad_decoder(n_blocks, decoder_skip, factor, extra_decoder_conv, conv_only)
     variant = f"R{n_blocks}{'_es' if encoder_skip else ''}{'_ds' if decoder_skip else ''}"
-    return _autoencoder(f"AETAD_{variant}{'_conv' if conv_only else ''}_f{factor}_x{scale}", enc, dec, times,
-                        "bicubic", scale, {"factor": factor, "n_blocks": n_blocks})
+    return _autoencoder(
+        f"AETAD_{variant}{'_conv' if conv_only else ''}_f{factor}_x{scale}",
+        enc,
+        dec,
+        times,
+        "bicubic",
+        scale,
+        {"factor": factor, "n_blocks": n_blocks},
+    )
 
 
 def aetad_color(n_blocks=3):
     """Colour TAD (RGB -> grey latent guided by luma -> RGB); outputs [RGB, grey]."""
-    return _autoencoder(f"AETAD_color_R{n_blocks}", color_encoder(n_blocks), color_decoder(n_blocks), 1,
-                        "luma", 1, {"factor": 1, "n_blocks": n_blocks})
+    return _autoencoder(
+        f"AETAD_color_R{n_blocks}",
+        color_encoder(n_blocks),
+        color_decoder(n_blocks),
+        1,
+        "luma",
+        1,
+        {"factor": 1, "n_blocks": n_blocks},
+    )
 
 
 # name: (hyper-parameters, trainable parameters, description); every x2 model also runs at x4/x16.
 _X2_MODELS = {
-    "aetad": (dict(n_blocks=3, encoder_skip=False, decoder_skip=False), 671_350,
-              "R=3, no long skips (Kim et al.'s model as re-implemented)"),
+    "aetad": (
+        dict(n_blocks=3, encoder_skip=False, decoder_skip=False),
+        671_350,
+        "R=3, no long skips (Kim et al.'s model as re-implemented)",
+    ),
     "aetad_skip": (dict(n_blocks=3, encoder_skip=True, decoder_skip=False), 671_350, "R=3, encoder long skip"),
     "aetad_skip2": (dict(n_blocks=3), 671_350, "R=3, encoder and decoder long skips (the final SR model)"),
     "aetad_small": (dict(n_blocks=2), 523_638, "skip2 layout, R=2"),
     "aetad_very_small": (dict(n_blocks=1), 375_926, "skip2 layout, R=1"),
     "aetad_large": (dict(n_blocks=4), 819_062, "skip2 layout, R=4"),
-    "aetad_very_large": (dict(n_blocks=7, extra_decoder_conv=True), 1_299_126,
-                         "skip2 layout, R=7 and one extra decoder conv"),
-    "conv_only": (dict(n_blocks=3, encoder_skip=False, decoder_skip=False, conv_only=True), 671_350,
-                  "R=3 with plain Conv-ReLU pairs instead of residual blocks, no skips"),
+    "aetad_very_large": (
+        dict(n_blocks=7, extra_decoder_conv=True),
+        1_299_126,
+        "skip2 layout, R=7 and one extra decoder conv",
+    ),
+    "conv_only": (
+        dict(n_blocks=3, encoder_skip=False, decoder_skip=False, conv_only=True),
+        671_350,
+        "R=3 with plain Conv-ReLU pairs instead of residual blocks, no skips",
+    ),
 }
 for _name, (_hyper, _count, _text) in _X2_MODELS.items():
-    register_model(_name, aetad, family="tad", scales=(2, 4, 16), task="tad", paper=PAPER, params=_count,
-                   params_counted="trainable", description=f"TAD autoencoder, {_text}", **_hyper)
+    register_model(
+        _name,
+        aetad,
+        family="tad",
+        scales=(2, 4, 16),
+        task="tad",
+        paper=PAPER,
+        params=_count,
+        params_counted="trainable",
+        description=f"TAD autoencoder, {_text}",
+        **_hyper,
+    )
 
 
 def aetad_4direct(n_blocks=3, scale=4):
@@ -158,14 +205,41 @@ def aetad_4direct(n_blocks=3, scale=4):
     return aetad(n_blocks=n_blocks, factor=4, scale=scale)
 
 
-register_model("aetad_4direct", aetad_4direct, family="tad", scales=(4, 16), task="tad", paper=PAPER,
-               params=669_178, params_counted="trainable",
-               description="TAD autoencoder, skip2 layout, x4 in one step (PixelUnshuffle/PixelShuffle 4)")
-register_model("aetad_color", aetad_color, family="tad", scales=(), task="tad", paper=PAPER, n_blocks=3,
-               params=569_124, params_counted="trainable",
-               description="Colour TAD: RGB -> grey latent guided by luma -> RGB, R=3")
-register_model("aetad_color_large", aetad_color, family="tad", scales=(), task="tad", paper=PAPER, n_blocks=4,
-               params=716_836, params_counted="trainable", description="Colour TAD, R=4")
+register_model(
+    "aetad_4direct",
+    aetad_4direct,
+    family="tad",
+    scales=(4, 16),
+    task="tad",
+    paper=PAPER,
+    params=669_178,
+    params_counted="trainable",
+    description="TAD autoencoder, skip2 layout, x4 in one step (PixelUnshuffle/PixelShuffle 4)",
+)
+register_model(
+    "aetad_color",
+    aetad_color,
+    family="tad",
+    scales=(),
+    task="tad",
+    paper=PAPER,
+    n_blocks=3,
+    params=569_124,
+    params_counted="trainable",
+    description="Colour TAD: RGB -> grey latent guided by luma -> RGB, R=3",
+)
+register_model(
+    "aetad_color_large",
+    aetad_color,
+    family="tad",
+    scales=(),
+    task="tad",
+    paper=PAPER,
+    n_blocks=4,
+    params=716_836,
+    params_counted="trainable",
+    description="Colour TAD, R=4",
+)
 
 
 def _part(name, scale, role):

@@ -13,9 +13,11 @@ SHARED_DATA = Path(os.environ.get("VISIONFW_SHARED_DATA", REPO.parent / "shared"
 def pytest_sessionstart(session):
     """Under CI the reference data must be there: skipping every paper check would pass empty."""
     if os.environ.get("CI", "").lower() in ("1", "true", "yes") and not (SHARED_DATA / "README.md").exists():
-        raise pytest.UsageError(f"CI is set but the reference data is missing at {SHARED_DATA}: lay ../shared/data "
-                                "beside the checkout (or set VISIONFW_SHARED_DATA); without it the paper checks "
-                                "would all skip.")
+        raise pytest.UsageError(
+            f"CI is set but the reference data is missing at {SHARED_DATA}: lay ../shared/data "
+            "beside the checkout (or set VISIONFW_SHARED_DATA); without it the paper checks "
+            "would all skip."
+        )
 
 
 @pytest.fixture(scope="session")
@@ -42,7 +44,7 @@ def write_noise_images(folder, n, size, seed):
 
 def count_calls(monkeypatch, targets):
     """Wraps ``{name: (module, attribute)}`` so each call is counted; returns the live ``{name: count}``."""
-    calls = {name: 0 for name in targets}
+    calls = dict.fromkeys(targets, 0)
     for name, (module, attr) in targets.items():
         fn = getattr(module, attr)
 
@@ -64,8 +66,13 @@ def kill_9_after(args, checkpoint, step_delay, timeout=300):
     import time
 
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
-    proc = subprocess.Popen(args, env=dict(env, VISIONFW_TEST_STEP_DELAY=str(step_delay)), cwd=REPO,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    proc = subprocess.Popen(
+        args,
+        env=dict(env, VISIONFW_TEST_STEP_DELAY=str(step_delay)),
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
     deadline = time.time() + timeout
     while not checkpoint.exists() and time.time() < deadline and proc.poll() is None:
         time.sleep(0.05)

@@ -1,4 +1,5 @@
 """Finding benchmark sets on disk and loading them with MATLAB-exact LR images."""
+
 import os
 import re
 from pathlib import Path
@@ -8,12 +9,10 @@ import pytest
 from PIL import Image
 
 from visionfw.data import paths
-from visionfw.data.benchmarks import (DATASET_URLS, DATASETS, canonical_name, load_benchmark,
-                                      resolve_dataset)
+from visionfw.data.benchmarks import DATASET_URLS, DATASETS, canonical_name, load_benchmark, resolve_dataset
 from visionfw.errors import DataError
 
-SHARED = Path(os.environ.get("VISIONFW_SHARED_DATA")
-              or Path(__file__).resolve().parents[1].parent / "shared" / "data")
+SHARED = Path(os.environ.get("VISIONFW_SHARED_DATA") or Path(__file__).resolve().parents[1].parent / "shared" / "data")
 
 
 def _png(path, value=0, shape=(6, 6, 3)):
@@ -57,10 +56,13 @@ def test_missing_dataset_names_every_place_and_the_fix(tmp_path, monkeypatch):
     with pytest.raises(DataError) as err:
         resolve_dataset("Urban100")
     msg = str(err.value)
-    for place in (tmp_path / "env" / "Urban100", tmp_path / "env" / "benchmark" / "Urban100",
-                  tmp_path / "cwd" / "data" / "benchmark" / "Urban100",
-                  tmp_path / "shared" / "data" / "benchmark" / "Urban100",
-                  tmp_path / "home" / ".visionfw" / "data" / "Urban100"):
+    for place in (
+        tmp_path / "env" / "Urban100",
+        tmp_path / "env" / "benchmark" / "Urban100",
+        tmp_path / "cwd" / "data" / "benchmark" / "Urban100",
+        tmp_path / "shared" / "data" / "benchmark" / "Urban100",
+        tmp_path / "home" / ".visionfw" / "data" / "Urban100",
+    ):
         assert str(place) in msg
     assert "--data_dir" in msg and "VISIONFW_DATA" in msg
     assert "download_dataset('Urban100', data_dir)" in msg
@@ -73,9 +75,16 @@ def test_one_search_path_in_order(tmp_path, monkeypatch):
     _isolate_search_path(tmp_path, monkeypatch)
     monkeypatch.setenv("VISIONFW_SHARED_DATA", str(tmp_path / "alias"))
     monkeypatch.setattr(paths, "_checkout", lambda: tmp_path / "repo")
-    order = [tmp_path / "arg", tmp_path / "env", tmp_path / "alias", tmp_path / "cwd" / "data",
-             tmp_path / "shared" / "data", tmp_path / "repo" / "data", tmp_path / "shared" / "data",
-             tmp_path / "home" / ".visionfw" / "data"]
+    order = [
+        tmp_path / "arg",
+        tmp_path / "env",
+        tmp_path / "alias",
+        tmp_path / "cwd" / "data",
+        tmp_path / "shared" / "data",
+        tmp_path / "repo" / "data",
+        tmp_path / "shared" / "data",
+        tmp_path / "home" / ".visionfw" / "data",
+    ]
     expected = list(dict.fromkeys(order))  # ../shared/data of cwd and of the checkout coincide here
     assert paths.candidate_roots(tmp_path / "arg") == expected
     assert paths.data_roots(tmp_path / "arg") == []

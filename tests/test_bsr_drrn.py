@@ -1,5 +1,6 @@
 """BSR and DRRN: the Lp loss term, parameter counts against the papers, DRRN's shared weights (one variable,
 gradients from every use, intact after a safe_mode reload), and short training runs on T91."""
+
 import csv
 import math
 
@@ -10,10 +11,9 @@ import tensorflow as tf
 
 import visionfw
 from visionfw.errors import ConfigError
-from visionfw.train import TrainConfig, train
 from visionfw.tasks.losses import LP_EPS, parse_loss
+from visionfw.train import TrainConfig, train
 from visionfw.train.trainer import resolve_config
-
 
 # ----------------------------------------------------------------------------- the Lp term
 
@@ -22,9 +22,9 @@ def test_lp_term_and_bsr_loss_string():
     t = tf.zeros([1, 2, 2, 1])
     p = tf.reshape(tf.constant([1.0, -2.0, 0.0, 0.5]), [1, 2, 2, 1])
     errs = np.array([1.0, 2.0, 0.0, 0.5])
-    assert float(parse_loss("lp(2)")(t, p)) == pytest.approx(np.mean(errs ** 2))
+    assert float(parse_loss("lp(2)")(t, p)) == pytest.approx(np.mean(errs**2))
     assert float(parse_loss("lp(p=1)")(t, p)) == pytest.approx(0.875)
-    half = np.mean((errs + LP_EPS) ** 0.5 - LP_EPS ** 0.5)  # p < 1: shifted so the slope at 0 is bounded
+    half = np.mean((errs + LP_EPS) ** 0.5 - LP_EPS**0.5)  # p < 1: shifted so the slope at 0 is bounded
     assert float(parse_loss("lp")(t, p)) == pytest.approx(half, rel=1e-5)
     bsr = parse_loss("l2+0.1*l1+0.01*lp")
     assert repr(bsr) == "l2+0.1*l1+0.01*lp"
@@ -101,8 +101,9 @@ def test_drrn_shared_unit_is_one_variable_and_every_use_adds_its_gradient(tmp_pa
     def grads(model):
         with tf.GradientTape() as tape:
             loss = tf.reduce_sum(model(x, training=False) ** 2)
-        return {w.path: np.asarray(g) for w, g in zip(model.trainable_weights,
-                                                     tape.gradient(loss, model.trainable_weights))}
+        return {
+            w.path: np.asarray(g) for w, g in zip(model.trainable_weights, tape.gradient(loss, model.trainable_weights))
+        }
 
     g_shared, g_twin = grads(shared), grads(twin)
     checked = 0
@@ -131,9 +132,24 @@ def _losses(workdir):
 
 
 def _run(shared_data, tmp_path, name, **kw):
-    base = dict(scale=2, train_data=str(shared_data / "train" / "T91"), val_data=[], steps=200, batch_size=8,
-                lr_patch=12, lr=1e-3, schedule="constant", log_every=50, ckpt_every=0, val_every=0, seed=1,
-                workdir=str(tmp_path / name), resume="never", progress=False, tensorboard=False)
+    base = dict(
+        scale=2,
+        train_data=str(shared_data / "train" / "T91"),
+        val_data=[],
+        steps=200,
+        batch_size=8,
+        lr_patch=12,
+        lr=1e-3,
+        schedule="constant",
+        log_every=50,
+        ckpt_every=0,
+        val_every=0,
+        seed=1,
+        workdir=str(tmp_path / name),
+        resume="never",
+        progress=False,
+        tensorboard=False,
+    )
     base.update(kw)
     config = TrainConfig(model=name, **base)
     return resolve_config(config), train(config)
@@ -149,8 +165,15 @@ def test_bsr_recipe_brings_its_sampler_and_pipeline_opts_out():
 
 
 def test_bsr_trains_with_the_pic_sampler_and_its_loss(shared_data, tmp_path):
-    resolved, result = _run(shared_data, tmp_path, "bsr", sampler="pic", sampler_kwargs={"intervals": 4},
-                            pool_size=256, model_kwargs={"n_groups": 2, "n_blocks": 2, "filters": 16})
+    resolved, result = _run(
+        shared_data,
+        tmp_path,
+        "bsr",
+        sampler="pic",
+        sampler_kwargs={"intervals": 4},
+        pool_size=256,
+        model_kwargs={"n_groups": 2, "n_blocks": 2, "filters": 16},
+    )
     assert resolved.loss == "l2+0.1*l1+0.01*lp"  # from the recipe
     losses = _losses(resolved.workdir)
     assert len(losses) == 4 and all(math.isfinite(v) for v in losses)

@@ -1,5 +1,6 @@
 """The thin CLI: flags derived from the config dataclasses, per-command defaults, errors named as flags,
 a quiet console, closed pipes."""
+
 import dataclasses
 import importlib
 import os
@@ -47,9 +48,21 @@ def test_train_flags_are_the_config_fields():
     flags = {c.field: c.flag for c in common.cli_fields(TrainConfig)}
     assert set(flags) == fields and flags["jit_compile"] == "xla"
     assert all(c.help for c in common.cli_fields(TrainConfig))
-    _, c = parse_command("train", ["--model=vdsr", "--scale=3", "--xla", "--noaugment", "--val_data=",
-                                   "--model_kwargs=depth=5,filters=8", "--schedule_kwargs=milestones=10:20",
-                                   "--lr=5e-4", "--schedule=multistep", "--task_options={\"alpha\": 5}"])
+    _, c = parse_command(
+        "train",
+        [
+            "--model=vdsr",
+            "--scale=3",
+            "--xla",
+            "--noaugment",
+            "--val_data=",
+            "--model_kwargs=depth=5,filters=8",
+            "--schedule_kwargs=milestones=10:20",
+            "--lr=5e-4",
+            "--schedule=multistep",
+            '--task_options={"alpha": 5}',
+        ],
+    )
     assert (c.model, c.scale, c.jit_compile, c.augment, c.val_data, c.lr) == ("vdsr", 3, True, False, [], 5e-4)
     assert c.model_kwargs == {"depth": 5, "filters": 8} and c.schedule_kwargs == {"milestones": [10, 20]}
     assert c.task_options == {"alpha": 5} and c.schedule == "multistep"
@@ -75,9 +88,11 @@ def test_flag_values_are_checked_and_named():
 def test_library_errors_are_shown_with_flag_names(tmp_path, capsys):
     msg = "lr_patch=0 must be a positive integer; steps=0 too; change lr_patch. The model's steps stay."
     assert common.flag_names(msg, TrainConfig) == (
-        "--lr_patch=0 must be a positive integer; --steps=0 too; change --lr_patch. The model's steps stay.")
+        "--lr_patch=0 must be a positive integer; --steps=0 too; change --lr_patch. The model's steps stay."
+    )
     assert common.flag_names("jit_compile=True; see /runs/lr_patch/x and --lr_patch=2", TrainConfig) == (
-        "--xla=True; see /runs/lr_patch/x and --lr_patch=2")
+        "--xla=True; see /runs/lr_patch/x and --lr_patch=2"
+    )
     # end to end: the trainer's ConfigError names the field, the command line shows the flag
     status = run(["visionfw", "train", "--model=espcn", "--lr_patch=0", "--val_data=", f"--workdir={tmp_path}"])
     err = capsys.readouterr().err
@@ -94,8 +109,12 @@ def test_help_lists_every_flag_with_its_default(capsys):
     assert run(["visionfw", "train", "--help"]) == 0
     out = capsys.readouterr().out
     assert out.startswith("usage: visionfw train [--flags]")
-    assert re.search(r"^  --model: The model: a registry name \(see `visionfw models`\), or your own function .*"
-                     r"path/to/file\.py:function or package\.module:function .*\(required\)$", out, re.M)
+    assert re.search(
+        r"^  --model: The model: a registry name \(see `visionfw models`\), or your own function .*"
+        r"path/to/file\.py:function or package\.module:function .*\(required\)$",
+        out,
+        re.M,
+    )
     assert "  --import: Modules to import first" in out
     assert "  --scale: Upscaling factor" in out and "(default: 2)" in out
     assert "  --[no]xla: " in out and "  --protocol: " in out and "one of edsr, srcnn" in out
@@ -105,15 +124,31 @@ def test_help_lists_every_flag_with_its_default(capsys):
 
 
 # TensorFlow / CUDA start-up lines: absl's pre-init warning, oneDNN, cudart stubs, cuInit, CPU features
-_TF_NOISE = ("absl::InitializeLog", "I0000", "W0000", "E0000", "port.cc", "cudart_stub", "cuInit",
-             "cpu_feature_guard", "oneDNN")
+_TF_NOISE = (
+    "absl::InitializeLog",
+    "I0000",
+    "W0000",
+    "E0000",
+    "port.cc",
+    "cudart_stub",
+    "cuInit",
+    "cpu_feature_guard",
+    "oneDNN",
+)
 REPO = Path(__file__).resolve().parents[1]
 
 
 def _cli(args, **kw):
     env = {k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"}  # as a user's shell has it
-    return subprocess.run([sys.executable, "-m", "visionfw.cli", *args], capture_output=True, text=True,
-                          cwd=REPO, env=env, timeout=300, **kw)
+    return subprocess.run(
+        [sys.executable, "-m", "visionfw.cli", *args],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        env=env,
+        timeout=300,
+        **kw,
+    )
 
 
 def test_console_shows_only_our_output():
@@ -145,26 +180,39 @@ def test_warnings_are_one_plain_line(capsys):
 
     before = warnings.showwarning
     with _console("train", None):
-        warnings.warn("Skipping 2 training image(s) smaller than one 64x64 HR patch: a.png (40x10), b.png (9x9)")
+        warnings.warn(
+            "Skipping 2 training image(s) smaller than one 64x64 HR patch: a.png (40x10), b.png (9x9)", stacklevel=1
+        )
     assert warnings.showwarning is before  # restored: run() is also called in-process
     err = capsys.readouterr().err
-    assert err == ("visionfw train: warning: Skipping 2 training image(s) smaller than one 64x64 HR patch: "
-                   "a.png (40x10), b.png (9x9)\n")
+    assert err == (
+        "visionfw train: warning: Skipping 2 training image(s) smaller than one 64x64 HR patch: "
+        "a.png (40x10), b.png (9x9)\n"
+    )
 
 
 def test_flag_names_leave_quoted_code_alone():
-    msg = ("Set5 not found. Fix: pass --data_dir=DIR; or download it with "
-           "visionfw.data.benchmarks.download_dataset('Set5', data_dir). Or data_dir=x, `data_dir`.")
+    msg = (
+        "Set5 not found. Fix: pass --data_dir=DIR; or download it with "
+        "visionfw.data.benchmarks.download_dataset('Set5', data_dir). Or data_dir=x, `data_dir`."
+    )
     assert common.flag_names(msg, TrainConfig) == (
         "Set5 not found. Fix: pass --data_dir=DIR; or download it with "
-        "visionfw.data.benchmarks.download_dataset('Set5', data_dir). Or --data_dir=x, `data_dir`.")
+        "visionfw.data.benchmarks.download_dataset('Set5', data_dir). Or --data_dir=x, `data_dir`."
+    )
 
 
 def test_closed_pipe_is_one_line_not_a_traceback():
     """`visionfw describe --dot | dot -Tpng` without graphviz: the reader is gone before we write."""
     env = {k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"}
-    proc = subprocess.Popen([sys.executable, "-m", "visionfw.cli", "describe", "--model=vdsr", "--dot"],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=REPO, env=env, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "visionfw.cli", "describe", "--model=vdsr", "--dot"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        cwd=REPO,
+        env=env,
+        text=True,
+    )
     proc.stdout.close()  # like a `dot` that is not there
     err = proc.stderr.read()
     assert proc.wait(timeout=120) == 1

@@ -1,4 +1,5 @@
 """MATLAB rgb2ycbcr / ycbcr2rgb (BT.601 studio swing) on known and hand-computed values."""
+
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -20,8 +21,7 @@ def test_matlab_uint8_known_values():
 def test_float_hand_computed():
     rgb = np.array([[[1.0, 0.0, 0.0], [0.2, 0.4, 0.6]]], np.float64)
     ycc = rgb_to_ycbcr(rgb)
-    np.testing.assert_allclose(ycc[0, 0], [(16 + 65.481) / 255, (128 - 37.797) / 255, (128 + 112) / 255],
-                               atol=1e-12)
+    np.testing.assert_allclose(ycc[0, 0], [(16 + 65.481) / 255, (128 - 37.797) / 255, (128 + 112) / 255], atol=1e-12)
     y_expected = (16 + 65.481 * 0.2 + 128.553 * 0.4 + 24.966 * 0.6) / 255
     assert ycc[0, 1, 0] == pytest.approx(y_expected, abs=1e-12)
     assert rgb_to_y(rgb)[0, 1, 0] == pytest.approx(y_expected, abs=1e-12)

@@ -1,4 +1,5 @@
 """Colorization (Zhang et al. ECCV 2016): Lab, gamut bins, soft encoding, rebalancing, decoding, metrics, nets."""
+
 import math
 
 import keras
@@ -93,7 +94,7 @@ def test_rgb_psnr():
     a = np.zeros((4, 4, 3))
     b = a.copy()
     b[0, 0, 0] = 1.0
-    np.testing.assert_allclose(C.rgb_psnr(a, b), 10 * math.log10(255 ** 2 / (255 ** 2 / 48)))
+    np.testing.assert_allclose(C.rgb_psnr(a, b), 10 * math.log10(255**2 / (255**2 / 48)))
 
 
 def test_network_shapes_and_counts():
@@ -127,7 +128,7 @@ def test_loss_trains_and_round_trips(tmp_path):
     loss1, _ = obj.compute_loss(model, batch, True)
     assert float(loss1) < float(loss0)
     out = C.colorize(model, images[0][:32, :32])
-    assert out.shape == (32, 32, 3) and 0 <= out.min() and out.max() <= 1
+    assert out.shape == (32, 32, 3) and out.min() >= 0 and out.max() <= 1
     model.save(tmp_path / "c.keras")
     loaded = keras.saving.load_model(tmp_path / "c.keras", safe_mode=True)
     x = np.full((1, 16, 16, 1), 50.0, np.float32)
@@ -151,9 +152,23 @@ def test_cli_colorize_trains_on_the_embedded_photos_and_logs_its_loss(tmp_path, 
     from visionfw.cli import run
 
     workdir = tmp_path / "run"
-    status = run(["visionfw", "train", "--task=colorize", "--model=colorization_small", "--steps=2",
-                  "--batch_size=2", "--lr_patch=16", "--log_every=1", "--val_data=", f"--workdir={workdir}",
-                  "--notensorboard", "--noprogress", "--data_options=patches_per_image=1"])
+    status = run(
+        [
+            "visionfw",
+            "train",
+            "--task=colorize",
+            "--model=colorization_small",
+            "--steps=2",
+            "--batch_size=2",
+            "--lr_patch=16",
+            "--log_every=1",
+            "--val_data=",
+            f"--workdir={workdir}",
+            "--notensorboard",
+            "--noprogress",
+            "--data_options=patches_per_image=1",
+        ]
+    )
     assert status == 0, capsys.readouterr().err[-2000:]
     assert "model:" in capsys.readouterr().out
     with open(workdir / "train_log.csv") as f:
@@ -185,6 +200,9 @@ def test_missing_official_bins_list_the_places(tmp_path, monkeypatch):
     monkeypatch.setenv("HOME", str(tmp_path))
     for var in (paths.ENV, paths.ENV_ALIAS):
         monkeypatch.delenv(var, raising=False)
-    with pytest.raises(visionfw.errors.DataError, match=r"official 313 ab bins \(pts_in_hull.npy\) not found\. "
-                                                        r"Looked in: .*--data_dir"):
+    with pytest.raises(
+        visionfw.errors.DataError,
+        match=r"official 313 ab bins \(pts_in_hull.npy\) not found\. "
+        r"Looked in: .*--data_dir",
+    ):
         C.ab_bins("official", data_dir=tmp_path / "nowhere")

@@ -1,19 +1,23 @@
-"""visionfw.studies.compare (with visionfw.studies.profiling and visionfw.studies.runs): MAC counts by hand, the comparison
+"""visionfw.studies.compare (with visionfw.studies.profiling and visionfw.studies.runs): MAC counts by hand, the
+comparison
 table, its outputs and its cache."""
+
 import csv
 import json
 
 import numpy as np
 import pytest
+from conftest import count_calls, write_noise_images
 
+from visionfw.errors import ConfigError
 from visionfw.studies import compare as cmp
 from visionfw.studies import profiling as prof
 from visionfw.studies import runs
-from visionfw.errors import ConfigError
-from conftest import count_calls, write_noise_images
 
-TINY = [{"label": "srcnn_tiny", "model": "srcnn_915", "hyper": {"n1": 8, "n2": 4}},
-        {"label": "espcn_tiny", "model": "espcn", "hyper": {"n1": 8, "n2": 4}}]
+TINY = [
+    {"label": "srcnn_tiny", "model": "srcnn_915", "hyper": {"n1": 8, "n2": 4}},
+    {"label": "espcn_tiny", "model": "espcn", "hyper": {"n1": 8, "n2": 4}},
+]
 TRAIN_OPTS = {"batch_size": 4, "lr_patch": 8, "data_options": {"patches_per_image": 2}}
 
 
@@ -29,15 +33,20 @@ def tiny_data(tmp_path_factory):
 
 
 def conv_spec(layer_code, cls, params, inputs=(None, None, 1)):
-    return {"name": "one_layer", "inputs": [inputs], layer_code: [(0, 1)], f"{layer_code}_sub": [cls],
-            f"{layer_code}_par": [params]}
+    return {
+        "name": "one_layer",
+        "inputs": [inputs],
+        layer_code: [(0, 1)],
+        f"{layer_code}_sub": [cls],
+        f"{layer_code}_par": [params],
+    }
 
 
 def test_macs_of_one_conv_by_hand():
     spec = conv_spec("convo", "Conv2D", {"filters": 4, "kernel_size": 3, "padding": "same"})
     r = prof.count_macs(spec, (10, 12, 1), per_layer=True)
-    assert r["macs"] == 10 * 12 * 4 * (3 * 3 * 1)          # 4320: per output pixel k*k*Cin*Cout
-    assert r["activation_bytes"] == 10 * 12 * 4 * 4        # one float32 output map
+    assert r["macs"] == 10 * 12 * 4 * (3 * 3 * 1)  # 4320: per output pixel k*k*Cin*Cout
+    assert r["activation_bytes"] == 10 * 12 * 4 * 4  # one float32 output map
     assert r["layers"] == [("conv0_n1", "Conv2D", 4320)]  # the builder names layers <code><link>_n<node>
     # 'valid' padding: only the 8x10 output pixels cost
     valid = conv_spec("convo", "Conv2D", {"filters": 4, "kernel_size": 3, "padding": "valid"})
@@ -46,8 +55,12 @@ def test_macs_of_one_conv_by_hand():
 
 def test_macs_transposed_conv_and_zoo_models_by_hand():
     # transposed conv: per INPUT pixel k*k*Cin*Cout (8*8 inputs, 9x9 kernel, 4 -> 1, stride 2)
-    spec = conv_spec("convo", "Conv2DTranspose", {"filters": 1, "kernel_size": 9, "strides": 2, "padding": "same"},
-                     inputs=(None, None, 4))
+    spec = conv_spec(
+        "convo",
+        "Conv2DTranspose",
+        {"filters": 1, "kernel_size": 9, "strides": 2, "padding": "same"},
+        inputs=(None, None, 4),
+    )
     assert prof.count_macs(spec, (8, 8, 4))["macs"] == 8 * 8 * 81 * 4
     # ESPCN(n1=8, n2=4) x2 on a 16x16 RGB LR input: 5x5 3->8, 3x3 8->4, 3x3 4->12 at 16x16
     import visionfw
@@ -92,18 +105,25 @@ def test_parsers_reject_bad_flags():
 
 
 def test_compare_table_outputs_and_cache(tiny_data, tmp_path, monkeypatch):
-    from visionfw.metrics.psnr_ssim import bicubic_baseline
-    from visionfw.data.benchmarks import load_benchmark
-
     import visionfw
+    from visionfw.data.benchmarks import load_benchmark
+    from visionfw.metrics.psnr_ssim import bicubic_baseline
 
     # espcn_tiny gets a weights file (its column names the file), srcnn_tiny is trained
     espcn = visionfw.build_model(visionfw.get_spec("espcn", scale=2, n1=8, n2=4))
     espcn.save_weights(tmp_path / "espcn_tiny.weights.h5")
     models = [dict(TINY[0]), dict(TINY[1], weights=str(tmp_path / "espcn_tiny.weights.h5"))]
     out = tmp_path / "cmp"
-    kw = dict(train_steps=3, train_data=str(tiny_data / "train"), out=out, input_size="16x16",
-              data_dir=str(tiny_data / "bench"), latency_runs=3, warmup=1, train_options=TRAIN_OPTS)
+    kw = dict(
+        train_steps=3,
+        train_data=str(tiny_data / "train"),
+        out=out,
+        input_size="16x16",
+        data_dir=str(tiny_data / "bench"),
+        latency_runs=3,
+        warmup=1,
+        train_options=TRAIN_OPTS,
+    )
     r = cmp.compare_models(models, ["Set5"], 2, **kw)
     assert r["computed"] == {"train": 1, "eval": 2, "cost": 2}
     rows = {row["model"]: row for row in r["rows"]}
@@ -121,8 +141,9 @@ def test_compare_table_outputs_and_cache(tiny_data, tmp_path, monkeypatch):
 
     md = (out / "compare.md").read_text()
     header = md.splitlines()[0]
-    assert header == ("| model | weights | params | GMACs | latency_ms | peak_mem_MB | act_mem_MB | "
-                      "Set5 PSNR | Set5 SSIM |")
+    assert header == (
+        "| model | weights | params | GMACs | latency_ms | peak_mem_MB | act_mem_MB | Set5 PSNR | Set5 SSIM |"
+    )
     assert "protocol: srcnn" in md and "16x16 LR input (32x32 HR" in md
     with open(out / "compare.csv") as f:
         lines = list(csv.DictReader(f))
@@ -136,8 +157,9 @@ def test_compare_table_outputs_and_cache(tiny_data, tmp_path, monkeypatch):
     import visionfw.evaluate as ev
     import visionfw.train as tr
 
-    calls = count_calls(monkeypatch, {"train": (tr, "train"), "eval": (ev, "evaluate_model"),
-                                      "latency": (prof, "measure_latency")})
+    calls = count_calls(
+        monkeypatch, {"train": (tr, "train"), "eval": (ev, "evaluate_model"), "latency": (prof, "measure_latency")}
+    )
     again = cmp.compare_models(models, ["Set5"], 2, **kw)
     assert calls == {"train": 0, "eval": 0, "latency": 0}
     assert again["computed"] == {"train": 0, "eval": 0, "cost": 0}
@@ -149,8 +171,18 @@ def test_compare_table_outputs_and_cache(tiny_data, tmp_path, monkeypatch):
 
 def test_official_weights_reproduce_srcnn(shared_data, tmp_path):
     """SRCNN 9-1-5 x2 with the official file: Set5 36.34 dB (TPAMI 2016), bicubic 33.66 dB."""
-    r = cmp.compare_models("srcnn_915", "Set5", 2, weights="srcnn_915=official", out=tmp_path,
-                           input_size="16x16", latency_runs=1, warmup=1, data_dir=shared_data, plot=False)
+    r = cmp.compare_models(
+        "srcnn_915",
+        "Set5",
+        2,
+        weights="srcnn_915=official",
+        out=tmp_path,
+        input_size="16x16",
+        latency_runs=1,
+        warmup=1,
+        data_dir=shared_data,
+        plot=False,
+    )
     row, bic = r["rows"]
     assert row["weights"] == "official srcnn/915_91images/x2.mat"
     assert row["params"] == 8129
@@ -163,15 +195,33 @@ def test_cli_compare_writes_the_table(tiny_data, tmp_path):
     import sys
 
     out = tmp_path / "cli"
-    cmd = [sys.executable, "-m", "visionfw.cli", "compare", "--models=fsrcnn",
-           f"--test_data={tiny_data / 'bench' / 'Set5'}", "--scale=2", "--train_steps=0", f"--out={out}",
-           "--input_size=8x8", "--latency_runs=1", "--warmup=1"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "visionfw.cli",
+        "compare",
+        "--models=fsrcnn",
+        f"--test_data={tiny_data / 'bench' / 'Set5'}",
+        "--scale=2",
+        "--train_steps=0",
+        f"--out={out}",
+        "--input_size=8x8",
+        "--latency_runs=1",
+        "--warmup=1",
+    ]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "| fsrcnn | random | 12,809 |" in proc.stdout
     assert "computed now: 0 trainings, 1 evaluations, 1 cost rows" in proc.stdout
-    assert {p.name for p in out.iterdir()} >= {"compare.md", "compare.csv", "compare.json", "psnr_vs_macs.png",
-                                               "compare_cache.json", "report.html", "sr_images"}
+    assert {p.name for p in out.iterdir()} >= {
+        "compare.md",
+        "compare.csv",
+        "compare.json",
+        "psnr_vs_macs.png",
+        "compare_cache.json",
+        "report.html",
+        "sr_images",
+    }
 
 
 def test_train_or_reuse_decisions(tmp_path, monkeypatch):
@@ -186,8 +236,16 @@ def test_train_or_reuse_decisions(tmp_path, monkeypatch):
         return {"model_path": str(tmp_path / "model.keras")}
 
     monkeypatch.setattr(tr, "train", fake_train)
-    cfg = dict(model="espcn", scale=2, model_kwargs={"n1": 8}, steps=5, seed=0, batch_size=4,
-               workdir=str(tmp_path), progress=False)
+    cfg = dict(
+        model="espcn",
+        scale=2,
+        model_kwargs={"n1": 8},
+        steps=5,
+        seed=0,
+        batch_size=4,
+        workdir=str(tmp_path),
+        progress=False,
+    )
     saved = dict(cfg, lr=0.001, log_every=100)  # the trainer's resolved config holds more fields
     (tmp_path / "config.json").write_text(json.dumps(saved))
     (tmp_path / "model.keras").write_text("m")
@@ -195,9 +253,9 @@ def test_train_or_reuse_decisions(tmp_path, monkeypatch):
     (tmp_path / "model.keras").unlink()
     (tmp_path / "checkpoints").mkdir()
     assert runs.train_or_reuse(**cfg)[1] is True
-    assert (tmp_path / "checkpoints").is_dir()          # kept: the interrupted run resumes from it
+    assert (tmp_path / "checkpoints").is_dir()  # kept: the interrupted run resumes from it
     assert runs.train_or_reuse(**dict(cfg, batch_size=8))[1] is True
-    assert not (tmp_path / "checkpoints").exists()      # another config: old checkpoints removed
+    assert not (tmp_path / "checkpoints").exists()  # another config: old checkpoints removed
     assert [c.batch_size for c in seen] == [4, 8]
 
 
@@ -216,14 +274,25 @@ def test_interrupt_writes_the_partial_table(tiny_data, tmp_path, monkeypatch):
 
     monkeypatch.setattr(tr, "train", interrupted)
     out = tmp_path / "cmp"
-    kw = dict(train_steps=3, train_data=str(tiny_data / "train"), out=out, input_size="16x16",
-              data_dir=str(tiny_data / "bench"), latency_runs=1, warmup=1, train_options=TRAIN_OPTS, plot=False)
+    kw = dict(
+        train_steps=3,
+        train_data=str(tiny_data / "train"),
+        out=out,
+        input_size="16x16",
+        data_dir=str(tiny_data / "bench"),
+        latency_runs=1,
+        warmup=1,
+        train_options=TRAIN_OPTS,
+        plot=False,
+    )
     with pytest.raises(TrainingInterrupted) as info:
         cmp.compare_models(TINY, ["Set5"], 2, **kw)
     msg = str(info.value)
     assert info.value.exit_status == 128 + 15
-    assert msg.startswith("compare interrupted while training espcn_tiny (2/2) at step 2; the table of the 1 "
-                          f"finished model(s) is in {out / 'compare.md'}. Run the same command again")
+    assert msg.startswith(
+        "compare interrupted while training espcn_tiny (2/2) at step 2; the table of the 1 "
+        f"finished model(s) is in {out / 'compare.md'}. Run the same command again"
+    )
     assert "the training resumes from its checkpoint" in msg
     md = (out / "compare.md").read_text()
     assert "| srcnn_tiny | trained 3 steps on train |" in md and "espcn_tiny" not in md

@@ -1,5 +1,6 @@
 """Data at the edges: image headers over max_image_pixels, folders with broken entries, test images
 too small to evaluate, and the memory of building the training cache of a big image."""
+
 import os
 import struct
 import zlib
@@ -7,13 +8,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import write_noise_images
 from PIL import Image
 
-from visionfw.data import image_io, pipeline
+from visionfw.data import pipeline
 from visionfw.data.image_io import list_images, read_image, read_image_uint8
 from visionfw.errors import ConfigError, DataError
-
-from conftest import write_noise_images
 
 
 def png_header_only(path, width, height, bit_depth=8, colour_type=2):
@@ -39,15 +39,20 @@ def test_png_header_over_the_limit_is_refused_before_decoding(tmp_path, bit_dept
             read(path)
         message = str(info.value)
         assert "\n" not in message
-        assert message.startswith(f"Image {path} is 100000x100000 (10,000,000,000 pixels), over the limit of "
-                                  "80,000,000 pixels (max_image_pixels); ")
+        assert message.startswith(
+            f"Image {path} is 100000x100000 (10,000,000,000 pixels), over the limit of "
+            "80,000,000 pixels (max_image_pixels); "
+        )
         assert "--max_image_pixels=10000000000" in message
 
 
 def test_bmp_far_over_pil_limit_and_small_limits(tmp_path):
     bomb = bmp_header_only(tmp_path / "bomb.bmp", 100000, 100000)
-    with pytest.raises(DataError, match=r"bomb.bmp claims 10,000,000,000 pixels in its header, over the limit of "
-                                        r"80,000,000 pixels \(max_image_pixels\)"):
+    with pytest.raises(
+        DataError,
+        match=r"bomb.bmp claims 10,000,000,000 pixels in its header, over the limit of "
+        r"80,000,000 pixels \(max_image_pixels\)",
+    ):
         read_image_uint8(bomb)
     small = tmp_path / "small.jpg"
     Image.fromarray(np.zeros((40, 50, 3), np.uint8)).save(small)
@@ -81,7 +86,8 @@ def test_list_images_counts_and_names_entries_it_cannot_read(tmp_path):
     assert len(record) == 1
     assert str(record[0].message) == (
         f"Image folder {tmp_path}: skipping 2 entries that cannot be read: dangling.png (dangling symlink to "
-        f"{tmp_path / 'gone.png'}), loop.png (symlink loop); 2 image(s) used.")
+        f"{tmp_path / 'gone.png'}), loop.png (symlink loop); 2 image(s) used."
+    )
 
 
 def test_a_test_image_too_small_to_evaluate_is_one_line(tmp_path):
@@ -93,17 +99,21 @@ def test_a_test_image_too_small_to_evaluate_is_one_line(tmp_path):
     Image.fromarray(np.zeros((1, 1, 3), np.uint8)).save(folder / "tiny.png")
     with pytest.raises(DataError) as info:
         load_benchmark(str(folder), 2)
-    assert str(info.value) == (f"Image {folder / 'tiny.png'} is 1x1, smaller than the scale 2: nothing is left once "
-                               "it is mod-cropped to a multiple of 2; remove it from the folder.")
+    assert str(info.value) == (
+        f"Image {folder / 'tiny.png'} is 1x1, smaller than the scale 2: nothing is left once "
+        "it is mod-cropped to a multiple of 2; remove it from the folder."
+    )
     os.remove(folder / "tiny.png")
     Image.fromarray(np.zeros((15, 17, 3), np.uint8)).save(folder / "small.png")  # loads, but cannot be measured
     assert [r.hr.shape for r in load_benchmark(str(folder), 2)] == [(32, 32, 3), (14, 16, 3)]
     model = get_model("espcn", scale=2, n1=8, n2=4)
     with pytest.raises(DataError) as info:
         evaluate_model(model, [str(folder)], 2, protocol="edsr", progress=False)
-    assert str(info.value) == ("Test image set/small is 16x14 (mod-cropped), too small to evaluate at x2: it needs at "
-                               "least 16x16 pixels (2 px are shaved off each border, SSIM needs an 11x11 window); "
-                               "remove it from the test set.")
+    assert str(info.value) == (
+        "Test image set/small is 16x14 (mod-cropped), too small to evaluate at x2: it needs at "
+        "least 16x16 pixels (2 px are shaved off each border, SSIM needs an 11x11 window); "
+        "remove it from the test set."
+    )
     os.remove(folder / "small.png")
     Image.fromarray(np.zeros((16, 17, 3), np.uint8)).save(folder / "smallest.png")
     assert evaluate_model(model, [str(folder)], 2, protocol="edsr", progress=False)["set"]["n_images"] == 2
@@ -127,7 +137,7 @@ def test_building_the_cache_of_a_big_image_stays_a_small_multiple_of_its_size(tm
     finally:
         tracemalloc.stop()
     pixels = 1001 * 1201
-    assert n == 1 and peak < 9 * pixels + 10 * 2 ** 20, peak / pixels
+    assert n == 1 and peak < 9 * pixels + 10 * 2**20, peak / pixels
     np.testing.assert_array_equal(np.asarray(hr[0])[:1000, :1200], photo[:1000, :1200])
     lr_flat = caches["lr"].flat.numpy().reshape(500, 600, 3)
     from visionfw.data.imresize import imresize_numpy

@@ -4,6 +4,7 @@ Tolerances (stated per test): kernel moments 1e-3 relative (31-tap kernels, sigm
 truncation is < 1e-6); noise std 2% and Poisson variance 5% (~200k / 65k samples: sampling
 error ~0.2% / ~0.6%).
 """
+
 import math
 
 import numpy as np
@@ -18,7 +19,7 @@ def _moments(kernel):
     """(sum, covariance [[xx, xy], [xy, yy]]) of a kernel, x = column offset, y = row offset."""
     k = np.asarray(kernel, np.float64)
     r = (k.shape[0] - 1) / 2
-    y, x = np.mgrid[-r:r + 1, -r:r + 1]
+    y, x = np.mgrid[-r : r + 1, -r : r + 1]
     total = k.sum()
     cov = np.array([[np.sum(k * x * x), np.sum(k * x * y)], [np.sum(k * x * y), np.sum(k * y * y)]]) / total
     return total, cov
@@ -30,12 +31,17 @@ def _flat(value, shape=(1, 256, 256, 3)):
 
 def _natural_patch(shared_data, size=128):
     from visionfw.data.image_io import read_image
-    image = read_image(shared_data / "benchmark" / "Set5" / "HR" / "baby.png") \
-        if (shared_data / "benchmark" / "Set5" / "HR" / "baby.png").exists() else None
+
+    image = (
+        read_image(shared_data / "benchmark" / "Set5" / "HR" / "baby.png")
+        if (shared_data / "benchmark" / "Set5" / "HR" / "baby.png").exists()
+        else None
+    )
     if image is None:
         from visionfw.data.image_io import list_images
+
         image = read_image(list_images(shared_data / "benchmark" / "Set5")[0])
-    return tf.constant(image[None, 100:100 + size, 100:100 + size, :3], tf.float32)
+    return tf.constant(image[None, 100 : 100 + size, 100 : 100 + size, :3], tf.float32)
 
 
 # ----------------------------------------------------------------- blur
@@ -45,7 +51,7 @@ def _natural_patch(shared_data, size=128):
 def test_isotropic_kernel_sums_to_one_with_second_moment_sigma_squared(sigma):
     total, cov = _moments(D.make_kernels(31, sigma)[0])
     assert total == pytest.approx(1.0, abs=1e-5)
-    np.testing.assert_allclose(np.diag(cov), [sigma ** 2] * 2, rtol=1e-3)
+    np.testing.assert_allclose(np.diag(cov), [sigma**2] * 2, rtol=1e-3)
     assert abs(cov[0, 1]) < 1e-5
 
 
@@ -53,9 +59,9 @@ def test_anisotropic_kernel_covariance_is_rotated_diagonal():
     s1, s2, theta = 2.5, 1.0, math.pi / 6
     total, cov = _moments(D.make_kernels(31, s1, s2, theta)[0])
     rot = np.array([[math.cos(theta), -math.sin(theta)], [math.sin(theta), math.cos(theta)]])
-    want = rot @ np.diag([s1 ** 2, s2 ** 2]) @ rot.T
+    want = rot @ np.diag([s1**2, s2**2]) @ rot.T
     assert total == pytest.approx(1.0, abs=1e-5)
-    np.testing.assert_allclose(cov, want, atol=1e-3 * s1 ** 2)
+    np.testing.assert_allclose(cov, want, atol=1e-3 * s1**2)
 
 
 def test_generalized_and_plateau_kernels_are_normalised_and_non_negative():
@@ -73,7 +79,7 @@ def test_sinc_kernel_is_a_circular_low_pass_with_cut_off_omega(omega):
     np.testing.assert_allclose(k, k.T, atol=1e-7)  # circular: symmetric under transposition
     np.testing.assert_allclose(k, k[::-1, ::-1], atol=1e-7)
     # the continuous kernel's centre is omega^2 / (4 pi); normalising the truncated one raises it a little
-    assert k[size // 2, size // 2] == pytest.approx(omega ** 2 / (4 * math.pi), rel=0.1)
+    assert k[size // 2, size // 2] == pytest.approx(omega**2 / (4 * math.pi), rel=0.1)
     # frequency response (radians per pixel): ~1 inside the cut-off (the truncation's ripple measured
     # 1-5% on average), ~0 outside (measured < 0.5%)
     n = 256
@@ -143,9 +149,10 @@ def test_gaussian_noise_has_the_requested_std():
 
 @pytest.mark.parametrize("value,scale", [(0.2, 1.0), (0.8, 1.0), (0.2, 2.0)])
 def test_poisson_noise_variance_is_scale_squared_x_over_255(value, scale):
-    noise = D.poisson_noise(_flat(value, (2, 128, 128, 3)), tf.constant([scale]), tf.constant([False]),
-                            tf.constant([1, 2], tf.int64))
-    want = scale ** 2 * value / 255
+    noise = D.poisson_noise(
+        _flat(value, (2, 128, 128, 3)), tf.constant([scale]), tf.constant([False]), tf.constant([1, 2], tf.int64)
+    )
+    want = scale**2 * value / 255
     assert float(tf.math.reduce_variance(noise)) == pytest.approx(want, rel=0.05)
     assert abs(float(tf.reduce_mean(noise))) < 0.01 * math.sqrt(want) * 10
 
@@ -173,7 +180,7 @@ def test_batches_are_reproducible_from_seed_and_step():
         np.testing.assert_array_equal(a.numpy(), b.numpy())
         assert float(tf.reduce_mean(tf.abs(a - c))) > 1e-3 and float(tf.reduce_mean(tf.abs(a - other))) > 1e-3
         np.testing.assert_array_equal(np.round(a.numpy() * 255), a.numpy() * 255)  # 8-bit values
-        assert 0.0 <= float(tf.reduce_min(a)) and float(tf.reduce_max(a)) <= 1.0
+        assert float(tf.reduce_min(a)) >= 0.0 and float(tf.reduce_max(a)) <= 1.0
 
 
 @pytest.mark.parametrize("name", ["realsr", "bsrgan-like@passes=2"])
@@ -220,8 +227,9 @@ def test_passes_can_differ():
     # the same chain twice written out equals @passes=2
     hr = tf.random.stateless_uniform([2, 32, 32, 3], seed=[3, 1])
     twice = D.make_degrader("down(methods=bicubic)+noise(sigma=5);down(methods=bicubic)+noise(sigma=5)", 4, 9)
-    np.testing.assert_array_equal(twice(hr, 3).numpy(),
-                                  D.make_degrader("down(methods=bicubic)+noise(sigma=5)@passes=2", 4, 9)(hr, 3))
+    np.testing.assert_array_equal(
+        twice(hr, 3).numpy(), D.make_degrader("down(methods=bicubic)+noise(sigma=5)@passes=2", 4, 9)(hr, 3)
+    )
     with pytest.raises(ConfigError, match="2 chains.*passes=3"):
         D.parse_spec("down;down@passes=3")
     with pytest.raises(ConfigError, match="a pass with 0 down ops"):
@@ -279,21 +287,24 @@ def test_spec_parser_round_trips_and_fills_defaults():
     assert D.parse_spec("bsrgan-like").shuffle and D.parse_spec("bsrgan-like@passes=2").passes == 2
 
 
-@pytest.mark.parametrize("text,words", [
-    ("blurr(sigma=1)+down", ["blurr", "unknown op", "blur, down, noise, jpeg"]),
-    ("blur(sigmax=1)+down", ["sigmax", "takes sigma, size"]),
-    ("blur(sigma=3:1)+down", ["3:1", "low:high"]),
-    ("blur(size=14)+down", ["14", "odd"]),
-    ("blur(sigma=a:b)+down", ["blur(sigma=a:b)", "low:high"]),
-    ("down+jpeg(q=0:50)", ["0:50", "1..100"]),
-    ("down(methods=bicubic|cubic)", ["cubic", "nearest|bilinear"]),
-    ("blur+noise", ["0 down ops", "down(methods=bicubic)"]),
-    ("down+down", ["2 down ops"]),
-    ("realsr@passes=0", ["passes=0", "positive integer"]),
-    ("realsr@order=2", ["order=2", "passes=N"]),
-    ("down(methods=bicubic", ["parentheses"]),
-    ("", ["empty", "realsr"]),
-])
+@pytest.mark.parametrize(
+    "text,words",
+    [
+        ("blurr(sigma=1)+down", ["blurr", "unknown op", "blur, down, noise, jpeg"]),
+        ("blur(sigmax=1)+down", ["sigmax", "takes sigma, size"]),
+        ("blur(sigma=3:1)+down", ["3:1", "low:high"]),
+        ("blur(size=14)+down", ["14", "odd"]),
+        ("blur(sigma=a:b)+down", ["blur(sigma=a:b)", "low:high"]),
+        ("down+jpeg(q=0:50)", ["0:50", "1..100"]),
+        ("down(methods=bicubic|cubic)", ["cubic", "nearest|bilinear"]),
+        ("blur+noise", ["0 down ops", "down(methods=bicubic)"]),
+        ("down+down", ["2 down ops"]),
+        ("realsr@passes=0", ["passes=0", "positive integer"]),
+        ("realsr@order=2", ["order=2", "passes=N"]),
+        ("down(methods=bicubic", ["parentheses"]),
+        ("", ["empty", "realsr"]),
+    ],
+)
 def test_spec_parser_rejects_bad_input_with_a_fix(text, words):
     with pytest.raises(ConfigError) as info:
         D.parse_spec(text)
@@ -306,11 +317,12 @@ def test_spec_parser_rejects_bad_input_with_a_fix(text, words):
 
 def test_noise_pool_patches_are_flat_and_zero_mean(shared_data):
     from visionfw.data.image_io import list_images, read_image
+
     images = [read_image(p) for p in list_images(shared_data / "train" / "T91")[:12]]
     pool = D.extract_noise_pool(images, patch=16, var_threshold=20.0)
     assert pool.ndim == 4 and pool.shape[1:] == (16, 16, 3) and len(pool) >= 5
     assert np.abs(pool.mean(axis=(1, 2))).max() < 1e-5
-    assert (pool.var(axis=(1, 2)) * 255 ** 2).max() < 20.0
+    assert (pool.var(axis=(1, 2)) * 255**2).max() < 20.0
     few = D.extract_noise_pool(images, patch=16, var_threshold=20.0, max_patches=3)
     assert len(few) == 3 and (few.var(axis=(1, 2)).max(-1) <= pool.var(axis=(1, 2)).max(-1).max()).all()
 
@@ -325,13 +337,18 @@ def test_kernel_pool_validates_normalises_and_round_trips(tmp_path):
     np.testing.assert_allclose(kernels.sum(axis=(1, 2)), 1.0, atol=1e-6)
     np.testing.assert_allclose(kernels[0, 1:4, 1:4], 1 / 9, atol=1e-7)
     assert kernels[0, 0].sum() == 0  # zero-padded, centred
-    for name, bad in [("even", np.ones((4, 4))), ("neg", -np.eye(3)), ("cube", np.ones((3, 3, 3))),
-                      ("rect", np.ones((3, 5)))]:
+    for name, bad in [
+        ("even", np.ones((4, 4))),
+        ("neg", -np.eye(3)),
+        ("cube", np.ones((3, 3, 3))),
+        ("rect", np.ones((3, 5))),
+    ]:
         np.save(tmp_path / f"{name}.npy", bad)
         with pytest.raises(DataError, match=name):
             D.load_kernel_pool([tmp_path / f"{name}.npy"])
-    path = D.save_pool(tmp_path / "pool.npz", D.DegradationPool(noise=np.zeros((2, 4, 4, 3), np.float32),
-                                                                 kernels=kernels))
+    path = D.save_pool(
+        tmp_path / "pool.npz", D.DegradationPool(noise=np.zeros((2, 4, 4, 3), np.float32), kernels=kernels)
+    )
     back = D.load_pool(path)
     np.testing.assert_array_equal(back.kernels, kernels)
     assert back.noise.shape == (2, 4, 4, 3)
@@ -341,7 +358,7 @@ def test_kernel_pool_validates_normalises_and_round_trips(tmp_path):
 def test_kernel_estimate_recovers_a_gaussian_blur(sigma):
     stripes = np.zeros((96, 96), np.float32)
     for x0 in range(0, 96, 24):
-        stripes[:, x0:x0 + 12] = 0.8
+        stripes[:, x0 : x0 + 12] = 0.8
     stripes += 0.1
     blurred = D.apply_kernels(stripes[None, ..., None], D.make_kernels(31, sigma)).numpy()[0]
     kernel, estimate = D.estimate_kernel(blurred, size=15)
@@ -367,6 +384,7 @@ def test_gan_fusion_picks_the_branch_by_median_luma():
 
 def test_cli_builds_a_pool(tmp_path, capsys):
     from conftest import write_noise_images
+
     from visionfw.cli import common, degradation_pool
     from visionfw.data.image_io import write_image
 
@@ -375,9 +393,18 @@ def test_cli_builds_a_pool(tmp_path, capsys):
     write_image(tmp_path / "src" / "flat.png", 0.5 + rng.normal(0, 2 / 255, (64, 64, 3)))  # std 2 levels
     (tmp_path / "k").mkdir()
     np.save(tmp_path / "k" / "box.npy", np.ones((5, 5)))
-    config, _ = common.parse_args(degradation_pool.CONFIG, [
-        "visionfw degradation-pool", f"--source={tmp_path / 'src'}", f"--out={tmp_path / 'pool.npz'}",
-        f"--kernels={tmp_path / 'k'}", "--estimate_kernels", "--patch=8", "--var_threshold=50"])
+    config, _ = common.parse_args(
+        degradation_pool.CONFIG,
+        [
+            "visionfw degradation-pool",
+            f"--source={tmp_path / 'src'}",
+            f"--out={tmp_path / 'pool.npz'}",
+            f"--kernels={tmp_path / 'k'}",
+            "--estimate_kernels",
+            "--patch=8",
+            "--var_threshold=50",
+        ],
+    )
     assert degradation_pool.main("degradation-pool", config) == 0
     pool = D.load_pool(tmp_path / "pool.npz")
     assert pool.kernels.shape == (3, 15, 15) and pool.noise.shape == (64, 8, 8, 3)

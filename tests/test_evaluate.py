@@ -1,4 +1,5 @@
 """Tests of visionfw.evaluate: input preparation, tiled / self-ensemble inference, evaluation."""
+
 import json
 import os
 from pathlib import Path
@@ -8,22 +9,31 @@ import numpy as np
 import pytest
 
 import visionfw
+from visionfw.data.imresize import imresize_numpy
+from visionfw.errors import ConfigError, DataError
+from visionfw.evaluate import (
+    evaluate_model,
+    format_table,
+    forward_fn,
+    geometric_transforms,
+    infer_model_meta,
+    prepare_input,
+    receptive_radius,
+    super_resolve,
+    tiling_is_exact,
+    with_precision,
+    write_results_json,
+)
 from visionfw.model_defs.edsr import edsr
-from visionfw.model_defs.esrgan import rrdbnet
 from visionfw.model_defs.espcn import espcn
+from visionfw.model_defs.esrgan import rrdbnet
 from visionfw.model_defs.fsrcnn import fsrcnn
 from visionfw.model_defs.rcan import rcan
 from visionfw.model_defs.srcnn import srcnn
 from visionfw.model_defs.srresnet import srresnet
 from visionfw.model_defs.vdsr import vdsr
-from visionfw.data.imresize import imresize_numpy
-from visionfw.errors import ConfigError, DataError
-from visionfw.evaluate import (forward_fn, evaluate_model, format_table, geometric_transforms,
-                               infer_model_meta, prepare_input, receptive_radius, super_resolve,
-                               tiling_is_exact, with_precision, write_results_json)
 
-SHARED = Path(os.environ.get("VISIONFW_SHARED_DATA",
-                             Path(__file__).resolve().parents[1].parent / "shared" / "data"))
+SHARED = Path(os.environ.get("VISIONFW_SHARED_DATA", Path(__file__).resolve().parents[1].parent / "shared" / "data"))
 BENCH = SHARED / "benchmark"
 
 # Small variants of every zoo family (the registered names fix their big hyper-parameters).
@@ -59,6 +69,7 @@ def _identity_model(channels):
 
 # ----------------------------------------------------------------------------- prepare_input
 
+
 def test_prepare_input_hand_worked_y():
     rgb = np.array([[[255, 0, 0], [10, 200, 30]]], np.uint8)  # 1 x 2
     # MATLAB rgb2ycbcr on uint8: 16 + 65.481 = 81.481 -> 81; 16 + (65.481*10 + 128.553*200 + 24.966*30)/255
@@ -93,6 +104,7 @@ def test_prepare_input_upsampling_follows_the_protocol():
 
 
 # ----------------------------------------------------------------------------- forward pass
+
 
 def test_forward_is_one_cached_tf_function():
     model, _ = _small_model("espcn")
@@ -145,9 +157,9 @@ def test_tiled_equals_whole_image_for_every_zoo_model(name):
 def test_self_ensemble():
     pairs = geometric_transforms()
     x = np.arange(2 * 3 * 1, dtype=np.float32).reshape(2, 3, 1)
-    outs = [fwd(x) for fwd, _ in pairs]
+    outs = [forward(x) for forward, _ in pairs]
     assert len({o.tobytes() + bytes(o.shape) for o in outs}) == 8
-    for (fwd, inv), o in zip(pairs, outs):
+    for (_, inv), o in zip(pairs, outs):
         np.testing.assert_array_equal(inv(o), x)
     # an identity model stays the identity
     ident = _identity_model(1)
@@ -172,15 +184,15 @@ def test_infer_model_meta():
 
 # ----------------------------------------------------------------------------- evaluation
 
-needs_bench = pytest.mark.skipif(not (BENCH / "Set5").is_dir(), reason="benchmark images not available "
-                                 "(../shared/data/benchmark)")
+needs_bench = pytest.mark.skipif(
+    not (BENCH / "Set5").is_dir(), reason="benchmark images not available (../shared/data/benchmark)"
+)
 
 
 @needs_bench
 def test_identity_model_measures_bicubic_with_both_protocols(tmp_path):
     # README golden numbers: bicubic Set5 x3 30.392 (srcnn protocol), 30.403 (edsr protocol)
-    res = evaluate_model(_identity_model(1), ["Set5"], 3, protocol="srcnn", progress=False,
-                         save_images=tmp_path / "sr")
+    res = evaluate_model(_identity_model(1), ["Set5"], 3, protocol="srcnn", progress=False, save_images=tmp_path / "sr")
     r = res["Set5"]
     assert r["n_images"] == 5 and abs(r["psnr"] - 30.392) < 0.001
     assert r["psnr"] == pytest.approx(r["bicubic_psnr"], abs=1e-9) and abs(r["gain_psnr"]) < 1e-9
@@ -188,8 +200,9 @@ def test_identity_model_measures_bicubic_with_both_protocols(tmp_path):
     assert [row["name"] for row in r["images"]] == ["baby", "bird", "butterfly", "head", "woman"]
     assert "srcnn protocol" in r["protocol_description"] and "shave 3 px" in r["protocol_description"]
     assert sorted(p.name for p in (tmp_path / "sr" / "Set5" / "x3").iterdir())[0] == "baby.png"
-    res_e = evaluate_model(_identity_model(3), "Set5", 3, protocol="edsr", channels="rgb",
-                           upsampled_input=True, progress=False)
+    res_e = evaluate_model(
+        _identity_model(3), "Set5", 3, protocol="edsr", channels="rgb", upsampled_input=True, progress=False
+    )
     assert abs(res_e["Set5"]["psnr"] - 30.403) < 0.001
     table = format_table(res, per_image=True)
     assert "| Set5 | x3 | 5 | 30.392 |" in table and "| Set5/bird | x3 | 1 |" in table
@@ -208,24 +221,40 @@ def test_texture_metrics_join_the_table_with_their_protocols():
     """NIQE of the bicubic output (identity model on upscaled input) equals visionfw.metrics.niqe on the
     shaved uint8 image, a user metric is averaged like PSNR, and the table names what each column is."""
     from visionfw.data.benchmarks import load_benchmark
-    from visionfw.metrics.psnr_ssim import shave
     from visionfw.metrics.niqe import niqe
+    from visionfw.metrics.psnr_ssim import shave
 
-    res = evaluate_model(_identity_model(3), "Set5", 3, protocol="edsr", channels="rgb", upsampled_input=True,
-                         progress=False, texture_metrics=["niqe"])
+    res = evaluate_model(
+        _identity_model(3),
+        "Set5",
+        3,
+        protocol="edsr",
+        channels="rgb",
+        upsampled_input=True,
+        progress=False,
+        texture_metrics=["niqe"],
+    )
     r = res["Set5"]
     butterfly = next(im for im in load_benchmark("Set5", 3) if im.name == "butterfly")
     up = imresize_numpy(butterfly.lr, 3)  # uint8 in, uint8 out: the edsr protocol's pre-upsampled input
     want = niqe(shave(up, 3))
     got = next(row["niqe"] for row in r["images"] if row["name"] == "butterfly")
     assert got == pytest.approx(want, rel=1e-9) and r["niqe"] == pytest.approx(
-        np.mean([row["niqe"] for row in r["images"]]))
+        np.mean([row["niqe"] for row in r["images"]])
+    )
     assert "NOT comparable to published NIQE" in r["niqe_protocol"]
     table = format_table(res)
     assert table.splitlines()[0].endswith("| NIQE |") and "NIQE: NIQE (lower is better)" in table
-    user = evaluate_model(_identity_model(3), "Set5", 3, protocol="edsr", channels="rgb", upsampled_input=True,
-                          progress=False, texture_metrics={"mean_abs": lambda sr, hr: np.abs(
-                              sr.astype(float) - hr.astype(float)).mean()})
+    user = evaluate_model(
+        _identity_model(3),
+        "Set5",
+        3,
+        protocol="edsr",
+        channels="rgb",
+        upsampled_input=True,
+        progress=False,
+        texture_metrics={"mean_abs": lambda sr, hr: np.abs(sr.astype(float) - hr.astype(float)).mean()},
+    )
     assert 0 < user["Set5"]["mean_abs"] < 20 and "MEAN_ABS: mean_abs (user function" in format_table(user)
     with pytest.raises(ConfigError, match="texture metric 'fid' is unknown"):
         evaluate_model(_identity_model(3), "Set5", 3, texture_metrics=["fid"], progress=False)
@@ -281,9 +310,24 @@ def test_official_imdn_in_bfloat16_stays_within_0_05_db(shared_data, tmp_path, c
     if not (shared_data / "weights" / "imdn").is_dir():
         pytest.skip(f"official IMDN weights not in {shared_data / 'weights'}")
     out = tmp_path / "bf16.json"
-    assert run(["visionfw", "test", "--model=imdn", "--pretrained", "--scale=4", "--test_data=Set5",
-                "--protocol=edsr", f"--data_dir={shared_data}", "--precision=bfloat16", f"--results={out}",
-                "--noprogress"]) == 0
+    assert (
+        run(
+            [
+                "visionfw",
+                "test",
+                "--model=imdn",
+                "--pretrained",
+                "--scale=4",
+                "--test_data=Set5",
+                "--protocol=edsr",
+                f"--data_dir={shared_data}",
+                "--precision=bfloat16",
+                f"--results={out}",
+                "--noprogress",
+            ]
+        )
+        == 0
+    )
     bf16 = json.loads(out.read_text())["results"]["Set5"]
     assert "model computed in bfloat16 (float32 head)" in capsys.readouterr().out
     # float32 gives 32.210 (the reproduction, test_reproduce_imdn_lapsrn); bf16 measured 32.200 here:

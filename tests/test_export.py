@@ -16,6 +16,7 @@ and compared with the Keras model.  Bounds on max |export - keras| / max(1, max 
 ONNX tests skip with the reason when tf2onnx or onnxruntime is missing
 (``pip install 'visionfw[export]'``).
 """
+
 import importlib.util
 import sys
 
@@ -30,8 +31,10 @@ FP32_BOUND = 1e-5
 FP16_BOUND = 1e-2
 SIZE = (17, 23)
 HAVE_ONNX = all(importlib.util.find_spec(m) is not None for m in ("tf2onnx", "onnxruntime"))
-needs_onnx = pytest.mark.skipif(not HAVE_ONNX, reason="tf2onnx/onnxruntime not installed: pip install "
-                                                      "'visionfw[export]' (or the test extras) to run ONNX checks")
+needs_onnx = pytest.mark.skipif(
+    not HAVE_ONNX,
+    reason="tf2onnx/onnxruntime not installed: pip install 'visionfw[export]' (or the test extras) to run ONNX checks",
+)
 FORMATS = ["saved_model", "tflite", pytest.param("onnx", marks=needs_onnx)]
 MODELS = ["srcnn_915", "espcn", "edsr_baseline", "rcan_small"]
 
@@ -104,8 +107,9 @@ def test_exports_match_keras(models, fmt, dtype, tmp_path):
         diff = float(np.abs(out.astype(np.float64) - ref).max())
         rel = diff / max(1.0, float(np.abs(ref).max()))
         rows.append((name, diff, rel))
-        print(f"{fmt:<12} {dtype} {name:<14} max|diff| {diff:.3g}  relative {rel:.3g}  "
-              f"(max|y| {np.abs(ref).max():.3g})")
+        print(
+            f"{fmt:<12} {dtype} {name:<14} max|diff| {diff:.3g}  relative {rel:.3g}  (max|y| {np.abs(ref).max():.3g})"
+        )
     bound = FP32_BOUND if dtype == "fp32" else FP16_BOUND
     assert all(rel <= bound for _, _, rel in rows), rows
     if dtype == "fp16":  # fp16 is really applied: not bit-identical to fp32 anywhere
@@ -201,13 +205,15 @@ def test_cli_export(models, tmp_path, monkeypatch, capsys):
     from visionfw.cli import COMMANDS, run
 
     # the line visionfw/cli/__init__.py is to get
-    monkeypatch.setitem(COMMANDS, "export", ("visionfw.cli.export", "write a model as a TF SavedModel, TFLite "
-                                                                   "or ONNX file"))
+    monkeypatch.setitem(
+        COMMANDS, "export", ("visionfw.cli.export", "write a model as a TF SavedModel, TFLite or ONNX file")
+    )
     weights = tmp_path / "espcn.keras"
     models["espcn"].save(weights)
     out = tmp_path / "espcn_x2"
-    assert run(["visionfw", "export", f"--weights={weights}", "--format=tflite", "--dtype=fp16",
-                f"--output={out}"]) == 0
+    assert (
+        run(["visionfw", "export", f"--weights={weights}", "--format=tflite", "--dtype=fp16", f"--output={out}"]) == 0
+    )
     printed = capsys.readouterr().out
     assert f"written to {out}.tflite" in printed and "check: max |export - keras|" in printed
     x = np.random.default_rng(0).random((1,) + SIZE + (3,), dtype=np.float32)

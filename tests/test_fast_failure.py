@@ -1,5 +1,6 @@
 """Fast, quiet failure and the small everyday fixes: flags checked before TensorFlow, a quiet
 `import visionfw`, describe --output, run_all.py's copies, the download hint, order-free peak memory."""
+
 import importlib.util
 import os
 import subprocess
@@ -7,13 +8,13 @@ import sys
 import time
 
 import pytest
-
 from conftest import REPO
 
 
 def _visionfw(*args, env=None):
-    return subprocess.run([sys.executable, "-m", "visionfw.cli", *args], capture_output=True, text=True, timeout=300,
-                          env=env)
+    return subprocess.run(
+        [sys.executable, "-m", "visionfw.cli", *args], capture_output=True, text=True, timeout=300, env=env
+    )
 
 
 def test_a_typo_fails_in_under_two_seconds():
@@ -21,8 +22,9 @@ def test_a_typo_fails_in_under_two_seconds():
     out = _visionfw("test", "--model=imdm")
     seconds = time.perf_counter() - start
     assert out.returncode == 1
-    assert out.stderr.strip() == ("visionfw test: error: unknown model 'imdm'. Did you mean 'imdn'? "
-                                  "`visionfw models` lists the zoo.")
+    assert out.stderr.strip() == (
+        "visionfw test: error: unknown model 'imdm'. Did you mean 'imdn'? `visionfw models` lists the zoo."
+    )
     assert seconds < 2, f"{seconds:.1f} s: TensorFlow was imported before the flags were checked"
     start = time.perf_counter()
     out = _visionfw("export", "--model=espcn", "--weights=missing.keras", "--output=m.tflite")
@@ -35,14 +37,21 @@ def test_a_typo_fails_in_under_two_seconds():
 
 
 def test_import_visionfw_is_quiet_unless_the_user_chose_a_log_level():
-    script = ("import os, sys, visionfw; assert 'tensorflow' not in sys.modules; import keras; "
-              "print(os.environ['TF_CPP_MIN_LOG_LEVEL'])")
+    script = (
+        "import os, sys, visionfw; assert 'tensorflow' not in sys.modules; import keras; "
+        "print(os.environ['TF_CPP_MIN_LOG_LEVEL'])"
+    )
     env = {k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"}  # as a user's shell has it
     out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300, env=env)
     assert out.returncode == 0 and out.stdout.strip() == "3"
     assert out.stderr == ""  # no absl / cudart start-up lines
-    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300,
-                         env=dict(env, TF_CPP_MIN_LOG_LEVEL="1"))
+    out = subprocess.run(
+        [sys.executable, "-c", script],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=dict(env, TF_CPP_MIN_LOG_LEVEL="1"),
+    )
     assert out.returncode == 0 and out.stdout.strip() == "1"  # the user's level is kept
 
 
@@ -78,8 +87,9 @@ def test_missing_official_weights_say_how_to_fetch_them_from_a_shell(tmp_path, m
     monkeypatch.setattr(pretrained, "weights_dirs", lambda data_dir=None: [tmp_path])
     with pytest.raises(visionfw.errors.WeightsError) as err:
         pretrained.find_weights(visionfw.model_info("imdn"), 2)
-    assert ('python -c "import visionfw; visionfw.get_model(\'imdn\', scale=2, pretrained=True, download=True)"'
-            in str(err.value))
+    assert "python -c \"import visionfw; visionfw.get_model('imdn', scale=2, pretrained=True, download=True)\"" in str(
+        err.value
+    )
 
 
 def test_peak_memory_does_not_depend_on_what_ran_before():

@@ -5,6 +5,7 @@ The "installed" copy is laid out as the wheel lays it out (site-packages/visionf
 visionfw/model_defs) and run from a temporary folder with its own HOME, so neither the checkout
 nor ../shared/data nor ~/.visionfw/data can be found by accident.
 """
+
 import json
 import os
 import shutil
@@ -29,36 +30,60 @@ def installed(tmp_path_factory):
     work = root / "work" / "project"  # ../shared/data does not exist next to it either
     work.mkdir(parents=True)
     (root / "home").mkdir()
-    env = {k: v for k, v in os.environ.items()
-           if k not in ("VISIONFW_DATA", "VISIONFW_SHARED_DATA", "TF_CPP_MIN_LOG_LEVEL", "PYTHONPATH")}
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in ("VISIONFW_DATA", "VISIONFW_SHARED_DATA", "TF_CPP_MIN_LOG_LEVEL", "PYTHONPATH")
+    }
     env.update(PYTHONPATH=str(site), HOME=str(root / "home"))
     return site, work, env
 
 
 def _cli(installed, *args, env=None):
     site, work, base = installed
-    return subprocess.run([sys.executable, "-m", "visionfw.cli", *args], cwd=work, env=dict(base, **(env or {})),
-                          capture_output=True, text=True, timeout=600)
+    return subprocess.run(
+        [sys.executable, "-m", "visionfw.cli", *args],
+        cwd=work,
+        env=dict(base, **(env or {})),
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
 
 
 def test_the_installed_copy_is_the_one_that_runs(installed):
     site, work, env = installed
-    out = subprocess.run([sys.executable, "-c", "import visionfw, visionfw.data.paths as p; "
-                          "print(visionfw.__file__); print(p._checkout()); print(*p.candidate_roots(), sep='|')"],
-                         cwd=work, env=env, capture_output=True, text=True, timeout=120)
+    out = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "import visionfw, visionfw.data.paths as p; "
+            "print(visionfw.__file__); print(p._checkout()); print(*p.candidate_roots(), sep='|')",
+        ],
+        cwd=work,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     where, checkout, roots = out.stdout.splitlines()[-3:]
     assert where == str(site / "visionfw" / "__init__.py") and checkout == "None"
-    assert roots.split("|") == [str(work / "data"), str(work.parent / "shared" / "data"),
-                                str(Path(env["HOME"]) / ".visionfw" / "data")]
+    assert roots.split("|") == [
+        str(work / "data"),
+        str(work.parent / "shared" / "data"),
+        str(Path(env["HOME"]) / ".visionfw" / "data"),
+    ]
 
 
 def test_quick_start_without_benchmarks_validates_on_held_out_photos(installed):
     site, work, env = installed
-    proc = _cli(installed, "train", "--model=espcn", "--scale=2", "--steps=20", "--model_kwargs=n1=8,n2=4",
-                "--log_every=10")
+    proc = _cli(
+        installed, "train", "--model=espcn", "--scale=2", "--steps=20", "--model_kwargs=n1=8,n2=4", "--log_every=10"
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
-    assert "validating on heldout (astronaut, chelsea, coffee: photos held out of the embedded training set" \
-        in proc.stderr
+    assert (
+        "validating on heldout (astronaut, chelsea, coffee: photos held out of the embedded training set" in proc.stderr
+    )
     assert "train espcn x2: step 10/20" in proc.stderr  # not a terminal: plain progress lines
     assert "val heldout: PSNR" in proc.stdout and "gain" in proc.stdout and "nan" not in proc.stdout
     saved = json.loads((work / "runs" / "espcn_x2" / "config.json").read_text())
@@ -82,8 +107,16 @@ def test_missing_benchmark_lists_every_place_and_leaves_nothing_behind(installed
 
 
 def test_benchmarks_found_through_visionfw_data(installed, shared_data):
-    proc = _cli(installed, "test", "--model=espcn", "--allow_random", "--test_data=Set5", "--scale=2",
-                "--protocol=edsr", env={"VISIONFW_DATA": str(shared_data)})
+    proc = _cli(
+        installed,
+        "test",
+        "--model=espcn",
+        "--allow_random",
+        "--test_data=Set5",
+        "--scale=2",
+        "--protocol=edsr",
+        env={"VISIONFW_DATA": str(shared_data)},
+    )
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "| Set5 | x2 | 5 |" in proc.stdout and "| 33.673 |" in proc.stdout  # bicubic, edsr protocol
     assert proc.stderr.startswith("evaluate Set5 x2: image 5/5")
@@ -101,8 +134,17 @@ def test_shared_beside_the_work_folder_serves_test_and_compare(installed, shared
     test = _cli(run["installed"], "test", "--model=srcnn_915", "--pretrained", "--test_data=Set5", "--scale=3")
     assert test.returncode == 0, test.stderr[-2000:]
     assert "| Set5 | x3 | 5 | 32.390 |" in test.stdout and "915_91images/x3.mat" in test.stdout
-    cmp = _cli(run["installed"], "compare", "--models=srcnn_915", "--weights=official", "--test_data=Set5",
-               "--scale=3", "--out=runs/cmp", "--latency_runs=1", "--warmup=1")
+    cmp = _cli(
+        run["installed"],
+        "compare",
+        "--models=srcnn_915",
+        "--weights=official",
+        "--test_data=Set5",
+        "--scale=3",
+        "--out=runs/cmp",
+        "--latency_runs=1",
+        "--warmup=1",
+    )
     assert cmp.returncode == 0, cmp.stderr[-2000:]
     assert "| srcnn_915 | official srcnn/915_91images/x3.mat |" in cmp.stdout and "32.390" in cmp.stdout
     assert (beside / "runs" / "cmp" / "psnr_vs_macs.png").is_file()
@@ -118,9 +160,21 @@ GUARD_STEPS, GUARD_GAIN = 1200, 0.2
 def test_demo_recipe_beats_bicubic(seed, tmp_path, shared_data):
     from visionfw.train import TrainConfig, train
 
-    result = train(TrainConfig(model="espcn", scale=2, steps=GUARD_STEPS, seed=seed, val_data=["Set5"],
-                               data_dir=str(shared_data), val_every=0, ckpt_every=0, workdir=str(tmp_path),
-                               progress=False, tensorboard=False))
+    result = train(
+        TrainConfig(
+            model="espcn",
+            scale=2,
+            steps=GUARD_STEPS,
+            seed=seed,
+            val_data=["Set5"],
+            data_dir=str(shared_data),
+            val_every=0,
+            ckpt_every=0,
+            workdir=str(tmp_path),
+            progress=False,
+            tensorboard=False,
+        )
+    )
     r = result["val"]["Set5"]
     assert r["bicubic_psnr"] == pytest.approx(33.673, abs=0.002)
     assert r["psnr"] - r["bicubic_psnr"] >= GUARD_GAIN, (seed, r)

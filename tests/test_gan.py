@@ -7,6 +7,7 @@ seconds, ``rrdbnet_small``'s in about 40 s here) against ``srgan_discriminator_s
 patches of eight T91 images with the ESRGAN objective (1e-2 L1 + VGG conv5_4 before ReLU + 5e-3
 RaGAN).
 """
+
 import csv
 import dataclasses
 import json
@@ -16,22 +17,30 @@ import subprocess
 import sys
 import textwrap
 
+import keras
 import numpy as np
 import pytest
 import tensorflow as tf
+from conftest import REPO, SHARED_DATA, kill_9_after
 
-import keras
 import visionfw
 from visionfw.errors import ConfigError
+from visionfw.tasks.gan import (
+    REAL_ESRGAN_LAYERS,
+    GANObjective,
+    GANTask,
+    PerceptualLoss,
+    parse_vgg_layers,
+    relativistic_d_loss,
+    relativistic_g_loss,
+    standard_d_loss,
+    standard_g_loss,
+    vgg19_features,
+)
 from visionfw.train import TrainConfig, train
 from visionfw.train.checkpoint import load_state
-from visionfw.tasks.gan import (REAL_ESRGAN_LAYERS, GANObjective, GANTask, PerceptualLoss, parse_vgg_layers,
-                                relativistic_d_loss, relativistic_g_loss, standard_d_loss, standard_g_loss,
-                                vgg19_features)
 from visionfw.train.schedules import ConstantLR, CosineLR, ScaledLR
 from visionfw.train.trainer import resolve_config
-
-from conftest import REPO, SHARED_DATA, kill_9_after
 
 T91 = SHARED_DATA / "train" / "T91"
 GAN_OPTIONS = {"discriminator": "srgan_discriminator_small", "vgg_weights": "random"}
@@ -43,10 +52,27 @@ def _trainable(model):
 
 
 def gan_config(workdir, images, **kw):
-    base = dict(model="rrdbnet", scale=4, model_kwargs=dict(TINY_RRDB), task="gan", task_options=dict(GAN_OPTIONS),
-                train_data=images, val_data=[], steps=6, batch_size=4, lr_patch=4, log_every=1, ckpt_every=3, seed=5,
-                schedule="constant", deterministic=True, workdir=str(workdir), progress=False, tensorboard=False,
-                data_options={"patches_per_image": 4})
+    base = dict(
+        model="rrdbnet",
+        scale=4,
+        model_kwargs=dict(TINY_RRDB),
+        task="gan",
+        task_options=dict(GAN_OPTIONS),
+        train_data=images,
+        val_data=[],
+        steps=6,
+        batch_size=4,
+        lr_patch=4,
+        log_every=1,
+        ckpt_every=3,
+        seed=5,
+        schedule="constant",
+        deterministic=True,
+        workdir=str(workdir),
+        progress=False,
+        tensorboard=False,
+        data_options={"patches_per_image": 4},
+    )
     base.update(kw)
     return TrainConfig(**base)
 
@@ -112,8 +138,11 @@ def test_esrgan_discriminator_matches_the_official_layout():
 
 
 def test_each_preset_trains_against_its_papers_discriminator(tmp_path, t91_images):
-    for objective, name in (("esrgan", "esrgan_discriminator"), ("srgan", "srgan_discriminator"),
-                            ("realesrgan", "unet_discriminator")):
+    for objective, name in (
+        ("esrgan", "esrgan_discriminator"),
+        ("srgan", "srgan_discriminator"),
+        ("realesrgan", "unet_discriminator"),
+    ):
         task = GANTask(resolve_config(gan_config(tmp_path, t91_images, task_options={"objective": objective})))
         assert task.discriminator_name == name
     # the default D is sized to the HR patch: 4 * 4 = 16 is no multiple of 32
@@ -148,8 +177,11 @@ def test_official_rrdbnet_state_dicts_load(style, tmp_path):
             layer.set_weights([kernel, bias])
             key = _esrgan_key(layer.name, style)
             state[f"{key}.weight"], state[f"{key}.bias"] = kernel.transpose(3, 2, 0, 1), bias  # HWIO -> OIHW
-    assert "conv_first.weight" in state and (("RRDB_trunk.1.RDB3.conv5.weight" in state) if style == "old"
-                                             else ("body.1.rdb3.conv5.weight" in state and "conv_hr.bias" in state))
+    assert "conv_first.weight" in state and (
+        ("RRDB_trunk.1.RDB3.conv5.weight" in state)
+        if style == "old"
+        else ("body.1.rdb3.conv5.weight" in state and "conv_hr.bias" in state)
+    )
     np.savez(tmp_path / "rrdb.npz", **state)
     target = visionfw.get_model("rrdbnet", scale=4, n_blocks=2, filters=16, growth=8)
     visionfw.load_weights(target, str(tmp_path / "rrdb.npz"))
@@ -200,8 +232,9 @@ def test_adversarial_losses_by_hand():
     ra_g = 0.5 * (_softplus(r_rel).mean() + _softplus(-f_rel).mean())
     assert float(relativistic_d_loss(real, fake)) == pytest.approx(ra_d, rel=1e-6)
     assert float(relativistic_g_loss(real, fake)) == pytest.approx(ra_g, rel=1e-6)
-    assert float(standard_d_loss(real, fake)) == pytest.approx(_softplus(-real).mean() + _softplus(fake).mean(),
-                                                               rel=1e-6)
+    assert float(standard_d_loss(real, fake)) == pytest.approx(
+        _softplus(-real).mean() + _softplus(fake).mean(), rel=1e-6
+    )
     assert float(standard_g_loss(real, fake)) == pytest.approx(_softplus(-fake).mean(), rel=1e-6)
     # per-pixel logits (U-Net discriminator): the averages run over every element
     real_map, fake_map = real.reshape(3, 1, 1, 1) * np.ones((1, 2, 2, 1)), fake.reshape(3, 1, 1, 1)
@@ -240,16 +273,26 @@ def test_vgg_features_before_and_after_relu(monkeypatch, tmp_path):
 def test_several_vgg_layers_sum_with_their_weights():
     assert parse_vgg_layers("block5_conv4") == {"block5_conv4": 1.0}
     # any order in, VGG order out (the order of the feature model's outputs)
-    assert list(parse_vgg_layers("block3_conv4+0.1*block1_conv2").items()) == [("block1_conv2", 0.1),
-                                                                              ("block3_conv4", 1.0)]
+    assert list(parse_vgg_layers("block3_conv4+0.1*block1_conv2").items()) == [
+        ("block1_conv2", 0.1),
+        ("block3_conv4", 1.0),
+    ]
     # the text survives the command line's k=v,k=v option parser as one string
     from visionfw.cli.common import parse_kv
-    assert parse_kv(f"vgg_layer={REAL_ESRGAN_LAYERS},vgg_weights=random", "task_options")["vgg_layer"] \
+
+    assert (
+        parse_kv(f"vgg_layer={REAL_ESRGAN_LAYERS},vgg_weights=random", "task_options")["vgg_layer"]
         == REAL_ESRGAN_LAYERS
+    )
     assert parse_vgg_layers({"block2_conv2": 0.5}) == {"block2_conv2": 0.5}
     assert list(parse_vgg_layers(REAL_ESRGAN_LAYERS).values()) == [0.1, 0.1, 1.0, 1.0, 1.0]
-    for bad, match in (("conv5_4", "not a VGG19 conv"), ("x*block1_conv2", "not a number"),
-                       ("block1_conv2+block1_conv2", "twice"), ("", "give a VGG19 conv"), (3, "give a VGG19")):
+    for bad, match in (
+        ("conv5_4", "not a VGG19 conv"),
+        ("x*block1_conv2", "not a number"),
+        ("block1_conv2+block1_conv2", "twice"),
+        ("", "give a VGG19 conv"),
+        (3, "give a VGG19"),
+    ):
         with pytest.raises(ConfigError, match=match):
             parse_vgg_layers(bad)
     rng = np.random.default_rng(2)
@@ -264,8 +307,14 @@ def test_realesrgan_preset_and_discriminator_lr_scale(tmp_path, t91_images):
     preset = GANObjective.from_options({"objective": "realesrgan"})
     assert (preset.pixel_weight, preset.perceptual_weight, preset.adversarial_weight) == (1.0, 1.0, 0.1)
     assert preset.adversarial == "standard" and preset.before_activation
-    config = resolve_config(gan_config(tmp_path / "run", t91_images, lr=2e-4, task_options={
-        "objective": "realesrgan", "vgg_weights": "random", "d_lr_scale": 0.5}))
+    config = resolve_config(
+        gan_config(
+            tmp_path / "run",
+            t91_images,
+            lr=2e-4,
+            task_options={"objective": "realesrgan", "vgg_weights": "random", "d_lr_scale": 0.5},
+        )
+    )
     task = GANTask(config)
     generator = task.build_model()
     task.build_training_state(generator, CosineLR(2e-4, total_steps=10))
@@ -279,15 +328,19 @@ def test_realesrgan_preset_and_discriminator_lr_scale(tmp_path, t91_images):
     assert float(ScaledLR(ConstantLR(1e-3), 0.1)(0)) == pytest.approx(1e-4)
     for bad in (0, -1, "fast", True):
         with pytest.raises(ConfigError, match="d_lr_scale"):
-            GANTask(resolve_config(gan_config(tmp_path / "bad", t91_images,
-                                              task_options=dict(GAN_OPTIONS, d_lr_scale=bad))))
+            GANTask(
+                resolve_config(gan_config(tmp_path / "bad", t91_images, task_options=dict(GAN_OPTIONS, d_lr_scale=bad)))
+            )
 
 
 def test_generator_starts_from_a_psnr_trained_file(tmp_path, t91_images):
     psnr_model = visionfw.get_model("rrdbnet", scale=4, **TINY_RRDB)
     psnr_model.save_weights(tmp_path / "psnr.weights.h5")
-    config = resolve_config(gan_config(tmp_path / "run", t91_images,
-                                       task_options=dict(GAN_OPTIONS, pretrained=str(tmp_path / "psnr.weights.h5"))))
+    config = resolve_config(
+        gan_config(
+            tmp_path / "run", t91_images, task_options=dict(GAN_OPTIONS, pretrained=str(tmp_path / "psnr.weights.h5"))
+        )
+    )
     task = GANTask(config)
     generator = task.build_model()
     task.build_training_state(generator, lambda step: 1e-4)
@@ -312,8 +365,15 @@ def test_gan_trains_end_to_end(gan_run):
     rows = read_log(workdir)
     assert [int(r["step"]) for r in rows] == [20, 40, 60, 80, 100, 120]
     first, last = rows[0], rows[-1]
-    for key in ("train_g_loss", "train_d_loss", "train_d_real", "train_d_fake", "train_pixel",
-                "train_perceptual", "train_adversarial"):
+    for key in (
+        "train_g_loss",
+        "train_d_loss",
+        "train_d_real",
+        "train_d_fake",
+        "train_pixel",
+        "train_perceptual",
+        "train_adversarial",
+    ):
         assert np.isfinite([float(r[key]) for r in rows]).all(), key
     assert float(first["loss"]) == pytest.approx(float(first["train_g_loss"]))
     # both players move: the generator's objective falls, the discriminator's loss leaves its start
@@ -330,8 +390,12 @@ def test_gan_trains_end_to_end(gan_run):
 
 def test_realesrgan_objective_trains_end_to_end(tmp_path, t91_images):
     """Five VGG layers in the compiled step, the U-Net discriminator's per-pixel logits, half D lr."""
-    options = {"objective": "realesrgan", "vgg_weights": "random", "discriminator_kwargs": {"filters": 8},
-               "d_lr_scale": 0.5}
+    options = {
+        "objective": "realesrgan",
+        "vgg_weights": "random",
+        "discriminator_kwargs": {"filters": 8},
+        "d_lr_scale": 0.5,
+    }
     train(gan_config(tmp_path, t91_images, steps=10, log_every=5, ckpt_every=10, lr_patch=8, task_options=options))
     rows = read_log(tmp_path)
     assert all(np.isfinite(float(r[k])) for r in rows for k in ("train_g_loss", "train_d_loss", "train_perceptual"))
@@ -345,11 +409,31 @@ def test_kill_9_then_resume_auto_equals_the_uninterrupted_run(gan_run, tmp_path,
     --resume=auto gives the uninterrupted run's losses and state bit for bit (both networks, both optimizers)."""
     full, _ = gan_run
     killed = tmp_path / "killed"
-    args = [sys.executable, "-m", "visionfw.cli", "train", "--task=gan", "--model=rrdbnet", "--scale=4",
-            f"--model_kwargs={json.dumps(TINY_RRDB)}", f"--task_options={json.dumps(GAN_OPTIONS)}",
-            f"--train_data={t91_images}", "--val_data=", "--steps=120", "--batch_size=4", "--lr_patch=4",
-            "--log_every=20", "--ckpt_every=60", "--seed=5", "--schedule=constant", "--deterministic",
-            "--data_options=patches_per_image=4", f"--workdir={killed}", "--notensorboard", "--noprogress"]
+    args = [
+        sys.executable,
+        "-m",
+        "visionfw.cli",
+        "train",
+        "--task=gan",
+        "--model=rrdbnet",
+        "--scale=4",
+        f"--model_kwargs={json.dumps(TINY_RRDB)}",
+        f"--task_options={json.dumps(GAN_OPTIONS)}",
+        f"--train_data={t91_images}",
+        "--val_data=",
+        "--steps=120",
+        "--batch_size=4",
+        "--lr_patch=4",
+        "--log_every=20",
+        "--ckpt_every=60",
+        "--seed=5",
+        "--schedule=constant",
+        "--deterministic",
+        "--data_options=patches_per_image=4",
+        f"--workdir={killed}",
+        "--notensorboard",
+        "--noprogress",
+    ]
     env = kill_9_after(args, killed / "checkpoints" / "ckpt-00000060.npz", step_delay=0.2)
     assert not (killed / "checkpoints" / "ckpt-00000120.npz").exists()
     done = subprocess.run(args + ["--resume=auto"], env=env, cwd=REPO, capture_output=True, text=True)
@@ -396,11 +480,17 @@ def _run_distributed(configs):
     """``{label: TrainConfig fields}`` trained in order in one subprocess with 2 logical CPUs."""
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
     env.pop("TF_CONFIG", None)
-    out = subprocess.run([sys.executable, "-c", DISTRIBUTED, json.dumps(configs)], cwd=REPO, env=env,
-                         capture_output=True, text=True, timeout=600)
+    out = subprocess.run(
+        [sys.executable, "-c", DISTRIBUTED, json.dumps(configs)],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert out.returncode == 0, (out.stdout + out.stderr)[-3000:]
     line = [ln for ln in out.stdout.splitlines() if ln.startswith("RESULT ")][-1]
-    return json.loads(line[len("RESULT "):])
+    return json.loads(line[len("RESULT ") :])
 
 
 @pytest.mark.parametrize("d_name", sorted(DISCRIMINATORS))
@@ -415,9 +505,18 @@ def test_mirrored_two_cpus_matches_single_device(tmp_path, t91_images, d_name):
     may take a step of the other sign."""
     configs = {}
     for label, distribute in (("single", None), ("mirrored", "mirrored")):
-        configs[label] = dataclasses.asdict(gan_config(
-            tmp_path / label, t91_images, steps=4, log_every=4, ckpt_every=4, deterministic=False,
-            distribute=distribute, task_options=dict(GAN_OPTIONS, **DISCRIMINATORS[d_name])))
+        configs[label] = dataclasses.asdict(
+            gan_config(
+                tmp_path / label,
+                t91_images,
+                steps=4,
+                log_every=4,
+                ckpt_every=4,
+                deterministic=False,
+                distribute=distribute,
+                task_options=dict(GAN_OPTIONS, **DISCRIMINATORS[d_name]),
+            )
+        )
     got = _run_distributed(configs)
     assert (got["single"]["replicas"], got["mirrored"]["replicas"]) == (1, 2)
     assert got["mirrored"]["loss"] == pytest.approx(got["single"]["loss"], rel=1e-4)

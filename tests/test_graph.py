@@ -1,4 +1,5 @@
 """The graph writer, word link types with their five-letter aliases, and one validation per build."""
+
 import subprocess
 import sys
 import textwrap
@@ -6,13 +7,12 @@ import textwrap
 import keras
 import numpy as np
 import pytest
+from conftest import count_calls
 
 import visionfw
-from visionfw.zoo import builder
 from visionfw.errors import SpecError
+from visionfw.zoo import builder
 from visionfw.zoo.graph import Graph
-
-from conftest import count_calls
 
 
 def test_graph_writes_the_dict_a_person_would():
@@ -25,9 +25,15 @@ def test_graph_writes_the_dict_a_person_would():
         "name": "tiny",
         "inputs": [(None, None, 1)],
         "defaults": {"Conv2D": {"kernel_size": 3, "padding": "same"}},
-        "conv": [(0, 1)], "conv_sub": ["Conv2D"], "conv_par": [{"filters": 8, "activation": "relu"}],
-        "block": [(1, 2)], "block_sub": ["conv_out"], "block_par": [{}],
-        "merge": [(0, 2, 3)], "merge_sub": ["Add"], "merge_par": [{}],
+        "conv": [(0, 1)],
+        "conv_sub": ["Conv2D"],
+        "conv_par": [{"filters": 8, "activation": "relu"}],
+        "block": [(1, 2)],
+        "block_sub": ["conv_out"],
+        "block_par": [{}],
+        "merge": [(0, 2, 3)],
+        "merge_sub": ["Add"],
+        "merge_par": [{}],
     }
 
 
@@ -56,7 +62,9 @@ def test_graph_refuses_nodes_it_did_not_make():
 def test_graph_spec_is_validated():
     g = Graph("bad")
     g.conv(g.input, 4, kernal_size=3)
-    with pytest.raises(SpecError, match=r"Conv2D does not accept the keyword 'kernal_size'.*Did you mean 'kernel_size'"):
+    with pytest.raises(
+        SpecError, match=r"Conv2D does not accept the keyword 'kernal_size'.*Did you mean 'kernel_size'"
+    ):
         g.spec()
 
 
@@ -66,9 +74,12 @@ FIVE_LETTER = {
     "defaults": {"Conv2D": {"filters": 8, "kernel_size": 3, "padding": "same"}},
     "convo": [(0, 1), (2, 3), (4, 5)],
     "convo_par": [{}, {}, {"filters": 12}],
-    "aactv": [(1, 2)], "aactv_sub": ["PReLU"], "aactv_par": [{"shared_axes": [1, 2]}],
+    "aactv": [(1, 2)],
+    "aactv_sub": ["PReLU"],
+    "aactv_par": [{"shared_axes": [1, 2]}],
     "btnrm": [(3, 4)],
-    "pslyr": [(5, 6)], "pslyr_par": [{"scale": 2}],
+    "pslyr": [(5, 6)],
+    "pslyr_par": [{"scale": 2}],
 }
 WORDS = {
     "name": "five",
@@ -76,9 +87,12 @@ WORDS = {
     "defaults": {"Conv2D": {"filters": 8, "kernel_size": 3, "padding": "same"}},
     "conv": [(0, 1), (2, 3), (4, 5)],
     "conv_par": [{}, {}, {"filters": 12}],
-    "act": [(1, 2)], "act_sub": ["PReLU"], "act_par": [{"shared_axes": [1, 2]}],
+    "act": [(1, 2)],
+    "act_sub": ["PReLU"],
+    "act_par": [{"shared_axes": [1, 2]}],
     "norm": [(3, 4)],
-    "shuffle": [(5, 6)], "shuffle_par": [{"scale": 2}],
+    "shuffle": [(5, 6)],
+    "shuffle_par": [{"scale": 2}],
 }
 
 
@@ -115,10 +129,12 @@ def test_one_validation_per_build(monkeypatch):
     visionfw.get_model("edsr_baseline", scale=2)
     assert calls["links"] == 1
     # a registered dict block used three times is parsed once
-    builder.register_block("tiny_dict_block", spec={
-        "name": "tiny_dict_block", "conv": [(0, 1)], "conv_par": [{"filters": 3, "kernel_size": 1}]})
+    builder.register_block(
+        "tiny_dict_block",
+        spec={"name": "tiny_dict_block", "conv": [(0, 1)], "conv_par": [{"filters": 3, "kernel_size": 1}]},
+    )
     g = Graph("uses_block")
-    x = g.block("tiny_dict_block", g.block("tiny_dict_block", g.block("tiny_dict_block", g.input)))
+    g.block("tiny_dict_block", g.block("tiny_dict_block", g.block("tiny_dict_block", g.input)))
     spec = g.spec(validate=False)
     calls["links"] = 0
     visionfw.build_model(spec)
@@ -166,8 +182,9 @@ def test_edge_pad_conv_with_stride_declares_its_real_shape():
 
 def _recursive(share):
     """x -> conv -> (resblock, + head) x 3, the resblock's weights shared when ``share``."""
-    g = Graph("recursive", inputs=[(None, None, 3)], defaults={"Conv2D": {"filters": 4, "kernel_size": 3,
-                                                                          "padding": "same"}})
+    g = Graph(
+        "recursive", inputs=[(None, None, 3)], defaults={"Conv2D": {"filters": 4, "kernel_size": 3, "padding": "same"}}
+    )
     head = g.conv(g.input, 4)
     x, first = head, None
     for _ in range(3):
@@ -186,8 +203,7 @@ def test_shared_block_is_one_set_of_weights_trained_by_every_use(tmp_path):
     # the same weights in the unshared model: outputs agree, and the shared gradient is the sum
     # of the three copies' gradients (every use contributes)
     head_w, block_w, tail_w = shared.weights[:2], shared.weights[2:6], shared.weights[6:]
-    plain.set_weights([w.numpy() for w in head_w] + [w.numpy() for w in block_w] * 3
-                      + [w.numpy() for w in tail_w])
+    plain.set_weights([w.numpy() for w in head_w] + [w.numpy() for w in block_w] * 3 + [w.numpy() for w in tail_w])
     x = np.random.default_rng(0).random((2, 9, 11, 3), dtype=np.float32)
     np.testing.assert_allclose(np.asarray(shared(x)), np.asarray(plain(x)), rtol=1e-5, atol=1e-6)
     import tensorflow as tf
@@ -220,18 +236,37 @@ def test_shared_layer_link():
     del b
 
 
-@pytest.mark.parametrize("links,pattern", [
-    ({"conv": [(0, 1), (1, 2)], "conv_par": [{"filters": 3}, {"share": 1, "filters": 3}]},
-     r"takes its parameters from that link; remove \['filters'\]"),
-    ({"conv": [(0, 1)], "conv_par": [{"filters": 3}], "act": [(1, 2)], "act_sub": ["PReLU"],
-      "act_par": [{"share": 1}]}, r"node 1 is a 'Conv2D' 'conv' link; only a 'PReLU' 'act' link"),
-    ({"conv": [(0, 1), (1, 2)], "conv_par": [{"share": 2}, {"filters": 3}]},
-     r"share=2 must name a node created before node 1"),
-    ({"conv": [(0, 1), (1, 2), (2, 3)], "conv_par": [{"filters": 3}, {"share": 1}, {"share": 2}]},
-     r"node 2 itself shares node 1; write share=1"),
-    ({"conv": [(0, 1), (1, 2)], "conv_par": [{"filters": 3}, {"share": "first"}]},
-     r"share='first' must be the node number"),
-])
+@pytest.mark.parametrize(
+    "links,pattern",
+    [
+        (
+            {"conv": [(0, 1), (1, 2)], "conv_par": [{"filters": 3}, {"share": 1, "filters": 3}]},
+            r"takes its parameters from that link; remove \['filters'\]",
+        ),
+        (
+            {
+                "conv": [(0, 1)],
+                "conv_par": [{"filters": 3}],
+                "act": [(1, 2)],
+                "act_sub": ["PReLU"],
+                "act_par": [{"share": 1}],
+            },
+            r"node 1 is a 'Conv2D' 'conv' link; only a 'PReLU' 'act' link",
+        ),
+        (
+            {"conv": [(0, 1), (1, 2)], "conv_par": [{"share": 2}, {"filters": 3}]},
+            r"share=2 must name a node created before node 1",
+        ),
+        (
+            {"conv": [(0, 1), (1, 2), (2, 3)], "conv_par": [{"filters": 3}, {"share": 1}, {"share": 2}]},
+            r"node 2 itself shares node 1; write share=1",
+        ),
+        (
+            {"conv": [(0, 1), (1, 2)], "conv_par": [{"filters": 3}, {"share": "first"}]},
+            r"share='first' must be the node number",
+        ),
+    ],
+)
 def test_sharing_mistakes_are_spec_errors(links, pattern):
     spec = dict({"name": "s", "defaults": {"Conv2D": {"kernel_size": 1}}}, **links)
     with pytest.raises(SpecError, match=pattern):

@@ -1,5 +1,6 @@
 """Hostile and damaged weight files are refused quickly, in bounded memory, with a message that says
 what is wrong (the files are built here; benchmarks/hostile_files.py times the same ones)."""
+
 import importlib.util
 import re
 import time
@@ -13,28 +14,42 @@ import scipy.io
 
 from visionfw.errors import WeightsError
 from visionfw.weights.keras_files import CHECKSUM_ATTR, save_weights, verify_keras_file
-from visionfw.weights.torch_checkpoint import MAX_VIEW_AMPLIFICATION, load_torch_checkpoint, read_torch_checkpoint
 from visionfw.weights.loader import load_weights
+from visionfw.weights.torch_checkpoint import MAX_VIEW_AMPLIFICATION, load_torch_checkpoint, read_torch_checkpoint
 
 _SPEC = importlib.util.spec_from_file_location(
-    "hostile_files", Path(__file__).resolve().parents[1] / "benchmarks" / "hostile_files.py")
+    "hostile_files", Path(__file__).resolve().parents[1] / "benchmarks" / "hostile_files.py"
+)
 hostile = importlib.util.module_from_spec(_SPEC)
 _SPEC.loader.exec_module(hostile)
 
 
 # ----------------------------------------------------------------------------- .pth: time and memory bombs
 
-@pytest.mark.parametrize("name, write, message", [
-    ("dag.pth", lambda p: hostile.write_dag(p, levels=40),
-     r"refused: the pickle names one list of containers at two places"),
-    ("memo.pth", hostile.write_memo_bomb, r"refused: the pickle stores memo entry 268435440 when it has made 0"),
-    ("zip_bomb.pth", lambda p: hostile.write_zip_bomb(p, inflated=1 << 27),
-     r"refused: its zip members inflate to \d+ bytes from a file of \d+ \('ckpt/data/0' alone to 134217728\), "
-     r"a zip bomb"),
-    ("stride0.pth", hostile.write_stride0,
-     r"refused: a tensor of size \(20000, 20000\) with strides \(0, 0\) repeats the 1 elements of its storage "
-     r"into 400000000.*tensor.contiguous\(\)"),
-])
+
+@pytest.mark.parametrize(
+    "name, write, message",
+    [
+        (
+            "dag.pth",
+            lambda p: hostile.write_dag(p, levels=40),
+            r"refused: the pickle names one list of containers at two places",
+        ),
+        ("memo.pth", hostile.write_memo_bomb, r"refused: the pickle stores memo entry 268435440 when it has made 0"),
+        (
+            "zip_bomb.pth",
+            lambda p: hostile.write_zip_bomb(p, inflated=1 << 27),
+            r"refused: its zip members inflate to \d+ bytes from a file of \d+ \('ckpt/data/0' alone to 134217728\), "
+            r"a zip bomb",
+        ),
+        (
+            "stride0.pth",
+            hostile.write_stride0,
+            r"refused: a tensor of size \(20000, 20000\) with strides \(0, 0\) repeats the 1 elements of its storage "
+            r"into 400000000.*tensor.contiguous\(\)",
+        ),
+    ],
+)
 def test_torch_bombs_refused_within_1s_and_100mb(tmp_path, name, write, message):
     path = write(tmp_path / name)
     assert path.stat().st_size < 1_100_000
@@ -47,8 +62,12 @@ def test_torch_bombs_refused_within_1s_and_100mb(tmp_path, name, write, message)
 def test_dag_of_any_depth_is_refused_in_linear_time(tmp_path):
     """Before: 16/18/20 levels took 0.2/1.5/4.1 s (each level doubles the walk); now the second
     reference to a list of lists is refused whatever the depth."""
-    for levels, message in ((2, "two places"), (20, "two places"), (150, "two places"),
-                            (2000, "the object nests more than 200 levels deep")):
+    for levels, message in (
+        (2, "two places"),
+        (20, "two places"),
+        (150, "two places"),
+        (2000, "the object nests more than 200 levels deep"),
+    ):
         path = hostile.write_dag(tmp_path / f"dag{levels}.pth", levels=levels)
         t0 = time.perf_counter()
         with pytest.raises(WeightsError, match=f"dag{levels}.pth: refused: .*{message}"):
@@ -61,8 +80,19 @@ def test_shared_tensors_and_dicts_of_tensors_still_load(tmp_path):
     containers, so no blow-up): a tensor under two keys, one state dict under two wrappers."""
     tensor, text = hostile.tensor_ops((2, 3), (3, 1), 6), hostile.pickle_str
     # {'params': sd, 'params_ema': sd} with sd = {'a': t, 'b': t}: memo 0 is t, memo 1 is sd
-    pickle_ops = (b"\x80\x02}(" + text("a") + tensor + b"q\x00" + text("b") + b"h\x00u"
-                  + b"q\x01}(" + text("params") + b"h\x01" + text("params_ema") + b"h\x01u.")
+    pickle_ops = (
+        b"\x80\x02}("
+        + text("a")
+        + tensor
+        + b"q\x00"
+        + text("b")
+        + b"h\x00u"
+        + b"q\x01}("
+        + text("params")
+        + b"h\x01"
+        + text("params_ema")
+        + b"h\x01u."
+    )
     raw = np.arange(6, dtype=np.float32)
     path = hostile.write_torch_zip(tmp_path / "shared.pth", pickle_ops, {"0": raw.tobytes()})
     obj = read_torch_checkpoint(path)
@@ -74,8 +104,11 @@ def test_shared_tensors_and_dicts_of_tensors_still_load(tmp_path):
 def test_views_larger_than_their_storage_are_refused(tmp_path):
     raw = {"0": np.arange(4, dtype=np.float32).tobytes()}
     expanded = hostile.write_torch_zip(tmp_path / "expanded.pth", hostile.tensor_pickle((3, 4), (0, 1), 4), raw)
-    with pytest.raises(WeightsError, match=r"expanded.pth: refused: a tensor of size \(3, 4\) with strides "
-                                           r"\(0, 1\) repeats the 4 elements of its storage into 12"):
+    with pytest.raises(
+        WeightsError,
+        match=r"expanded.pth: refused: a tensor of size \(3, 4\) with strides "
+        r"\(0, 1\) repeats the 4 elements of its storage into 12",
+    ):
         read_torch_checkpoint(expanded)
     overlapping = hostile.write_torch_zip(tmp_path / "overlap.pth", hostile.tensor_pickle((3, 2), (1, 1), 4), raw)
     with pytest.raises(WeightsError, match=r"overlap.pth: refused: .*repeats the 4 elements of its storage into 6"):
@@ -90,21 +123,27 @@ def test_one_storage_named_over_and_over_is_refused(tmp_path):
     count = 4 * MAX_VIEW_AMPLIFICATION
     for numel, ok in ((1024, True), (1 << 20, False)):
         entries = [(f"w{i}", hostile.tensor_ops((numel,), (1,), numel)) for i in range(count)]
-        path = hostile.write_torch_zip(tmp_path / f"views{numel}.pth", hostile.dict_pickle(entries),
-                                       {"0": bytes(4 * numel)})
+        path = hostile.write_torch_zip(
+            tmp_path / f"views{numel}.pth", hostile.dict_pickle(entries), {"0": bytes(4 * numel)}
+        )
         if ok:
             assert len(read_torch_checkpoint(path)) == count
             continue
-        with pytest.raises(WeightsError, match=rf"views{numel}.pth: refused: the tensors copied out of the file "
-                                               rf"reach \d+ bytes, more than {MAX_VIEW_AMPLIFICATION} times"):
+        with pytest.raises(
+            WeightsError,
+            match=rf"views{numel}.pth: refused: the tensors copied out of the file "
+            rf"reach \d+ bytes, more than {MAX_VIEW_AMPLIFICATION} times",
+        ):
             read_torch_checkpoint(path)
 
 
 def test_storage_record_must_have_the_claimed_size(tmp_path):
-    long = hostile.write_torch_zip(tmp_path / "long.pth", hostile.tensor_pickle((2,), (1,), 2),
-                                   {"0": bytes(4 * 1000)})
-    with pytest.raises(WeightsError, match=r"long.pth: corrupt .*'ckpt/data/0' has 4000 bytes, needs 8 for 2 "
-                                           r"FloatStorage elements"):
+    long = hostile.write_torch_zip(tmp_path / "long.pth", hostile.tensor_pickle((2,), (1,), 2), {"0": bytes(4 * 1000)})
+    with pytest.raises(
+        WeightsError,
+        match=r"long.pth: corrupt .*'ckpt/data/0' has 4000 bytes, needs 8 for 2 "
+        r"FloatStorage elements",
+    ):
         read_torch_checkpoint(long)
 
 
@@ -117,9 +156,11 @@ def test_deeply_nested_pickle_is_refused(tmp_path):
 
 # ----------------------------------------------------------------------------- Keras and MATLAB files
 
+
 def _tiny_model():
-    return keras.Sequential([keras.Input((8, 8, 3)), keras.layers.Conv2D(16, 3, name="a"),
-                             keras.layers.Conv2D(3, 3, name="b")])
+    return keras.Sequential(
+        [keras.Input((8, 8, 3)), keras.layers.Conv2D(16, 3, name="a"), keras.layers.Conv2D(3, 3, name="b")]
+    )
 
 
 def _flip(path, out, at):
@@ -154,8 +195,12 @@ def test_keras_files_damaged_are_named(tmp_path):
     data = saved.read_bytes()
     at = data.index(kernel.tobytes()[:64]) + 100
     flipped = _flip(saved, tmp_path / "flipped.weights.h5", at)
-    _refused_quickly(target, flipped, r"flipped.weights.h5: 1 weight array\(s\) no longer match the sha256 recorded "
-                                      r"when visionfw wrote the file \(layers/conv2d/vars/0\); the file is corrupt")
+    _refused_quickly(
+        target,
+        flipped,
+        r"flipped.weights.h5: 1 weight array\(s\) no longer match the sha256 recorded "
+        r"when visionfw wrote the file \(layers/conv2d/vars/0\); the file is corrupt",
+    )
     truncated = tmp_path / "truncated.weights.h5"
     truncated.write_bytes(data[: len(data) // 2])
     _refused_quickly(target, truncated, r"truncated.weights.h5: a truncated or corrupt HDF5 file \(.*truncated file")
@@ -180,15 +225,21 @@ def test_non_finite_weights_refused_without_a_recorded_checksum(tmp_path):
         values = f["layers/conv2d_1/vars/0"][()]
         values[0, 0, 0, :2] = [np.nan, np.inf]
         f["layers/conv2d_1/vars/0"][...] = values
-    _refused_quickly(keras.models.clone_model(model), path,
-                     r"nan.weights.h5: weight array\(s\) hold NaN or infinite values: layers/conv2d_1/vars/0 "
-                     r"\(2 of 432\)")
+    _refused_quickly(
+        keras.models.clone_model(model),
+        path,
+        r"nan.weights.h5: weight array\(s\) hold NaN or infinite values: layers/conv2d_1/vars/0 "
+        r"\(2 of 432\)",
+    )
 
 
 def test_mat_holding_text_is_one_weights_error(tmp_path):
     path = tmp_path / "text.mat"
-    scipy.io.savemat(path, {f"{kind}_conv{i}": np.zeros((1, 1)) for kind in ("weights", "biases") for i in (1, 2, 3)}
-                     | {"weights_conv2": "not a matrix"})
+    scipy.io.savemat(
+        path,
+        {f"{kind}_conv{i}": np.zeros((1, 1)) for kind in ("weights", "biases") for i in (1, 2, 3)}
+        | {"weights_conv2": "not a matrix"},
+    )
     with pytest.raises(WeightsError, match=r"text.mat: weights_conv2 holds text, not numbers"):
         load_weights(keras.Sequential([keras.Input((8, 8, 1)), keras.layers.Conv2D(1, 1)]), path)
     vdsr = tmp_path / "vdsr.mat"
@@ -230,6 +281,9 @@ def test_torch_written_training_checkpoints_still_load(tmp_path):
     assert mine["optimizer"]["param_groups"][1]["lr"] == 0.1
     np.testing.assert_array_equal(mine["optimizer"]["state"][0]["exp_avg"], want["optimizer"]["state"][0]["exp_avg"])
     torch.save({"w": torch.ones(3).expand(1000, 3)}, tmp_path / "expanded.pth")
-    with pytest.raises(WeightsError, match=r"expanded.pth: refused: a tensor of size \(1000, 3\) with strides "
-                                           r"\(0, 1\) repeats the 3 elements of its storage into 3000"):
+    with pytest.raises(
+        WeightsError,
+        match=r"expanded.pth: refused: a tensor of size \(1000, 3\) with strides "
+        r"\(0, 1\) repeats the 3 elements of its storage into 3000",
+    ):
         read_torch_checkpoint(tmp_path / "expanded.pth")

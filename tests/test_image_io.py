@@ -1,4 +1,5 @@
 """Reading odd image files (grey, alpha, 16-bit, palette, tiny, corrupt) and atomic writes."""
+
 import cv2
 import numpy as np
 import pytest
@@ -24,8 +25,7 @@ def test_alpha_is_dropped(tmp_path):
     rgba = np.zeros((3, 4, 4), np.uint8)
     rgba[..., 0], rgba[..., 1], rgba[..., 2], rgba[..., 3] = 10, 20, 30, 0  # fully transparent
     Image.fromarray(rgba, "RGBA").save(tmp_path / "rgba.png")
-    np.testing.assert_array_equal(read_image_uint8(tmp_path / "rgba.png"),
-                                  np.broadcast_to([10, 20, 30], (3, 4, 3)))
+    np.testing.assert_array_equal(read_image_uint8(tmp_path / "rgba.png"), np.broadcast_to([10, 20, 30], (3, 4, 3)))
     la = np.stack([np.full((3, 4), 99, np.uint8), np.zeros((3, 4), np.uint8)], -1)
     Image.fromarray(la, "LA").save(tmp_path / "la.png")
     got = read_image_uint8(tmp_path / "la.png")

@@ -1,4 +1,5 @@
 """MATLAB-exact bicubic: every pixel of MATLAB's LR files, hand-worked 1-D cases, dynamic shapes."""
+
 import os
 from pathlib import Path
 
@@ -10,8 +11,7 @@ from PIL import Image
 from visionfw.data.imresize import imresize, imresize_numpy, modcrop, output_shape
 from visionfw.errors import DataError
 
-SHARED = Path(os.environ.get("VISIONFW_SHARED_DATA")
-              or Path(__file__).resolve().parents[1].parent / "shared" / "data")
+SHARED = Path(os.environ.get("VISIONFW_SHARED_DATA") or Path(__file__).resolve().parents[1].parent / "shared" / "data")
 REFERENCE = SHARED / "reference" / "matlab_bicubic_lr"
 
 
@@ -32,8 +32,9 @@ def test_reproduces_matlab_lr_files_exactly(dataset, scale):
     assert len(pairs) == {"Set5": 5, "Set14": 14}[dataset]
 
     # one graph for all image sizes: exercises the TF-built (dynamic-shape) weights
-    dynamic = tf.function(lambda img: imresize(img, scale=1.0 / scale),
-                          input_signature=[tf.TensorSpec([None, None, None], tf.uint8)])
+    dynamic = tf.function(
+        lambda img: imresize(img, scale=1.0 / scale), input_signature=[tf.TensorSpec([None, None, None], tf.uint8)]
+    )
     for stem, hr, lr in pairs:
         if hr.ndim == 2:  # bridge.png is grey
             hr, lr = hr[..., None], lr[..., None]
@@ -57,8 +58,7 @@ def test_downscale_by_two_1d_matches_hand_computation():
     # out[0] = 0.546875 a + 0.3984375 b + 0.1015625 c - 0.046875 d
     rows = [imresize_numpy(e[None, :], output_size=(1, 2))[0] for e in _impulses(4)]
     coeffs = np.stack(rows, axis=1)  # (out, in)
-    expected = np.array([[0.546875, 0.3984375, 0.1015625, -0.046875],
-                         [-0.046875, 0.1015625, 0.3984375, 0.546875]])
+    expected = np.array([[0.546875, 0.3984375, 0.1015625, -0.046875], [-0.046875, 0.1015625, 0.3984375, 0.546875]])
     np.testing.assert_allclose(coeffs, expected, atol=1e-15)
     tf_rows = [imresize(e[None, :], output_size=(1, 2)).numpy()[0] for e in _impulses(4)]
     np.testing.assert_allclose(np.stack(tf_rows, axis=1), expected, atol=1e-15)
@@ -73,8 +73,9 @@ def test_upscale_by_two_1d_matches_hand_computation():
     assert out_b[0] == pytest.approx(-0.09375, abs=1e-15)
     assert out_a[1] == pytest.approx(0.796875, abs=1e-15)  # -0.0703125 + 0.8671875
     assert out_b[1] == pytest.approx(0.2265625, abs=1e-15)
-    np.testing.assert_allclose(imresize(np.array([[1.0, 0.0, 0.0, 0.0]]), output_size=(1, 8)).numpy()[0],
-                               out_a, atol=1e-15)
+    np.testing.assert_allclose(
+        imresize(np.array([[1.0, 0.0, 0.0, 0.0]]), output_size=(1, 8)).numpy()[0], out_a, atol=1e-15
+    )
 
 
 @pytest.mark.parametrize("scale", [2.0, 3.0, 2.5, 0.5, 1 / 3, 0.3])
@@ -114,8 +115,9 @@ def test_uint8_rounds_between_passes_in_matlab_order(size):
     got = imresize_numpy(img, output_size=size)
     np.testing.assert_array_equal(got, expected.astype(np.uint8))
     np.testing.assert_array_equal(imresize(img, output_size=size).numpy(), got)
-    dyn = tf.function(lambda x: imresize(x, output_size=size),
-                      input_signature=[tf.TensorSpec([None, None, 3], tf.uint8)])
+    dyn = tf.function(
+        lambda x: imresize(x, output_size=size), input_signature=[tf.TensorSpec([None, None, 3], tf.uint8)]
+    )
     np.testing.assert_array_equal(dyn(img).numpy(), got)
     # the other order really gives a different image here, so the test can fail
     if s_h <= s_w:
@@ -138,15 +140,12 @@ def test_float_in_float_out_not_clipped_and_batched():
 def test_dynamic_shapes_inside_tf_data_map():
     rng = np.random.default_rng(0)
     images = [rng.integers(0, 256, shape, dtype=np.uint8) for shape in [(12, 16, 3), (24, 9, 3), (7, 5, 3)]]
-    ds = tf.data.Dataset.from_generator(lambda: iter(images),
-                                        output_signature=tf.TensorSpec([None, None, 3], tf.uint8))
-    ds = ds.map(lambda im: (imresize(im, scale=0.5),
-                            imresize(tf.cast(im, tf.float32) / 255.0, output_size=(10, 10))))
+    ds = tf.data.Dataset.from_generator(lambda: iter(images), output_signature=tf.TensorSpec([None, None, 3], tf.uint8))
+    ds = ds.map(lambda im: (imresize(im, scale=0.5), imresize(tf.cast(im, tf.float32) / 255.0, output_size=(10, 10))))
     for image, (half, fixed) in zip(images, ds):
         np.testing.assert_array_equal(half.numpy(), imresize_numpy(image, scale=0.5))
         assert fixed.shape == (10, 10, 3)
-        np.testing.assert_allclose(fixed.numpy(), imresize_numpy(image / 255.0, output_size=(10, 10)),
-                                   atol=1e-5)
+        np.testing.assert_allclose(fixed.numpy(), imresize_numpy(image / 255.0, output_size=(10, 10)), atol=1e-5)
 
 
 def test_modcrop_numpy_and_tf():

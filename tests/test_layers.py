@@ -1,9 +1,10 @@
 """Custom layers against hand-worked or independent references."""
+
+import keras
 import numpy as np
 import pytest
 import tensorflow as tf
 
-import keras
 from visionfw.zoo import layers as L
 
 
@@ -52,8 +53,9 @@ def test_edge_pad_conv_equals_numpy_edge_pad_then_valid_conv():
     assert y.shape == (1, 7, 6, 3)
 
 
-@pytest.mark.parametrize("gradient, expected", [("clipped", [1.0, 2.0, 3.0, 0.0, 0.0]),
-                                                  ("identity", [1.0, 2.0, 3.0, 4.0, 5.0])])
+@pytest.mark.parametrize(
+    "gradient, expected", [("clipped", [1.0, 2.0, 3.0, 0.0, 0.0]), ("identity", [1.0, 2.0, 3.0, 4.0, 5.0])]
+)
 def test_quantize_rounds_and_passes_gradient_straight_through(gradient, expected):
     """Rounding passes the gradient straight through; past [0, 1] only the 'identity' variant does."""
     layer = L.Quantize(gradient=gradient)
@@ -98,10 +100,19 @@ def test_weighted_sum_starts_as_mean():
     np.testing.assert_allclose(np.asarray(L.WeightedSum()([a, b])), (a + b) / 2, rtol=1e-6)
 
 
-@pytest.mark.parametrize("layer", [L.PixelShuffle(3, order="torch"), L.PixelUnshuffle(2), L.MeanShift(sign=1),
-                                   L.Scale(0.5, trainable_scale=True), L.ChannelAttention(4), L.Quantize(enabled=False),
-                                   L.EdgePadConv2D(filters=2, kernel_size=3)],
-                         ids=lambda ly: type(ly).__name__)
+@pytest.mark.parametrize(
+    "layer",
+    [
+        L.PixelShuffle(3, order="torch"),
+        L.PixelUnshuffle(2),
+        L.MeanShift(sign=1),
+        L.Scale(0.5, trainable_scale=True),
+        L.ChannelAttention(4),
+        L.Quantize(enabled=False),
+        L.EdgePadConv2D(filters=2, kernel_size=3),
+    ],
+    ids=lambda ly: type(ly).__name__,
+)
 def test_layers_serialize_with_safe_mode(layer, tmp_path):
     channels = 18 if isinstance(layer, L.PixelShuffle) else 3 if isinstance(layer, L.MeanShift) else 4
     inp = keras.Input((None, None, channels))

@@ -1,4 +1,5 @@
 """PSNR/SSIM and the two SR evaluation protocols against published and hand-worked numbers."""
+
 import math
 import os
 from pathlib import Path
@@ -8,11 +9,19 @@ import pytest
 from PIL import Image
 
 from visionfw.errors import DataError
-from visionfw.metrics.psnr_ssim import (bicubic_baseline, evaluate_pair, mean_metrics, protocol_description,
-                              protocol_y, psnr, quantize, shave, ssim)
+from visionfw.metrics.psnr_ssim import (
+    bicubic_baseline,
+    evaluate_pair,
+    mean_metrics,
+    protocol_description,
+    protocol_y,
+    psnr,
+    quantize,
+    shave,
+    ssim,
+)
 
-SHARED = Path(os.environ.get("VISIONFW_SHARED_DATA")
-              or Path(__file__).resolve().parents[1].parent / "shared" / "data")
+SHARED = Path(os.environ.get("VISIONFW_SHARED_DATA") or Path(__file__).resolve().parents[1].parent / "shared" / "data")
 
 
 def _load_set(name):
@@ -35,17 +44,17 @@ def _ssim_by_definition(x, y):
     """Independent SSIM: explicit 11x11 windows, weighted moments, L=255 (x, y on [0, 255])."""
     coords = np.arange(11) - 5.0
     gx, gy = np.meshgrid(coords, coords)
-    w = np.exp(-(gx ** 2 + gy ** 2) / (2 * 1.5 ** 2))
+    w = np.exp(-(gx**2 + gy**2) / (2 * 1.5**2))
     w /= w.sum()
     c1, c2 = (0.01 * 255) ** 2, (0.03 * 255) ** 2
     vals = []
     for i in range(x.shape[0] - 10):
         for j in range(x.shape[1] - 10):
-            px, py = x[i:i + 11, j:j + 11], y[i:i + 11, j:j + 11]
+            px, py = x[i : i + 11, j : j + 11], y[i : i + 11, j : j + 11]
             mx, my = (w * px).sum(), (w * py).sum()
             vx, vy = (w * (px - mx) ** 2).sum(), (w * (py - my) ** 2).sum()
             cxy = (w * (px - mx) * (py - my)).sum()
-            vals.append((2 * mx * my + c1) * (2 * cxy + c2) / ((mx ** 2 + my ** 2 + c1) * (vx + vy + c2)))
+            vals.append((2 * mx * my + c1) * (2 * cxy + c2) / ((mx**2 + my**2 + c1) * (vx + vy + c2)))
     return float(np.mean(vals))
 
 
@@ -69,7 +78,7 @@ def test_ssim_identical_and_constant_images():
     # constant images 100 and 110: variances vanish, SSIM = (2ab + C1) / (a^2 + b^2 + C1)
     a, b = np.full((12, 12), 100 / 255), np.full((12, 12), 110 / 255)
     c1 = (0.01 * 255) ** 2
-    assert ssim(a, b) == pytest.approx((2 * 100 * 110 + c1) / (100 ** 2 + 110 ** 2 + c1), abs=1e-12)
+    assert ssim(a, b) == pytest.approx((2 * 100 * 110 + c1) / (100**2 + 110**2 + c1), abs=1e-12)
     with pytest.raises(DataError, match="11x11"):
         ssim(np.zeros((10, 30)), np.zeros((10, 30)))
 
@@ -126,8 +135,10 @@ def test_mean_metrics_averages_db():
 
 
 # independent re-implementation (3 decimals) and published tables (2 decimals, Y, shave = scale)
-SRCNN_BICUBIC = {"Set5": ((33.661, 30.392, 28.421), (33.66, 30.39, 28.42)),
-                 "Set14": ((30.232, 27.541, 26.000), (30.24, 27.55, 26.00))}
+SRCNN_BICUBIC = {
+    "Set5": ((33.661, 30.392, 28.421), (33.66, 30.39, 28.42)),
+    "Set14": ((30.232, 27.541, 26.000), (30.24, 27.55, 26.00)),
+}
 # bicubic SSIM as published in VDSR/LapSRN/RCAN tables
 SET5_BICUBIC_SSIM = (0.9299, 0.8682, 0.8104)
 

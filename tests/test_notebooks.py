@@ -1,4 +1,5 @@
 """The notebooks run top to bottom with small settings (VISIONFW_NOTEBOOK_SMOKE=1) and show real results."""
+
 import re
 import sys
 from pathlib import Path
@@ -95,12 +96,28 @@ def test_run_all_drops_tensorflow_start_up_lines():
     run_all = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(run_all)
     nbformat = pytest.importorskip("nbformat")
-    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("x", outputs=[
-        nbformat.v4.new_output("stream", name="stderr", text=(
-            "WARNING: All log messages before absl::InitializeLog() is called are written to STDERR\n"
-            "I0000 00:00:1795928209.291640   17690 port.cc:153] oneDNN custom operations are on.\n")),
-        nbformat.v4.new_output("stream", name="stderr", text="I0000 00:00:1.2 1 cudart_stub.cc:31] no cuda\n"
-                                                             "training data: 16 images\n"),
-        nbformat.v4.new_output("stream", name="stdout", text="I0000 is printed by us\n")])])
+    nb = nbformat.v4.new_notebook(
+        cells=[
+            nbformat.v4.new_code_cell(
+                "x",
+                outputs=[
+                    nbformat.v4.new_output(
+                        "stream",
+                        name="stderr",
+                        text=(
+                            "WARNING: All log messages before absl::InitializeLog() is called are written to STDERR\n"
+                            "I0000 00:00:1795928209.291640   17690 port.cc:153] oneDNN custom operations are on.\n"
+                        ),
+                    ),
+                    nbformat.v4.new_output(
+                        "stream",
+                        name="stderr",
+                        text="I0000 00:00:1.2 1 cudart_stub.cc:31] no cuda\ntraining data: 16 images\n",
+                    ),
+                    nbformat.v4.new_output("stream", name="stdout", text="I0000 is printed by us\n"),
+                ],
+            )
+        ]
+    )
     outs = run_all.clean_outputs(nb).cells[0].outputs
     assert [o["text"] for o in outs] == ["training data: 16 images\n", "I0000 is printed by us\n"]

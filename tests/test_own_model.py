@@ -14,11 +14,11 @@ authors' code (random weights, ``torch.save`` of its ``state_dict`` standing in 
 Then every combination the importer cannot convert is a WeightsError, and the combinations it can are
 checked against small PyTorch twins.
 """
+
 import os
 import subprocess
 import sys
 import textwrap
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -31,8 +31,8 @@ import keras  # noqa: E402
 
 import visionfw  # noqa: E402
 from visionfw.errors import SpecError, WeightsError  # noqa: E402
-from visionfw.zoo.graph import Graph  # noqa: E402
 from visionfw.weights.loader import load_weights, plan_state_dict  # noqa: E402
+from visionfw.zoo.graph import Graph  # noqa: E402
 
 CARN_MEAN = (0.4488, 0.4371, 0.4040)
 
@@ -96,9 +96,13 @@ class ResidualBlock(nn.Module):
 class EResidualBlock(nn.Module):
     def __init__(self, n, group):
         super().__init__()
-        self.body = nn.Sequential(nn.Conv2d(n, n, 3, 1, 1, groups=group), nn.ReLU(inplace=True),
-                                  nn.Conv2d(n, n, 3, 1, 1, groups=group), nn.ReLU(inplace=True),
-                                  nn.Conv2d(n, n, 1, 1, 0))
+        self.body = nn.Sequential(
+            nn.Conv2d(n, n, 3, 1, 1, groups=group),
+            nn.ReLU(inplace=True),
+            nn.Conv2d(n, n, 3, 1, 1, groups=group),
+            nn.ReLU(inplace=True),
+            nn.Conv2d(n, n, 1, 1, 0),
+        )
 
     def forward(self, x):
         return F.relu(self.body(x) + x)
@@ -170,8 +174,11 @@ class Carn(nn.Module):
 def carn_spec(n=8, scale=2, mobile=False, order="tf"):
     """CARN / CARN-M with every layer named after its PyTorch module (dots kept)."""
     group = 4 if mobile else 1
-    g = Graph("CARN_M" if mobile else "CARN", inputs=[(None, None, 3)],
-              defaults={"Conv2D": {"kernel_size": 3, "padding": "same"}})
+    g = Graph(
+        "CARN_M" if mobile else "CARN",
+        inputs=[(None, None, 3)],
+        defaults={"Conv2D": {"kernel_size": 3, "padding": "same"}},
+    )
 
     def basic(x, name, filters):
         return g.conv(x, filters, 1, activation="relu", name=f"{name}.body.0")
@@ -241,8 +248,11 @@ def test_carn_m_grouped_upsampler_with_tf_order_is_refused(tmp_path):
     path = _save(_seed_all(Carn(8, 2, True).eval(), 2), tmp_path / "carn_m.pth")
     model = visionfw.build_model(carn_spec(8, 2, True, "tf"))
     before = model.get_layer("entry").kernel.numpy().copy()
-    with pytest.raises(WeightsError, match=r"PixelShuffle .*order='tf'.*Conv2D 'upsample\.up\.body\.0': groups=4.*"
-                                           r"Fix: build the model with order='torch'"):
+    with pytest.raises(
+        WeightsError,
+        match=r"PixelShuffle .*order='tf'.*Conv2D 'upsample\.up\.body\.0': groups=4.*"
+        r"Fix: build the model with order='torch'",
+    ):
         load_weights(model, path)
     np.testing.assert_array_equal(model.get_layer("entry").kernel.numpy(), before)  # nothing assigned
 
@@ -350,7 +360,8 @@ def test_pan_with_a_bilinear_skip_loads_its_pytorch_twin_in_written_order(tmp_pa
     np.testing.assert_allclose(np.asarray(model(x)), _torch_out(twin, x), atol=1e-5)
     # unknown input sizes: one traced function for every image size
     run = keras.backend.backend() == "tensorflow" and __import__("tensorflow").function(
-        model, input_signature=[__import__("tensorflow").TensorSpec((None, None, None, 3))])
+        model, input_signature=[__import__("tensorflow").TensorSpec((None, None, None, 3))]
+    )
     y = np.random.default_rng(2).random((1, 5, 4, 3), dtype=np.float32)
     np.testing.assert_allclose(np.asarray(run(y)), _torch_out(twin, y), atol=1e-5)
 
@@ -358,9 +369,17 @@ def test_pan_with_a_bilinear_skip_loads_its_pytorch_twin_in_written_order(tmp_pa
 # --------------------------------------------------------------------------- Interpolate == F.interpolate
 
 
-@pytest.mark.parametrize("mode, align_corners, scale", [("bilinear", False, 2), ("bilinear", True, 2),
-                                                        ("bilinear", False, 3), ("nearest", False, 3),
-                                                        ("bilinear", True, 4), ("nearest", False, 2)])
+@pytest.mark.parametrize(
+    "mode, align_corners, scale",
+    [
+        ("bilinear", False, 2),
+        ("bilinear", True, 2),
+        ("bilinear", False, 3),
+        ("nearest", False, 3),
+        ("bilinear", True, 4),
+        ("nearest", False, 2),
+    ],
+)
 def test_interpolate_equals_torch_on_unknown_sizes(mode, align_corners, scale):
     import tensorflow as tf
 
@@ -368,8 +387,12 @@ def test_interpolate_equals_torch_on_unknown_sizes(mode, align_corners, scale):
     run = tf.function(layer, input_signature=[tf.TensorSpec((None, None, None, 2))])
     for h, w in ((5, 7), (1, 3), (8, 8)):
         x = np.random.default_rng(h * w).random((1, h, w, 2), dtype=np.float32)
-        ref = F.interpolate(torch.from_numpy(x).permute(0, 3, 1, 2), scale_factor=scale, mode=mode,
-                            **({"align_corners": align_corners} if mode == "bilinear" else {}))
+        ref = F.interpolate(
+            torch.from_numpy(x).permute(0, 3, 1, 2),
+            scale_factor=scale,
+            mode=mode,
+            **({"align_corners": align_corners} if mode == "bilinear" else {}),
+        )
         np.testing.assert_allclose(np.asarray(run(x)), ref.permute(0, 2, 3, 1).numpy(), atol=1e-6)
 
 
@@ -378,16 +401,18 @@ def test_interpolate_to_the_size_of_another_tensor():
     like = np.zeros((1, 7, 10, 5), np.float32)
     for align in (False, True):
         out = visionfw.zoo.layers.Interpolate(mode="bilinear", align_corners=align)([x, like])
-        ref = F.interpolate(torch.from_numpy(x).permute(0, 3, 1, 2), size=(7, 10), mode="bilinear",
-                            align_corners=align)
+        ref = F.interpolate(torch.from_numpy(x).permute(0, 3, 1, 2), size=(7, 10), mode="bilinear", align_corners=align)
         np.testing.assert_allclose(np.asarray(out), ref.permute(0, 2, 3, 1).numpy(), atol=1e-6)
 
 
 def test_bilinear_upsampling2d_is_refused_at_validation_with_the_fix():
     g = Graph("bad", inputs=[(None, None, 3)])
     g.upsample(g.conv(g.input, 4, 3, padding="same"), size=2, interpolation="bilinear")
-    with pytest.raises(SpecError, match=r"UpSampling2D\(interpolation='bilinear'\) fails on inputs of unknown size.*"
-                                        r"'Interpolate', scale=2, mode='bilinear'"):
+    with pytest.raises(
+        SpecError,
+        match=r"UpSampling2D\(interpolation='bilinear'\) fails on inputs of unknown size.*"
+        r"'Interpolate', scale=2, mode='bilinear'",
+    ):
         g.spec()
 
 
@@ -411,8 +436,12 @@ class _Twin(nn.Module):
 
 def _case_relu_bn_prelu():
     """conv -> ReLU -> BN -> PReLU (per channel) -> shuffle."""
-    twin = _Twin(lambda m, x: F.pixel_shuffle(m.act(m.bn(F.relu(m.conv(x)))), 2),
-                 conv=_conv(3, 12), bn=nn.BatchNorm2d(12), act=nn.PReLU(12))
+    twin = _Twin(
+        lambda m, x: F.pixel_shuffle(m.act(m.bn(F.relu(m.conv(x)))), 2),
+        conv=_conv(3, 12),
+        bn=nn.BatchNorm2d(12),
+        act=nn.PReLU(12),
+    )
     g = Graph("relu_bn_prelu", inputs=[(None, None, 3)])
     x = g.act(g.conv(g.input, 12, 3, padding="same", name="conv"), "relu")
     x = g.act(g.norm(x, name="bn"), "PReLU", shared_axes=[1, 2], name="act")
@@ -424,8 +453,9 @@ def _case_add_of_two_convs():
     """add(conv a, conv b) with a fused activation -> shuffle: both convs reordered."""
     twin = _Twin(lambda m, x: F.pixel_shuffle(torch.tanh(m.a(x)) + m.b(x), 2), a=_conv(3, 12), b=_conv(3, 12, 1))
     g = Graph("add", inputs=[(None, None, 3)])
-    g.shuffle(g.add(g.conv(g.input, 12, 3, padding="same", activation="tanh", name="a"),
-                    g.conv(g.input, 12, 1, name="b")), 2)
+    g.shuffle(
+        g.add(g.conv(g.input, 12, 3, padding="same", activation="tanh", name="a"), g.conv(g.input, 12, 1, name="b")), 2
+    )
     return twin, g
 
 
@@ -466,8 +496,10 @@ def _refused_specs():
     rng = np.random.default_rng(0)
 
     def conv(prefix, cout, cin, k=3, groups=1):
-        return {f"{prefix}.weight": rng.standard_normal((cout, cin // groups, k, k)).astype(np.float32),
-                f"{prefix}.bias": np.zeros(cout, np.float32)}
+        return {
+            f"{prefix}.weight": rng.standard_normal((cout, cin // groups, k, k)).astype(np.float32),
+            f"{prefix}.bias": np.zeros(cout, np.float32),
+        }
 
     cases = []
     g = Graph("grouped", inputs=[(None, None, 4)])
@@ -477,14 +509,27 @@ def _refused_specs():
     g = Graph("fan_out", inputs=[(None, None, 3)])
     a = g.conv(g.input, 12, 3, padding="same", name="a")
     g.output(g.shuffle(g.act(a, "relu"), 2), g.conv(a, 2, 1, name="side"))
-    cases.append(("conv used elsewhere", g.spec(), {**conv("a", 12, 3), **conv("side", 2, 12, 1)},
-                  r"Conv2D 'a': its output is also used elsewhere"))
+    cases.append(
+        (
+            "conv used elsewhere",
+            g.spec(),
+            {**conv("a", 12, 3), **conv("side", 2, 12, 1)},
+            r"Conv2D 'a': its output is also used elsewhere",
+        )
+    )
 
     g = Graph("concat", inputs=[(None, None, 3)])
-    g.shuffle(g.concat(g.conv(g.input, 8, 3, padding="same", name="a"), g.conv(g.input, 4, 3, padding="same",
-                                                                            name="b")), 2)
-    cases.append(("concatenation", g.spec(), {**conv("a", 8, 3), **conv("b", 4, 3)},
-                  r"Concatenate .*does not act on each channel in place"))
+    g.shuffle(
+        g.concat(g.conv(g.input, 8, 3, padding="same", name="a"), g.conv(g.input, 4, 3, padding="same", name="b")), 2
+    )
+    cases.append(
+        (
+            "concatenation",
+            g.spec(),
+            {**conv("a", 8, 3), **conv("b", 4, 3)},
+            r"Concatenate .*does not act on each channel in place",
+        )
+    )
 
     g = Graph("shared", inputs=[(None, None, 12)])
     first = g.conv(g.input, 12, 3, padding="same", name="c")
@@ -498,8 +543,9 @@ def _refused_specs():
     g = Graph("broadcast", inputs=[(None, None, 3)])
     x = g.conv(g.input, 12, 3, padding="same", name="c")
     g.shuffle(g.multiply(x, g.conv(g.input, 1, 1, activation="sigmoid", name="gate")), 2)
-    cases.append(("broadcast multiply", g.spec(), {**conv("c", 12, 3), **conv("gate", 1, 3, 1)},
-                  r"Multiply .*different shapes"))
+    cases.append(
+        ("broadcast multiply", g.spec(), {**conv("c", 12, 3), **conv("gate", 1, 3, 1)}, r"Multiply .*different shapes")
+    )
 
     g = Graph("multiplier", inputs=[(None, None, 6)])
     g.shuffle(g.conv(g.input, cls="DepthwiseConv2D", kernel_size=3, padding="same", depth_multiplier=2, name="dw"), 2)
@@ -508,8 +554,14 @@ def _refused_specs():
     g = Graph("unshuffle_concat", inputs=[(None, None, 3)])
     u = g.unshuffle(g.input, 2)
     g.conv(g.concat(u, g.conv(u, 4, 1, name="a")), 4, 3, padding="same", name="b")
-    cases.append(("unshuffle into a concatenation", g.spec(), {**conv("a", 4, 12, 1), **conv("b", 4, 16)},
-                  r"PixelUnshuffle .*Concatenate .*reads the reordered channels"))
+    cases.append(
+        (
+            "unshuffle into a concatenation",
+            g.spec(),
+            {**conv("a", 4, 12, 1), **conv("b", 4, 16)},
+            r"PixelUnshuffle .*Concatenate .*reads the reordered channels",
+        )
+    )
     return cases
 
 
@@ -532,8 +584,11 @@ def test_a_misfit_pair_says_how_it_was_paired_and_never_suggests_skipping_it():
     g.conv(g.conv(g.input, 8, 3, padding="same", name="head"), 3, 3, padding="same", name="tail")
     model = visionfw.build_model(g.spec())
     rng = np.random.default_rng(0)
-    state = {"head.weight": rng.standard_normal((8, 3, 3, 3)).astype(np.float32), "head.bias": np.zeros(8, np.float32),
-             "body.weight": rng.standard_normal((3, 8, 3, 3)).astype(np.float32)}  # bias missing
+    state = {
+        "head.weight": rng.standard_normal((8, 3, 3, 3)).astype(np.float32),
+        "head.bias": np.zeros(8, np.float32),
+        "body.weight": rng.standard_normal((3, 8, 3, 3)).astype(np.float32),
+    }  # bias missing
     with pytest.raises(WeightsError) as err:
         visionfw.weights.loader.load_state_dict(model, state)
     text = str(err.value)
@@ -559,16 +614,19 @@ def test_register_layer_as_decorator_and_call():
             return x + 1.0
 
     assert visionfw.register_layer(PlusOneForTest, name="PlusOneRenamed") is PlusOneForTest
-    model = visionfw.build_model({"name": "m", "inputs": [(2,)], "layer": [(0, 1), (1, 2)],
-                                  "layer_sub": ["TimesTwoForTest", "PlusOneRenamed"]})
+    model = visionfw.build_model(
+        {"name": "m", "inputs": [(2,)], "layer": [(0, 1), (1, 2)], "layer_sub": ["TimesTwoForTest", "PlusOneRenamed"]}
+    )
     np.testing.assert_allclose(np.asarray(model(np.ones((1, 2), np.float32))), 3.0)
     with pytest.raises(SpecError, match="keras.layers.Layer subclass"):
         visionfw.register_layer(int)
 
 
 def test_import_visionfw_exposes_weights_lazily():
-    code = ("import sys, visionfw; assert 'visionfw.weights.loader' not in sys.modules; "
-            "assert 'tensorflow' not in sys.modules; print(visionfw.weights.loader.describe_mapping.__name__)")
+    code = (
+        "import sys, visionfw; assert 'visionfw.weights.loader' not in sys.modules; "
+        "assert 'tensorflow' not in sys.modules; print(visionfw.weights.loader.describe_mapping.__name__)"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "describe_mapping"
@@ -602,8 +660,9 @@ def my_net(scale=2, filters=8):
 
 def _cli(args, cwd, timeout=600):
     env = dict(os.environ, PYTHONPATH=str(cwd))
-    return subprocess.run([sys.executable, "-m", "visionfw.cli", *args], cwd=cwd, capture_output=True, text=True,
-                          timeout=timeout, env=env)
+    return subprocess.run(
+        [sys.executable, "-m", "visionfw.cli", *args], cwd=cwd, capture_output=True, text=True, timeout=timeout, env=env
+    )
 
 
 @pytest.fixture
@@ -626,8 +685,13 @@ def user_project(tmp_path):
 
 
 def test_cli_runs_a_users_model_function_and_a_keras_file_after_import(user_project):
-    args = ["--weights=my_net.pth", "--scale=2", f"--test_data={user_project / 'images'}", "--noprogress",
-            "--results=r.json"]
+    args = [
+        "--weights=my_net.pth",
+        "--scale=2",
+        f"--test_data={user_project / 'images'}",
+        "--noprogress",
+        "--results=r.json",
+    ]
     out = _cli(["test", "--model=my_models.py:my_net", "--model_kwargs=filters=8"] + args, user_project)
     assert out.returncode == 0, out.stderr
     assert "my_models.py:my_net x2 (my_net.pth)" in out.stdout
@@ -638,11 +702,22 @@ def test_cli_runs_a_users_model_function_and_a_keras_file_after_import(user_proj
     # the same model by module name, then saved as .keras and loaded back with --import
     loaded = visionfw.load_model(f"{user_project / 'my_models.py'}:my_net", weights=user_project / "my_net.pth")
     loaded.model.save(user_project / "my_net.keras")
-    missing = _cli(["test", "--weights=my_net.keras", "--scale=2", f"--test_data={user_project / 'images'}"],
-                   user_project)
+    missing = _cli(
+        ["test", "--weights=my_net.keras", "--scale=2", f"--test_data={user_project / 'images'}"], user_project
+    )
     assert missing.returncode == 1 and "--import=" in missing.stderr and "HalfGain" in missing.stderr
-    out = _cli(["test", "--weights=my_net.keras", "--import=my_models", "--scale=2", "--noprogress",
-                f"--test_data={user_project / 'images'}", "--results=k.json"], user_project)
+    out = _cli(
+        [
+            "test",
+            "--weights=my_net.keras",
+            "--import=my_models",
+            "--scale=2",
+            "--noprogress",
+            f"--test_data={user_project / 'images'}",
+            "--results=k.json",
+        ],
+        user_project,
+    )
     assert out.returncode == 0, out.stderr
     via_keras = json.loads((user_project / "k.json").read_text())
     psnr = [r["psnr"] for r in via_file["results"].values()]
@@ -653,8 +728,19 @@ def test_upscale_runs_a_users_model_function(user_project):
     """`visionfw upscale` takes the same --model=file.py:function route as test/export/describe."""
     from PIL import Image
 
-    out = _cli(["upscale", "--model=my_models.py:my_net", "--model_kwargs=filters=8", "--weights=my_net.pth",
-                "--scale=2", "--input=images/im0.png", "--output=up.png", "--noprogress"], user_project)
+    out = _cli(
+        [
+            "upscale",
+            "--model=my_models.py:my_net",
+            "--model_kwargs=filters=8",
+            "--weights=my_net.pth",
+            "--scale=2",
+            "--input=images/im0.png",
+            "--output=up.png",
+            "--noprogress",
+        ],
+        user_project,
+    )
     assert out.returncode == 0, out.stderr
     assert "my_models.py:my_net (my_net.pth)" in out.stdout
     up = np.asarray(Image.open(user_project / "up.png"))
@@ -694,8 +780,21 @@ def test_registry_model_takes_the_official_file_by_path_in_test_and_export(share
     from visionfw.cli import run
 
     path = shared_data / "weights" / "imdn" / "IMDN_x2.pth"
-    assert run(["visionfw", "test", "--model=imdn", f"--weights={path}", "--test_data=Set5", "--noprogress",
-                f"--data_dir={shared_data}", f"--results={tmp_path / 'r.json'}"]) == 0
+    assert (
+        run(
+            [
+                "visionfw",
+                "test",
+                "--model=imdn",
+                f"--weights={path}",
+                "--test_data=Set5",
+                "--noprogress",
+                f"--data_dir={shared_data}",
+                f"--results={tmp_path / 'r.json'}",
+            ]
+        )
+        == 0
+    )
     out = capsys.readouterr().out
     assert "imdn x2" in out and "protocol: edsr (auto: the protocol of imdn's published numbers)" in out
     import json
@@ -703,15 +802,35 @@ def test_registry_model_takes_the_official_file_by_path_in_test_and_export(share
     psnr = json.loads((tmp_path / "r.json").read_text())["results"]["Set5"]["psnr"]
     assert abs(psnr - 38.00) <= 0.01, psnr
     if all(importlib.util.find_spec(m) is not None for m in ("tf2onnx", "onnxruntime")):
-        assert run(["visionfw", "export", "--model=imdn", f"--weights={path}", "--format=onnx",
-                    f"--output={tmp_path / 'imdn_x2.onnx'}"]) == 0
+        assert (
+            run(
+                [
+                    "visionfw",
+                    "export",
+                    "--model=imdn",
+                    f"--weights={path}",
+                    "--format=onnx",
+                    f"--output={tmp_path / 'imdn_x2.onnx'}",
+                ]
+            )
+            == 0
+        )
         assert "check: max |export - keras|" in capsys.readouterr().out
 
 
 def test_describe_takes_a_users_model_function(user_project, capsys):
     from visionfw.cli import run
 
-    assert run(["visionfw", "describe", f"--model={user_project / 'my_models.py'}:my_net",
-                "--model_kwargs=filters=4,scale=3"]) == 0
+    assert (
+        run(
+            [
+                "visionfw",
+                "describe",
+                f"--model={user_project / 'my_models.py'}:my_net",
+                "--model_kwargs=filters=4,scale=3",
+            ]
+        )
+        == 0
+    )
     out = capsys.readouterr().out
     assert "Model 'my_net'" in out and "HalfGain" in out and "(None, None, None, 27)" in out  # 3 x 3 x 3 channels

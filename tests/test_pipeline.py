@@ -1,4 +1,5 @@
 """Tests of the training input pipeline (visionfw.data.pipeline) and the embedded set."""
+
 import os
 import socket
 
@@ -44,8 +45,7 @@ def _locate(patch, images, step=1):
     return hits
 
 
-_DIHEDRAL = [lambda a, k=k, t=t: np.rot90(a.transpose(1, 0, 2) if t else a, k)
-             for t in (0, 1) for k in range(4)]
+_DIHEDRAL = [lambda a, k=k, t=t: np.rot90(a.transpose(1, 0, 2) if t else a, k) for t in (0, 1) for k in range(4)]
 
 
 @pytest.fixture(scope="module")
@@ -59,8 +59,16 @@ def rgb_folder(tmp_path_factory):
 
 
 def _cfg(source, **kw):
-    base = dict(source=str(source), scale=2, lr_patch=6, batch_size=8, augment=False,
-                patches_per_image=4, seed=7, num_read_threads=2)
+    base = dict(
+        source=str(source),
+        scale=2,
+        lr_patch=6,
+        batch_size=8,
+        augment=False,
+        patches_per_image=4,
+        seed=7,
+        num_read_threads=2,
+    )
     base.update(kw)
     return TrainDataConfig(**base)
 
@@ -85,7 +93,7 @@ def test_mixed_formats_shapes_dtypes_ranges(tmp_path):
         for lr, hr in _batches(ds, 4):
             assert lr.dtype == np.float32 and hr.dtype == np.float32
             assert lr.shape == (8, 5, 5, c) and hr.shape == (8, 20, 20, c)
-            assert 0.0 <= hr.min() and hr.max() <= 1.0 and 0.0 <= lr.min() and lr.max() <= 1.0
+            assert hr.min() >= 0.0 and hr.max() <= 1.0 and lr.min() >= 0.0 and lr.max() <= 1.0
             assert hr.std() > 0.1  # noise content, not a constant
             # uint8 cache: every value is k/255
             np.testing.assert_allclose(hr * 255, np.round(hr * 255), atol=1e-4)
@@ -113,7 +121,7 @@ def test_downscale_then_crop_is_crop_of_downscaled_image(rgb_folder, cache_dtype
     s = 3
     cfg = _cfg(folder, scale=s, lr_patch=4, cache_dtype=cache_dtype)
     _, hr_images, _ = pipeline.load_train_images(cfg)
-    hr_images = [im[:im.shape[0] // s * s, :im.shape[1] // s * s] for im in hr_images]
+    hr_images = [im[: im.shape[0] // s * s, : im.shape[1] // s * s] for im in hr_images]
     # whole images are downscaled with the numpy MATLAB bicubic (uint8 -> MATLAB uint8)
     lr_images = [imresize_numpy(im, scale=1 / s) for im in hr_images]
     if cache_dtype == "uint8":
@@ -127,7 +135,7 @@ def test_downscale_then_crop_is_crop_of_downscaled_image(rgb_folder, cache_dtype
             assert len(hits) == 1
             i, y, x = hits[0]
             assert y % s == 0 and x % s == 0, "HR crop must start on the LR grid"
-            np.testing.assert_array_equal(lr[k], lr_images[i][y // s:y // s + 4, x // s:x // s + 4])
+            np.testing.assert_array_equal(lr[k], lr_images[i][y // s : y // s + 4, x // s : x // s + 4])
 
 
 def test_crop_then_downscale_is_downscaled_crop(rgb_folder):
@@ -157,7 +165,7 @@ def test_augmentation_keeps_alignment_and_uses_all_transforms(rgb_folder):
     s, p = 2, 5
     cfg = _cfg(folder, scale=s, lr_patch=p, augment=True, batch_size=16, cache_dtype="float32")
     _, hr_images, _ = pipeline.load_train_images(cfg)
-    hr_images = [im[:im.shape[0] // s * s, :im.shape[1] // s * s] for im in hr_images]
+    hr_images = [im[: im.shape[0] // s * s, : im.shape[1] // s * s] for im in hr_images]
     lr_images = [imresize_numpy(im, scale=1 / s) for im in hr_images]
     used = set()
     for lr, hr in _batches(make_train_dataset(cfg), 3):
@@ -172,8 +180,8 @@ def test_augmentation_keeps_alignment_and_uses_all_transforms(rgb_folder):
             op = _DIHEDRAL[d]
             lr_t, hr_t = op(lr_images[i]), op(hr_images[i])
             assert y % s == 0 and x % s == 0
-            np.testing.assert_array_equal(hr[k], hr_t[y:y + p * s, x:x + p * s])
-            np.testing.assert_array_equal(lr[k], lr_t[y // s:y // s + p, x // s:x // s + p])
+            np.testing.assert_array_equal(hr[k], hr_t[y : y + p * s, x : x + p * s])
+            np.testing.assert_array_equal(lr[k], lr_t[y // s : y // s + p, x // s : x // s + p])
     assert len(used) >= 6, f"only transforms {used} seen in 48 patches"
 
 
@@ -183,16 +191,16 @@ def test_upsample_input(rgb_folder, order):
     s, p = 2, 5
     cfg = _cfg(folder, scale=s, lr_patch=p, patch_order=order, upsample_input=True, cache_dtype="float32")
     _, hr_images, _ = pipeline.load_train_images(cfg)
-    hr_images = [im[:im.shape[0] // s * s, :im.shape[1] // s * s] for im in hr_images]
-    (lr, hr), = _batches(make_train_dataset(cfg), 1)
+    hr_images = [im[: im.shape[0] // s * s, : im.shape[1] // s * s] for im in hr_images]
+    ((lr, hr),) = _batches(make_train_dataset(cfg), 1)
     assert lr.shape == hr.shape == (8, 10, 10, 3)
     if order == "crop_then_downscale":  # the patch down then up
         np.testing.assert_allclose(lr, imresize(imresize(hr, scale=1 / s), scale=s).numpy(), atol=1e-6)
     else:  # whole image down then up, then cropped
         ups = [imresize_numpy(imresize_numpy(im, scale=1 / s), scale=s) for im in hr_images]
         for k in range(len(hr)):
-            (i, y, x), = _locate(hr[k], hr_images)
-            np.testing.assert_array_equal(lr[k], ups[i][y:y + 10, x:x + 10])
+            ((i, y, x),) = _locate(hr[k], hr_images)
+            np.testing.assert_array_equal(lr[k], ups[i][y : y + 10, x : x + 10])
     # bicubic down+up of noise is close to, but not equal to, the target
     assert 0.01 < np.abs(lr - hr).mean() < 0.3
 
@@ -213,8 +221,7 @@ def test_epoch_covers_every_image_patches_per_image_times(rgb_folder):
     assert owners[:12] != owners[12:], "each epoch gets its own permutation"
     # unshuffled order is image 0,1,2,3,0,1,2,3,...
     cfg = _cfg(folder, repeat=1, batch_size=4, patches_per_image=3, shuffle=False)
-    owners = [_locate(hr[k], hr_images)[0][0] for _, hr in _batches(make_train_dataset(cfg), 3)
-              for k in range(4)]
+    owners = [_locate(hr[k], hr_images)[0][0] for _, hr in _batches(make_train_dataset(cfg), 3) for k in range(4)]
     assert owners == [0, 1, 2, 3] * 3
 
 
@@ -272,7 +279,7 @@ def test_missing_and_empty_folders(tmp_path):
 def test_too_small_images_are_skipped_or_fatal(tmp_path):
     folder = tmp_path / "small"
     _save(folder, "big.png", _noise(30, 30))
-    _save(folder, "tiny.png", _noise(11, 40))   # mod-crop 10 < HR patch 12
+    _save(folder, "tiny.png", _noise(11, 40))  # mod-crop 10 < HR patch 12
     _save(folder, "narrow.png", _noise(40, 12))  # exactly one patch wide: kept
     with pytest.warns(UserWarning, match=r"Skipping 1 training image.*tiny\.png \(40x10\)"):
         ds = make_train_dataset(_cfg(folder, repeat=1, batch_size=2, patches_per_image=2))
@@ -296,10 +303,9 @@ def test_lr_folder_pairing(tmp_path):
     lr_list = [lr["0001"].astype(np.float32) / 255, lr["0002"].astype(np.float32) / 255]
     for lr_b, hr_b in _batches(make_train_dataset(cfg), 2):
         for k in range(len(hr_b)):
-            found = [(d, *h) for d, op in enumerate(_DIHEDRAL)
-                     for h in _locate(hr_b[k], [op(im) for im in hr_list])]
-            (d, i, y, x), = found
-            np.testing.assert_array_equal(lr_b[k], _DIHEDRAL[d](lr_list[i])[y // 2:y // 2 + 5, x // 2:x // 2 + 5])
+            found = [(d, *h) for d, op in enumerate(_DIHEDRAL) for h in _locate(hr_b[k], [op(im) for im in hr_list])]
+            ((d, i, y, x),) = found
+            np.testing.assert_array_equal(lr_b[k], _DIHEDRAL[d](lr_list[i])[y // 2 : y // 2 + 5, x // 2 : x // 2 + 5])
     # an HR image without LR partner
     _save(hr_dir, "0003.png", _noise(24, 24))
     with pytest.raises(DataError, match=r"no LR image.*0003\.png"):
@@ -321,7 +327,7 @@ def _write_h5(path, data, label):
 
 def test_h5_nchw_float_matlab_layout(tmp_path):
     n = 10
-    data = RNG.random((n, 1, 33, 33), dtype=np.float32)   # SRCNN: 33x33 input, 21x21 label
+    data = RNG.random((n, 1, 33, 33), dtype=np.float32)  # SRCNN: 33x33 input, 21x21 label
     label = RNG.random((n, 1, 21, 21), dtype=np.float32)
     path = tmp_path / "train.h5"
     _write_h5(path, data, label)
@@ -349,15 +355,14 @@ def test_h5_nhwc_uint8_with_augmentation(tmp_path):
     data = label[:, ::2, ::2]  # a 6x6 "LR" that is aligned with the label
     path = tmp_path / "rgb.h5"
     _write_h5(path, data, label)
-    (d, lab), = _batches(make_h5_dataset(path, 6, repeat=1, augment=True, seed=1), 1)
+    ((d, lab),) = _batches(make_h5_dataset(path, 6, repeat=1, augment=True, seed=1), 1)
     assert d.shape == (6, 6, 6, 3) and lab.shape == (6, 12, 12, 3)
     np.testing.assert_allclose(lab * 255, np.round(lab * 255), atol=1e-4)  # scaled by 1/255
     assert lab.max() <= 1.0
     label_f, data_f = label / np.float32(255), data / np.float32(255)
     used = set()
     for k in range(6):
-        found = [(dd, j) for dd, op in enumerate(_DIHEDRAL) for j in range(n)
-                 if np.array_equal(lab[k], op(label_f[j]))]
+        found = [(dd, j) for dd, op in enumerate(_DIHEDRAL) for j in range(n) if np.array_equal(lab[k], op(label_f[j]))]
         assert len(found) == 1, "label must be one flipped/rotated source patch"
         dd, j = found[0]
         np.testing.assert_array_equal(d[k], _DIHEDRAL[dd](data_f[j]))  # same transform on data
@@ -365,7 +370,7 @@ def test_h5_nhwc_uint8_with_augmentation(tmp_path):
     assert len(used) >= 3
     # floats stored on the 0..255 scale are recognised and scaled like uint8
     _write_h5(tmp_path / "f255.h5", data.astype(np.float32), label.astype(np.float32))
-    (d255, lab255), = _batches(make_h5_dataset(tmp_path / "f255.h5", 6, repeat=1, augment=True, seed=1), 1)
+    ((d255, lab255),) = _batches(make_h5_dataset(tmp_path / "f255.h5", 6, repeat=1, augment=True, seed=1), 1)
     np.testing.assert_array_equal(lab255, lab)
     np.testing.assert_array_equal(d255, d)
     with pytest.raises(DataError, match="1 are expected"):
@@ -402,7 +407,7 @@ def test_embedded_images_load_offline(monkeypatch):
     images = embedded.embedded_images("rgb")
     assert len(images) == len(embedded.EMBEDDED_NAMES) >= 15
     assert all(im.dtype == np.float32 and im.ndim == 3 and im.shape[-1] == 3 for im in images)
-    assert all(0.0 <= im.min() and im.max() <= 1.0 for im in images)
+    assert all(im.min() >= 0.0 and im.max() <= 1.0 for im in images)
     named = dict(zip(embedded.EMBEDDED_NAMES, images))
     assert named["astronaut"].shape == (512, 512, 3)
     assert named["camera"].shape == (512, 512, 3)
@@ -422,10 +427,11 @@ def test_embedded_images_load_offline(monkeypatch):
 
 def test_default_source_is_the_embedded_set(monkeypatch):
     monkeypatch.setattr(socket.socket, "connect", lambda *a, **k: pytest.fail("network used"))
-    cfg = TrainDataConfig(source=None, scale=4, lr_patch=8, batch_size=4, channels="y",
-                          patch_order="crop_then_downscale", seed=0)
-    (lr, hr), = _batches(make_train_dataset(cfg), 1)
+    cfg = TrainDataConfig(
+        source=None, scale=4, lr_patch=8, batch_size=4, channels="y", patch_order="crop_then_downscale", seed=0
+    )
+    ((lr, hr),) = _batches(make_train_dataset(cfg), 1)
     assert lr.shape == (4, 8, 8, 1) and hr.shape == (4, 32, 32, 1)
-    assert 0.0 <= hr.min() and hr.max() <= 1.0
+    assert hr.min() >= 0.0 and hr.max() <= 1.0
     names, images, _ = pipeline.load_train_images(cfg)
     assert len(names) == len(images) >= 15 and all(im.shape[-1] == 1 and im.dtype == np.uint8 for im in images)

@@ -1,15 +1,15 @@
 """get_model(..., pretrained=...): weights found in the local cache by the metadata's file name and
 hash, loaded with the family's options; a wrong hash or a missing file is a clear error; never a download."""
+
 import shutil
 
 import numpy as np
 import pytest
+from conftest import SHARED_DATA
 
 import visionfw
-from visionfw.weights import pretrained
 from visionfw.errors import WeightsError
-
-from conftest import SHARED_DATA
+from visionfw.weights import pretrained
 
 IMDN = SHARED_DATA / "weights" / "imdn"
 needs_imdn = pytest.mark.skipif(not (IMDN / "IMDN_x2.pth").is_file(), reason=f"no IMDN weights under {IMDN}")
@@ -28,7 +28,9 @@ def cache(tmp_path, monkeypatch):
 def test_pretrained_true_loads_from_the_cache_offline(cache, monkeypatch):
     (cache / "imdn").mkdir()
     shutil.copy(IMDN / "IMDN_x2.pth", cache / "imdn" / "IMDN_x2.pth")
-    assert pretrained.find_weights(visionfw.model_info("imdn"), 2) == cache / "imdn" / "IMDN_x2.pth"  # first in the search order
+    assert (
+        pretrained.find_weights(visionfw.model_info("imdn"), 2) == cache / "imdn" / "IMDN_x2.pth"
+    )  # first in the search order
 
     def no_download(*args, **kwargs):
         raise AssertionError("a test must never download")
@@ -37,8 +39,11 @@ def test_pretrained_true_loads_from_the_cache_offline(cache, monkeypatch):
 
     monkeypatch.setattr(keras.utils, "get_file", no_download)
     model = visionfw.get_model("imdn", scale=2, pretrained=True)
-    by_hand = visionfw.load_weights(visionfw.get_model("imdn", scale=2), IMDN / "IMDN_x2.pth",
-                                    **dict(visionfw.model_info("imdn").weights_for(2).options))
+    by_hand = visionfw.load_weights(
+        visionfw.get_model("imdn", scale=2),
+        IMDN / "IMDN_x2.pth",
+        **dict(visionfw.model_info("imdn").weights_for(2).options),
+    )
     x = np.random.default_rng(0).random((1, 10, 12, 3), dtype=np.float32)
     np.testing.assert_array_equal(np.asarray(model(x)), np.asarray(by_hand(x)))
 
@@ -46,8 +51,11 @@ def test_pretrained_true_loads_from_the_cache_offline(cache, monkeypatch):
 @needs_imdn
 def test_wrong_sha256_is_a_clear_error(cache):
     shutil.copy(IMDN / "IMDN_x3.pth", cache / "IMDN_x2.pth")  # another release under x2's name
-    with pytest.raises(WeightsError, match=r"IMDN_x2\.pth: sha256 [0-9a-f]{16}\.\.\. does not match the official "
-                                           r"imdn weights \(740b39653592bd3f\.\.\.\)"):
+    with pytest.raises(
+        WeightsError,
+        match=r"IMDN_x2\.pth: sha256 [0-9a-f]{16}\.\.\. does not match the official "
+        r"imdn weights \(740b39653592bd3f\.\.\.\)",
+    ):
         visionfw.get_model("imdn", scale=2, pretrained=True)
 
 

@@ -1,18 +1,21 @@
 """visionfw.studies.rank_datasets: ranks, min diff and labels on hand-made numbers; the resumable experiment."""
+
 import json
 
 import numpy as np
 import pytest
-
-from visionfw.studies import rank_datasets as rd
-from visionfw.studies import reports
-from visionfw.errors import ConfigError, DataError
 from conftest import count_calls, write_noise_images
 
+from visionfw.errors import ConfigError, DataError
+from visionfw.studies import rank_datasets as rd
+from visionfw.studies import reports
+
 # rows = test sets, columns = training sets (mean PSNR gain, dB)
-GAINS = {"Set5": {"T91": 2.0, "BSD200": 2.5, "BSDS500": 2.4},
-         "Set14": {"T91": 1.0, "BSD200": 0.8, "BSDS500": 1.0},
-         "Urban100": {"T91": 0.3, "BSD200": 0.9, "BSDS500": 0.6}}
+GAINS = {
+    "Set5": {"T91": 2.0, "BSD200": 2.5, "BSDS500": 2.4},
+    "Set14": {"T91": 1.0, "BSD200": 0.8, "BSDS500": 1.0},
+    "Urban100": {"T91": 0.3, "BSD200": 0.9, "BSDS500": 0.6},
+}
 
 
 def test_rank_matrix_hand_values():
@@ -79,8 +82,12 @@ def test_rank_datasets_end_to_end_and_resume(tmp_path, monkeypatch):
     _write_images(tmp_path / "bench" / "Set5", 2, 24, 0)
     calls = count_calls(monkeypatch, {"train": (tr, "train"), "eval": (ev, "evaluate_model")})
     out = tmp_path / "out"
-    kw = dict(data_dir=str(tmp_path / "bench"), train_root=str(root), model_kwargs={"n1": 8, "n2": 4},
-              train_options={"batch_size": 4, "lr_patch": 8, "data_options": {"patches_per_image": 2}})
+    kw = dict(
+        data_dir=str(tmp_path / "bench"),
+        train_root=str(root),
+        model_kwargs={"n1": 8, "n2": 4},
+        train_options={"batch_size": 4, "lr_patch": 8, "data_options": {"patches_per_image": 2}},
+    )
     r = rd.rank_datasets("espcn", 2, "A,B", ["Set5"], 2, out, **kw)
     assert calls == {"train": 2, "eval": 2} and r["computed"] == {"train": 2, "eval": 2}
     t = r["table"]
@@ -127,10 +134,18 @@ def test_interrupt_writes_the_ranking_of_the_finished_sets(tmp_path, monkeypatch
 
     monkeypatch.setattr(tr, "train", interrupted)
     out = tmp_path / "out"
-    kw = dict(data_dir=str(tmp_path / "bench"), train_root=str(root), model_kwargs={"n1": 8, "n2": 4}, plot=False,
-              train_options={"batch_size": 4, "lr_patch": 8, "data_options": {"patches_per_image": 2}})
-    with pytest.raises(TrainingInterrupted, match=r"rank-datasets interrupted while training on B \(2/2\); the "
-                                                   r"table of the 1 finished training set\(s\) is in .*ranking.md"):
+    kw = dict(
+        data_dir=str(tmp_path / "bench"),
+        train_root=str(root),
+        model_kwargs={"n1": 8, "n2": 4},
+        plot=False,
+        train_options={"batch_size": 4, "lr_patch": 8, "data_options": {"patches_per_image": 2}},
+    )
+    with pytest.raises(
+        TrainingInterrupted,
+        match=r"rank-datasets interrupted while training on B \(2/2\); the "
+        r"table of the 1 finished training set\(s\) is in .*ranking.md",
+    ):
         rd.rank_datasets("espcn", 2, "A,B", ["Set5"], 2, out, **kw)
     md = (out / "ranking.md").read_text()
     assert "| test set \\ train set | A | best | min diff |" in md and "PARTIAL TABLE" in md

@@ -1,4 +1,5 @@
 """The README's examples run as written."""
+
 import re
 import subprocess
 import sys
@@ -41,15 +42,23 @@ def test_cli_models_and_describe():
     assert out.returncode == 0, out.stderr[-2000:]
     for name in ["srcnn_915", "fsrcnn", "espcn", "vdsr", "srresnet", "edsr_baseline", "edsr", "rcan"]:
         assert re.search(rf"^{name}\s", out.stdout, re.M), name
-    out = subprocess.run([sys.executable, "-m", "visionfw.cli", "describe", "--model=edsr_baseline", "--scale=2"],
-                         capture_output=True, text=True, timeout=300)
+    out = subprocess.run(
+        [sys.executable, "-m", "visionfw.cli", "describe", "--model=edsr_baseline", "--scale=2"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert out.returncode == 0, out.stderr[-2000:]
     assert "1,369,859" in out.stdout
 
 
 def test_cli_unknown_model_is_one_line_error():
-    out = subprocess.run([sys.executable, "-m", "visionfw.cli", "describe", "--model=edsr_basline"],
-                         capture_output=True, text=True, timeout=300)
+    out = subprocess.run(
+        [sys.executable, "-m", "visionfw.cli", "describe", "--model=edsr_basline"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert out.returncode == 1
     assert "visionfw describe: error: unknown model 'edsr_basline'" in out.stderr
     assert "Traceback" not in out.stderr

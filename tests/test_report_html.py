@@ -1,5 +1,6 @@
 """visionfw.studies.report_html: the crop finder on hand-made errors, the page's structure and numbers,
 and the page in a real headless Chromium (from file://: no console error, not blank, zoom works)."""
+
 import base64
 import io
 import json
@@ -15,17 +16,16 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from visionfw.studies import report_html as rh
 from visionfw.errors import ConfigError
-
+from visionfw.studies import report_html as rh
 
 # --------------------------------------------------------------------------- crop finder
 
 
 def test_find_windows_finds_the_hand_placed_block_and_then_a_disjoint_one():
     score = np.zeros((40, 50))
-    score[20:28, 30:38] = 1.0           # the block: any 8x8 window exactly on it scores 64
-    score[2:6, 3:7] = 2.0               # a smaller, brighter block: 16 cells x 2 = 32
+    score[20:28, 30:38] = 1.0  # the block: any 8x8 window exactly on it scores 64
+    score[2:6, 3:7] = 2.0  # a smaller, brighter block: 16 cells x 2 = 32
     (first, second) = rh.find_windows(score, 8, count=2)
     assert first == (20, 30)
     # the second window may not overlap the first; the best remaining one covers the small block
@@ -36,8 +36,8 @@ def test_find_windows_finds_the_hand_placed_block_and_then_a_disjoint_one():
 
 def test_find_windows_clips_the_size_and_avoids_given_windows():
     score = np.arange(12.0).reshape(3, 4)
-    assert rh.find_windows(score, 10) == [(0, 0)]          # the window is the whole map
-    assert rh.find_windows(score, (1, 2)) == [(2, 2)]      # 10 + 11
+    assert rh.find_windows(score, 10) == [(0, 0)]  # the window is the whole map
+    assert rh.find_windows(score, (1, 2)) == [(2, 2)]  # 10 + 11
     assert rh.find_windows(score, (1, 2), avoid=[(2, 2)]) == [(2, 0)]  # 8 + 9 (2,1) overlaps (2,2)
     with pytest.raises(ConfigError):
         rh.find_windows(np.zeros(5), 2)
@@ -47,18 +47,18 @@ def synthetic_image(h=64, w=80, seed=0):
     rng = np.random.default_rng(seed)
     yy, xx = np.mgrid[0:h, 0:w] / max(h, w)
     hr = np.stack([0.5 + 0.2 * np.sin(9 * xx), 0.5 + 0.2 * np.cos(7 * yy), 0.5 + 0.2 * np.sin(5 * (xx + yy))], -1)
-    return np.clip(hr + 0.03 * rng.standard_normal(hr.shape), 0.2, 0.8)   # room for the offsets below
+    return np.clip(hr + 0.03 * rng.standard_normal(hr.shape), 0.2, 0.8)  # room for the offsets below
 
 
 def test_choose_crops_finds_where_the_models_differ_and_where_the_best_gains():
     hr = synthetic_image()
     good = hr.copy()
-    good[40:56, 8:24] += 0.02                      # good is exact except a faint patch
+    good[40:56, 8:24] += 0.02  # good is exact except a faint patch
     bad = hr.copy()
-    bad[10:26, 50:66] = 0.5                        # bad wipes out one region: the models differ there
+    bad[10:26, 50:66] = 0.5  # bad wipes out one region: the models differ there
     bicubic = hr - 0.05
-    bicubic[40:56, 8:24] = hr[40:56, 8:24]         # bicubic is exact there: good's gain is lowest here
-    bicubic[30:46, 60:76] -= 0.15                  # and worst here: good (exact) gains most
+    bicubic[40:56, 8:24] = hr[40:56, 8:24]  # bicubic is exact there: good's gain is lowest here
+    bicubic[30:46, 60:76] -= 0.15  # and worst here: good (exact) gains most
     outputs = {"bicubic": bicubic, "good": good, "bad": bad}
     crops = rh.choose_crops(hr, outputs, size=16, border=2)
     assert [c["why"] for c in crops] == ["where good and bad differ most", "largest gain of good over bicubic"]
@@ -71,9 +71,9 @@ def test_choose_crops_finds_where_the_models_differ_and_where_the_best_gains():
 def test_choose_crops_for_one_model_shows_its_gain_and_its_largest_error():
     hr = synthetic_image()
     model = hr.copy()
-    model[0:12, 0:12] = 0.0                        # the model's only error: top-left corner
+    model[0:12, 0:12] = 0.0  # the model's only error: top-left corner
     bicubic = hr.copy()
-    bicubic[44:60, 60:76] -= 0.15                  # bicubic's only error: bottom right
+    bicubic[44:60, 60:76] -= 0.15  # bicubic's only error: bottom right
     crops = rh.choose_crops(hr, {"bicubic": bicubic, "m": model}, size=16, border=0)
     assert crops[0]["why"] == "largest gain of m over bicubic" and (crops[0]["y"], crops[0]["x"]) == (44, 60)
     assert crops[1]["why"] == "largest remaining error of m"
@@ -83,7 +83,7 @@ def test_choose_crops_for_one_model_shows_its_gain_and_its_largest_error():
 def test_crop_psnr_by_hand():
     a = np.zeros((4, 4, 3), np.uint8)
     b = a.copy()
-    b[0, 0] = 255                                  # Y differs by 219/255 on 1 of 16 pixels
+    b[0, 0] = 255  # Y differs by 219/255 on 1 of 16 pixels
     mse = (219 / 255) ** 2 / 16
     assert rh.crop_psnr(b, a) == pytest.approx(10 * np.log10(1 / mse), abs=1e-9)
     assert rh.crop_psnr(a, a) == float("inf")
@@ -98,19 +98,61 @@ def synthetic_result(models=("alpha", "beta")):
     for k, m in enumerate(models):
         metrics = {}
         for ds in ("SetA", "SetB"):
-            images = [{"name": f"img{i}", "psnr": 30.0 + k + i / 3, "ssim": 0.9 + 0.01 * k, "bicubic_psnr": 29.5,
-                       "bicubic_ssim": 0.88, "gain_psnr": 0.5 + k + i / 3} for i in range(2)]
-            metrics[ds] = {"psnr": float(np.mean([r["psnr"] for r in images])), "ssim": 0.9 + 0.01 * k,
-                           "bicubic_psnr": 29.5, "bicubic_ssim": 0.88, "images": images}
-        rows.append({"model": m, "weights": "official x.mat" if k == 0 else "trained 10 steps on embedded photos",
-                     "params": 1000 * (k + 1) ** 3, "macs": 2e8 * (k + 1) ** 2, "latency_ms": 1.5 + k,
-                     "peak_mem_mb": 3.25, "act_mem_mb": 1.0, "metrics": metrics})
-    rows.append({"model": "bicubic", "weights": "-", "params": 0, "macs": None, "latency_ms": None,
-                 "peak_mem_mb": None, "act_mem_mb": None,
-                 "metrics": {ds: {"psnr": 29.5, "ssim": 0.88} for ds in ("SetA", "SetB")}})
-    return {"rows": rows, "datasets": ["SetA", "SetB"], "scale": 2, "protocol": "srcnn",
-            "protocol_description": "Y of uint8 RGB, shave 2 px", "input_size": [64, 64], "device": "cpu",
-            "memory_method": "test", "latency_runs": 3, "warmup": 1, "date": "2026-01-01"}
+            images = [
+                {
+                    "name": f"img{i}",
+                    "psnr": 30.0 + k + i / 3,
+                    "ssim": 0.9 + 0.01 * k,
+                    "bicubic_psnr": 29.5,
+                    "bicubic_ssim": 0.88,
+                    "gain_psnr": 0.5 + k + i / 3,
+                }
+                for i in range(2)
+            ]
+            metrics[ds] = {
+                "psnr": float(np.mean([r["psnr"] for r in images])),
+                "ssim": 0.9 + 0.01 * k,
+                "bicubic_psnr": 29.5,
+                "bicubic_ssim": 0.88,
+                "images": images,
+            }
+        rows.append(
+            {
+                "model": m,
+                "weights": "official x.mat" if k == 0 else "trained 10 steps on embedded photos",
+                "params": 1000 * (k + 1) ** 3,
+                "macs": 2e8 * (k + 1) ** 2,
+                "latency_ms": 1.5 + k,
+                "peak_mem_mb": 3.25,
+                "act_mem_mb": 1.0,
+                "metrics": metrics,
+            }
+        )
+    rows.append(
+        {
+            "model": "bicubic",
+            "weights": "-",
+            "params": 0,
+            "macs": None,
+            "latency_ms": None,
+            "peak_mem_mb": None,
+            "act_mem_mb": None,
+            "metrics": {ds: {"psnr": 29.5, "ssim": 0.88} for ds in ("SetA", "SetB")},
+        }
+    )
+    return {
+        "rows": rows,
+        "datasets": ["SetA", "SetB"],
+        "scale": 2,
+        "protocol": "srcnn",
+        "protocol_description": "Y of uint8 RGB, shave 2 px",
+        "input_size": [64, 64],
+        "device": "cpu",
+        "memory_method": "test",
+        "latency_runs": 3,
+        "warmup": 1,
+        "date": "2026-01-01",
+    }
 
 
 def synthetic_entries(result, size=48):
@@ -122,7 +164,7 @@ def synthetic_entries(result, size=48):
             numbers = {"bicubic": {"psnr": 29.5, "ssim": 0.88}}
             for k, r in enumerate(row for row in result["rows"] if row["model"] != "bicubic"):
                 out = hr.copy()
-                out[8 * k:8 * k + 12, 10:30] = 0.5
+                out[8 * k : 8 * k + 12, 10:30] = 0.5
                 outputs[r["model"]] = out
                 numbers[r["model"]] = r["metrics"][ds]["images"][i]
             entries.append(rh.image_entry(ds, f"img{i}", hr, outputs, numbers, crop_size=16, border=2))
@@ -198,7 +240,7 @@ def test_page_parses_embeds_every_image_and_shows_the_json_numbers(tmp_path):
     assert page.images and all(src.startswith("data:image/png;base64,") for src in page.images)
     for src in page.images:
         Image.open(io.BytesIO(base64.b64decode(src.split(",", 1)[1]))).verify()
-    assert all(s.get("src") is None for s in page.scripts)   # inline script only
+    assert all(s.get("src") is None for s in page.scripts)  # inline script only
     text = path.read_text()
     assert "http://" not in text.replace('xmlns="http://www.w3.org/2000/svg"', "") and "https://" not in text
     # 2 sets x 2 images x 2 crops x (HR + bicubic + 2 models)
@@ -207,12 +249,12 @@ def test_page_parses_embeds_every_image_and_shows_the_json_numbers(tmp_path):
     for row in result["rows"]:
         for ds in result["datasets"]:
             m = row["metrics"][ds]
-            assert m["psnr"] in values and m["ssim"] in values          # the table's exact numbers
+            assert m["psnr"] in values and m["ssim"] in values  # the table's exact numbers
             for im in m.get("images", ()):
                 assert im["psnr"] in values and im["gain_psnr"] in values  # per image and the gain view
     shown = {(v, t) for v, t in page.cells if v}
     alpha = result["rows"][0]["metrics"]["SetA"]
-    assert (repr(alpha["psnr"]), f"{alpha['psnr']:.3f}") in shown           # shown rounded, same value
+    assert (repr(alpha["psnr"]), f"{alpha['psnr']:.3f}") in shown  # shown rounded, same value
     # the trained-here note
     assert "beta come from models trained here" in text
 
@@ -240,17 +282,27 @@ def test_rank_page_has_matrix_and_histograms(tmp_path):
 def rank_result():
     from visionfw.studies.rank_datasets import rank_matrix
 
-    return {"table": rank_matrix({"Set5": {"T91": 1.25, "BSD": 1.5}}),
-            "per_image": {"Set5": {"T91": [1.0, 1.5], "BSD": [1.25, 1.75]}}, "model": "srcnn_915", "scale": 2,
-            "steps": 10, "seed": 0, "protocol": "srcnn", "protocol_description": "Y", "bicubic_psnr": {"Set5": 33.5},
-            "markdown": "table", "computed": {"train": 0, "eval": 0}, "files": {}}
+    return {
+        "table": rank_matrix({"Set5": {"T91": 1.25, "BSD": 1.5}}),
+        "per_image": {"Set5": {"T91": [1.0, 1.5], "BSD": [1.25, 1.75]}},
+        "model": "srcnn_915",
+        "scale": 2,
+        "steps": 10,
+        "seed": 0,
+        "protocol": "srcnn",
+        "protocol_description": "Y",
+        "bicubic_psnr": {"Set5": 33.5},
+        "markdown": "table",
+        "computed": {"train": 0, "eval": 0},
+        "files": {},
+    }
 
 
 def test_cli_rank_datasets_writes_the_page_unless_noreport(tmp_path, monkeypatch, capsys):
     import visionfw.studies.rank_datasets as rd
     from visionfw.cli import run
 
-    monkeypatch.setattr(rd, "rank_datasets", lambda *a, **k: rank_result())   # the ranking itself is tested elsewhere
+    monkeypatch.setattr(rd, "rank_datasets", lambda *a, **k: rank_result())  # the ranking itself is tested elsewhere
     assert run(["visionfw", "rank-datasets", "--model=srcnn_915", f"--out={tmp_path}"]) == 0
     assert f"report: {tmp_path / 'report.html'}" in capsys.readouterr().out
     assert "T91 (mean +1.25)" in (tmp_path / "report.html").read_text()
@@ -273,16 +325,29 @@ def find_chromium():
 class Browser:
     """Headless Chromium driven over the DevTools protocol (websocket-client)."""
 
-    FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-             "--disable-background-networking", "--disable-component-update", "--disable-sync",
-             "--remote-debugging-port=0", "--window-size=1200,1600", "--hide-scrollbars"]
+    FLAGS = [
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-quic",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--remote-debugging-port=0",
+        "--window-size=1200,1600",
+        "--hide-scrollbars",
+    ]
 
     def __init__(self, exe):
         import websocket
 
         self.profile = tempfile.mkdtemp(prefix="vfw-chromium-")
-        self.proc = subprocess.Popen([exe, *self.FLAGS, f"--user-data-dir={self.profile}", "about:blank"],
-                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        self.proc = subprocess.Popen(
+            [exe, *self.FLAGS, f"--user-data-dir={self.profile}", "about:blank"],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
         port_file = Path(self.profile) / "DevToolsActivePort"
         deadline = time.time() + 60
         while not (port_file.exists() and port_file.read_text().strip()):
@@ -376,10 +441,10 @@ def test_page_in_headless_chromium(browser, tmp_path):
     assert browser.evaluate("document.title") == "synthetic"
     assert browser.evaluate("Array.from(document.images).every(i => i.complete && i.naturalWidth > 0)")
     w1 = crop_width(browser)
-    assert w1 == pytest.approx(16 + 4)                          # 16 px crop at 1x, plus its 2 px border
+    assert w1 == pytest.approx(16 + 4)  # 16 px crop at 1x, plus its 2 px border
     shot = browser.call("Page.captureScreenshot", format="png")["data"]
     img = np.asarray(Image.open(io.BytesIO(base64.b64decode(shot))).convert("L"), np.float64)
-    assert img.shape[0] > 100 and img.std() > 10                # not blank
+    assert img.shape[0] > 100 and img.std() > 10  # not blank
     if os.environ.get("VISIONFW_REPORT_SCREENSHOT"):
         Path(os.environ["VISIONFW_REPORT_SCREENSHOT"]).write_bytes(base64.b64decode(shot))
     # the address's #zoom=N, the row's slider and a click each change the rendered size, pixels stay pixels
@@ -387,20 +452,30 @@ def test_page_in_headless_chromium(browser, tmp_path):
     browser.evaluate("new Promise(r => setTimeout(r, 50))")
     assert crop_width(browser) == pytest.approx(16 * 4 + 4)
     assert browser.evaluate("getComputedStyle(document.querySelector('img.crop')).imageRendering") == "pixelated"
-    browser.evaluate("(() => { const s = document.querySelector('.croprow input.zoom'); s.value = 6;"
-                     " s.dispatchEvent(new Event('input')); })()")
-    widths = browser.evaluate("Array.from(document.querySelector('.croprow').querySelectorAll('img.crop'))"
-                              ".map(i => i.getBoundingClientRect().width)")
-    assert widths == [16 * 6 + 4] * 4                           # the whole row zooms together
-    assert browser.evaluate("document.querySelectorAll('.croprow')[1].querySelector('img.crop')"
-                            ".getBoundingClientRect().width") == 16 * 4 + 4   # other rows keep theirs
+    browser.evaluate(
+        "(() => { const s = document.querySelector('.croprow input.zoom'); s.value = 6;"
+        " s.dispatchEvent(new Event('input')); })()"
+    )
+    widths = browser.evaluate(
+        "Array.from(document.querySelector('.croprow').querySelectorAll('img.crop'))"
+        ".map(i => i.getBoundingClientRect().width)"
+    )
+    assert widths == [16 * 6 + 4] * 4  # the whole row zooms together
+    assert (
+        browser.evaluate(
+            "document.querySelectorAll('.croprow')[1].querySelector('img.crop').getBoundingClientRect().width"
+        )
+        == 16 * 4 + 4
+    )  # other rows keep theirs
     browser.evaluate("document.querySelector('img.crop').click()")
-    assert crop_width(browser) == pytest.approx(16 * 8 + 4)     # a click doubles, up to 8x
+    assert crop_width(browser) == pytest.approx(16 * 8 + 4)  # a click doubles, up to 8x
     browser.evaluate("document.querySelector('img.crop').click()")
-    assert crop_width(browser) == pytest.approx(16 + 4)         # and from 8x back to 1x
+    assert crop_width(browser) == pytest.approx(16 + 4)  # and from 8x back to 1x
     # sorting by the first PSNR column puts beta (the higher) first when sorted descending
-    browser.evaluate("(() => { const th = Array.from(document.querySelectorAll('table')[0].tHead.rows[0].cells)"
-                     ".find(c => c.textContent === 'SetA PSNR'); th.click(); th.click(); })()")
+    browser.evaluate(
+        "(() => { const th = Array.from(document.querySelectorAll('table')[0].tHead.rows[0].cells)"
+        ".find(c => c.textContent === 'SetA PSNR'); th.click(); th.click(); })()"
+    )
     assert browser.evaluate("document.querySelector('table').tBodies[0].rows[0].cells[0].textContent") == "beta"
     assert browser.errors() == []
     # nothing but the file itself and its embedded data: no network
@@ -422,8 +497,10 @@ def tiny_sets(tmp_path_factory):
 def test_compare_report_numbers_equal_the_json_and_survive_the_cache(tiny_sets, tmp_path):
     from visionfw.studies.compare import compare_models
 
-    models = [{"label": "fsrcnn_a", "model": "fsrcnn", "hyper": {"d": 8, "s": 4, "m": 1}},
-              {"label": "espcn_a", "model": "espcn", "hyper": {"n1": 8, "n2": 4}}]
+    models = [
+        {"label": "fsrcnn_a", "model": "fsrcnn", "hyper": {"d": 8, "s": 4, "m": 1}},
+        {"label": "espcn_a", "model": "espcn", "hyper": {"n1": 8, "n2": 4}},
+    ]
     kw = dict(out=tmp_path, input_size=(8, 8), latency_runs=1, warmup=1, report=True)
     result = compare_models(models, [str(tiny_sets)], 2, **kw)
     page_path = Path(result["files"]["report"])
@@ -447,16 +524,28 @@ def test_compare_report_numbers_equal_the_json_and_survive_the_cache(tiny_sets, 
     shutil.rmtree(tmp_path / "sr_images")
     third = compare_models(models, [str(tiny_sets)], 2, **kw)
     assert third["computed"]["eval"] == 2
-    assert [r["metrics"]["Tiny"]["psnr"] for r in third["rows"]] == [r["metrics"]["Tiny"]["psnr"]
-                                                                     for r in result["rows"]]
+    assert [r["metrics"]["Tiny"]["psnr"] for r in third["rows"]] == [
+        r["metrics"]["Tiny"]["psnr"] for r in result["rows"]
+    ]
 
 
 def test_cli_test_report_for_one_model(tiny_sets, tmp_path):
     import sys
 
     page_path = tmp_path / "one.html"
-    cmd = [sys.executable, "-m", "visionfw.cli", "test", "--model=espcn", "--allow_random", "--scale=2",
-           f"--test_data={tiny_sets}", f"--report={page_path}", f"--results={tmp_path / 'r.json'}", "--noprogress"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "visionfw.cli",
+        "test",
+        "--model=espcn",
+        "--allow_random",
+        "--scale=2",
+        f"--test_data={tiny_sets}",
+        f"--report={page_path}",
+        f"--results={tmp_path / 'r.json'}",
+        "--noprogress",
+    ]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert f"report: {page_path}" in proc.stdout
@@ -465,7 +554,7 @@ def test_cli_test_report_for_one_model(tiny_sets, tmp_path):
     values = {float(v) for v, _ in page.cells if v}
     r = saved["results"]["Tiny"]
     assert {r["psnr"], r["ssim"], r["bicubic_psnr"], r["gain_psnr"]} <= values
-    assert len(page.crops) == 2 * 1 * 3           # 2 images x 1 crop (the whole image) x (HR, bicubic, espcn)
+    assert len(page.crops) == 2 * 1 * 3  # 2 images x 1 crop (the whole image) x (HR, bicubic, espcn)
     text = page_path.read_text()
     assert "largest gain of espcn over bicubic" in text
     assert "espcn has random weights" in text
@@ -474,8 +563,10 @@ def test_cli_test_report_for_one_model(tiny_sets, tmp_path):
 def test_the_browser_check_sees_console_errors_and_missing_images(browser, tmp_path):
     """The no-error assertion above can fail: a script error and a missing image are both caught."""
     page = tmp_path / "broken.html"
-    page.write_text('<!DOCTYPE html><html><head><link rel="icon" href="data:,"><title>b</title></head><body>'
-                    '<img src="missing.png"><script>console.error("boom"); notDefined();</script></body></html>')
+    page.write_text(
+        '<!DOCTYPE html><html><head><link rel="icon" href="data:,"><title>b</title></head><body>'
+        '<img src="missing.png"><script>console.error("boom"); notDefined();</script></body></html>'
+    )
     browser.events.clear()
     browser.call("Page.navigate", url=page.as_uri())
     browser.wait_event("Page.loadEventFired")

@@ -29,35 +29,58 @@ LapSRN (official .mat, Y)      Set5 x2 / x4 / x8           Set14 x2 / x4 / x8
 
 Runtime: about 2 minutes on 2 CPU cores (each model and protocol evaluated once).
 """
-import numpy as np
-import pytest
 
 import keras
+import numpy as np
+import pytest
+from conftest import SHARED_DATA
+
 import visionfw
 from visionfw.errors import WeightsError
-from visionfw.zoo.graph import Graph
-from visionfw.weights.matconvnet import load_dagnn_convs, load_lapsrn, read_dagnn
-from visionfw.weights.loader import plan_state_dict, read_state_dict
 from visionfw.model_defs.lapsrn import lapsrn
-
-from conftest import SHARED_DATA
+from visionfw.weights.loader import plan_state_dict, read_state_dict
+from visionfw.weights.matconvnet import load_dagnn_convs, load_lapsrn, read_dagnn
+from visionfw.zoo.graph import Graph
 
 WEIGHTS = SHARED_DATA / "weights"
 BENCH = SHARED_DATA / "benchmark"
 needs_data = pytest.mark.skipif(
-    not ((WEIGHTS / "imdn").is_dir() and (WEIGHTS / "lapsrn").is_dir() and (BENCH / "Set5").is_dir()
-         and (BENCH / "Set14").is_dir()),
-    reason=f"official IMDN/LapSRN weights or Set5/Set14 not found under {SHARED_DATA} (set VISIONFW_SHARED_DATA)")
+    not (
+        (WEIGHTS / "imdn").is_dir()
+        and (WEIGHTS / "lapsrn").is_dir()
+        and (BENCH / "Set5").is_dir()
+        and (BENCH / "Set14").is_dir()
+    ),
+    reason=f"official IMDN/LapSRN weights or Set5/Set14 not found under {SHARED_DATA} (set VISIONFW_SHARED_DATA)",
+)
 
 TOL = 0.02
 PUBLISHED = {
-    "imdn": {("Set5", 2): 38.00, ("Set14", 2): 33.63, ("Set5", 3): 34.36, ("Set14", 3): 30.32,
-             ("Set5", 4): 32.21, ("Set14", 4): 28.58},
-    "lapsrn": {("Set5", 2): 37.52, ("Set14", 2): 33.08, ("Set5", 4): 31.54, ("Set14", 4): 28.19,
-               ("Set5", 8): 26.14, ("Set14", 8): 24.44},
+    "imdn": {
+        ("Set5", 2): 38.00,
+        ("Set14", 2): 33.63,
+        ("Set5", 3): 34.36,
+        ("Set14", 3): 30.32,
+        ("Set5", 4): 32.21,
+        ("Set14", 4): 28.58,
+    },
+    "lapsrn": {
+        ("Set5", 2): 37.52,
+        ("Set14", 2): 33.08,
+        ("Set5", 4): 31.54,
+        ("Set14", 4): 28.19,
+        ("Set5", 8): 26.14,
+        ("Set14", 8): 24.44,
+    },
 }
-LAPSRN_SRCNN_MEASURED = {("Set5", 2): 37.4604, ("Set14", 2): 32.9591, ("Set5", 4): 31.5201,
-                         ("Set14", 4): 28.0814, ("Set5", 8): 26.1321, ("Set14", 8): 24.3422}
+LAPSRN_SRCNN_MEASURED = {
+    ("Set5", 2): 37.4604,
+    ("Set14", 2): 32.9591,
+    ("Set5", 4): 31.5201,
+    ("Set14", 4): 28.0814,
+    ("Set5", 8): 26.1321,
+    ("Set14", 8): 24.3422,
+}
 PARAMS = {"imdn": {2: 694_404, 3: 703_059, 4: 715_176}, "lapsrn": {2: 407_441, 4: 814_242, 8: 667_123}}
 
 
@@ -77,12 +100,14 @@ def _imdn(cache, scale):
     def make():
         # through pretrained=: the registry's loading options are applied
         return visionfw.get_model("imdn", scale=scale, pretrained=WEIGHTS / "imdn" / f"IMDN_x{scale}.pth")
+
     return cache.get_or(("imdn", scale), make)
 
 
 def _lapsrn(cache, scale):
     def make():
         return load_lapsrn(visionfw.get_model("lapsrn", scale=scale), WEIGHTS / "lapsrn" / f"LapSRN_x{scale}.mat")
+
     return cache.get_or(("lapsrn", scale), make)
 
 
@@ -121,7 +146,7 @@ def test_odd_sizes_and_keras_round_trip_with_safe_mode(tmp_path):
     x = np.random.default_rng(0).random((1, 13, 9, 3), dtype=np.float32)
     for name, scale in (("imdn", 3), ("lapsrn", 8)):
         model = visionfw.get_model(name, scale=scale)
-        xin = x[..., :model.input_shape[-1]]
+        xin = x[..., : model.input_shape[-1]]
         y = np.asarray(model(xin))
         assert y.shape == (1, 13 * scale, 9 * scale, xin.shape[-1]) and np.isfinite(y).all()
         path = tmp_path / f"{name}.keras"
@@ -140,7 +165,7 @@ def test_new_layers_by_hand():
     want = x.std(axis=(1, 2), keepdims=True) + x.mean(axis=(1, 2), keepdims=True)  # population std
     np.testing.assert_allclose(np.asarray(ContrastPool()(x)), want, rtol=1e-5, atol=1e-6)
     k = np.asarray(BilinearKernel()((4, 4, 2, 2)))
-    np.testing.assert_allclose(k[:, :, 0, 0], np.outer([.25, .75, .75, .25], [.25, .75, .75, .25]))
+    np.testing.assert_allclose(k[:, :, 0, 0], np.outer([0.25, 0.75, 0.75, 0.25], [0.25, 0.75, 0.75, 0.25]))
     assert k[:, :, 0, 1].sum() == 0
     with pytest.raises(visionfw.errors.SpecError, match="start < stop"):
         ChannelSlice(start=4, stop=2)
@@ -214,8 +239,15 @@ def test_imdn_plain_load_pairs_by_name_and_tf_order_loads_too():
 def test_imdn_reproduces_published_psnr(cache, scale):
     from visionfw.evaluate import evaluate_model
 
-    results = evaluate_model(_imdn(cache, scale), ["Set5", "Set14"], scale, protocol="edsr", channels="rgb",
-                             upsampled_input=False, progress=False)
+    results = evaluate_model(
+        _imdn(cache, scale),
+        ["Set5", "Set14"],
+        scale,
+        protocol="edsr",
+        channels="rgb",
+        upsampled_input=False,
+        progress=False,
+    )
     assert results["Set14"]["n_images"] == 14
     for ds, r in results.items():
         assert abs(r["psnr"] - PUBLISHED["imdn"][(ds, scale)]) <= TOL, (ds, scale, r["psnr"])
@@ -257,8 +289,15 @@ def _lapsrn_official(model, dataset, scale):
 def test_lapsrn_srcnn_protocol_measured(cache, scale):
     from visionfw.evaluate import evaluate_model
 
-    results = evaluate_model(_lapsrn(cache, scale), ["Set5", "Set14"], scale, protocol="srcnn", channels="y",
-                             upsampled_input=False, progress=False)
+    results = evaluate_model(
+        _lapsrn(cache, scale),
+        ["Set5", "Set14"],
+        scale,
+        protocol="srcnn",
+        channels="y",
+        upsampled_input=False,
+        progress=False,
+    )
     for ds, r in results.items():
         assert abs(r["psnr"] - LAPSRN_SRCNN_MEASURED[(ds, scale)]) <= 0.005, (ds, scale, r["psnr"])
         assert r["gain_psnr"] > 1.0
@@ -286,7 +325,7 @@ def _np_conv(x, f, b):
     out = np.zeros(x.shape[:2] + (f.shape[3],))
     for u in range(kh):
         for v in range(kw):
-            out += xp[u:u + x.shape[0], v:v + x.shape[1]] @ f[u, v]
+            out += xp[u : u + x.shape[0], v : v + x.shape[1]] @ f[u, v]
     return out + b
 
 
@@ -297,17 +336,19 @@ def _np_convt(x, f, b, up, crop):
     full = np.zeros(((h - 1) * up + kh, (w - 1) * up + kw, f.shape[2]))
     for i in range(h):
         for j in range(w):
-            full[i * up:i * up + kh, j * up:j * up + kw] += np.einsum("uvod,d->uvo", f, x[i, j])
+            full[i * up : i * up + kh, j * up : j * up + kw] += np.einsum("uvod,d->uvo", f, x[i, j])
     top, bottom, left, right = crop
-    return full[top:full.shape[0] - bottom, left:full.shape[1] - right] + b
+    return full[top : full.shape[0] - bottom, left : full.shape[1] - right] + b
 
 
 def _write_dagnn(path, layers, params):
     import scipy.io
 
     la = np.empty(len(layers), dtype=object)
-    la[:] = [dict(name=n, type=t, inputs=i, outputs=o, params=np.array(p, dtype=object), block=blk)
-             for n, t, i, o, p, blk in layers]
+    la[:] = [
+        dict(name=n, type=t, inputs=i, outputs=o, params=np.array(p, dtype=object), block=blk)
+        for n, t, i, o, p, blk in layers
+    ]
     pa = np.empty(len(params), dtype=object)
     pa[:] = [{"name": k, "value": v} for k, v in params.items()]
     scipy.io.savemat(str(path), {"net": {"layers": la, "params": pa, "meta": {}}})
@@ -316,22 +357,58 @@ def _write_dagnn(path, layers, params):
 def _tiny_lapsrn_level(tmp_path, crop=(0, 1, 0, 1)):
     """A one-level LapSRN-shaped DagNN (2 features) and its arrays."""
     rng = np.random.default_rng(5)
-    conv = {"pad": np.array([1, 1, 1, 1], np.uint8), "stride": np.array([1, 1], np.uint8),
-            "dilate": np.array([1, 1], np.uint8), "hasBias": 1}
-    p = {"in_f": rng.standard_normal((3, 3, 1, 2)), "in_b": rng.standard_normal(2),
-         "up_f": rng.standard_normal((3, 3, 2, 2)), "up_b": rng.standard_normal(2),
-         "res_f": rng.standard_normal((3, 3, 2, 1)), "res_b": rng.standard_normal(1),
-         "img_f": rng.standard_normal((4, 4, 1, 1))}
+    conv = {
+        "pad": np.array([1, 1, 1, 1], np.uint8),
+        "stride": np.array([1, 1], np.uint8),
+        "dilate": np.array([1, 1], np.uint8),
+        "hasBias": 1,
+    }
+    p = {
+        "in_f": rng.standard_normal((3, 3, 1, 2)),
+        "in_b": rng.standard_normal(2),
+        "up_f": rng.standard_normal((3, 3, 2, 2)),
+        "up_b": rng.standard_normal(2),
+        "res_f": rng.standard_normal((3, 3, 2, 1)),
+        "res_b": rng.standard_normal(1),
+        "img_f": rng.standard_normal((4, 4, 1, 1)),
+    }
     layers = [
         ("input_conv", "dagnn.Conv", "LR", "a", ["in_f", "in_b"], dict(conv, size=np.array([3, 3, 1, 2], np.uint8))),
         ("input_relu", "dagnn.ReLU", "a", "b", [], {"leak": 0.2}),
-        ("level1_upconv", "dagnn.ConvTranspose", "b", "c", ["up_f", "up_b"],
-         {"size": np.array([3, 3, 2, 2], np.uint8), "upsample": np.array([2, 2], np.uint8),
-          "crop": np.array(crop, np.uint8), "hasBias": 1}),
-        ("level1_residual", "dagnn.Conv", "c", "d", ["res_f", "res_b"], dict(conv, size=np.array([3, 3, 2, 1], np.uint8))),
-        ("level1_img_up", "dagnn.ConvTranspose", "LR", "e", ["img_f"],
-         {"size": np.array([4, 4, 1, 1], np.uint8), "upsample": np.array([2, 2], np.uint8),
-          "crop": np.array([1, 1, 1, 1], np.uint8), "hasBias": 0}),
+        (
+            "level1_upconv",
+            "dagnn.ConvTranspose",
+            "b",
+            "c",
+            ["up_f", "up_b"],
+            {
+                "size": np.array([3, 3, 2, 2], np.uint8),
+                "upsample": np.array([2, 2], np.uint8),
+                "crop": np.array(crop, np.uint8),
+                "hasBias": 1,
+            },
+        ),
+        (
+            "level1_residual",
+            "dagnn.Conv",
+            "c",
+            "d",
+            ["res_f", "res_b"],
+            dict(conv, size=np.array([3, 3, 2, 1], np.uint8)),
+        ),
+        (
+            "level1_img_up",
+            "dagnn.ConvTranspose",
+            "LR",
+            "e",
+            ["img_f"],
+            {
+                "size": np.array([4, 4, 1, 1], np.uint8),
+                "upsample": np.array([2, 2], np.uint8),
+                "crop": np.array([1, 1, 1, 1], np.uint8),
+                "hasBias": 0,
+            },
+        ),
         ("level1_output", "dagnn.Sum", ["e", "d"], "out", [], {}),
     ]
     path = tmp_path / "tiny.mat"
@@ -345,8 +422,7 @@ def _tiny_model(names=True):
     f = g.act(g.conv(g.input, 2, 3, **n("input_conv")), "LeakyReLU", negative_slope=0.2)
     f = g.conv(f, 2, 3, cls="Conv2DTranspose", strides=2, padding="same", **n("level1_upconv"))
     r = g.conv(f, 1, 3, **n("level1_residual"))
-    u = g.conv(g.input, 1, 4, cls="Conv2DTranspose", strides=2, padding="same", use_bias=False,
-               **n("level1_img_up"))
+    u = g.conv(g.input, 1, 4, cls="Conv2DTranspose", strides=2, padding="same", use_bias=False, **n("level1_img_up"))
     g.add(u, r)
     return visionfw.build_model(g.spec())
 
@@ -382,7 +458,9 @@ def test_dagnn_loader_errors_name_the_file_and_the_fix(tmp_path):
     with pytest.raises(WeightsError, match="no such MatConvNet"):
         read_dagnn(tmp_path / "missing.mat")
     good, _ = _tiny_lapsrn_level(tmp_path)
-    with pytest.raises(WeightsError, match=r"level2_conv1, .*'LapSRN_x4' have no counterpart.*scale"):  # a one-level file, x4 model
+    with pytest.raises(
+        WeightsError, match=r"level2_conv1, .*'LapSRN_x4' have no counterpart.*scale"
+    ):  # a one-level file, x4 model
         load_lapsrn(visionfw.get_model("lapsrn", scale=4), good)
 
 
@@ -399,8 +477,23 @@ def test_visionfw_test_pretrained_reproduces_imdn(tmp_path, monkeypatch, capsys)
 
     monkeypatch.setenv("VISIONFW_WEIGHTS", str(WEIGHTS))
     out = tmp_path / "imdn.json"
-    assert run(["visionfw", "test", "--model=imdn", "--pretrained", "--scale=2", "--test_data=Set5",
-                "--protocol=edsr", f"--data_dir={SHARED_DATA}", f"--results={out}", "--noprogress"]) == 0
+    assert (
+        run(
+            [
+                "visionfw",
+                "test",
+                "--model=imdn",
+                "--pretrained",
+                "--scale=2",
+                "--test_data=Set5",
+                "--protocol=edsr",
+                f"--data_dir={SHARED_DATA}",
+                f"--results={out}",
+                "--noprogress",
+            ]
+        )
+        == 0
+    )
     data = json.loads(out.read_text())
     assert abs(data["results"]["Set5"]["psnr"] - PUBLISHED["imdn"][("Set5", 2)]) <= TOL
     assert data["weights"].endswith("IMDN_x2.pth") and "imdn x2" in capsys.readouterr().out
@@ -408,17 +501,30 @@ def test_visionfw_test_pretrained_reproduces_imdn(tmp_path, monkeypatch, capsys)
 
 # measured by this repository ('srcnn' protocol, x2): the same cells the tests above and
 # test_reproduce_papers.py assert, read back from one `compare` table
-COMPARE_X2 = {"bicubic": (33.66, 30.24), "srcnn_915": (36.34, 32.18), "vdsr": (37.53, 33.064),
-              "lapsrn": (LAPSRN_SRCNN_MEASURED[("Set5", 2)], LAPSRN_SRCNN_MEASURED[("Set14", 2)]),
-              "imdn": (37.957, 33.611)}
+COMPARE_X2 = {
+    "bicubic": (33.66, 30.24),
+    "srcnn_915": (36.34, 32.18),
+    "vdsr": (37.53, 33.064),
+    "lapsrn": (LAPSRN_SRCNN_MEASURED[("Set5", 2)], LAPSRN_SRCNN_MEASURED[("Set14", 2)]),
+    "imdn": (37.957, 33.611),
+}
 
 
 @needs_data
 def test_compare_with_official_weights_equals_the_reproductions(tmp_path):
     from visionfw.studies.compare import compare_models
 
-    result = compare_models("srcnn_915,vdsr,lapsrn,imdn", "Set5,Set14", 2, weights="official", out=tmp_path,
-                            protocol="srcnn", data_dir=str(SHARED_DATA), latency_runs=1, warmup=1)
+    result = compare_models(
+        "srcnn_915,vdsr,lapsrn,imdn",
+        "Set5,Set14",
+        2,
+        weights="official",
+        out=tmp_path,
+        protocol="srcnn",
+        data_dir=str(SHARED_DATA),
+        latency_runs=1,
+        warmup=1,
+    )
     rows = {r["model"]: r for r in result["rows"]}
     assert list(rows) == ["srcnn_915", "vdsr", "lapsrn", "imdn", "bicubic"]
     for name, (set5, set14) in COMPARE_X2.items():

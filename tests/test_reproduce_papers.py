@@ -6,6 +6,7 @@ re-implementation) gets 33.064/29.804, 0.034 dB above the paper's 33.03/29.77; t
 cells are checked against the re-implementation (see the report: rounding, grey handling
 of bridge.png, shave and set-level averaging do not explain the gap).
 """
+
 import json
 import os
 import re
@@ -19,25 +20,49 @@ import visionfw
 from visionfw.evaluate import evaluate_model
 from visionfw.weights.loader import file_sha256, load_weights
 
-SHARED = Path(os.environ.get("VISIONFW_SHARED_DATA",
-                             Path(__file__).resolve().parents[1].parent / "shared" / "data"))
+SHARED = Path(os.environ.get("VISIONFW_SHARED_DATA", Path(__file__).resolve().parents[1].parent / "shared" / "data"))
 WEIGHTS = SHARED / "weights"
 BENCH = SHARED / "benchmark"
 pytestmark = pytest.mark.skipif(
     not (WEIGHTS.is_dir() and (BENCH / "Set5").is_dir() and (BENCH / "Set14").is_dir()),
-    reason="official weights or benchmark images not available (../shared/data/weights, /benchmark)")
+    reason="official weights or benchmark images not available (../shared/data/weights, /benchmark)",
+)
 
 TOL = 0.02
-BICUBIC = {("Set5", 2): 33.66, ("Set5", 3): 30.39, ("Set5", 4): 28.42,
-           ("Set14", 2): 30.24, ("Set14", 3): 27.55, ("Set14", 4): 26.00}
+BICUBIC = {
+    ("Set5", 2): 33.66,
+    ("Set5", 3): 30.39,
+    ("Set5", 4): 28.42,
+    ("Set14", 2): 30.24,
+    ("Set14", 3): 27.55,
+    ("Set14", 4): 26.00,
+}
 PUBLISHED = {
-    "srcnn_915": {("Set5", 2): 36.34, ("Set5", 3): 32.39, ("Set5", 4): 30.09,
-                  ("Set14", 2): 32.18, ("Set14", 3): 29.00, ("Set14", 4): 27.20},
-    "srcnn_955": {("Set5", 2): 36.66, ("Set5", 3): 32.75, ("Set5", 4): 30.49,
-                  ("Set14", 2): 32.45, ("Set14", 3): 29.30, ("Set14", 4): 27.50},
+    "srcnn_915": {
+        ("Set5", 2): 36.34,
+        ("Set5", 3): 32.39,
+        ("Set5", 4): 30.09,
+        ("Set14", 2): 32.18,
+        ("Set14", 3): 29.00,
+        ("Set14", 4): 27.20,
+    },
+    "srcnn_955": {
+        ("Set5", 2): 36.66,
+        ("Set5", 3): 32.75,
+        ("Set5", 4): 30.49,
+        ("Set14", 2): 32.45,
+        ("Set14", 3): 29.30,
+        ("Set14", 4): 27.50,
+    },
     # VDSR Set14 x2/x3: the independent re-implementation's values (paper: 33.03 / 29.77)
-    "vdsr": {("Set5", 2): 37.53, ("Set5", 3): 33.66, ("Set5", 4): 31.35,
-             ("Set14", 2): 33.064, ("Set14", 3): 29.804, ("Set14", 4): 28.01},
+    "vdsr": {
+        ("Set5", 2): 37.53,
+        ("Set5", 3): 33.66,
+        ("Set5", 4): 31.35,
+        ("Set14", 2): 33.064,
+        ("Set14", 3): 29.804,
+        ("Set14", 4): 28.01,
+    },
 }
 SRCNN_FILES = {"srcnn_915": "915_91images", "srcnn_955": "955_imagenet"}
 
@@ -54,8 +79,9 @@ def _check(results, model, scale):
 def test_srcnn_reproduces_published_psnr(model_name, scale):
     model = visionfw.get_model(model_name, scale=scale)
     load_weights(model, WEIGHTS / "srcnn" / SRCNN_FILES[model_name] / f"x{scale}.mat")
-    results = evaluate_model(model, ["Set5", "Set14"], scale, protocol="srcnn", channels="y",
-                             upsampled_input=True, progress=False)
+    results = evaluate_model(
+        model, ["Set5", "Set14"], scale, protocol="srcnn", channels="y", upsampled_input=True, progress=False
+    )
     assert set(results) == {"Set5", "Set14"} and results["Set14"]["n_images"] == 14
     _check(results, model_name, scale)
 
@@ -82,11 +108,20 @@ def test_vdsr_set14(vdsr_model, scale):
 def test_cli_visionfw_test_srcnn_x3(tmp_path):
     weights = WEIGHTS / "srcnn" / "915_91images" / "x3.mat"
     out_json = tmp_path / "res.json"
-    cmd = [sys.executable, "-c", "import sys; from visionfw.cli import run; sys.exit(run())", "test",
-           "--model=srcnn_915", f"--weights={weights}", "--test_data=Set5", "--scale=3",
-           f"--results={out_json}", "--per_image", "--noprogress"]
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600,
-                          cwd=Path(__file__).resolve().parents[1])
+    cmd = [
+        sys.executable,
+        "-c",
+        "import sys; from visionfw.cli import run; sys.exit(run())",
+        "test",
+        "--model=srcnn_915",
+        f"--weights={weights}",
+        "--test_data=Set5",
+        "--scale=3",
+        f"--results={out_json}",
+        "--per_image",
+        "--noprogress",
+    ]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600, cwd=Path(__file__).resolve().parents[1])
     assert proc.returncode == 0, proc.stderr[-2000:]
     row = re.search(r"^\| Set5 \| x3 \| 5 \| ([\d.]+) \| ([\d.]+) \| ([\d.]+) \|", proc.stdout, re.M)
     assert row, proc.stdout
@@ -98,6 +133,10 @@ def test_cli_visionfw_test_srcnn_x3(tmp_path):
     assert abs(data["results"]["Set5"]["psnr"] - 32.39) <= TOL
     assert len(data["results"]["Set5"]["images"]) == 5
     # no weights: a clear error, exit status 1
-    proc = subprocess.run(cmd[:3] + ["test", "--model=srcnn_915", "--test_data=Set5", "--scale=3"],
-                          capture_output=True, text=True, timeout=600)
+    proc = subprocess.run(
+        cmd[:3] + ["test", "--model=srcnn_915", "--test_data=Set5", "--scale=3"],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert proc.returncode == 1 and "--weights=PATH or --pretrained is required" in proc.stderr

@@ -1,8 +1,8 @@
 """Pure helpers of experiments/sampler_convergence.py on hand-made curves (no training)."""
+
 import math
 
 import pytest
-
 from conftest import load_experiment
 
 
@@ -62,14 +62,26 @@ def test_step_time_ms_median_without_validation(sc):
 def _rows():
     rows = []
     curves = {  # (sampler, seed): Set5 values at steps 250, 500
-        ("uniform", 0): [30.0, 32.0], ("uniform", 1): [30.0, 34.0],   # final mean 33.0
-        ("psnr_hist", 0): [31.0, 34.0], ("psnr_hist", 1): [33.0, 36.0],  # mean 32 -> 35
-        ("pic", 0): [29.0, 31.0], ("pic", 1): [29.0, 31.0],
+        ("uniform", 0): [30.0, 32.0],
+        ("uniform", 1): [30.0, 34.0],  # final mean 33.0
+        ("psnr_hist", 0): [31.0, 34.0],
+        ("psnr_hist", 1): [33.0, 36.0],  # mean 32 -> 35
+        ("pic", 0): [29.0, 31.0],
+        ("pic", 1): [29.0, 31.0],
     }
     for (sampler, seed), values in curves.items():
         for step, v, t in zip((250, 500), values, (10.0, 20.0)):
-            rows.append({"sampler": sampler, "seed": seed, "step": step, "wall_s": t + 1, "train_s": t,
-                         "set5_psnr": v, "set14_psnr": v - 2.0})
+            rows.append(
+                {
+                    "sampler": sampler,
+                    "seed": seed,
+                    "step": step,
+                    "wall_s": t + 1,
+                    "train_s": t,
+                    "set5_psnr": v,
+                    "set14_psnr": v - 2.0,
+                }
+            )
     return rows
 
 

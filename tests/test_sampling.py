@@ -1,4 +1,5 @@
 """Tests of visionfw.data.sampling: the PSNR-gain histogram rule, PIC sampling, the patch pool."""
+
 import math
 import os
 import subprocess
@@ -10,9 +11,16 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from visionfw.data.sampling import (
+    PatchPool,
+    PicSampler,
+    PsnrHistSampler,
+    UniformSampler,
+    compute_pic,
+    make_sampler,
+    per_patch_psnr_gain,
+)
 from visionfw.errors import ConfigError, DataError
-from visionfw.data.sampling import (PatchPool, PicSampler, PsnrHistSampler, UniformSampler,
-                               compute_pic, make_sampler, per_patch_psnr_gain)
 
 
 def _set_p(sampler, p):
@@ -20,6 +28,7 @@ def _set_p(sampler, p):
 
 
 # ----------------------------------------------------------------------------- the rule
+
 
 def test_hand_worked_update_k4_n6_b3():
     s = PsnrHistSampler(6, bins=3, seed=0)
@@ -44,8 +53,7 @@ def test_inner_edge_belongs_to_upper_bin():
     # range [-0.6, 1.2], width 0.6: -0.6 -> bin1, 0.0 (an inner edge) -> bin2, 0.3 -> bin2,
     # 1.2 -> bin3.  f = (1, 2, 1); val = 0.6*(4, 3, 3, 1) -> (2.4, 1.8, 1.8, 0.6), Agg = 6.6.
     s.update(tf.constant([0, 1, 2, 3]), tf.constant([-0.6, 0.0, 0.3, 1.2]))
-    np.testing.assert_allclose(s.variable.numpy(), np.array([2.4, 1.8, 1.8, 0.6]) / 6.6,
-                               rtol=1e-6)
+    np.testing.assert_allclose(s.variable.numpy(), np.array([2.4, 1.8, 1.8, 0.6]) / 6.6, rtol=1e-6)
 
 
 def test_low_gain_gains_probability_and_mass_preserved():
@@ -86,8 +94,7 @@ def test_nan_gains_are_ignored():
     n = 6
     s = PsnrHistSampler(n, bins=2, seed=0)
     # Patch 0: only NaN -> keeps P.  Patch 2: NaN and 2.0 -> gain 2.0.
-    s.update(tf.constant([0, 1, 2, 2, 3]),
-             tf.constant([np.nan, 0.0, np.nan, 2.0, np.inf]))
+    s.update(tf.constant([0, 1, 2, 2, 3]), tf.constant([np.nan, 0.0, np.nan, 2.0, np.inf]))
     p = s.variable.numpy()
     assert p[0] == pytest.approx(1 / n) and p[3] == pytest.approx(1 / n)
     # Active {1: 0.0, 2: 2.0}: bins (1, 1), val = (2, 1), P_S = 2/N.
@@ -114,8 +121,7 @@ def test_floor_keeps_every_patch_above_it():
     # One step by hand: N=10, floor 0.5 -> 0.05 reserved per patch of S, the rest by val.
     s = PsnrHistSampler(10, bins=2, floor=0.5, seed=0)
     s.update(tf.constant([0, 1]), tf.constant([0.0, 10.0]))
-    np.testing.assert_allclose(s.variable.numpy()[:2], [0.05 + 0.1 * 2 / 3, 0.05 + 0.1 / 3],
-                               rtol=1e-6)
+    np.testing.assert_allclose(s.variable.numpy()[:2], [0.05 + 0.1 * 2 / 3, 0.05 + 0.1 / 3], rtol=1e-6)
 
 
 def test_init_scores_favour_low_psnr():
@@ -130,6 +136,7 @@ def test_init_scores_favour_low_psnr():
 
 
 # ----------------------------------------------------------------------------- draws
+
 
 def test_draw_frequencies_follow_p():
     # N = 7 -> a 3x3 grid in the two-level draw, with 2 padding cells that must never win.
@@ -150,8 +157,7 @@ def test_draw_frequencies_follow_p():
     _set_p(big, q)
     counts = np.bincount(big.draw(5000).numpy(), minlength=1000)
     assert set(np.flatnonzero(counts)) == {0, 31, 32, 500, 999}
-    np.testing.assert_allclose(counts[[0, 31, 32, 500, 999]] / 5000, q[[0, 31, 32, 500, 999]],
-                               atol=0.03)
+    np.testing.assert_allclose(counts[[0, 31, 32, 500, 999]] / 5000, q[[0, 31, 32, 500, 999]], atol=0.03)
 
 
 def test_draws_advance_and_depend_on_seed():
@@ -167,7 +173,7 @@ def test_gumbel_top_k_unique_and_weighted():
     s = PsnrHistSampler(n, replacement=False, seed=3)
     p = np.full(n, 1.0)
     p[:10] = 1000.0  # 10 heavy patches
-    p[-20:] = 0.0    # never drawn
+    p[-20:] = 0.0  # never drawn
     _set_p(s, p / p.sum())
     heavy = 0
     for _ in range(20):
@@ -194,8 +200,7 @@ def test_uniform_sampler():
 def test_make_sampler_and_config_round_trip():
     s = make_sampler("psnr_hist", 100, bins=7, floor=0.1, seed=5)
     cfg = s.get_config()
-    assert cfg == {"name": "psnr_hist", "num_patches": 100, "replacement": True, "seed": 5,
-                   "bins": 7, "floor": 0.1}
+    assert cfg == {"name": "psnr_hist", "num_patches": 100, "replacement": True, "seed": 5, "bins": 7, "floor": 0.1}
     assert make_sampler(**cfg).get_config() == cfg
     pic = make_sampler("pic", 20, pic_values=np.arange(20.0), intervals=4, seed=1)
     assert make_sampler(**pic.get_config(), pic_values=np.arange(20.0)).get_config() == pic.get_config()
@@ -217,6 +222,7 @@ def test_checkpoint_restores_probabilities(tmp_path):
 
 
 # ----------------------------------------------------------------------------- XLA
+
 
 def test_draw_update_compile_with_xla():
     n, k = 10**6, 16
@@ -249,6 +255,7 @@ def test_draw_update_compile_with_xla():
 
 
 # ----------------------------------------------------------------------------- PIC
+
 
 def _step_edge(size=5, left=2):
     patch = np.zeros((size, size), np.float32)
@@ -293,19 +300,20 @@ def test_pic_intervals_and_quotas():
 
 # ----------------------------------------------------------------------------- PSNR gain
 
+
 def test_per_patch_psnr_gain():
     hr = np.zeros((3, 4, 4, 3), np.float32)
-    sr = np.full_like(hr, 0.1)              # mse 0.01 -> 20 dB
-    bic = np.full_like(hr, 0.2)             # mse 0.04 -> 13.98 dB
-    sr[1] = 0.0                             # identical -> eps -> 100 dB
-    sr[2] = -0.5                            # clipped to 0 -> identical
+    sr = np.full_like(hr, 0.1)  # mse 0.01 -> 20 dB
+    bic = np.full_like(hr, 0.2)  # mse 0.04 -> 13.98 dB
+    sr[1] = 0.0  # identical -> eps -> 100 dB
+    sr[2] = -0.5  # clipped to 0 -> identical
     bic[2] = 0.1
     g = per_patch_psnr_gain(sr, hr, bic).numpy()
-    np.testing.assert_allclose(g, [20 * math.log10(2), 100 - 10 * math.log10(1 / 0.04), 80.0],
-                               rtol=1e-5)
+    np.testing.assert_allclose(g, [20 * math.log10(2), 100 - 10 * math.log10(1 / 0.04), 80.0], rtol=1e-5)
 
 
 # ----------------------------------------------------------------------------- pool
+
 
 def _avg_down(hr):
     return tf.nn.avg_pool2d(hr, 2, 2, "VALID")
@@ -313,18 +321,16 @@ def _avg_down(hr):
 
 def test_patch_pool_from_images_and_patches():
     rng = np.random.default_rng(0)
-    images = [rng.integers(0, 256, (20, 17, 3), dtype=np.uint8),
-              rng.integers(0, 256, (9, 30, 3), dtype=np.uint8)]
+    images = [rng.integers(0, 256, (20, 17, 3), dtype=np.uint8), rng.integers(0, 256, (9, 30, 3), dtype=np.uint8)]
     coords = PatchPool.random_coords([im.shape[:2] for im in images], 8, 50, seed=1)
     assert coords[:, 2].min() == 0 and coords[:, 2].max() == 1
     pool = PatchPool.from_images(images, coords, 8, downscale_fn=_avg_down)
     idx = np.array([0, 5, 49, 5])
     lr, hr = pool.gather(tf.constant(idx))
-    want = np.stack([images[c[2]][c[0]:c[0] + 8, c[1]:c[1] + 8] for c in coords[idx]])
+    want = np.stack([images[c[2]][c[0] : c[0] + 8, c[1] : c[1] + 8] for c in coords[idx]])
     np.testing.assert_allclose(hr.numpy(), want / 255.0, atol=1e-7)
     assert lr.shape == (4, 4, 4, 3)
-    np.testing.assert_allclose(lr.numpy()[0, 0, 0], want[0, :2, :2].mean(axis=(0, 1)) / 255,
-                               rtol=1e-5)
+    np.testing.assert_allclose(lr.numpy()[0, 0, 0], want[0, :2, :2].mean(axis=(0, 1)) / 255, rtol=1e-5)
     jit = tf.function(lambda i: pool.gather(i), jit_compile=True)
     np.testing.assert_allclose(jit(tf.constant(idx))[1].numpy(), hr.numpy())
     pre = PatchPool.from_patches(want)
@@ -373,6 +379,12 @@ _MIRRORED = textwrap.dedent("""
 
 def test_mirrored_strategy_two_logical_cpus():
     env = dict(os.environ, CUDA_VISIBLE_DEVICES="", TF_CPP_MIN_LOG_LEVEL="2")
-    res = subprocess.run([sys.executable, "-c", _MIRRORED], capture_output=True, text=True,
-                         timeout=180, env=env, cwd=str(Path(__file__).resolve().parents[1]))
+    res = subprocess.run(
+        [sys.executable, "-c", _MIRRORED],
+        capture_output=True,
+        text=True,
+        timeout=180,
+        env=env,
+        cwd=str(Path(__file__).resolve().parents[1]),
+    )
     assert res.returncode == 0 and "MIRRORED_OK" in res.stdout, res.stderr[-3000:]

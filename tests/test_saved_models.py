@@ -1,5 +1,6 @@
 """A model saved by visionfw loads anywhere after `import visionfw` alone: safe_mode, no custom_objects,
 and `import visionfw` itself imports neither Keras nor TensorFlow."""
+
 import subprocess
 import sys
 
@@ -9,15 +10,23 @@ import visionfw
 
 # one small model per zoo family (every custom layer of the zoo appears in at least one)
 FAMILY_MODELS = {
-    "srcnn": ("srcnn_915", {}), "fsrcnn": ("fsrcnn", {}), "espcn": ("espcn", {}), "vdsr": ("vdsr", {"depth": 3}),
+    "srcnn": ("srcnn_915", {}),
+    "fsrcnn": ("fsrcnn", {}),
+    "espcn": ("espcn", {}),
+    "vdsr": ("vdsr", {"depth": 3}),
     "srresnet": ("srresnet", {"n_blocks": 1, "filters": 8}),
     "edsr": ("edsr_baseline", {}),
     "rcan": ("rcan", {"n_groups": 1, "n_blocks": 1, "filters": 16}),
-    "imdn": ("imdn", {"n_blocks": 2}), "lapsrn": ("lapsrn", {"depth": 2}),
-    "bsr": ("bsr", {"n_groups": 1, "n_blocks": 1}), "drrn": ("drrn_b1u9", {}),
-    "hourglass": ("dip_hourglass_small", {}), "video_sr": ("video_sr", {"n_layers": 2}),
-    "esrgan": ("rrdbnet_small", {}), "esrgan_unet": ("unet_discriminator", {}),
-    "tad": ("aetad_very_small", {}), "colorization": ("colorization_small", {}),
+    "imdn": ("imdn", {"n_blocks": 2}),
+    "lapsrn": ("lapsrn", {"depth": 2}),
+    "bsr": ("bsr", {"n_groups": 1, "n_blocks": 1}),
+    "drrn": ("drrn_b1u9", {}),
+    "hourglass": ("dip_hourglass_small", {}),
+    "video_sr": ("video_sr", {"n_layers": 2}),
+    "esrgan": ("rrdbnet_small", {}),
+    "esrgan_unet": ("unet_discriminator", {}),
+    "tad": ("aetad_very_small", {}),
+    "colorization": ("colorization_small", {}),
 }
 
 LOADER = r"""

@@ -1,5 +1,6 @@
 """The package's shape: an import graph without circles, a zoo that imports only the model-writing
 layer, metadata beside each family, and a non-editable install that holds `visionfw` alone."""
+
 import ast
 import json
 import os
@@ -8,20 +9,36 @@ import subprocess
 import sys
 
 import pytest
-
-import visionfw
-from visionfw.zoo import registry
-from visionfw.weights.loader import file_sha256
-
 from conftest import REPO, SHARED_DATA
 
+import visionfw
+from visionfw.weights.loader import file_sha256
+from visionfw.zoo import registry
+
 # What a model file may import: the builder, the graph writer, blocks, layers, the registry, errors.
-MODEL_WRITING = {"visionfw", "visionfw.zoo.builder", "visionfw.zoo.graph", "visionfw.zoo.blocks", "visionfw.zoo.layers",
-                 "visionfw.zoo.registry", "visionfw.errors"}
+MODEL_WRITING = {
+    "visionfw",
+    "visionfw.zoo.builder",
+    "visionfw.zoo.graph",
+    "visionfw.zoo.blocks",
+    "visionfw.zoo.layers",
+    "visionfw.zoo.registry",
+    "visionfw.errors",
+}
 # The model-writing layer never reaches up into these.
-UPPER = ("visionfw.train", "visionfw.evaluate", "visionfw.studies.compare", "visionfw.tasks.tad", "visionfw.tasks.colorization",
-         "visionfw.cli", "visionfw.data.sampling", "visionfw.studies.rank_datasets", "visionfw.studies.runs", "visionfw.studies.profiling",
-         "visionfw.studies.reports")
+UPPER = (
+    "visionfw.train",
+    "visionfw.evaluate",
+    "visionfw.studies.compare",
+    "visionfw.tasks.tad",
+    "visionfw.tasks.colorization",
+    "visionfw.cli",
+    "visionfw.data.sampling",
+    "visionfw.studies.rank_datasets",
+    "visionfw.studies.runs",
+    "visionfw.studies.profiling",
+    "visionfw.studies.reports",
+)
 
 
 def _module_name(path):
@@ -71,7 +88,7 @@ def test_import_graph_has_no_circle():
         trail.append(m)
         for t in sorted(graph.get(m, ())):
             if state.get(t) == 1:
-                pytest.fail("import circle: " + " -> ".join(trail[trail.index(t):] + [t]))
+                pytest.fail("import circle: " + " -> ".join(trail[trail.index(t) :] + [t]))
             if t not in state:
                 visit(t)
         trail.pop()
@@ -87,20 +104,32 @@ def test_zoo_and_layers_do_not_reach_up():
     for name in modules:
         if name.startswith("visionfw.model_defs"):
             assert edges[name] <= MODEL_WRITING, (name, edges[name] - MODEL_WRITING)
-    for name in ("visionfw.zoo.builder", "visionfw.zoo.graph", "visionfw.zoo.layers", "visionfw.zoo.blocks", "visionfw.zoo.registry"):
+    for name in (
+        "visionfw.zoo.builder",
+        "visionfw.zoo.graph",
+        "visionfw.zoo.layers",
+        "visionfw.zoo.blocks",
+        "visionfw.zoo.registry",
+    ):
         up = [m for m in edges[name] if m.startswith(UPPER)]
         assert not up, (name, up)
 
 
 def test_models_command_loads_no_training_stack():
     # absl's app.run exits the process, so the module list is printed at exit
-    code = ("import atexit, json, sys; atexit.register(lambda: print(json.dumps(sorted(m for m in sys.modules "
-            "if m.startswith('visionfw.'))))); from visionfw.cli import run; sys.argv = ['visionfw', 'models']; run()")
+    code = (
+        "import atexit, json, sys; atexit.register(lambda: print(json.dumps(sorted(m for m in sys.modules "
+        "if m.startswith('visionfw.'))))); from visionfw.cli import run; sys.argv = ['visionfw', 'models']; run()"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, cwd=REPO)
     assert out.returncode == 0, out.stderr[-2000:]
     loaded = json.loads(out.stdout.strip().splitlines()[-1])
     assert "visionfw.model_defs.edsr" in loaded
-    heavy = tuple(m for m in UPPER if m != "visionfw.cli") + ("visionfw.data", "visionfw.metrics.psnr_ssim", "visionfw.weights.loader")
+    heavy = tuple(m for m in UPPER if m != "visionfw.cli") + (
+        "visionfw.data",
+        "visionfw.metrics.psnr_ssim",
+        "visionfw.weights.loader",
+    )
     assert not [m for m in loaded if m.startswith(heavy)], loaded
 
 
@@ -121,10 +150,10 @@ def test_metadata_beside_every_family():
 
 
 def test_colorization_bins_constant_matches_the_gamut_test():
-    from visionfw.tasks.colorization import ab_bins
     from visionfw.model_defs.colorization import N_AB_BINS
+    from visionfw.tasks.colorization import ab_bins
 
-    assert N_AB_BINS == len(ab_bins())
+    assert len(ab_bins()) == N_AB_BINS
 
 
 @pytest.mark.skipif(not (SHARED_DATA / "weights").is_dir(), reason=f"no official weights under {SHARED_DATA}")
@@ -148,12 +177,28 @@ def test_official_weights_hashes_match_the_files():
 def test_non_editable_install_holds_visionfw_alone(tmp_path):
     # build from a copy, so the checkout gets no build/ or egg-info folders
     source = tmp_path / "source"
-    shutil.copytree(REPO, source, ignore=shutil.ignore_patterns(".git", ".venv*", "build", "*.egg-info", "runs",
-                                                                "__pycache__"))
+    shutil.copytree(
+        REPO, source, ignore=shutil.ignore_patterns(".git", ".venv*", "build", "*.egg-info", "runs", "__pycache__")
+    )
     target = tmp_path / "site"
-    out = subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--no-build-isolation",
-                          "--target", str(target), str(source)], capture_output=True, text=True, timeout=600,
-                         cwd=tmp_path)
+    out = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "install",
+            "-q",
+            "--no-deps",
+            "--no-build-isolation",
+            "--target",
+            str(target),
+            str(source),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        cwd=tmp_path,
+    )
     assert out.returncode == 0, out.stderr[-3000:]
     top = sorted(p.name for p in target.iterdir() if not p.name.endswith(".dist-info") and p.name != "bin")
     assert top == ["visionfw"], top
@@ -161,9 +206,12 @@ def test_non_editable_install_holds_visionfw_alone(tmp_path):
     assert (target / "visionfw" / "data" / "niqe_pristine_t91_bsd200.npz").is_file()  # package data ships
     # run `visionfw models` from that copy, outside the checkout
     env = dict(os.environ, PYTHONPATH=str(target))
-    code = ("import sys, visionfw; from visionfw.cli import run; assert visionfw.__file__.startswith(%r), "
-            "visionfw.__file__; sys.argv = ['visionfw', 'models']; sys.exit(run())" % str(target))
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, cwd=tmp_path,
-                         env=env)
+    code = (
+        f"import sys, visionfw; from visionfw.cli import run; assert visionfw.__file__.startswith({str(target)!r}), "
+        "visionfw.__file__; sys.argv = ['visionfw', 'models']; sys.exit(run())"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=300, cwd=tmp_path, env=env
+    )
     assert out.returncode == 0, out.stderr[-3000:]
     assert "edsr_baseline" in out.stdout and "aetad_skip2" in out.stdout

@@ -1,4 +1,5 @@
 """Task-aware downscaling: architecture sizes, recursion, guidance, epsilon-ball loss, STE quantisation, CLI."""
+
 import csv
 
 import keras
@@ -7,9 +8,9 @@ import pytest
 import tensorflow as tf
 
 import visionfw
+from visionfw.data.imresize import imresize
 from visionfw.model_defs.tad import decoder_spec, encoder_spec
 from visionfw.tasks import tad
-from visionfw.data.imresize import imresize
 
 
 def _trainable(model):
@@ -18,11 +19,18 @@ def _trainable(model):
 
 # Reference counts from the issue (trainable parameters; the Quantize switch adds one
 # non-trainable variable to count_params()).
-@pytest.mark.parametrize("name, count", [
-    ("aetad", 671_350), ("aetad_skip2", 671_350), ("aetad_very_small", 375_926),
-    ("aetad_very_large", 1_299_126), ("aetad_small", 523_638), ("aetad_large", 819_062),
-    ("aetad_color_large", 716_836),
-])
+@pytest.mark.parametrize(
+    "name, count",
+    [
+        ("aetad", 671_350),
+        ("aetad_skip2", 671_350),
+        ("aetad_very_small", 375_926),
+        ("aetad_very_large", 1_299_126),
+        ("aetad_small", 523_638),
+        ("aetad_large", 819_062),
+        ("aetad_color_large", 716_836),
+    ],
+)
 def test_reference_parameter_counts(name, count):
     model = visionfw.get_model(name)
     assert _trainable(model) == count
@@ -56,7 +64,7 @@ def test_slr_is_bicubic_plus_encoder_residual():
     """With the encoder's last conv zeroed, SLR is exactly MATLAB bicubic of HR (the guide)."""
     model = visionfw.get_model("aetad_very_small")
     enc = model.get_layer("encoder")
-    last = [l for l in enc.layers if isinstance(l, keras.layers.Conv2D)][-1]
+    last = [layer for layer in enc.layers if isinstance(layer, keras.layers.Conv2D)][-1]
     assert last.filters == 3
     last.set_weights([np.zeros_like(w) for w in last.get_weights()])
     x = np.random.default_rng(1).random((2, 24, 20, 3), dtype=np.float32)
@@ -67,7 +75,7 @@ def test_slr_is_bicubic_plus_encoder_residual():
 def test_color_latent_is_luma_guided():
     model = visionfw.get_model("aetad_color")
     enc = model.get_layer("encoder")
-    last = [l for l in enc.layers if isinstance(l, keras.layers.Conv2D)][-1]
+    last = [layer for layer in enc.layers if isinstance(layer, keras.layers.Conv2D)][-1]
     last.set_weights([np.zeros_like(w) for w in last.get_weights()])
     x = np.array([[[[1.0, 0.0, 0.0], [0.0, 1.0, 0.0]], [[0.0, 0.0, 1.0], [1.0, 1.0, 1.0]]]], np.float32)
     shr, grey = model(x)
@@ -173,8 +181,9 @@ def test_cli_downscale_then_upscale(tmp_path):
     # the written LR is the model's own SLR rounded to 8 bits
     _, slr = model(img[None].astype(np.float32) / 255)
     assert np.abs(lr.astype(int) - np.round(np.clip(np.asarray(slr)[0], 0, 1) * 255)).max() <= 1
-    hr_files = run("upscale", "aetad_very_small", str(tmp_path / "w.weights.h5"), str(tmp_path / "lr"),
-                   str(tmp_path / "hr"))
+    hr_files = run(
+        "upscale", "aetad_very_small", str(tmp_path / "w.weights.h5"), str(tmp_path / "lr"), str(tmp_path / "hr")
+    )
     assert read_image_uint8(hr_files[0]).shape == (18, 22, 3)
 
 
@@ -190,8 +199,16 @@ def test_tad_task_plugs_into_the_shared_trainer(tmp_path):
 
     for i in range(2):
         write_image(tmp_path / f"{i}.png", (np.random.default_rng(i).random((20, 20, 3)) * 255).astype(np.uint8))
-    config = TrainConfig(model="aetad_very_small", task="tad", scale=2, lr_patch=8, batch_size=2,
-                         seed=0, train_data=str(tmp_path), task_options={"epsilon": 10.0, "quantize_from": 1})
+    config = TrainConfig(
+        model="aetad_very_small",
+        task="tad",
+        scale=2,
+        lr_patch=8,
+        batch_size=2,
+        seed=0,
+        train_data=str(tmp_path),
+        task_options={"epsilon": 10.0, "quantize_from": 1},
+    )
     task = get_task("tad")(config)
     assert isinstance(task, tad.TADTask) and task.objective.epsilon == 10.0
     model = task.build_model()
@@ -218,16 +235,38 @@ def test_tad_trains_end_to_end_in_the_shared_loop(tmp_path):
     data = tmp_path / "data"
     for i in range(3):
         write_image(data / f"{i}.png", (np.random.default_rng(i).random((24, 24, 3)) * 255).astype(np.uint8))
-    result = train(TrainConfig(model="aetad_very_small", task="tad", scale=2, steps=4, batch_size=2, lr_patch=8,
-                               train_data=str(data), val_data=[], workdir=str(tmp_path / "run"), log_every=2,
-                               ckpt_every=2, progress=False, tensorboard=False,
-                               task_options={"epsilon": 10.0, "quantize_from": 2}))
+    result = train(
+        TrainConfig(
+            model="aetad_very_small",
+            task="tad",
+            scale=2,
+            steps=4,
+            batch_size=2,
+            lr_patch=8,
+            train_data=str(data),
+            val_data=[],
+            workdir=str(tmp_path / "run"),
+            log_every=2,
+            ckpt_every=2,
+            progress=False,
+            tensorboard=False,
+            task_options={"epsilon": 10.0, "quantize_from": 2},
+        )
+    )
     assert result["steps"] == 4 and np.isfinite(result["final_loss"])
     # the loss terms are logged next to the loss (TADTask.metric_names), finite at every log step
     with open(tmp_path / "run" / "train_log.csv") as f:
         rows = list(csv.DictReader(f))
-    assert list(rows[0])[:8] == ["step", "loss", "lr", "time", "steps_per_sec", "train_l1_hr", "train_l_latent",
-                                 "train_psnr_hr"]
+    assert list(rows[0])[:8] == [
+        "step",
+        "loss",
+        "lr",
+        "time",
+        "steps_per_sec",
+        "train_l1_hr",
+        "train_l_latent",
+        "train_psnr_hr",
+    ]
     assert [int(r["step"]) for r in rows] == [2, 4]
     for r in rows:
         terms = {k: float(r[f"train_{k}"]) for k in ("l1_hr", "l_latent", "psnr_hr")}
@@ -258,8 +297,9 @@ def _train_tad(gradient, steps=300, every=25):
     keras.utils.set_random_seed(0)
     model = visionfw.get_model("aetad_very_small")
     encoder, _ = tad.split_model(model)
-    objective = tad.TADObjective(scale=2, alpha=10.0, beta=1.0, epsilon=10.0, quantize_from=50,
-                                 quantize_gradient=gradient)
+    objective = tad.TADObjective(
+        scale=2, alpha=10.0, beta=1.0, epsilon=10.0, quantize_from=50, quantize_gradient=gradient
+    )
     optimizer = keras.optimizers.Adam(1e-3)
 
     @tf.function
@@ -273,7 +313,7 @@ def _train_tad(gradient, steps=300, every=25):
     for s in range(steps):
         objective.on_step(model, s)
         i, y, x = rng.integers(0, 16, 8), rng.integers(0, 49, 8), rng.integers(0, 49, 8)
-        step(tf.constant(np.stack([train[a, b:b + 16, c:c + 16] for a, b, c in zip(i, y, x)])))
+        step(tf.constant(np.stack([train[a, b : b + 16, c : c + 16] for a, b, c in zip(i, y, x)])))
         if (s + 1) % every == 0:
             losses.append(float(objective.compute_loss(model, held_out, False)[0]))
             extremes.append(float(np.abs(np.asarray(encoder(held_out)) - 0.5).max() + 0.5))
@@ -294,7 +334,7 @@ def test_identity_quantize_gradient_diverges_and_the_clipped_one_does_not():
     assert losses[-1] <= 1.05 * min(losses), losses
     # monotone enough: bumps of a noisy held-out loss (lr 1e-3, batch 8) stay under 15 %, the identity run's
     # climb is over 40 %
-    assert all(v <= 1.15 * min(losses[:i + 1]) for i, v in enumerate(losses)), losses
+    assert all(v <= 1.15 * min(losses[: i + 1]) for i, v in enumerate(losses)), losses
 
 
 def test_loss_explosion_check_compares_with_the_lowest_logged_loss():
@@ -305,16 +345,15 @@ def test_loss_explosion_check_compares_with_the_lowest_logged_loss():
     assert [task.check_loss(s, v) for s, v in enumerate([1.0, 0.5, 1.49])] == [None, None, None]
     message = task.check_loss(3, 1.6)  # > 3 x 0.5
     assert "the TAD loss exploded (1.6, more than 3 times its lowest logged value 0.5)" in message
-    off = tad.TADTask(TrainConfig(model="aetad_very_small", task="tad", scale=2,
-                                  task_options={"max_loss_growth": 0}))
+    off = tad.TADTask(TrainConfig(model="aetad_very_small", task="tad", scale=2, task_options={"max_loss_growth": 0}))
     assert off.check_loss(0, 0.1) is None and off.check_loss(1, 1e6) is None
 
 
 def test_a_run_whose_loss_explodes_stops_and_keeps_the_last_checkpoint(tmp_path):
     from visionfw.data.image_io import write_image
     from visionfw.errors import TrainingError
-    from visionfw.train import train
     from visionfw.tasks.base import register_task
+    from visionfw.train import train
     from visionfw.train.trainer import TrainConfig
 
     class ExplodesAtStep4(tad.TADTask):
@@ -327,11 +366,27 @@ def test_a_run_whose_loss_explodes_stops_and_keeps_the_last_checkpoint(tmp_path)
         write_image(tmp_path / "data" / f"{i}.png", image)
     workdir = tmp_path / "run"
     with pytest.raises(TrainingError) as info:
-        train(TrainConfig(model="aetad_very_small", task="tad_explodes_at_4", scale=2, steps=8, batch_size=2,
-                          lr_patch=8, train_data=str(tmp_path / "data"), val_data=[], workdir=str(workdir),
-                          log_every=2, ckpt_every=2, progress=False, tensorboard=False))
+        train(
+            TrainConfig(
+                model="aetad_very_small",
+                task="tad_explodes_at_4",
+                scale=2,
+                steps=8,
+                batch_size=2,
+                lr_patch=8,
+                train_data=str(tmp_path / "data"),
+                val_data=[],
+                workdir=str(workdir),
+                log_every=2,
+                ckpt_every=2,
+                progress=False,
+                tensorboard=False,
+            )
+        )
     kept = workdir / "checkpoints" / "ckpt-00000002.npz"
-    assert str(info.value) == (f"training stopped at step 4: exploded on purpose. The last good checkpoint {kept} "
-                               "is kept (resume=auto restarts from it).")
+    assert str(info.value) == (
+        f"training stopped at step 4: exploded on purpose. The last good checkpoint {kept} "
+        "is kept (resume=auto restarts from it)."
+    )
     assert sorted(p.name for p in (workdir / "checkpoints").glob("ckpt-*.npz")) == [kept.name]
     assert not (workdir / "model.keras").exists()

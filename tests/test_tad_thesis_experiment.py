@@ -1,10 +1,10 @@
 """Helpers of experiments/tad_thesis.py: training-set choice, step plan, the table beside the thesis' (no training)."""
+
 import json
 from pathlib import Path
 
 import numpy as np
 import pytest
-
 from conftest import load_experiment
 
 
@@ -32,16 +32,23 @@ def test_training_set_links_t91_and_bsd200_without_div2k(tt, tmp_path):
     assert tt.training_set(tmp_path / "results", data_dir=str(tmp_path / "data"))[0] == folder
     _images(tmp_path / "data" / "train" / "DIV2K", ["0001.png"])
     assert tt.training_set(tmp_path / "results", data_dir=str(tmp_path / "data")) == (
-        str(tmp_path / "data" / "train" / "DIV2K"), "DIV2K")
+        str(tmp_path / "data" / "train" / "DIV2K"),
+        "DIV2K",
+    )
 
 
 def test_table_puts_ours_beside_the_thesis(tt, tmp_path):
-    ours = {"aetad_very_small": {"Set5": {"psnr": 29.5, "bicubic_psnr": 28.429},
-                                 "Set14": {"psnr": 26.25, "bicubic_psnr": 25.994}}}
+    ours = {
+        "aetad_very_small": {
+            "Set5": {"psnr": 29.5, "bicubic_psnr": 28.429},
+            "Set14": {"psnr": 26.25, "bicubic_psnr": 25.994},
+        }
+    }
     text = tt.table(ours, {"aetad_very_small": "1000 of 1000 planned steps"})
     lines = text.splitlines()
-    assert lines[0] == ("| dataset | Kim et al. | aetad_skip2 | aetad_very_small | ours: aetad_very_small "
-                        "| bicubic (ours) |")
+    assert lines[0] == (
+        "| dataset | Kim et al. | aetad_skip2 | aetad_very_small | ours: aetad_very_small | bicubic (ours) |"
+    )
     assert lines[2] == "| Set5 | 31.810 | 31.814 | 31.102 | 29.500 | 28.429 |"
     assert lines[3] == "| Set14 | 28.630 | 28.665 | 28.334 | 26.250 | 25.994 |"
     assert lines[5] == "| Urban100 | 26.630 | 24.156 | 23.084 | absent | absent |"

@@ -1,5 +1,6 @@
 """LPIPS (against a torch re-implementation of the same formula) and NIQE (estimators, ranking,
 pristine models)."""
+
 from __future__ import annotations
 
 import math
@@ -10,9 +11,9 @@ import pytest
 from scipy.ndimage import gaussian_filter
 from scipy.special import gamma as G
 
+from visionfw.errors import DataError, WeightsError
 from visionfw.metrics import lpips as vlpips
 from visionfw.metrics import niqe as vniqe
-from visionfw.errors import DataError, WeightsError
 
 SET5 = Path("/work/shared/data/benchmark/Set5")
 BSD200 = Path("/work/shared/data/train/BSD200")
@@ -75,7 +76,7 @@ def _torch_lpips_files(tmp_path, net, seed=0):
             for index, layer in enumerate(backbone.features):
                 x = layer(x)
                 if index in spec.taps:
-                    outs.append(x / (torch.sqrt(torch.sum(x ** 2, dim=1, keepdim=True)) + 1e-10))
+                    outs.append(x / (torch.sqrt(torch.sum(x**2, dim=1, keepdim=True)) + 1e-10))
             feats.append(outs)
         total = 0
         for k, (f0, f1) in enumerate(zip(*feats)):
@@ -86,7 +87,7 @@ def _torch_lpips_files(tmp_path, net, seed=0):
 
 
 def _pair(size=64):
-    img = _set5("baby")[100:100 + size, 150:150 + size].astype(np.float32) / 255.0
+    img = _set5("baby")[100 : 100 + size, 150 : 150 + size].astype(np.float32) / 255.0
     rng = np.random.default_rng(1)
     a = np.stack([img, np.ascontiguousarray(img[::-1])])
     b = np.clip(a + rng.normal(0, 0.08, a.shape), 0, 1).astype(np.float32)
@@ -129,8 +130,14 @@ def test_lpips_missing_weights_message(tmp_path, monkeypatch):
     with pytest.raises(WeightsError) as err:
         vlpips.LPIPS("alex")
     msg = str(err.value)
-    for part in ("alexnet-owt-7be5be79.pth", str(tmp_path / "env"), str(tmp_path / "home"),
-                 "backbone_weights=", "download=True", "https://download.pytorch.org/models/"):
+    for part in (
+        "alexnet-owt-7be5be79.pth",
+        str(tmp_path / "env"),
+        str(tmp_path / "home"),
+        "backbone_weights=",
+        "download=True",
+        "https://download.pytorch.org/models/",
+    ):
         assert part in msg
     with pytest.raises(WeightsError, match="does not exist"):
         vlpips.LPIPS("vgg", backbone_weights=tmp_path / "nope.pth")
@@ -174,7 +181,7 @@ def test_ggd_fit_recovers_shape_and_variance(shape):
     rng = np.random.default_rng(0)
     x = _ggd_sample(rng, shape, 400_000, scale=0.7)
     est_shape, est_var = vniqe.ggd_fit(x)
-    true_var = 0.7 ** 2 * G(3 / shape) / G(1 / shape)
+    true_var = 0.7**2 * G(3 / shape) / G(1 / shape)
     assert abs(est_shape - shape) < 0.02 * shape  # measured: 1.996, 0.992, 0.601
     assert est_var == pytest.approx(true_var, rel=0.01)
 
@@ -194,8 +201,8 @@ def test_aggd_fit_recovers_left_right_variances():
     x = np.where(left, -np.abs(rng.normal(0, s_left, n)), np.abs(rng.normal(0, s_right, n)))
     shape, mean, lvar, rvar = vniqe.aggd_fit(x)
     assert shape == pytest.approx(2.0, abs=0.05)
-    assert lvar == pytest.approx(s_left ** 2, rel=0.01)
-    assert rvar == pytest.approx(s_right ** 2, rel=0.01)
+    assert lvar == pytest.approx(s_left**2, rel=0.01)
+    assert rvar == pytest.approx(s_right**2, rel=0.01)
     assert mean == pytest.approx(x.mean(), abs=0.01)
     # symmetric Laplacian: shape 1, mean 0, equal sides
     shape, mean, lvar, rvar = vniqe.aggd_fit(rng.laplace(0, 1.0, n))

@@ -1,5 +1,6 @@
 """Tests of visionfw.weights.torch_checkpoint (PyTorch checkpoints without torch, without running pickles)
 and of the structural PyTorch -> Keras mapping in visionfw.weights.loader."""
+
 import hashlib
 import importlib.util
 import os
@@ -16,20 +17,31 @@ import numpy as np
 import pytest
 
 from visionfw.errors import WeightsError
-from visionfw.zoo.layers import PixelShuffle
+from visionfw.weights.loader import (
+    DEFAULT_SKIP,
+    describe_mapping,
+    load_state_dict,
+    load_weights,
+    plan_state_dict,
+    read_state_dict,
+)
 from visionfw.weights.torch_checkpoint import load_torch_checkpoint, read_torch_checkpoint
-from visionfw.weights.loader import (DEFAULT_SKIP, describe_mapping, load_state_dict, load_weights, plan_state_dict,
-                              read_state_dict)
+from visionfw.zoo.layers import PixelShuffle
 
 # parameters and a digest of (key, bytes) in order, per official IMDN file (README: 92 tensors each)
-IMDN = {2: (694_404, "6bd39c79fd9d3a842b5967ffcc30459da5269d7f590b9d39230c03fd6947611c"),
-        3: (703_059, "448252804e9f1020a5d53b118026b49b985d07d830015e96ae493115bdd88713"),
-        4: (715_176, "617177e4d28d8c3c685a49992b02f4ef2c5ce541f35b45c45713a6c1fd0af950")}
+IMDN = {
+    2: (694_404, "6bd39c79fd9d3a842b5967ffcc30459da5269d7f590b9d39230c03fd6947611c"),
+    3: (703_059, "448252804e9f1020a5d53b118026b49b985d07d830015e96ae493115bdd88713"),
+    4: (715_176, "617177e4d28d8c3c685a49992b02f4ef2c5ce541f35b45c45713a6c1fd0af950"),
+}
 
 
 def _torch_or_skip():
-    return pytest.importorskip("torch", reason="torch is not installed: the comparison with torch.load "
-                                               "needs it (the torch-free reader is tested without it)")
+    return pytest.importorskip(
+        "torch",
+        reason="torch is not installed: the comparison with torch.load "
+        "needs it (the torch-free reader is tested without it)",
+    )
 
 
 def _torch_array(tensor):
@@ -64,7 +76,8 @@ def _digest(state):
 # Built opcode by opcode so the reader is tested without torch, and so malformed files can be made.
 
 _HOSTILE = importlib.util.spec_from_file_location(
-    "hostile_files", Path(__file__).resolve().parents[1] / "benchmarks" / "hostile_files.py")
+    "hostile_files", Path(__file__).resolve().parents[1] / "benchmarks" / "hostile_files.py"
+)
 hostile_files = importlib.util.module_from_spec(_HOSTILE)
 _HOSTILE.loader.exec_module(hostile_files)
 _str, _int, _ints = hostile_files.pickle_str, hostile_files.pickle_int, hostile_files.pickle_ints
@@ -73,10 +86,17 @@ _str, _int, _ints = hostile_files.pickle_str, hostile_files.pickle_int, hostile_
 def _tensor_ops(key, size, stride, offset=0, storage="FloatStorage", numel=None):
     """Opcodes of torch._utils._rebuild_tensor_v2(storage, offset, size, stride, False, OrderedDict())."""
     numel = numel if numel is not None else int(np.prod(size))
-    pid = b"(" + _str("storage") + b"ctorch\n" + storage.encode() + b"\n" + _str(key) + _str("cpu") \
-        + _int(numel) + b"tQ"
-    return (b"ctorch._utils\n_rebuild_tensor_v2\n(" + pid + _int(offset) + _ints(size) + _ints(stride)
-            + b"\x89ccollections\nOrderedDict\n)RtR")
+    pid = (
+        b"(" + _str("storage") + b"ctorch\n" + storage.encode() + b"\n" + _str(key) + _str("cpu") + _int(numel) + b"tQ"
+    )
+    return (
+        b"ctorch._utils\n_rebuild_tensor_v2\n("
+        + pid
+        + _int(offset)
+        + _ints(size)
+        + _ints(stride)
+        + b"\x89ccollections\nOrderedDict\n)RtR"
+    )
 
 
 def _state_pickle(entries):
@@ -96,9 +116,14 @@ def _write_zip(path, data_pkl, storages, byteorder="little", archive="ckpt"):
 
 def _legacy_header():
     """Magic number, protocol version and system info, as torch's legacy torch.save writes them."""
-    return (pickle.dumps(0x1950A86A20F9469CFC6C, protocol=2) + pickle.dumps(1001, protocol=2)
-            + pickle.dumps({"protocol_version": 1001, "little_endian": True,
-                            "type_sizes": {"short": 2, "int": 4, "long": 4}}, protocol=2))
+    return (
+        pickle.dumps(0x1950A86A20F9469CFC6C, protocol=2)
+        + pickle.dumps(1001, protocol=2)
+        + pickle.dumps(
+            {"protocol_version": 1001, "little_endian": True, "type_sizes": {"short": 2, "int": 4, "long": 4}},
+            protocol=2,
+        )
+    )
 
 
 class _RunsShell:
@@ -113,6 +138,7 @@ class _RunsShell:
 
 # ----------------------------------------------------------------------------- official IMDN files
 
+
 @pytest.mark.parametrize("scale", [2, 3, 4])
 def test_imdn_bit_identical_to_torch_load(shared_data, scale):
     torch = _torch_or_skip()
@@ -123,8 +149,8 @@ def test_imdn_bit_identical_to_torch_load(shared_data, scale):
     for key, tensor in want.items():
         _assert_bit_identical(raw[key], tensor, key)
     state = load_torch_checkpoint(path)
-    assert list(state) == [k[len("module."):] for k in want]
-    assert all(state[k[len("module."):]] is not None for k in want)
+    assert list(state) == [k[len("module.") :] for k in want]
+    assert all(state[k[len("module.") :]] is not None for k in want)
 
 
 @pytest.mark.parametrize("scale", [2, 3, 4])
@@ -144,26 +170,29 @@ def test_imdn_read_without_torch(shared_data, monkeypatch, scale):
 
 # ----------------------------------------------------------------------------- files written by torch
 
+
 def _varied_state(torch):
     g = torch.Generator().manual_seed(0)
     base = torch.randn(4, 6, generator=g)
-    return OrderedDict([
-        ("conv.weight", torch.randn(8, 3, 3, 3, generator=g)),
-        ("half", torch.randn(5, 7, generator=g).half()),
-        ("half_t", torch.randn(3, 5, generator=g).half().t()),
-        ("bf16", torch.randn(3, 4, generator=g).bfloat16()),
-        ("transposed", base.t()),           # non-contiguous view, saved as is
-        ("slice", base[1:3, 2:5]),          # shares base's storage, with an offset
-        ("base", base),
-        ("every_other", base[:, ::2]),
-        ("bn.num_batches_tracked", torch.tensor(7)),
-        ("mask", torch.tensor([True, False, True])),
-        ("int32", torch.arange(5, dtype=torch.int32)),
-        ("f64", torch.randn(2, dtype=torch.float64, generator=g)),
-        ("empty", torch.zeros(0, 3)),
-        ("special", torch.tensor([float("nan"), float("inf"), -0.0, 1e-45])),
-        ("param", torch.nn.Parameter(torch.randn(3, generator=g))),
-    ])
+    return OrderedDict(
+        [
+            ("conv.weight", torch.randn(8, 3, 3, 3, generator=g)),
+            ("half", torch.randn(5, 7, generator=g).half()),
+            ("half_t", torch.randn(3, 5, generator=g).half().t()),
+            ("bf16", torch.randn(3, 4, generator=g).bfloat16()),
+            ("transposed", base.t()),  # non-contiguous view, saved as is
+            ("slice", base[1:3, 2:5]),  # shares base's storage, with an offset
+            ("base", base),
+            ("every_other", base[:, ::2]),
+            ("bn.num_batches_tracked", torch.tensor(7)),
+            ("mask", torch.tensor([True, False, True])),
+            ("int32", torch.arange(5, dtype=torch.int32)),
+            ("f64", torch.randn(2, dtype=torch.float64, generator=g)),
+            ("empty", torch.zeros(0, 3)),
+            ("special", torch.tensor([float("nan"), float("inf"), -0.0, 1e-45])),
+            ("param", torch.nn.Parameter(torch.randn(3, generator=g))),
+        ]
+    )
 
 
 @pytest.mark.parametrize("legacy", [False, True], ids=["zip", "legacy"])
@@ -190,13 +219,18 @@ def test_torch_saved_dtypes_and_views_bit_identical(tmp_path, legacy):
 def test_wrappers_dataparallel_and_non_tensor_entries(tmp_path):
     torch = _torch_or_skip()
     g = torch.Generator().manual_seed(1)
-    sd = OrderedDict([("conv.weight", torch.randn(4, 3, 3, 3, generator=g)),
-                      ("conv.bias", torch.randn(4, generator=g))])
+    sd = OrderedDict(
+        [("conv.weight", torch.randn(4, 3, 3, 3, generator=g)), ("conv.bias", torch.randn(4, generator=g))]
+    )
     ema = OrderedDict((k, v + 1) for k, v in sd.items())
     cases = {
         "params.pth": {"params": sd},
-        "lightning.ckpt": {"epoch": 12, "arch": "edsr", "best_psnr": 31.5,
-                           "state_dict": OrderedDict(("module." + k, v) for k, v in sd.items())},
+        "lightning.ckpt": {
+            "epoch": 12,
+            "arch": "edsr",
+            "best_psnr": 31.5,
+            "state_dict": OrderedDict(("module." + k, v) for k, v in sd.items()),
+        },
         "nested.pth": {"net": {"model": sd}, "iteration": 5},
         "both.pth": {"params_ema": ema, "params": sd},  # 'params' comes first in STATE_DICT_WRAPPERS
         "legacy_params.pth": {"params": sd},
@@ -228,20 +262,26 @@ def test_wrappers_dataparallel_and_non_tensor_entries(tmp_path):
 def test_whole_pickled_model_is_refused(tmp_path):
     torch = _torch_or_skip()
     torch.save(torch.nn.Conv2d(3, 4, 3), tmp_path / "model.pth")  # the module object, not its state dict
-    with pytest.raises(WeightsError, match=r"model.pth: refused to unpickle global 'torch.nn.modules.conv.Conv2d'"
-                                           r".*state_dict"):
+    with pytest.raises(
+        WeightsError,
+        match=r"model.pth: refused to unpickle global 'torch.nn.modules.conv.Conv2d'"
+        r".*state_dict",
+    ):
         read_torch_checkpoint(tmp_path / "model.pth")
 
 
 # ----------------------------------------------------------------------------- without torch
 
+
 def test_hand_made_zip_views_and_byte_order(tmp_path, monkeypatch):
     monkeypatch.setitem(sys.modules, "torch", None)
     flat = np.arange(12, dtype=np.float32)
-    entries = [("whole", _tensor_ops("0", (3, 4), (4, 1))),
-               ("transposed", _tensor_ops("0", (4, 3), (1, 4))),
-               ("offset_slice", _tensor_ops("0", (2, 2), (4, 1), offset=5)),
-               ("half", _tensor_ops("1", (2,), (1,), storage="HalfStorage"))]
+    entries = [
+        ("whole", _tensor_ops("0", (3, 4), (4, 1))),
+        ("transposed", _tensor_ops("0", (4, 3), (1, 4))),
+        ("offset_slice", _tensor_ops("0", (2, 2), (4, 1), offset=5)),
+        ("half", _tensor_ops("1", (2,), (1,), storage="HalfStorage")),
+    ]
     half = np.array([1.5, -2.0], np.float16)
     path = _write_zip(tmp_path / "little.pth", _state_pickle(entries), {"0": flat.tobytes(), "1": half.tobytes()})
     state = load_torch_checkpoint(path)
@@ -251,8 +291,12 @@ def test_hand_made_zip_views_and_byte_order(tmp_path, monkeypatch):
     np.testing.assert_array_equal(state["offset_slice"], [[5, 6], [9, 10]])
     assert state["half"].dtype == np.float16 and state["half"].tolist() == [1.5, -2.0]
     # the same values stored big-endian (byteorder record 'big') read back in native order
-    big = _write_zip(tmp_path / "big.pth", _state_pickle(entries),
-                     {"0": flat.astype(">f4").tobytes(), "1": half.astype(">f2").tobytes()}, byteorder="big")
+    big = _write_zip(
+        tmp_path / "big.pth",
+        _state_pickle(entries),
+        {"0": flat.astype(">f4").tobytes(), "1": half.astype(">f2").tobytes()},
+        byteorder="big",
+    )
     for key, value in load_torch_checkpoint(big).items():
         np.testing.assert_array_equal(value, state[key], err_msg=key)
         assert value.dtype.byteorder in ("=", "|"), key
@@ -279,8 +323,12 @@ def test_load_weights_from_pth_without_torch(tmp_path, monkeypatch):
     rng = np.random.default_rng(0)
     w = rng.standard_normal((4, 2, 3, 3)).astype(np.float32)
     b = rng.standard_normal(4).astype(np.float32)
-    data = _state_pickle([("module.conv.weight", _tensor_ops("0", (4, 2, 3, 3), (18, 9, 3, 1))),
-                          ("module.conv.bias", _tensor_ops("1", (4,), (1,)))])
+    data = _state_pickle(
+        [
+            ("module.conv.weight", _tensor_ops("0", (4, 2, 3, 3), (18, 9, 3, 1))),
+            ("module.conv.bias", _tensor_ops("1", (4,), (1,))),
+        ]
+    )
     path = _write_zip(tmp_path / "conv.pth", data, {"0": w.tobytes(), "1": b.tobytes()})
     model = keras.Sequential([keras.Input((5, 5, 2)), keras.layers.Conv2D(4, 3, name="c")])
     load_weights(model, path)
@@ -292,6 +340,7 @@ def test_load_weights_from_pth_without_torch(tmp_path, monkeypatch):
 
 
 # ----------------------------------------------------------------------------- hostile and broken files
+
 
 def test_malicious_pickles_are_refused_and_never_run(tmp_path):
     marker = tmp_path / "pwned"
@@ -325,17 +374,22 @@ def test_pickle_cannot_rewrite_the_stand_ins(tmp_path):
     path = _write_zip(tmp_path / "build.pth", build, {})
     with pytest.raises(WeightsError, match=r"build.pth: corrupt .*set the state"):
         read_torch_checkpoint(path)
-    ok = _write_zip(tmp_path / "ok.pth", _state_pickle([("w", _tensor_ops("0", (2,), (1,)))]),
-                    {"0": np.array([1, 2], np.float32).tobytes()})
+    ok = _write_zip(
+        tmp_path / "ok.pth",
+        _state_pickle([("w", _tensor_ops("0", (2,), (1,)))]),
+        {"0": np.array([1, 2], np.float32).tobytes()},
+    )
     assert load_torch_checkpoint(ok)["w"].tolist() == [1.0, 2.0]
 
 
 def test_out_of_bounds_views_are_refused(tmp_path):
     """A stride or offset past the storage would read foreign memory through as_strided."""
     raw = {"0": np.arange(4, dtype=np.float32).tobytes()}
-    cases = {"stride.pth": _tensor_ops("0", (2, 2), (4, 1), numel=4),
-             "offset.pth": _tensor_ops("0", (2,), (1,), offset=3, numel=4),
-             "negative.pth": _tensor_ops("0", (2,), (-1,), offset=3, numel=4)}
+    cases = {
+        "stride.pth": _tensor_ops("0", (2, 2), (4, 1), numel=4),
+        "offset.pth": _tensor_ops("0", (2,), (1,), offset=3, numel=4),
+        "negative.pth": _tensor_ops("0", (2,), (-1,), offset=3, numel=4),
+    }
     for name, ops in cases.items():
         path = _write_zip(tmp_path / name, _state_pickle([("w", ops)]), raw)
         with pytest.raises(WeightsError, match=rf"{name}: corrupt or truncated .*(reads element|malformed)"):
@@ -346,8 +400,11 @@ def test_out_of_bounds_views_are_refused(tmp_path):
 
 
 def test_truncated_corrupt_and_foreign_files(tmp_path):
-    good = _write_zip(tmp_path / "good.pth", _state_pickle([("w", _tensor_ops("0", (64,), (1,)))]),
-                      {"0": np.arange(64, dtype=np.float32).tobytes()})
+    good = _write_zip(
+        tmp_path / "good.pth",
+        _state_pickle([("w", _tensor_ops("0", (64,), (1,)))]),
+        {"0": np.arange(64, dtype=np.float32).tobytes()},
+    )
     data = good.read_bytes()
     assert load_torch_checkpoint(good)["w"][63] == 63
     (tmp_path / "half.pth").write_bytes(data[: len(data) // 2])
@@ -355,7 +412,7 @@ def test_truncated_corrupt_and_foreign_files(tmp_path):
         read_torch_checkpoint(tmp_path / "half.pth")
     # flip one byte of the stored tensor data: the CRC check catches it
     at = data.index(np.arange(64, dtype=np.float32).tobytes()) + 40
-    (tmp_path / "flipped.pth").write_bytes(data[:at] + bytes([data[at] ^ 0xFF]) + data[at + 1:])
+    (tmp_path / "flipped.pth").write_bytes(data[:at] + bytes([data[at] ^ 0xFF]) + data[at + 1 :])
     with pytest.raises(WeightsError, match=r"flipped.pth: corrupt zip archive.*CRC"):
         read_torch_checkpoint(tmp_path / "flipped.pth")
     (tmp_path / "noise.pth").write_bytes(b"this is not a checkpoint\n" * 20)
@@ -375,6 +432,7 @@ def test_truncated_corrupt_and_foreign_files(tmp_path):
 
 # ----------------------------------------------------------------------------- structural mapping
 
+
 def _np_conv(x, w, b, groups=1):
     """PyTorch conv2d (correlation, zero 'same' padding) on HWC ``x``, OIHW ``w``, ``groups``."""
     o, i_g, kh, kw = w.shape
@@ -383,11 +441,11 @@ def _np_conv(x, w, b, groups=1):
     out = np.zeros((h, wd, o))
     per_out = o // groups
     for g in range(groups):
-        xs = xp[..., g * i_g:(g + 1) * i_g]
-        ws = w[g * per_out:(g + 1) * per_out]
+        xs = xp[..., g * i_g : (g + 1) * i_g]
+        ws = w[g * per_out : (g + 1) * per_out]
         for r in range(kh):
             for c in range(kw):
-                out[..., g * per_out:(g + 1) * per_out] += xs[r:r + h, c:c + wd, :] @ ws[:, :, r, c].T
+                out[..., g * per_out : (g + 1) * per_out] += xs[r : r + h, c : c + wd, :] @ ws[:, :, r, c].T
     return out + b
 
 
@@ -410,10 +468,18 @@ def _small_state(rng):
     def arr(*shape):
         return (rng.standard_normal(shape) * 0.3).astype(np.float32)
 
-    return OrderedDict([("head.weight", arr(8, 4, 3, 3)), ("head.bias", arr(8)),
-                        ("body.grouped.weight", arr(8, 2, 3, 3)), ("body.grouped.bias", arr(8)),
-                        ("body.dw.weight", arr(16, 1, 3, 3)), ("body.dw.bias", arr(16)),
-                        ("tail.weight", arr(12, 16, 1, 1)), ("tail.bias", arr(12))])
+    return OrderedDict(
+        [
+            ("head.weight", arr(8, 4, 3, 3)),
+            ("head.bias", arr(8)),
+            ("body.grouped.weight", arr(8, 2, 3, 3)),
+            ("body.grouped.bias", arr(8)),
+            ("body.dw.weight", arr(16, 1, 3, 3)),
+            ("body.dw.bias", arr(16)),
+            ("tail.weight", arr(12, 16, 1, 1)),
+            ("tail.bias", arr(12)),
+        ]
+    )
 
 
 def _small_reference(x, s):
@@ -442,10 +508,14 @@ def test_mapping_grouped_depthwise_shuffle_matches_pytorch_semantics():
     row(r"^  1  head\.weight +\(8, 4, 3, 3\) +head/kernel +\(3, 3, 4, 8\) +OIHW->HWIO$")
     row(r"^     head\.bias +\(8,\) +head/bias +\(8,\) +-$")
     row(r"^  2  body\.grouped\.weight +\(8, 2, 3, 3\) +grouped/kernel +\(3, 3, 2, 8\) +OIHW->HWIO, groups=4$")
-    row(r"^  3  body\.dw\.weight +\(16, 1, 3, 3\) +depthwise/kernel +\(3, 3, 8, 2\) +"
-        r"\(C\*M,1,H,W\)->\(H,W,C,M\) depthwise$")
-    row(r"^  4  tail\.weight +\(12, 16, 1, 1\) +to_shuffle/kernel +\(1, 1, 16, 12\) +"
-        r"OIHW->HWIO; PixelShuffle torch->tf channel order \(r=2\)$")
+    row(
+        r"^  3  body\.dw\.weight +\(16, 1, 3, 3\) +depthwise/kernel +\(3, 3, 8, 2\) +"
+        r"\(C\*M,1,H,W\)->\(H,W,C,M\) depthwise$"
+    )
+    row(
+        r"^  4  tail\.weight +\(12, 16, 1, 1\) +to_shuffle/kernel +\(1, 1, 16, 12\) +"
+        r"OIHW->HWIO; PixelShuffle torch->tf channel order \(r=2\)$"
+    )
     row(r"^     tail\.bias +\(12,\) +to_shuffle/bias +\(12,\) +PixelShuffle torch->tf channel order \(r=2\)$")
     # planning assigned nothing; loading gives PyTorch's output (grouped, depthwise, shuffle order)
     hwio = state["body.grouped.weight"].transpose(2, 3, 1, 0)
@@ -468,18 +538,27 @@ def test_mapping_shape_mismatch_names_both_sides_and_assigns_nothing():
     before = model.get_layer("head").kernel.numpy().copy()
     mapping = plan_state_dict(model, state)
     assert not mapping.ok and len(mapping.problems) == 1
-    assert re.search(r"body\.grouped\.weight +\(8, 4, 3, 3\) +grouped/kernel +\(3, 3, 2, 8\) +OIHW->HWIO, groups=4"
-                     r"  !! MISMATCH: converted \(3, 3, 4, 8\)", str(mapping))
-    with pytest.raises(WeightsError, match=r"body.grouped.weight -> grouped: shape \(3, 3, 4, 8\) \(converted "
-                                           r"OIHW->HWIO, groups=4 from \(8, 4, 3, 3\)\) does not fit kernel "
-                                           r"\(3, 3, 2, 8\) of Keras layer 'grouped'.*name_map=.*skip="):
+    assert re.search(
+        r"body\.grouped\.weight +\(8, 4, 3, 3\) +grouped/kernel +\(3, 3, 2, 8\) +OIHW->HWIO, groups=4"
+        r"  !! MISMATCH: converted \(3, 3, 4, 8\)",
+        str(mapping),
+    )
+    with pytest.raises(
+        WeightsError,
+        match=r"body.grouped.weight -> grouped: shape \(3, 3, 4, 8\) \(converted "
+        r"OIHW->HWIO, groups=4 from \(8, 4, 3, 3\)\) does not fit kernel "
+        r"\(3, 3, 2, 8\) of Keras layer 'grouped'.*name_map=.*skip=",
+    ):
         load_state_dict(model, state)
     np.testing.assert_array_equal(model.get_layer("head").kernel.numpy(), before)  # nothing assigned
     # a depthwise weight that is not (C*M, 1, H, W)
     bad_dw = _small_state(rng)
     bad_dw["body.dw.weight"] = rng.standard_normal((16, 2, 3, 3)).astype(np.float32)
-    with pytest.raises(WeightsError, match=r"body.dw.weight \(16, 2, 3, 3\) is not a depthwise conv weight "
-                                           r"\(16, 1, 3, 3\) for Keras DepthwiseConv2D 'depthwise'"):
+    with pytest.raises(
+        WeightsError,
+        match=r"body.dw.weight \(16, 2, 3, 3\) is not a depthwise conv weight "
+        r"\(16, 1, 3, 3\) for Keras DepthwiseConv2D 'depthwise'",
+    ):
         load_state_dict(model, bad_dw)
 
 
@@ -497,10 +576,15 @@ def test_mapping_lists_unmatched_modules_and_suggests_skip():
     assert [m[0] for m in mapping.unmatched_torch] == ["aux"] and mapping.unmatched_keras == []
     assert [e.module for e in mapping.entries] == ["head", "body.grouped", "body.dw", "tail"]
     text = str(mapping)
-    assert ("unmatched PyTorch modules (no Keras layer of that kind and shape):\n"
-            "  aux (conv): aux.weight (5, 8, 3, 3), aux.bias (5,)") in text
-    with pytest.raises(WeightsError, match=r"5 PyTorch modules with weights but model 'small' has 4 Keras layers.*"
-                                           r"aux \(conv\) fit no Keras layer: skip=DEFAULT_SKIP \+ \(r'\^aux\\\.',\)"):
+    assert (
+        "unmatched PyTorch modules (no Keras layer of that kind and shape):\n"
+        "  aux (conv): aux.weight (5, 8, 3, 3), aux.bias (5,)"
+    ) in text
+    with pytest.raises(
+        WeightsError,
+        match=r"5 PyTorch modules with weights but model 'small' has 4 Keras layers.*"
+        r"aux \(conv\) fit no Keras layer: skip=DEFAULT_SKIP \+ \(r'\^aux\\\.',\)",
+    ):
         load_state_dict(model, extra)
     load_state_dict(model, extra, skip=DEFAULT_SKIP + (r"^aux\.",))
     x = rng.random((4, 5, 4)).astype(np.float32)
@@ -509,8 +593,10 @@ def test_mapping_lists_unmatched_modules_and_suggests_skip():
     short = OrderedDict((k, v) for k, v in state.items() if not k.startswith("body.dw."))
     missing = plan_state_dict(model, short)
     assert [m[0] for m in missing.unmatched_keras] == ["depthwise"] and not missing.unmatched_torch
-    assert "unmatched Keras layers (no PyTorch module of that kind and shape):\n  depthwise (DepthwiseConv2D): " \
-           "depthwise/kernel (3, 3, 8, 2), depthwise/bias (16,)" in str(missing)
+    assert (
+        "unmatched Keras layers (no PyTorch module of that kind and shape):\n  depthwise (DepthwiseConv2D): "
+        "depthwise/kernel (3, 3, 8, 2), depthwise/bias (16,)" in str(missing)
+    )
     with pytest.raises(WeightsError, match=r"Keras layer\(s\) depthwise get no PyTorch module"):
         load_state_dict(model, short)
 
@@ -536,9 +622,13 @@ def test_real_torch_model_with_groups_and_depthwise(tmp_path):
     """A torch net (grouped + depthwise + PixelShuffle) saved by torch gives the torch output in Keras."""
     torch = _torch_or_skip()
     torch.manual_seed(0)
-    net = torch.nn.Sequential(torch.nn.Conv2d(4, 8, 3, padding=1), torch.nn.Conv2d(8, 8, 3, padding=1, groups=4),
-                              torch.nn.Conv2d(8, 16, 3, padding=1, groups=8), torch.nn.Conv2d(16, 12, 1),
-                              torch.nn.PixelShuffle(2))
+    net = torch.nn.Sequential(
+        torch.nn.Conv2d(4, 8, 3, padding=1),
+        torch.nn.Conv2d(8, 8, 3, padding=1, groups=4),
+        torch.nn.Conv2d(8, 16, 3, padding=1, groups=8),
+        torch.nn.Conv2d(16, 12, 1),
+        torch.nn.PixelShuffle(2),
+    )
     torch.save({"params": net.state_dict()}, tmp_path / "small.pth")
     x = np.random.default_rng(4).random((1, 5, 6, 4)).astype(np.float32)
     with torch.no_grad():

@@ -1,4 +1,5 @@
 """Training loop: losses, schedules, presets, run directory, exact resume, crash recovery, NaN stop."""
+
 import csv
 import json
 import math
@@ -12,16 +13,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 import tensorflow as tf
+from conftest import kill_9_after
 
 from visionfw.errors import ConfigError, TrainingError
+from visionfw.tasks.losses import parse_loss
 from visionfw.train import TrainConfig, train
 from visionfw.train.checkpoint import load_state
-from visionfw.tasks.losses import parse_loss
 from visionfw.train.presets import get_preset
 from visionfw.train.schedules import CosineLR, MultiStepLR, StepLR, make_schedule
 from visionfw.train.trainer import resolve_config
-
-from conftest import kill_9_after
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("VISIONFW_SHARED_DATA", REPO.parent / "shared" / "data"))
@@ -43,10 +43,25 @@ def image_dir(tmp_path_factory):
 
 
 def tiny_config(workdir, image_dir, **kw):
-    base = dict(model="espcn", scale=2, model_kwargs=dict(TINY_ESPCN), train_data=image_dir, val_data=[],
-                steps=6, batch_size=4, lr_patch=8, log_every=1, ckpt_every=3, val_every=0, seed=3,
-                deterministic=True, workdir=str(workdir), progress=False, tensorboard=False,
-                data_options={"patches_per_image": 2})
+    base = dict(
+        model="espcn",
+        scale=2,
+        model_kwargs=dict(TINY_ESPCN),
+        train_data=image_dir,
+        val_data=[],
+        steps=6,
+        batch_size=4,
+        lr_patch=8,
+        log_every=1,
+        ckpt_every=3,
+        val_every=0,
+        seed=3,
+        deterministic=True,
+        workdir=str(workdir),
+        progress=False,
+        tensorboard=False,
+        data_options={"patches_per_image": 2},
+    )
     base.update(kw)
     return TrainConfig(**base)
 
@@ -83,8 +98,7 @@ def test_schedules_values_and_serialisation():
     m = MultiStepLR(1.0, [10, 20], gamma=0.1)
     assert [float(m(k)) for k in (9, 10, 19, 20)] == pytest.approx([1.0, 0.1, 0.1, 0.01])
     c = CosineLR(1.0, total_steps=110, warmup=10)
-    assert [float(c(k)) for k in (0, 5, 10, 60, 110, 200)] == pytest.approx([0.0, 0.5, 1.0, 0.5, 0.0, 0.0],
-                                                                            abs=1e-6)
+    assert [float(c(k)) for k in (0, 5, 10, 60, 110, 200)] == pytest.approx([0.0, 0.5, 1.0, 0.5, 0.0, 0.0], abs=1e-6)
     assert float(make_schedule("constant", 3e-4)(12345)) == pytest.approx(3e-4)
     back = keras.saving.deserialize_keras_object(keras.saving.serialize_keras_object(s))
     assert isinstance(back, StepLR) and float(back(200_000)) == pytest.approx(5e-5)
@@ -97,8 +111,8 @@ def test_presets_and_overrides():
     assert (edsr["loss"], edsr["lr"], edsr["batch_size"], edsr["lr_patch"]) == ("l1", 1e-4, 16, 48)
     assert edsr["schedule_kwargs"] == {"step_size": 200_000, "gamma": 0.5}
     assert edsr["optimizer_kwargs"] == {"beta_1": 0.9, "beta_2": 0.999, "epsilon": 1e-8}
-    assert get_preset("srcnn", 3)["lr_patch"] == 11          # 33x33 HR sub-images
-    assert get_preset("srresnet", 4)["lr_patch"] == 24       # 96x96 HR
+    assert get_preset("srcnn", 3)["lr_patch"] == 11  # 33x33 HR sub-images
+    assert get_preset("srresnet", 4)["lr_patch"] == 24  # 96x96 HR
     assert get_preset("fsrcnn", 3)["lr_patch"] == 7
     c = resolve_config(TrainConfig(model="edsr_baseline", scale=2, lr=5e-4, batch_size=8))
     assert (c.lr, c.batch_size, c.loss, c.lr_patch, c.protocol) == (5e-4, 8, "l1", 48, "edsr")
@@ -107,11 +121,12 @@ def test_presets_and_overrides():
     with pytest.raises(ConfigError):
         resolve_config(TrainConfig(model="espcn", mixed_precision="float8"))
     # the demo recipe's warm-up (50 steps) is cut to a tenth of a shorter run; a flag is taken as given
-    assert resolve_config(TrainConfig(model="espcn", steps=1500)).schedule_kwargs == {"warmup": 50,
-                                                                                       "total_steps": 1500}
+    assert resolve_config(TrainConfig(model="espcn", steps=1500)).schedule_kwargs == {"warmup": 50, "total_steps": 1500}
     assert resolve_config(TrainConfig(model="espcn", steps=200)).schedule_kwargs["warmup"] == 20
-    assert resolve_config(TrainConfig(model="espcn", steps=200, schedule_kwargs={"warmup": 80})
-                          ).schedule_kwargs["warmup"] == 80
+    assert (
+        resolve_config(TrainConfig(model="espcn", steps=200, schedule_kwargs={"warmup": 80})).schedule_kwargs["warmup"]
+        == 80
+    )
 
 
 # ----------------------------------------------------------------------------- runs
@@ -121,8 +136,17 @@ def test_short_run_writes_run_dir_and_model_reloads(tmp_path, image_dir):
     import keras
 
     val = ["Set5"] if (SHARED / "benchmark" / "Set5").is_dir() else []
-    cfg = tiny_config(tmp_path / "run", image_dir, steps=4, ckpt_every=2, log_every=2, val_every=4,
-                      val_data=val, tensorboard=True, data_dir=str(SHARED / "benchmark") if val else None)
+    cfg = tiny_config(
+        tmp_path / "run",
+        image_dir,
+        steps=4,
+        ckpt_every=2,
+        log_every=2,
+        val_every=4,
+        val_data=val,
+        tensorboard=True,
+        data_dir=str(SHARED / "benchmark") if val else None,
+    )
     result = train(cfg)
     run = tmp_path / "run"
     saved = json.loads((run / "config.json").read_text())
@@ -134,12 +158,15 @@ def test_short_run_writes_run_dir_and_model_reloads(tmp_path, image_dir):
     cols = ["step", "loss", "lr", "time", "steps_per_sec"] + [f"val_{n}_{m}" for n in val for m in ("psnr", "ssim")]
     assert list(rows[0].keys()) == cols
     assert [int(r["step"]) for r in rows] == [2, 4] and all(float(r["loss"]) > 0 for r in rows)
-    assert sorted(os.listdir(run / "checkpoints")) == (["best.npz"] if val else []) + \
-        ["ckpt-00000002.npz", "ckpt-00000004.npz"]
+    assert sorted(os.listdir(run / "checkpoints")) == (["best.npz"] if val else []) + [
+        "ckpt-00000002.npz",
+        "ckpt-00000004.npz",
+    ]
     assert any(n.startswith("events.out.tfevents") for n in os.listdir(run / "tb"))
     if val:
         assert 5.0 < float(rows[-1]["val_Set5_psnr"]) < 40.0 and result["val_psnr"] == pytest.approx(
-            float(rows[-1]["val_Set5_psnr"]), abs=1e-4)
+            float(rows[-1]["val_Set5_psnr"]), abs=1e-4
+        )
         assert "edsr" in result["protocol"]
     # model.keras: safe-mode load, same outputs as the checkpointed weights in a fresh model
     loaded = keras.saving.load_model(run / "model.keras", safe_mode=True)
@@ -187,8 +214,8 @@ def test_psnr_hist_sampler_learns_and_resumes_exactly(tmp_path, image_dir):
 
 
 def test_registered_task_metrics_are_logged(tmp_path, image_dir):
-    from visionfw.train import SRTask, register_task
     from visionfw.tasks.losses import l2
+    from visionfw.train import SRTask, register_task
 
     class SRWithMSE(SRTask):
         metric_names = ("mse",)
@@ -232,20 +259,34 @@ def test_nan_loss_stops_and_keeps_last_good_checkpoint(tmp_path, image_dir):
 
 def cli_train_args(image_dir, workdir, log_every, ckpt_every):
     """`visionfw train` of tiny_config's run (12 steps) as a subprocess command line."""
-    return [sys.executable, "-m", "visionfw.cli", "train", "--model=espcn", "--scale=2", "--model_kwargs=n1=8,n2=4",
-            f"--train_data={image_dir}", "--val_data=", "--steps=12", "--batch_size=4", "--lr_patch=8",
-            f"--log_every={log_every}", f"--ckpt_every={ckpt_every}", "--seed=3", "--deterministic",
-            f"--workdir={workdir}", "--notensorboard"]
+    return [
+        sys.executable,
+        "-m",
+        "visionfw.cli",
+        "train",
+        "--model=espcn",
+        "--scale=2",
+        "--model_kwargs=n1=8,n2=4",
+        f"--train_data={image_dir}",
+        "--val_data=",
+        "--steps=12",
+        "--batch_size=4",
+        "--lr_patch=8",
+        f"--log_every={log_every}",
+        f"--ckpt_every={ckpt_every}",
+        "--seed=3",
+        "--deterministic",
+        f"--workdir={workdir}",
+        "--notensorboard",
+    ]
 
 
 def test_sigkill_then_resume_auto_matches_uninterrupted(tmp_path, image_dir):
     """kill -9 the CLI after its first checkpoint; --resume=auto finishes with the same weights."""
-    reference = train(tiny_config(tmp_path / "ref", image_dir, steps=12, ckpt_every=3, log_every=3,
-                                  data_options={}))
+    reference = train(tiny_config(tmp_path / "ref", image_dir, steps=12, ckpt_every=3, log_every=3, data_options={}))
     assert reference["steps"] == 12
     args = cli_train_args(image_dir, tmp_path / "killed", log_every=3, ckpt_every=3)
-    env = kill_9_after(args, tmp_path / "killed" / "checkpoints" / "ckpt-00000003.npz", step_delay=0.5,
-                       timeout=120)
+    env = kill_9_after(args, tmp_path / "killed" / "checkpoints" / "ckpt-00000003.npz", step_delay=0.5, timeout=120)
     assert not (tmp_path / "killed" / "checkpoints" / "ckpt-00000012.npz").exists()
     done = subprocess.run(args + ["--resume=auto"], env=env, cwd=REPO, capture_output=True, text=True)
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
@@ -269,14 +310,19 @@ def test_unknown_data_option_is_config_error():
 def test_sigint_writes_a_checkpoint_and_resume_auto_continues(tmp_path, image_dir):
     """The first Ctrl-C: a checkpoint of the step reached within a couple of seconds, one line on how to
     resume, status 130; --resume=auto then ends with the weights of an uninterrupted run."""
-    reference = train(tiny_config(tmp_path / "ref", image_dir, steps=12, ckpt_every=100, log_every=1,
-                                  data_options={}))
+    reference = train(tiny_config(tmp_path / "ref", image_dir, steps=12, ckpt_every=100, log_every=1, data_options={}))
     assert reference["steps"] == 12
     args = cli_train_args(image_dir, tmp_path / "int", log_every=1, ckpt_every=100)
     env = {k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"}
     # the trainer's test hook: half a second per step, so the signal lands mid-run
-    proc = subprocess.Popen(args, env=dict(env, VISIONFW_TEST_STEP_DELAY="0.5"), cwd=REPO,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        args,
+        env=dict(env, VISIONFW_TEST_STEP_DELAY="0.5"),
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     lines = []
     for line in proc.stderr:  # not a terminal: one plain progress line per --log_every steps
         lines.append(line)
@@ -323,14 +369,30 @@ def test_rerun_of_a_finished_run_says_so(tmp_path, image_dir, capsys):
     assert train(cfg)["already_complete"] is False
     again = train(cfg)
     assert again["already_complete"] is True and again["steps"] == 3
-    args = ["visionfw", "train", "--model=espcn", "--scale=2", "--model_kwargs=n1=8,n2=4",
-            f"--train_data={image_dir}", "--val_data=", "--steps=3", "--batch_size=4", "--lr_patch=8",
-            "--seed=3", "--deterministic", f"--workdir={tmp_path / 'done'}", "--notensorboard", "--noprogress",
-            "--data_options=patches_per_image=2"]
+    args = [
+        "visionfw",
+        "train",
+        "--model=espcn",
+        "--scale=2",
+        "--model_kwargs=n1=8,n2=4",
+        f"--train_data={image_dir}",
+        "--val_data=",
+        "--steps=3",
+        "--batch_size=4",
+        "--lr_patch=8",
+        "--seed=3",
+        "--deterministic",
+        f"--workdir={tmp_path / 'done'}",
+        "--notensorboard",
+        "--noprogress",
+        "--data_options=patches_per_image=2",
+    ]
     assert run(args) == 0
     out = capsys.readouterr().out
-    assert (f"visionfw train: {tmp_path / 'done'} is already complete at step 3 (use --steps=M to continue or a "
-            "new --workdir)") in out
+    assert (
+        f"visionfw train: {tmp_path / 'done'} is already complete at step 3 (use --steps=M to continue or a "
+        "new --workdir)"
+    ) in out
 
 
 def test_failing_start_leaves_no_run_directory(tmp_path, image_dir):
@@ -392,13 +454,16 @@ def test_mixed_precision_auto_follows_the_hardware(tmp_path, monkeypatch):
     real = precision.cpu_has_fast_bf16
     for info, want in ((with_bf16, "bfloat16"), (without, None)):
         monkeypatch.setattr(precision, "cpu_has_fast_bf16", functools.partial(real, info))
-        c = resolve_config(TrainConfig(model="espcn", steps=10, val_data=[], mixed_precision="auto",
-                                       workdir=str(tmp_path / "run")))
+        c = resolve_config(
+            TrainConfig(model="espcn", steps=10, val_data=[], mixed_precision="auto", workdir=str(tmp_path / "run"))
+        )
         assert c.mixed_precision == want and c.precision_note.startswith("auto: ")
         assert resolve_config(c).precision_note == c.precision_note  # resolving again keeps the reason
     monkeypatch.setattr(precision, "gpu_has_fast_bf16", lambda: (True, False))
     assert precision.resolve_mixed_precision("auto") == (
-        None, "auto: float32 (a GPU without fast bfloat16, compute capability < 8.0)")
+        None,
+        "auto: float32 (a GPU without fast bfloat16, compute capability < 8.0)",
+    )
     with pytest.raises(ConfigError, match="use auto, bfloat16, float16"):
         resolve_config(TrainConfig(model="espcn", val_data=[], mixed_precision="fp8"))
 
@@ -419,8 +484,10 @@ def test_degradation_feeds_training_and_resumes_exactly(tmp_path, image_dir):
     for (lr_a, hr_a), (lr_b, hr_b) in zip(first[2:], later):
         np.testing.assert_array_equal(lr_a, lr_b)
         np.testing.assert_array_equal(hr_a, hr_b)
-    plain = [tuple(np.asarray(t) for t in b) for b in SRTask(resolve_config(
-        tiny_config(tmp_path / "p", image_dir))).make_dataset(0).take(1)]
+    plain = [
+        tuple(np.asarray(t) for t in b)
+        for b in SRTask(resolve_config(tiny_config(tmp_path / "p", image_dir))).make_dataset(0).take(1)
+    ]
     lr, hr = first[0]
     np.testing.assert_array_equal(hr, plain[0][1])  # the same HR patches...
     assert lr.shape == plain[0][0].shape and np.abs(lr - plain[0][0]).mean() > 1e-3  # ...degraded, not bicubic

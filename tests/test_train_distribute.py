@@ -3,6 +3,7 @@
 Each strategy runs in fresh subprocesses: logical CPU devices must be configured before
 TensorFlow initialises, and MultiWorkerMirroredStrategy needs one process per worker.
 """
+
 import json
 import os
 import socket
@@ -39,14 +40,30 @@ def _images(folder):
     for i in range(4):
         noise = (rng.random((10, 10, 3)) * 255).astype(np.uint8)
         Image.fromarray(noise).resize((40, 40), Image.BICUBIC).filter(ImageFilter.GaussianBlur(1)).save(
-            folder / f"im{i}.png")
+            folder / f"im{i}.png"
+        )
     return str(folder)
 
 
 def _config(workdir, images, **kw):
-    cfg = dict(model="espcn", scale=2, model_kwargs={"n1": 8, "n2": 4}, train_data=images, val_data=[],
-               steps=5, batch_size=4, lr_patch=8, log_every=5, ckpt_every=5, seed=7, workdir=str(workdir),
-               progress=False, tensorboard=False, clipnorm=0.05, data_options={"patches_per_image": 2})
+    cfg = dict(
+        model="espcn",
+        scale=2,
+        model_kwargs={"n1": 8, "n2": 4},
+        train_data=images,
+        val_data=[],
+        steps=5,
+        batch_size=4,
+        lr_patch=8,
+        log_every=5,
+        ckpt_every=5,
+        seed=7,
+        workdir=str(workdir),
+        progress=False,
+        tensorboard=False,
+        clipnorm=0.05,
+        data_options={"patches_per_image": 2},
+    )
     cfg.update(kw)
     return cfg
 
@@ -55,15 +72,21 @@ def _launch(args, env_extra=None):
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
     env.pop("TF_CONFIG", None)
     env.update(env_extra or {})
-    return subprocess.Popen([sys.executable, "-c", SCRIPT, json.dumps(args)], cwd=REPO, env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    return subprocess.Popen(
+        [sys.executable, "-c", SCRIPT, json.dumps(args)],
+        cwd=REPO,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
 
 
 def _finish(proc, timeout=300):
     out, _ = proc.communicate(timeout=timeout)
     assert proc.returncode == 0, out[-3000:]
     line = [ln for ln in out.splitlines() if ln.startswith("RESULT ")][-1]
-    return json.loads(line[len("RESULT "):])
+    return json.loads(line[len("RESULT ") :])
 
 
 def _model_weights(workdir, step=5):
@@ -88,8 +111,7 @@ def single_device(tmp_path_factory):
 
 def test_mirrored_two_cpus_matches_single_device(single_device):
     root, images, ref, ref_w = single_device
-    got = _finish(_launch({"logical_cpus": 2,
-                           "config": _config(root / "mirrored", images, distribute="mirrored")}))
+    got = _finish(_launch({"logical_cpus": 2, "config": _config(root / "mirrored", images, distribute="mirrored")}))
     assert got["steps"] == 5 and got["replicas"] == 2 and ref["replicas"] == 1
     assert got["loss"] == pytest.approx(ref["loss"], rel=1e-4)
     # Adam moves every weight ~1e-3 per step, so a run that skipped updates could not match
@@ -113,8 +135,11 @@ def test_multi_worker_two_processes_matches_single_device(single_device):
     for index in range(2):
         tf_config = {"cluster": {"worker": workers}, "task": {"type": "worker", "index": index}}
         workdir = root / "multi" if index == 0 else root / f"multi_worker{index}"
-        procs.append(_launch({"config": _config(workdir, images, distribute="multi_worker")},
-                             {"TF_CONFIG": json.dumps(tf_config)}))
+        procs.append(
+            _launch(
+                {"config": _config(workdir, images, distribute="multi_worker")}, {"TF_CONFIG": json.dumps(tf_config)}
+            )
+        )
     results = [_finish(p) for p in procs]
     assert [r["steps"] for r in results] == [5, 5] and results[0]["replicas"] == 2
     assert results[0]["loss"] == pytest.approx(ref["loss"], rel=1e-4)

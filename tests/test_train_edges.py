@@ -1,5 +1,6 @@
 """Training at the edges: one run per workdir, resume past a damaged checkpoint, stale .tmp files,
 full and read-only disks, a loss that grows without becoming NaN."""
+
 import csv
 import errno
 import json
@@ -12,14 +13,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import write_noise_images
 
 from visionfw.errors import TrainingError
 from visionfw.train import TrainConfig, train
 from visionfw.train import checkpoint as ckpt_mod
 from visionfw.train.checkpoint import CheckpointManager, CorruptCheckpointError, load_state
 from visionfw.train.workdir import LOCK_NAME, WorkdirBusyError, lock_workdir
-
-from conftest import write_noise_images
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -30,10 +30,26 @@ def image_dir(tmp_path_factory):
 
 
 def tiny_config(workdir, image_dir, **kw):
-    base = dict(model="espcn", scale=2, model_kwargs={"n1": 8, "n2": 4}, train_data=image_dir, val_data=[],
-                steps=6, batch_size=4, lr_patch=8, log_every=1, ckpt_every=3, val_every=0, seed=3,
-                deterministic=True, workdir=str(workdir), progress=False, tensorboard=False,
-                schedule="constant", data_options={"patches_per_image": 2})
+    base = dict(
+        model="espcn",
+        scale=2,
+        model_kwargs={"n1": 8, "n2": 4},
+        train_data=image_dir,
+        val_data=[],
+        steps=6,
+        batch_size=4,
+        lr_patch=8,
+        log_every=1,
+        ckpt_every=3,
+        val_every=0,
+        seed=3,
+        deterministic=True,
+        workdir=str(workdir),
+        progress=False,
+        tensorboard=False,
+        schedule="constant",
+        data_options={"patches_per_image": 2},
+    )
     base.update(kw)
     return TrainConfig(**base)
 
@@ -53,37 +69,79 @@ def assert_same_arrays(a_path, b_path):
 
 # ----------------------------------------------------------------------------- one run per workdir
 
+
 def test_workdir_lock_names_the_holder_and_is_released(tmp_path):
-    with lock_workdir(tmp_path / "run"):
-        with pytest.raises(WorkdirBusyError, match=rf"in use by another training run, pid {os.getpid()} "
-                                                   r"\(started \d{4}-\d\d-\d\d "):
-            with lock_workdir(tmp_path / "run"):
-                pass
+    with (
+        lock_workdir(tmp_path / "run"),
+        pytest.raises(
+            WorkdirBusyError,
+            match=rf"in use by another training run, pid {os.getpid()} "
+            r"\(started \d{4}-\d\d-\d\d ",
+        ),
+        lock_workdir(tmp_path / "run"),
+    ):
+        pass
     with lock_workdir(tmp_path / "run"):  # released at the end of the block
         pass
 
 
-def test_second_run_on_a_busy_workdir_stops_with_one_line_and_the_first_finishes_intact(tmp_path, image_dir,
-                                                                                       capsys):
+def test_second_run_on_a_busy_workdir_stops_with_one_line_and_the_first_finishes_intact(tmp_path, image_dir, capsys):
     from visionfw.cli import run
 
     workdir = tmp_path / "shared"
-    first = [sys.executable, "-m", "visionfw.cli", "train", "--model=espcn", "--scale=2", "--model_kwargs=n1=8,n2=4",
-             f"--train_data={image_dir}", "--val_data=", "--steps=9", "--batch_size=4", "--lr_patch=8",
-             "--log_every=1", "--ckpt_every=3", "--keep_checkpoints=2", "--seed=3", "--lr=0.001",
-             "--schedule=constant", f"--workdir={workdir}", "--notensorboard"]
+    first = [
+        sys.executable,
+        "-m",
+        "visionfw.cli",
+        "train",
+        "--model=espcn",
+        "--scale=2",
+        "--model_kwargs=n1=8,n2=4",
+        f"--train_data={image_dir}",
+        "--val_data=",
+        "--steps=9",
+        "--batch_size=4",
+        "--lr_patch=8",
+        "--log_every=1",
+        "--ckpt_every=3",
+        "--keep_checkpoints=2",
+        "--seed=3",
+        "--lr=0.001",
+        "--schedule=constant",
+        f"--workdir={workdir}",
+        "--notensorboard",
+    ]
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", VISIONFW_TEST_STEP_DELAY="0.6")
     proc = subprocess.Popen(first, env=env, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     try:
         deadline = time.time() + 180
-        while not (workdir / "checkpoints" / "ckpt-00000003.npz").exists() and time.time() < deadline \
-                and proc.poll() is None:
+        while (
+            not (workdir / "checkpoints" / "ckpt-00000003.npz").exists()
+            and time.time() < deadline
+            and proc.poll() is None
+        ):
             time.sleep(0.05)
         assert proc.poll() is None, proc.communicate()[0].decode()[-2000:]
         # a second run with another seed and lr, while the first is training
-        status = run(["visionfw", "train", "--model=espcn", "--scale=2", "--model_kwargs=n1=8,n2=4", f"--train_data={image_dir}",
-                      "--val_data=", "--steps=9", "--batch_size=4", "--lr_patch=8", "--seed=7", "--lr=0.01",
-                      f"--workdir={workdir}", "--notensorboard", "--noprogress"])
+        status = run(
+            [
+                "visionfw",
+                "train",
+                "--model=espcn",
+                "--scale=2",
+                "--model_kwargs=n1=8,n2=4",
+                f"--train_data={image_dir}",
+                "--val_data=",
+                "--steps=9",
+                "--batch_size=4",
+                "--lr_patch=8",
+                "--seed=7",
+                "--lr=0.01",
+                f"--workdir={workdir}",
+                "--notensorboard",
+                "--noprogress",
+            ]
+        )
         captured = capsys.readouterr()
         out = (captured.out + captured.err).strip()
         assert status == 1 and len(out.splitlines()) == 1, out
@@ -117,6 +175,7 @@ def test_rotation_deletes_only_checkpoints_of_its_own_run(tmp_path):
 
 
 # ----------------------------------------------------------------------------- damaged checkpoints
+
 
 def flip_bits(path, where=0.5, count=3):
     data = bytearray(Path(path).read_bytes())
@@ -167,6 +226,7 @@ def test_resume_skips_a_bit_flipped_newest_checkpoint_and_ends_bit_equal(tmp_pat
 
 # ----------------------------------------------------------------------------- disks that refuse writes
 
+
 def test_full_disk_at_a_checkpoint_is_one_line_and_keeps_the_last_good_one(tmp_path, image_dir, monkeypatch):
     calls = []
     real = ckpt_mod._write_npz
@@ -206,9 +266,23 @@ def test_read_only_workdir_is_one_line_and_touches_nothing(tmp_path, image_dir, 
         return real_open(path, flags, *args, **kwargs)
 
     monkeypatch.setattr(workdir_mod.os, "open", read_only)
-    status = run(["visionfw", "train", "--model=espcn", "--scale=2", "--model_kwargs=n1=8,n2=4", f"--train_data={image_dir}",
-                  "--val_data=", "--steps=6", "--batch_size=4", "--lr_patch=8", f"--workdir={workdir}",
-                  "--notensorboard", "--noprogress"])
+    status = run(
+        [
+            "visionfw",
+            "train",
+            "--model=espcn",
+            "--scale=2",
+            "--model_kwargs=n1=8,n2=4",
+            f"--train_data={image_dir}",
+            "--val_data=",
+            "--steps=6",
+            "--batch_size=4",
+            "--lr_patch=8",
+            f"--workdir={workdir}",
+            "--notensorboard",
+            "--noprogress",
+        ]
+    )
     monkeypatch.undo()
     captured = capsys.readouterr()
     out = (captured.out + captured.err).strip()
@@ -233,11 +307,11 @@ def test_read_only_error_in_the_loop_is_one_line(tmp_path, image_dir, monkeypatc
 
 # ----------------------------------------------------------------------------- divergence that stays finite
 
+
 def test_a_loss_that_grows_a_thousandfold_warns_once(tmp_path, image_dir):
     with warnings.catch_warnings(record=True) as record:
         warnings.simplefilter("always")
-        result = train(tiny_config(tmp_path / "huge_lr", image_dir, steps=6, lr=1e6, optimizer="adam",
-                                   ckpt_every=0))
+        result = train(tiny_config(tmp_path / "huge_lr", image_dir, steps=6, lr=1e6, optimizer="adam", ckpt_every=0))
         calm = train(tiny_config(tmp_path / "calm", image_dir, steps=6, ckpt_every=0))
     grew = [str(w.message) for w in record if "training loss grew" in str(w.message)]
     assert len(grew) == 1, grew

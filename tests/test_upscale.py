@@ -1,4 +1,5 @@
 """`visionfw upscale` and `visionfw.upscale` on your own images: dtypes, layouts, alpha, tiling, files."""
+
 import os
 import subprocess
 import sys
@@ -16,9 +17,14 @@ from visionfw.upscaling import read_photo, write_photo
 def nearest_x2(channels=3):
     """A model whose output is exactly nearest-neighbour x2: a 1x1 conv copies each channel to the
     four sub-pixels, then PixelShuffle (TF order: channel (dy*2+dx)*C + c)."""
-    spec = {"name": f"nearest{channels}", "inputs": [(None, None, channels)],
-            "conv": [(0, 1)], "conv_par": [{"filters": 4 * channels, "kernel_size": 1, "use_bias": False}],
-            "shuffle": [(1, 2)], "shuffle_par": [{"scale": 2}]}
+    spec = {
+        "name": f"nearest{channels}",
+        "inputs": [(None, None, channels)],
+        "conv": [(0, 1)],
+        "conv_par": [{"filters": 4 * channels, "kernel_size": 1, "use_bias": False}],
+        "shuffle": [(1, 2)],
+        "shuffle_par": [{"scale": 2}],
+    }
     model = visionfw.build_model(spec)
     kernel = np.zeros((1, 1, channels, 4 * channels), np.float32)
     for k in range(4):
@@ -68,8 +74,12 @@ def test_y_model_upscales_the_luma_and_bicubic_chroma():
 
 
 def test_pre_upsampled_model_needs_and_uses_the_scale():
-    spec = {"name": "identity_up", "inputs": [(None, None, 1)], "conv": [(0, 1)],
-            "conv_par": [{"filters": 1, "kernel_size": 1, "use_bias": False}]}
+    spec = {
+        "name": "identity_up",
+        "inputs": [(None, None, 1)],
+        "conv": [(0, 1)],
+        "conv_par": [{"filters": 1, "kernel_size": 1, "use_bias": False}],
+    }
     model = visionfw.build_model(spec)
     model.set_weights([np.ones((1, 1, 1, 1), np.float32)])
     grey = np.random.default_rng(2).random((5, 6))
@@ -91,11 +101,13 @@ def test_tiles_with_the_default_overlap_equal_the_whole_image():
 
 def test_photo_files_keep_alpha_16_bits_and_normal_permissions(tmp_path):
     rng = np.random.default_rng(4)
-    cases = {"grey.png": (rng.random((5, 4, 1)) * 255).astype(np.uint8),
-             "greya.png": (rng.random((5, 4, 2)) * 255).astype(np.uint8),
-             "rgba.png": (rng.random((3, 6, 4)) * 255).astype(np.uint8),
-             "rgb16.png": (rng.random((4, 4, 3)) * 65535).astype(np.uint16),
-             "grey16.tif": (rng.random((4, 5, 1)) * 65535).astype(np.uint16)}
+    cases = {
+        "grey.png": (rng.random((5, 4, 1)) * 255).astype(np.uint8),
+        "greya.png": (rng.random((5, 4, 2)) * 255).astype(np.uint8),
+        "rgba.png": (rng.random((3, 6, 4)) * 255).astype(np.uint8),
+        "rgb16.png": (rng.random((4, 4, 3)) * 65535).astype(np.uint16),
+        "grey16.tif": (rng.random((4, 5, 1)) * 65535).astype(np.uint16),
+    }
     old = os.umask(0o022)
     try:
         for name, img in cases.items():
@@ -110,8 +122,14 @@ def test_photo_files_keep_alpha_16_bits_and_normal_permissions(tmp_path):
 
 
 def _cli(*args, cwd):
-    return subprocess.run([sys.executable, "-m", "visionfw.cli", "upscale", *args], capture_output=True, text=True,
-                          timeout=300, cwd=cwd, preexec_fn=lambda: os.umask(0o022))
+    return subprocess.run(
+        [sys.executable, "-m", "visionfw.cli", "upscale", *args],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=cwd,
+        preexec_fn=lambda: os.umask(0o022),
+    )
 
 
 def test_cli_upscales_a_folder_of_odd_images(tmp_path):
@@ -120,11 +138,13 @@ def test_cli_upscales_a_folder_of_odd_images(tmp_path):
     rng = np.random.default_rng(5)
     src = tmp_path / "in"
     src.mkdir()
-    images = {"grey.png": (rng.random((7, 5, 1)) * 255).astype(np.uint8),
-              "rgba.png": (rng.random((6, 9, 4)) * 255).astype(np.uint8),
-              "deep.png": (rng.random((5, 6, 3)) * 65535).astype(np.uint16),
-              "one.png": (rng.random((1, 1, 3)) * 255).astype(np.uint8),
-              "three.bmp": (rng.random((3, 3, 3)) * 255).astype(np.uint8)}
+    images = {
+        "grey.png": (rng.random((7, 5, 1)) * 255).astype(np.uint8),
+        "rgba.png": (rng.random((6, 9, 4)) * 255).astype(np.uint8),
+        "deep.png": (rng.random((5, 6, 3)) * 65535).astype(np.uint16),
+        "one.png": (rng.random((1, 1, 3)) * 255).astype(np.uint8),
+        "three.bmp": (rng.random((3, 3, 3)) * 255).astype(np.uint8),
+    }
     for name, img in images.items():
         write_photo(src / name, img)
     Image.fromarray(images["three.bmp"]).save(src / "photo.jpg", quality=95)
@@ -137,7 +157,7 @@ def test_cli_upscales_a_folder_of_odd_images(tmp_path):
         got = read_photo(tmp_path / "out" / f"{name.rsplit('.', 1)[0]}.png")
         colour = img[..., :3] if img.shape[-1] == 4 else img
         assert got.dtype == img.dtype and got.shape[-1] == img.shape[-1], name  # 16-bit, grey, alpha kept
-        assert np.array_equal(got[..., :colour.shape[-1]], nearest(colour)), name
+        assert np.array_equal(got[..., : colour.shape[-1]], nearest(colour)), name
         assert ((tmp_path / "out" / f"{name.rsplit('.', 1)[0]}.png").stat().st_mode & 0o777) == 0o644
     assert read_photo(tmp_path / "out" / "photo.png").shape == (6, 6, 3)
     # one file to one file, a glob, and never over the input
@@ -175,8 +195,10 @@ def test_tad_models_keep_their_restore_path(tmp_path, monkeypatch):
     lr = (np.random.default_rng(6).random((9, 11, 3)) * 255).astype(np.uint8)
     write_photo(tmp_path / "lr" / "a.png", lr)
     visionfw.get_model("aetad_very_small").save_weights(tmp_path / "w.weights.h5")
-    assert run(["visionfw", "upscale", "--model=aetad_very_small", "--weights=w.weights.h5", "--input=lr",
-                "--output=hr"]) == 0
+    assert (
+        run(["visionfw", "upscale", "--model=aetad_very_small", "--weights=w.weights.h5", "--input=lr", "--output=hr"])
+        == 0
+    )
     assert read_photo(tmp_path / "hr" / "a.png").shape == (18, 22, 3)  # the TAD decoder's x2
 
 

@@ -1,5 +1,6 @@
 """Video TAD: frame folders, the synthetic camera pan, per-frame downscaling, the multi-frame SR model and
 the 'video_sr' task in the shared training loop (bicubic and TAD downscalers)."""
+
 import csv
 
 import keras
@@ -8,8 +9,8 @@ import pytest
 import tensorflow as tf
 
 import visionfw
-from visionfw.tasks import video
 from visionfw.errors import ConfigError, DataError
+from visionfw.tasks import video
 from visionfw.train import TrainConfig, train
 
 
@@ -77,10 +78,26 @@ def test_video_sr_model_adds_the_bicubic_centre_frame():
 
 
 def _config(shared_data, tmp_path, name, **kw):
-    base = dict(model="video_sr", scale=2, task="video_sr", model_kwargs={"filters": 16, "n_layers": 3},
-                train_data=str(shared_data / "train" / "T91"), val_data=[], steps=60, batch_size=8, lr_patch=12,
-                lr=1e-3, log_every=15, ckpt_every=0, val_every=0, workdir=str(tmp_path / name), resume="never",
-                progress=False, tensorboard=False, seed=2)
+    base = dict(
+        model="video_sr",
+        scale=2,
+        task="video_sr",
+        model_kwargs={"filters": 16, "n_layers": 3},
+        train_data=str(shared_data / "train" / "T91"),
+        val_data=[],
+        steps=60,
+        batch_size=8,
+        lr_patch=12,
+        lr=1e-3,
+        log_every=15,
+        ckpt_every=0,
+        val_every=0,
+        workdir=str(tmp_path / name),
+        resume="never",
+        progress=False,
+        tensorboard=False,
+        seed=2,
+    )
     base.update(kw)
     return TrainConfig(**base)
 
@@ -95,9 +112,15 @@ def test_video_task_batches_are_pans_and_training_lowers_the_loss(shared_data, t
     assert tuple(seq.shape) == (8, 3, 24, 24, 3)
     seq = seq.numpy()
     for b in range(4):  # frame 2 is frame 1 moved by v, frame 0 by -v, |v| <= 3 on each axis
-        found = [(dy, dx) for dy in range(-3, 4) for dx in range(-3, 4)
-                 if np.array_equal(seq[b, 2][max(0, -dy):24 - max(0, dy), max(0, -dx):24 - max(0, dx)],
-                                   seq[b, 1][max(0, dy):24 - max(0, -dy), max(0, dx):24 - max(0, -dx)])]
+        found = [
+            (dy, dx)
+            for dy in range(-3, 4)
+            for dx in range(-3, 4)
+            if np.array_equal(
+                seq[b, 2][max(0, -dy) : 24 - max(0, dy), max(0, -dx) : 24 - max(0, dx)],
+                seq[b, 1][max(0, dy) : 24 - max(0, -dy), max(0, dx) : 24 - max(0, -dx)],
+            )
+        ]
         assert found, b
     x = task.lr_stack(tf.constant(seq))
     assert tuple(x.shape) == (8, 12, 12, 9)
@@ -115,8 +138,7 @@ def test_video_task_with_a_tad_encoder_as_downscaler(shared_data, tmp_path):
     tad = visionfw.get_model("aetad_very_small", scale=2)
     path = tmp_path / "tad.keras"
     tad.save(path)
-    result = train(_config(shared_data, tmp_path, "tad", steps=10, log_every=5,
-                           task_options={"downscaler": str(path)}))
+    result = train(_config(shared_data, tmp_path, "tad", steps=10, log_every=5, task_options={"downscaler": str(path)}))
     assert np.isfinite(result["final_loss"])
     with pytest.raises(ConfigError, match="x4 TAD model"):
         video.load_downscaler(str(path), 4)
@@ -129,5 +151,4 @@ def test_video_task_rejects_single_frame_models_and_unknown_options():
     with pytest.raises(ConfigError, match="not a multi-frame model"):
         get_task("video_sr")(resolve_config(TrainConfig(model="espcn", task="video_sr")))
     with pytest.raises(ConfigError, match="not video_sr options"):
-        get_task("video_sr")(resolve_config(TrainConfig(model="video_sr", task="video_sr",
-                                                        task_options={"speed": 3})))
+        get_task("video_sr")(resolve_config(TrainConfig(model="video_sr", task="video_sr", task_options={"speed": 3})))

@@ -1,4 +1,5 @@
 """Tests of visionfw.weights.loader: official .mat layouts, Keras files, PyTorch state dicts, errors."""
+
 import hashlib
 import inspect
 import os
@@ -10,19 +11,17 @@ import pytest
 import scipy.io
 
 import visionfw
+from visionfw.errors import WeightsError
 from visionfw.model_defs.edsr import RGB_MEAN, edsr
 from visionfw.model_defs.espcn import espcn
 from visionfw.model_defs.rcan import rcan
 from visionfw.model_defs.srcnn import srcnn
 from visionfw.model_defs.srresnet import srresnet
 from visionfw.model_defs.vdsr import vdsr
-from visionfw.errors import WeightsError
+from visionfw.weights.loader import file_sha256, load_state_dict, load_weights, torch_to_tf_shuffle_permutation
 from visionfw.zoo.layers import PixelShuffle
-from visionfw.weights.loader import (file_sha256, load_state_dict, load_weights,
-                              torch_to_tf_shuffle_permutation)
 
-SHARED = Path(os.environ.get("VISIONFW_SHARED_DATA",
-                             Path(__file__).resolve().parents[1].parent / "shared" / "data"))
+SHARED = Path(os.environ.get("VISIONFW_SHARED_DATA", Path(__file__).resolve().parents[1].parent / "shared" / "data"))
 WEIGHTS = SHARED / "weights"
 
 
@@ -31,6 +30,7 @@ def _convs(model):
 
 
 # ----------------------------------------------------------------------------- numpy reference
+
 
 def np_conv(x, w, b=None, pad="zero"):
     """PyTorch-style conv2d on HWC x with an OIHW weight (correlation, 'same' padding)."""
@@ -42,7 +42,7 @@ def np_conv(x, w, b=None, pad="zero"):
     out = np.zeros((h, wd, o))
     for r in range(kh):
         for c in range(kw):
-            out += xp[r:r + h, c:c + wd, :] @ w[:, :, r, c].T
+            out += xp[r : r + h, c : c + wd, :] @ w[:, :, r, c].T
     return out + (0 if b is None else b)
 
 
@@ -58,6 +58,7 @@ def _rand(rng, *shape, scale=0.2):
 
 
 # ----------------------------------------------------------------------------- small helpers
+
 
 def test_file_sha256_of_known_bytes(tmp_path):
     p = tmp_path / "abc.bin"
@@ -86,6 +87,7 @@ def test_shuffle_permutation_hand_worked_and_equivalent():
 
 # ----------------------------------------------------------------------------- official .mat layouts
 
+
 def test_srcnn_mat_fortran_order_hand_made(tmp_path):
     """A filter's flat index p is row p % k, column p // k (MATLAB reshape), no flip."""
     k1, k2, k3, n1, n2 = 3, 3, 3, 2, 2
@@ -93,9 +95,17 @@ def test_srcnn_mat_fortran_order_hand_made(tmp_path):
     w2 = np.arange(n1 * k2 * k2 * n2, dtype=np.float64).reshape(n1, k2 * k2, n2) / 10
     w3 = np.arange(n2 * k3 * k3, dtype=np.float64).reshape(n2, k3 * k3) / 100
     path = tmp_path / "tiny.mat"
-    scipy.io.savemat(path, {"weights_conv1": w1, "biases_conv1": np.array([[1.0], [2.0]]),
-                            "weights_conv2": w2, "biases_conv2": np.array([[3.0], [4.0]]),
-                            "weights_conv3": w3, "biases_conv3": np.array([[5.0]])})
+    scipy.io.savemat(
+        path,
+        {
+            "weights_conv1": w1,
+            "biases_conv1": np.array([[1.0], [2.0]]),
+            "weights_conv2": w2,
+            "biases_conv2": np.array([[3.0], [4.0]]),
+            "weights_conv3": w3,
+            "biases_conv3": np.array([[5.0]]),
+        },
+    )
     model = visionfw.build_model(srcnn(f1=k1, f2=k2, f3=k3, n1=n1, n2=n2))
     assert load_weights(model, path) is model
     c1, c2, c3 = _convs(model)
@@ -200,9 +210,14 @@ def test_pth_against_a_real_torch_model(tmp_path):
     """When torch is installed: a torch ESPCN's state dict (.pth) gives the torch model's output."""
     torch = pytest.importorskip("torch")
     torch.manual_seed(0)
-    net = torch.nn.Sequential(torch.nn.Conv2d(3, 6, 5, padding=2), torch.nn.Tanh(),
-                              torch.nn.Conv2d(6, 4, 3, padding=1), torch.nn.Tanh(),
-                              torch.nn.Conv2d(4, 3 * 9, 3, padding=1), torch.nn.PixelShuffle(3))
+    net = torch.nn.Sequential(
+        torch.nn.Conv2d(3, 6, 5, padding=2),
+        torch.nn.Tanh(),
+        torch.nn.Conv2d(6, 4, 3, padding=1),
+        torch.nn.Tanh(),
+        torch.nn.Conv2d(4, 3 * 9, 3, padding=1),
+        torch.nn.PixelShuffle(3),
+    )
     torch.save(net.state_dict(), tmp_path / "espcn.pth")
     x = np.random.default_rng(0).random((1, 7, 8, 3)).astype(np.float32)
     with torch.no_grad():
@@ -213,6 +228,7 @@ def test_pth_against_a_real_torch_model(tmp_path):
 
 
 # ----------------------------------------------------------------------------- Keras files
+
 
 def test_keras_file_and_weights_h5_round_trip(tmp_path):
     src = visionfw.build_model(espcn(channels=1, n1=6, n2=4, scale=3))
@@ -237,12 +253,18 @@ def test_keras_file_and_weights_h5_round_trip(tmp_path):
 
 # ----------------------------------------------------------------------------- PyTorch state dicts
 
+
 def test_espcn_state_dict_matches_numpy_reference(tmp_path):
     rng = np.random.default_rng(3)
     c, r, n1, n2 = 3, 2, 6, 4
-    state = {"conv1.weight": _rand(rng, n1, c, 5, 5), "conv1.bias": _rand(rng, n1),
-             "conv2.weight": _rand(rng, n2, n1, 3, 3), "conv2.bias": _rand(rng, n2),
-             "conv3.weight": _rand(rng, c * r * r, n2, 3, 3), "conv3.bias": _rand(rng, c * r * r)}
+    state = {
+        "conv1.weight": _rand(rng, n1, c, 5, 5),
+        "conv1.bias": _rand(rng, n1),
+        "conv2.weight": _rand(rng, n2, n1, 3, 3),
+        "conv2.bias": _rand(rng, n2),
+        "conv3.weight": _rand(rng, c * r * r, n2, 3, 3),
+        "conv3.bias": _rand(rng, c * r * r),
+    }
     np.savez(tmp_path / "espcn.npz", **state)
     x = rng.random((7, 9, c)).astype(np.float32)
     h = np.tanh(np_conv(x, state["conv1.weight"], state["conv1.bias"]))
@@ -258,11 +280,14 @@ def test_espcn_state_dict_matches_numpy_reference(tmp_path):
 
 
 def _edsr_state(rng, n_blocks, f, scale, c=3):
-    state = {"sub_mean.weight": np.eye(c, dtype=np.float32)[:, :, None, None],
-             "sub_mean.bias": np.zeros(c, np.float32),
-             "add_mean.weight": np.eye(c, dtype=np.float32)[:, :, None, None],
-             "add_mean.bias": np.zeros(c, np.float32),
-             "head.0.weight": _rand(rng, f, c, 3, 3), "head.0.bias": _rand(rng, f)}
+    state = {
+        "sub_mean.weight": np.eye(c, dtype=np.float32)[:, :, None, None],
+        "sub_mean.bias": np.zeros(c, np.float32),
+        "add_mean.weight": np.eye(c, dtype=np.float32)[:, :, None, None],
+        "add_mean.bias": np.zeros(c, np.float32),
+        "head.0.weight": _rand(rng, f, c, 3, 3),
+        "head.0.bias": _rand(rng, f),
+    }
     for b in range(n_blocks):
         for j in (0, 2):
             state[f"body.{b}.body.{j}.weight"] = _rand(rng, f, f, 3, 3, scale=0.1)
@@ -301,8 +326,9 @@ def test_edsr_baseline_state_dict_both_shuffle_orders(tmp_path, scale):
     ref = _edsr_reference(x.astype(np.float64), state, n_blocks, steps, res_scale=1.0)
     outs = {}
     for order in ("tf", "torch"):
-        model = visionfw.build_model(edsr(n_blocks=n_blocks, filters=f, res_scale=1.0, scale=scale,
-                                          shuffle_order=order))
+        model = visionfw.build_model(
+            edsr(n_blocks=n_blocks, filters=f, res_scale=1.0, scale=scale, shuffle_order=order)
+        )
         load_weights(model, tmp_path / "edsr.npz")
         outs[order] = model(x[None]).numpy()[0]
         np.testing.assert_allclose(outs[order], ref, atol=1e-4)
@@ -315,8 +341,9 @@ def test_state_dict_mismatches_name_key_and_fix(tmp_path):
     model = visionfw.build_model(edsr(n_blocks=2, filters=8, res_scale=1.0, scale=2))
     short = dict(state)
     del short["body.2.weight"], short["body.2.bias"]
-    with pytest.raises(WeightsError,
-                       match=r"7 PyTorch modules .* has 8 Keras layers.*body.1.body.2, tail.0.0.*name_map"):
+    with pytest.raises(
+        WeightsError, match=r"7 PyTorch modules .* has 8 Keras layers.*body.1.body.2, tail.0.0.*name_map"
+    ):
         load_state_dict(model, short)
     wide = dict(state)
     wide["head.0.weight"] = _rand(rng, 16, 3, 3, 3)
@@ -325,8 +352,13 @@ def test_state_dict_mismatches_name_key_and_fix(tmp_path):
     as_bn = {}
     for key, value in state.items():
         if key == "head.0.weight":
-            as_bn.update({"head.0.weight": np.ones(8, np.float32), "head.0.running_mean": np.zeros(8),
-                          "head.0.running_var": np.ones(8)})
+            as_bn.update(
+                {
+                    "head.0.weight": np.ones(8, np.float32),
+                    "head.0.running_mean": np.zeros(8),
+                    "head.0.running_var": np.ones(8),
+                }
+            )
         elif key == "head.0.bias":
             as_bn[key] = np.zeros(8, np.float32)
         else:
@@ -341,8 +373,7 @@ def test_state_dict_mismatches_name_key_and_fix(tmp_path):
         load_state_dict(model, {})
     # a name_map that swaps two equal-shaped convs changes where the weights go
     swapped = visionfw.build_model(edsr(n_blocks=2, filters=8, res_scale=1.0, scale=2))
-    load_state_dict(swapped, state, name_map={"body.0.body.0": "block1_n4_conv1",
-                                              "body.1.body.0": "block0_n3_conv1"})
+    load_state_dict(swapped, state, name_map={"body.0.body.0": "block1_n4_conv1", "body.1.body.0": "block0_n3_conv1"})
     k = swapped.get_layer("block1_n4_conv1").kernel.numpy()
     np.testing.assert_array_equal(k, state["body.0.body.0.weight"].transpose(2, 3, 1, 0))
 
@@ -353,16 +384,26 @@ def test_rcan_channel_attention_1x1_convs_become_dense():
     model = visionfw.build_model(rcan(n_groups=1, n_blocks=1, filters=f, reduction=red, scale=2))
     state = {"head.0.weight": _rand(rng, f, 3, 3, 3), "head.0.bias": _rand(rng, f)}
     pre = "body.0.body.0.body"
-    state.update({f"{pre}.0.weight": _rand(rng, f, f, 3, 3), f"{pre}.0.bias": _rand(rng, f),
-                  f"{pre}.2.weight": _rand(rng, f, f, 3, 3), f"{pre}.2.bias": _rand(rng, f),
-                  f"{pre}.3.conv_du.0.weight": _rand(rng, f // red, f, 1, 1),
-                  f"{pre}.3.conv_du.0.bias": _rand(rng, f // red),
-                  f"{pre}.3.conv_du.2.weight": _rand(rng, f, f // red, 1, 1),
-                  f"{pre}.3.conv_du.2.bias": _rand(rng, f),
-                  "body.0.body.1.weight": _rand(rng, f, f, 3, 3), "body.0.body.1.bias": _rand(rng, f),
-                  "body.1.weight": _rand(rng, f, f, 3, 3), "body.1.bias": _rand(rng, f),
-                  "tail.0.0.weight": _rand(rng, 4 * f, f, 3, 3), "tail.0.0.bias": _rand(rng, 4 * f),
-                  "tail.1.weight": _rand(rng, 3, f, 3, 3), "tail.1.bias": _rand(rng, 3)})
+    state.update(
+        {
+            f"{pre}.0.weight": _rand(rng, f, f, 3, 3),
+            f"{pre}.0.bias": _rand(rng, f),
+            f"{pre}.2.weight": _rand(rng, f, f, 3, 3),
+            f"{pre}.2.bias": _rand(rng, f),
+            f"{pre}.3.conv_du.0.weight": _rand(rng, f // red, f, 1, 1),
+            f"{pre}.3.conv_du.0.bias": _rand(rng, f // red),
+            f"{pre}.3.conv_du.2.weight": _rand(rng, f, f // red, 1, 1),
+            f"{pre}.3.conv_du.2.bias": _rand(rng, f),
+            "body.0.body.1.weight": _rand(rng, f, f, 3, 3),
+            "body.0.body.1.bias": _rand(rng, f),
+            "body.1.weight": _rand(rng, f, f, 3, 3),
+            "body.1.bias": _rand(rng, f),
+            "tail.0.0.weight": _rand(rng, 4 * f, f, 3, 3),
+            "tail.0.0.bias": _rand(rng, 4 * f),
+            "tail.1.weight": _rand(rng, 3, f, 3, 3),
+            "tail.1.bias": _rand(rng, 3),
+        }
+    )
     load_state_dict(model, state)
     ca = [layer for layer in model.layers if type(layer).__name__ == "ChannelAttention"][0]
     np.testing.assert_array_equal(ca.down.kernel.numpy(), state[f"{pre}.3.conv_du.0.weight"][:, :, 0, 0].T)
@@ -372,8 +413,9 @@ def test_rcan_channel_attention_1x1_convs_become_dense():
     x = rng.random((1, 5, 6, f)).astype(np.float32)
     pooled = x.mean(axis=(1, 2))
     hid = np.maximum(pooled @ state[f"{pre}.3.conv_du.0.weight"][:, :, 0, 0].T + state[f"{pre}.3.conv_du.0.bias"], 0)
-    gate = 1 / (1 + np.exp(-(hid @ state[f"{pre}.3.conv_du.2.weight"][:, :, 0, 0].T
-                             + state[f"{pre}.3.conv_du.2.bias"])))
+    gate = 1 / (
+        1 + np.exp(-(hid @ state[f"{pre}.3.conv_du.2.weight"][:, :, 0, 0].T + state[f"{pre}.3.conv_du.2.bias"]))
+    )
     np.testing.assert_allclose(ca(x).numpy(), x * gate[:, None, None, :], atol=1e-6)
 
 
@@ -381,14 +423,24 @@ def test_srresnet_batchnorm_and_prelu():
     rng = np.random.default_rng(7)
     f = 8
     model = visionfw.build_model(srresnet(n_blocks=1, filters=f, scale=2))
-    state = {"conv_input.weight": _rand(rng, f, 3, 9, 9), "conv_input.bias": _rand(rng, f),
-             "relu.weight": np.array([0.25], np.float32),
-             "res.0.conv1.weight": _rand(rng, f, f, 3, 3), "res.0.conv1.bias": _rand(rng, f)}
+    state = {
+        "conv_input.weight": _rand(rng, f, 3, 9, 9),
+        "conv_input.bias": _rand(rng, f),
+        "relu.weight": np.array([0.25], np.float32),
+        "res.0.conv1.weight": _rand(rng, f, f, 3, 3),
+        "res.0.conv1.bias": _rand(rng, f),
+    }
 
     def bn(prefix):
-        state.update({f"{prefix}.weight": _rand(rng, f) + 1, f"{prefix}.bias": _rand(rng, f),
-                      f"{prefix}.running_mean": _rand(rng, f), f"{prefix}.running_var": np.abs(_rand(rng, f)) + 0.5,
-                      f"{prefix}.num_batches_tracked": np.array(10)})
+        state.update(
+            {
+                f"{prefix}.weight": _rand(rng, f) + 1,
+                f"{prefix}.bias": _rand(rng, f),
+                f"{prefix}.running_mean": _rand(rng, f),
+                f"{prefix}.running_var": np.abs(_rand(rng, f)) + 0.5,
+                f"{prefix}.num_batches_tracked": np.array(10),
+            }
+        )
 
     bn("res.0.bn1")
     state["res.0.prelu.weight"] = _rand(rng, f)
@@ -396,9 +448,15 @@ def test_srresnet_batchnorm_and_prelu():
     bn("res.0.bn2")
     state.update({"conv_mid.weight": _rand(rng, f, f, 3, 3), "conv_mid.bias": _rand(rng, f)})
     bn("bn_mid")
-    state.update({"up.0.weight": _rand(rng, 4 * f, f, 3, 3), "up.0.bias": _rand(rng, 4 * f),
-                  "up.2.weight": np.array([0.1], np.float32),
-                  "conv_output.weight": _rand(rng, 3, f, 9, 9), "conv_output.bias": _rand(rng, 3)})
+    state.update(
+        {
+            "up.0.weight": _rand(rng, 4 * f, f, 3, 3),
+            "up.0.bias": _rand(rng, 4 * f),
+            "up.2.weight": np.array([0.1], np.float32),
+            "conv_output.weight": _rand(rng, 3, f, 9, 9),
+            "conv_output.bias": _rand(rng, 3),
+        }
+    )
     load_state_dict(model, state)
     bns = [layer for layer in model.layers if type(layer).__name__ == "BatchNormalization"]
     assert len(bns) == 3 and all(b.epsilon == 1e-5 for b in bns)
@@ -411,8 +469,9 @@ def test_srresnet_batchnorm_and_prelu():
     # BN in inference: (x - mean) / sqrt(var + 1e-5) * gamma + beta
     x = rng.random((1, 3, 4, f)).astype(np.float32)
     b = bns[0]
-    want = (x - state["res.0.bn1.running_mean"]) / np.sqrt(state["res.0.bn1.running_var"] + 1e-5) \
-        * state["res.0.bn1.weight"] + state["res.0.bn1.bias"]
+    want = (x - state["res.0.bn1.running_mean"]) / np.sqrt(state["res.0.bn1.running_var"] + 1e-5) * state[
+        "res.0.bn1.weight"
+    ] + state["res.0.bn1.bias"]
     np.testing.assert_allclose(b(x, training=False).numpy(), want, atol=1e-5)
 
 
@@ -420,10 +479,16 @@ def test_srresnet_batchnorm_and_prelu():
 
 # small configs of every zoo family: these values wherever the family function has the parameter,
 # then per-family ones
-_SMALL_ANY = dict(filters=16, n_blocks=1, n_groups=1, n_units=2, n_layers=2, depth=4, down=(8,) * 5, up=(8,) * 5,
-                  in_channels=4)
-_SMALL = {"rcan": dict(reduction=4), "imdn": dict(n_blocks=2, distilled=4, reduction=4), "vdsr": dict(filters=8),
-          "lapsrn": dict(filters=8), "colorization": dict(width_div=16)}
+_SMALL_ANY = dict(
+    filters=16, n_blocks=1, n_groups=1, n_units=2, n_layers=2, depth=4, down=(8,) * 5, up=(8,) * 5, in_channels=4
+)
+_SMALL = {
+    "rcan": dict(reduction=4),
+    "imdn": dict(n_blocks=2, distilled=4, reduction=4),
+    "vdsr": dict(filters=8),
+    "lapsrn": dict(filters=8),
+    "colorization": dict(width_div=16),
+}
 
 
 def _zoo_cases():
@@ -437,7 +502,7 @@ def _zoo_cases():
         picks.setdefault(registry.model_entry(name).family, name)
     picks["tad"] = "aetad"
     cases = []
-    for name, scale in [(n, None) for n in picks.values()] + [("aetad_color", None)]:
+    for name in [*picks.values(), "aetad_color"]:
         entry = registry.model_entry(name)
         params = inspect.signature(entry.fn).parameters
         kwargs = dict(entry.hyper)
@@ -460,8 +525,11 @@ def test_every_weight_survives_the_round_trip_for_every_zoo_family(tmp_path, fmt
         src = visionfw.build_model(spec)
         rng = np.random.default_rng(0)
         for w in src.weights:  # values no initializer gives, non-float state included
-            w.assign(rng.standard_normal(w.shape).astype(w.dtype) if "float" in str(w.dtype)
-                     else np.full(w.shape, 3, dtype=w.dtype))
+            w.assign(
+                rng.standard_normal(w.shape).astype(w.dtype)
+                if "float" in str(w.dtype)
+                else np.full(w.shape, 3, dtype=w.dtype)
+            )
         path = tmp_path / f"m{i}{fmt}"
         if fmt == ".keras":
             src.save(path)
@@ -473,8 +541,9 @@ def test_every_weight_survives_the_round_trip_for_every_zoo_family(tmp_path, fmt
             load_weights(dst, path)
         assert len(dst.weights) == len(src.weights), label
         for a, b in zip(src.weights, dst.weights):
-            np.testing.assert_array_equal(np.asarray(a.numpy()), np.asarray(b.numpy()),
-                                          err_msg=f"{label}: {a.path} ({fmt})")
+            np.testing.assert_array_equal(
+                np.asarray(a.numpy()), np.asarray(b.numpy()), err_msg=f"{label}: {a.path} ({fmt})"
+            )
 
 
 def test_weights_h5_of_another_architecture_is_one_error_without_the_nested_warning(tmp_path):

@@ -1,16 +1,20 @@
 """Every zoo model builds at every scale, has the published parameter count, and round-trips .keras."""
+
+import keras
 import numpy as np
 import pytest
 
-import keras
 import visionfw
 from visionfw.zoo import registry
 
 # Every (name, scale, count) the zoo's metadata states (visionfw.model_info(name).params); the
 # papers' counts among them: SRCNN 8,129 / 24,513 / 57,281, VDSR 665,921, EDSR-baseline x2
 # 1,369,859 and EDSR x4 43,089,923 trainable, RCAN x4 15,592,355, SRResNet x4 1,554,883.
-PARAM_COUNTS = [(name, scale, count, registry.model_info(name).params_counted)
-                for name in registry.list_models() for scale, count in registry.model_info(name).params]
+PARAM_COUNTS = [
+    (name, scale, count, registry.model_info(name).params_counted)
+    for name in registry.list_models()
+    for scale, count in registry.model_info(name).params
+]
 
 
 def _trainable(model):
@@ -27,8 +31,7 @@ def test_the_papers_counts_are_in_the_metadata():
     assert all(registry.model_info(n).params for n in sr_names), "every SR model states its size"
 
 
-@pytest.mark.parametrize("name,scale,count,counted", PARAM_COUNTS,
-                         ids=[f"{p[0]}-x{p[1]}" for p in PARAM_COUNTS])
+@pytest.mark.parametrize("name,scale,count,counted", PARAM_COUNTS, ids=[f"{p[0]}-x{p[1]}" for p in PARAM_COUNTS])
 def test_parameter_counts(name, scale, count, counted):
     model = visionfw.get_model(name, scale=scale)
     assert (model.count_params() if counted == "total" else _trainable(model)) == count
@@ -38,15 +41,29 @@ SR_MODELS = registry.list_models(task="sr")
 
 
 def test_zoo_has_required_names():
-    for name in ["srcnn_915", "srcnn_935", "srcnn_955", "fsrcnn", "espcn", "vdsr", "srresnet",
-                 "edsr_baseline", "edsr", "rcan"]:
+    for name in [
+        "srcnn_915",
+        "srcnn_935",
+        "srcnn_955",
+        "fsrcnn",
+        "espcn",
+        "vdsr",
+        "srresnet",
+        "edsr_baseline",
+        "edsr",
+        "rcan",
+    ]:
         assert name in visionfw.list_models()
 
 
 def _small_hyper(name):
     """Small variants of the big models, through their family functions, so the suite stays fast."""
-    return {"edsr": {"n_blocks": 2, "filters": 32}, "rcan": {"n_groups": 2, "n_blocks": 2},
-            "srresnet": {"n_blocks": 2}, "rrdbnet": {"n_blocks": 1, "filters": 16, "growth": 8}}.get(name, {})
+    return {
+        "edsr": {"n_blocks": 2, "filters": 32},
+        "rcan": {"n_groups": 2, "n_blocks": 2},
+        "srresnet": {"n_blocks": 2},
+        "rrdbnet": {"n_blocks": 1, "filters": 16, "growth": 8},
+    }.get(name, {})
 
 
 # every SR model at every scale it supports (LapSRN: 2, 4, 8)

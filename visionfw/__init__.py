@@ -5,6 +5,7 @@ with architectures written as plain Python dicts.
     >>> visionfw.list_models()[:3]
     >>> model = visionfw.get_model('edsr_baseline', scale=2)
 """
+
 import os as _os
 
 # quiet TensorFlow unless the user chose a log level (as the CLI): C++ logs off, start-up lines silenced
@@ -15,22 +16,27 @@ _os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 __version__ = "0.1.0"
 
 from visionfw import errors  # noqa: E402
-from visionfw.zoo.builder import build_model, list_blocks, make_layer, register_block, validate_spec  # noqa: E402
-from visionfw.zoo.parts import register_layer  # noqa: E402
 from visionfw.errors import SpecError, VisionFWError  # noqa: E402
+from visionfw.keras_hooks import install_import_hooks  # noqa: E402
+from visionfw.zoo.builder import build_model, list_blocks, make_layer, register_block, validate_spec  # noqa: E402
 from visionfw.zoo.graph import Graph  # noqa: E402
+from visionfw.zoo.parts import register_layer  # noqa: E402
 from visionfw.zoo.registry import get_model, get_spec, list_models, model_info, register_model  # noqa: E402
 from visionfw.zoo.spec_tools import describe, spec_from_json, spec_to_dot, spec_to_json  # noqa: E402
-from visionfw.keras_hooks import install_import_hooks  # noqa: E402
 
 # saved models load with safe_mode and no custom_objects, once Keras is imported (not here)
 install_import_hooks(quiet=_QUIET_TENSORFLOW)
 
 
 # attribute -> module, imported on first use
-_LAZY_MODULES = {"weights": "visionfw.weights", "loading": "visionfw.loading", "layers": "visionfw.zoo.layers",
-                 "evaluate": "visionfw.evaluate", "export": "visionfw.export",
-                 "pretrained": "visionfw.weights.pretrained"}
+_LAZY_MODULES = {
+    "weights": "visionfw.weights",
+    "loading": "visionfw.loading",
+    "layers": "visionfw.zoo.layers",
+    "evaluate": "visionfw.evaluate",
+    "export": "visionfw.export",
+    "pretrained": "visionfw.weights.pretrained",
+}
 
 
 def __getattr__(name):
@@ -72,7 +78,27 @@ def upscale(model, image, scale=None, **kwargs):
     return _upscale(model, image, scale, **kwargs)
 
 
-__all__ = ["Graph", "build_model", "describe", "errors", "get_model", "get_spec", "list_blocks", "list_models",
-           "load_weights", "load_model", "model_info", "make_layer", "register_block", "register_layer",
-           "register_model", "spec_from_json", "spec_to_dot", "spec_to_json", "upscale", "validate_spec", "SpecError",
-           "VisionFWError"]
+__all__ = [
+    "Graph",
+    "build_model",
+    "describe",
+    "errors",
+    "get_model",
+    "get_spec",
+    "list_blocks",
+    "list_models",
+    "load_weights",
+    "load_model",
+    "model_info",
+    "make_layer",
+    "register_block",
+    "register_layer",
+    "register_model",
+    "spec_from_json",
+    "spec_to_dot",
+    "spec_to_json",
+    "upscale",
+    "validate_spec",
+    "SpecError",
+    "VisionFWError",
+]

@@ -66,6 +66,7 @@ images, mean removed: their noise), :func:`load_kernel_pool` (user ``.npy`` kern
 
 :func:`gan_fusion` is the NTIRE 2020 Real-World SR runner-up fusion of two SR outputs.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -74,17 +75,38 @@ import math
 import os
 import re
 from pathlib import Path
-from typing import Optional
 
 import numpy as np
 import tensorflow as tf
 
 from visionfw.errors import ConfigError, DataError
 
-__all__ = ["DegradationSpec", "OpSpec", "DegradationPool", "PRESETS", "op", "parse_spec", "spec_to_string",
-           "check_fits", "resolve_spec", "make_degrader", "degrade", "make_kernels", "apply_kernels", "downscale",
-           "gaussian_noise", "poisson_noise", "jpeg", "quantize", "extract_noise_pool", "load_kernel_pool",
-           "estimate_kernel", "save_pool", "load_pool", "gan_fusion"]
+__all__ = [
+    "DegradationSpec",
+    "OpSpec",
+    "DegradationPool",
+    "PRESETS",
+    "op",
+    "parse_spec",
+    "spec_to_string",
+    "check_fits",
+    "resolve_spec",
+    "make_degrader",
+    "degrade",
+    "make_kernels",
+    "apply_kernels",
+    "downscale",
+    "gaussian_noise",
+    "poisson_noise",
+    "jpeg",
+    "quantize",
+    "extract_noise_pool",
+    "load_kernel_pool",
+    "estimate_kernel",
+    "save_pool",
+    "load_pool",
+    "gan_fusion",
+]
 
 KERNEL_KINDS = ("iso", "aniso", "generalized", "plateau", "sinc")
 RESIZE_METHODS = ("nearest", "bilinear", "bicubic", "lanczos", "area", "matlab")
@@ -93,8 +115,13 @@ NOISE_KINDS = ("gaussian", "poisson", "gaussian-poisson")
 MAX_PASSES = 8
 # Blur kernels are built per image as size x size taps (Real-ESRGAN draws 7..21).
 MAX_BLUR_SIZE = 101
-_TF_METHODS = {"nearest": "nearest", "bilinear": "bilinear", "bicubic": "bicubic", "lanczos": "lanczos3",
-               "area": "area"}
+_TF_METHODS = {
+    "nearest": "nearest",
+    "bilinear": "bilinear",
+    "bicubic": "bicubic",
+    "lanczos": "lanczos3",
+    "area": "area",
+}
 _POISSON_PEAK = 255.0  # photon count of a white pixel: one count per grey level
 _LUMA = (0.299, 0.587, 0.114)  # BT.601 luma weights (grey noise)
 
@@ -102,14 +129,25 @@ _LUMA = (0.299, 0.587, 0.114)  # BT.601 luma weights (grey noise)
 
 # op -> {param: (kind, default, allowed choices)}; the order here is the canonical text order
 _SCHEMA = {
-    "blur": {"sigma": ("range", (0.2, 3.0), None), "size": ("odd", 15, None),
-             "kinds": ("choices", ("iso", "aniso"), KERNEL_KINDS), "gbeta": ("range", (0.5, 4.0), None),
-             "pbeta": ("range", (1.0, 2.0), None), "omega": ("range", (math.pi / 3, math.pi), None),
-             "prob": ("prob", 1.0, None), "pool": ("prob", 0.0, None)},
+    "blur": {
+        "sigma": ("range", (0.2, 3.0), None),
+        "size": ("odd", 15, None),
+        "kinds": ("choices", ("iso", "aniso"), KERNEL_KINDS),
+        "gbeta": ("range", (0.5, 4.0), None),
+        "pbeta": ("range", (1.0, 2.0), None),
+        "omega": ("range", (math.pi / 3, math.pi), None),
+        "prob": ("prob", 1.0, None),
+        "pool": ("prob", 0.0, None),
+    },
     "down": {"methods": ("choices", RESIZE_METHODS[:5], RESIZE_METHODS), "antialias": ("bool", True, None)},
-    "noise": {"sigma": ("range", (1.0, 25.0), None), "poisson": ("range", (0.05, 3.0), None),
-              "kinds": ("choices", ("gaussian",), NOISE_KINDS), "gray": ("prob", 0.4, None),
-              "prob": ("prob", 1.0, None), "pool": ("prob", 0.0, None)},
+    "noise": {
+        "sigma": ("range", (1.0, 25.0), None),
+        "poisson": ("range", (0.05, 3.0), None),
+        "kinds": ("choices", ("gaussian",), NOISE_KINDS),
+        "gray": ("prob", 0.4, None),
+        "prob": ("prob", 1.0, None),
+        "pool": ("prob", 0.0, None),
+    },
     "jpeg": {"q": ("range", (30.0, 95.0), None), "prob": ("prob", 1.0, None)},
 }
 _EXAMPLE = "blur(sigma=0.2:3,size=15)+down(methods=bicubic|area)+noise(sigma=1:25)+jpeg(q=30:95)"
@@ -145,20 +183,26 @@ class DegradationSpec:
         object.__setattr__(self, "ops", tuple(self.ops))
         object.__setattr__(self, "later", tuple(tuple(chain) for chain in self.later))
         if isinstance(self.passes, bool) or not isinstance(self.passes, int) or not 1 <= self.passes <= MAX_PASSES:
-            raise ConfigError(f"degradation spec option passes={self.passes!r} must be a positive integer, at "
-                              f"most {MAX_PASSES} (2: second-order degradation).")
+            raise ConfigError(
+                f"degradation spec option passes={self.passes!r} must be a positive integer, at "
+                f"most {MAX_PASSES} (2: second-order degradation)."
+            )
         if self.later and self.passes == 1:
             object.__setattr__(self, "passes", 1 + len(self.later))
         elif self.later and self.passes != 1 + len(self.later):
-            raise ConfigError(f"degradation spec {spec_to_string(self, check=False)!r} writes {1 + len(self.later)} "
-                              f"chains separated by ';' but passes={self.passes}; drop the passes option (the "
-                              "chains are the passes).")
+            raise ConfigError(
+                f"degradation spec {spec_to_string(self, check=False)!r} writes {1 + len(self.later)} "
+                f"chains separated by ';' but passes={self.passes}; drop the passes option (the "
+                "chains are the passes)."
+            )
         for chain in self.chains():
             names = [op.name for op in chain]
             if names.count("down") != 1:
-                raise ConfigError(f"degradation spec {spec_to_string(self, check=False)!r} has a pass with "
-                                  f"{names.count('down')} down ops; a pass needs exactly one (it sets the LR "
-                                  "size), e.g. down(methods=bicubic).")
+                raise ConfigError(
+                    f"degradation spec {spec_to_string(self, check=False)!r} has a pass with "
+                    f"{names.count('down')} down ops; a pass needs exactly one (it sets the LR "
+                    "size), e.g. down(methods=bicubic)."
+                )
 
     def chains(self):
         """The op chain of every pass, in order."""
@@ -170,8 +214,7 @@ def op(name, **params):
     schema = _op_schema(name, f"{name}(...)")
     for key in params:
         if key not in schema:
-            raise ConfigError(f"degradation op {name}: unknown parameter {key!r}; use one of "
-                              f"{', '.join(schema)}.")
+            raise ConfigError(f"degradation op {name}: unknown parameter {key!r}; use one of {', '.join(schema)}.")
     values = []
     for key, (kind, default, allowed) in schema.items():
         value = params.get(key, default)
@@ -181,8 +224,9 @@ def op(name, **params):
 
 def _op_schema(name, part):
     if name not in _SCHEMA:
-        raise ConfigError(f"degradation spec part {part!r}: unknown op {name!r}; use one of "
-                          f"{', '.join(_SCHEMA)} (e.g. {_EXAMPLE}).")
+        raise ConfigError(
+            f"degradation spec part {part!r}: unknown op {name!r}; use one of {', '.join(_SCHEMA)} (e.g. {_EXAMPLE})."
+        )
     return _SCHEMA[name]
 
 
@@ -194,19 +238,29 @@ def _check_value(name, key, kind, value, allowed):
             raise ConfigError(f"{where}: {value!r} must be a number or a (low, high) pair.")
         lo, hi = float(value[0]), float(value[1])
         if not lo <= hi or lo < 0 or (key in ("sigma",) and name == "blur" and lo <= 0):
-            raise ConfigError(f"{where}: range {lo:g}:{hi:g} must be low:high with 0 <= low <= high"
-                              f"{' and low > 0' if name == 'blur' else ''}.")
-        if key == "omega" and not (0 < lo and hi <= math.pi + 1e-6):
-            raise ConfigError(f"{where}: sinc cut-off {lo:g}:{hi:g} must lie in (0, pi] radians per pixel, e.g. "
-                              "omega=1.0472:3.1416 (pi/3:pi, Real-ESRGAN's).")
-        if key == "q" and not (1 <= lo and hi <= 100):
+            raise ConfigError(
+                f"{where}: range {lo:g}:{hi:g} must be low:high with 0 <= low <= high"
+                f"{' and low > 0' if name == 'blur' else ''}."
+            )
+        if key == "omega" and not (lo > 0 and hi <= math.pi + 1e-6):
+            raise ConfigError(
+                f"{where}: sinc cut-off {lo:g}:{hi:g} must lie in (0, pi] radians per pixel, e.g. "
+                "omega=1.0472:3.1416 (pi/3:pi, Real-ESRGAN's)."
+            )
+        if key == "q" and not (lo >= 1 and hi <= 100):
             raise ConfigError(f"{where}: JPEG quality {lo:g}:{hi:g} must lie in 1..100, e.g. q=30:95.")
         return (lo, hi)
     if kind == "odd":
-        if (isinstance(value, bool) or int(value) != value or int(value) < 3 or int(value) % 2 == 0
-                or int(value) > MAX_BLUR_SIZE):
-            raise ConfigError(f"{where}: kernel size {value!r} must be an odd integer from 3 to {MAX_BLUR_SIZE}, "
-                              "e.g. size=15.")
+        if (
+            isinstance(value, bool)
+            or int(value) != value
+            or int(value) < 3
+            or int(value) % 2 == 0
+            or int(value) > MAX_BLUR_SIZE
+        ):
+            raise ConfigError(
+                f"{where}: kernel size {value!r} must be an odd integer from 3 to {MAX_BLUR_SIZE}, e.g. size=15."
+            )
         return int(value)
     if kind == "prob":
         if isinstance(value, bool) or not 0.0 <= float(value) <= 1.0:
@@ -219,8 +273,9 @@ def _check_value(name, key, kind, value, allowed):
     values = (value,) if isinstance(value, str) else tuple(value)
     bad = [v for v in values if v not in allowed]
     if not values or bad:
-        raise ConfigError(f"{where}: {'|'.join(map(str, bad)) or 'nothing'} not allowed; choose among "
-                          f"{'|'.join(allowed)}.")
+        raise ConfigError(
+            f"{where}: {'|'.join(map(str, bad)) or 'nothing'} not allowed; choose among {'|'.join(allowed)}."
+        )
     return values
 
 
@@ -246,8 +301,12 @@ def _parse_value(name, key, text, kind, allowed, part):
         else:
             value = tuple(t.strip() for t in text.split("|"))
     except ValueError:
-        form = {"range": "a number or low:high", "odd": "an odd integer", "prob": "a number in [0, 1]",
-                "bool": "true or false"}[kind]
+        form = {
+            "range": "a number or low:high",
+            "odd": "an odd integer",
+            "prob": "a number in [0, 1]",
+            "bool": "true or false",
+        }[kind]
         raise ConfigError(f"degradation spec part {part!r}: {key}={text!r} must be {form}.") from None
     return value
 
@@ -264,8 +323,9 @@ def _parse_op(part):
             raise ConfigError(f"degradation spec part {part!r}: {item!r} is not key=value.")
         key, text = (s.strip() for s in item.split("=", 1))
         if key not in schema:
-            raise ConfigError(f"degradation spec part {part!r}: unknown parameter {key!r}; {name} takes "
-                              f"{', '.join(schema)}.")
+            raise ConfigError(
+                f"degradation spec part {part!r}: unknown parameter {key!r}; {name} takes {', '.join(schema)}."
+            )
         kind, _, allowed = schema[key]
         params[key] = _parse_value(name, key, text, kind, allowed, part)
     return op(name, **params)
@@ -280,16 +340,19 @@ def _parse_options(text):
         elif key == "shuffle" and value.lower() in ("true", "false", "1", "0"):
             options["shuffle"] = value.lower() in ("true", "1")
         else:
-            raise ConfigError(f"degradation spec option {item!r}: options are passes=N (1 <= N <= {MAX_PASSES}) "
-                              "and shuffle=true|false, e.g. realsr@passes=2.")
+            raise ConfigError(
+                f"degradation spec option {item!r}: options are passes=N (1 <= N <= {MAX_PASSES}) "
+                "and shuffle=true|false, e.g. realsr@passes=2."
+            )
     return options
 
 
 def parse_spec(text):
     """:class:`DegradationSpec` of a preset name or a spec string (see the module docstring)."""
     if not isinstance(text, str) or not text.strip():
-        raise ConfigError(f"degradation spec {text!r} is empty; use a preset ({', '.join(PRESETS)}) or "
-                          f"a chain such as {_EXAMPLE}.")
+        raise ConfigError(
+            f"degradation spec {text!r} is empty; use a preset ({', '.join(PRESETS)}) or a chain such as {_EXAMPLE}."
+        )
     chain, _, options = text.strip().partition("@")
     chain = chain.strip()
     if chain in PRESETS:
@@ -310,8 +373,9 @@ def _split_chain(chain):
             start = i + 1
     parts.append(chain[start:])
     if depth != 0 or any(not p.strip() for p in parts):
-        raise ConfigError(f"degradation spec {chain!r}: unbalanced parentheses or an empty op between '+'; "
-                          f"write e.g. {_EXAMPLE}.")
+        raise ConfigError(
+            f"degradation spec {chain!r}: unbalanced parentheses or an empty op between '+'; write e.g. {_EXAMPLE}."
+        )
     return parts
 
 
@@ -333,8 +397,10 @@ def _format_number(v):
 
 def spec_to_string(spec, check=True):
     """The canonical text of a spec (every parameter written); ``parse_spec`` reads it back equal."""
-    ops = ";".join("+".join(f"{o.name}({','.join(f'{k}={_format_value(v)}' for k, v in o.params)})" for o in chain)
-                   for chain in (spec.ops,) + spec.later)
+    ops = ";".join(
+        "+".join(f"{o.name}({','.join(f'{k}={_format_value(v)}' for k, v in o.params)})" for o in chain)
+        for chain in (spec.ops,) + spec.later
+    )
     options = [f"passes={spec.passes}"] if spec.passes != 1 and not spec.later else []
     options += ["shuffle=true"] if spec.shuffle else []
     return ops + ("@" + ",".join(options) if options else "")
@@ -343,23 +409,23 @@ def spec_to_string(spec, check=True):
 PRESETS = {
     # RealSR (Ji et al. 2020): estimated kernels and collected noise when a pool is given
     "realsr": "blur(sigma=0.2:3,size=15,kinds=iso|aniso,pool=1)+down(methods=bicubic)"
-              "+noise(sigma=1:25,pool=1)+jpeg(q=30:95)",
+    "+noise(sigma=1:25,pool=1)+jpeg(q=30:95)",
     # BSRGAN (Zhang et al. 2021): every kernel kind, resize method and noise kind, in random order
     "bsrgan-like": "blur(sigma=0.2:3,size=15,kinds=iso|aniso|generalized|plateau,prob=0.9)"
-                   "+down(methods=nearest|bilinear|bicubic|lanczos|area)"
-                   "+noise(sigma=1:25,poisson=0.05:3,kinds=gaussian|poisson|gaussian-poisson)"
-                   "+jpeg(q=30:95)@shuffle=true",
+    "+down(methods=nearest|bilinear|bicubic|lanczos|area)"
+    "+noise(sigma=1:25,poisson=0.05:3,kinds=gaussian|poisson|gaussian-poisson)"
+    "+jpeg(q=30:95)@shuffle=true",
     # Real-ESRGAN (Wang et al. 2021, the x4plus training options): two different passes, sinc kernels,
     # a final sinc filter (ringing/overshoot) with probability 0.8.  Differences: kernel kinds are
     # drawn uniformly (Real-ESRGAN weights them), the size is fixed at 21 (Real-ESRGAN draws 7..21),
     # and each pass shrinks by sqrt(scale) (Real-ESRGAN resizes up/down/keep at random, then to the LR size).
     "realesrgan-like": "blur(sigma=0.2:3,size=21,kinds=iso|aniso|generalized|plateau|sinc)"
-                       "+down(methods=bilinear|bicubic|area)"
-                       "+noise(sigma=1:30,poisson=0.05:3,kinds=gaussian|poisson,gray=0.4)+jpeg(q=30:95);"
-                       "blur(sigma=0.2:1.5,size=21,kinds=iso|aniso|generalized|plateau|sinc,prob=0.8)"
-                       "+down(methods=bilinear|bicubic|area)"
-                       "+noise(sigma=1:25,poisson=0.05:2.5,kinds=gaussian|poisson,gray=0.4)"
-                       "+blur(size=21,kinds=sinc,prob=0.8)+jpeg(q=30:95)",
+    "+down(methods=bilinear|bicubic|area)"
+    "+noise(sigma=1:30,poisson=0.05:3,kinds=gaussian|poisson,gray=0.4)+jpeg(q=30:95);"
+    "blur(sigma=0.2:1.5,size=21,kinds=iso|aniso|generalized|plateau|sinc,prob=0.8)"
+    "+down(methods=bilinear|bicubic|area)"
+    "+noise(sigma=1:25,poisson=0.05:2.5,kinds=gaussian|poisson,gray=0.4)"
+    "+blur(size=21,kinds=sinc,prob=0.8)+jpeg(q=30:95)",
 }
 
 
@@ -375,8 +441,7 @@ def resolve_spec(spec_or_name):
 
 def _key(seed, step, *streams):
     """Stateless seed of (seed, step, streams...): distinct tuples never share a seed."""
-    key = tf.random.experimental.stateless_fold_in(tf.constant([int(seed), 0], tf.int64),
-                                                   tf.cast(step, tf.int64))
+    key = tf.random.experimental.stateless_fold_in(tf.constant([int(seed), 0], tf.int64), tf.cast(step, tf.int64))
     return _fold(key, *streams)
 
 
@@ -428,16 +493,26 @@ def make_kernels(size, sigma1, sigma2=None, theta=0.0, beta=1.0, kind="gaussian"
     q = tf.square(u / sigma1) + tf.square(v / sigma2)
     radius = tf.sqrt(tf.square(xx) + tf.square(yy))
     safe = tf.where(radius > 0, radius, 1.0)
-    sinc = tf.where(radius > 0, omega * tf.math.special.bessel_j1(omega * safe) / (2 * math.pi * safe),
-                    tf.square(omega) / (4 * math.pi))  # the limit at r = 0
-    forms = {"gaussian": tf.exp(-0.5 * q), "generalized": tf.exp(-0.5 * tf.pow(q, beta)),
-             "plateau": 1.0 / (1.0 + tf.pow(q, beta)), "sinc": sinc}
+    sinc = tf.where(
+        radius > 0,
+        omega * tf.math.special.bessel_j1(omega * safe) / (2 * math.pi * safe),
+        tf.square(omega) / (4 * math.pi),
+    )  # the limit at r = 0
+    forms = {
+        "gaussian": tf.exp(-0.5 * q),
+        "generalized": tf.exp(-0.5 * tf.pow(q, beta)),
+        "plateau": 1.0 / (1.0 + tf.pow(q, beta)),
+        "sinc": sinc,
+    }
     if isinstance(kind, str):
         k = forms[kind]
     else:
         kind = tf.reshape(kind, [-1, 1, 1])
-        k = tf.where(kind == 0, forms["gaussian"], tf.where(kind == 1, forms["generalized"],
-                                                             tf.where(kind == 2, forms["plateau"], forms["sinc"])))
+        k = tf.where(
+            kind == 0,
+            forms["gaussian"],
+            tf.where(kind == 1, forms["generalized"], tf.where(kind == 2, forms["plateau"], forms["sinc"])),
+        )
     return k / tf.reduce_sum(k, axis=[1, 2], keepdims=True)
 
 
@@ -489,8 +564,9 @@ def _blur_op(x, o, key, pool, **_):
     if pool_kernels is not None and o["pool"] > 0:
         size = max(o["size"], pool_kernels.shape[-1])
         picked = tf.gather(pool_kernels, _choice(key, 6, n, pool_kernels.shape[0]))
-        kernels = tf.where(_coin(key, 7, n, o["pool"])[:, None, None], _pad_kernels(picked, size),
-                           _pad_kernels(kernels, size))
+        kernels = tf.where(
+            _coin(key, 7, n, o["pool"])[:, None, None], _pad_kernels(picked, size), _pad_kernels(kernels, size)
+        )
     size = kernels.shape[-1]
     delta = tf.one_hot(size * size // 2, size * size, dtype=tf.float32)
     delta = tf.reshape(delta, [1, size, size])
@@ -505,9 +581,12 @@ def downscale(images, size, method, antialias=True):
     """``images`` resized to ``size`` (h, w) exactly with one of :data:`RESIZE_METHODS`."""
     if method == "matlab":
         from visionfw.data.imresize import imresize
+
         if not all(isinstance(d, (int, np.integer)) for d in size):
-            raise ConfigError("down(methods=matlab) needs HR batches of a static size (fixed patches); "
-                              "drop matlab from methods= for images of varying size.")
+            raise ConfigError(
+                "down(methods=matlab) needs HR batches of a static size (fixed patches); "
+                "drop matlab from methods= for images of varying size."
+            )
         return imresize(images, output_size=size)
     if method not in _TF_METHODS:
         raise ConfigError(f"downscale: method {method!r} unknown; use one of {', '.join(RESIZE_METHODS)}.")
@@ -572,7 +651,7 @@ def _pool_noise(x, patches, key):
     picked = _match_channels(tf.gather(patches, _choice(key, 10, n, patches.shape[0])), x.shape[-1])
     reps = [1, h // p + 2, w // p + 2, 1]
     offset = tf.random.stateless_uniform([2], seed=_fold(key, 11), minval=0, maxval=p, dtype=tf.int32)
-    return tf.tile(picked, reps)[:, offset[0]:offset[0] + h, offset[1]:offset[1] + w]
+    return tf.tile(picked, reps)[:, offset[0] : offset[0] + h, offset[1] : offset[1] + w]
 
 
 def _noise_op(x, o, key, pool, **_):
@@ -582,8 +661,9 @@ def _noise_op(x, o, key, pool, **_):
     gray = _coin(key, 1, n, o["gray"])
     sigma = _uniform(key, 2, n, *o["sigma"]) / 255.0
     scale = _uniform(key, 3, n, *o["poisson"])
-    noise = (gaussian_noise(x, sigma * tf.cast(kind != 1, tf.float32), gray, _fold(key, 4))
-             + poisson_noise(x, scale * tf.cast(kind != 0, tf.float32), gray, _fold(key, 5)))
+    noise = gaussian_noise(x, sigma * tf.cast(kind != 1, tf.float32), gray, _fold(key, 4)) + poisson_noise(
+        x, scale * tf.cast(kind != 0, tf.float32), gray, _fold(key, 5)
+    )
     patches = None if pool is None else pool.get("noise")
     if patches is not None and o["pool"] > 0:
         noise = tf.where(_per_image(_coin(key, 6, n, o["pool"])), _pool_noise(x, patches, key), noise)
@@ -661,8 +741,12 @@ def _run_pass(x, ops, shuffle, key, size, pool):
         return position + 1, tf.switch_case(tf.gather(order, position), branches)
 
     invariant = tf.TensorShape([None, None, None, x.shape[-1]])
-    _, x = tf.while_loop(lambda position, _: position < len(ops), body, (tf.constant(0), x),
-                         shape_invariants=(tf.TensorShape([]), invariant))
+    _, x = tf.while_loop(
+        lambda position, _: position < len(ops),
+        body,
+        (tf.constant(0), x),
+        shape_invariants=(tf.TensorShape([]), invariant),
+    )
     return x
 
 
@@ -673,8 +757,10 @@ def _check_batch(hr, scale):
         raise ConfigError(f"degrade: scale={scale!r} must be a positive integer.")
     small = [d for d in hr.shape[1:3] if d is not None and d < scale]
     if small:
-        raise ConfigError(f"degrade: HR batch of shape {tuple(hr.shape)} is smaller than scale={scale}; "
-                          "use HR patches of at least scale pixels (a multiple of it).")
+        raise ConfigError(
+            f"degrade: HR batch of shape {tuple(hr.shape)} is smaller than scale={scale}; "
+            "use HR patches of at least scale pixels (a multiple of it)."
+        )
 
 
 def _check_blur_fits(spec, hw, scale, pool):
@@ -690,11 +776,13 @@ def _check_blur_fits(spec, hw, scale, pool):
         size = max(max(o["size"], pool_size if o["pool"] > 0 else 0) for o in blurs)
         names = [o.name for o in ops]
         after_down = spec.shuffle or names.index("down") < max(i for i, n in enumerate(names) if n == "blur")
-        smallest = min(min(s) for s in sizes[p:p + 1 + after_down])
+        smallest = min(min(s) for s in sizes[p : p + 1 + after_down])
         if smallest <= size // 2:
-            raise ConfigError(f"degradation: a {size}x{size} blur kernel needs images larger than {size // 2} "
-                              f"pixels, but the {hw[0]}x{hw[1]} HR batch at scale {scale} gets down to {smallest} "
-                              "pixels where blur may run; use a larger HR patch or a smaller blur size=.")
+            raise ConfigError(
+                f"degradation: a {size}x{size} blur kernel needs images larger than {size // 2} "
+                f"pixels, but the {hw[0]}x{hw[1]} HR batch at scale {scale} gets down to {smallest} "
+                "pixels where blur may run; use a larger HR patch or a smaller blur size=."
+            )
 
 
 def check_fits(spec_or_name, scale, hr_size, pool=None):
@@ -714,8 +802,10 @@ def _as_tf_pool(pool):
         pool = load_pool(pool)
     noise = pool.noise if pool.noise is not None and len(pool.noise) else None
     kernels = pool.kernels if pool.kernels is not None and len(pool.kernels) else None
-    return {"noise": None if noise is None else tf.constant(noise, tf.float32),
-            "kernels": None if kernels is None else tf.constant(kernels, tf.float32)}
+    return {
+        "noise": None if noise is None else tf.constant(noise, tf.float32),
+        "kernels": None if kernels is None else tf.constant(kernels, tf.float32),
+    }
 
 
 def degrade(hr_batch, scale, spec, seed, step, pool=None):
@@ -773,8 +863,8 @@ def make_degrader(spec_or_name, scale, seed, pool=None, hr_size=None):
 class DegradationPool:
     """RealSR pools: noise patches ``[M, p, p, C]`` (mean removed) and kernels ``[K, S, S]`` (sum 1)."""
 
-    noise: Optional[np.ndarray] = None
-    kernels: Optional[np.ndarray] = None
+    noise: np.ndarray | None = None
+    kernels: np.ndarray | None = None
 
 
 def _as_float_image(image):
@@ -799,9 +889,9 @@ def extract_noise_pool(images, patch=32, var_threshold=20.0, stride=None, max_pa
     for im in images:
         im = np.repeat(im, channels, axis=-1) if im.shape[-1] != channels else im
         for y in range(0, im.shape[0] - patch + 1, stride):  # one row of windows at a time: bounded memory
-            row = np.lib.stride_tricks.sliding_window_view(im[y:y + patch], (patch, patch), axis=(0, 1))
+            row = np.lib.stride_tricks.sliding_window_view(im[y : y + patch], (patch, patch), axis=(0, 1))
             win = row[0, ::stride].transpose(0, 2, 3, 1)  # [m, p, p, C]
-            var = win.var(axis=(1, 2)).max(axis=-1) * 255.0 ** 2
+            var = win.var(axis=(1, 2)).max(axis=-1) * 255.0**2
             flat = var < var_threshold
             kept.append(win[flat] - win[flat].mean(axis=(1, 2), keepdims=True))
             variances.append(var[flat])
@@ -816,11 +906,14 @@ def extract_noise_pool(images, patch=32, var_threshold=20.0, stride=None, max_pa
 def _check_kernel(k, name):
     k = np.asarray(k, dtype=np.float64)
     if k.ndim != 2 or k.shape[0] != k.shape[1] or k.shape[0] % 2 == 0:
-        raise DataError(f"kernel {name}: shape {k.shape} must be square with an odd size (e.g. 15x15) so "
-                        "it has a centre pixel.")
+        raise DataError(
+            f"kernel {name}: shape {k.shape} must be square with an odd size (e.g. 15x15) so it has a centre pixel."
+        )
     if not np.all(np.isfinite(k)) or k.min() < 0 or k.sum() <= 0:
-        raise DataError(f"kernel {name}: values must be finite and non-negative with a positive sum "
-                        "(a blur kernel); clip negatives before saving it.")
+        raise DataError(
+            f"kernel {name}: values must be finite and non-negative with a positive sum "
+            "(a blur kernel); clip negatives before saving it."
+        )
     return k / k.sum()
 
 
@@ -833,8 +926,10 @@ def load_kernel_pool(paths_or_dir):
     if isinstance(paths_or_dir, (str, os.PathLike)) and Path(paths_or_dir).is_dir():
         paths = sorted(Path(paths_or_dir).glob("*.npy"))
         if not paths:
-            raise DataError(f"kernel folder {os.fspath(paths_or_dir)!r} holds no .npy files; save kernels "
-                            "with numpy.save(name.npy, kernel).")
+            raise DataError(
+                f"kernel folder {os.fspath(paths_or_dir)!r} holds no .npy files; save kernels "
+                "with numpy.save(name.npy, kernel)."
+            )
     else:
         paths = [Path(paths_or_dir)] if isinstance(paths_or_dir, (str, os.PathLike)) else list(map(Path, paths_or_dir))
     if not paths:
@@ -876,7 +971,7 @@ def estimate_kernel(image, size=15, reblur=1.0, edge_fraction=0.02, sigma_range=
     g, gb = g[border:-border, border:-border], gb[border:-border, border:-border]
     edges = g >= np.quantile(g, 1.0 - edge_fraction)
     ratio = float(np.median(g[edges] / np.maximum(gb[edges], 1e-8)))
-    sigma = reblur / math.sqrt(max(ratio ** 2 - 1.0, 1e-8))
+    sigma = reblur / math.sqrt(max(ratio**2 - 1.0, 1e-8))
     sigma = float(np.clip(sigma, *sigma_range))
     return make_kernels(size, sigma, kind="gaussian").numpy()[0], sigma
 
@@ -898,15 +993,24 @@ def load_pool(path):
         with np.load(path, allow_pickle=False) as data:
             noise, kernels = data["noise"], data["kernels"]
     except (OSError, ValueError, KeyError) as exc:
-        raise DataError(f"degradation pool {os.fspath(path)!r}: cannot read it ({exc}); write it with "
-                        "`visionfw degradation-pool` or save_pool().") from None
+        raise DataError(
+            f"degradation pool {os.fspath(path)!r}: cannot read it ({exc}); write it with "
+            "`visionfw degradation-pool` or save_pool()."
+        ) from None
     if noise.ndim != 4 or kernels.ndim != 3:
-        raise DataError(f"degradation pool {os.fspath(path)!r}: noise must be [M,p,p,C] and kernels [K,S,S], "
-                        f"got {noise.shape} and {kernels.shape}.")
-    kernels = np.stack([_check_kernel(k, f"{os.fspath(path)}[{i}]") for i, k in enumerate(kernels)]) \
-        if len(kernels) else kernels
-    return DegradationPool(noise=noise.astype(np.float32) if len(noise) else None,
-                           kernels=kernels.astype(np.float32) if len(kernels) else None)
+        raise DataError(
+            f"degradation pool {os.fspath(path)!r}: noise must be [M,p,p,C] and kernels [K,S,S], "
+            f"got {noise.shape} and {kernels.shape}."
+        )
+    kernels = (
+        np.stack([_check_kernel(k, f"{os.fspath(path)}[{i}]") for i, k in enumerate(kernels)])
+        if len(kernels)
+        else kernels
+    )
+    return DegradationPool(
+        noise=noise.astype(np.float32) if len(noise) else None,
+        kernels=kernels.astype(np.float32) if len(kernels) else None,
+    )
 
 
 # ----------------------------------------------------------------- fusion

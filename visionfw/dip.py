@@ -20,6 +20,7 @@ it is estimated from the image (median absolute Haar diagonal detail / 0.6745, D
     from visionfw.dip import deep_image_prior
     out, history = deep_image_prior("sr", lr_image, scale=4, steps=2000, reference=hr_image)
 """
+
 from __future__ import annotations
 
 import math
@@ -108,18 +109,37 @@ def _check(task, image, mask, scale, steps):
             raise ConfigError("task='inpaint' needs mask= (an image or array, 1/white where the pixel is known).")
         m = as_float_image(mask, "mask")
         if m.shape[:2] != x_hat.shape[:2]:
-            raise DataError(f"mask of size {m.shape[:2]} does not match the image {x_hat.shape[:2]}; "
-                            "pass a mask of the image's size.")
+            raise DataError(
+                f"mask of size {m.shape[:2]} does not match the image {x_hat.shape[:2]}; "
+                "pass a mask of the image's size."
+            )
         m = (m.mean(axis=-1, keepdims=True) > 0.5).astype(np.float32)
     elif mask is not None:
         raise ConfigError(f"mask= is only used by task='inpaint', not {task!r}; leave it out.")
     return x_hat, m, (h, w)
 
 
-def deep_image_prior(task, image, mask=None, scale=4, steps=2000, reference=None, model="dip_hourglass",
-                     model_kwargs=None, input_depth=32, lr=0.01, reg_noise_std=None, smoothing=None,
-                     early_stop=None, noise_sigma=None, discrepancy=1.0, seed=0, log_every=50,
-                     progress=True, tensorboard=None):
+def deep_image_prior(
+    task,
+    image,
+    mask=None,
+    scale=4,
+    steps=2000,
+    reference=None,
+    model="dip_hourglass",
+    model_kwargs=None,
+    input_depth=32,
+    lr=0.01,
+    reg_noise_std=None,
+    smoothing=None,
+    early_stop=None,
+    noise_sigma=None,
+    discrepancy=1.0,
+    seed=0,
+    log_every=50,
+    progress=True,
+    tensorboard=None,
+):
     """Fits an untrained hourglass to one degraded image; returns ``(output, history)``.
 
     Args:
@@ -153,9 +173,9 @@ def deep_image_prior(task, image, mask=None, scale=4, steps=2000, reference=None
     import keras
     import tensorflow as tf
 
+    from visionfw.data.imresize import imresize
     from visionfw.metrics import psnr_ssim as metrics
     from visionfw.zoo.builder import build_model
-    from visionfw.data.imresize import imresize
     from visionfw.zoo.registry import get_spec
 
     x_hat, m, (h, w) = _check(task, image, mask, scale, steps)
@@ -164,8 +184,10 @@ def deep_image_prior(task, image, mask=None, scale=4, steps=2000, reference=None
     if reference is not None:
         ref = as_float_image(reference, "reference")
         if ref.shape[:2] != (h, w):
-            raise DataError(f"reference of size {ref.shape[:2]} does not match the output size {(h, w)}; "
-                            "mod-crop the reference to a multiple of the scale.")
+            raise DataError(
+                f"reference of size {ref.shape[:2]} does not match the output size {(h, w)}; "
+                "mod-crop the reference to a multiple of the scale."
+            )
     if smoothing is not None and not 0.0 <= float(smoothing) < 1.0:
         raise ConfigError(f"smoothing={smoothing!r} must be in [0, 1) or None.")
     reg = DEFAULTS[task]["reg_noise_std"] if reg_noise_std is None else float(reg_noise_std)
@@ -182,8 +204,9 @@ def deep_image_prior(task, image, mask=None, scale=4, steps=2000, reference=None
             raise ConfigError("model_kwargs apply to a zoo name; write them into the spec dict instead.")
         spec = model
     else:
-        spec = get_spec(model, **dict({"in_channels": int(input_depth), "out_channels": int(channels)},
-                                      **(model_kwargs or {})))
+        spec = get_spec(
+            model, **dict({"in_channels": int(input_depth), "out_channels": int(channels)}, **(model_kwargs or {}))
+        )
     multiple = int(spec.get("meta", {}).get("multiple_of", 1))
     net = build_model(spec)
     # the net sees a noise field padded up to a multiple of 2^levels; its output is cropped back
@@ -226,13 +249,23 @@ def deep_image_prior(task, image, mask=None, scale=4, steps=2000, reference=None
 
     label = f"dip {task}"
     if progress:  # the first line at once: what runs, and how big it is
-        say(f"{label}: fitting {spec.get('name', 'the hourglass')} ({net.count_params():,} parameters) to a "
+        say(
+            f"{label}: fitting {spec.get('name', 'the hourglass')} ({net.count_params():,} parameters) to a "
             f"{x_hat.shape[1]}x{x_hat.shape[0]} image, output {w}x{h}, {int(steps)} steps; a line every "
-            f"{log_every} steps when the output is not a terminal")
+            f"{log_every} steps when the output is not a terminal"
+        )
     bar = Progress(int(steps), label, enabled=progress)
-    history = {"task": task, "step": [], "loss": [], "psnr": [], "psnr_avg": [], "stopped_at": None,
-               "noise_sigma": noise_sigma if task == "denoise" else None, "scale": int(scale) if task == "sr"
-               else 1, "steps_budget": int(steps)}
+    history = {
+        "task": task,
+        "step": [],
+        "loss": [],
+        "psnr": [],
+        "psnr_avg": [],
+        "stopped_at": None,
+        "noise_sigma": noise_sigma if task == "denoise" else None,
+        "scale": int(scale) if task == "sr" else 1,
+        "steps_budget": int(steps),
+    }
     t0 = time.perf_counter()
     out = None
     done = 0

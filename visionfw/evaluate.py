@@ -25,6 +25,7 @@ replicated to three channels *for the input and the ground truth alike* (what ED
 ``set_channel`` does), and both sides then go through RGB -> Y, so the comparison stays
 consistent.
 """
+
 from __future__ import annotations
 
 import datetime
@@ -39,14 +40,35 @@ from visionfw.data.embedded import HELDOUT
 from visionfw.errors import ConfigError, DataError
 from visionfw.metrics.psnr_ssim import as_hwc
 
-__all__ = ["prepare_input", "forward_fn", "forward_numpy", "super_resolve", "receptive_radius", "tiling_is_exact",
-           "infer_model_meta", "evaluate_model", "format_table", "write_results_json", "geometric_transforms",
-           "resolve_eval_set", "load_eval_set", "bicubic_metrics", "HELDOUT"]
+__all__ = [
+    "prepare_input",
+    "forward_fn",
+    "forward_numpy",
+    "super_resolve",
+    "receptive_radius",
+    "tiling_is_exact",
+    "infer_model_meta",
+    "evaluate_model",
+    "format_table",
+    "write_results_json",
+    "geometric_transforms",
+    "resolve_eval_set",
+    "load_eval_set",
+    "bicubic_metrics",
+    "HELDOUT",
+]
 
 _CONV_CLASSES = ("Conv2D", "EdgePadConv2D", "Conv2DTranspose", "SeparableConv2D", "DepthwiseConv2D")
 # Layers whose output at a pixel depends on the whole image: tiles cannot reproduce them exactly.
-_GLOBAL_CLASSES = ("ChannelAttention", "ContrastPool", "GlobalAveragePooling2D", "GlobalMaxPooling2D", "Dense",
-                   "Flatten", "Reshape")
+_GLOBAL_CLASSES = (
+    "ChannelAttention",
+    "ContrastPool",
+    "GlobalAveragePooling2D",
+    "GlobalMaxPooling2D",
+    "Dense",
+    "Flatten",
+    "Reshape",
+)
 
 
 # --------------------------------------------------------------------------- input
@@ -130,8 +152,9 @@ def forward_fn(model):
     import tensorflow as tf
 
     if len(model.inputs) != 1:
-        raise ConfigError(f"model {model.name!r} has {len(model.inputs)} inputs; super_resolve runs "
-                          "single-input SR models.")
+        raise ConfigError(
+            f"model {model.name!r} has {len(model.inputs)} inputs; super_resolve runs single-input SR models."
+        )
     channels = model.inputs[0].shape[-1]
     ref = weakref.ref(model)  # the cache must not keep the model alive
 
@@ -197,8 +220,7 @@ def receptive_radius(model):
 
     radius = 0
     by_depth = getattr(model, "_nodes_by_depth", None)  # functional models: one node per layer call
-    calls = ([node.operation for depth in sorted(by_depth) for node in by_depth[depth]] if by_depth
-             else model.layers)
+    calls = [node.operation for depth in sorted(by_depth) for node in by_depth[depth]] if by_depth else model.layers
     for layer in calls:
         if isinstance(layer, keras.Model):
             radius += receptive_radius(layer)
@@ -255,12 +277,16 @@ def tiled_apply(run, image, tile, overlap, name="model"):
             if ratio is None:
                 ratio = piece.shape[0] // (cy1 - cy0)
                 if ratio < 1 or piece.shape[0] != ratio * (cy1 - cy0) or piece.shape[1] != ratio * (cx1 - cx0):
-                    raise DataError(f"tiled inference: model {name!r} maps a {cy1 - cy0}x{cx1 - cx0} "
-                                    f"tile to {piece.shape[0]}x{piece.shape[1]}, not an integer upscale; "
-                                    "run it without tile=.")
+                    raise DataError(
+                        f"tiled inference: model {name!r} maps a {cy1 - cy0}x{cx1 - cx0} "
+                        f"tile to {piece.shape[0]}x{piece.shape[1]}, not an integer upscale; "
+                        "run it without tile=."
+                    )
                 out = np.zeros((h * ratio, w * ratio, piece.shape[-1]), np.float32)
             r = ratio
-            out[y0 * r:y1 * r, x0 * r:x1 * r] = piece[(y0 - cy0) * r:(y1 - cy0) * r, (x0 - cx0) * r:(x1 - cx0) * r]
+            out[y0 * r : y1 * r, x0 * r : x1 * r] = piece[
+                (y0 - cy0) * r : (y1 - cy0) * r, (x0 - cx0) * r : (x1 - cx0) * r
+            ]
     return out
 
 
@@ -269,6 +295,7 @@ def geometric_transforms():
     pairs = []
     for k in range(4):
         for flip in (False, True):
+
             def fwd(x, k=k, flip=flip):
                 y = np.rot90(x, k, axes=(0, 1))
                 return y[:, ::-1] if flip else y
@@ -304,8 +331,10 @@ def super_resolve(model, image, tile=None, tile_overlap=None, self_ensemble=Fals
         raise DataError(f"super_resolve: image of shape {image.shape} must be HWC.")
     want = model.inputs[0].shape[-1]
     if want is not None and image.shape[-1] != want:
-        raise DataError(f"super_resolve: model {model.name!r} takes {want} channel(s), the image has "
-                        f"{image.shape[-1]}; use prepare_input(..., channels={'y' if want == 1 else 'rgb'!r}).")
+        raise DataError(
+            f"super_resolve: model {model.name!r} takes {want} channel(s), the image has "
+            f"{image.shape[-1]}; use prepare_input(..., channels={'y' if want == 1 else 'rgb'!r})."
+        )
     if tile is not None:
         tile = int(tile)
         if tile < 1:
@@ -315,8 +344,9 @@ def super_resolve(model, image, tile=None, tile_overlap=None, self_ensemble=Fals
             raise ConfigError(f"tile_overlap={overlap} must be >= 0.")
 
     whole = tile is None or (image.shape[0] <= tile and image.shape[1] <= tile)
-    passes = (1 if whole else math.ceil(image.shape[0] / tile) * math.ceil(image.shape[1] / tile)) \
-        * (8 if self_ensemble else 1)
+    passes = (1 if whole else math.ceil(image.shape[0] / tile) * math.ceil(image.shape[1] / tile)) * (
+        8 if self_ensemble else 1
+    )
     done = [0]
 
     def run(x):
@@ -351,8 +381,7 @@ def infer_model_meta(model, probe=12):
         raise ConfigError(f"model {model.name!r} takes {channels} channels; SR evaluation needs 1 (Y) or 3 (RGB).")
     out = _run(model, np.zeros((probe, probe, channels), np.float32))
     ratio = out.shape[0] / probe
-    return {"channels": "y" if channels == 1 else "rgb", "upsampled_input": out.shape[0] == probe,
-            "ratio": ratio}
+    return {"channels": "y" if channels == 1 else "rgb", "upsampled_input": out.shape[0] == probe, "ratio": ratio}
 
 
 # --------------------------------------------------------------------------- evaluation
@@ -379,8 +408,10 @@ def load_eval_set(name, scale, data_dir=None, lr_dir=None):
     folder (:func:`visionfw.data.benchmarks.load_benchmark`)."""
     if str(name) == HELDOUT:
         if lr_dir is not None:
-            raise ConfigError(f"lr_dir does not apply to the {HELDOUT!r} set (its LR images are made with "
-                              "MATLAB bicubic); leave lr_dir unset.")
+            raise ConfigError(
+                f"lr_dir does not apply to the {HELDOUT!r} set (its LR images are made with "
+                "MATLAB bicubic); leave lr_dir unset."
+            )
         from visionfw.data.embedded import heldout_records
 
         return heldout_records(scale)
@@ -425,15 +456,33 @@ def check_measurable(hr, scale, name):
     shaved off each border and SSIM needs an 11x11 window in what is left."""
     need = scale * math.ceil((11 + 2 * scale) / scale)  # the smallest mod-cropped side that leaves 11 px
     if min(hr.shape[:2]) < need:
-        raise DataError(f"Test image {name} is {hr.shape[1]}x{hr.shape[0]} (mod-cropped), too small to evaluate at "
-                        f"x{scale}: it needs at least {need}x{need} pixels ({scale} px are shaved off each border, "
-                        "SSIM needs an 11x11 window); remove it from the test set.")
+        raise DataError(
+            f"Test image {name} is {hr.shape[1]}x{hr.shape[0]} (mod-cropped), too small to evaluate at "
+            f"x{scale}: it needs at least {need}x{need} pixels ({scale} px are shaved off each border, "
+            "SSIM needs an 11x11 window); remove it from the test set."
+        )
 
 
-def evaluate_model(model, datasets, scale, protocol="srcnn", data_dir=None, channels=None,
-                   upsampled_input=None, per_image=False, save_images=None, tile=None,
-                   tile_overlap=None, self_ensemble=False, progress=True, lr_dir=None, log_every=25,
-                   progress_label="evaluate", texture_metrics=(), precision="float32"):
+def evaluate_model(
+    model,
+    datasets,
+    scale,
+    protocol="srcnn",
+    data_dir=None,
+    channels=None,
+    upsampled_input=None,
+    per_image=False,
+    save_images=None,
+    tile=None,
+    tile_overlap=None,
+    self_ensemble=False,
+    progress=True,
+    lr_dir=None,
+    log_every=25,
+    progress_label="evaluate",
+    texture_metrics=(),
+    precision="float32",
+):
     """PSNR/SSIM of ``model`` on benchmark sets under ``protocol``, with the bicubic baseline.
 
     Args:
@@ -481,8 +530,10 @@ def evaluate_model(model, datasets, scale, protocol="srcnn", data_dir=None, chan
         channels = meta["channels"] if channels is None else channels
         upsampled_input = meta["upsampled_input"] if upsampled_input is None else upsampled_input
         if not upsampled_input and meta["ratio"] != scale:
-            raise ConfigError(f"model {model.name!r} upscales by {meta['ratio']:g} but scale={scale}; "
-                              "build/load the model for this scale.")
+            raise ConfigError(
+                f"model {model.name!r} upscales by {meta['ratio']:g} but scale={scale}; "
+                "build/load the model for this scale."
+            )
     if channels not in ("y", "rgb"):
         raise ConfigError(f"channels={channels!r}; use 'y' or 'rgb'.")
     description = protocol_description(protocol, scale)
@@ -508,12 +559,22 @@ def evaluate_model(model, datasets, scale, protocol="srcnn", data_dir=None, chan
             x = prepare_input(lr, upsampled_input, channels, scale, protocol)
             sr = super_resolve(model, x, tile=tile, tile_overlap=tile_overlap, self_ensemble=self_ensemble)
             if sr.shape[:2] != hr.shape[:2]:
-                raise DataError(f"{ds_name}/{rec.name}: model output {sr.shape[:2]} differs from the HR size "
-                                f"{hr.shape[:2]} at x{scale}; is the model built for scale {scale}?")
+                raise DataError(
+                    f"{ds_name}/{rec.name}: model output {sr.shape[:2]} differs from the HR size "
+                    f"{hr.shape[:2]} at x{scale}; is the model built for scale {scale}?"
+                )
             m = evaluate_pair(sr, hr, scale, protocol)
             b = bicubic_metrics(hr, scale, protocol)
-            rows.append({"name": rec.name, "psnr": m["psnr"], "ssim": m["ssim"], "bicubic_psnr": b["psnr"],
-                         "bicubic_ssim": b["ssim"], "gain_psnr": m["psnr"] - b["psnr"]})
+            rows.append(
+                {
+                    "name": rec.name,
+                    "psnr": m["psnr"],
+                    "ssim": m["ssim"],
+                    "bicubic_psnr": b["psnr"],
+                    "bicubic_ssim": b["ssim"],
+                    "gain_psnr": m["psnr"] - b["psnr"],
+                }
+            )
             if texture:
                 sr8, hr8 = _rgb_uint8(sr, hr, channels, scale)
                 rows[-1].update({name: float(fn(sr8, hr8)) for name, (fn, _) in texture.items()})
@@ -524,17 +585,28 @@ def evaluate_model(model, datasets, scale, protocol="srcnn", data_dir=None, chan
         if not rows:
             raise DataError(f"dataset {ds!r} holds no images.")
 
-        def mean(key):
+        def mean(key, rows=rows):
             return float(np.mean(np.array([r[key] for r in rows], dtype=np.float64)))
 
         results[ds_name] = {
-            "dataset": ds_name, "scale": scale, "n_images": len(rows),
-            "psnr": mean("psnr"), "ssim": mean("ssim"),
-            "bicubic_psnr": mean("bicubic_psnr"), "bicubic_ssim": mean("bicubic_ssim"),
-            "gain_psnr": mean("psnr") - mean("bicubic_psnr"), "gain_ssim": mean("ssim") - mean("bicubic_ssim"),
-            "protocol": protocol, "protocol_description": description, "channels": channels,
-            "upsampled_input": bool(upsampled_input), "tile": tile, "self_ensemble": bool(self_ensemble),
-            "precision": precision, "per_image": bool(per_image), "seconds": time.perf_counter() - start,
+            "dataset": ds_name,
+            "scale": scale,
+            "n_images": len(rows),
+            "psnr": mean("psnr"),
+            "ssim": mean("ssim"),
+            "bicubic_psnr": mean("bicubic_psnr"),
+            "bicubic_ssim": mean("bicubic_ssim"),
+            "gain_psnr": mean("psnr") - mean("bicubic_psnr"),
+            "gain_ssim": mean("ssim") - mean("bicubic_ssim"),
+            "protocol": protocol,
+            "protocol_description": description,
+            "channels": channels,
+            "upsampled_input": bool(upsampled_input),
+            "tile": tile,
+            "self_ensemble": bool(self_ensemble),
+            "precision": precision,
+            "per_image": bool(per_image),
+            "seconds": time.perf_counter() - start,
             "images": rows,
         }
         for name, (_, how) in texture.items():
@@ -555,14 +627,18 @@ def texture_metric_fns(metrics, scale):
             from visionfw.metrics.niqe import load_pristine_model, niqe, niqe_protocol
 
             model = load_pristine_model()
-            out[name] = (lambda sr, hr, model=model: niqe(sr, model),
-                         f"NIQE (lower is better): {niqe_protocol(model)}; on the SR output, shave {scale} px")
+            out[name] = (
+                lambda sr, hr, model=model: niqe(sr, model),
+                f"NIQE (lower is better): {niqe_protocol(model)}; on the SR output, shave {scale} px",
+            )
         elif name in ("lpips", "lpips_alex", "lpips_vgg"):
             from visionfw.metrics.lpips import LPIPS
 
             metric = LPIPS("vgg" if name == "lpips_vgg" else "alex")
-            out[name] = (lambda sr, hr, metric=metric: metric.distance(sr, hr),
-                         f"LPIPS (lower is better): {metric.protocol}; SR vs HR, shave {scale} px")
+            out[name] = (
+                lambda sr, hr, metric=metric: metric.distance(sr, hr),
+                f"LPIPS (lower is better): {metric.protocol}; SR vs HR, shave {scale} px",
+            )
         else:
             raise ConfigError(f"texture metric {name!r} is unknown; use niqe, lpips (alex) or lpips_vgg.")
     return out
@@ -584,25 +660,34 @@ def _rgb_uint8(sr, hr, channels, scale):
 def format_table(results, per_image=None):
     """A Markdown table (one row per dataset, optionally per image) with the protocol line; NIQE /
     LPIPS columns (``evaluate_model(texture_metrics=...)``) follow, each with its own protocol line."""
-    texture = list(dict.fromkeys(k[:-len("_protocol")] for r in results.values() for k in r
-                                 if k.endswith("_protocol") and k != "protocol"))
+    texture = list(
+        dict.fromkeys(
+            k[: -len("_protocol")] for r in results.values() for k in r if k.endswith("_protocol") and k != "protocol"
+        )
+    )
 
     def cells(r):
         return "".join(f" {r[name]:.4f} |" if name in r else " - |" for name in texture)
 
-    lines = ["| dataset | scale | images | PSNR (dB) | SSIM | bicubic PSNR | bicubic SSIM | gain (dB) |"
-             + "".join(f" {name.upper()} |" for name in texture),
-             "|---|---|---|---|---|---|---|---|" + "---|" * len(texture)]
+    lines = [
+        "| dataset | scale | images | PSNR (dB) | SSIM | bicubic PSNR | bicubic SSIM | gain (dB) |"
+        + "".join(f" {name.upper()} |" for name in texture),
+        "|---|---|---|---|---|---|---|---|" + "---|" * len(texture),
+    ]
     descriptions = []
     for name, r in results.items():
-        lines.append(f"| {name} | x{r['scale']} | {r['n_images']} | {r['psnr']:.3f} | {r['ssim']:.4f} | "
-                     f"{r['bicubic_psnr']:.3f} | {r['bicubic_ssim']:.4f} | {r['gain_psnr']:+.3f} |" + cells(r))
+        lines.append(
+            f"| {name} | x{r['scale']} | {r['n_images']} | {r['psnr']:.3f} | {r['ssim']:.4f} | "
+            f"{r['bicubic_psnr']:.3f} | {r['bicubic_ssim']:.4f} | {r['gain_psnr']:+.3f} |" + cells(r)
+        )
         show = r.get("per_image", False) if per_image is None else per_image
         if show:
             for row in r["images"]:
-                lines.append(f"| {name}/{row['name']} | x{r['scale']} | 1 | {row['psnr']:.3f} | "
-                             f"{row['ssim']:.4f} | {row['bicubic_psnr']:.3f} | {row['bicubic_ssim']:.4f} | "
-                             f"{row['gain_psnr']:+.3f} |" + cells(row))
+                lines.append(
+                    f"| {name}/{row['name']} | x{r['scale']} | 1 | {row['psnr']:.3f} | "
+                    f"{row['ssim']:.4f} | {row['bicubic_psnr']:.3f} | {row['bicubic_ssim']:.4f} | "
+                    f"{row['gain_psnr']:+.3f} |" + cells(row)
+                )
         if r["protocol_description"] not in descriptions:
             descriptions.append(r["protocol_description"])
     extras = []
@@ -634,8 +719,9 @@ def write_results_json(path, results, model_name, weights_path, scale, protocol,
         "weights_sha256": file_sha256(weights_path) if weights_path else None,
         "scale": scale,
         "protocol": protocol,
-        "protocol_description": protocol_description(protocol, scale if isinstance(scale, int) else
-                                                     int(str(scale).split(",")[0])),
+        "protocol_description": protocol_description(
+            protocol, scale if isinstance(scale, int) else int(str(scale).split(",")[0])
+        ),
         "visionfw_version": visionfw.__version__,
         "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "results": results,

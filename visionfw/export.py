@@ -34,6 +34,7 @@ the Keras model (:func:`check_export`, tolerance :data:`CHECK_TOLERANCE`).  When
 fails, each distinct layer is converted alone to name the one the format cannot take
 (:class:`~visionfw.errors.ConfigError`).
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -76,8 +77,9 @@ def _import_tf2onnx():
     except ImportError as exc:
         raise ConfigError(f"format='onnx' needs the tf2onnx package ({exc}); {_INSTALL}.") from None
     except Exception as exc:  # installed but broken against this TensorFlow/protobuf
-        raise ConfigError(f"format='onnx': tf2onnx failed to import ({type(exc).__name__}: {exc}); "
-                          f"reinstall it with {_INSTALL}.") from None
+        raise ConfigError(
+            f"format='onnx': tf2onnx failed to import ({type(exc).__name__}: {exc}); reinstall it with {_INSTALL}."
+        ) from None
     return tf2onnx
 
 
@@ -92,8 +94,10 @@ def _input_specs(model, input_shape):
     if input_shape is not None:
         given = [input_shape] if len(inputs) == 1 or not isinstance(input_shape[0], (list, tuple)) else input_shape
         if len(given) != len(inputs):
-            raise ConfigError(f"input_shape={input_shape!r}: model {model.name!r} has {len(inputs)} inputs; give "
-                              "one (H, W) per input.")
+            raise ConfigError(
+                f"input_shape={input_shape!r}: model {model.name!r} has {len(inputs)} inputs; give "
+                "one (H, W) per input."
+            )
         shapes = [tuple(s) for s in given]
     specs = []
     for i, (tensor, shape) in enumerate(zip(inputs, shapes)):
@@ -107,12 +111,13 @@ def _input_specs(model, input_shape):
             raise ConfigError(f"input_shape={input_shape!r}: write (H, W) or (H, W, C) with positive integers.")
         c = full[-1]
         if len(shape) == 3 and c is not None and shape[2] != c:
-            raise ConfigError(f"input_shape={input_shape!r}: model {model.name!r} input {name!r} takes {c} "
-                              "channel(s).")
+            raise ConfigError(f"input_shape={input_shape!r}: model {model.name!r} input {name!r} takes {c} channel(s).")
         for axis, (v, want) in enumerate(zip(shape[:2], full[1:3])):
             if want is not None and v != want:
-                raise ConfigError(f"input_shape={input_shape!r}: model {model.name!r} input {name!r} is fixed "
-                                  f"to {want} along axis {axis + 1}.")
+                raise ConfigError(
+                    f"input_shape={input_shape!r}: model {model.name!r} input {name!r} is fixed "
+                    f"to {want} along axis {axis + 1}."
+                )
         specs.append((name, (None, int(shape[0]), int(shape[1]), shape[2] if len(shape) == 3 else c)))
     return specs
 
@@ -127,8 +132,12 @@ def _float16_config(obj):
         for key, value in obj.items():
             if key == "dtype" and value in ("float32", "mixed_float16"):
                 out[key] = "float16"
-            elif (key == "dtype" and isinstance(value, dict) and value.get("class_name", "").endswith("DTypePolicy")
-                  and value.get("config", {}).get("name") in ("float32", "mixed_float16")):
+            elif (
+                key == "dtype"
+                and isinstance(value, dict)
+                and value.get("class_name", "").endswith("DTypePolicy")
+                and value.get("config", {}).get("name") in ("float32", "mixed_float16")
+            ):
                 out[key] = {**value, "config": {**value["config"], "name": "float16"}}
             else:
                 out[key] = _float16_config(value)
@@ -149,14 +158,18 @@ def _as_float16(model):
     try:
         clone = model.__class__.from_config(_float16_config(copy.deepcopy(model.get_config())))
     except Exception as exc:
-        raise ConfigError(f"dtype='fp16': model {model.name!r} could not be rebuilt under the float16 dtype policy "
-                          f"({type(exc).__name__}: {exc}); export with dtype='fp32'.") from None
+        raise ConfigError(
+            f"dtype='fp16': model {model.name!r} could not be rebuilt under the float16 dtype policy "
+            f"({type(exc).__name__}: {exc}); export with dtype='fp32'."
+        ) from None
     finally:
         keras.config.set_dtype_policy(previous)
     src, dst = model.weights, clone.weights
     if len(src) != len(dst):
-        raise ConfigError(f"dtype='fp16': the float16 copy of {model.name!r} has {len(dst)} weights, the model "
-                          f"{len(src)}; export with dtype='fp32'.")
+        raise ConfigError(
+            f"dtype='fp16': the float16 copy of {model.name!r} has {len(dst)} weights, the model "
+            f"{len(src)}; export with dtype='fp32'."
+        )
     for a, b in zip(src, dst):
         b.assign(np.asarray(a.numpy(), dtype=b.dtype))
     return clone
@@ -266,15 +279,25 @@ def _floormod_handler(ctx, node, name, args):
     """
     from onnx import TensorProto
 
-    if ctx.get_dtype(node.input[0]) in (TensorProto.FLOAT, TensorProto.FLOAT16, TensorProto.DOUBLE,
-                                        TensorProto.BFLOAT16):
+    if ctx.get_dtype(node.input[0]) in (
+        TensorProto.FLOAT,
+        TensorProto.FLOAT16,
+        TensorProto.DOUBLE,
+        TensorProto.BFLOAT16,
+    ):
         div = ctx.make_node("Div", inputs=list(node.input))
         floor = ctx.make_node("Floor", inputs=div.output)
         mul = ctx.make_node("Mul", inputs=[floor.output[0], node.input[1]])
         shapes, dtypes = node.output_shapes, node.output_dtypes
         ctx.remove_node(node.name)
-        ctx.make_node("Sub", inputs=[node.input[0], mul.output[0]], name=node.name, outputs=node.output,
-                      shapes=shapes, dtypes=dtypes)
+        ctx.make_node(
+            "Sub",
+            inputs=[node.input[0], mul.output[0]],
+            name=node.name,
+            outputs=node.output,
+            shapes=shapes,
+            dtypes=dtypes,
+        )
         return
     node.type = "Mod"
     node.domain = ""
@@ -309,8 +332,11 @@ def _write_onnx(model, path, specs, cast16, opset):
     try:
         with _quiet():
             onnx_model, _ = tf2onnx.convert.from_function(
-                fn, input_signature=signature, opset=int(opset),
-                custom_op_handlers={"FloorMod": (_floormod_handler, [])})
+                fn,
+                input_signature=signature,
+                opset=int(opset),
+                custom_op_handlers={"FloorMod": (_floormod_handler, [])},
+            )
     finally:
         tf2onnx_logger.setLevel(level)
     # tf2onnx leaves TF ops it cannot map in the graph (and only logs them): refuse such a file
@@ -381,7 +407,7 @@ def _blame(model, fmt, write):
 # (format, layer class) -> why the format cannot take the layer at a dynamic input size
 _NEEDS_FIXED_SIZE = {
     ("tflite", "BicubicResize"): "computes its MATLAB bicubic weights for each input size in float64, "
-                                 "which TFLite's builtin ops lack",
+    "which TFLite's builtin ops lack",
 }
 
 # the check's tolerance on max |export - keras|, relative to max |keras output| (at least 1):
@@ -389,8 +415,9 @@ _NEEDS_FIXED_SIZE = {
 CHECK_TOLERANCE = {"fp32": 1e-4, "fp16": 3e-2}
 
 
-def export_model(model, path, format="saved_model", dtype="fp32", input_shape=None, opset=DEFAULT_OPSET,
-                 check=True, overwrite=True):
+def export_model(
+    model, path, format="saved_model", dtype="fp32", input_shape=None, opset=DEFAULT_OPSET, check=True, overwrite=True
+):
     """Writes ``model`` to ``path`` in ``format`` and returns the written path (a ``Path``).
 
     Args:
@@ -427,22 +454,28 @@ def export_model(model, path, format="saved_model", dtype="fp32", input_shape=No
         import tensorflow as tf
 
         if not hasattr(tf, "lite") or not hasattr(tf.lite, "TFLiteConverter"):
-            raise ConfigError(f"format='tflite' needs tf.lite.TFLiteConverter, which this TensorFlow "
-                              f"({tf.__version__}) lacks; install a TensorFlow that ships it ({_INSTALL}).")
+            raise ConfigError(
+                f"format='tflite' needs tf.lite.TFLiteConverter, which this TensorFlow "
+                f"({tf.__version__}) lacks; install a TensorFlow that ships it ({_INSTALL})."
+            )
     dynamic = any(None in shape[1:3] for _, shape in specs)
     if dynamic:
         for layer in _flat_layers(model):
             why = _NEEDS_FIXED_SIZE.get((format, type(layer).__name__))
             if why:
-                raise ConfigError(f"format={format!r}: model {model.name!r} has layer {layer.name!r} "
-                                  f"({type(layer).__name__}), which {why}; pass input_shape=(H, W) to export it "
-                                  "for one input size (its weights then become constants; exact), or export "
-                                  "to 'saved_model' or 'onnx', which take any size.")
+                raise ConfigError(
+                    f"format={format!r}: model {model.name!r} has layer {layer.name!r} "
+                    f"({type(layer).__name__}), which {why}; pass input_shape=(H, W) to export it "
+                    "for one input size (its weights then become constants; exact), or export "
+                    "to 'saved_model' or 'onnx', which take any size."
+                )
 
     fp16 = dtype == "fp16"
     if format == "tflite":
+
         def write(m, p, s):
             return _write_tflite(m, p, s, fp16)
+
         target = model
     else:
         target = _as_float16(model) if fp16 else model
@@ -463,19 +496,25 @@ def export_model(model, path, format="saved_model", dtype="fp32", input_shape=No
         culprit = _blame(target, format, write)
         reason = f"{type(exc).__name__}: {_first_lines(exc)}"
         if culprit:
-            raise ConfigError(f"format={format!r}: model {model.name!r} has layer {culprit}, which this format "
-                              f"cannot take ({reason}). Replace that layer, or export to another format.") from exc
-        raise ConfigError(f"format={format!r}: exporting model {model.name!r} failed ({reason}); no single "
-                          "layer fails alone, so it is their combination (report it with the model's spec).") from exc
+            raise ConfigError(
+                f"format={format!r}: model {model.name!r} has layer {culprit}, which this format "
+                f"cannot take ({reason}). Replace that layer, or export to another format."
+            ) from exc
+        raise ConfigError(
+            f"format={format!r}: exporting model {model.name!r} failed ({reason}); no single "
+            "layer fails alone, so it is their combination (report it with the model's spec)."
+        ) from exc
     if check:
         report = check_export(model, written, format=format, dtype=dtype, input_shape=input_shape)
         if not report["ok"]:
-            raise ConfigError(f"format={format!r}, dtype={dtype!r}: the export of {model.name!r} at {written} differs "
-                              f"from the Keras model by {report['max_abs_diff']:.3g} (max |output| "
-                              f"{report['max_abs_ref']:.3g}, tolerance {report['tolerance']:.3g}, the Keras model's "
-                              f"own eager vs tf.function difference {report['keras_noise']:.3g}) on a "
-                              f"{report['size'][0]}x{report['size'][1]} random input: a converter bug; report it "
-                              "with the model's spec, use another format meanwhile, or pass check=False to keep it.")
+            raise ConfigError(
+                f"format={format!r}, dtype={dtype!r}: the export of {model.name!r} at {written} differs "
+                f"from the Keras model by {report['max_abs_diff']:.3g} (max |output| "
+                f"{report['max_abs_ref']:.3g}, tolerance {report['tolerance']:.3g}, the Keras model's "
+                f"own eager vs tf.function difference {report['keras_noise']:.3g}) on a "
+                f"{report['size'][0]}x{report['size'][1]} random input: a converter bug; report it "
+                "with the model's spec, use another format meanwhile, or pass check=False to keep it."
+            )
     return written
 
 
@@ -535,9 +574,15 @@ def check_export(model, path, format=None, dtype="fp32", input_shape=None, size=
     diff = max(_max_abs_diff(g, r) for g, r in zip(got, ref))
     scale = max(float(np.nanmax(np.abs(r))) if np.isfinite(r).any() else 0.0 for r in ref)
     tolerance = max(CHECK_TOLERANCE[dtype] * max(1.0, scale), 10.0 * noise)
-    return {"max_abs_diff": diff, "max_abs_ref": scale, "keras_noise": noise, "relative": diff / max(1.0, scale),
-            "tolerance": tolerance, "ok": bool(np.isfinite(diff) and diff <= tolerance),
-            "size": tuple(xs[0].shape[1:3])}
+    return {
+        "max_abs_diff": diff,
+        "max_abs_ref": scale,
+        "keras_noise": noise,
+        "relative": diff / max(1.0, scale),
+        "tolerance": tolerance,
+        "ok": bool(np.isfinite(diff) and diff <= tolerance),
+        "size": tuple(xs[0].shape[1:3]),
+    }
 
 
 def _max_abs_diff(got, ref):
@@ -604,8 +649,9 @@ def _new_tflite_interpreter(path, num_threads):
     try:
         from ai_edge_litert.interpreter import Interpreter
     except ImportError:
-        raise ConfigError(f"{path}: no TFLite interpreter (tf.lite.Interpreter or ai_edge_litert); "
-                          "pip install ai-edge-litert.") from None
+        raise ConfigError(
+            f"{path}: no TFLite interpreter (tf.lite.Interpreter or ai_edge_litert); pip install ai-edge-litert."
+        ) from None
     return Interpreter(model_path=str(path), num_threads=num_threads)
 
 

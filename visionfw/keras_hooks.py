@@ -15,6 +15,7 @@ importing either itself (``visionfw models`` stays TensorFlow-free).
   the import of ``tensorflow`` runs with descriptor 2 sent to ``/dev/null`` (Python exceptions
   still propagate; a failed import is reported as usual).
 """
+
 import contextlib
 import importlib
 import os

@@ -17,6 +17,7 @@ line and returns a :class:`LoadedModel`.  ``model`` is
 ``imports`` are modules (names or ``.py`` paths) imported first, so the layers they register
 with :func:`visionfw.register_layer` resolve in specs and ``.keras`` files.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -29,13 +30,28 @@ from pathlib import Path
 
 from visionfw.errors import ConfigError, SpecError, WeightsError
 
-__all__ = ["LoadedModel", "load_model", "import_modules", "is_model_reference", "spec_from_reference",
-           "is_release_file", "official_scale", "official_options", "resolve_protocol"]
+__all__ = [
+    "LoadedModel",
+    "load_model",
+    "import_modules",
+    "is_model_reference",
+    "spec_from_reference",
+    "is_release_file",
+    "official_scale",
+    "official_options",
+    "resolve_protocol",
+]
 
 PROTOCOLS = ("srcnn", "edsr")
 # WeightsInfo.format -> the formats visionfw.weights.loader.detect_format gives files of that release
-_RELEASE_FORMATS = {"pth": ("torch", "npz"), "pt": ("torch", "npz"), "srcnn_mat": ("mat",), "vdsr_mat": ("mat",),
-                    "matconvnet": ("mat",), "mat": ("mat",)}
+_RELEASE_FORMATS = {
+    "pth": ("torch", "npz"),
+    "pt": ("torch", "npz"),
+    "srcnn_mat": ("mat",),
+    "vdsr_mat": ("mat",),
+    "matconvnet": ("mat",),
+    "mat": ("mat",),
+}
 
 
 @dataclasses.dataclass
@@ -63,7 +79,7 @@ def import_modules(imports):
     """Imports every module in ``imports`` (a list or a comma-separated string of module names or
     ``.py`` paths), e.g. to register a user's layers before a ``.keras`` file loads."""
     if isinstance(imports, str):
-        imports = [s for s in imports.split(",")]
+        imports = imports.split(",")
     for item in imports or ():
         item = str(item).strip()
         if item:
@@ -91,8 +107,10 @@ def _import(module, what):
     try:
         return importlib.import_module(module)
     except ModuleNotFoundError as exc:
-        raise ConfigError(f"{what}={module}: cannot import it ({exc}). Give a module on the Python path "
-                          "(package.module) or a path to a .py file.") from None
+        raise ConfigError(
+            f"{what}={module}: cannot import it ({exc}). Give a module on the Python path "
+            "(package.module) or a path to a .py file."
+        ) from None
 
 
 _REFERENCE = re.compile(r"^(?P<module>.+):(?P<function>[A-Za-z_]\w*)$")
@@ -124,14 +142,18 @@ def spec_from_reference(reference, scale=None, model_kwargs=None):
         kwargs.setdefault("scale", int(scale))
     unknown = [k for k in kwargs if k not in params and not takes_any]
     if unknown:
-        raise ConfigError(f"--model={reference}: the function takes no argument {unknown[0]!r} (it takes "
-                          f"{', '.join(params) or 'none'}); fix --model_kwargs.")
+        raise ConfigError(
+            f"--model={reference}: the function takes no argument {unknown[0]!r} (it takes "
+            f"{', '.join(params) or 'none'}); fix --model_kwargs."
+        )
     result = fn(**kwargs)
     import keras
 
     if not isinstance(result, (dict, keras.Model)):
-        raise SpecError(f"--model={reference}: the function returned a {type(result).__name__}; return a spec dict "
-                        "(visionfw.Graph(...).spec()) or a keras.Model.")
+        raise SpecError(
+            f"--model={reference}: the function returned a {type(result).__name__}; return a spec dict "
+            "(visionfw.Graph(...).spec()) or a keras.Model."
+        )
     return result
 
 
@@ -184,16 +206,16 @@ def resolve_protocol(protocol, info=None):
     if published in PROTOCOLS:
         return published, f"auto: the protocol of {info.name}'s published numbers"
     name = getattr(info, "name", None)
-    return "srcnn", (f"auto: {name} has no published protocol in the registry" if name else
-                     "auto: not a registry model") + "; --protocol=edsr for the EDSR-family protocol"
+    return "srcnn", (
+        f"auto: {name} has no published protocol in the registry" if name else "auto: not a registry model"
+    ) + "; --protocol=edsr for the EDSR-family protocol"
 
 
 def _keras_file(path):
     import keras
 
-    from visionfw.zoo import layers  # noqa: F401  (registers visionfw's own layers for deserialization)
-
     from visionfw.weights.keras_files import verify_keras_file
+    from visionfw.zoo import layers  # noqa: F401  (registers visionfw's own layers for deserialization)
 
     if not Path(path).is_file():
         raise WeightsError(f"--weights={path}: no such file.")
@@ -203,19 +225,33 @@ def _keras_file(path):
     except Exception as exc:
         hint = ""
         if "Could not locate" in str(exc) or "Unknown layer" in str(exc):
-            hint = (" The file uses a layer class that is not registered: import the module that registers it "
-                    "first (--import=my_layers, or import it in Python; see visionfw.register_layer).")
+            hint = (
+                " The file uses a layer class that is not registered: import the module that registers it "
+                "first (--import=my_layers, or import it in Python; see visionfw.register_layer)."
+            )
         raise WeightsError(f"--weights={path}: cannot load the .keras model ({exc}).{hint}") from exc
 
 
 def _spec_meta(spec):
     meta = spec.get("meta", {}) if isinstance(spec, dict) else {}
-    return {"channels": meta.get("channels"), "upsampled_input": meta.get("upsampled_input"),
-            "scale": meta.get("scale")}
+    return {
+        "channels": meta.get("channels"),
+        "upsampled_input": meta.get("upsampled_input"),
+        "scale": meta.get("scale"),
+    }
 
 
-def load_model(model=None, *, weights=None, pretrained=False, scale=None, model_kwargs=None, imports=(),
-               data_dir=None, shuffle_order=None):
+def load_model(
+    model=None,
+    *,
+    weights=None,
+    pretrained=False,
+    scale=None,
+    model_kwargs=None,
+    imports=(),
+    data_dir=None,
+    shuffle_order=None,
+):
     """The model that ``--model`` / ``--weights`` / ``--pretrained`` name, with its weights.
 
     Args:
@@ -248,18 +284,21 @@ def load_model(model=None, *, weights=None, pretrained=False, scale=None, model_
         if pretrained:
             raise ConfigError("--pretrained needs --model=NAME (the official weights are the model's).")
         if not weights or not weights.lower().endswith(".keras"):
-            raise ConfigError("--model=NAME (or --model=file.py:function) is needed: only a --weights=FILE.keras "
-                              "model file carries its own architecture. `visionfw models` lists the zoo.")
+            raise ConfigError(
+                "--model=NAME (or --model=file.py:function) is needed: only a --weights=FILE.keras "
+                "model file carries its own architecture. `visionfw models` lists the zoo."
+            )
         keras_model = _keras_file(weights)
         return LoadedModel(keras_model, Path(weights).stem, weights=weights)
-    from visionfw.zoo.builder import build_model
     from visionfw.weights.loader import load_weights
+    from visionfw.zoo.builder import build_model
 
     options = {} if shuffle_order is None else {"shuffle_order": shuffle_order}
     if is_model_reference(model):
         if pretrained:
-            raise ConfigError(f"--pretrained: {model} is your own model, it has no official weights; give "
-                              "--weights=FILE.")
+            raise ConfigError(
+                f"--pretrained: {model} is your own model, it has no official weights; give --weights=FILE."
+            )
         built = spec_from_reference(model, scale, model_kwargs)
         spec = built if isinstance(built, dict) else None
         keras_model = build_model(built) if spec is not None else built
@@ -280,9 +319,11 @@ def load_model(model=None, *, weights=None, pretrained=False, scale=None, model_
     if pretrained:
         from visionfw.weights.pretrained import load_pretrained
 
-        weights = str(load_pretrained(keras_model, info, scale, pretrained=weights or True, data_dir=data_dir,
-                                      **options))
+        weights = str(
+            load_pretrained(keras_model, info, scale, pretrained=weights or True, data_dir=data_dir, **options)
+        )
     elif weights:
         load_weights(keras_model, weights, **{**family_options, **options})
-    return LoadedModel(keras_model, model, spec=spec, info=info, weights=weights, official=official,
-                       meta=_spec_meta(spec))
+    return LoadedModel(
+        keras_model, model, spec=spec, info=info, weights=weights, official=official, meta=_spec_meta(spec)
+    )

@@ -23,6 +23,7 @@ registry's meta or :func:`visionfw.evaluate.infer_model_meta`):
 Big images run in tiles with the exact overlap (:func:`visionfw.evaluate.receptive_radius`), so
 the result equals whole-image inference for local models.
 """
+
 from __future__ import annotations
 
 import io
@@ -77,8 +78,9 @@ def read_photo(path, max_pixels=None):
     except DataError:
         raise
     except (OSError, ValueError, SyntaxError, UnidentifiedImageError) as exc:
-        raise DataError(f"cannot read image {path} ({type(exc).__name__}: {exc}); is it an image? "
-                        "Re-export it as PNG.") from exc
+        raise DataError(
+            f"cannot read image {path} ({type(exc).__name__}: {exc}); is it an image? Re-export it as PNG."
+        ) from exc
 
 
 def _read_png16(path):
@@ -152,8 +154,10 @@ def _as_unit_float(image):
     if np.issubdtype(arr.dtype, np.floating):
         lo, hi = float(np.nanmin(arr)), float(np.nanmax(arr))
         if lo < -1e-3 or hi > 1 + 1e-3:
-            raise DataError(f"upscale: float image values span [{lo:.3g}, {hi:.3g}]; floats are taken in [0, 1] "
-                            "(divide a 0..255 image by 255, or pass the uint8 array).")
+            raise DataError(
+                f"upscale: float image values span [{lo:.3g}, {hi:.3g}]; floats are taken in [0, 1] "
+                "(divide a 0..255 image by 255, or pass the uint8 array)."
+            )
         return np.clip(arr.astype(np.float64), 0.0, 1.0), np.float32, squeeze
     raise DataError(f"upscale: dtype {arr.dtype}; pass uint8, uint16 or float in [0, 1].")
 
@@ -179,8 +183,10 @@ def model_meta(model, scale=None, channels=None, upsampled_input=None):
         if not upsampled_input:
             ratio = probe["ratio"]
             if scale is not None and int(scale) != ratio:
-                raise ConfigError(f"scale={scale}, but model {model.name!r} upscales by {ratio:g}; load the model "
-                                  f"built for x{scale} (or leave scale unset).")
+                raise ConfigError(
+                    f"scale={scale}, but model {model.name!r} upscales by {ratio:g}; load the model "
+                    f"built for x{scale} (or leave scale unset)."
+                )
             scale = int(round(ratio))
     if channels not in ("y", "rgb"):
         raise ConfigError(f"channels={channels!r}; use 'y' or 'rgb'.")
@@ -189,8 +195,19 @@ def model_meta(model, scale=None, channels=None, upsampled_input=None):
     return channels, bool(upsampled_input), int(scale)
 
 
-def upscale(model, image, scale=None, *, channels=None, upsampled_input=None, tile="auto", tile_overlap=None,
-            self_ensemble=False, precision="float32", progress=None):
+def upscale(
+    model,
+    image,
+    scale=None,
+    *,
+    channels=None,
+    upsampled_input=None,
+    tile="auto",
+    tile_overlap=None,
+    self_ensemble=False,
+    precision="float32",
+    progress=None,
+):
     """``image`` upscaled ``scale`` times by the SR ``model`` (see the module docstring for the input range).
 
     Args:
@@ -237,14 +254,22 @@ def upscale(model, image, scale=None, *, channels=None, upsampled_input=None, ti
     if upsampled_input:
         net_in = bicubic(net_in)
     if tile == "auto":
-        tile = AUTO_TILE if net_in.shape[0] * net_in.shape[1] > AUTO_TILE ** 2 else None
-    out = super_resolve(with_precision(model, precision), net_in.astype(np.float32), tile=tile,
-                        tile_overlap=tile_overlap, self_ensemble=self_ensemble, progress=progress)
+        tile = AUTO_TILE if net_in.shape[0] * net_in.shape[1] > AUTO_TILE**2 else None
+    out = super_resolve(
+        with_precision(model, precision),
+        net_in.astype(np.float32),
+        tile=tile,
+        tile_overlap=tile_overlap,
+        self_ensemble=self_ensemble,
+        progress=progress,
+    )
     out = np.asarray(out, np.float64)
     want = (x.shape[0] * s, x.shape[1] * s)
     if out.shape[:2] != want:
-        raise DataError(f"upscale: model {model.name!r} gave {out.shape[0]}x{out.shape[1]} for a "
-                        f"{x.shape[0]}x{x.shape[1]} image at x{s} (expected {want[0]}x{want[1]}); is it built for x{s}?")
+        raise DataError(
+            f"upscale: model {model.name!r} gave {out.shape[0]}x{out.shape[1]} for a "
+            f"{x.shape[0]}x{x.shape[1]} image at x{s} (expected {want[0]}x{want[1]}); is it built for x{s}?"
+        )
     if chroma is not None:
         out = ycbcr_to_rgb(np.concatenate([out[..., :1], chroma], -1))
     elif channels == "rgb" and colour_channels == 1:
@@ -253,4 +278,3 @@ def upscale(model, image, scale=None, *, channels=None, upsampled_input=None, ti
         out = np.concatenate([np.clip(out, 0.0, 1.0), bicubic(alpha)], -1)
     result = _from_unit_float(out, dtype)
     return result[..., 0] if squeeze else result
-

@@ -12,6 +12,7 @@ warnings are one plain line each.  An interrupted training exits with one line t
 to resume (status 128 + the signal); a closed output pipe (``| head``, ``| dot`` without
 graphviz) ends the command with one line and status 1.
 """
+
 import contextlib
 import importlib
 import importlib.util
@@ -30,14 +31,18 @@ COMMANDS = {
     "upscale": ("visionfw.cli.upscale", "upscale your images with an SR model (TAD models: restore their LR)"),
     "export": ("visionfw.cli.export", "write a model as a TF SavedModel, TFLite or ONNX file"),
     "dip": ("visionfw.cli.dip", "Deep Image Prior: denoise, inpaint or upscale one image, no training set"),
-    "degradation-pool": ("visionfw.cli.degradation_pool",
-                         "collect a RealSR noise/kernel pool (.npz) from real photos for --degradation"),
+    "degradation-pool": (
+        "visionfw.cli.degradation_pool",
+        "collect a RealSR noise/kernel pool (.npz) from real photos for --degradation",
+    ),
 }
 # commands that never load TensorFlow (the zoo's dicts only; `describe` builds the model)
 _NO_TENSORFLOW = {"models"}
 _HELP = ("-h", "--help", "--helpshort", "--helpfull")
-VERBOSITY_HELP = ("--verbosity=N: also show TensorFlow's own log lines (N=0 errors, 1 warnings, 2 everything) and "
-                  "visionfw's info lines; without it the console shows visionfw's output only.")
+VERBOSITY_HELP = (
+    "--verbosity=N: also show TensorFlow's own log lines (N=0 errors, 1 warnings, 2 everything) and "
+    "visionfw's info lines; without it the console shows visionfw's output only."
+)
 
 
 def _usage():
@@ -115,6 +120,7 @@ def _console(command, verbosity):
     log.propagate = False
     log.setLevel(logging.INFO if (verbosity or 0) >= 1 else logging.WARNING)
     if verbosity is None:
+
         def show(message, category, filename, lineno, file=None, line=None):
             # one plain line: the message names the input and the fix; the source line adds nothing
             print(f"visionfw {command}: warning: {message}", file=sys.stderr if file is None else file)
@@ -156,11 +162,16 @@ def _closed_pipe(command, argv):
         pass
     hint = ""
     if "--dot" in argv:
-        hint = (" Is graphviz installed? `visionfw describe --dot | dot -Tpng > model.png` needs its `dot` "
-                "program (https://graphviz.org/download/, e.g. `apt install graphviz`).")
+        hint = (
+            " Is graphviz installed? `visionfw describe --dot | dot -Tpng > model.png` needs its `dot` "
+            "program (https://graphviz.org/download/, e.g. `apt install graphviz`)."
+        )
     try:
-        print(f"visionfw {command}: the output pipe was closed before all output was written.{hint}",
-              file=sys.stderr, flush=True)
+        print(
+            f"visionfw {command}: the output pipe was closed before all output was written.{hint}",
+            file=sys.stderr,
+            flush=True,
+        )
     except (OSError, ValueError):
         pass
     return 1

@@ -22,6 +22,7 @@ field type          flag
 Library errors name config fields (``lr_patch=0 must be ...``); :func:`flag_names` rewrites
 them with the flag names (``--lr_patch=0 must be ...``) for the command line.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -36,18 +37,17 @@ from visionfw.errors import ConfigError
 __all__ = ["cli_fields", "define_flags", "parse_args", "flag_names", "format_help", "parse_kv"]
 
 
-
 @dataclasses.dataclass(frozen=True)
 class CliField:
     """One flag of a command: the config field it fills and how to read it."""
 
-    field: str          # config field name
-    flag: str           # flag name (without --)
-    kind: str           # 'bool' | 'int' | 'float' | 'str' | 'list' | 'dict'
-    item: type          # list element type (str, int, float)
-    default: object     # the field's default (None for a required field)
+    field: str  # config field name
+    flag: str  # flag name (without --)
+    kind: str  # 'bool' | 'int' | 'float' | 'str' | 'list' | 'dict'
+    item: type  # list element type (str, int, float)
+    default: object  # the field's default (None for a required field)
     required: bool
-    optional: bool      # Optional[...] in the annotation
+    optional: bool  # Optional[...] in the annotation
     choices: tuple
     help: str
 
@@ -55,12 +55,19 @@ class CliField:
 def progress_fields(log_every=100):
     """The ``progress`` and ``log_every`` fields of the commands that train several models
     (compare, rank-datasets): ``progress, log_every = progress_fields()`` in the config class."""
-    progress = dataclasses.field(default=True, metadata={
-        "help": "Announce each training and show progress on stderr: a live bar on a terminal, else a plain "
-                "line every --log_every steps."})
-    every = dataclasses.field(default=log_every, metadata={
-        "help": "Steps (images, when evaluating) between two progress lines when the output is not a "
-                "terminal."})
+    progress = dataclasses.field(
+        default=True,
+        metadata={
+            "help": "Announce each training and show progress on stderr: a live bar on a terminal, else a plain "
+            "line every --log_every steps."
+        },
+    )
+    every = dataclasses.field(
+        default=log_every,
+        metadata={
+            "help": "Steps (images, when evaluating) between two progress lines when the output is not a terminal."
+        },
+    )
     return progress, every
 
 
@@ -68,15 +75,28 @@ def model_fields():
     """The ``model``, ``model_kwargs`` and ``imports`` (``--import``) fields of every command that builds
     a model: ``model, model_kwargs, imports = model_fields()`` in the config class (see
     :func:`visionfw.loading.load_model`)."""
-    model = dataclasses.field(default=None, metadata={
-        "help": "The model: a registry name (see `visionfw models`), or your own function returning a spec dict: "
-                "path/to/file.py:function or package.module:function. Optional when --weights is a .keras model "
-                "file."})
-    kwargs = dataclasses.field(default_factory=dict, metadata={
-        "help": "Keyword arguments for --model (hyper-parameters of the family or of your function): k=v,k2=v2."})
-    imports = dataclasses.field(default_factory=list, metadata={
-        "flag": "import", "help": "Modules to import first (names or .py paths, comma-separated), e.g. the one "
-                                  "that registers your layers (visionfw.register_layer) before a .keras file loads."})
+    model = dataclasses.field(
+        default=None,
+        metadata={
+            "help": "The model: a registry name (see `visionfw models`), or your own function returning a spec dict: "
+            "path/to/file.py:function or package.module:function. Optional when --weights is a .keras model "
+            "file."
+        },
+    )
+    kwargs = dataclasses.field(
+        default_factory=dict,
+        metadata={
+            "help": "Keyword arguments for --model (hyper-parameters of the family or of your function): k=v,k2=v2."
+        },
+    )
+    imports = dataclasses.field(
+        default_factory=list,
+        metadata={
+            "flag": "import",
+            "help": "Modules to import first (names or .py paths, comma-separated), e.g. the one "
+            "that registers your layers (visionfw.register_layer) before a .keras file loads.",
+        },
+    )
     return model, kwargs, imports
 
 
@@ -108,8 +128,19 @@ def cli_fields(config_cls):
             default = f.default_factory()
         else:
             default = None if required else f.default
-        out.append(CliField(f.name, meta.get("flag", f.name), kind, item, default, required, optional,
-                            tuple(meta.get("choices", ())), meta.get("help", "")))
+        out.append(
+            CliField(
+                f.name,
+                meta.get("flag", f.name),
+                kind,
+                item,
+                default,
+                required,
+                optional,
+                tuple(meta.get("choices", ())),
+                meta.get("help", ""),
+            )
+        )
     return out
 
 
@@ -144,8 +175,10 @@ def _value(c, raw):
         try:
             return [c.item(s) for s in items]
         except ValueError:
-            raise ConfigError(f"--{c.flag}={','.join(raw)}: use {c.item.__name__} values such as "
-                              f"{'2,3,4' if c.item is int else '0.5,1'}.") from None
+            raise ConfigError(
+                f"--{c.flag}={','.join(raw)}: use {c.item.__name__} values such as "
+                f"{'2,3,4' if c.item is int else '0.5,1'}."
+            ) from None
     return raw
 
 
@@ -193,7 +226,7 @@ def flag_names(message, config_cls):
 
     out, last = [], 0
     for m in _CODE.finditer(message):
-        out += [prose(message[last:m.start()]), m.group(0)]
+        out += [prose(message[last : m.start()]), m.group(0)]
         last = m.end()
     return "".join(out + [prose(message[last:])])
 
@@ -268,8 +301,13 @@ def check_config(config):
     fields = {f.name: getattr(config, f.name) for f in dataclasses.fields(config)}
     model = fields.get("model")
     imports = any(v for k, v in fields.items() if k.startswith("import"))
-    if isinstance(model, str) and model and not imports and not any(c in model for c in ":/\\") \
-            and not model.endswith(".py"):
+    if (
+        isinstance(model, str)
+        and model
+        and not imports
+        and not any(c in model for c in ":/\\")
+        and not model.endswith(".py")
+    ):
         from visionfw.zoo.registry import model_entry
 
         model_entry(model)

@@ -8,8 +8,8 @@ Noise patches are the flat windows of the --source images, mean removed; kernels
 image (see :func:`visionfw.degradation.estimate_kernel`).  Train with it through
 :func:`visionfw.degradation.make_degrader` (``pool=pool.npz``).
 """
+
 from dataclasses import dataclass, field
-from typing import Optional
 
 
 @dataclass
@@ -18,16 +18,24 @@ class DegradationPoolConfig:
 
     source: str = field(metadata={"help": "Folder of real-world images whose noise (and blur) to collect."})
     out: str = field(metadata={"help": "The pool file to write (.npz)."})
-    kernels: Optional[str] = field(default=None, metadata={
-        "help": "Folder of .npy blur kernels (2-D, odd size, non-negative; normalised on load) to add."})
-    estimate_kernels: bool = field(default=False, metadata={
-        "help": "Also add one isotropic Gaussian kernel per source image, its sigma estimated from the "
-                "gradient ratio to a re-blurred copy (not KernelGAN)."})
+    kernels: str | None = field(
+        default=None,
+        metadata={"help": "Folder of .npy blur kernels (2-D, odd size, non-negative; normalised on load) to add."},
+    )
+    estimate_kernels: bool = field(
+        default=False,
+        metadata={
+            "help": "Also add one isotropic Gaussian kernel per source image, its sigma estimated from the "
+            "gradient ratio to a re-blurred copy (not KernelGAN)."
+        },
+    )
     patch: int = field(default=32, metadata={"help": "Noise patch size in pixels."})
-    stride: Optional[int] = field(default=None, metadata={"help": "Step between noise windows (default: --patch)."})
-    var_threshold: float = field(default=20.0, metadata={
-        "help": "Keep windows whose per-channel variance is below this, in 8-bit grey levels squared."})
-    max_patches: Optional[int] = field(default=None, metadata={"help": "Keep at most this many (the flattest)."})
+    stride: int | None = field(default=None, metadata={"help": "Step between noise windows (default: --patch)."})
+    var_threshold: float = field(
+        default=20.0,
+        metadata={"help": "Keep windows whose per-channel variance is below this, in 8-bit grey levels squared."},
+    )
+    max_patches: int | None = field(default=None, metadata={"help": "Keep at most this many (the flattest)."})
     kernel_size: int = field(default=15, metadata={"help": "Size of the estimated kernels (odd)."})
 
 
@@ -48,8 +56,13 @@ def main(command, config):
     if config.kernel_size < 3 or config.kernel_size % 2 == 0:
         raise ConfigError(f"--kernel_size={config.kernel_size} must be odd and >= 3.")
     images = [read_image(p) for p in list_images(config.source)]
-    noise = degradation.extract_noise_pool(images, patch=config.patch, var_threshold=config.var_threshold,
-                                           stride=config.stride, max_patches=config.max_patches)
+    noise = degradation.extract_noise_pool(
+        images,
+        patch=config.patch,
+        var_threshold=config.var_threshold,
+        stride=config.stride,
+        max_patches=config.max_patches,
+    )
     kernels, sigmas = [], []
     if config.kernels:
         kernels.extend(degradation.load_kernel_pool(config.kernels))
@@ -61,14 +74,17 @@ def main(command, config):
     if kernels:
         size = max(k.shape[0] for k in kernels)
         kernels = np.stack([np.pad(k, (size - k.shape[0]) // 2) for k in kernels])
-    pool = degradation.DegradationPool(noise=noise if len(noise) else None,
-                                       kernels=kernels if len(kernels) else None)
+    pool = degradation.DegradationPool(noise=noise if len(noise) else None, kernels=kernels if len(kernels) else None)
     path = degradation.save_pool(config.out, pool)
-    print(f"{path}: {len(noise)} noise patches of {config.patch}x{config.patch} from {len(images)} images "
-          f"(variance < {config.var_threshold:g}), {len(kernels)} kernels")
+    print(
+        f"{path}: {len(noise)} noise patches of {config.patch}x{config.patch} from {len(images)} images "
+        f"(variance < {config.var_threshold:g}), {len(kernels)} kernels"
+    )
     if sigmas:
-        print(f"estimated Gaussian sigmas: min {min(sigmas):.2f}, median {float(np.median(sigmas)):.2f}, "
-              f"max {max(sigmas):.2f}")
+        print(
+            f"estimated Gaussian sigmas: min {min(sigmas):.2f}, median {float(np.median(sigmas)):.2f}, "
+            f"max {max(sigmas):.2f}"
+        )
     if not len(noise):
         print("warning: no window was flat enough; raise --var_threshold or lower --patch.")
     return 0

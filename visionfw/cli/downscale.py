@@ -7,24 +7,28 @@
 zoo model ``--model`` at ``--scale``.  HR inputs are cropped to a multiple of the scale; outputs
 are 8-bit PNGs named after the inputs.
 """
+
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Optional
 
 
 @dataclass
 class TadConfig:
     """The flags of `visionfw downscale` and `visionfw upscale`."""
 
-    model: Optional[str] = field(default=None, metadata={
-        "help": "Registry name of the TAD model (see `visionfw models --task=tad`); optional when --weights "
-                "is a whole .keras model."})
-    scale: Optional[int] = field(default=None, metadata={"help": "Downscaling factor (default: the model's own)."})
-    weights: Optional[str] = field(default=None, metadata={
-        "help": "A .keras model or .weights.h5 file of the trained TAD model."})
-    input: Optional[str] = field(default=None, metadata={"help": "An image file or a folder of images."})
-    output: Optional[str] = field(default=None, metadata={
-        "help": "Folder the PNGs are written to (created if missing)."})
+    model: str | None = field(
+        default=None,
+        metadata={
+            "help": "Registry name of the TAD model (see `visionfw models --task=tad`); optional when --weights "
+            "is a whole .keras model."
+        },
+    )
+    scale: int | None = field(default=None, metadata={"help": "Downscaling factor (default: the model's own)."})
+    weights: str | None = field(
+        default=None, metadata={"help": "A .keras model or .weights.h5 file of the trained TAD model."}
+    )
+    input: str | None = field(default=None, metadata={"help": "An image file or a folder of images."})
+    output: str | None = field(default=None, metadata={"help": "Folder the PNGs are written to (created if missing)."})
 
 
 CONFIG = TadConfig
@@ -65,8 +69,10 @@ def load_tad_model(model_name=None, weights=None, scale=None):
         try:
             load_weights(model, weights)
         except WeightsError as exc:
-            raise WeightsError(f"--weights={weights} does not fit {model_name} x{spec['meta']['scale']}: {exc} "
-                               "Pass the --model/--scale it was trained with.") from exc
+            raise WeightsError(
+                f"--weights={weights} does not fit {model_name} x{spec['meta']['scale']}: {exc} "
+                "Pass the --model/--scale it was trained with."
+            ) from exc
     meta = spec["meta"]
     return model, int(meta["recursions"]), meta["latent"], int(meta["scale"])
 
@@ -87,16 +93,18 @@ def run(command, model_name, weights, input_path, output, scale=None):
     """Runs downscale/upscale; returns the list of written files."""
     import numpy as np
 
-    from visionfw.tasks import tad
     from visionfw.data.image_io import read_image, write_image
     from visionfw.data.imresize import modcrop
     from visionfw.errors import ConfigError
+    from visionfw.tasks import tad
 
     if not input_path or not output:
         raise ConfigError(f"{command} needs --input and --output.")
     if not weights:
-        raise ConfigError(f"{command} needs --weights (a trained .keras model or .weights.h5 file); "
-                          "an untrained TAD model would write noise.")
+        raise ConfigError(
+            f"{command} needs --weights (a trained .keras model or .weights.h5 file); "
+            "an untrained TAD model would write noise."
+        )
     model, times, latent, s = load_tad_model(model_name, weights, scale)
     encoder, decoder = tad.split_model(model, times)
     written = []

@@ -1,4 +1,5 @@
-"""`visionfw models [--pattern=GLOB] [--task=T]` and `visionfw describe --model=NAME [--scale=S] [--dot | --output=FILE]`.
+"""`visionfw models [--pattern=GLOB] [--task=T]` and
+`visionfw describe --model=NAME [--scale=S] [--dot | --output=FILE]`.
 
 ``describe --output=vdsr.png`` draws the graph with graphviz's ``dot`` program and writes the
 file only when that succeeded (``describe --dot > vdsr.png`` cannot: the shell creates the file
@@ -7,31 +8,52 @@ before the command runs); ``--output=vdsr.dot`` writes the DOT text itself.
 Nothing here loads the training stack: listing the zoo imports the registry and the family
 files alone (no Keras, no TensorFlow).
 """
+
 import dataclasses
-from typing import Optional
 
 
 @dataclasses.dataclass
 class ModelsConfig:
-    model: Optional[str] = dataclasses.field(
-        default=None, metadata={"help": "`describe`: the model: a registry name (see `visionfw models`) or your own "
-                                        "function returning a spec dict, path/to/file.py:function or "
-                                        "package.module:function."})
-    model_kwargs: dict = dataclasses.field(default_factory=dict, metadata={
-        "help": "`describe`: keyword arguments for --model (k=v,k2=v2)."})
-    imports: list = dataclasses.field(default_factory=list, metadata={
-        "flag": "import", "help": "`describe`: modules to import first (names or .py paths), e.g. your layers."})
-    scale: Optional[int] = dataclasses.field(
-        default=None, metadata={"help": "`describe`: upscaling factor (default: the model's own)."})
+    model: str | None = dataclasses.field(
+        default=None,
+        metadata={
+            "help": "`describe`: the model: a registry name (see `visionfw models`) or your own "
+            "function returning a spec dict, path/to/file.py:function or "
+            "package.module:function."
+        },
+    )
+    model_kwargs: dict = dataclasses.field(
+        default_factory=dict, metadata={"help": "`describe`: keyword arguments for --model (k=v,k2=v2)."}
+    )
+    imports: list = dataclasses.field(
+        default_factory=list,
+        metadata={
+            "flag": "import",
+            "help": "`describe`: modules to import first (names or .py paths), e.g. your layers.",
+        },
+    )
+    scale: int | None = dataclasses.field(
+        default=None, metadata={"help": "`describe`: upscaling factor (default: the model's own)."}
+    )
     pattern: str = dataclasses.field(default="*", metadata={"help": "Glob filter for `visionfw models`, e.g. 'edsr*'."})
-    task: Optional[str] = dataclasses.field(
-        default=None, metadata={"help": "Only models of this task.", "choices": ("sr", "tad", "colorize", "dip", "video_sr", "discriminator")})
+    task: str | None = dataclasses.field(
+        default=None,
+        metadata={
+            "help": "Only models of this task.",
+            "choices": ("sr", "tad", "colorize", "dip", "video_sr", "discriminator"),
+        },
+    )
     dot: bool = dataclasses.field(
-        default=False, metadata={"help": "`describe`: print the graph as graphviz DOT instead of a table."})
-    output: Optional[str] = dataclasses.field(
-        default=None, metadata={"help": "`describe`: write the graph to this file: .dot/.gv as DOT text, any other "
-                                        "suffix (.png, .svg, .pdf) drawn by graphviz's `dot` program; nothing is "
-                                        "written when drawing fails."})
+        default=False, metadata={"help": "`describe`: print the graph as graphviz DOT instead of a table."}
+    )
+    output: str | None = dataclasses.field(
+        default=None,
+        metadata={
+            "help": "`describe`: write the graph to this file: .dot/.gv as DOT text, any other "
+            "suffix (.png, .svg, .pdf) drawn by graphviz's `dot` program; nothing is "
+            "written when drawing fails."
+        },
+    )
 
 
 CONFIG = ModelsConfig
@@ -71,21 +93,24 @@ def write_graph(dot_text, output):
     else:
         program = shutil.which("dot")
         if program is None:
-            raise ConfigError(f"--output={output} needs graphviz's `dot` program to draw a .{suffix} "
-                              "(https://graphviz.org/download/, e.g. `apt install graphviz`); nothing was written. "
-                              "--output=model.dot writes the DOT text without it.")
+            raise ConfigError(
+                f"--output={output} needs graphviz's `dot` program to draw a .{suffix} "
+                "(https://graphviz.org/download/, e.g. `apt install graphviz`); nothing was written. "
+                "--output=model.dot writes the DOT text without it."
+            )
         proc = subprocess.run([program, f"-T{suffix}"], input=dot_text.encode(), capture_output=True)
         if proc.returncode != 0 or not proc.stdout:
             reason = proc.stderr.decode(errors="replace").strip().splitlines()[:1]
-            raise ConfigError(f"--output={output}: graphviz could not draw a .{suffix} ({' '.join(reason)}); "
-                              "nothing was written.")
+            raise ConfigError(
+                f"--output={output}: graphviz could not draw a .{suffix} ({' '.join(reason)}); nothing was written."
+            )
         data = proc.stdout
     return write_file_atomic(path, lambda fh: fh.write(data))
 
 
 def main(command, config):
-    from visionfw.zoo import registry
     from visionfw.errors import ConfigError
+    from visionfw.zoo import registry
 
     if command == "models":
         print(models_table(config.pattern, config.task))

@@ -1,12 +1,12 @@
 """`visionfw test`: evaluate a model on benchmark sets with the papers' exact protocol.
 
-    visionfw test --model=srcnn_915 --weights=x3.mat --test_data=Set5,Set14 --scale=3
-    visionfw test --weights=my_model.keras --test_data=Set5 --scale=4 --protocol=edsr
-    visionfw test --model=imdn --weights=IMDN_x2.pth --scale=2
-    visionfw test --model=my_models.py:my_net --model_kwargs=scale=2 --weights=my_net.pth --scale=2
+visionfw test --model=srcnn_915 --weights=x3.mat --test_data=Set5,Set14 --scale=3
+visionfw test --weights=my_model.keras --test_data=Set5 --scale=4 --protocol=edsr
+visionfw test --model=imdn --weights=IMDN_x2.pth --scale=2
+visionfw test --model=my_models.py:my_net --model_kwargs=scale=2 --weights=my_net.pth --scale=2
 """
+
 from dataclasses import dataclass, field
-from typing import Optional
 
 from visionfw.cli.common import model_fields
 
@@ -15,62 +15,118 @@ from visionfw.cli.common import model_fields
 class EvaluateConfig:
     """The flags of `visionfw test` (see :func:`visionfw.evaluate.evaluate_model`)."""
 
-    model: Optional[str]
+    model: str | None
     model_kwargs: dict
     imports: list
     model, model_kwargs, imports = model_fields()
-    weights: Optional[str] = field(default=None, metadata={
-        "help": "Weights: official .mat (SRCNN/VDSR/LapSRN), .keras, .weights.h5, or a PyTorch state dict "
-                "(.pth/.pt, read without torch, or .npz). For a registry --model, a file in the format of its "
-                "official release loads with the family's options and hyper-parameters, as --pretrained."})
-    pretrained: bool = field(default=False, metadata={
-        "help": "Load --model's official weights (searched in $VISIONFW_WEIGHTS, ~/.visionfw/weights, then "
-                "weights/ on the data search path; sha256 checked), with the loading options of the registry."})
-    test_data: list = field(default_factory=lambda: ["Set5", "Set14"], metadata={
-        "help": "Benchmark sets (names or folders), comma-separated."})
-    scale: Optional[list[int]] = field(default=None, metadata={
-        "help": "SR factor(s), e.g. 3 or 2,3,4 (several only for pre-upsampled models such as VDSR). "
-                "Default: the model's own."})
-    data_dir: Optional[str] = field(default=None, metadata={
-        "help": "First place to look for benchmark sets (then $VISIONFW_DATA, ./data, ../shared/data, "
-                "~/.visionfw/data)."})
-    protocol: str = field(default="auto", metadata={
-        "help": "Evaluation protocol: 'srcnn' (SRCNN/VDSR MATLAB code: uint8 Y, float bicubic), 'edsr' "
-                "(EDSR/RCAN code: uint8 RGB LR), or 'auto': the protocol of the model's published numbers when the "
-                "registry knows it, else srcnn.", "choices": ("auto", "srcnn", "edsr")})
-    lr_dir: Optional[str] = field(default=None, metadata={
-        "help": "--protocol=edsr: folder of ready-made LR images (X<s>/<name>x<s>.png)."})
+    weights: str | None = field(
+        default=None,
+        metadata={
+            "help": "Weights: official .mat (SRCNN/VDSR/LapSRN), .keras, .weights.h5, or a PyTorch state dict "
+            "(.pth/.pt, read without torch, or .npz). For a registry --model, a file in the format of its "
+            "official release loads with the family's options and hyper-parameters, as --pretrained."
+        },
+    )
+    pretrained: bool = field(
+        default=False,
+        metadata={
+            "help": "Load --model's official weights (searched in $VISIONFW_WEIGHTS, ~/.visionfw/weights, then "
+            "weights/ on the data search path; sha256 checked), with the loading options of the registry."
+        },
+    )
+    test_data: list = field(
+        default_factory=lambda: ["Set5", "Set14"],
+        metadata={"help": "Benchmark sets (names or folders), comma-separated."},
+    )
+    scale: list[int] | None = field(
+        default=None,
+        metadata={
+            "help": "SR factor(s), e.g. 3 or 2,3,4 (several only for pre-upsampled models such as VDSR). "
+            "Default: the model's own."
+        },
+    )
+    data_dir: str | None = field(
+        default=None,
+        metadata={
+            "help": "First place to look for benchmark sets (then $VISIONFW_DATA, ./data, ../shared/data, "
+            "~/.visionfw/data)."
+        },
+    )
+    protocol: str = field(
+        default="auto",
+        metadata={
+            "help": "Evaluation protocol: 'srcnn' (SRCNN/VDSR MATLAB code: uint8 Y, float bicubic), 'edsr' "
+            "(EDSR/RCAN code: uint8 RGB LR), or 'auto': the protocol of the model's published numbers when the "
+            "registry knows it, else srcnn.",
+            "choices": ("auto", "srcnn", "edsr"),
+        },
+    )
+    lr_dir: str | None = field(
+        default=None, metadata={"help": "--protocol=edsr: folder of ready-made LR images (X<s>/<name>x<s>.png)."}
+    )
     per_image: bool = field(default=False, metadata={"help": "Print one row per image too."})
-    save_images: Optional[str] = field(default=None, metadata={
-        "help": "Write SR images to DIR/<set>/x<scale>/<name>.png."})
-    results: Optional[str] = field(default=None, metadata={
-        "help": "Write the results (with the weights' sha256) to this JSON file."})
-    report: Optional[str] = field(default=None, metadata={
-        "help": "Write a visual HTML report to this file (e.g. --report=report.html): numbers per set and "
-                "image, crops HR | bicubic | model where the model gains most and where it errs most."})
-    tile: Optional[int] = field(default=None, metadata={
-        "help": "Tiled inference with tiles of N input pixels (bounded memory)."})
-    tile_overlap: Optional[int] = field(default=None, metadata={
-        "help": "Context pixels around each tile (default: the model's receptive radius, which makes tiling "
-                "exact for local models)."})
-    texture_metrics: list = field(default_factory=list, metadata={
-        "help": "Also measure texture: niqe (no-reference; our pristine model unless you have the authors'), "
-                "lpips (AlexNet) or lpips_vgg (needs the LPIPS weights, see README), comma-separated."})
-    precision: str = field(default="float32", metadata={
-        "help": "Compute the model in float32 or bfloat16 (float32 output head; about 2x faster on CPUs with "
-                "AVX512_BF16, 0.00-0.15 dB lower on the official weights: keep float32 to reproduce papers).",
-        "choices": ("float32", "bfloat16")})
-    self_ensemble: bool = field(default=False, metadata={
-        "help": "Average over the 8 flips/rotations (EDSR's '+')."})
-    shuffle_order: Optional[str] = field(default=None, metadata={
-        "help": "PyTorch weights: the PixelShuffle channel order they were trained with (default: the family's "
-                "loading option, else torch).", "choices": ("torch", "tf")})
-    allow_random: bool = field(default=False, metadata={
-        "help": "Evaluate without --weights (random weights: the numbers mean nothing; for smoke tests only)."})
-    progress: bool = field(default=True, metadata={
-        "help": "Show progress on stderr: a live bar on a terminal, else a plain line every --log_every images."})
-    log_every: int = field(default=25, metadata={
-        "help": "Images between two progress lines when the output is not a terminal."})
+    save_images: str | None = field(
+        default=None, metadata={"help": "Write SR images to DIR/<set>/x<scale>/<name>.png."}
+    )
+    results: str | None = field(
+        default=None, metadata={"help": "Write the results (with the weights' sha256) to this JSON file."}
+    )
+    report: str | None = field(
+        default=None,
+        metadata={
+            "help": "Write a visual HTML report to this file (e.g. --report=report.html): numbers per set and "
+            "image, crops HR | bicubic | model where the model gains most and where it errs most."
+        },
+    )
+    tile: int | None = field(
+        default=None, metadata={"help": "Tiled inference with tiles of N input pixels (bounded memory)."}
+    )
+    tile_overlap: int | None = field(
+        default=None,
+        metadata={
+            "help": "Context pixels around each tile (default: the model's receptive radius, which makes tiling "
+            "exact for local models)."
+        },
+    )
+    texture_metrics: list = field(
+        default_factory=list,
+        metadata={
+            "help": "Also measure texture: niqe (no-reference; our pristine model unless you have the authors'), "
+            "lpips (AlexNet) or lpips_vgg (needs the LPIPS weights, see README), comma-separated."
+        },
+    )
+    precision: str = field(
+        default="float32",
+        metadata={
+            "help": "Compute the model in float32 or bfloat16 (float32 output head; about 2x faster on CPUs with "
+            "AVX512_BF16, 0.00-0.15 dB lower on the official weights: keep float32 to reproduce papers).",
+            "choices": ("float32", "bfloat16"),
+        },
+    )
+    self_ensemble: bool = field(default=False, metadata={"help": "Average over the 8 flips/rotations (EDSR's '+')."})
+    shuffle_order: str | None = field(
+        default=None,
+        metadata={
+            "help": "PyTorch weights: the PixelShuffle channel order they were trained with (default: the family's "
+            "loading option, else torch).",
+            "choices": ("torch", "tf"),
+        },
+    )
+    allow_random: bool = field(
+        default=False,
+        metadata={
+            "help": "Evaluate without --weights (random weights: the numbers mean nothing; for smoke tests only)."
+        },
+    )
+    progress: bool = field(
+        default=True,
+        metadata={
+            "help": "Show progress on stderr: a live bar on a terminal, else a plain line every --log_every images."
+        },
+    )
+    log_every: int = field(
+        default=25, metadata={"help": "Images between two progress lines when the output is not a terminal."}
+    )
 
 
 CONFIG = EvaluateConfig
@@ -81,14 +137,24 @@ def _build(config, scale):
     from visionfw.evaluate import infer_model_meta
     from visionfw.loading import load_model
 
-    loaded = load_model(config.model, weights=config.weights, pretrained=config.pretrained, scale=scale,
-                        model_kwargs=config.model_kwargs, imports=config.imports, data_dir=config.data_dir,
-                        shuffle_order=config.shuffle_order)
+    loaded = load_model(
+        config.model,
+        weights=config.weights,
+        pretrained=config.pretrained,
+        scale=scale,
+        model_kwargs=config.model_kwargs,
+        imports=config.imports,
+        data_dir=config.data_dir,
+        shuffle_order=config.shuffle_order,
+    )
     meta = dict(loaded.meta)
     if meta.get("channels") is None or meta.get("upsampled_input") is None:  # a .keras file, a bare spec
         probe = infer_model_meta(loaded.model)
-        meta = {"channels": probe["channels"], "upsampled_input": probe["upsampled_input"],
-                "scale": meta.get("scale") or (None if probe["upsampled_input"] else int(probe["ratio"]))}
+        meta = {
+            "channels": probe["channels"],
+            "upsampled_input": probe["upsampled_input"],
+            "scale": meta.get("scale") or (None if probe["upsampled_input"] else int(probe["ratio"])),
+        }
     meta["weights"] = loaded.weights
     return loaded, meta
 
@@ -99,8 +165,10 @@ def main(command, config):
     from visionfw.loading import resolve_protocol
 
     if not (config.weights or config.pretrained or config.allow_random):
-        raise ConfigError("--weights=PATH or --pretrained is required: a model with random weights gives "
-                          "meaningless numbers. Pass --allow_random to run anyway (smoke tests).")
+        raise ConfigError(
+            "--weights=PATH or --pretrained is required: a model with random weights gives "
+            "meaningless numbers. Pass --allow_random to run anyway (smoke tests)."
+        )
     if config.model is None and config.weights is None:
         raise ConfigError("give --model=NAME and/or --weights=FILE.keras.")
     scales = list(config.scale or [])
@@ -124,14 +192,28 @@ def main(command, config):
         if not s:
             raise ConfigError("--scale is required for this model (it does not fix its own scale).")
         if len(runs) > 1 and not meta.get("upsampled_input"):
-            raise ConfigError(f"model {model_name!r} takes LR input, so its weights fit one scale; give "
-                              "one --scale per run.")
-        results = evaluate_model(model, config.test_data, s, protocol=protocol, data_dir=config.data_dir,
-                                 channels=meta.get("channels"), upsampled_input=meta.get("upsampled_input"),
-                                 per_image=config.per_image, save_images=save_images, tile=config.tile,
-                                 tile_overlap=config.tile_overlap, self_ensemble=config.self_ensemble,
-                                 progress=config.progress, lr_dir=config.lr_dir, log_every=config.log_every,
-                                 texture_metrics=config.texture_metrics, precision=config.precision)
+            raise ConfigError(
+                f"model {model_name!r} takes LR input, so its weights fit one scale; give one --scale per run."
+            )
+        results = evaluate_model(
+            model,
+            config.test_data,
+            s,
+            protocol=protocol,
+            data_dir=config.data_dir,
+            channels=meta.get("channels"),
+            upsampled_input=meta.get("upsampled_input"),
+            per_image=config.per_image,
+            save_images=save_images,
+            tile=config.tile,
+            tile_overlap=config.tile_overlap,
+            self_ensemble=config.self_ensemble,
+            progress=config.progress,
+            lr_dir=config.lr_dir,
+            log_every=config.log_every,
+            texture_metrics=config.texture_metrics,
+            precision=config.precision,
+        )
         weights = meta.get("weights")
         title = f"{model_name} x{s}" + (f" ({weights})" if weights else " (RANDOM WEIGHTS)")
         print(title)
@@ -155,8 +237,14 @@ def main(command, config):
         shutil.rmtree(save_images, ignore_errors=True)
     if config.results:
         scale_field = runs[0] if len(runs) == 1 else ",".join(map(str, runs))
-        path = write_results_json(config.results, all_results, model_name, weights,
-                                  scale_field if scale_field else s, protocol,
-                                  extra={"random_weights": not weights})
+        path = write_results_json(
+            config.results,
+            all_results,
+            model_name,
+            weights,
+            scale_field if scale_field else s,
+            protocol,
+            extra={"random_weights": not weights},
+        )
         print(f"results written to {path}")
     return 0

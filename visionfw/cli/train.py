@@ -5,6 +5,7 @@ optimisation flags come from the model family's paper preset (:mod:`visionfw.tra
 every flag overrides its preset value.  The first Ctrl-C (or SIGTERM) writes a checkpoint of
 the step reached and stops; the same command resumes from it.
 """
+
 from visionfw.train.config import TrainConfig
 
 CONFIG = TrainConfig
@@ -28,12 +29,16 @@ def main(command, config):
 
     result = train(config)
     if result["already_complete"]:
-        print(f"visionfw train: {result['workdir']} is already complete at step {result['steps']} "
-              "(use --steps=M to continue or a new --workdir)")
+        print(
+            f"visionfw train: {result['workdir']} is already complete at step {result['steps']} "
+            "(use --steps=M to continue or a new --workdir)"
+        )
         print(f"model: {result['model_path']}")
         return 0
-    print(f"model: {result['model_path']}  ({result['steps']} steps, {result['time_s']:.1f} s, "
-          f"{result['steps_per_sec']:.2f} steps/s this session)")
+    print(
+        f"model: {result['model_path']}  ({result['steps']} steps, {result['time_s']:.1f} s, "
+        f"{result['steps_per_sec']:.2f} steps/s this session)"
+    )
     for name, r in result["val"].items():
         print(_val_line(name, r))
     if result["protocol"]:

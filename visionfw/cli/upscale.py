@@ -13,9 +13,9 @@ restores task-aware LR images as before (:mod:`visionfw.cli.downscale`).  The im
 alpha is upscaled on its own with bicubic, Y models (SRCNN, VDSR, LapSRN, FSRCNN) upscale the luma
 while Cb/Cr get MATLAB bicubic, and big images run in tiles with the exact overlap.
 """
+
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Optional
 
 from visionfw.cli.common import model_fields
 
@@ -24,41 +24,78 @@ from visionfw.cli.common import model_fields
 class UpscaleConfig:
     """The flags of `visionfw upscale`."""
 
-    input: Optional[str] = field(default=None, metadata={
-        "help": "An image file, a folder of images, or a quoted glob ('shots/*.jpg') (required)."})
-    output: Optional[str] = field(default=None, metadata={
-        "help": "An image file (one input; the suffix picks the format) or a folder (created; <name>.png per "
-                "input). Never one of the inputs (required)."})
-    model: Optional[str]
+    input: str | None = field(
+        default=None,
+        metadata={"help": "An image file, a folder of images, or a quoted glob ('shots/*.jpg') (required)."},
+    )
+    output: str | None = field(
+        default=None,
+        metadata={
+            "help": "An image file (one input; the suffix picks the format) or a folder (created; <name>.png per "
+            "input). Never one of the inputs (required)."
+        },
+    )
+    model: str | None
     model_kwargs: dict
     imports: list
     model, model_kwargs, imports = model_fields()
-    weights: Optional[str] = field(default=None, metadata={
-        "help": "Weights: a whole .keras model, or for --model a .weights.h5, .pth/.pt/.npz (PyTorch state dict) "
-                "or official .mat file."})
-    pretrained: bool = field(default=False, metadata={
-        "help": "Load --model's official weights (searched in $VISIONFW_WEIGHTS, ~/.visionfw/weights, then "
-                "weights/ on the data search path; sha256 checked)."})
-    scale: Optional[int] = field(default=None, metadata={
-        "help": "Upscaling factor (default: the model's own; needed for pre-upsampled models such as VDSR)."})
-    data_dir: Optional[str] = field(default=None, metadata={
-        "help": "First data root to look in for --pretrained weights (then $VISIONFW_DATA, ./data, ...)."})
-    tile: Optional[int] = field(default=None, metadata={
-        "help": "Input pixels per tile (default: 512 for images over 512x512 model-input pixels, else whole); "
-                "0 runs every image whole."})
-    tile_overlap: Optional[int] = field(default=None, metadata={
-        "help": "Context pixels around each tile (default: the model's receptive radius: tiles then give the "
-                "whole-image result for local models)."})
-    precision: str = field(default="float32", metadata={
-        "help": "Compute the model in float32 or bfloat16 (float32 head; faster on CPUs with AVX512_BF16).",
-        "choices": ("float32", "bfloat16")})
-    self_ensemble: bool = field(default=False, metadata={
-        "help": "Average the 8 flips/rotations (EDSR's '+'; 8x the time)."})
-    max_image_pixels: Optional[int] = field(default=None, metadata={
-        "help": "Refuse input images whose header claims more pixels than this, before decoding (default: "
-                "80,000,000)."})
-    progress: bool = field(default=True, metadata={
-        "help": "A progress bar per image on a terminal (tiles x passes), else one line per image."})
+    weights: str | None = field(
+        default=None,
+        metadata={
+            "help": "Weights: a whole .keras model, or for --model a .weights.h5, .pth/.pt/.npz (PyTorch state dict) "
+            "or official .mat file."
+        },
+    )
+    pretrained: bool = field(
+        default=False,
+        metadata={
+            "help": "Load --model's official weights (searched in $VISIONFW_WEIGHTS, ~/.visionfw/weights, then "
+            "weights/ on the data search path; sha256 checked)."
+        },
+    )
+    scale: int | None = field(
+        default=None,
+        metadata={"help": "Upscaling factor (default: the model's own; needed for pre-upsampled models such as VDSR)."},
+    )
+    data_dir: str | None = field(
+        default=None,
+        metadata={"help": "First data root to look in for --pretrained weights (then $VISIONFW_DATA, ./data, ...)."},
+    )
+    tile: int | None = field(
+        default=None,
+        metadata={
+            "help": "Input pixels per tile (default: 512 for images over 512x512 model-input pixels, else whole); "
+            "0 runs every image whole."
+        },
+    )
+    tile_overlap: int | None = field(
+        default=None,
+        metadata={
+            "help": "Context pixels around each tile (default: the model's receptive radius: tiles then give the "
+            "whole-image result for local models)."
+        },
+    )
+    precision: str = field(
+        default="float32",
+        metadata={
+            "help": "Compute the model in float32 or bfloat16 (float32 head; faster on CPUs with AVX512_BF16).",
+            "choices": ("float32", "bfloat16"),
+        },
+    )
+    self_ensemble: bool = field(
+        default=False, metadata={"help": "Average the 8 flips/rotations (EDSR's '+'; 8x the time)."}
+    )
+    max_image_pixels: int | None = field(
+        default=None,
+        metadata={
+            "help": "Refuse input images whose header claims more pixels than this, before decoding (default: "
+            "80,000,000)."
+        },
+    )
+    progress: bool = field(
+        default=True,
+        metadata={"help": "A progress bar per image on a terminal (tiles x passes), else one line per image."},
+    )
 
 
 CONFIG = UpscaleConfig
@@ -86,13 +123,17 @@ def plan(input_spec, output):
 
     src = Path(input_spec)
     if any(c in input_spec for c in _GLOB):
-        inputs = sorted(Path(p) for p in glob.glob(input_spec)
-                        if Path(p).is_file() and Path(p).suffix.lower() in PHOTO_SUFFIXES)
+        inputs = sorted(
+            Path(p) for p in glob.glob(input_spec) if Path(p).is_file() and Path(p).suffix.lower() in PHOTO_SUFFIXES
+        )
         if not inputs:
             raise DataError(f"--input={input_spec}: no image file matches ({', '.join(PHOTO_SUFFIXES)}).")
     elif src.is_dir():
-        inputs = sorted(p for p in src.iterdir()
-                        if p.is_file() and not p.name.startswith(".") and p.suffix.lower() in PHOTO_SUFFIXES)
+        inputs = sorted(
+            p
+            for p in src.iterdir()
+            if p.is_file() and not p.name.startswith(".") and p.suffix.lower() in PHOTO_SUFFIXES
+        )
         if not inputs:
             raise DataError(f"--input={input_spec}: the folder holds no image files ({', '.join(PHOTO_SUFFIXES)}).")
     elif src.is_file():
@@ -102,8 +143,9 @@ def plan(input_spec, output):
     out = Path(output)
     to_file = out.suffix.lower() in PHOTO_SUFFIXES and not out.is_dir()
     if to_file and (len(inputs) > 1 or src.is_dir()):
-        raise ConfigError(f"--output={output} is one file but --input={input_spec} is several images; give a "
-                          "folder as --output.")
+        raise ConfigError(
+            f"--output={output} is one file but --input={input_spec} is several images; give a folder as --output."
+        )
     pairs = [(p, out if to_file else out / f"{p.stem}.png") for p in inputs]
     seen = {}
     resolved_inputs = {p.resolve() for p in inputs}
@@ -111,8 +153,9 @@ def plan(input_spec, output):
         if dst.resolve() in resolved_inputs:
             raise ConfigError(f"--output={output} would overwrite the input {dst}; write the result elsewhere.")
         if dst in seen:
-            raise ConfigError(f"{seen[dst]} and {src_path} would both be written to {dst}; upscale them to "
-                              "different folders.")
+            raise ConfigError(
+                f"{seen[dst]} and {src_path} would both be written to {dst}; upscale them to different folders."
+            )
         seen[dst] = src_path
     return pairs
 
@@ -126,11 +169,15 @@ def check(config):
     if config.pretrained and not config.model:
         raise ConfigError("--pretrained needs --model=NAME (the official weights are the model's).")
     if not (config.pretrained or config.weights):
-        raise ConfigError("give --model=NAME --pretrained, --model=NAME --weights=FILE, or --weights=FILE.keras: "
-                          "a model with random weights would write noise.")
+        raise ConfigError(
+            "give --model=NAME --pretrained, --model=NAME --weights=FILE, or --weights=FILE.keras: "
+            "a model with random weights would write noise."
+        )
     if not config.model and not str(config.weights).lower().endswith(".keras"):
-        raise ConfigError(f"--weights={config.weights} holds weights only: add --model=NAME (only a .keras file "
-                          "carries its own architecture). `visionfw models` lists the zoo.")
+        raise ConfigError(
+            f"--weights={config.weights} holds weights only: add --model=NAME (only a .keras file "
+            "carries its own architecture). `visionfw models` lists the zoo."
+        )
     if config.scale is not None and config.scale < 1:
         raise ConfigError(f"--scale={config.scale} must be a positive integer.")
     for name in ("tile", "tile_overlap"):
@@ -147,8 +194,15 @@ def load_sr_model(config):
     ``scale`` the spec states (None where unknown: a .keras alone), and ``tad`` True for a TAD model."""
     from visionfw.loading import load_model
 
-    loaded = load_model(config.model, weights=config.weights, pretrained=config.pretrained, scale=config.scale,
-                        model_kwargs=config.model_kwargs, imports=config.imports, data_dir=config.data_dir)
+    loaded = load_model(
+        config.model,
+        weights=config.weights,
+        pretrained=config.pretrained,
+        scale=config.scale,
+        model_kwargs=config.model_kwargs,
+        imports=config.imports,
+        data_dir=config.data_dir,
+    )
     net = loaded.model
     is_tad = getattr(loaded.info, "task", None) == "tad" or any(layer.name == "encoder" for layer in net.layers)
     label = f"{loaded.name} ({loaded.weights})" if config.model else str(loaded.weights)
@@ -167,8 +221,12 @@ def main(command, config):
     if meta["tad"]:
         return _tad(command, config)
     pairs = plan(config.input, config.output)
-    channels, upsampled, scale = model_meta(net, config.scale or (meta["scale"] if meta["upsampled_input"] else None),
-                                            meta["channels"], meta["upsampled_input"])
+    channels, upsampled, scale = model_meta(
+        net,
+        config.scale or (meta["scale"] if meta["upsampled_input"] else None),
+        meta["channels"],
+        meta["upsampled_input"],
+    )
     from visionfw.evaluate import with_precision
 
     net = with_precision(net, config.precision)
@@ -184,16 +242,29 @@ def main(command, config):
             bar.update(done)
 
         start = time.perf_counter()
-        out = upscale(net, pixels, scale, channels=channels, upsampled_input=upsampled, tile=tile,
-                      tile_overlap=config.tile_overlap, self_ensemble=config.self_ensemble, progress=progress)
+        out = upscale(
+            net,
+            pixels,
+            scale,
+            channels=channels,
+            upsampled_input=upsampled,
+            tile=tile,
+            tile_overlap=config.tile_overlap,
+            self_ensemble=config.self_ensemble,
+            progress=progress,
+        )
         bar.close(line=False)
         write_photo(dst, out)
         bits = "16-bit " if out.dtype.name == "uint16" else ""
         if config.progress:
-            say(f"upscale {src.name} ({i}/{len(pairs)}): {pixels.shape[1]}x{pixels.shape[0]} -> {dst} "
-                f"({out.shape[1]}x{out.shape[0]} {bits}{_kind(out)}) in {time.perf_counter() - start:.1f} s")
-    print(f"visionfw upscale: wrote {len(pairs)} image(s) with {label}, x{scale}"
-          + (", Y through the model, Cb/Cr bicubic" if channels == "y" else ""))
+            say(
+                f"upscale {src.name} ({i}/{len(pairs)}): {pixels.shape[1]}x{pixels.shape[0]} -> {dst} "
+                f"({out.shape[1]}x{out.shape[0]} {bits}{_kind(out)}) in {time.perf_counter() - start:.1f} s"
+            )
+    print(
+        f"visionfw upscale: wrote {len(pairs)} image(s) with {label}, x{scale}"
+        + (", Y through the model, Cb/Cr bicubic" if channels == "y" else "")
+    )
     return 0
 
 

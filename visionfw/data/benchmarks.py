@@ -13,6 +13,7 @@ Under each root the set's folder may be ``<root>/benchmark/<Name>`` or ``<root>/
 ``HR`` sub-folder (the layout of EDSR's ``benchmark.tar``).  Nothing is downloaded unless
 :func:`download_dataset` is called explicitly.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -22,12 +23,20 @@ from pathlib import Path
 
 import numpy as np
 
-from visionfw.data.image_io import IMAGE_EXTENSIONS, list_images, read_image_uint8
 from visionfw.data import paths
+from visionfw.data.image_io import IMAGE_EXTENSIONS, list_images, read_image_uint8
 from visionfw.data.imresize import imresize, modcrop
 from visionfw.errors import DataError
 
-__all__ = ["DATASETS", "DATASET_URLS", "BenchmarkImage", "canonical_name", "resolve_dataset", "load_benchmark", "download_dataset"]
+__all__ = [
+    "DATASETS",
+    "DATASET_URLS",
+    "BenchmarkImage",
+    "canonical_name",
+    "resolve_dataset",
+    "load_benchmark",
+    "download_dataset",
+]
 
 # canonical name -> folder names it may have on disk (first is canonical)
 DATASETS = {
@@ -43,18 +52,26 @@ _ALIASES = {alias.lower(): name for name, aliases in DATASETS.items() for alias 
 # Where users with internet can get the HR images.  sha256 is None where we could not
 # verify the archive ourselves (no network here) -- we do not make checksums up.
 _EDSR_BENCHMARK = dict(
-    url="https://cv.snu.ac.kr/research/EDSR/benchmark.tar", sha256=None,
-    note="EDSR's benchmark.tar: Set5, Set14, B100, Urban100 with HR/ and LR_bicubic/X{2,3,4}/")
+    url="https://cv.snu.ac.kr/research/EDSR/benchmark.tar",
+    sha256=None,
+    note="EDSR's benchmark.tar: Set5, Set14, B100, Urban100 with HR/ and LR_bicubic/X{2,3,4}/",
+)
 DATASET_URLS = {
     "Set5": _EDSR_BENCHMARK,
     "Set14": _EDSR_BENCHMARK,
     "BSD100": _EDSR_BENCHMARK,
     "Urban100": _EDSR_BENCHMARK,
-    "Manga109": dict(url=None, sha256=None,
-                     note="Manga109 is distributed on request only: apply at "
-                          "http://www.manga109.org/en/download.html and unpack it under data_dir/Manga109"),
-    "DIV2K-valid": dict(url="http://data.vision.ee.ethz.ch/cvl/DIV2K/DIV2K_valid_HR.zip",
-                        sha256=None, note="DIV2K validation HR images 0801..0900"),
+    "Manga109": dict(
+        url=None,
+        sha256=None,
+        note="Manga109 is distributed on request only: apply at "
+        "http://www.manga109.org/en/download.html and unpack it under data_dir/Manga109",
+    ),
+    "DIV2K-valid": dict(
+        url="http://data.vision.ee.ethz.ch/cvl/DIV2K/DIV2K_valid_HR.zip",
+        sha256=None,
+        note="DIV2K validation HR images 0801..0900",
+    ),
 }
 
 
@@ -73,8 +90,9 @@ def canonical_name(name):
         return _ALIASES[str(name).lower()]
     except KeyError:
         known = ", ".join(f"{n} ({'/'.join(a)})" if len(a) > 1 else n for n, a in DATASETS.items())
-        raise DataError(f"Unknown benchmark dataset {name!r}; known sets: {known}. A path to an "
-                        "image folder also works.") from None
+        raise DataError(
+            f"Unknown benchmark dataset {name!r}; known sets: {known}. A path to an image folder also works."
+        ) from None
 
 
 def _child_ci(folder, names):
@@ -118,9 +136,10 @@ def resolve_dataset(name_or_path, data_dir=None):
                     return hr
                 looked[-1] += " (exists, but holds no images nor an HR/ folder)"
     raise paths.not_found(
-        f"Benchmark dataset {name!r} (any case; aliases {', '.join(DATASETS[name])}; images directly "
-        "or in HR/)", looked,
-        f"or download it with visionfw.data.benchmarks.download_dataset({name!r}, data_dir)")
+        f"Benchmark dataset {name!r} (any case; aliases {', '.join(DATASETS[name])}; images directly or in HR/)",
+        looked,
+        f"or download it with visionfw.data.benchmarks.download_dataset({name!r}, data_dir)",
+    )
 
 
 def _find_lr(lr_dir, stem, scale):
@@ -135,9 +154,11 @@ def _find_lr(lr_dir, stem, scale):
                     p = folder / f"{candidate}{ext_case}"
                     if p.is_file():
                         return p
-    raise DataError(f"No LR image for {stem!r} at x{scale} in {lr_dir} (tried X{scale}/ and "
-                    f"the names {stem}x{scale}.*, {stem}_x{scale}.*, {stem}.*); point lr_dir to "
-                    "the folder of the LR images, or leave it None to make them with MATLAB bicubic.")
+    raise DataError(
+        f"No LR image for {stem!r} at x{scale} in {lr_dir} (tried X{scale}/ and "
+        f"the names {stem}x{scale}.*, {stem}_x{scale}.*, {stem}.*); point lr_dir to "
+        "the folder of the LR images, or leave it None to make them with MATLAB bicubic."
+    )
 
 
 def load_benchmark(name, scale, data_dir=None, lr_dir=None):
@@ -158,8 +179,10 @@ def load_benchmark(name, scale, data_dir=None, lr_dir=None):
     for path in list_images(folder):
         hr = read_image_uint8(path)
         if min(hr.shape[:2]) < scale:
-            raise DataError(f"Image {path} is {hr.shape[1]}x{hr.shape[0]}, smaller than the scale {scale}: nothing "
-                            f"is left once it is mod-cropped to a multiple of {scale}; remove it from the folder.")
+            raise DataError(
+                f"Image {path} is {hr.shape[1]}x{hr.shape[0]}, smaller than the scale {scale}: nothing "
+                f"is left once it is mod-cropped to a multiple of {scale}; remove it from the folder."
+            )
         hr = modcrop(hr, scale)
         if lr_root is None:
             lr = imresize(hr, scale=1.0 / scale).numpy()
@@ -168,8 +191,10 @@ def load_benchmark(name, scale, data_dir=None, lr_dir=None):
             lr = read_image_uint8(lr_path)
             want = (hr.shape[0] // scale, hr.shape[1] // scale, hr.shape[2])
             if lr.shape != want:
-                raise DataError(f"LR image {lr_path} has shape {lr.shape}, expected {want} "
-                                f"(HR {path.name} mod-cropped to x{scale}); wrong scale folder?")
+                raise DataError(
+                    f"LR image {lr_path} has shape {lr.shape}, expected {want} "
+                    f"(HR {path.name} mod-cropped to x{scale}); wrong scale folder?"
+                )
         records.append(BenchmarkImage(name=path.stem, hr=hr, lr=lr))
     return records
 
@@ -205,7 +230,8 @@ def download_dataset(name, data_dir=None):
     root = Path(data_dir if data_dir is not None else paths.USER_ROOT).expanduser()
     root.mkdir(parents=True, exist_ok=True)
     fname = entry["url"].rsplit("/", 1)[-1]
-    archive = keras.utils.get_file(fname=fname, origin=entry["url"], file_hash=entry["sha256"],
-                                   cache_dir=str(root), cache_subdir="downloads")
+    archive = keras.utils.get_file(
+        fname=fname, origin=entry["url"], file_hash=entry["sha256"], cache_dir=str(root), cache_subdir="downloads"
+    )
     _safe_extract(archive, root)
     return resolve_dataset(name, root)

@@ -16,6 +16,7 @@ A single-channel image is grey: its Y is the grey value itself (:func:`to_y`), w
 what the SR literature does for Set14 ``bridge.png``; going through RGB first would give
 ``16/255 + 219/255 * grey`` instead.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -23,13 +24,12 @@ import tensorflow as tf
 
 from visionfw.errors import DataError
 
-__all__ = ["rgb_to_ycbcr", "ycbcr_to_rgb", "rgb_to_y", "to_y",
-           "RGB_TO_YCBCR_MATRIX", "YCBCR_OFFSET"]
+__all__ = ["rgb_to_ycbcr", "ycbcr_to_rgb", "rgb_to_y", "to_y", "RGB_TO_YCBCR_MATRIX", "YCBCR_OFFSET"]
 
 # MATLAB's origT and origOffset, on the [0, 255] scale
-RGB_TO_YCBCR_MATRIX = np.array([[65.481, 128.553, 24.966],
-                                [-37.797, -74.203, 112.0],
-                                [112.0, -93.786, -18.214]], dtype=np.float64)
+RGB_TO_YCBCR_MATRIX = np.array(
+    [[65.481, 128.553, 24.966], [-37.797, -74.203, 112.0], [112.0, -93.786, -18.214]], dtype=np.float64
+)
 YCBCR_OFFSET = np.array([16.0, 128.0, 128.0], dtype=np.float64)
 _YCBCR_TO_RGB_MATRIX = np.linalg.inv(RGB_TO_YCBCR_MATRIX)
 
@@ -41,8 +41,10 @@ def _is_tf(x):
 def _check_channels(img, want, fn):
     channels = img.shape[-1]
     if len(img.shape) not in (3, 4) or channels != want:
-        raise DataError(f"{fn}: expected an HWC or NHWC image with {want} channels, got shape "
-                        f"{tuple(img.shape)}; images are channels-last.")
+        raise DataError(
+            f"{fn}: expected an HWC or NHWC image with {want} channels, got shape "
+            f"{tuple(img.shape)}; images are channels-last."
+        )
 
 
 def _affine(img, matrix, offset):
@@ -109,5 +111,7 @@ def to_y(img):
         return img
     if channels == 3:
         return rgb_to_y(img)
-    raise DataError(f"to_y: image has {channels} channels; expected 1 (grey) or 3 (RGB). "
-                    "Drop the alpha channel first (visionfw.data.image_io.read_image does).")
+    raise DataError(
+        f"to_y: image has {channels} channels; expected 1 (grey) or 3 (RGB). "
+        "Drop the alpha channel first (visionfw.data.image_io.read_image does)."
+    )

@@ -16,6 +16,7 @@ Three colour photos (:data:`EMBEDDED_HELDOUT`) form a small validation set, ``'h
 the data search path, and then leaves those photos out of its training images
 (``TrainDataConfig.embedded_holdout``).
 """
+
 from __future__ import annotations
 
 import os
@@ -25,43 +26,52 @@ from PIL import Image
 
 from visionfw.errors import DataError
 
-__all__ = ["EMBEDDED_NAMES", "EMBEDDED_FILES", "EMBEDDED_HELDOUT", "HELDOUT", "embedded_data_dir",
-           "embedded_images", "heldout_records"]
+__all__ = [
+    "EMBEDDED_NAMES",
+    "EMBEDDED_FILES",
+    "EMBEDDED_HELDOUT",
+    "HELDOUT",
+    "embedded_data_dir",
+    "embedded_images",
+    "heldout_records",
+]
 
 # name -> file in skimage/data (names follow the skimage.data loader that reads the file)
 EMBEDDED_FILES = {
-    "astronaut": "astronaut.png",          # RGB 512x512
-    "chelsea": "chelsea.png",              # RGB 451x300
-    "coffee": "coffee.png",                # RGB 600x400
-    "rocket": "rocket.jpg",                # RGB 640x427
-    "motorcycle": "motorcycle_left.png",   # RGB 741x500, left view of stereo_motorcycle
+    "astronaut": "astronaut.png",  # RGB 512x512
+    "chelsea": "chelsea.png",  # RGB 451x300
+    "coffee": "coffee.png",  # RGB 600x400
+    "rocket": "rocket.jpg",  # RGB 640x427
+    "motorcycle": "motorcycle_left.png",  # RGB 741x500, left view of stereo_motorcycle
     "hubble_deep_field": "hubble_deep_field.jpg",  # RGB 1000x872
-    "retina": "retina.jpg",                # RGB 1411x1411
-    "immunohistochemistry": "ihc.png",     # RGB 512x512
-    "colorwheel": "color.png",             # RGB 371x370
-    "logo": "logo.png",                    # RGBA 500x500 (alpha dropped)
-    "brick": "brick.png",                  # grey 512x512
-    "grass": "grass.png",                  # grey 512x512
-    "gravel": "gravel.png",                # grey 512x512
-    "camera": "camera.png",                # grey 512x512
-    "coins": "coins.png",                  # grey 384x303
-    "moon": "moon.png",                    # grey 512x512
-    "page": "page.png",                    # grey 384x191
-    "text": "text.png",                    # grey 448x172
-    "cell": "cell.png",                    # grey 550x660
+    "retina": "retina.jpg",  # RGB 1411x1411
+    "immunohistochemistry": "ihc.png",  # RGB 512x512
+    "colorwheel": "color.png",  # RGB 371x370
+    "logo": "logo.png",  # RGBA 500x500 (alpha dropped)
+    "brick": "brick.png",  # grey 512x512
+    "grass": "grass.png",  # grey 512x512
+    "gravel": "gravel.png",  # grey 512x512
+    "camera": "camera.png",  # grey 512x512
+    "coins": "coins.png",  # grey 384x303
+    "moon": "moon.png",  # grey 512x512
+    "page": "page.png",  # grey 384x191
+    "text": "text.png",  # grey 448x172
+    "cell": "cell.png",  # grey 550x660
 }
 EMBEDDED_NAMES = tuple(EMBEDDED_FILES)
 # the validation set name and its photos: natural colour photos, like the benchmark sets
 HELDOUT = "heldout"
 EMBEDDED_HELDOUT = ("astronaut", "chelsea", "coffee")
 
+
 def embedded_data_dir():
     """The installed ``skimage/data`` folder (no import of the fetchers needed)."""
     try:
         import skimage
     except ImportError as exc:  # pragma: no cover - scikit-image is a dependency
-        raise DataError("The embedded training set needs scikit-image; "
-                        "install it with `pip install scikit-image`.") from exc
+        raise DataError(
+            "The embedded training set needs scikit-image; install it with `pip install scikit-image`."
+        ) from exc
     return os.path.join(os.path.dirname(skimage.__file__), "data")
 
 
@@ -84,9 +94,11 @@ def _files(names):
     files = [os.path.join(folder, EMBEDDED_FILES[n]) for n in names]
     missing = [os.path.basename(f) for f in files if not os.path.isfile(f)]
     if missing:
-        raise DataError(f"embedded_images: {missing} not found in {folder}; this scikit-image "
-                        "install lacks its sample images. Reinstall scikit-image from its wheel, "
-                        "or pass a training folder as `source`.")
+        raise DataError(
+            f"embedded_images: {missing} not found in {folder}; this scikit-image "
+            "install lacks its sample images. Reinstall scikit-image from its wheel, "
+            "or pass a training folder as `source`."
+        )
     return files
 
 
@@ -106,13 +118,14 @@ def embedded_images(channels="rgb", names=None):
         raise DataError(f"embedded_images: channels={channels!r} must be 'rgb', 'y' or None.")
     names = EMBEDDED_NAMES if names is None else tuple(names)
     images = []
-    for name, path in zip(names, _files(names)):
+    for path in _files(names):
         arr = _load_uint8(path).astype(np.float32) / 255.0
         grey = arr.shape[-1] == 1
         if channels == "rgb":
             arr = np.repeat(arr, 3, axis=-1) if grey else arr
         elif channels == "y" and not grey:
             from visionfw.data.color import rgb_to_y
+
             arr = rgb_to_y(arr)
         images.append(np.ascontiguousarray(arr))
     return images

@@ -15,6 +15,7 @@ pixels (default :data:`DEFAULT_MAX_IMAGE_PIXELS`; ``visionfw train --max_image_p
 the size is checked before any pixel is decoded, so a small file claiming a huge image
 costs nothing.  Decoding costs about two copies of the image's own uint8 size.
 """
+
 from __future__ import annotations
 
 import errno
@@ -31,16 +32,26 @@ from PIL import Image, UnidentifiedImageError
 
 from visionfw.errors import DataError
 
-__all__ = ["read_image", "read_image_uint8", "write_image", "list_images", "IMAGE_EXTENSIONS",
-           "DEFAULT_MAX_IMAGE_PIXELS", "check_image_pixels", "png_header", "open_pil", "new_file_mode", "write_file_atomic"]
+__all__ = [
+    "read_image",
+    "read_image_uint8",
+    "write_image",
+    "list_images",
+    "IMAGE_EXTENSIONS",
+    "DEFAULT_MAX_IMAGE_PIXELS",
+    "check_image_pixels",
+    "png_header",
+    "open_pil",
+    "new_file_mode",
+    "write_file_atomic",
+]
 
 # below PIL's own warning threshold (89.5 M), so images within it decode without PIL's noise;
 # 8K (33 M) and most camera photos (<= 61 M) fit
 DEFAULT_MAX_IMAGE_PIXELS = 80_000_000
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
-_WRITE_FORMATS = {".png": "PNG", ".bmp": "BMP", ".tif": "TIFF", ".tiff": "TIFF",
-                  ".jpg": "JPEG", ".jpeg": "JPEG"}
+_WRITE_FORMATS = {".png": "PNG", ".bmp": "BMP", ".tif": "TIFF", ".tiff": "TIFF", ".jpg": "JPEG", ".jpeg": "JPEG"}
 _PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
 
@@ -58,9 +69,11 @@ def check_image_pixels(path, width, height, max_pixels=None):
     """DataError when a ``width`` x ``height`` image is over ``max_pixels`` (None: the default)."""
     limit = DEFAULT_MAX_IMAGE_PIXELS if max_pixels is None else int(max_pixels)
     if int(width) * int(height) > limit:
-        raise DataError(f"Image {path} is {width}x{height} ({int(width) * int(height):,} pixels), over the "
-                        f"limit of {limit:,} pixels (max_image_pixels); downscale or crop it, or raise the "
-                        f"limit with --max_image_pixels={int(width) * int(height)} if the memory is there.")
+        raise DataError(
+            f"Image {path} is {width}x{height} ({int(width) * int(height):,} pixels), over the "
+            f"limit of {limit:,} pixels (max_image_pixels); downscale or crop it, or raise the "
+            f"limit with --max_image_pixels={int(width) * int(height)} if the memory is there."
+        )
 
 
 def open_pil(path, max_pixels=None):
@@ -74,9 +87,11 @@ def open_pil(path, max_pixels=None):
     except Image.DecompressionBombError as exc:  # far over PIL's limit, hence over ours
         claimed = re.search(r"\((\d+) pixels\)", str(exc))
         pixels = f"{int(claimed.group(1)):,} pixels" if claimed else "more pixels than PIL allows"
-        raise DataError(f"Image {path} claims {pixels} in its header, over the limit of {limit:,} pixels "
-                        "(max_image_pixels); downscale or crop it, or raise --max_image_pixels if the memory "
-                        "is there.") from None
+        raise DataError(
+            f"Image {path} claims {pixels} in its header, over the limit of {limit:,} pixels "
+            "(max_image_pixels); downscale or crop it, or raise --max_image_pixels if the memory "
+            "is there."
+        ) from None
     try:
         check_image_pixels(path, im.size[0], im.size[1], limit)
     except DataError:
@@ -91,8 +106,10 @@ def _read_16bit_png(path, colour_type):
     try:
         data = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
     except cv2.error as exc:  # e.g. over OpenCV's own CV_IO_MAX_IMAGE_PIXELS
-        raise DataError(f"Cannot decode the 16-bit PNG {path} ({str(exc).strip().splitlines()[-1]}); "
-                        "re-save it smaller or as 8-bit.") from None
+        raise DataError(
+            f"Cannot decode the 16-bit PNG {path} ({str(exc).strip().splitlines()[-1]}); "
+            "re-save it smaller or as 8-bit."
+        ) from None
     if data is None:
         raise DataError(f"Cannot decode the 16-bit PNG {path}; re-save it with an image editor.")
     if colour_type in (0, 4):  # grey, grey+alpha (OpenCV may expand it to BGRA)
@@ -108,8 +125,7 @@ def _read_raw(path, max_pixels=None):
     if not path.exists():
         raise DataError(f"Image file {path} does not exist; {fix}.")
     if not path.is_file():
-        raise DataError(f"Image path {path} is not a file; pass an image file (use "
-                        "list_images() for folders).")
+        raise DataError(f"Image path {path} is not a file; pass an image file (use list_images() for folders).")
     if path.stat().st_size == 0:
         raise DataError(f"Image file {path} is empty (0 bytes); re-copy or re-download it.")
     try:
@@ -124,8 +140,10 @@ def _read_raw(path, max_pixels=None):
     except DataError:
         raise
     except (OSError, ValueError, SyntaxError, UnidentifiedImageError, struct.error) as exc:
-        raise DataError(f"Cannot read image {path} ({type(exc).__name__}: {exc}); the file is "
-                        f"corrupt, truncated or not an image: {fix}.") from exc
+        raise DataError(
+            f"Cannot read image {path} ({type(exc).__name__}: {exc}); the file is "
+            f"corrupt, truncated or not an image: {fix}."
+        ) from exc
 
 
 def _pil_to_array(im, path):
@@ -133,8 +151,7 @@ def _pil_to_array(im, path):
     if mode in ("I;16", "I;16B", "I;16L", "I;16N", "I"):
         data = np.asarray(im)
         if data.min() < 0 or data.max() > 65535:
-            raise DataError(f"Image {path} holds 32-bit integers outside 0..65535; convert it "
-                            "to 8- or 16-bit first.")
+            raise DataError(f"Image {path} holds 32-bit integers outside 0..65535; convert it to 8- or 16-bit first.")
         return data.astype(np.uint16)[..., None]
     if mode == "L":  # as stored: no converted copy
         return np.asarray(im)[..., None]
@@ -148,8 +165,7 @@ def _pil_to_array(im, path):
         return np.asarray(im)
     if mode in ("RGBA", "RGBa", "RGBX", "CMYK", "YCbCr", "LAB", "HSV", "PA"):
         return np.asarray(im.convert("RGB"))
-    raise DataError(f"Image {path} has unsupported pixel mode {mode!r}; convert it to 8-bit "
-                    "RGB or grey PNG.")
+    raise DataError(f"Image {path} has unsupported pixel mode {mode!r}; convert it to 8-bit RGB or grey PNG.")
 
 
 def read_image(path, max_pixels=None):
@@ -178,8 +194,8 @@ def read_image_uint8(path, max_pixels=None):
         out = np.empty(data.shape, np.uint8)
         rows = max(1, _STRIP_VALUES // max(1, data.shape[1] * data.shape[2]))
         for top in range(0, data.shape[0], rows):  # in strips: float64 of the whole image is 8x its size
-            strip = data[top:top + rows].astype(np.float64)
-            out[top:top + rows] = np.floor(strip * (255.0 / 65535.0) + 0.5)
+            strip = data[top : top + rows].astype(np.float64)
+            out[top : top + rows] = np.floor(strip * (255.0 / 65535.0) + 0.5)
         return out
     return np.ascontiguousarray(data)
 
@@ -194,19 +210,16 @@ def write_image(path, img):
     path = Path(path)
     fmt = _WRITE_FORMATS.get(path.suffix.lower())
     if fmt is None:
-        raise DataError(f"write_image: cannot tell the format of {path}; use a .png (or .bmp, "
-                        ".tif, .jpg) file name.")
+        raise DataError(f"write_image: cannot tell the format of {path}; use a .png (or .bmp, .tif, .jpg) file name.")
     arr = np.asarray(img)
     if arr.dtype != np.uint8:
         if not np.issubdtype(arr.dtype, np.floating):
-            raise DataError(f"write_image: {path}: dtype {arr.dtype} unsupported; pass float "
-                            "in [0, 1] or uint8.")
+            raise DataError(f"write_image: {path}: dtype {arr.dtype} unsupported; pass float in [0, 1] or uint8.")
         arr = np.clip(np.floor(arr.astype(np.float64) * 255.0 + 0.5), 0, 255).astype(np.uint8)
     if arr.ndim == 3 and arr.shape[-1] == 1:
         arr = arr[..., 0]
     if arr.ndim not in (2, 3) or (arr.ndim == 3 and arr.shape[-1] not in (3, 4)):
-        raise DataError(f"write_image: {path}: image shape {arr.shape} must be HW or HWC with "
-                        "1, 3 or 4 channels.")
+        raise DataError(f"write_image: {path}: image shape {arr.shape} must be HW or HWC with 1, 3 or 4 channels.")
     return write_file_atomic(path, lambda fh: Image.fromarray(arr).save(fh, format=fmt))
 
 
@@ -265,8 +278,10 @@ def list_images(folder):
     """
     folder = Path(folder)
     if not folder.is_dir():
-        raise DataError(f"Image folder {folder} does not exist or is not a folder; check the "
-                        "path (datasets: visionfw.data.benchmarks.resolve_dataset).")
+        raise DataError(
+            f"Image folder {folder} does not exist or is not a folder; check the "
+            "path (datasets: visionfw.data.benchmarks.resolve_dataset)."
+        )
     files, skipped = [], []
     for p in sorted(folder.iterdir()):
         if p.name.startswith(".") or p.suffix.lower() not in IMAGE_EXTENSIONS:
@@ -278,9 +293,14 @@ def list_images(folder):
             skipped.append(f"{p.name} ({reason})")
     if skipped:
         shown = ", ".join(skipped[:5]) + (f" and {len(skipped) - 5} more" if len(skipped) > 5 else "")
-        warnings.warn(f"Image folder {folder}: skipping {len(skipped)} entr{'y' if len(skipped) == 1 else 'ies'} "
-                      f"that cannot be read: {shown}; {len(files)} image(s) used.", stacklevel=2)
+        warnings.warn(
+            f"Image folder {folder}: skipping {len(skipped)} entr{'y' if len(skipped) == 1 else 'ies'} "
+            f"that cannot be read: {shown}; {len(files)} image(s) used.",
+            stacklevel=2,
+        )
     if not files:
-        raise DataError(f"Image folder {folder} holds no image files ({', '.join(IMAGE_EXTENSIONS)}); "
-                        "point to the folder that contains the images (e.g. its HR/ sub-folder).")
+        raise DataError(
+            f"Image folder {folder} holds no image files ({', '.join(IMAGE_EXTENSIONS)}); "
+            "point to the folder that contains the images (e.g. its HR/ sub-folder)."
+        )
     return files

@@ -35,6 +35,7 @@ Two implementations share these semantics:
 Both reproduce every pixel of MATLAB's uint8 ``imresize(HR, 1/s, 'bicubic')`` LR images
 of Set5/Set14 (x2, x3, x4).
 """
+
 from __future__ import annotations
 
 import functools
@@ -59,14 +60,17 @@ def cubic_kernel(x):
     absx = np.abs(np.asarray(x, dtype=np.float64))
     absx2 = absx * absx
     absx3 = absx2 * absx
-    return ((1.5 * absx3 - 2.5 * absx2 + 1.0) * (absx <= 1)
-            + (-0.5 * absx3 + 2.5 * absx2 - 4.0 * absx + 2.0) * ((absx > 1) & (absx <= 2)))
+    return (1.5 * absx3 - 2.5 * absx2 + 1.0) * (absx <= 1) + (-0.5 * absx3 + 2.5 * absx2 - 4.0 * absx + 2.0) * (
+        (absx > 1) & (absx <= 2)
+    )
 
 
 def _check_scale(scale):
     if isinstance(scale, (bool, np.bool_)) or not isinstance(scale, numbers.Real):
-        raise DataError(f"imresize: scale={scale!r} must be one positive number "
-                        "(e.g. 0.5 or 1/3); pass output_size=(h, w) for other shapes.")
+        raise DataError(
+            f"imresize: scale={scale!r} must be one positive number "
+            "(e.g. 0.5 or 1/3); pass output_size=(h, w) for other shapes."
+        )
     scale = float(scale)
     if not math.isfinite(scale) or scale <= 0:
         raise DataError(f"imresize: scale={scale!r} must be a positive finite number.")
@@ -75,8 +79,10 @@ def _check_scale(scale):
 
 def _check_size(output_size):
     if output_size is None or len(output_size) != 2:
-        raise DataError(f"imresize: output_size={output_size!r} must be (height, width); "
-                        "use None for one of them to keep the aspect ratio.")
+        raise DataError(
+            f"imresize: output_size={output_size!r} must be (height, width); "
+            "use None for one of them to keep the aspect ratio."
+        )
     out = []
     for v in output_size:
         if v is None or (isinstance(v, float) and math.isnan(v)):
@@ -86,8 +92,9 @@ def _check_size(output_size):
         else:
             out.append(int(v))
     if out == [None, None]:
-        raise DataError("imresize: output_size=(None, None) leaves the size undefined; give "
-                        "at least one of height and width.")
+        raise DataError(
+            "imresize: output_size=(None, None) leaves the size undefined; give at least one of height and width."
+        )
     return out
 
 
@@ -288,9 +295,9 @@ def _resize_axis_tf(x, idx, weights, dim):
         for k in range(1, taps):
             acc = acc + term(k)
         return acc
-    _, acc = tf.while_loop(lambda k, _: k < tf.shape(weights)[1],
-                           lambda k, a: (k + 1, a + term(k)),
-                           (tf.constant(1), term(0)))
+    _, acc = tf.while_loop(
+        lambda k, _: k < tf.shape(weights)[1], lambda k, a: (k + 1, a + term(k)), (tf.constant(1), term(0))
+    )
     return acc
 
 
@@ -343,8 +350,7 @@ def imresize(images, scale=None, output_size=None):
     static_h, static_w = x.shape[1], x.shape[2]
     if static_h is not None and static_w is not None:
         out_h, out_w, s_h, s_w = output_shape((static_h, static_w), scale, output_size)
-        bands = (_cached_contributions(static_h, out_h, s_h),
-                 _cached_contributions(static_w, out_w, s_w))
+        bands = (_cached_contributions(static_h, out_h, s_h), _cached_contributions(static_w, out_w, s_w))
         first, second = _pass_order(s_h, s_w)
         # eagerly, one graph call is ~2x cheaper than dispatching every per-tap op
         run = _two_passes_graph if tf.executing_eagerly() else _two_passes

@@ -14,6 +14,7 @@ pretrained weights in ``weights/<file>``.  A benchmark set may also sit directly
 (``--data_dir=../shared/data/benchmark`` works).  Nothing is downloaded.  Errors list every
 place looked in.
 """
+
 from __future__ import annotations
 
 import os
@@ -69,7 +70,9 @@ def not_found(what, looked, extra_fix=""):
     return DataError(
         f"{what} not found. Looked in: {'; '.join(str(p) for p in looked)}. Fix: pass --data_dir=DIR "
         f"(a folder holding benchmark/, train/ or weights/) or set {ENV}"
-        + (f"; {extra_fix}" if extra_fix else "") + ".")
+        + (f"; {extra_fix}" if extra_fix else "")
+        + "."
+    )
 
 
 def find(kind, name, data_dir=None, what=None):

@@ -25,6 +25,7 @@ Design
   image (rounded between and after the passes) and Y like ``rgb2ycbcr`` of uint8
   (rounded); with ``cache_dtype='float32'`` nothing is rounded.
 """
+
 from __future__ import annotations
 
 import concurrent.futures
@@ -33,15 +34,13 @@ import logging
 import os
 import sys
 import warnings
-from typing import Optional
 
 import numpy as np
 import tensorflow as tf
 
 from visionfw.errors import ConfigError, DataError
 
-__all__ = ["TrainDataConfig", "make_train_dataset", "make_h5_dataset", "skip_batches",
-           "load_train_images", "AUTOTUNE"]
+__all__ = ["TrainDataConfig", "make_train_dataset", "make_h5_dataset", "skip_batches", "load_train_images", "AUTOTUNE"]
 
 AUTOTUNE = tf.data.AUTOTUNE
 _log = logging.getLogger(__name__)
@@ -58,6 +57,7 @@ _CACHE_DTYPES = ("uint8", "float32")
 
 def _imresize(images, scale=None, output_size=None):
     from visionfw.data.imresize import imresize
+
     return imresize(images, scale=scale, output_size=output_size)
 
 
@@ -65,18 +65,21 @@ def _read_image(path, as_uint8=False, max_pixels=None):
     """HxWxC image of a file: uint8 (16-bit rounded to 8) or float32 in [0, 1]; DataError for
     an image over ``max_pixels`` pixels (None: image_io's default), from its header."""
     from visionfw.data import image_io
+
     read = image_io.read_image_uint8 if as_uint8 else image_io.read_image
     return read(path, max_pixels=max_pixels)
 
 
 def _list_images(folder):
     from visionfw.data.image_io import list_images
+
     return list_images(folder)
 
 
 def _to_y(image):
     """Y of MATLAB rgb2ycbcr of an HxWx3 numpy image (uint8 in -> rounded uint8 out)."""
     from visionfw.data.color import rgb_to_y
+
     return np.asarray(rgb_to_y(image))
 
 
@@ -117,7 +120,7 @@ class TrainDataConfig:
         for RGB), plus the cache itself.
     """
 
-    source: Optional[str] = None
+    source: str | None = None
     scale: int = 2
     lr_patch: int = 32
     batch_size: int = 16
@@ -126,7 +129,7 @@ class TrainDataConfig:
     patch_order: str = "downscale_then_crop"
     augment: bool = True
     patches_per_image: int = 8
-    repeat: Optional[int] = None
+    repeat: int | None = None
     shuffle: bool = True
     seed: int = 0
     upsample_input: bool = False
@@ -135,7 +138,7 @@ class TrainDataConfig:
     prefetch: int = AUTOTUNE
     num_read_threads: int = 8
     embedded_holdout: bool = False
-    max_image_pixels: Optional[int] = None
+    max_image_pixels: int | None = None
 
     def __post_init__(self):
         def positive_int(name):
@@ -152,23 +155,24 @@ class TrainDataConfig:
         if self.channels not in _CHANNELS:
             raise ConfigError(f"TrainDataConfig.channels={self.channels!r} must be one of {_CHANNELS}.")
         if self.patch_order not in _PATCH_ORDERS:
-            raise ConfigError(f"TrainDataConfig.patch_order={self.patch_order!r} must be one of "
-                              f"{_PATCH_ORDERS}.")
+            raise ConfigError(f"TrainDataConfig.patch_order={self.patch_order!r} must be one of {_PATCH_ORDERS}.")
         if self.cache_dtype not in _CACHE_DTYPES:
-            raise ConfigError(f"TrainDataConfig.cache_dtype={self.cache_dtype!r} must be one of "
-                              f"{_CACHE_DTYPES}.")
+            raise ConfigError(f"TrainDataConfig.cache_dtype={self.cache_dtype!r} must be one of {_CACHE_DTYPES}.")
         if not isinstance(self.lr_source, (str, os.PathLike)):
-            raise ConfigError(f"TrainDataConfig.lr_source={self.lr_source!r} must be 'bicubic' or "
-                              "a folder path.")
+            raise ConfigError(f"TrainDataConfig.lr_source={self.lr_source!r} must be 'bicubic' or a folder path.")
         if self.lr_source != "bicubic" and self.patch_order != "downscale_then_crop":
-            raise ConfigError("TrainDataConfig: patch_order='crop_then_downscale' makes the LR "
-                              f"patch by bicubic, so it cannot use lr_source={str(self.lr_source)!r}; "
-                              "use patch_order='downscale_then_crop' with an LR folder.")
+            raise ConfigError(
+                "TrainDataConfig: patch_order='crop_then_downscale' makes the LR "
+                f"patch by bicubic, so it cannot use lr_source={str(self.lr_source)!r}; "
+                "use patch_order='downscale_then_crop' with an LR folder."
+            )
         if not isinstance(self.seed, (int, np.integer)) or isinstance(self.seed, bool):
             raise ConfigError(f"TrainDataConfig.seed={self.seed!r} must be an integer.")
         if self.embedded_holdout and self.source is not None:
-            raise ConfigError("TrainDataConfig.embedded_holdout leaves photos out of the embedded set; it does "
-                              f"not apply to source={str(self.source)!r}. Drop it or leave source unset.")
+            raise ConfigError(
+                "TrainDataConfig.embedded_holdout leaves photos out of the embedded set; it does "
+                f"not apply to source={str(self.source)!r}. Drop it or leave source unset."
+            )
 
     @property
     def hr_patch(self):
@@ -210,8 +214,9 @@ def _folder_images(folder, what):
         raise DataError(f"{what}: folder {folder!r} does not exist; pass an existing folder of images.")
     paths = list(_list_images(folder))
     if not paths:
-        raise DataError(f"{what}: folder {folder!r} holds no images (png/jpg/bmp/tif...); "
-                        "point it at a folder of training images.")
+        raise DataError(
+            f"{what}: folder {folder!r} holds no images (png/jpg/bmp/tif...); point it at a folder of training images."
+        )
     return [os.fspath(p) for p in paths]
 
 
@@ -234,9 +239,11 @@ def _pair_lr(hr_paths, lr_folder, scale):
         else:
             missing.append(os.path.basename(hr))
     if missing:
-        raise DataError(f"TrainDataConfig.lr_source: no LR image in {os.fspath(lr_folder)!r} for "
-                        f"{len(missing)} HR image(s) {missing[:10]}; LR files must be named "
-                        f"'name.ext' or 'namex{scale}.ext' after HR 'name.ext'.")
+        raise DataError(
+            f"TrainDataConfig.lr_source: no LR image in {os.fspath(lr_folder)!r} for "
+            f"{len(missing)} HR image(s) {missing[:10]}; LR files must be named "
+            f"'name.ext' or 'namex{scale}.ext' after HR 'name.ext'."
+        )
     return pairs
 
 
@@ -277,7 +284,7 @@ def _rows_in_strips(fn, image):
     out = np.empty((image.shape[0],) + first.shape[1:], first.dtype)
     out[:rows] = first
     for top in range(rows, image.shape[0], rows):
-        out[top:top + rows] = fn(image[top:top + rows])
+        out[top : top + rows] = fn(image[top : top + rows])
     return out
 
 
@@ -295,9 +302,12 @@ def load_train_images(config):
     """
     if config.source is None:
         from visionfw.data.embedded import EMBEDDED_HELDOUT, EMBEDDED_NAMES, embedded_images
+
         names = [n for n in EMBEDDED_NAMES if not (config.embedded_holdout and n in EMBEDDED_HELDOUT)]
-        hr = [_prepare(im, config.channels, config.cache_dtype, n)
-              for im, n in zip(embedded_images(None, names=names), names)]
+        hr = [
+            _prepare(im, config.channels, config.cache_dtype, n)
+            for im, n in zip(embedded_images(None, names=names), names)
+        ]
         return names, hr, None
     else:
         hr_paths = _folder_images(config.source, "TrainDataConfig.source")
@@ -321,7 +331,7 @@ class _FlatCache:
         # pixels, each a row of C values: one gather index per pixel, not per value
         sizes = np.array([im.shape[0] * im.shape[1] for im in images], dtype=np.int64)
         # int32 indices gather faster; only caches over 2 G values need int64
-        self.index_dtype = tf.int32 if sizes.sum() < 2 ** 31 - 1 else tf.int64
+        self.index_dtype = tf.int32 if sizes.sum() < 2**31 - 1 else tf.int64
         np_dtype = self.index_dtype.as_numpy_dtype
         self.offsets = tf.constant(np.concatenate([[0], np.cumsum(sizes)[:-1]]).astype(np_dtype))
         self.heights = tf.constant(np.array([im.shape[0] for im in images], dtype=np_dtype))
@@ -336,7 +346,7 @@ class _FlatCache:
         at = 0
         for im in images:
             n = im.shape[0] * im.shape[1]
-            flat[at:at + n].reshape(im.shape)[...] = im
+            flat[at : at + n].reshape(im.shape)[...] = im
             at += n
         return flat
 
@@ -359,9 +369,11 @@ class _FlatCache:
             rows = tf.where(flip_h, size - 1 - rows, rows)
             cols = tf.where(flip_w, size - 1 - cols, cols)
         row_len = tf.gather(self.widths, image_idx)
-        pix = (tf.gather(self.offsets, image_idx)[:, None, None]
-               + (ys[:, None, None] + rows) * row_len[:, None, None]
-               + (xs[:, None, None] + cols))
+        pix = (
+            tf.gather(self.offsets, image_idx)[:, None, None]
+            + (ys[:, None, None] + rows) * row_len[:, None, None]
+            + (xs[:, None, None] + cols)
+        )
         return tf.gather(self.flat, pix)
 
 
@@ -372,6 +384,7 @@ def _resize_whole(image, scale):
     dense-matrix TF version; uint8 in -> MATLAB-rounded uint8 out.
     """
     from visionfw.data.imresize import imresize_numpy
+
     return imresize_numpy(image, scale=scale)
 
 
@@ -379,8 +392,10 @@ def _downscale(image, scale):
     lr = _resize_whole(image, 1.0 / scale)
     h, w = image.shape[0] // scale, image.shape[1] // scale
     if lr.shape[:2] != (h, w):  # never for mod-cropped images (ceil(n/s) == n/s)
-        raise DataError(f"Downscaling a {image.shape[1]}x{image.shape[0]} image by {scale} gave "
-                        f"{lr.shape[1]}x{lr.shape[0]}; expected {w}x{h}.")
+        raise DataError(
+            f"Downscaling a {image.shape[1]}x{image.shape[0]} image by {scale} gave "
+            f"{lr.shape[1]}x{lr.shape[0]}; expected {w}x{h}."
+        )
     return lr
 
 
@@ -399,14 +414,20 @@ def _build_caches(config, names, hr, lr):
         if lr is not None:
             lr_img = lr[i]
             h, w = lr_img.shape[:2]
-            if img.shape[0] < h * s or img.shape[1] < w * s or img.shape[0] >= (h + 1) * s \
-                    or img.shape[1] >= (w + 1) * s:
-                raise DataError(f"LR image for {name!r} is {w}x{h} (w x h) but the HR image is "
-                                f"{img.shape[1]}x{img.shape[0]}; at scale {s} the LR must be the HR "
-                                "size divided by the scale (rounded down). Check lr_source and scale.")
-            img = img[:h * s, :w * s]
+            if (
+                img.shape[0] < h * s
+                or img.shape[1] < w * s
+                or img.shape[0] >= (h + 1) * s
+                or img.shape[1] >= (w + 1) * s
+            ):
+                raise DataError(
+                    f"LR image for {name!r} is {w}x{h} (w x h) but the HR image is "
+                    f"{img.shape[1]}x{img.shape[0]}; at scale {s} the LR must be the HR "
+                    "size divided by the scale (rounded down). Check lr_source and scale."
+                )
+            img = img[: h * s, : w * s]
         else:
-            img = img[:img.shape[0] - img.shape[0] % s, :img.shape[1] - img.shape[1] % s]
+            img = img[: img.shape[0] - img.shape[0] % s, : img.shape[1] - img.shape[1] % s]
         if img.shape[0] < hr_p or img.shape[1] < hr_p:
             small.append(f"{name} ({img.shape[1]}x{img.shape[0]})")
             continue
@@ -415,8 +436,10 @@ def _build_caches(config, names, hr, lr):
             keep_lr.append(lr[i])
     if small:
         shown = ", ".join(small[:5]) + (f" and {len(small) - 5} more" if len(small) > 5 else "")
-        msg = (f"{len(small)} training image(s) smaller than one {hr_p}x{hr_p} HR patch "
-               f"(lr_patch {p} x scale {s}): {shown}")
+        msg = (
+            f"{len(small)} training image(s) smaller than one {hr_p}x{hr_p} HR patch "
+            f"(lr_patch {p} x scale {s}): {shown}"
+        )
         if not keep_hr:
             raise DataError(f"No usable training image: {msg}. Lower lr_patch or use larger images.")
         warnings.warn(f"Skipping {msg}; {len(keep_hr)} image(s) are used.", stacklevel=3)
@@ -432,12 +455,12 @@ def _build_caches(config, names, hr, lr):
             def upscale(img):
                 out = None
                 for ch in range(img.shape[-1]):
-                    plane = img[..., ch:ch + 1]
+                    plane = img[..., ch : ch + 1]
                     f = plane.astype(np.float32) / np.float32(255) if plane.dtype == np.uint8 else plane
                     up = _quantize(_resize_whole(f, s), config.cache_dtype)
                     if out is None:
                         out = np.empty(up.shape[:2] + (img.shape[-1],), up.dtype)
-                    out[..., ch:ch + 1] = up
+                    out[..., ch : ch + 1] = up
                 return out
 
             caches["lr_up"] = _FlatCache(_map_threads(upscale, keep_lr, threads, "upscaling"))
@@ -456,6 +479,7 @@ def _dihedral(images, flip_w, flip_h, transpose=None):
 
     The three together give all 8 flips/90-degree rotations.
     """
+
     def pick(mask, changed, x):
         return tf.where(tf.reshape(mask, [-1, 1, 1, 1]), changed, x)
 
@@ -489,8 +513,9 @@ def _batch_fn(config, caches):
 
     @tf.autograph.experimental.do_not_convert  # plain Python branches on the config only
     def make(gidx, image_idx):
-        u = tf.random.stateless_uniform([bsz, 5], seed=_seed_pair(config.seed, _PATCH_STREAM, gidx[0]),
-                                        dtype=tf.float64)
+        u = tf.random.stateless_uniform(
+            [bsz, 5], seed=_seed_pair(config.seed, _PATCH_STREAM, gidx[0]), dtype=tf.float64
+        )
         flips = tuple(tf.unstack(u[:, 2:] < 0.5, axis=1)) if config.augment else None
         heights = tf.cast(tf.gather(hr_cache.heights, image_idx), tf.float64)
         widths = tf.cast(tf.gather(hr_cache.widths, image_idx), tf.float64)
@@ -533,8 +558,10 @@ def _index_stream(num_items, per_item, shuffle, seed, start, repeat):
     epoch_len = num_items * per_item
     start_epoch = start // epoch_len
     if repeat is not None and start_epoch >= repeat:
-        raise ConfigError(f"start_step is past the end of the data ({repeat} epoch(s) of "
-                          f"{epoch_len} patches); lower start_step or raise repeat.")
+        raise ConfigError(
+            f"start_step is past the end of the data ({repeat} epoch(s) of "
+            f"{epoch_len} patches); lower start_step or raise repeat."
+        )
     base = tf.tile(tf.range(num_items, dtype=tf.int64), [per_item])
 
     @tf.autograph.experimental.do_not_convert
@@ -545,8 +572,7 @@ def _index_stream(num_items, per_item, shuffle, seed, start, repeat):
             items = tf.gather(base, tf.argsort(keys, stable=True))
         return tf.data.Dataset.from_tensor_slices(items)
 
-    epochs = (tf.data.Dataset.counter(start_epoch) if repeat is None
-              else tf.data.Dataset.range(start_epoch, repeat))
+    epochs = tf.data.Dataset.counter(start_epoch) if repeat is None else tf.data.Dataset.range(start_epoch, repeat)
     items = epochs.flat_map(epoch_items)
     counter = tf.data.Dataset.counter(start_epoch * epoch_len)
     ds = tf.data.Dataset.zip((counter, items))
@@ -580,20 +606,28 @@ def make_train_dataset(config, start_step=0):
     if isinstance(start_step, bool) or not isinstance(start_step, (int, np.integer)) or start_step < 0:
         raise ConfigError(f"make_train_dataset: start_step={start_step!r} must be an integer >= 0.")
     if config.source is not None and str(config.source).lower().endswith((".h5", ".hdf5")):
-        return make_h5_dataset(config.source, config.batch_size, shuffle=config.shuffle,
-                               seed=config.seed, repeat=config.repeat, augment=config.augment,
-                               start_step=start_step, channels=1 if config.channels == "y" else 3,
-                               num_parallel_calls=config.num_parallel_calls, prefetch=config.prefetch)
+        return make_h5_dataset(
+            config.source,
+            config.batch_size,
+            shuffle=config.shuffle,
+            seed=config.seed,
+            repeat=config.repeat,
+            augment=config.augment,
+            start_step=start_step,
+            channels=1 if config.channels == "y" else 3,
+            num_parallel_calls=config.num_parallel_calls,
+            prefetch=config.prefetch,
+        )
     names, hr, lr = load_train_images(config)
     caches, n_images = _build_caches(config, names, hr, lr)
     del hr, lr
     per_image = config.patches_per_image
     _log.info("training data: %d images, %d patches per epoch", n_images, n_images * per_image)
-    ds = _index_stream(n_images, per_image, config.shuffle, int(config.seed),
-                       int(start_step) * config.batch_size, config.repeat)
+    ds = _index_stream(
+        n_images, per_image, config.shuffle, int(config.seed), int(start_step) * config.batch_size, config.repeat
+    )
     ds = ds.batch(config.batch_size, drop_remainder=True)
-    ds = ds.map(_batch_fn(config, caches),
-                num_parallel_calls=config.num_parallel_calls, deterministic=True)
+    ds = ds.map(_batch_fn(config, caches), num_parallel_calls=config.num_parallel_calls, deterministic=True)
     return _finish(ds, config.prefetch)
 
 
@@ -610,16 +644,19 @@ def skip_batches(dataset, n):
 def _h5_layout(shape, key, path):
     """'nhwc' or 'nchw' for a 4-D array; channel count 1 or 3 decides."""
     if len(shape) != 4:
-        raise DataError(f"HDF5 {path!r}: dataset {key!r} has shape {shape}; expected 4-D patches "
-                        "(N, H, W, C) or (N, C, H, W), C = 1 or 3.")
+        raise DataError(
+            f"HDF5 {path!r}: dataset {key!r} has shape {shape}; expected 4-D patches "
+            "(N, H, W, C) or (N, C, H, W), C = 1 or 3."
+        )
     if shape[-1] in (1, 3):
         return "nhwc"
     if shape[1] in (1, 3):
         # MATLAB writes column-major, so h5py sees (N, C, W, H): H and W swapped for
         # both data and label, which keeps them aligned (a transposition augmentation)
         return "nchw"
-    raise DataError(f"HDF5 {path!r}: dataset {key!r} of shape {shape} has no channel axis of "
-                    "size 1 or 3 (first or last after N).")
+    raise DataError(
+        f"HDF5 {path!r}: dataset {key!r} of shape {shape} has no channel axis of size 1 or 3 (first or last after N)."
+    )
 
 
 def _h5_divisor(dtype, sample_max):
@@ -631,9 +668,20 @@ def _h5_divisor(dtype, sample_max):
     return 255.0 if sample_max > 1.5 else 1.0
 
 
-def make_h5_dataset(path, batch_size, *, shuffle=True, seed=0, repeat=None, augment=False,
-                    start_step=0, channels=None, num_parallel_calls=AUTOTUNE, prefetch=AUTOTUNE,
-                    max_memory_bytes=2 * 1024 ** 3):
+def make_h5_dataset(
+    path,
+    batch_size,
+    *,
+    shuffle=True,
+    seed=0,
+    repeat=None,
+    augment=False,
+    start_step=0,
+    channels=None,
+    num_parallel_calls=AUTOTUNE,
+    prefetch=AUTOTUNE,
+    max_memory_bytes=2 * 1024**3,
+):
     """Batches ``(data, label)`` from an SRCNN-style HDF5 patch file.
 
     The file holds ``data`` (LR, possibly pre-upsampled) and ``label`` (HR) patches,
@@ -663,8 +711,10 @@ def make_h5_dataset(path, batch_size, *, shuffle=True, seed=0, repeat=None, augm
     with f:
         missing = [k for k in ("data", "label") if k not in f]
         if missing:
-            raise DataError(f"HDF5 {path!r} lacks dataset(s) {missing} (has {list(f.keys())}); "
-                            "expected 'data' (LR input) and 'label' (HR target).")
+            raise DataError(
+                f"HDF5 {path!r} lacks dataset(s) {missing} (has {list(f.keys())}); "
+                "expected 'data' (LR input) and 'label' (HR target)."
+            )
         meta = {}
         for key in ("data", "label"):
             ds = f[key]
@@ -674,8 +724,10 @@ def make_h5_dataset(path, batch_size, *, shuffle=True, seed=0, repeat=None, augm
             meta[key] = (layout, ds.dtype, _h5_divisor(ds.dtype, float(np.max(sample)) if n else 0.0))
         n = f["data"].shape[0]
         if f["label"].shape[0] != n:
-            raise DataError(f"HDF5 {path!r}: 'data' has {n} patches but 'label' has "
-                            f"{f['label'].shape[0]}; they must pair one to one.")
+            raise DataError(
+                f"HDF5 {path!r}: 'data' has {n} patches but 'label' has "
+                f"{f['label'].shape[0]}; they must pair one to one."
+            )
         if n == 0:
             raise DataError(f"HDF5 {path!r} holds no patches.")
         nbytes = f["data"].size * f["data"].dtype.itemsize + f["label"].size * f["label"].dtype.itemsize
@@ -692,8 +744,10 @@ def make_h5_dataset(path, batch_size, *, shuffle=True, seed=0, repeat=None, augm
                 arrays[key] = np.ascontiguousarray(arr)
     for key in ("data", "label"):
         if channels is not None and shapes[key][-1] != channels:
-            raise DataError(f"HDF5 {path!r}: {key!r} has {shapes[key][-1]} channel(s) but {channels} "
-                            "are expected; set channels ('y' = 1, 'rgb' = 3) to match the file.")
+            raise DataError(
+                f"HDF5 {path!r}: {key!r} has {shapes[key][-1]} channel(s) but {channels} "
+                "are expected; set channels ('y' = 1, 'rgb' = 3) to match the file."
+            )
     if n < batch_size and repeat is not None:
         raise DataError(f"HDF5 {path!r} holds {n} patches, fewer than batch_size={batch_size}.")
 
@@ -704,6 +758,7 @@ def make_h5_dataset(path, batch_size, *, shuffle=True, seed=0, repeat=None, augm
         def fetch(idx):
             return tf.gather(consts["data"], idx), tf.gather(consts["label"], idx)
     else:
+
         def read(idx):
             # h5py wants increasing, unique indices; a batch may straddle two epochs
             uniq, inverse = np.unique(idx, return_inverse=True)
@@ -717,8 +772,9 @@ def make_h5_dataset(path, batch_size, *, shuffle=True, seed=0, repeat=None, augm
             return tuple(out)
 
         def fetch(idx):
-            d, lab = tf.numpy_function(read, [idx], [tf.as_dtype(meta["data"][1]),
-                                                     tf.as_dtype(meta["label"][1])], stateful=False)
+            d, lab = tf.numpy_function(
+                read, [idx], [tf.as_dtype(meta["data"][1]), tf.as_dtype(meta["label"][1])], stateful=False
+            )
             return d, lab
 
     @tf.autograph.experimental.do_not_convert

@@ -45,10 +45,11 @@ around ``strategy.run``; the all_gather is not expected to compile under XLA the
 Calling ``update`` in cross-replica context with the concatenated global sample is
 equivalent.
 """
+
 from __future__ import annotations
 
 import math
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 import tensorflow as tf
@@ -74,6 +75,7 @@ _SYNC = dict(
 
 
 # ----------------------------------------------------------------------------- metrics
+
 
 def per_patch_psnr_gain(sr, hr, bicubic, shave: int = 0, eps: float = 1e-10):
     """PSNR gain of ``sr`` over ``bicubic`` for every patch, shape ``(K,)`` float32.
@@ -111,14 +113,15 @@ def compute_pic(patches):
     x = tf.cast(x, tf.float32)
     # Sobel as central difference then [1, 2, 1] smoothing (separable), written with
     # slices: a constant region gives exactly 0 (a conv kernel sum need not, in float32).
-    dx = x[:, :, 2:, :] - x[:, :, :-2, :]                        # (N, H, W-2, C)
-    gx = dx[:, :-2] + 2.0 * dx[:, 1:-1] + dx[:, 2:]              # (N, H-2, W-2, C)
-    dy = x[:, 2:, :, :] - x[:, :-2, :, :]                        # (N, H-2, W, C)
-    gy = dy[:, :, :-2] + 2.0 * dy[:, :, 1:-1] + dy[:, :, 2:]     # (N, H-2, W-2, C)
+    dx = x[:, :, 2:, :] - x[:, :, :-2, :]  # (N, H, W-2, C)
+    gx = dx[:, :-2] + 2.0 * dx[:, 1:-1] + dx[:, 2:]  # (N, H-2, W-2, C)
+    dy = x[:, 2:, :, :] - x[:, :-2, :, :]  # (N, H-2, W, C)
+    gy = dy[:, :, :-2] + 2.0 * dy[:, :, 1:-1] + dy[:, :, 2:]  # (N, H-2, W-2, C)
     return tf.reduce_sum(tf.sqrt(gx * gx + gy * gy), axis=[1, 2, 3])
 
 
 # ----------------------------------------------------------------------------- samplers
+
 
 def _replica_info():
     """(replica id, number of replicas) of the current replica context, or (0, 1)."""
@@ -154,8 +157,7 @@ class Sampler(tf.Module):
             seed = int(np.random.SeedSequence().generate_state(1)[0] & 0x7FFFFFFF)
         self.seed = int(seed)
         # One counter tick per draw; replica id is folded in so replicas differ.
-        self._step = tf.Variable(tf.constant(0, tf.int64), trainable=False,
-                                 name="draw_step", **_SYNC)
+        self._step = tf.Variable(tf.constant(0, tf.int64), trainable=False, name="draw_step", **_SYNC)
 
     # -- rng
     def _next_seed(self):
@@ -173,7 +175,8 @@ class Sampler(tf.Module):
             if not self.replacement and k > self.num_patches:
                 raise ConfigError(
                     f"draw(k={k}) without replacement needs k <= num_patches={self.num_patches}; "
-                    "use replacement=True or a larger pool")
+                    "use replacement=True or a larger pool"
+                )
 
     # -- interface
     def draw(self, k):
@@ -181,8 +184,7 @@ class Sampler(tf.Module):
         self._check_k(k)
         seed, _ = self._next_seed()
         if self.replacement:
-            return tf.random.stateless_uniform([k], seed=seed, minval=0,
-                                               maxval=self.num_patches, dtype=tf.int32)
+            return tf.random.stateless_uniform([k], seed=seed, minval=0, maxval=self.num_patches, dtype=tf.int32)
         # Gumbel top-k of equal logits = uniform without replacement.
         noise = tf.random.stateless_uniform([self.num_patches], seed=seed)
         return tf.math.top_k(noise, k=k, sorted=False).indices
@@ -195,8 +197,12 @@ class Sampler(tf.Module):
         return tf.fill([self.num_patches], 1.0 / self.num_patches)
 
     def get_config(self) -> dict:
-        return {"name": self.name_key, "num_patches": self.num_patches,
-                "replacement": self.replacement, "seed": self.seed}
+        return {
+            "name": self.name_key,
+            "num_patches": self.num_patches,
+            "replacement": self.replacement,
+            "seed": self.seed,
+        }
 
 
 class UniformSampler(Sampler):
@@ -244,8 +250,15 @@ class PsnrHistSampler(Sampler):
 
     name_key = "psnr_hist"
 
-    def __init__(self, num_patches: int, bins: int = 10, replacement: bool = True,
-                 floor: float = 0.0, init="uniform", seed: int | None = None):
+    def __init__(
+        self,
+        num_patches: int,
+        bins: int = 10,
+        replacement: bool = True,
+        floor: float = 0.0,
+        init="uniform",
+        seed: int | None = None,
+    ):
         super().__init__(num_patches, replacement=replacement, seed=seed)
         self.bins = _check_positive_int(bins, "bins")
         floor = float(floor)
@@ -267,8 +280,7 @@ class PsnrHistSampler(Sampler):
             val = _hist_val_numpy(scores, self.bins)
             p0 = self._floor_abs() + (1.0 - n * self._floor_abs()) * val / val.sum()
             self._init_kind = "scores"
-        self._p = tf.Variable(tf.constant(p0, tf.float32), trainable=False,
-                              name="probabilities", **_SYNC)
+        self._p = tf.Variable(tf.constant(p0, tf.float32), trainable=False, name="probabilities", **_SYNC)
 
     def _floor_abs(self):
         return self.floor / self.num_patches
@@ -293,8 +305,7 @@ class PsnrHistSampler(Sampler):
         if self.replacement:
             return self._draw_two_level(p, k, seed)
         # Gumbel top-k: argmax of log p + Gumbel noise, k times without repeats.
-        u = tf.random.stateless_uniform([self.num_patches], seed=seed,
-                                        minval=1e-20, maxval=1.0)
+        u = tf.random.stateless_uniform([self.num_patches], seed=seed, minval=1e-20, maxval=1.0)
         gumbel = -tf.math.log(-tf.math.log(u))
         logits = tf.math.log(tf.maximum(p, 1e-38)) + gumbel
         logits = tf.where(p > 0, logits, tf.fill(tf.shape(logits), -np.inf))
@@ -320,8 +331,7 @@ class PsnrHistSampler(Sampler):
         target = tf.minimum(u[0], below_one) * row_cdf[-1]
         row = tf.reduce_sum(tf.cast(row_cdf[None, :] <= target[:, None], tf.int32), axis=1)
         row = tf.minimum(row, rows - 1)
-        row_start = tf.where(row > 0, tf.gather(row_cdf, tf.maximum(row - 1, 0)),
-                             tf.zeros_like(target))
+        row_start = tf.where(row > 0, tf.gather(row_cdf, tf.maximum(row - 1, 0)), tf.zeros_like(target))
         row_mass = tf.gather(row_cdf, row) - row_start
         frac = tf.clip_by_value((target - row_start) / tf.maximum(row_mass, 1e-300), 0.0, below_one)
         in_row_cdf = tf.cumsum(tf.cast(tf.gather(grid, row), tf.float64), axis=1)  # (k, C)
@@ -347,7 +357,7 @@ class PsnrHistSampler(Sampler):
         k = tf.shape(indices)[0]
         finite = tf.math.is_finite(gains)
         g0 = tf.where(finite, gains, tf.zeros_like(gains))
-        same = tf.equal(indices[:, None], indices[None, :])          # (K, K)
+        same = tf.equal(indices[:, None], indices[None, :])  # (K, K)
         same_f = tf.cast(same, tf.float32)
         fin_f = tf.cast(finite, tf.float32)
         # Per-position mean gain of its index over finite gains (duplicates merged).
@@ -422,13 +432,14 @@ class PicSampler(Sampler):
 
     name_key = "pic"
 
-    def __init__(self, num_patches: int, pic_values=None, intervals: int = 10,
-                 seed: int | None = None):
+    def __init__(self, num_patches: int, pic_values=None, intervals: int = 10, seed: int | None = None):
         super().__init__(num_patches, replacement=True, seed=seed)
         self.intervals = _check_positive_int(intervals, "intervals")
         if pic_values is None:
-            raise ConfigError("PicSampler needs pic_values=(N,) PIC scores; "
-                              "compute them with compute_pic() or PatchPool.compute_pic()")
+            raise ConfigError(
+                "PicSampler needs pic_values=(N,) PIC scores; "
+                "compute them with compute_pic() or PatchPool.compute_pic()"
+            )
         pic = np.asarray(pic_values, dtype=np.float64).reshape(-1)
         if pic.shape[0] != self.num_patches:
             raise ConfigError(f"pic_values has {pic.shape[0]} entries but num_patches={self.num_patches}")
@@ -451,7 +462,7 @@ class PicSampler(Sampler):
         starts = self._starts.numpy()
         sizes = self._sizes.numpy()
         for j, (s, n) in enumerate(zip(starts, sizes)):
-            ids[order[s:s + n]] = j
+            ids[order[s : s + n]] = j
         return ids
 
     def draw(self, k):
@@ -499,6 +510,7 @@ def make_sampler(name: str, num_patches: int, **options) -> Sampler:
 
 # ----------------------------------------------------------------------------- patch pool
 
+
 class PatchPool(tf.Module):
     """A device-resident pool of equal-size HR training patches.
 
@@ -517,8 +529,16 @@ class PatchPool(tf.Module):
     None`` when no ``downscale_fn`` was given.
     """
 
-    def __init__(self, patch_size, downscale_fn: Callable | None = None, *, patches=None,
-                 images=None, coords=None, name: str | None = None):
+    def __init__(
+        self,
+        patch_size,
+        downscale_fn: Callable | None = None,
+        *,
+        patches=None,
+        images=None,
+        coords=None,
+        name: str | None = None,
+    ):
         super().__init__(name=name)
         h, w = (patch_size, patch_size) if isinstance(patch_size, int) else tuple(patch_size)
         self.patch_size = (int(h), int(w))
@@ -562,17 +582,22 @@ class PatchPool(tf.Module):
         ids = coords[:, 2]
         if ids.min() < 0 or ids.max() >= len(imgs):
             raise DataError(f"coords image_id out of range [0, {len(imgs)})")
-        bad = ((coords[:, 0] < 0) | (coords[:, 1] < 0) | (coords[:, 0] + h > sizes[ids, 0])
-               | (coords[:, 1] + w > sizes[ids, 1]))
+        bad = (
+            (coords[:, 0] < 0)
+            | (coords[:, 1] < 0)
+            | (coords[:, 0] + h > sizes[ids, 0])
+            | (coords[:, 1] + w > sizes[ids, 1])
+        )
         if bad.any():
-            raise DataError(f"{int(bad.sum())} crops of size {h}x{w} fall outside their image "
-                            f"(first: coords[{int(np.argmax(bad))}]); clamp the coordinates")
+            raise DataError(
+                f"{int(bad.sum())} crops of size {h}x{w} fall outside their image "
+                f"(first: coords[{int(np.argmax(bad))}]); clamp the coordinates"
+            )
         hmax, wmax = sizes.max(axis=0)
         padded = np.zeros((len(imgs), hmax, wmax, chans.pop()), np.uint8)
         for i, im in enumerate(imgs):
-            padded[i, :im.shape[0], :im.shape[1]] = im
-        return cls((h, w), downscale_fn, images=tf.constant(padded),
-                   coords=tf.constant(coords.astype(np.int32)))
+            padded[i, : im.shape[0], : im.shape[1]] = im
+        return cls((h, w), downscale_fn, images=tf.constant(padded), coords=tf.constant(coords.astype(np.int32)))
 
     @staticmethod
     def random_coords(image_sizes, patch_size, num_patches, seed=0) -> np.ndarray:
@@ -598,16 +623,19 @@ class PatchPool(tf.Module):
         if self._patches is not None:
             hr = tf.gather(self._patches, indices)
         else:
-            c = tf.gather(self._coords, indices)                       # (k, 3)
-            ys = c[:, 0:1] + self._grid_y[None, :]                      # (k, h)
-            xs = c[:, 1:2] + self._grid_x[None, :]                      # (k, w)
+            c = tf.gather(self._coords, indices)  # (k, 3)
+            ys = c[:, 0:1] + self._grid_y[None, :]  # (k, h)
+            xs = c[:, 1:2] + self._grid_x[None, :]  # (k, w)
             h, w = self.patch_size
             k = tf.shape(indices)[0]
-            grid = tf.stack([
-                tf.broadcast_to(c[:, 2, None, None], [k, h, w]),
-                tf.broadcast_to(ys[:, :, None], [k, h, w]),
-                tf.broadcast_to(xs[:, None, :], [k, h, w]),
-            ], axis=-1)
+            grid = tf.stack(
+                [
+                    tf.broadcast_to(c[:, 2, None, None], [k, h, w]),
+                    tf.broadcast_to(ys[:, :, None], [k, h, w]),
+                    tf.broadcast_to(xs[:, None, :], [k, h, w]),
+                ],
+                axis=-1,
+            )
             hr = tf.gather_nd(self._images, grid)
         return tf.cast(hr, tf.float32) / 255.0
 

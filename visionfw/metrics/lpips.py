@@ -24,6 +24,7 @@ fetches missing files from their official URLs (never done by default).  ``rando
 builds a randomly initialised metric for tests: its ``protocol`` says so, and its numbers are
 not LPIPS.
 """
+
 from __future__ import annotations
 
 import os
@@ -34,8 +35,17 @@ import numpy as np
 
 from visionfw.errors import DataError, WeightsError
 
-__all__ = ["LPIPS", "lpips_distance", "build_backbone", "find_lpips_weights", "lpips_weight_dirs",
-           "NETS", "TAPS", "LPIPS_SHIFT", "LPIPS_SCALE"]
+__all__ = [
+    "LPIPS",
+    "lpips_distance",
+    "build_backbone",
+    "find_lpips_weights",
+    "lpips_weight_dirs",
+    "NETS",
+    "TAPS",
+    "LPIPS_SHIFT",
+    "LPIPS_SCALE",
+]
 
 LPIPS_SHIFT = (-0.030, -0.088, -0.188)
 LPIPS_SCALE = (0.458, 0.448, 0.450)
@@ -53,9 +63,9 @@ class _WeightsFile:
 class _Net:
     # torchvision ``features`` as (index, kind, args); a "tap" is the ReLU whose output LPIPS reads
     layers: tuple
-    taps: tuple            # torchvision indices of the tapped ReLUs
-    channels: tuple        # channels at each tap (the lin layers' input size)
-    min_size: int          # smallest H/W for which every tap is non-empty
+    taps: tuple  # torchvision indices of the tapped ReLUs
+    channels: tuple  # channels at each tap (the lin layers' input size)
+    min_size: int  # smallest H/W for which every tap is non-empty
     backbone: _WeightsFile
     lin: _WeightsFile
 
@@ -72,24 +82,43 @@ def _vgg16_layers():
 
 
 _ALEX_LAYERS = (
-    (0, "conv", (3, 64, 11, 4, 2)), (1, "relu", ()), (2, "maxpool", (3, 2)),
-    (3, "conv", (64, 192, 5, 1, 2)), (4, "relu", ()), (5, "maxpool", (3, 2)),
-    (6, "conv", (192, 384, 3, 1, 1)), (7, "relu", ()),
-    (8, "conv", (384, 256, 3, 1, 1)), (9, "relu", ()),
-    (10, "conv", (256, 256, 3, 1, 1)), (11, "relu", ()),
+    (0, "conv", (3, 64, 11, 4, 2)),
+    (1, "relu", ()),
+    (2, "maxpool", (3, 2)),
+    (3, "conv", (64, 192, 5, 1, 2)),
+    (4, "relu", ()),
+    (5, "maxpool", (3, 2)),
+    (6, "conv", (192, 384, 3, 1, 1)),
+    (7, "relu", ()),
+    (8, "conv", (384, 256, 3, 1, 1)),
+    (9, "relu", ()),
+    (10, "conv", (256, 256, 3, 1, 1)),
+    (11, "relu", ()),
 )
 
 _LIN_URL = "https://github.com/richzhang/PerceptualSimilarity/raw/master/lpips/weights/v0.1/{}.pth"
 
 NETS = {
-    "vgg": _Net(_vgg16_layers(), taps=(3, 8, 15, 22, 29), channels=(64, 128, 256, 512, 512), min_size=16,
-                backbone=_WeightsFile("vgg16-397923af.pth", "https://download.pytorch.org/models/vgg16-397923af.pth",
-                                      "397923af"),
-                lin=_WeightsFile("vgg.pth", _LIN_URL.format("vgg"))),
-    "alex": _Net(_ALEX_LAYERS, taps=(1, 4, 7, 9, 11), channels=(64, 192, 384, 256, 256), min_size=31,
-                 backbone=_WeightsFile("alexnet-owt-7be5be79.pth",
-                                       "https://download.pytorch.org/models/alexnet-owt-7be5be79.pth", "7be5be79"),
-                 lin=_WeightsFile("alex.pth", _LIN_URL.format("alex"))),
+    "vgg": _Net(
+        _vgg16_layers(),
+        taps=(3, 8, 15, 22, 29),
+        channels=(64, 128, 256, 512, 512),
+        min_size=16,
+        backbone=_WeightsFile(
+            "vgg16-397923af.pth", "https://download.pytorch.org/models/vgg16-397923af.pth", "397923af"
+        ),
+        lin=_WeightsFile("vgg.pth", _LIN_URL.format("vgg")),
+    ),
+    "alex": _Net(
+        _ALEX_LAYERS,
+        taps=(1, 4, 7, 9, 11),
+        channels=(64, 192, 384, 256, 256),
+        min_size=31,
+        backbone=_WeightsFile(
+            "alexnet-owt-7be5be79.pth", "https://download.pytorch.org/models/alexnet-owt-7be5be79.pth", "7be5be79"
+        ),
+        lin=_WeightsFile("alex.pth", _LIN_URL.format("alex")),
+    ),
 }
 TAPS = {name: net.taps for name, net in NETS.items()}
 
@@ -121,8 +150,9 @@ def build_backbone(net):
             same = stride == 1 and pad == (k - 1) // 2
             if not same and pad:
                 x = keras.layers.ZeroPadding2D(pad, name=f"features_{index}_pad")(x)
-            x = keras.layers.Conv2D(cout, k, strides=stride, padding="same" if same else "valid",
-                                    name=f"features_{index}")(x)
+            x = keras.layers.Conv2D(
+                cout, k, strides=stride, padding="same" if same else "valid", name=f"features_{index}"
+            )(x)
         elif kind == "relu":
             x = keras.layers.ReLU(name=f"features_{index}")(x)
             if index in spec.taps:
@@ -143,14 +173,19 @@ def _load_backbone(model, net, state, source):
         w_key, b_key = f"features.{index}.weight", f"features.{index}.bias"
         missing = [key for key in (w_key, b_key) if key not in state]
         if missing:
-            raise WeightsError(f"{source}: keys {missing} missing; it is not torchvision's {net} state dict "
-                               f"({_net(net).backbone.name}).")
+            raise WeightsError(
+                f"{source}: keys {missing} missing; it is not torchvision's {net} state dict "
+                f"({_net(net).backbone.name})."
+            )
         w, b = np.asarray(state[w_key]), np.asarray(state[b_key])
         if w.shape != (cout, cin, k, k) or b.shape != (cout,):
-            raise WeightsError(f"{source}: {w_key} has shape {w.shape} (bias {b.shape}), expected "
-                               f"{(cout, cin, k, k)} ({(cout,)}) for torchvision's {net}.")
+            raise WeightsError(
+                f"{source}: {w_key} has shape {w.shape} (bias {b.shape}), expected "
+                f"{(cout, cin, k, k)} ({(cout,)}) for torchvision's {net}."
+            )
         model.get_layer(f"features_{index}").set_weights(
-            [np.transpose(w, (2, 3, 1, 0)).astype(np.float32), b.astype(np.float32)])
+            [np.transpose(w, (2, 3, 1, 0)).astype(np.float32), b.astype(np.float32)]
+        )
 
 
 def _lin_kernels(net, state, source):
@@ -159,12 +194,16 @@ def _lin_kernels(net, state, source):
     for k, channels in enumerate(_net(net).channels):
         key = f"lin{k}.model.1.weight"
         if key not in state:
-            raise WeightsError(f"{source}: key {key!r} missing; expected the official LPIPS v0.1 linear layers "
-                               f"({_net(net).lin.name}, keys lin0..lin4.model.1.weight).")
+            raise WeightsError(
+                f"{source}: key {key!r} missing; expected the official LPIPS v0.1 linear layers "
+                f"({_net(net).lin.name}, keys lin0..lin4.model.1.weight)."
+            )
         w = np.asarray(state[key], dtype=np.float32)
         if w.shape != (1, channels, 1, 1):
-            raise WeightsError(f"{source}: {key} has shape {w.shape}, expected {(1, channels, 1, 1)} for net={net!r}; "
-                               "are these the lin weights of another backbone?")
+            raise WeightsError(
+                f"{source}: {key} has shape {w.shape}, expected {(1, channels, 1, 1)} for net={net!r}; "
+                "are these the lin weights of another backbone?"
+            )
         kernels.append(w.reshape(channels))
     return kernels
 
@@ -188,9 +227,11 @@ def _check_prefix(path, wfile):
     if wfile.sha256_prefix:
         digest = file_sha256(path)
         if not digest.startswith(wfile.sha256_prefix):
-            raise WeightsError(f"{path}: sha256 {digest[:16]}... does not start with {wfile.sha256_prefix}, the hash "
-                               f"in torchvision's file name {wfile.name}: the file is corrupt or another release. "
-                               f"Delete it and fetch {wfile.url}.")
+            raise WeightsError(
+                f"{path}: sha256 {digest[:16]}... does not start with {wfile.sha256_prefix}, the hash "
+                f"in torchvision's file name {wfile.name}: the file is corrupt or another release. "
+                f"Delete it and fetch {wfile.url}."
+            )
     return path
 
 
@@ -201,8 +242,9 @@ def _download(wfile):
 
     folder = Path(USER_CACHE).expanduser() / "lpips"
     # get_file's file_hash wants a whole digest; torchvision only publishes a prefix, checked after
-    path = keras.utils.get_file(fname=wfile.name, origin=wfile.url, cache_dir=str(folder.parent),
-                                cache_subdir=folder.name)
+    path = keras.utils.get_file(
+        fname=wfile.name, origin=wfile.url, cache_dir=str(folder.parent), cache_subdir=folder.name
+    )
     return _check_prefix(Path(path), wfile)
 
 
@@ -213,8 +255,9 @@ def find_lpips_weights(net, which, path=None, download=False):
     if path is not None:
         path = Path(path).expanduser()
         if not path.is_file():
-            raise WeightsError(f"LPIPS {net} {which} weights: {path} does not exist. Pass the path of "
-                               f"{wfile.name} ({wfile.url}).")
+            raise WeightsError(
+                f"LPIPS {net} {which} weights: {path} does not exist. Pass the path of {wfile.name} ({wfile.url})."
+            )
         return path
     looked = [folder / wfile.name for folder in lpips_weight_dirs()]
     for candidate in looked:
@@ -228,9 +271,11 @@ def find_lpips_weights(net, which, path=None, download=False):
 def _missing_message(net, which, wfile, looked):
     arg = "backbone_weights" if which == "backbone" else "lin_weights"
     origin = "torchvision's ImageNet weights" if which == "backbone" else "the official lpips package (weights/v0.1)"
-    return (f"LPIPS net={net!r} needs the {which} weights {wfile.name} ({origin}); visionfw ships none. "
-            f"Looked in: {'; '.join(map(str, looked))}. Fix: download {wfile.url} into ~/.visionfw/weights/lpips/ "
-            f"(or $VISIONFW_WEIGHTS), pass {arg}='path/to/{wfile.name}', or pass download=True.")
+    return (
+        f"LPIPS net={net!r} needs the {which} weights {wfile.name} ({origin}); visionfw ships none. "
+        f"Looked in: {'; '.join(map(str, looked))}. Fix: download {wfile.url} into ~/.visionfw/weights/lpips/ "
+        f"(or $VISIONFW_WEIGHTS), pass {arg}='path/to/{wfile.name}', or pass download=True."
+    )
 
 
 # --------------------------------------------------------------------------- the metric
@@ -251,8 +296,9 @@ class LPIPS:
     Images are used at their size (no resizing); H, W >= 16 (vgg) / 31 (alex).
     """
 
-    def __init__(self, net="alex", backbone_weights=None, lin_weights=None, download=False,
-                 random_weights=False, seed=0):
+    def __init__(
+        self, net="alex", backbone_weights=None, lin_weights=None, download=False, random_weights=False, seed=0
+    ):
         _net(net)  # DataError for an unknown net before anything is built
         self.net = net
         self.backbone = build_backbone(net)
@@ -277,18 +323,24 @@ class LPIPS:
             if layer.weights:
                 kernel, bias = layer.get_weights()
                 fan_in = np.prod(kernel.shape[:3])
-                layer.set_weights([rng.normal(0, np.sqrt(2.0 / fan_in), kernel.shape).astype(np.float32),
-                                   rng.normal(0, 0.01, bias.shape).astype(np.float32)])
+                layer.set_weights(
+                    [
+                        rng.normal(0, np.sqrt(2.0 / fan_in), kernel.shape).astype(np.float32),
+                        rng.normal(0, 0.01, bias.shape).astype(np.float32),
+                    ]
+                )
         return [np.abs(rng.normal(0, 1.0 / c, c)).astype(np.float32) for c in _net(self.net).channels]
 
     @property
     def protocol(self):
         """How the numbers are measured (every reported LPIPS carries this)."""
         if self.random_weights:
-            return (f"LPIPS formula with RANDOM {self.net} weights (test only; these numbers are NOT LPIPS)")
+            return f"LPIPS formula with RANDOM {self.net} weights (test only; these numbers are NOT LPIPS)"
         spec = _net(self.net)
-        return (f"LPIPS v0.1 (Zhang et al. 2018), net={self.net} (torchvision {spec.backbone.name} + lpips "
-                f"v0.1/{spec.lin.name}), RGB [0,1] -> [-1,1], full image, no resizing, spatial mean")
+        return (
+            f"LPIPS v0.1 (Zhang et al. 2018), net={self.net} (torchvision {spec.backbone.name} + lpips "
+            f"v0.1/{spec.lin.name}), RGB [0,1] -> [-1,1], full image, no resizing, spatial mean"
+        )
 
     def __call__(self, a, b):
         """LPIPS distance of each pair in the batches ``a``, ``b`` -> (N,) float32 tensor."""

@@ -24,6 +24,7 @@ available here.  The default, ``visionfw/data/niqe_pristine_t91_bsd200.npz``, wa
 comparable to the NIQE numbers in papers** (every protocol string says so).  Pass the authors'
 file (``load_pristine_model("modelparameters.mat")``) to get comparable numbers.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -36,9 +37,22 @@ from scipy.special import gamma as _gamma
 
 from visionfw.errors import DataError, WeightsError
 
-__all__ = ["NIQEModel", "niqe", "evaluate_niqe", "niqe_protocol", "niqe_features", "fit_pristine_model",
-           "load_pristine_model", "default_model_path", "mscn", "ggd_fit", "aggd_fit", "rgb2gray", "PATCH",
-           "SHARPNESS_THRESHOLD"]
+__all__ = [
+    "NIQEModel",
+    "niqe",
+    "evaluate_niqe",
+    "niqe_protocol",
+    "niqe_features",
+    "fit_pristine_model",
+    "load_pristine_model",
+    "default_model_path",
+    "mscn",
+    "ggd_fit",
+    "aggd_fit",
+    "rgb2gray",
+    "PATCH",
+    "SHARPNESS_THRESHOLD",
+]
 
 PATCH = 96
 SHARPNESS_THRESHOLD = 0.75
@@ -78,7 +92,7 @@ def aggd_fit(x):
         right = math.sqrt(np.mean(x[x > 0] ** 2)) if np.any(x > 0) else math.nan
         g = left / right
         rhat = np.mean(np.abs(x)) ** 2 / np.mean(x * x)
-        rnorm = rhat * (g ** 3 + 1) * (g + 1) / (g ** 2 + 1) ** 2
+        rnorm = rhat * (g**3 + 1) * (g + 1) / (g**2 + 1) ** 2
     alpha = _nearest(_R_AGGD, rnorm, squared=True)
     mean = (right - left) * (_gamma(2 / alpha) / _gamma(1 / alpha)) * math.sqrt(_gamma(1 / alpha) / _gamma(3 / alpha))
     return float(alpha), float(mean), left * left, right * right
@@ -152,7 +166,7 @@ def _patch_features(m):
 def _blocks(arr, size):
     """Non-overlapping size x size blocks, in MATLAB blkproc's column-major order."""
     rows, cols = arr.shape[0] // size, arr.shape[1] // size
-    return [arr[r * size:(r + 1) * size, c * size:(c + 1) * size] for c in range(cols) for r in range(rows)]
+    return [arr[r * size : (r + 1) * size, c * size : (c + 1) * size] for c in range(cols) for r in range(rows)]
 
 
 def niqe_features(img, grey="rgb2gray", crop_border=0):
@@ -168,9 +182,10 @@ def niqe_features(img, grey="rgb2gray", crop_border=0):
         im = im[crop_border:-crop_border, crop_border:-crop_border]
     rows, cols = im.shape[0] // PATCH, im.shape[1] // PATCH
     if rows == 0 or cols == 0:
-        raise DataError(f"niqe: image of {im.shape[0]}x{im.shape[1]} (after cropping) is smaller than one "
-                        f"{PATCH}x{PATCH} patch.")
-    im = im[:rows * PATCH, :cols * PATCH]
+        raise DataError(
+            f"niqe: image of {im.shape[0]}x{im.shape[1]} (after cropping) is smaller than one {PATCH}x{PATCH} patch."
+        )
+    im = im[: rows * PATCH, : cols * PATCH]
     per_scale, sharpness = [], None
     for scale in range(1, _SCALES + 1):
         m, sigma = mscn(im)
@@ -209,13 +224,21 @@ class NIQEModel:
         self.cov = np.asarray(self.cov, dtype=np.float64)
         n = 2 * 18
         if self.mu.shape != (n,) or self.cov.shape != (n, n):
-            raise WeightsError(f"NIQE model {self.source}: mu has shape {self.mu.shape} and cov {self.cov.shape}; "
-                               f"expected ({n},) and ({n}, {n}).")
+            raise WeightsError(
+                f"NIQE model {self.source}: mu has shape {self.mu.shape} and cov {self.cov.shape}; "
+                f"expected ({n},) and ({n}, {n})."
+            )
 
     def save(self, path):
         """Writes the model as a small .npz (mu, cov, and text metadata)."""
-        np.savez(path, mu=self.mu, cov=self.cov, source=np.array(self.source), grey=np.array(self.grey),
-                 **{f"info_{k}": np.array(v) for k, v in self.info.items()})
+        np.savez(
+            path,
+            mu=self.mu,
+            cov=self.cov,
+            source=np.array(self.source),
+            grey=np.array(self.grey),
+            **{f"info_{k}": np.array(v) for k, v in self.info.items()},
+        )
         return Path(path)
 
 
@@ -257,8 +280,12 @@ def load_pristine_model(path=None):
     (``mu_prisparam``, ``cov_prisparam``)."""
     path = Path(path) if path is not None else default_model_path()
     if not path.is_file():
-        extra = (" The package data is missing from this install; reinstall visionfw or refit it with "
-                 "`python -m visionfw.metrics.niqe --fit DIR ... --out FILE`." if path == default_model_path() else "")
+        extra = (
+            " The package data is missing from this install; reinstall visionfw or refit it with "
+            "`python -m visionfw.metrics.niqe --fit DIR ... --out FILE`."
+            if path == default_model_path()
+            else ""
+        )
         raise WeightsError(f"NIQE pristine model {path} not found.{extra}")
     if path.suffix.lower() == ".mat":
         return _load_mat(path)
@@ -276,10 +303,17 @@ def _load_mat(path):
     mat = _read_mat(path)
     missing = [k for k in ("mu_prisparam", "cov_prisparam") if k not in mat]
     if missing:
-        raise WeightsError(f"{path}: variables {missing} missing; expected the NIQE authors' modelparameters.mat "
-                           "(mu_prisparam 1x36, cov_prisparam 36x36).")
-    return NIQEModel(mat["mu_prisparam"], mat["cov_prisparam"], f"authors' modelparameters.mat ({path.name})",
-                     grey="rgb2gray", comparable=True)
+        raise WeightsError(
+            f"{path}: variables {missing} missing; expected the NIQE authors' modelparameters.mat "
+            "(mu_prisparam 1x36, cov_prisparam 36x36)."
+        )
+    return NIQEModel(
+        mat["mu_prisparam"],
+        mat["cov_prisparam"],
+        f"authors' modelparameters.mat ({path.name})",
+        grey="rgb2gray",
+        comparable=True,
+    )
 
 
 # --------------------------------------------------------------------------- the metric
@@ -303,10 +337,15 @@ def niqe_protocol(model, grey=None, crop_border=0):
     """One line stating how a NIQE value was measured."""
     grey = grey or model.grey
     how = "MATLAB rgb2gray (uint8)" if grey == "rgb2gray" else "Y (BT.601, MATLAB rgb2ycbcr)"
-    note = ("comparable to published NIQE" if model.comparable
-            else "NOT comparable to published NIQE values (not the authors' modelparameters.mat)")
-    return (f"NIQE (Mittal et al. 2013, authors' MATLAB features): uint8 in, {how}, shave {int(crop_border)} px, "
-            f"96x96 patches, 2 scales; pristine model: {model.source}; {note}")
+    note = (
+        "comparable to published NIQE"
+        if model.comparable
+        else "NOT comparable to published NIQE values (not the authors' modelparameters.mat)"
+    )
+    return (
+        f"NIQE (Mittal et al. 2013, authors' MATLAB features): uint8 in, {how}, shave {int(crop_border)} px, "
+        f"96x96 patches, 2 scales; pristine model: {model.source}; {note}"
+    )
 
 
 def evaluate_niqe(img, model=None, grey=None, crop_border=0):
@@ -328,15 +367,20 @@ def _image_files(folders):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(prog="python -m visionfw.metrics.niqe",
-                                     description="Score images with NIQE, or fit a pristine NIQE model.")
+    parser = argparse.ArgumentParser(
+        prog="python -m visionfw.metrics.niqe", description="Score images with NIQE, or fit a pristine NIQE model."
+    )
     parser.add_argument("paths", nargs="*", help="images to score (or, with --fit, folders of pristine images)")
     parser.add_argument("--fit", action="store_true", help="fit a pristine model from the folders given")
     parser.add_argument("--out", default=str(default_model_path()), help="where --fit writes the model (.npz)")
     parser.add_argument("--name", default=None, help="source description stored in the fitted model")
     parser.add_argument("--model", default=None, help="pristine model to score with (.npz or modelparameters.mat)")
-    parser.add_argument("--grey", default=None, choices=_GREYS,
-                        help="greyscale conversion (fit: default rgb2gray; scoring: default the model's)")
+    parser.add_argument(
+        "--grey",
+        default=None,
+        choices=_GREYS,
+        help="greyscale conversion (fit: default rgb2gray; scoring: default the model's)",
+    )
     args = parser.parse_args(argv)
     if args.fit:
         files = _image_files(args.paths)

@@ -23,6 +23,7 @@ per-image float64 PSNR over a dataset.  SSIM is the Wang et al. ``ssim_index.m``
 Gaussian window (sigma 1.5), K1 = 0.01, K2 = 0.03, L = 255 on [0, 255] values, 'valid'
 filtering, mean of the SSIM map; 3-channel inputs average the per-channel SSIM.
 """
+
 from __future__ import annotations
 
 import math
@@ -33,8 +34,18 @@ from visionfw.data.color import rgb_to_y
 from visionfw.data.imresize import imresize_numpy, modcrop
 from visionfw.errors import DataError
 
-__all__ = ["psnr", "ssim", "shave", "quantize", "protocol_y", "evaluate_pair",
-           "protocol_description", "bicubic_baseline", "mean_metrics", "PROTOCOLS"]
+__all__ = [
+    "psnr",
+    "ssim",
+    "shave",
+    "quantize",
+    "protocol_y",
+    "evaluate_pair",
+    "protocol_description",
+    "bicubic_baseline",
+    "mean_metrics",
+    "PROTOCOLS",
+]
 
 PROTOCOLS = ("srcnn", "edsr")
 _CHANNELS = ("y", "rgb")
@@ -52,8 +63,10 @@ def _to_float01(img):
 
 def _same_shape(a, b, fn):
     if a.shape != b.shape:
-        raise DataError(f"{fn}: images differ in shape {a.shape} vs {b.shape}; crop or resize "
-                        "the SR output to the HR size (see visionfw.data.imresize.modcrop).")
+        raise DataError(
+            f"{fn}: images differ in shape {a.shape} vs {b.shape}; crop or resize "
+            "the SR output to the HR size (see visionfw.data.imresize.modcrop)."
+        )
 
 
 def psnr(a, b, max_val=1.0):
@@ -63,7 +76,7 @@ def psnr(a, b, max_val=1.0):
     mse = np.mean((a - b) ** 2)
     if mse == 0:
         return math.inf
-    return float(10.0 * np.log10(max_val ** 2 / mse))
+    return float(10.0 * np.log10(max_val**2 / mse))
 
 
 def _gaussian_1d(size=11, sigma=1.5):
@@ -96,16 +109,17 @@ def _ssim_2d(a, b, downsample):
         if f > 1:
             a, b = _box_downsample(a, f), _box_downsample(b, f)
     if min(a.shape) < 11:
-        raise DataError(f"ssim: image of size {a.shape} is smaller than the 11x11 window "
-                        "(after shaving the border); use larger images.")
+        raise DataError(
+            f"ssim: image of size {a.shape} is smaller than the 11x11 window "
+            "(after shaving the border); use larger images."
+        )
     c1, c2 = (0.01 * 255) ** 2, (0.03 * 255) ** 2
     g = _gaussian_1d()
     mu_a, mu_b = _filter_valid(a, g), _filter_valid(b, g)
     var_a = _filter_valid(a * a, g) - mu_a * mu_a
     var_b = _filter_valid(b * b, g) - mu_b * mu_b
     cov = _filter_valid(a * b, g) - mu_a * mu_b
-    ssim_map = ((2 * mu_a * mu_b + c1) * (2 * cov + c2)) / (
-        (mu_a * mu_a + mu_b * mu_b + c1) * (var_a + var_b + c2))
+    ssim_map = ((2 * mu_a * mu_b + c1) * (2 * cov + c2)) / ((mu_a * mu_a + mu_b * mu_b + c1) * (var_a + var_b + c2))
     return float(ssim_map.mean())
 
 
@@ -125,8 +139,7 @@ def ssim(a, b, max_val=1.0, downsample=False):
         return _ssim_2d(a255, b255, downsample)
     if a255.ndim != 3:
         raise DataError(f"ssim: images must be HW or HWC, got shape {a255.shape}.")
-    return float(np.mean([_ssim_2d(a255[..., c], b255[..., c], downsample)
-                          for c in range(a255.shape[-1])]))
+    return float(np.mean([_ssim_2d(a255[..., c], b255[..., c], downsample) for c in range(a255.shape[-1])]))
 
 
 def shave(img, border):
@@ -189,10 +202,15 @@ def protocol_description(protocol, scale, channel="y"):
     """One line stating how a number was measured (every reported metric carries one)."""
     _check_protocol(protocol, channel)
     space = "Y (BT.601, MATLAB rgb2ycbcr)" if channel == "y" else "RGB"
-    detail = ("uint8 Y in, float bicubic, output rounded to uint8" if protocol == "srcnn"
-              else "uint8 RGB in, output quantised to uint8 RGB, float Y")
-    return (f"{space}, shave {int(scale)} px, MATLAB bicubic, {protocol} protocol "
-            f"({detail}); SSIM: Wang et al. 11x11 Gaussian, L=255")
+    detail = (
+        "uint8 Y in, float bicubic, output rounded to uint8"
+        if protocol == "srcnn"
+        else "uint8 RGB in, output quantised to uint8 RGB, float Y"
+    )
+    return (
+        f"{space}, shave {int(scale)} px, MATLAB bicubic, {protocol} protocol "
+        f"({detail}); SSIM: Wang et al. 11x11 Gaussian, L=255"
+    )
 
 
 def evaluate_pair(sr, hr, scale, protocol="srcnn", channel="y"):
@@ -213,19 +231,25 @@ def evaluate_pair(sr, hr, scale, protocol="srcnn", channel="y"):
     _check_protocol(protocol, channel)
     sr, hr = as_hwc(sr), as_hwc(hr)
     if sr.shape[:2] != hr.shape[:2]:
-        raise DataError(f"evaluate_pair: SR size {sr.shape[:2]} differs from HR size "
-                        f"{hr.shape[:2]}; mod-crop the HR image (modcrop(hr, {scale})) first.")
+        raise DataError(
+            f"evaluate_pair: SR size {sr.shape[:2]} differs from HR size "
+            f"{hr.shape[:2]}; mod-crop the HR image (modcrop(hr, {scale})) first."
+        )
     if channel == "y":
         sr_eval, hr_eval = protocol_y(sr, protocol), protocol_y(hr, protocol)
     else:
         if sr.shape[-1] != hr.shape[-1]:
-            raise DataError(f"evaluate_pair: channel='rgb' needs the same channels, got "
-                            f"{sr.shape[-1]} (SR) vs {hr.shape[-1]} (HR).")
+            raise DataError(
+                f"evaluate_pair: channel='rgb' needs the same channels, got {sr.shape[-1]} (SR) vs {hr.shape[-1]} (HR)."
+            )
         sr_eval = quantize(sr).astype(np.float64) / 255.0
         hr_eval = quantize(hr).astype(np.float64) / 255.0
     sr_eval, hr_eval = shave(sr_eval, scale), shave(hr_eval, scale)
-    return dict(psnr=psnr(sr_eval, hr_eval), ssim=ssim(sr_eval, hr_eval),
-                protocol=protocol_description(protocol, scale, channel))
+    return dict(
+        psnr=psnr(sr_eval, hr_eval),
+        ssim=ssim(sr_eval, hr_eval),
+        protocol=protocol_description(protocol, scale, channel),
+    )
 
 
 def bicubic_baseline(hr_uint8, scale, protocol="srcnn", channel="y"):
@@ -258,6 +282,9 @@ def mean_metrics(results):
     protocols = {r["protocol"] for r in results}
     if len(protocols) != 1:
         raise DataError(f"mean_metrics: results measured under different protocols {sorted(protocols)}.")
-    return dict(psnr=float(np.mean(np.array([r["psnr"] for r in results], dtype=np.float64))),
-                ssim=float(np.mean(np.array([r["ssim"] for r in results], dtype=np.float64))),
-                count=len(results), protocol=protocols.pop())
+    return dict(
+        psnr=float(np.mean(np.array([r["psnr"] for r in results], dtype=np.float64))),
+        ssim=float(np.mean(np.array([r["ssim"] for r in results], dtype=np.float64))),
+        count=len(results),
+        protocol=protocols.pop(),
+    )

@@ -16,6 +16,7 @@ weights' sha256, scale, dataset and protocol; costs by spec hash, input shape an
 are reused on a rerun, so only new cells are computed.  Trained models live in
 ``out/train/<label>`` and are reused the same way (:func:`visionfw.studies.runs.train_or_reuse`).
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -88,8 +89,9 @@ def parse_weights(text):
             result[ALL] = "official"
             continue
         if "=" not in item:
-            raise ConfigError(f"weights item {item!r} must be name=path (e.g. vdsr=VDSR_Official.mat "
-                              "or vdsr=official).")
+            raise ConfigError(
+                f"weights item {item!r} must be name=path (e.g. vdsr=VDSR_Official.mat or vdsr=official)."
+            )
         name, path = item.split("=", 1)
         result[name.strip()] = path.strip()
     return result
@@ -116,8 +118,10 @@ def _resolve_weights(entry, scale, data_dir=None):
     info = model_info(entry.model).weights_for(scale) if entry.model else None
     if info is None:
         known = [n for n in list_models() if model_info(n).weights]
-        raise WeightsError(f"weights={entry.label}=official: no official weights known for {entry.model} x{scale}; "
-                           f"models with official weights: {', '.join(known)}.")
+        raise WeightsError(
+            f"weights={entry.label}=official: no official weights known for {entry.model} x{scale}; "
+            f"models with official weights: {', '.join(known)}."
+        )
     # the same search path and hash check as get_model(pretrained=True)
     path = find_weights(model_info(entry.model), scale, data_dir=data_dir)
     return str(path), f"official {info.file}"
@@ -151,10 +155,27 @@ def _spec_of(entry, scale):
     return get_spec(entry.model, scale=int(scale), **{**_official_options(entry, scale)[0], **entry.hyper})
 
 
-def compare_models(models, test_data, scale, weights=None, train_steps=0, train_data=None, out=None,
-                   input_size=(64, 64), protocol="srcnn", data_dir=None, latency_runs=10, warmup=3,
-                   seed=0, train_options=None, progress=False, plot=True, log_every=100, report=False,
-                   report_max_mb=None):
+def compare_models(
+    models,
+    test_data,
+    scale,
+    weights=None,
+    train_steps=0,
+    train_data=None,
+    out=None,
+    input_size=(64, 64),
+    protocol="srcnn",
+    data_dir=None,
+    latency_runs=10,
+    warmup=3,
+    seed=0,
+    train_options=None,
+    progress=False,
+    plot=True,
+    log_every=100,
+    report=False,
+    report_max_mb=None,
+):
     """Compares ``models`` on ``test_data``; see the module docstring.
 
     Args:
@@ -190,15 +211,15 @@ def compare_models(models, test_data, scale, weights=None, train_steps=0, train_
 
     import keras
 
-    from visionfw.studies import profiling
-    from visionfw.zoo.builder import build_model
     from visionfw.evaluate import evaluate_model
+    from visionfw.loading import is_model_reference
     from visionfw.metrics.psnr_ssim import protocol_description
+    from visionfw.studies import profiling
     from visionfw.studies.reports import say, write_compare_reports
     from visionfw.studies.runs import ResultCache, interrupted, spec_hash, train_short
     from visionfw.train.trainer import TrainingInterrupted
-    from visionfw.loading import is_model_reference
     from visionfw.weights.loader import file_sha256, load_weights
+    from visionfw.zoo.builder import build_model
 
     entries = parse_models(models)
     for label, path in parse_weights(weights).items():
@@ -209,8 +230,7 @@ def compare_models(models, test_data, scale, weights=None, train_steps=0, train_
             continue
         match = [e for e in entries if e.label == label or e.model == label]
         if not match:
-            raise ConfigError(f"weights names {label!r}, which is not in models="
-                              f"{','.join(e.label for e in entries)}.")
+            raise ConfigError(f"weights names {label!r}, which is not in models={','.join(e.label for e in entries)}.")
         for e in match:
             e.weights = path
     test_data = _split(test_data)
@@ -233,16 +253,41 @@ def compare_models(models, test_data, scale, weights=None, train_steps=0, train_
     def finish(partial=False):
         table = list(rows)
         if bicubic:
-            table.append({"model": "bicubic", "registry_name": None, "hyper": {}, "weights": "-",
-                          "weights_path": None, "weights_sha256": None, "channels": None, "upsampled_input": None,
-                          "input_shape": None, "params": 0, "macs": None, "act_mem_mb": None, "latency_ms": None,
-                          "peak_mem_mb": None,
-                          "metrics": {k: {"psnr": v["psnr"], "ssim": v["ssim"]} for k, v in bicubic.items()}})
-        result = {"rows": table, "datasets": ds_names, "scale": scale, "protocol": protocol,
-                  "protocol_description": protocol_description(protocol, scale), "input_size": list(lr_size),
-                  "device": device, "memory_method": memory_method, "latency_runs": int(latency_runs),
-                  "warmup": int(warmup), "computed": computed, "test_data": [str(d) for d in test_data],
-                  "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"), "files": {}}
+            table.append(
+                {
+                    "model": "bicubic",
+                    "registry_name": None,
+                    "hyper": {},
+                    "weights": "-",
+                    "weights_path": None,
+                    "weights_sha256": None,
+                    "channels": None,
+                    "upsampled_input": None,
+                    "input_shape": None,
+                    "params": 0,
+                    "macs": None,
+                    "act_mem_mb": None,
+                    "latency_ms": None,
+                    "peak_mem_mb": None,
+                    "metrics": {k: {"psnr": v["psnr"], "ssim": v["ssim"]} for k, v in bicubic.items()},
+                }
+            )
+        result = {
+            "rows": table,
+            "datasets": ds_names,
+            "scale": scale,
+            "protocol": protocol,
+            "protocol_description": protocol_description(protocol, scale),
+            "input_size": list(lr_size),
+            "device": device,
+            "memory_method": memory_method,
+            "latency_runs": int(latency_runs),
+            "warmup": int(warmup),
+            "computed": computed,
+            "test_data": [str(d) for d in test_data],
+            "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+            "files": {},
+        }
         if partial:
             result["partial"] = f"interrupted after {len(rows)} of {len(entries)} models"
         if out is not None:
@@ -250,8 +295,9 @@ def compare_models(models, test_data, scale, weights=None, train_steps=0, train_
             if report and rows:
                 from visionfw.studies.report_html import DEFAULT_MAX_MB, write_compare_report
 
-                result["files"]["report"] = str(write_compare_report(
-                    result, out, data_dir=data_dir, max_mb=report_max_mb or DEFAULT_MAX_MB))
+                result["files"]["report"] = str(
+                    write_compare_report(result, out, data_dir=data_dir, max_mb=report_max_mb or DEFAULT_MAX_MB)
+                )
             write_compare_reports(result, out, plot=plot)
         return result
 
@@ -268,13 +314,24 @@ def compare_models(models, test_data, scale, weights=None, train_steps=0, train_
                 if out is None:
                     raise ConfigError("train_steps needs out=FOLDER (the trained models are saved there).")
                 if entry.model is None or is_model_reference(entry.model):
-                    raise ConfigError(f"model {entry.label!r} is a spec dict; training needs a registry name "
-                                      "(or give weights=LABEL=PATH for it, or train_steps=0 for random weights).")
+                    raise ConfigError(
+                        f"model {entry.label!r} is a spec dict; training needs a registry name "
+                        "(or give weights=LABEL=PATH for it, or train_steps=0 for random weights)."
+                    )
                 doing = f"training {tag}"
                 workdir = out / "train" / entry.label
-                wpath, trained = train_short(entry.model, scale, train_steps, workdir, model_kwargs=entry.hyper,
-                                             train_data=train_data, seed=seed, options=train_options,
-                                             progress=progress, label=f"compare {tag}")
+                wpath, trained = train_short(
+                    entry.model,
+                    scale,
+                    train_steps,
+                    workdir,
+                    model_kwargs=entry.hyper,
+                    train_data=train_data,
+                    seed=seed,
+                    options=train_options,
+                    progress=progress,
+                    label=f"compare {tag}",
+                )
                 computed["train"] += int(trained)
                 if not trained and progress:
                     say(f"compare {tag}: reusing the finished training in {workdir}")
@@ -302,18 +359,36 @@ def compare_models(models, test_data, scale, weights=None, train_steps=0, train_
 
             metrics = {}
             # the report shows the outputs: kept per model and weights, so a cached cell has its images
-            sr_dir = (out / "sr_images" / f"{entry.label}-{hashlib.sha1(f'{shash}|{wsha}'.encode()).hexdigest()[:8]}"
-                      if report and out is not None else None)
+            sr_dir = (
+                out / "sr_images" / f"{entry.label}-{hashlib.sha1(f'{shash}|{wsha}'.encode()).hexdigest()[:8]}"
+                if report and out is not None
+                else None
+            )
             for ds, ds_name in zip(test_data, ds_names):
                 key = f"eval|{entry.label}|{shash}|{wsha}|x{scale}|{ds_name}|{protocol}"
                 cell = cache.get(key)
-                if cell is not None and sr_dir is not None and not all(
-                        (sr_dir / ds_name / f"x{scale}" / f"{im['name']}.png").is_file() for im in cell["images"]):
+                if (
+                    cell is not None
+                    and sr_dir is not None
+                    and not all(
+                        (sr_dir / ds_name / f"x{scale}" / f"{im['name']}.png").is_file() for im in cell["images"]
+                    )
+                ):
                     cell = None  # evaluated before without the report: again, saving the outputs
                 if cell is None:
-                    res = evaluate_model(model, [ds], scale, protocol=protocol, data_dir=data_dir, channels=channels,
-                                         upsampled_input=upsampled, progress=progress, log_every=log_every,
-                                         progress_label=f"compare {entry.label}:", save_images=sr_dir)
+                    res = evaluate_model(
+                        model,
+                        [ds],
+                        scale,
+                        protocol=protocol,
+                        data_dir=data_dir,
+                        channels=channels,
+                        upsampled_input=upsampled,
+                        progress=progress,
+                        log_every=log_every,
+                        progress_label=f"compare {entry.label}:",
+                        save_images=sr_dir,
+                    )
                     r = next(iter(res.values()))
                     cell = {k: r[k] for k in ("psnr", "ssim", "bicubic_psnr", "bicubic_ssim", "gain_psnr", "n_images")}
                     cell["images"] = [dict(im) for im in r["images"]]
@@ -321,16 +396,28 @@ def compare_models(models, test_data, scale, weights=None, train_steps=0, train_
                     computed["eval"] += 1
                 metrics[ds_name] = cell
                 bicubic.setdefault(ds_name, {"psnr": cell["bicubic_psnr"], "ssim": cell["bicubic_ssim"]})
-            rows.append({"model": entry.label, "registry_name": entry.model, "hyper": dict(entry.hyper),
-                         "weights": wdesc, "weights_path": wpath, "weights_sha256": wsha,
-                         "channels": channels, "upsampled_input": bool(upsampled), "input_shape": list(in_shape),
-                         **{k: cost[k] for k in ("params", "macs", "act_mem_mb", "latency_ms", "peak_mem_mb")},
-                         "metrics": metrics, "sr_images": str(sr_dir) if sr_dir else None})
+            rows.append(
+                {
+                    "model": entry.label,
+                    "registry_name": entry.model,
+                    "hyper": dict(entry.hyper),
+                    "weights": wdesc,
+                    "weights_path": wpath,
+                    "weights_sha256": wsha,
+                    "channels": channels,
+                    "upsampled_input": bool(upsampled),
+                    "input_shape": list(in_shape),
+                    **{k: cost[k] for k in ("params", "macs", "act_mem_mb", "latency_ms", "peak_mem_mb")},
+                    "metrics": metrics,
+                    "sr_images": str(sr_dir) if sr_dir else None,
+                }
+            )
             del model
     except (TrainingInterrupted, KeyboardInterrupt) as exc:
         # the first Ctrl-C: keep what finished (the table of the finished models, the cache)
         written = finish(partial=True)["files"].get("markdown") if rows and out is not None else None
-        table = (f"the table of the {len(rows)} finished model(s) is in {written}" if written else
-                 "no model had finished")
+        table = (
+            f"the table of the {len(rows)} finished model(s) is in {written}" if written else "no model had finished"
+        )
         raise interrupted("compare", doing, exc, table) from None
     return finish()

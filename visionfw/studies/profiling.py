@@ -20,6 +20,7 @@
 * :func:`measure_cost`: all of the above for one model, as one table row;
 * :func:`device_name`: what the numbers were measured on.
 """
+
 from __future__ import annotations
 
 import os
@@ -33,8 +34,15 @@ import numpy as np
 from visionfw.errors import ConfigError
 from visionfw.evaluate import forward_numpy
 
-__all__ = ["parse_input_size", "model_input_shape", "count_macs", "measure_latency", "measure_peak_memory",
-           "measure_cost", "device_name"]
+__all__ = [
+    "parse_input_size",
+    "model_input_shape",
+    "count_macs",
+    "measure_latency",
+    "measure_peak_memory",
+    "measure_cost",
+    "device_name",
+]
 
 
 def parse_input_size(text):
@@ -84,8 +92,9 @@ def _fixed_model(model_or_spec, input_shape):
     try:
         return keras.Model.from_config(config)
     except Exception as exc:  # noqa: BLE001 - any rebuild failure means: give the spec instead
-        raise ConfigError(f"count_macs: cannot rebuild model {model.name!r} on a fixed input ({exc}); "
-                          "pass its spec dict instead.") from None
+        raise ConfigError(
+            f"count_macs: cannot rebuild model {model.name!r} on a fixed input ({exc}); pass its spec dict instead."
+        ) from None
 
 
 def _shape(t):
@@ -151,15 +160,22 @@ def count_macs(model_or_spec, input_shape, per_layer=False):
             outputs = layer.output if isinstance(layer.output, (list, tuple)) else [layer.output]
             for o in outputs:
                 if any(d is None for d in o.shape[1:]):
-                    raise ConfigError(f"count_macs: layer {layer.name!r} has a dynamic output shape "
-                                      f"{o.shape} even on a fixed input; cannot count it.")
+                    raise ConfigError(
+                        f"count_macs: layer {layer.name!r} has a dynamic output shape "
+                        f"{o.shape} even on a fixed input; cannot count it."
+                    )
                 act += int(np.prod(o.shape[1:])) * 4
             if per_layer:
                 rows.append((layer.name, type(layer).__name__, macs))
 
     walk(model)
-    return {"macs": int(total), "activation_bytes": int(act), "params": int(model.count_params()),
-            "input_shape": tuple(input_shape), "layers": rows}
+    return {
+        "macs": int(total),
+        "activation_bytes": int(act),
+        "params": int(model.count_params()),
+        "input_shape": tuple(input_shape),
+        "layers": rows,
+    }
 
 
 def _has_gpu():
@@ -184,7 +200,8 @@ def measure_latency(model, input_shape, runs=10, warmup=3, seed=0):
 
     The output is fetched to the host (``.numpy()``) inside the timing, so asynchronous GPU
     execution is included.  The forward pass is evaluation's cached ``tf.function``
-    (:func:`visionfw.evaluate.forward_fn`), so a model is traced once for both.  Returns {'median_ms', 'runs_ms', 'warmup', 'runs'}.
+    (:func:`visionfw.evaluate.forward_fn`), so a model is traced once for both.
+    Returns {'median_ms', 'runs_ms', 'warmup', 'runs'}.
     """
     x = np.random.default_rng(seed).random((1, *input_shape), dtype=np.float32)
     for _ in range(max(0, int(warmup))):
@@ -194,8 +211,7 @@ def measure_latency(model, input_shape, runs=10, warmup=3, seed=0):
         t0 = time.perf_counter()
         forward_numpy(model, x)
         times.append((time.perf_counter() - t0) * 1e3)
-    return {"median_ms": float(statistics.median(times)), "runs_ms": times, "warmup": int(warmup),
-            "runs": len(times)}
+    return {"median_ms": float(statistics.median(times)), "runs_ms": times, "warmup": int(warmup), "runs": len(times)}
 
 
 def _rss_bytes():
@@ -266,9 +282,11 @@ def measure_peak_memory(model, input_shape, runs=2, seed=0):
             stop.set()
             t.join()
         peak[0] = max(peak[0], _rss_bytes())
-        return {"peak_mb": (peak[0] - base) / 2**20,
-                "method": "CPU process RSS peak above the pre-call level during the first calls at this "
-                           "size, polled every 0.5 ms"}
+        return {
+            "peak_mb": (peak[0] - base) / 2**20,
+            "method": "CPU process RSS peak above the pre-call level during the first calls at this "
+            "size, polled every 0.5 ms",
+        }
     import resource
 
     before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
@@ -286,6 +304,12 @@ def measure_cost(model, spec, input_shape, runs=10, warmup=3, seed=0):
     # memory first: only the first call at a new size allocates (pools are reused after)
     mem = measure_peak_memory(model, input_shape, seed=seed)
     lat = measure_latency(model, input_shape, runs=runs, warmup=warmup, seed=seed)
-    return {"params": int(model.count_params()), "macs": macs["macs"],
-            "act_mem_mb": macs["activation_bytes"] / 2**20, "latency_ms": lat["median_ms"],
-            "latency_runs_ms": lat["runs_ms"], "peak_mem_mb": mem["peak_mb"], "memory_method": mem["method"]}
+    return {
+        "params": int(model.count_params()),
+        "macs": macs["macs"],
+        "act_mem_mb": macs["activation_bytes"] / 2**20,
+        "latency_ms": lat["median_ms"],
+        "latency_runs_ms": lat["runs_ms"],
+        "peak_mem_mb": mem["peak_mb"],
+        "memory_method": mem["method"],
+    }

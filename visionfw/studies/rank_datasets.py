@@ -21,6 +21,7 @@ test) result is kept in ``out/rank_cache.json``; finished cells are skipped on a
 Reports (``ranking.md``, ``ranking.json``, ``gain_distributions.png``) come from
 :func:`visionfw.studies.reports.write_rank_reports`.
 """
+
 from __future__ import annotations
 
 import datetime
@@ -59,8 +60,10 @@ def rank_matrix(gains):
         raise ConfigError(f"rank_matrix: test set {tests[0]!r} has no training-set columns.")
     for t in tests:
         if set(gains[t]) != set(trains):
-            raise ConfigError(f"rank_matrix: test set {t!r} has training sets {sorted(gains[t])}, "
-                              f"expected {sorted(trains)}; every row needs every column.")
+            raise ConfigError(
+                f"rank_matrix: test set {t!r} has training sets {sorted(gains[t])}, "
+                f"expected {sorted(trains)}; every row needs every column."
+            )
     ranks, best, min_diff = {}, {}, {}
     for t in tests:
         values = {tr: float(gains[t][tr]) for tr in trains}
@@ -71,9 +74,18 @@ def rank_matrix(gains):
     mean_rank = {tr: float(np.mean([ranks[t][tr] for t in tests])) for tr in trains}
     mean_gain = {tr: float(np.mean([float(gains[t][tr]) for t in tests])) for tr in trains}
     overall = sorted(trains, key=lambda tr: (mean_rank[tr], -mean_gain[tr], tr))
-    return {"tests": tests, "trains": trains, "gains": {t: dict(gains[t]) for t in tests}, "ranks": ranks,
-            "best": best, "min_diff": min_diff, "mean_rank": mean_rank, "mean_gain": mean_gain,
-            "overall": overall, "overall_rank": {tr: i + 1 for i, tr in enumerate(overall)}}
+    return {
+        "tests": tests,
+        "trains": trains,
+        "gains": {t: dict(gains[t]) for t in tests},
+        "ranks": ranks,
+        "best": best,
+        "min_diff": min_diff,
+        "mean_rank": mean_rank,
+        "mean_gain": mean_gain,
+        "overall": overall,
+        "overall_rank": {tr: i + 1 for i, tr in enumerate(overall)},
+    }
 
 
 # --------------------------------------------------------------------------- data
@@ -104,8 +116,10 @@ def resolve_train_sets(train_sets, train_root=None, data_dir=None):
         elif as_path.is_dir():
             label, folder = as_path.name, as_path
         elif train_root is not None:
-            raise DataError(f"training set {item!r} not found under --train_root={train_root}; give a folder "
-                            "path or another --train_root.")
+            raise DataError(
+                f"training set {item!r} not found under --train_root={train_root}; give a folder "
+                "path or another --train_root."
+            )
         else:
             label, folder = item, paths.find("train", item, data_dir, what=f"Training set {item!r}")
         if label in found:
@@ -117,8 +131,23 @@ def resolve_train_sets(train_sets, train_root=None, data_dir=None):
 # --------------------------------------------------------------------------- the experiment
 
 
-def rank_datasets(model, scale, train_sets, test_sets, steps, out, data_dir=None, train_root=None, seed=0,
-                  model_kwargs=None, protocol=None, train_options=None, progress=False, plot=True, log_every=100):
+def rank_datasets(
+    model,
+    scale,
+    train_sets,
+    test_sets,
+    steps,
+    out,
+    data_dir=None,
+    train_root=None,
+    seed=0,
+    model_kwargs=None,
+    protocol=None,
+    train_options=None,
+    progress=False,
+    plot=True,
+    log_every=100,
+):
     """Trains ``model`` on each training set with the same budget and seed; ranks the sets.
 
     Args:
@@ -140,14 +169,14 @@ def rank_datasets(model, scale, train_sets, test_sets, steps, out, data_dir=None
     Returns {'table': rank_matrix(...), 'per_image': {test: {train: [gains]}}, 'markdown',
     'files', 'computed': {'train', 'eval'}, 'protocol_description', ...}.
     """
-    from visionfw.zoo.builder import build_model
     from visionfw.evaluate import evaluate_model
     from visionfw.metrics.psnr_ssim import protocol_description
-    from visionfw.zoo.registry import get_spec
     from visionfw.studies.reports import format_ranking, say, write_rank_reports
     from visionfw.studies.runs import ResultCache, interrupted, train_short
     from visionfw.train.trainer import TrainingInterrupted
     from visionfw.weights.loader import file_sha256, load_weights
+    from visionfw.zoo.builder import build_model
+    from visionfw.zoo.registry import get_spec
 
     scale, steps = int(scale), int(steps)
     if steps < 1:
@@ -170,20 +199,30 @@ def rank_datasets(model, scale, train_sets, test_sets, steps, out, data_dir=None
     gains = {t: {} for t in test_names}
     per_image = {t: {} for t in test_names}
     bicubic = {}
+
     def finish(done, partial=False):
         table = {t: {tr: gains[t][tr] for tr in done} for t in test_names}
-        result = {"model": model, "model_kwargs": model_kwargs, "scale": scale, "steps": steps, "seed": seed,
-                  "train_sets": {tr: trains[tr] for tr in done}, "test_sets": test_names, "protocol": protocol,
-                  "protocol_description": protocol_description(protocol, scale), "table": rank_matrix(table),
-                  "per_image": {t: {tr: per_image[t][tr] for tr in done} for t in test_names},
-                  "bicubic_psnr": bicubic, "computed": computed,
-                  "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-                  "files": {"cache": str(cache.path)}}
+        result = {
+            "model": model,
+            "model_kwargs": model_kwargs,
+            "scale": scale,
+            "steps": steps,
+            "seed": seed,
+            "train_sets": {tr: trains[tr] for tr in done},
+            "test_sets": test_names,
+            "protocol": protocol,
+            "protocol_description": protocol_description(protocol, scale),
+            "table": rank_matrix(table),
+            "per_image": {t: {tr: per_image[t][tr] for tr in done} for t in test_names},
+            "bicubic_psnr": bicubic,
+            "computed": computed,
+            "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+            "files": {"cache": str(cache.path)},
+        }
         result["markdown"] = format_ranking(result)
         if partial:
             result["partial"] = f"interrupted after {len(done)} of {len(trains)} training sets"
-            result["markdown"] += (f"\n\nPARTIAL TABLE: {result['partial']}; run the same command again to "
-                                   "finish it.")
+            result["markdown"] += f"\n\nPARTIAL TABLE: {result['partial']}; run the same command again to finish it."
         write_rank_reports(result, out, plot=plot)
         return result
 
@@ -192,9 +231,18 @@ def rank_datasets(model, scale, train_sets, test_sets, steps, out, data_dir=None
         for index, (label, path) in enumerate(trains.items(), 1):
             tag = f"rank-datasets {label} ({index}/{len(trains)})"
             doing = f"training on {label} ({index}/{len(trains)})"
-            model_path, trained = train_short(model, scale, steps, out / label, model_kwargs=model_kwargs,
-                                              train_data=path, seed=seed, options=train_options,
-                                              progress=progress, label=tag)
+            model_path, trained = train_short(
+                model,
+                scale,
+                steps,
+                out / label,
+                model_kwargs=model_kwargs,
+                train_data=path,
+                seed=seed,
+                options=train_options,
+                progress=progress,
+                label=tag,
+            )
             computed["train"] += int(trained)
             if not trained and progress:
                 say(f"{tag}: reusing the finished training in {out / label}")
@@ -208,13 +256,28 @@ def rank_datasets(model, scale, train_sets, test_sets, steps, out, data_dir=None
                     if net is None:
                         net = build_model(spec)
                         load_weights(net, model_path)
-                    r = next(iter(evaluate_model(net, [ts], scale, protocol=protocol, data_dir=data_dir,
-                                                 channels=meta.get("channels"),
-                                                 upsampled_input=meta.get("upsampled_input"),
-                                                 progress=progress, log_every=log_every,
-                                                 progress_label=f"{tag}:").values()))
-                    cell = {"gain_psnr": r["gain_psnr"], "psnr": r["psnr"], "bicubic_psnr": r["bicubic_psnr"],
-                            "images": [{"name": im["name"], "gain_psnr": im["gain_psnr"]} for im in r["images"]]}
+                    r = next(
+                        iter(
+                            evaluate_model(
+                                net,
+                                [ts],
+                                scale,
+                                protocol=protocol,
+                                data_dir=data_dir,
+                                channels=meta.get("channels"),
+                                upsampled_input=meta.get("upsampled_input"),
+                                progress=progress,
+                                log_every=log_every,
+                                progress_label=f"{tag}:",
+                            ).values()
+                        )
+                    )
+                    cell = {
+                        "gain_psnr": r["gain_psnr"],
+                        "psnr": r["psnr"],
+                        "bicubic_psnr": r["bicubic_psnr"],
+                        "images": [{"name": im["name"], "gain_psnr": im["gain_psnr"]} for im in r["images"]],
+                    }
                     cache.put(key, cell)
                     computed["eval"] += 1
                 gains[tname][label] = cell["gain_psnr"]
@@ -224,7 +287,10 @@ def rank_datasets(model, scale, train_sets, test_sets, steps, out, data_dir=None
     except (TrainingInterrupted, KeyboardInterrupt) as exc:
         # the first Ctrl-C: keep what finished (the ranking of the finished sets, the cache)
         written = finish(done, partial=True)["files"].get("markdown") if done else None
-        table = (f"the table of the {len(done)} finished training set(s) is in {written}" if written else
-                 "no training set had finished")
+        table = (
+            f"the table of the {len(done)} finished training set(s) is in {written}"
+            if written
+            else "no training set had finished"
+        )
         raise interrupted("rank-datasets", doing, exc, table) from None
     return finish(done)

@@ -11,6 +11,7 @@
 The page needs no network: no CDN, no external script or style sheet, no font download; its
 JavaScript is inline and plain.  ``#zoom=N`` in the page's address sets the crops' zoom.
 """
+
 from __future__ import annotations
 
 import base64
@@ -24,10 +25,25 @@ import numpy as np
 
 from visionfw.errors import ConfigError
 
-__all__ = ["find_windows", "choose_crops", "crop_psnr", "png_data_uri", "image_entry", "svg_scatter",
-           "svg_histograms", "table_html", "gain_table_html", "build_page", "load_eval_entries",
-           "compare_sections", "write_compare_report", "write_eval_report", "write_rank_report", "DEFAULT_MAX_MB",
-           "REPORT_NAME"]
+__all__ = [
+    "find_windows",
+    "choose_crops",
+    "crop_psnr",
+    "png_data_uri",
+    "image_entry",
+    "svg_scatter",
+    "svg_histograms",
+    "table_html",
+    "gain_table_html",
+    "build_page",
+    "load_eval_entries",
+    "compare_sections",
+    "write_compare_report",
+    "write_eval_report",
+    "write_rank_report",
+    "DEFAULT_MAX_MB",
+    "REPORT_NAME",
+]
 
 REPORT_NAME = "report.html"
 DEFAULT_MAX_MB = 10.0
@@ -71,7 +87,7 @@ def find_windows(score, size, count=1, avoid=()):
     sums = integral[h:, w:] - integral[:-h, w:] - integral[h:, :-w] + integral[:-h, :-w]
 
     def block(y, x):  # every window overlapping the one at (y, x)
-        sums[max(0, y - h + 1):y + h, max(0, x - w + 1):x + w] = -np.inf
+        sums[max(0, y - h + 1) : y + h, max(0, x - w + 1) : x + w] = -np.inf
 
     for y, x in avoid:
         block(y, x)
@@ -170,8 +186,7 @@ def _thumbnail(img, longest):
     return a
 
 
-def image_entry(dataset, name, hr, outputs, metrics=None, crop_size=48, border=0, thumb=192,
-                baseline=BASELINE):
+def image_entry(dataset, name, hr, outputs, metrics=None, crop_size=48, border=0, thumb=192, baseline=BASELINE):
     """One image of the report: its crops (:func:`choose_crops`) as HR | ``baseline`` | each
     model, each labelled with its PSNR on the crop, a thumbnail, and its numbers.
 
@@ -188,17 +203,28 @@ def image_entry(dataset, name, hr, outputs, metrics=None, crop_size=48, border=0
         box = (slice(c["y"], c["y"] + c["h"]), slice(c["x"], c["x"] + c["w"]))
         ref = np.asarray(hr)[box]
         tiles = [{"label": "HR", "uri": png_data_uri(_uint8_rgb(ref)), "psnr": None}]
-        tiles += [{"label": n, "uri": png_data_uri(_uint8_rgb(np.asarray(outputs[n])[box])),
-                   "psnr": crop_psnr(np.asarray(outputs[n])[box], ref)} for n in order]
+        tiles += [
+            {
+                "label": n,
+                "uri": png_data_uri(_uint8_rgb(np.asarray(outputs[n])[box])),
+                "psnr": crop_psnr(np.asarray(outputs[n])[box], ref),
+            }
+            for n in order
+        ]
         crops.append({**c, "tiles": tiles})
-    return {"dataset": dataset, "name": name, "shape": list(np.asarray(hr).shape[:2]), "metrics": metrics,
-            "crops": crops, "thumb": png_data_uri(_thumbnail(hr, thumb)) if thumb else None}
+    return {
+        "dataset": dataset,
+        "name": name,
+        "shape": list(np.asarray(hr).shape[:2]),
+        "metrics": metrics,
+        "crops": crops,
+        "thumb": png_data_uri(_thumbnail(hr, thumb)) if thumb else None,
+    }
 
 
 # --------------------------------------------------------------------------- HTML pieces
 
-_COLORS = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22",
-           "#17becf"]
+_COLORS = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf"]
 _CROP_COLORS = ["#e6194b", "#3cb44b", "#4363d8", "#f58231"]
 
 
@@ -225,8 +251,7 @@ def table_html(columns, rows, caption=None, cls="sortable"):
             cells.append(_num(*cell) if isinstance(cell, tuple) else f"<td>{_e(cell)}</td>")
         body.append("<tr>" + "".join(cells) + "</tr>")
     cap = f"<caption>{_e(caption)}</caption>" if caption else ""
-    return (f'<table class="{cls}">{cap}<thead><tr>{head}</tr></thead><tbody>' + "\n".join(body)
-            + "</tbody></table>")
+    return f'<table class="{cls}">{cap}<thead><tr>{head}</tr></thead><tbody>' + "\n".join(body) + "</tbody></table>"
 
 
 def _gain_cell(gain, scale=1.0):
@@ -249,8 +274,13 @@ def gain_table_html(entries, models):
         cells = [f"<td>{_e(e['dataset'])}</td>", f"<td>{_e(e['name'])}</td>", _num(bic, ".2f")]
         cells += [_gain_cell(e["metrics"].get(m, {}).get("gain_psnr"), scale) for m in models]
         body.append("<tr>" + "".join(cells) + "</tr>")
-    return ('<table class="sortable gains"><thead><tr>' + head + "</tr></thead><tbody>" + "\n".join(body)
-            + "</tbody></table>")
+    return (
+        '<table class="sortable gains"><thead><tr>'
+        + head
+        + "</tr></thead><tbody>"
+        + "\n".join(body)
+        + "</tbody></table>"
+    )
 
 
 def _ticks(lo, hi, n=5):
@@ -283,43 +313,60 @@ def svg_scatter(points, title, xlabel, ylabel, logx=True, hline=None, width=480,
     def py(v):
         return height - bottom - (v - y0) / (y1 - y0) * (height - top - bottom)
 
-    out = [f'<svg class="plot" xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
-           f'viewBox="0 0 {width} {height}" role="img" aria-label="{_e(title)}">',
-           f'<text x="{width / 2}" y="16" text-anchor="middle" class="ptitle">{_e(title)}</text>',
-           f'<rect x="{left}" y="{top}" width="{width - left - right}" height="{height - top - bottom}" '
-           'fill="none" stroke="#999"/>']
+    out = [
+        f'<svg class="plot" xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
+        f'viewBox="0 0 {width} {height}" role="img" aria-label="{_e(title)}">',
+        f'<text x="{width / 2}" y="16" text-anchor="middle" class="ptitle">{_e(title)}</text>',
+        f'<rect x="{left}" y="{top}" width="{width - left - right}" height="{height - top - bottom}" '
+        'fill="none" stroke="#999"/>',
+    ]
     if logx:  # decades, or 1-2-5 steps when fewer than three decades show
-        xt = [10.0 ** k for k in range(math.ceil(x0), math.floor(x1) + 1)]
+        xt = [10.0**k for k in range(math.ceil(x0), math.floor(x1) + 1)]
         if len(xt) < 3:
-            xt = [m * 10.0 ** k for k in range(math.floor(x0), math.ceil(x1) + 1) for m in (1, 2, 5)
-                  if x0 <= math.log10(m * 10.0 ** k) <= x1]
+            xt = [
+                m * 10.0**k
+                for k in range(math.floor(x0), math.ceil(x1) + 1)
+                for m in (1, 2, 5)
+                if x0 <= math.log10(m * 10.0**k) <= x1
+            ]
     else:
         xt = _ticks(x0, x1)
     for v in xt:
         x = px(v)
-        out.append(f'<line x1="{x:.1f}" x2="{x:.1f}" y1="{top}" y2="{height - bottom}" class="grid"/>'
-                   f'<text x="{x:.1f}" y="{height - bottom + 14}" text-anchor="middle">{v:.3g}</text>')
+        out.append(
+            f'<line x1="{x:.1f}" x2="{x:.1f}" y1="{top}" y2="{height - bottom}" class="grid"/>'
+            f'<text x="{x:.1f}" y="{height - bottom + 14}" text-anchor="middle">{v:.3g}</text>'
+        )
     for v in _ticks(y0, y1):
         y = py(v)
-        out.append(f'<line x1="{left}" x2="{width - right}" y1="{y:.1f}" y2="{y:.1f}" class="grid"/>'
-                   f'<text x="{left - 4}" y="{y + 4:.1f}" text-anchor="end">{v:.4g}</text>')
-    out.append(f'<text x="{(left + width - right) / 2}" y="{height - 8}" text-anchor="middle">{_e(xlabel)}</text>'
-               f'<text transform="translate(14 {(top + height - bottom) / 2}) rotate(-90)" '
-               f'text-anchor="middle">{_e(ylabel)}</text>')
+        out.append(
+            f'<line x1="{left}" x2="{width - right}" y1="{y:.1f}" y2="{y:.1f}" class="grid"/>'
+            f'<text x="{left - 4}" y="{y + 4:.1f}" text-anchor="end">{v:.4g}</text>'
+        )
+    out.append(
+        f'<text x="{(left + width - right) / 2}" y="{height - 8}" text-anchor="middle">{_e(xlabel)}</text>'
+        f'<text transform="translate(14 {(top + height - bottom) / 2}) rotate(-90)" '
+        f'text-anchor="middle">{_e(ylabel)}</text>'
+    )
     if hline:
         y = py(hline[0])
-        out.append(f'<line x1="{left}" x2="{width - right}" y1="{y:.1f}" y2="{y:.1f}" stroke="#777" '
-                   f'stroke-dasharray="5 4"/><text x="{width - right - 4}" y="{y - 4:.1f}" text-anchor="end" '
-                   f'fill="#555">{_e(hline[1])} {hline[0]:.2f}</text>')
+        out.append(
+            f'<line x1="{left}" x2="{width - right}" y1="{y:.1f}" y2="{y:.1f}" stroke="#777" '
+            f'stroke-dasharray="5 4"/><text x="{width - right - 4}" y="{y - 4:.1f}" text-anchor="end" '
+            f'fill="#555">{_e(hline[1])} {hline[0]:.2f}</text>'
+        )
     for i, p in enumerate(pts):
         x, y = px(p["x"]), py(p["y"])
         r = 4 + 12 * math.sqrt(max(0.0, min(1.0, p.get("size", 0.0))))
         tip = f"{p['label']}: {ylabel} {p['y']:.3f}, {xlabel} {p['x']:.4g}" + (
-            f", {p['note']}" if p.get("note") else "")
-        out.append(f'<g class="pt"><title>{_e(tip)}</title><circle cx="{x:.1f}" cy="{y:.1f}" r="{r:.1f}" '
-                   f'fill="{_COLORS[i % len(_COLORS)]}" fill-opacity="0.55" stroke="{_COLORS[i % len(_COLORS)]}"/>'
-                   f'<text x="{x:.1f}" y="{y - r - 3:.1f}" text-anchor="middle" class="plabel">{_e(p["label"])}'
-                   "</text></g>")
+            f", {p['note']}" if p.get("note") else ""
+        )
+        out.append(
+            f'<g class="pt"><title>{_e(tip)}</title><circle cx="{x:.1f}" cy="{y:.1f}" r="{r:.1f}" '
+            f'fill="{_COLORS[i % len(_COLORS)]}" fill-opacity="0.55" stroke="{_COLORS[i % len(_COLORS)]}"/>'
+            f'<text x="{x:.1f}" y="{y - r - 3:.1f}" text-anchor="middle" class="plabel">{_e(p["label"])}'
+            "</text></g>"
+        )
     out.append("</svg>")
     return "".join(out)
 
@@ -335,11 +382,13 @@ def svg_histograms(values, title, xlabel="PSNR gain over bicubic (dB), per image
     counts = {k: np.histogram(np.asarray(v, np.float64), bins=edges)[0] for k, v in values.items()}
     cmax = max([int(c.max()) for c in counts.values()] or [1]) or 1
     left, right, top, bottom = 44, 12, 28, 44
-    out = [f'<svg class="plot" xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
-           f'viewBox="0 0 {width} {height}" role="img" aria-label="{_e(title)}">',
-           f'<text x="{width / 2}" y="16" text-anchor="middle" class="ptitle">{_e(title)}</text>',
-           f'<rect x="{left}" y="{top}" width="{width - left - right}" height="{height - top - bottom}" '
-           'fill="none" stroke="#999"/>']
+    out = [
+        f'<svg class="plot" xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
+        f'viewBox="0 0 {width} {height}" role="img" aria-label="{_e(title)}">',
+        f'<text x="{width / 2}" y="16" text-anchor="middle" class="ptitle">{_e(title)}</text>',
+        f'<rect x="{left}" y="{top}" width="{width - left - right}" height="{height - top - bottom}" '
+        'fill="none" stroke="#999"/>',
+    ]
 
     def px(v):
         return left + (v - lo) / (hi - lo) * (width - left - right)
@@ -360,12 +409,14 @@ def svg_histograms(values, title, xlabel="PSNR gain over bicubic (dB), per image
             pts += [f"{px(edges[k]):.1f},{py(n):.1f}", f"{px(edges[k + 1]):.1f},{py(n):.1f}"]
         pts.append(f"{px(edges[-1]):.1f},{py(0):.1f}")
         mean = float(np.mean(values[label])) if len(values[label]) else float("nan")
-        out.append(f'<g><title>{_e(label)}: mean {mean:+.3f} dB over {len(values[label])} images</title>'
-                   f'<polyline fill="none" stroke="{colour}" stroke-width="2" points="{" ".join(pts)}"/>'
-                   f'<line x1="{px(mean):.1f}" x2="{px(mean):.1f}" y1="{top}" y2="{height - bottom}" '
-                   f'stroke="{colour}" stroke-dasharray="2 3"/></g>'
-                   f'<text x="{left + 6}" y="{top + 14 + 14 * i}" fill="{colour}">{_e(label)} '
-                   f'(mean {mean:+.2f})</text>')
+        out.append(
+            f"<g><title>{_e(label)}: mean {mean:+.3f} dB over {len(values[label])} images</title>"
+            f'<polyline fill="none" stroke="{colour}" stroke-width="2" points="{" ".join(pts)}"/>'
+            f'<line x1="{px(mean):.1f}" x2="{px(mean):.1f}" y1="{top}" y2="{height - bottom}" '
+            f'stroke="{colour}" stroke-dasharray="2 3"/></g>'
+            f'<text x="{left + 6}" y="{top + 14 + 14 * i}" fill="{colour}">{_e(label)} '
+            f"(mean {mean:+.2f})</text>"
+        )
     out.append("</svg>")
     return "".join(out)
 
@@ -469,39 +520,56 @@ def _image_html(entry, models, with_images=True):
     for name in [BASELINE] + list(models):
         if name in m:
             r = m[name]
-            rows.append([name, (r.get("psnr"), ".3f"), (r.get("ssim"), ".4f"),
-                         (None if name == BASELINE else r.get("gain_psnr"), "+.3f")])
+            rows.append(
+                [
+                    name,
+                    (r.get("psnr"), ".3f"),
+                    (r.get("ssim"), ".4f"),
+                    (None if name == BASELINE else r.get("gain_psnr"), "+.3f"),
+                ]
+            )
     numbers = table_html(["model", "PSNR", "SSIM", "gain"], rows, cls="sortable perimage")
     h, w = entry["shape"]
-    parts = [f'<div class="image" id="{_e(entry["dataset"])}-{_e(entry["name"])}">',
-             f'<h3>{_e(entry["dataset"])} / {_e(entry["name"])} <span class="meta">({w}x{h} HR)</span></h3>',
-             '<div class="imagehead">', numbers]
+    parts = [
+        f'<div class="image" id="{_e(entry["dataset"])}-{_e(entry["name"])}">',
+        f'<h3>{_e(entry["dataset"])} / {_e(entry["name"])} <span class="meta">({w}x{h} HR)</span></h3>',
+        '<div class="imagehead">',
+        numbers,
+    ]
     crops = entry.get("crops") or []
     if with_images and entry.get("thumb"):
         tw = 192 if w >= h else round(192 * w / h)
         th = round(tw * h / w)
-        rects = "".join(f'<rect x="{c["x"]}" y="{c["y"]}" width="{c["w"]}" height="{c["h"]}" fill="none" '
-                        f'stroke="{_CROP_COLORS[i % 4]}" stroke-width="{max(3, w // 64)}"/>'
-                        for i, c in enumerate(crops))
-        parts.append(f'<svg class="thumb" xmlns="http://www.w3.org/2000/svg" width="{tw}" height="{th}" '
-                     f'viewBox="0 0 {w} {h}"><image href="{entry["thumb"]}" width="{w}" height="{h}" '
-                     f'preserveAspectRatio="none"/>{rects}</svg>')
+        rects = "".join(
+            f'<rect x="{c["x"]}" y="{c["y"]}" width="{c["w"]}" height="{c["h"]}" fill="none" '
+            f'stroke="{_CROP_COLORS[i % 4]}" stroke-width="{max(3, w // 64)}"/>'
+            for i, c in enumerate(crops)
+        )
+        parts.append(
+            f'<svg class="thumb" xmlns="http://www.w3.org/2000/svg" width="{tw}" height="{th}" '
+            f'viewBox="0 0 {w} {h}"><image href="{entry["thumb"]}" width="{w}" height="{h}" '
+            f'preserveAspectRatio="none"/>{rects}</svg>'
+        )
     parts.append("</div>")
     if with_images:
         for i, c in enumerate(crops):
             colour = _CROP_COLORS[i % 4]
             tiles = []
             for t in c["tiles"]:
-                label = f'<b>{_e(t["label"])}</b>' + ("" if t["psnr"] is None else f"<br>{_fmt_psnr(t['psnr'])}")
+                label = f"<b>{_e(t['label'])}</b>" + ("" if t["psnr"] is None else f"<br>{_fmt_psnr(t['psnr'])}")
                 v = "" if t["psnr"] is None else f' data-psnr="{float(t["psnr"])!r}"'
-                tiles.append(f'<figure><img class="crop" alt="{_e(t["label"])}" src="{t["uri"]}" '
-                             f'style="--w:{c["w"]};--h:{c["h"]};--c:{colour}" data-model="{_e(t["label"])}"{v}>'
-                             f"<figcaption>{label}</figcaption></figure>")
-            parts.append(f'<div class="croprow"><div class="why"><span style="color:{colour}">&#9632;</span> '
-                         f'{_e(c["why"])}: {c["w"]}x{c["h"]} px at x={c["x"]}, y={c["y"]}'
-                         '<label class="zoomctl">zoom <input type="range" class="zoom" min="1" max="8" step="1" '
-                         'value="3"> <output>3x</output></label> <span class="meta">(click a crop: 2x more)</span>'
-                         f'</div><div class="tiles">{"".join(tiles)}</div></div>')
+                tiles.append(
+                    f'<figure><img class="crop" alt="{_e(t["label"])}" src="{t["uri"]}" '
+                    f'style="--w:{c["w"]};--h:{c["h"]};--c:{colour}" data-model="{_e(t["label"])}"{v}>'
+                    f"<figcaption>{label}</figcaption></figure>"
+                )
+            parts.append(
+                f'<div class="croprow"><div class="why"><span style="color:{colour}">&#9632;</span> '
+                f"{_e(c['why'])}: {c['w']}x{c['h']} px at x={c['x']}, y={c['y']}"
+                '<label class="zoomctl">zoom <input type="range" class="zoom" min="1" max="8" step="1" '
+                'value="3"> <output>3x</output></label> <span class="meta">(click a crop: 2x more)</span>'
+                f'</div><div class="tiles">{"".join(tiles)}</div></div>'
+            )
     parts.append("</div>")
     return "\n".join(parts)
 
@@ -531,32 +599,42 @@ def build_page(title, meta_lines=(), notes=(), sections=(), entries=(), models=(
         shown.append(keep)
     dropped = shown.count(False)
     if dropped:
-        notices.append(f"report: the crops of {dropped} of {len(entries)} images were left out to keep the page "
-                       f"under {max_mb:g} MB; raise the cap (--report_max_mb) or test on fewer sets/models.")
+        notices.append(
+            f"report: the crops of {dropped} of {len(entries)} images were left out to keep the page "
+            f"under {max_mb:g} MB; raise the cap (--report_max_mb) or test on fewer sets/models."
+        )
     body = [f"<h1>{_e(title)}</h1>"] + [f'<p class="meta">{_e(line)}</p>' for line in meta_lines]
     body += [f'<p class="note">{_e(n)}</p>' for n in list(notes) + notices]
     if any(e.get("crops") for e in entries):
-        body.append('<div class="controls">zoom of all crops <input type="range" id="zoomall" min="1" max="8" '
-                    'step="1" value="3"> <output id="zoomallout">3x</output> <span class="meta">nearest-neighbour; '
-                    'each row has its own slider; #zoom=N in the address sets it; click a table header to sort'
-                    '</span></div>')
+        body.append(
+            '<div class="controls">zoom of all crops <input type="range" id="zoomall" min="1" max="8" '
+            'step="1" value="3"> <output id="zoomallout">3x</output> <span class="meta">nearest-neighbour; '
+            "each row has its own slider; #zoom=N in the address sets it; click a table header to sort"
+            "</span></div>"
+        )
     for heading, content in sections:
         body.append(f"<h2>{_e(heading)}</h2>\n{content}")
     if entries:
-        body.append("<h2>Gain over bicubic per image</h2>\n<p class=\"meta\">PSNR gain in dB (green: the model "
-                    "helps, red: it hurts; colour saturates at the largest gain).</p>\n"
-                    + gain_table_html(entries, models))
+        body.append(
+            '<h2>Gain over bicubic per image</h2>\n<p class="meta">PSNR gain in dB (green: the model '
+            "helps, red: it hurts; colour saturates at the largest gain).</p>\n" + gain_table_html(entries, models)
+        )
         for ds in dict.fromkeys(e["dataset"] for e in entries):
             what = "crops where the models differ" if len(models) != 1 else f"crops of {models[0]} vs bicubic"
-            body.append(f"<h2>{_e(ds)}: {_e(what)}</h2>\n<p class=\"meta\">Each row: HR | "
-                        "bicubic | each model on the same window, chosen automatically; the number under a crop "
-                        "is its PSNR on Y of the shown 8-bit crop (the image's PSNR is in its table).</p>")
+            body.append(
+                f'<h2>{_e(ds)}: {_e(what)}</h2>\n<p class="meta">Each row: HR | '
+                "bicubic | each model on the same window, chosen automatically; the number under a crop "
+                "is its PSNR on Y of the shown 8-bit crop (the image's PSNR is in its table).</p>"
+            )
             body += [_image_html(e, models, keep) for e, keep in zip(entries, shown) if e["dataset"] == ds]
-    page = ("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
-            "<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">"
-            "<link rel=\"icon\" href=\"data:,\">"
-            f"<title>{_e(title)}</title><style>{_CSS}</style></head>\n<body>\n" + "\n".join(body)
-            + f"\n<script>{_JS}</script>\n</body></html>\n")
+    page = (
+        '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
+        '<meta name="viewport" content="width=device-width, initial-scale=1">'
+        '<link rel="icon" href="data:,">'
+        f"<title>{_e(title)}</title><style>{_CSS}</style></head>\n<body>\n"
+        + "\n".join(body)
+        + f"\n<script>{_JS}</script>\n</body></html>\n"
+    )
     return page, notices
 
 
@@ -591,8 +669,9 @@ def load_eval_entries(sources, scale, sr_dirs, metrics, data_dir=None, crop_size
             for model, folder in sr_dirs.items():
                 path = Path(folder) / ds / f"x{scale}" / f"{rec.name}.png"
                 if not path.is_file():
-                    raise DataError(f"report: {model}'s output {path} is missing; run the evaluation again with "
-                                    "the report on.")
+                    raise DataError(
+                        f"report: {model}'s output {path} is missing; run the evaluation again with the report on."
+                    )
                 outputs[model] = read_image_uint8(path)
                 row = next((r for r in metrics.get(model, {}).get(ds, ()) if r["name"] == rec.name), None)
                 if row is not None:
@@ -619,8 +698,15 @@ def _compare_table(result):
         cols += [f"{ds} PSNR", f"{ds} SSIM"]
     rows = []
     for r in result["rows"]:
-        cells = [r["model"], r["weights"], (r["params"], ",d"), (None if r["macs"] is None else r["macs"] / 1e9, ".4g"),
-                 (r["latency_ms"], ".2f"), (r["peak_mem_mb"], ".1f"), (r["act_mem_mb"], ".1f")]
+        cells = [
+            r["model"],
+            r["weights"],
+            (r["params"], ",d"),
+            (None if r["macs"] is None else r["macs"] / 1e9, ".4g"),
+            (r["latency_ms"], ".2f"),
+            (r["peak_mem_mb"], ".1f"),
+            (r["act_mem_mb"], ".1f"),
+        ]
         for ds in result["datasets"]:
             m = r["metrics"].get(ds) or {}
             cells += [(m.get("psnr"), ".3f"), (m.get("ssim"), ".4f")]
@@ -633,8 +719,10 @@ def _weights_notes(rows):
     random_ = [r["model"] for r in rows if r.get("weights") == "random"]
     notes = []
     if trained:
-        notes.append(f"The numbers of {', '.join(trained)} come from models trained here (see the weights "
-                     "column), not from official weights: they are not the papers' numbers.")
+        notes.append(
+            f"The numbers of {', '.join(trained)} come from models trained here (see the weights "
+            "column), not from official weights: they are not the papers' numbers."
+        )
     if random_:
         notes.append(f"{', '.join(random_)} kept random weights: their numbers mean nothing.")
     return notes
@@ -652,17 +740,38 @@ def compare_sections(result):
     max_params = max([r["params"] for r in rows if r["macs"]] or [1]) or 1
     h, w = result["input_size"]
     for ds in result["datasets"]:
-        points = [{"label": r["model"], "x": r["macs"] / 1e9, "y": r["metrics"][ds]["psnr"],
-                   "size": r["params"] / max_params, "note": f"{r['params']:,} parameters"}
-                  for r in rows if r["macs"] and ds in r["metrics"]]
+        points = [
+            {
+                "label": r["model"],
+                "x": r["macs"] / 1e9,
+                "y": r["metrics"][ds]["psnr"],
+                "size": r["params"] / max_params,
+                "note": f"{r['params']:,} parameters",
+            }
+            for r in rows
+            if r["macs"] and ds in r["metrics"]
+        ]
         bic = next((r for r in result["rows"] if r["model"] == BASELINE), None)
         hline = (bic["metrics"][ds]["psnr"], "bicubic") if bic and ds in bic["metrics"] else None
-        plots.append(svg_scatter(points, f"{ds} x{result['scale']}: PSNR vs GMACs (circle area ~ parameters)",
-                                 f"GMACs ({h}x{w} LR input)", "PSNR (dB)", hline=hline))
-    sections = [("Comparison", _compare_table(result)
-                 + '<p class="meta">Click a column header to sort. Same numbers as compare.json.</p>'),
-                ("PSNR vs multiply-adds", f'<div class="plots">{"".join(plots)}</div>'
-                 '<p class="meta">Hover a circle for its numbers.</p>')]
+        plots.append(
+            svg_scatter(
+                points,
+                f"{ds} x{result['scale']}: PSNR vs GMACs (circle area ~ parameters)",
+                f"GMACs ({h}x{w} LR input)",
+                "PSNR (dB)",
+                hline=hline,
+            )
+        )
+    sections = [
+        (
+            "Comparison",
+            _compare_table(result) + '<p class="meta">Click a column header to sort. Same numbers as compare.json.</p>',
+        ),
+        (
+            "PSNR vs multiply-adds",
+            f'<div class="plots">{"".join(plots)}</div><p class="meta">Hover a circle for its numbers.</p>',
+        ),
+    ]
     return meta_lines, _weights_notes(rows), sections
 
 
@@ -674,17 +783,25 @@ def write_compare_report(result, out, data_dir=None, crop_size=48, max_mb=DEFAUL
     sources = dict(zip(result["datasets"], result.get("test_data") or result["datasets"]))
     with_images = {r["model"]: r["sr_images"] for r in rows if r.get("sr_images")}
     metrics = {r["model"]: {ds: m.get("images", []) for ds, m in r["metrics"].items()} for r in rows}
-    entries = load_eval_entries(sources, result["scale"], with_images, metrics, data_dir, crop_size) \
-        if with_images else []
+    entries = (
+        load_eval_entries(sources, result["scale"], with_images, metrics, data_dir, crop_size) if with_images else []
+    )
     meta_lines, notes, sections = compare_sections(result)
     page, notices = build_page(
-        f"visionfw compare: {', '.join(models)} x{result['scale']}", meta_lines=meta_lines, notes=notes,
-        sections=sections, entries=entries, models=models, max_mb=max_mb)
+        f"visionfw compare: {', '.join(models)} x{result['scale']}",
+        meta_lines=meta_lines,
+        notes=notes,
+        sections=sections,
+        entries=entries,
+        models=models,
+        max_mb=max_mb,
+    )
     return _write_page(Path(out) / REPORT_NAME, page, notices)
 
 
-def write_eval_report(results, model_name, sr_dir, path, sources=None, data_dir=None, weights=None,
-                      crop_size=48, max_mb=DEFAULT_MAX_MB):
+def write_eval_report(
+    results, model_name, sr_dir, path, sources=None, data_dir=None, weights=None, crop_size=48, max_mb=DEFAULT_MAX_MB
+):
     """The report page of one model (``visionfw test --report``): its numbers per set and per
     image, and crops HR | bicubic | model where it gains most and where its error is largest.
 
@@ -696,17 +813,35 @@ def write_eval_report(results, model_name, sr_dir, path, sources=None, data_dir=
         sources = [d.strip() for d in sources.split(",") if d.strip()]
     sources = {Path(str(d)).name if Path(str(d)).is_dir() else str(d): str(d) for d in sources or results}
     metrics = {model_name: {ds: r["images"] for ds, r in results.items()}}
-    entries = load_eval_entries({ds: sources.get(ds, ds) for ds in results}, scale, {model_name: sr_dir}, metrics,
-                                data_dir, crop_size)
-    rows = [[ds, (r["n_images"], "d"), (r["psnr"], ".3f"), (r["ssim"], ".4f"), (r["bicubic_psnr"], ".3f"),
-             (r["bicubic_ssim"], ".4f"), (r["gain_psnr"], "+.3f")] for ds, r in results.items()]
+    entries = load_eval_entries(
+        {ds: sources.get(ds, ds) for ds in results}, scale, {model_name: sr_dir}, metrics, data_dir, crop_size
+    )
+    rows = [
+        [
+            ds,
+            (r["n_images"], "d"),
+            (r["psnr"], ".3f"),
+            (r["ssim"], ".4f"),
+            (r["bicubic_psnr"], ".3f"),
+            (r["bicubic_ssim"], ".4f"),
+            (r["gain_psnr"], "+.3f"),
+        ]
+        for ds, r in results.items()
+    ]
     table = table_html(["set", "images", "PSNR", "SSIM", "bicubic PSNR", "bicubic SSIM", "gain"], rows)
     notes = [] if weights else [f"{model_name} has random weights: its numbers mean nothing."]
     page, notices = build_page(
         f"visionfw test: {model_name} x{scale}",
-        meta_lines=[f"Weights: {weights or 'random'}.",
-                    f"Scale x{scale}. PSNR/SSIM protocol: {first['protocol']} -- {first['protocol_description']}."],
-        notes=notes, sections=[("Results", table)], entries=entries, models=[model_name], max_mb=max_mb)
+        meta_lines=[
+            f"Weights: {weights or 'random'}.",
+            f"Scale x{scale}. PSNR/SSIM protocol: {first['protocol']} -- {first['protocol_description']}.",
+        ],
+        notes=notes,
+        sections=[("Results", table)],
+        entries=entries,
+        models=[model_name],
+        max_mb=max_mb,
+    )
     return _write_page(path, page, notices)
 
 
@@ -715,24 +850,41 @@ def write_rank_report(result, out):
     per-image gain histograms of every test set."""
     t = result["table"]
     trains = t["trains"]
-    rows = [[test] + [(t["gains"][test][tr], "+.3f") for tr in trains] + [t["best"][test], (t["min_diff"][test], ".3f")]
-            for test in t["tests"]]
-    matrix = table_html(["test set \\ train set"] + trains + ["best", "min diff"], rows,
-                        caption="Mean PSNR gain over bicubic in dB; min diff: best minus second-best gain.")
-    overall = table_html(["train set", "mean gain", "mean rank", "overall rank"],
-                         [[tr, (t["mean_gain"][tr], "+.3f"), (t["mean_rank"][tr], ".2f"),
-                           (t["overall_rank"][tr], "d")] for tr in trains])
+    rows = [
+        [test] + [(t["gains"][test][tr], "+.3f") for tr in trains] + [t["best"][test], (t["min_diff"][test], ".3f")]
+        for test in t["tests"]
+    ]
+    matrix = table_html(
+        ["test set \\ train set"] + trains + ["best", "min diff"],
+        rows,
+        caption="Mean PSNR gain over bicubic in dB; min diff: best minus second-best gain.",
+    )
+    overall = table_html(
+        ["train set", "mean gain", "mean rank", "overall rank"],
+        [
+            [tr, (t["mean_gain"][tr], "+.3f"), (t["mean_rank"][tr], ".2f"), (t["overall_rank"][tr], "d")]
+            for tr in trains
+        ],
+    )
     plots = [svg_histograms(per_train, f"test set {test}") for test, per_train in result["per_image"].items()]
     kwargs = result.get("model_kwargs") or {}
     page, notices = build_page(
         f"visionfw rank-datasets: {result['model']} x{result['scale']}",
-        meta_lines=[f"{result['model']} {json.dumps(kwargs) if kwargs else ''} x{result['scale']}, "
-                    f"{result['steps']} steps per training set, seed {result['seed']}.",
-                    f"Protocol: {result['protocol']} -- {result['protocol_description']}.",
-                    "Bicubic PSNR: " + ", ".join(f"{k} {v:.3f} dB" for k, v in result["bicubic_psnr"].items()) + ".",
-                    "Overall ranking: " + " > ".join(t["overall"])],
-        notes=[f"Every number comes from models trained here ({result['steps']} steps each), not from "
-               "official weights."],
-        sections=[("Gain matrix", matrix), ("Training sets overall", overall),
-                  ("Per-image gains", f'<div class="plots">{"".join(plots)}</div>')], max_mb=None)
+        meta_lines=[
+            f"{result['model']} {json.dumps(kwargs) if kwargs else ''} x{result['scale']}, "
+            f"{result['steps']} steps per training set, seed {result['seed']}.",
+            f"Protocol: {result['protocol']} -- {result['protocol_description']}.",
+            "Bicubic PSNR: " + ", ".join(f"{k} {v:.3f} dB" for k, v in result["bicubic_psnr"].items()) + ".",
+            "Overall ranking: " + " > ".join(t["overall"]),
+        ],
+        notes=[
+            f"Every number comes from models trained here ({result['steps']} steps each), not from official weights."
+        ],
+        sections=[
+            ("Gain matrix", matrix),
+            ("Training sets overall", overall),
+            ("Per-image gains", f'<div class="plots">{"".join(plots)}</div>'),
+        ],
+        max_mb=None,
+    )
     return _write_page(Path(out) / REPORT_NAME, page, notices)

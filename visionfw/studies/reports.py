@@ -16,6 +16,7 @@ Every table states the conventions its numbers follow (protocol, input size, dev
 Plots use matplotlib's object-oriented API, which needs no pyplot backend, so a notebook's
 backend is left alone.
 """
+
 from __future__ import annotations
 
 import csv
@@ -26,10 +27,21 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["say", "format_duration", "Progress", "write_json", "format_compare_table", "write_compare_csv",
-           "plot_psnr_vs_macs", "write_compare_reports",
-           "format_rank_table", "parse_rank_table", "format_ranking", "plot_gain_distributions",
-           "write_rank_reports"]
+__all__ = [
+    "say",
+    "format_duration",
+    "Progress",
+    "write_json",
+    "format_compare_table",
+    "write_compare_csv",
+    "plot_psnr_vs_macs",
+    "write_compare_reports",
+    "format_rank_table",
+    "parse_rank_table",
+    "format_ranking",
+    "plot_gain_distributions",
+    "write_rank_reports",
+]
 
 
 # --------------------------------------------------------------------------- console
@@ -87,8 +99,15 @@ class Progress:
         if self.enabled and _isatty(self.stream):
             from tqdm import tqdm
 
-            self.bar = tqdm(total=self.total, initial=self.start, desc=desc, unit=unit, file=self.stream,
-                            dynamic_ncols=True, leave=True)
+            self.bar = tqdm(
+                total=self.total,
+                initial=self.start,
+                desc=desc,
+                unit=unit,
+                file=self.stream,
+                dynamic_ncols=True,
+                leave=True,
+            )
 
     @property
     def rate(self):
@@ -161,8 +180,10 @@ def _figure_class():
     except ImportError as exc:
         from visionfw.errors import ConfigError
 
-        raise ConfigError(f"plots need matplotlib ({exc}); reinstall visionfw (`pip install visionfw` brings "
-                          "it) or `pip install matplotlib`.") from None
+        raise ConfigError(
+            f"plots need matplotlib ({exc}); reinstall visionfw (`pip install visionfw` brings "
+            "it) or `pip install matplotlib`."
+        ) from None
     return Figure
 
 
@@ -190,9 +211,15 @@ def _row_values(row, result):
     def num(v, fmt):
         return "-" if v is None else format(v, fmt)
 
-    values = [row["model"], row["weights"], f"{row['params']:,}", num(None if row["macs"] is None else
-                                                                       row["macs"] / 1e9, ".4g"),
-              num(row["latency_ms"], ".2f"), num(row["peak_mem_mb"], ".1f"), num(row["act_mem_mb"], ".1f")]
+    values = [
+        row["model"],
+        row["weights"],
+        f"{row['params']:,}",
+        num(None if row["macs"] is None else row["macs"] / 1e9, ".4g"),
+        num(row["latency_ms"], ".2f"),
+        num(row["peak_mem_mb"], ".1f"),
+        num(row["act_mem_mb"], ".1f"),
+    ]
     for ds in result["datasets"]:
         m = row["metrics"].get(ds)
         values += [num(m and m["psnr"], ".3f"), num(m and m["ssim"], ".4f")]
@@ -207,14 +234,16 @@ def format_compare_table(result):
         lines.append("| " + " | ".join(_row_values(row, result)) + " |")
     h, w = result["input_size"]
     s = result["scale"]
-    lines += ["",
-              f"Scale x{s}. PSNR/SSIM protocol: {result['protocol']} -- {result['protocol_description']}.",
-              f"GMACs: multiply-accumulates (1e9) of one forward pass for a {h}x{w} LR input "
-              f"({h * s}x{w * s} HR; pre-upsampled models such as SRCNN/VDSR are counted on the HR size); "
-              "conv/dense layers only.",
-              f"Latency: batch 1 at that size, median of {result['latency_runs']} runs after "
-              f"{result['warmup']} warm-up runs of a cached tf.function, on {result['device']}.",
-              f"peak_mem_MB: {result['memory_method']}; act_mem_MB: sum of all layer outputs in float32."]
+    lines += [
+        "",
+        f"Scale x{s}. PSNR/SSIM protocol: {result['protocol']} -- {result['protocol_description']}.",
+        f"GMACs: multiply-accumulates (1e9) of one forward pass for a {h}x{w} LR input "
+        f"({h * s}x{w * s} HR; pre-upsampled models such as SRCNN/VDSR are counted on the HR size); "
+        "conv/dense layers only.",
+        f"Latency: batch 1 at that size, median of {result['latency_runs']} runs after "
+        f"{result['warmup']} warm-up runs of a cached tf.function, on {result['device']}.",
+        f"peak_mem_MB: {result['memory_method']}; act_mem_MB: sum of all layer outputs in float32.",
+    ]
     if result.get("partial"):
         lines.append(f"PARTIAL TABLE: {result['partial']}; run the same command again to finish it.")
     return "\n".join(lines)
@@ -237,8 +266,12 @@ def write_compare_csv(result, path):
                 line[f"{ds}_psnr"] = m.get("psnr")
                 line[f"{ds}_ssim"] = m.get("ssim")
                 line[f"{ds}_bicubic_psnr"] = m.get("bicubic_psnr", m.get("psnr") if row["model"] == "bicubic" else None)
-            line.update(scale=result["scale"], protocol=result["protocol"],
-                        input_size="x".join(map(str, result["input_size"])), device=result["device"])
+            line.update(
+                scale=result["scale"],
+                protocol=result["protocol"],
+                input_size="x".join(map(str, result["input_size"])),
+                device=result["device"],
+            )
             w.writerow(line)
     return path
 
@@ -260,8 +293,15 @@ def plot_psnr_vs_macs(result, path):
             size = 30 + 1500 * (r["params"] / max_params) ** 0.5
             ax.scatter(r["macs"] / 1e9, m["psnr"], s=size, alpha=0.5)
             # the label sits just above the bubble (its radius in points is sqrt(area) / 2)
-            ax.annotate(r["model"], (r["macs"] / 1e9, m["psnr"]), fontsize=8, ha="center", va="bottom",
-                        xytext=(0, size ** 0.5 / 2 + 2), textcoords="offset points")
+            ax.annotate(
+                r["model"],
+                (r["macs"] / 1e9, m["psnr"]),
+                fontsize=8,
+                ha="center",
+                va="bottom",
+                xytext=(0, size**0.5 / 2 + 2),
+                textcoords="offset points",
+            )
         bic = next((r for r in result["rows"] if r["model"] == "bicubic"), None)
         if bic and ds in bic["metrics"]:
             ax.axhline(bic["metrics"][ds]["psnr"], color="grey", ls="--", lw=1, label="bicubic")
@@ -307,14 +347,18 @@ def format_rank_table(table, digits=3):
     for t in table["tests"]:
         cells = [f"{table['gains'][t][tr]:+.{digits}f} ({table['ranks'][t][tr]})" for tr in trains]
         md = table["min_diff"][t]
-        lines.append("| " + " | ".join([t] + cells + [table["best"][t], "-" if md is None else f"{md:.{digits}f}"])
-                     + " |")
+        lines.append(
+            "| " + " | ".join([t] + cells + [table["best"][t], "-" if md is None else f"{md:.{digits}f}"]) + " |"
+        )
     lines.append("| mean gain | " + " | ".join(f"{table['mean_gain'][tr]:+.{digits}f}" for tr in trains) + " | | |")
     lines.append("| mean rank | " + " | ".join(f"{table['mean_rank'][tr]:.2f}" for tr in trains) + " | | |")
     lines.append("| overall rank | " + " | ".join(str(table["overall_rank"][tr]) for tr in trains) + " | | |")
-    lines += ["", "Cells: mean PSNR gain over bicubic in dB (rank of the training set for that test set, 1 = best). "
-              "min diff: best minus second-best gain. Overall: by mean rank, ties by mean gain.",
-              "Overall ranking: " + " > ".join(table["overall"])]
+    lines += [
+        "",
+        "Cells: mean PSNR gain over bicubic in dB (rank of the training set for that test set, 1 = best). "
+        "min diff: best minus second-best gain. Overall: by mean rank, ties by mean gain.",
+        "Overall ranking: " + " > ".join(table["overall"]),
+    ]
     return "\n".join(lines)
 
 
@@ -328,7 +372,7 @@ def parse_rank_table(markdown):
         cells = [c.strip() for c in ln.strip("|").split("|")]
         if cells[0] in ("mean gain", "mean rank", "overall rank"):
             continue
-        gains[cells[0]] = {tr: float(c.split(" ")[0]) for tr, c in zip(trains, cells[1:1 + len(trains)])}
+        gains[cells[0]] = {tr: float(c.split(" ")[0]) for tr, c in zip(trains, cells[1 : 1 + len(trains)])}
     return gains
 
 
@@ -346,8 +390,7 @@ def plot_gain_distributions(per_image, path, title=""):
             lo, hi = lo - 0.5, hi + 0.5
         bins = np.linspace(lo, hi, max(6, min(30, len(values) // 2)))
         for train, vs in per_image[t].items():
-            _, _, patches = ax.hist(vs, bins=bins, histtype="step", lw=1.8,
-                                    label=f"{train} (mean {np.mean(vs):+.2f})")
+            _, _, patches = ax.hist(vs, bins=bins, histtype="step", lw=1.8, label=f"{train} (mean {np.mean(vs):+.2f})")
             ax.axvline(float(np.mean(vs)), ls=":", lw=1, color=patches[0].get_edgecolor())
         ax.set_xlabel("PSNR gain over bicubic (dB), per image")
         ax.set_ylabel("images")
@@ -364,11 +407,13 @@ def plot_gain_distributions(per_image, path, title=""):
 def format_ranking(result):
     """The ranking report: what was trained, :func:`format_rank_table`, bicubic PSNR and protocol."""
     kwargs = result.get("model_kwargs") or {}
-    return (f"Training-set ranking: {result['model']} {json.dumps(kwargs) if kwargs else ''} x{result['scale']}, "
-            f"{result['steps']} steps, seed {result['seed']}; rows = test sets, columns = training sets.\n\n"
-            + format_rank_table(result["table"])
-            + f"\n\nBicubic PSNR: {', '.join(f'{t} {v:.3f} dB' for t, v in result['bicubic_psnr'].items())}. "
-            f"Protocol: {result['protocol']} -- {result['protocol_description']}.")
+    return (
+        f"Training-set ranking: {result['model']} {json.dumps(kwargs) if kwargs else ''} x{result['scale']}, "
+        f"{result['steps']} steps, seed {result['seed']}; rows = test sets, columns = training sets.\n\n"
+        + format_rank_table(result["table"])
+        + f"\n\nBicubic PSNR: {', '.join(f'{t} {v:.3f} dB' for t, v in result['bicubic_psnr'].items())}. "
+        f"Protocol: {result['protocol']} -- {result['protocol_description']}."
+    )
 
 
 def write_rank_reports(result, out, plot=True):

@@ -12,6 +12,7 @@ Both are resumable through the two pieces here:
 
 Where the data lives (benchmark, training sets, weights) is :mod:`visionfw.data.paths`.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -22,8 +23,17 @@ from pathlib import Path
 __all__ = ["train_or_reuse", "train_short", "ResultCache", "spec_hash", "interrupted"]
 
 # TrainConfig fields that are bookkeeping, not part of what a run learns
-_BOOKKEEPING = {"workdir", "progress", "tensorboard", "val_every", "ckpt_every", "log_every", "val_data",
-                "resume", "keep_checkpoints"}
+_BOOKKEEPING = {
+    "workdir",
+    "progress",
+    "tensorboard",
+    "val_every",
+    "ckpt_every",
+    "log_every",
+    "val_data",
+    "resume",
+    "keep_checkpoints",
+}
 
 
 def train_or_reuse(label=None, **config):
@@ -54,8 +64,9 @@ def train_or_reuse(label=None, **config):
     return train(TrainConfig(**config), label=label)["model_path"], True
 
 
-def train_short(model, scale, steps, workdir, model_kwargs=None, train_data=None, seed=0, options=None,
-                progress=False, label=None):
+def train_short(
+    model, scale, steps, workdir, model_kwargs=None, train_data=None, seed=0, options=None, progress=False, label=None
+):
     """Trains registry model ``model`` for ``steps`` without validation (or reuses the run, see
     :func:`train_or_reuse`); ``options``: more TrainConfig fields (batch_size, lr_patch,
     log_every...); ``progress``: the trainer's progress bar / lines, titled ``label``.
@@ -66,10 +77,21 @@ def train_short(model, scale, steps, workdir, model_kwargs=None, train_data=None
     Returns (model.keras path, trained now?).
     """
     steps = int(steps)
-    kwargs = dict(model=model, scale=int(scale), model_kwargs=dict(model_kwargs or {}),
-                  train_data=str(train_data) if train_data else None, val_data=[], steps=steps, seed=int(seed),
-                  workdir=str(workdir), progress=bool(progress), tensorboard=False, val_every=0,
-                  ckpt_every=max(1, min(steps, 500)), log_every=max(1, min(100, steps)))
+    kwargs = dict(
+        model=model,
+        scale=int(scale),
+        model_kwargs=dict(model_kwargs or {}),
+        train_data=str(train_data) if train_data else None,
+        val_data=[],
+        steps=steps,
+        seed=int(seed),
+        workdir=str(workdir),
+        progress=bool(progress),
+        tensorboard=False,
+        val_every=0,
+        ckpt_every=max(1, min(steps, 500)),
+        log_every=max(1, min(100, steps)),
+    )
     kwargs.update(options or {})
     return train_or_reuse(label=label, **kwargs)
 
@@ -127,4 +149,7 @@ def interrupted(command, doing, exc, finished):
     return TrainingInterrupted(
         f"{command} interrupted while {doing}{f' at step {step}' if step else ''}; {finished}. Run the same "
         f"command again to finish it: finished cells come from the cache{resumes}.",
-        signum=getattr(exc, "signum", 2), step=step, checkpoint=getattr(exc, "checkpoint", None))
+        signum=getattr(exc, "signum", 2),
+        step=step,
+        checkpoint=getattr(exc, "checkpoint", None),
+    )

@@ -27,14 +27,24 @@ state to checkpoint), ``begin_step(step)`` (e.g. turn quantisation on from a ste
 ``build_training_state(model, schedule)`` (called once in the strategy's scope after the model
 and its optimizer: extra networks and optimizers, e.g. a GAN's discriminator).
 """
+
 from __future__ import annotations
 
 import tensorflow as tf
 
 from visionfw.errors import ConfigError, DataError, SpecError
 
-__all__ = ["Task", "SRTask", "TASKS", "register_task", "get_task", "hr_of", "build_with_policy", "typed_options",
-           "model_spec"]
+__all__ = [
+    "Task",
+    "SRTask",
+    "TASKS",
+    "register_task",
+    "get_task",
+    "hr_of",
+    "build_with_policy",
+    "typed_options",
+    "model_spec",
+]
 
 _TYPE_WORDS = {float: "a number", int: "an integer", str: "a string", bool: "true or false", type(None): "none"}
 _VALUE_WORDS = {**_TYPE_WORDS, float: "a fraction", list: "a list", dict: "a dict"}
@@ -54,14 +64,12 @@ def typed_options(options, schema, task):
     out = {}
     for key, value in dict(options or {}).items():
         if key not in schema:
-            raise ConfigError(f"--task_options: {key!r} is not a {task} option; the options are "
-                              f"{', '.join(schema)}.")
+            raise ConfigError(f"--task_options: {key!r} is not a {task} option; the options are {', '.join(schema)}.")
         kinds = schema[key] if isinstance(schema[key], tuple) else (schema[key],)
         for kind in kinds:
             if kind is float and isinstance(value, (int, float)) and not isinstance(value, bool):
                 if not math.isfinite(value):
-                    raise ConfigError(f"--task_options {key}={value!r}: {task} option {key!r} must be a finite "
-                                      "number.")
+                    raise ConfigError(f"--task_options {key}={value!r}: {task} option {key!r} must be a finite number.")
                 value = float(value)
                 break
             if kind is int and isinstance(value, float) and value.is_integer():  # JSON's 100.0
@@ -72,8 +80,10 @@ def typed_options(options, schema, task):
                 break
         else:
             want = " or ".join(_TYPE_WORDS.get(k, k.__name__) for k in kinds)
-            raise ConfigError(f"--task_options {key}={value!r}: {task} option {key!r} must be {want}, not "
-                              f"{_VALUE_WORDS.get(type(value), type(value).__name__)}.")
+            raise ConfigError(
+                f"--task_options {key}={value!r}: {task} option {key!r} must be {want}, not "
+                f"{_VALUE_WORDS.get(type(value), type(value).__name__)}."
+            )
         out[key] = value
     return out
 
@@ -91,9 +101,11 @@ def model_spec(config):
         return get_spec(config.model, scale=int(config.scale), **(config.model_kwargs or {}))
     spec = spec_from_reference(config.model, int(config.scale), config.model_kwargs)
     if not isinstance(spec, dict):
-        raise ConfigError(f"model={config.model}: the function returned a keras.Model; training builds the model "
-                          "from a spec dict (a float32 twin, mixed precision), so return one "
-                          "(visionfw.Graph(...).spec()).")
+        raise ConfigError(
+            f"model={config.model}: the function returned a keras.Model; training builds the model "
+            "from a spec dict (a float32 twin, mixed precision), so return one "
+            "(visionfw.Graph(...).spec())."
+        )
     return spec
 
 
@@ -169,11 +181,19 @@ class Task:
         c = self.config
         hr_patch = int(hr_patch)
         if hr_patch < 2 or hr_patch % 2:
-            raise ConfigError(f"the HR patch of task {c.task!r} must be an even size >= 2, got {hr_patch}; "
-                              "change lr_patch.")
-        return TrainDataConfig(source=c.train_data, scale=2, lr_patch=hr_patch // 2,
-                               batch_size=int(c.batch_size), channels="rgb", augment=bool(c.augment),
-                               seed=int(c.seed), **_checked_data_options(c.data_options, c))
+            raise ConfigError(
+                f"the HR patch of task {c.task!r} must be an even size >= 2, got {hr_patch}; change lr_patch."
+            )
+        return TrainDataConfig(
+            source=c.train_data,
+            scale=2,
+            lr_patch=hr_patch // 2,
+            batch_size=int(c.batch_size),
+            channels="rgb",
+            augment=bool(c.augment),
+            seed=int(c.seed),
+            **_checked_data_options(c.data_options, c),
+        )
 
     def hr_patch_dataset(self, hr_patch, start_step=0):
         """Batches of RGB HR patches only, as ``(hr,)`` tuples, from the shared input pipeline
@@ -251,10 +271,18 @@ class SRTask(Task):
 
         c = self.config
         extra = _checked_data_options(c.data_options, c)
-        return TrainDataConfig(source=c.train_data, scale=int(c.scale), lr_patch=int(c.lr_patch),
-                               batch_size=int(batch_size or c.batch_size), channels=self.channels,
-                               lr_source=c.lr_source or "bicubic", augment=bool(c.augment),
-                               seed=int(c.seed), upsample_input=self.upsampled_input, **extra)
+        return TrainDataConfig(
+            source=c.train_data,
+            scale=int(c.scale),
+            lr_patch=int(c.lr_patch),
+            batch_size=int(batch_size or c.batch_size),
+            channels=self.channels,
+            lr_source=c.lr_source or "bicubic",
+            augment=bool(c.augment),
+            seed=int(c.seed),
+            upsample_input=self.upsampled_input,
+            **extra,
+        )
 
     def make_dataset(self, start_step=0):
         from visionfw.data.pipeline import make_train_dataset
@@ -270,16 +298,20 @@ class SRTask(Task):
 
         c = self.config
         scale, upsampled = int(c.scale), self.upsampled_input
-        degrade = make_degrader(c.degradation, scale, int(c.seed), pool=c.degradation_pool,
-                                hr_size=int(c.lr_patch) * scale)
+        degrade = make_degrader(
+            c.degradation, scale, int(c.seed), pool=c.degradation_pool, hr_size=int(c.lr_patch) * scale
+        )
 
         def lr_of(step, batch):
             hr = batch[1]
             lr = degrade(hr, step)
             return (imresize(lr, scale=float(scale)) if upsampled else lr), hr
 
-        return ds.enumerate(start=start_step).map(lr_of, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True) \
+        return (
+            ds.enumerate(start=start_step)
+            .map(lr_of, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
             .prefetch(tf.data.AUTOTUNE)
+        )
 
     def compute_loss(self, model, batch, training):
         lr, hr = batch
@@ -303,8 +335,9 @@ class SRTask(Task):
 
         dc = self.data_config()
         if dc.source is not None and str(dc.source).lower().endswith((".h5", ".hdf5")):
-            raise ConfigError("sampler needs a folder of training images (or the embedded set) as "
-                              "train_data, not an .h5 patch file.")
+            raise ConfigError(
+                "sampler needs a folder of training images (or the embedded set) as train_data, not an .h5 patch file."
+            )
         _, hr_images, _ = load_train_images(dc)
         scale, hr_p = int(self.config.scale), dc.hr_patch
         sizes = [im.shape[:2] for im in hr_images]
@@ -333,9 +366,16 @@ class SRTask(Task):
             return {}
         from visionfw.evaluate import evaluate_model
 
-        raw = evaluate_model(model, names, int(self.config.scale), protocol=self.config.protocol,
-                             data_dir=self.config.data_dir, channels=self.channels,
-                             upsampled_input=self.upsampled_input, progress=False)
+        raw = evaluate_model(
+            model,
+            names,
+            int(self.config.scale),
+            protocol=self.config.protocol,
+            data_dir=self.config.data_dir,
+            channels=self.channels,
+            upsampled_input=self.upsampled_input,
+            progress=False,
+        )
         return _normalise_results(raw, names)
 
     def sample_images(self, model, batch):
@@ -372,8 +412,10 @@ def checked_sr_meta(spec, model, scale):
     if channels is None:
         raise SpecError(f"model {name!r}: its input has {c_in} channels; SR training feeds 1 (Y) or 3 (RGB).")
     if meta.get("channels") not in (None, channels):
-        raise SpecError(f"model {name!r}: meta['channels']={meta['channels']!r} but its input has {c_in} "
-                        f"channel(s); set meta['channels']={channels!r} or leave it out (read from the input).")
+        raise SpecError(
+            f"model {name!r}: meta['channels']={meta['channels']!r} but its input has {c_in} "
+            f"channel(s); set meta['channels']={channels!r} or leave it out (read from the input)."
+        )
     meta["channels"] = channels
     h, w = shape[1] or 24, shape[2] or 24
     out = model(np.zeros((1, h, w, c_in), np.float32), training=False)
@@ -382,19 +424,27 @@ def checked_sr_meta(spec, model, scale):
     ratio = out.shape[1] / h
     upsampled = ratio == 1
     if meta.get("upsampled_input") not in (None, upsampled):
-        raise SpecError(f"model {name!r}: meta['upsampled_input']={meta['upsampled_input']!r} but its output is "
-                        f"{ratio:g}x its input; set meta['upsampled_input']={upsampled} or leave it out (read "
-                        "from the output size).")
+        raise SpecError(
+            f"model {name!r}: meta['upsampled_input']={meta['upsampled_input']!r} but its output is "
+            f"{ratio:g}x its input; set meta['upsampled_input']={upsampled} or leave it out (read "
+            "from the output size)."
+        )
     meta["upsampled_input"] = upsampled
     if not upsampled and ratio != scale:
-        raise SpecError(f"model {name!r} upscales by {ratio:g}, not scale={scale}; train it with scale={ratio:g} "
-                        "or build it for this scale.")
+        raise SpecError(
+            f"model {name!r} upscales by {ratio:g}, not scale={scale}; train it with scale={ratio:g} "
+            "or build it for this scale."
+        )
     if meta.get("scale") is not None and int(meta["scale"]) != scale:
-        raise SpecError(f"model {name!r}: meta['scale']={meta['scale']!r} but the run's scale={scale}; train it "
-                        f"with scale={meta['scale']} or set meta['scale']={scale}.")
+        raise SpecError(
+            f"model {name!r}: meta['scale']={meta['scale']!r} but the run's scale={scale}; train it "
+            f"with scale={meta['scale']} or set meta['scale']={scale}."
+        )
     if out.shape[-1] != c_in:
-        raise SpecError(f"model {name!r}: its output has {out.shape[-1]} channels, its input {c_in}; an SR model "
-                        "returns the input's channels.")
+        raise SpecError(
+            f"model {name!r}: its output has {out.shape[-1]} channels, its input {c_in}; an SR model "
+            "returns the input's channels."
+        )
     meta["scale"] = scale
     return meta
 
@@ -422,13 +472,25 @@ def _checked_data_options(options, config=None):
     from visionfw.data.pipeline import TrainDataConfig
 
     options = dict(options or {})
-    fixed = {"source", "scale", "lr_patch", "batch_size", "channels", "lr_source", "augment", "seed",
-             "upsample_input", "max_image_pixels"}  # set by their own flags or by the model
+    fixed = {
+        "source",
+        "scale",
+        "lr_patch",
+        "batch_size",
+        "channels",
+        "lr_source",
+        "augment",
+        "seed",
+        "upsample_input",
+        "max_image_pixels",
+    }  # set by their own flags or by the model
     allowed = {f.name for f in dataclasses.fields(TrainDataConfig)} - fixed
     for key in options:
         if key not in allowed:
-            raise ConfigError(f"data_options: {key!r} is not a pipeline option here; use one of "
-                              f"{sorted(allowed)} (the others have their own config fields).")
+            raise ConfigError(
+                f"data_options: {key!r} is not a pipeline option here; use one of "
+                f"{sorted(allowed)} (the others have their own config fields)."
+            )
     if getattr(config, "max_image_pixels", None) is not None:
         options["max_image_pixels"] = config.max_image_pixels
     return options
@@ -446,8 +508,12 @@ def register_task(name, cls):
 
 
 # Tasks whose module registers them on import; loaded on first use so `--task=tad` just works.
-_TASK_MODULES = {"tad": "visionfw.tasks.tad", "colorize": "visionfw.tasks.colorization", "video_sr": "visionfw.tasks.video",
-                 "gan": "visionfw.tasks.gan"}
+_TASK_MODULES = {
+    "tad": "visionfw.tasks.tad",
+    "colorize": "visionfw.tasks.colorization",
+    "video_sr": "visionfw.tasks.video",
+    "gan": "visionfw.tasks.gan",
+}
 
 
 def get_task(name):

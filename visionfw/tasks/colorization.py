@@ -22,6 +22,7 @@
   ab accuracy: for thresholds t = 0..150 (step 1), the fraction of pixels whose ab (L2)
   error is <= t, averaged over the 151 thresholds (1.0 = perfect).
 """
+
 from __future__ import annotations
 
 import functools
@@ -33,14 +34,30 @@ import tensorflow as tf
 from visionfw.errors import ConfigError, DataError
 from visionfw.tasks.base import Task, hr_of, register_task, typed_options
 
-__all__ = ["rgb_to_lab", "lab_to_rgb", "ab_bins", "bins_for", "N_AB_BINS", "soft_encode", "soft_encode_np",
-           "nearest_bin", "empirical_distribution", "rebalance_weights", "annealed_mean", "ab_auc",
-           "rgb_psnr", "ColorizeObjective", "ColorizeTask", "sample_ab", "colorize"]
+__all__ = [
+    "rgb_to_lab",
+    "lab_to_rgb",
+    "ab_bins",
+    "bins_for",
+    "N_AB_BINS",
+    "soft_encode",
+    "soft_encode_np",
+    "nearest_bin",
+    "empirical_distribution",
+    "rebalance_weights",
+    "annealed_mean",
+    "ab_auc",
+    "rgb_psnr",
+    "ColorizeObjective",
+    "ColorizeTask",
+    "sample_ab",
+    "colorize",
+]
 
 # sRGB (linear) -> XYZ, D65; and the D65 reference white
-_RGB_TO_XYZ = np.array([[0.4124564, 0.3575761, 0.1804375],
-                        [0.2126729, 0.7151522, 0.0721750],
-                        [0.0193339, 0.1191920, 0.9503041]])
+_RGB_TO_XYZ = np.array(
+    [[0.4124564, 0.3575761, 0.1804375], [0.2126729, 0.7151522, 0.0721750], [0.0193339, 0.1191920, 0.9503041]]
+)
 _XYZ_TO_RGB = np.linalg.inv(_RGB_TO_XYZ)
 _WHITE = np.array([0.95047, 1.0, 1.08883])
 _DELTA = 6.0 / 29.0
@@ -68,14 +85,14 @@ def rgb_to_lab(rgb):
         x = tf.cast(rgb, tf.float32)
         lin = tf.where(x <= 0.04045, x / 12.92, tf.pow((tf.maximum(x, 0.04045) + 0.055) / 1.055, 2.4))
         xyz = tf.tensordot(lin, tf.constant((_RGB_TO_XYZ / _WHITE[:, None]).T, tf.float32), axes=1)
-        f = tf.where(xyz > _DELTA ** 3, tf.pow(tf.maximum(xyz, _DELTA ** 3), 1.0 / 3.0),
-                     xyz / (3 * _DELTA ** 2) + 4.0 / 29.0)
-        return tf.stack([116.0 * f[..., 1] - 16.0, 500.0 * (f[..., 0] - f[..., 1]),
-                         200.0 * (f[..., 1] - f[..., 2])], axis=-1)
+        f = tf.where(xyz > _DELTA**3, tf.pow(tf.maximum(xyz, _DELTA**3), 1.0 / 3.0), xyz / (3 * _DELTA**2) + 4.0 / 29.0)
+        return tf.stack(
+            [116.0 * f[..., 1] - 16.0, 500.0 * (f[..., 0] - f[..., 1]), 200.0 * (f[..., 1] - f[..., 2])], axis=-1
+        )
     x = np.asarray(rgb, np.float64)
     lin = np.where(x <= 0.04045, x / 12.92, ((np.maximum(x, 0.04045) + 0.055) / 1.055) ** 2.4)
     xyz = lin @ (_RGB_TO_XYZ / _WHITE[:, None]).T
-    f = np.where(xyz > _DELTA ** 3, np.cbrt(xyz), xyz / (3 * _DELTA ** 2) + 4.0 / 29.0)
+    f = np.where(xyz > _DELTA**3, np.cbrt(xyz), xyz / (3 * _DELTA**2) + 4.0 / 29.0)
     lab = np.stack([116.0 * f[..., 1] - 16.0, 500.0 * (f[..., 0] - f[..., 1]), 200.0 * (f[..., 1] - f[..., 2])], -1)
     return lab.astype(np.float32)
 
@@ -87,14 +104,14 @@ def lab_to_rgb(lab):
         x = tf.cast(lab, tf.float32)
         fy = (x[..., 0] + 16.0) / 116.0
         f = tf.stack([fy + x[..., 1] / 500.0, fy, fy - x[..., 2] / 200.0], axis=-1)
-        xyz = tf.where(f > _DELTA, f ** 3, 3 * _DELTA ** 2 * (f - 4.0 / 29.0)) * tf.constant(_WHITE, tf.float32)
+        xyz = tf.where(f > _DELTA, f**3, 3 * _DELTA**2 * (f - 4.0 / 29.0)) * tf.constant(_WHITE, tf.float32)
         lin = tf.tensordot(xyz, tf.constant(_XYZ_TO_RGB.T, tf.float32), axes=1)
         rgb = tf.where(lin <= 0.0031308, 12.92 * lin, 1.055 * tf.pow(tf.maximum(lin, 0.0031308), 1 / 2.4) - 0.055)
         return tf.clip_by_value(rgb, 0.0, 1.0)
     x = np.asarray(lab, np.float64)
     fy = (x[..., 0] + 16.0) / 116.0
     f = np.stack([fy + x[..., 1] / 500.0, fy, fy - x[..., 2] / 200.0], -1)
-    xyz = np.where(f > _DELTA, f ** 3, 3 * _DELTA ** 2 * (f - 4.0 / 29.0)) * _WHITE
+    xyz = np.where(f > _DELTA, f**3, 3 * _DELTA**2 * (f - 4.0 / 29.0)) * _WHITE
     lin = xyz @ _XYZ_TO_RGB.T
     rgb = np.where(lin <= 0.0031308, 12.92 * lin, 1.055 * np.maximum(lin, 0.0031308) ** (1 / 2.4) - 0.055)
     return np.clip(rgb, 0.0, 1.0).astype(np.float32)
@@ -152,8 +169,10 @@ def bins_for(n_outputs, data_dir=None):
         return ab_bins("derived")
     if n_outputs == 313:
         return ab_bins("official", data_dir)
-    raise ConfigError(f"a colorization head with {n_outputs} classes matches neither the derived {N_AB_BINS} "
-                      "bins nor the official 313; pass bins= explicitly.")
+    raise ConfigError(
+        f"a colorization head with {n_outputs} classes matches neither the derived {N_AB_BINS} "
+        "bins nor the official 313; pass bins= explicitly."
+    )
 
 
 def nearest_bin(ab, bins):
@@ -184,7 +203,7 @@ def soft_encode_np(ab, bins, k=SOFT_NEIGHBOURS, sigma=SOFT_SIGMA):
     ab = np.asarray(ab, np.float64)
     d2 = ((ab[..., None, :] - np.asarray(bins, np.float64)) ** 2).sum(-1)
     idx = np.argsort(d2, axis=-1)[..., :k]
-    w = np.exp(-np.take_along_axis(d2, idx, -1) / (2 * sigma ** 2))
+    w = np.exp(-np.take_along_axis(d2, idx, -1) / (2 * sigma**2))
     w /= w.sum(-1, keepdims=True)
     out = np.zeros(d2.shape)
     np.put_along_axis(out, idx, w, -1)
@@ -197,7 +216,7 @@ def soft_encode(ab, bins, k=SOFT_NEIGHBOURS, sigma=SOFT_SIGMA):
     c = tf.constant(bins, tf.float32)
     d2 = tf.reduce_sum(tf.square(ab[..., None, :] - c), axis=-1)
     neg, idx = tf.math.top_k(-d2, k=k)
-    w = tf.nn.softmax(neg / (2 * sigma ** 2), axis=-1)  # exp(-d2/2s^2) normalised
+    w = tf.nn.softmax(neg / (2 * sigma**2), axis=-1)  # exp(-d2/2s^2) normalised
     return tf.reduce_sum(tf.one_hot(idx, len(bins), dtype=tf.float32) * w[..., None], axis=-2)
 
 
@@ -209,7 +228,7 @@ def empirical_distribution(ab_samples, bins, sigma=SOFT_SIGMA):
     counts = np.bincount(nearest_bin(ab_samples, bins), minlength=len(bins)).astype(np.float64)
     p = counts / counts.sum()
     d2 = ((bins[:, None, :] - bins[None, :, :]) ** 2).sum(-1).astype(np.float64)
-    kernel = np.exp(-d2 / (2 * sigma ** 2))
+    kernel = np.exp(-d2 / (2 * sigma**2))
     smooth = kernel @ p
     return smooth / smooth.sum()
 
@@ -249,7 +268,7 @@ def rgb_psnr(pred, true):
     a = np.floor(np.clip(np.asarray(pred, np.float64), 0, 1) * 255 + 0.5)
     b = np.floor(np.clip(np.asarray(true, np.float64), 0, 1) * 255 + 0.5)
     mse = np.mean((a - b) ** 2)
-    return float("inf") if mse == 0 else float(10 * math.log10(255.0 ** 2 / mse))
+    return float("inf") if mse == 0 else float(10 * math.log10(255.0**2 / mse))
 
 
 # --------------------------------------------------------------------------- training objective
@@ -312,11 +331,12 @@ class ColorizeTask(Task):
 
         source = self.config.train_data
         if source is not None and str(source).lower().endswith((".h5", ".hdf5")):
-            raise ConfigError(f"task colorize needs a folder of RGB images as train_data (or None for the "
-                              f"embedded photos), not the patch file {source}.")
+            raise ConfigError(
+                f"task colorize needs a folder of RGB images as train_data (or None for the "
+                f"embedded photos), not the patch file {source}."
+            )
         _, images, _ = load_train_images(self.hr_data_config(int(self.config.lr_patch)))
-        return [im.astype(np.float32) / 255.0 if im.dtype == np.uint8 else im.astype(np.float32)
-                for im in images]
+        return [im.astype(np.float32) / 255.0 if im.dtype == np.uint8 else im.astype(np.float32) for im in images]
 
     @property
     def objective(self):

@@ -33,21 +33,34 @@ weights folders (:func:`visionfw.weights.pretrained.weights_dirs`); a path loads
 lets Keras download it (internet needed, only when asked); ``'random'`` draws seeded random
 weights -- a network with no perceptual meaning, for tests only.
 """
+
 from __future__ import annotations
 
 import dataclasses
 import inspect
 import os
+
 import numpy as np
 import tensorflow as tf
 
 from visionfw.errors import ConfigError, SpecError
-from visionfw.tasks.losses import l1, l2
 from visionfw.tasks.base import SRTask, build_with_policy, register_task
+from visionfw.tasks.losses import l1, l2
 
-__all__ = ["VGG19_NOTOP_FILE", "vgg19_features", "PerceptualLoss", "bce_with_logits", "standard_d_loss",
-           "standard_g_loss", "relativistic_d_loss", "relativistic_g_loss", "ADVERSARIAL", "GANObjective",
-           "OBJECTIVES", "GANTask"]
+__all__ = [
+    "VGG19_NOTOP_FILE",
+    "vgg19_features",
+    "PerceptualLoss",
+    "bce_with_logits",
+    "standard_d_loss",
+    "standard_g_loss",
+    "relativistic_d_loss",
+    "relativistic_g_loss",
+    "ADVERSARIAL",
+    "GANObjective",
+    "OBJECTIVES",
+    "GANTask",
+]
 
 VGG19_NOTOP_FILE = "vgg19_weights_tf_dim_ordering_tf_kernels_notop.h5"
 # (convs, filters) of VGG19's five blocks; layers are named as in keras.applications.VGG19
@@ -70,10 +83,12 @@ def _find_vgg19_file():
         for path in (folder / VGG19_NOTOP_FILE, folder / "vgg" / VGG19_NOTOP_FILE):
             if path.is_file():
                 return str(path)
-    raise ConfigError(f"vgg_weights='auto': {VGG19_NOTOP_FILE} is in none of "
-                      f"{[str(d) for d in weights_dirs()]}. Put it in $VISIONFW_WEIGHTS, pass its path "
-                      "(task_options vgg_weights=PATH), vgg_weights=imagenet to let Keras download it, or "
-                      "vgg_weights=random (untrained features: tests only).")
+    raise ConfigError(
+        f"vgg_weights='auto': {VGG19_NOTOP_FILE} is in none of "
+        f"{[str(d) for d in weights_dirs()]}. Put it in $VISIONFW_WEIGHTS, pass its path "
+        "(task_options vgg_weights=PATH), vgg_weights=imagenet to let Keras download it, or "
+        "vgg_weights=random (untrained features: tests only)."
+    )
 
 
 def _vgg19_weights(weights, seed):
@@ -90,8 +105,10 @@ def _vgg19_weights(weights, seed):
     if weights == "auto":
         weights = _find_vgg19_file()
     elif weights != "imagenet" and not os.path.isfile(str(weights)):
-        raise ConfigError(f"vgg_weights={weights!r}: no such file; give the path of {VGG19_NOTOP_FILE}, 'auto', "
-                          "'imagenet' (download) or 'random' (tests only).")
+        raise ConfigError(
+            f"vgg_weights={weights!r}: no such file; give the path of {VGG19_NOTOP_FILE}, 'auto', "
+            "'imagenet' (download) or 'random' (tests only)."
+        )
     import keras
 
     vgg = keras.applications.VGG19(include_top=False, weights=str(weights), input_shape=(None, None, 3))
@@ -111,11 +128,15 @@ def parse_vgg_layers(layer):
             try:
                 items.append((name.strip(), float(weight) if weight.strip() else 1.0))
             except ValueError:
-                raise ConfigError(f"vgg_layer={layer!r}: {part.strip()!r} has a weight that is not a number; "
-                                  "write NAME or WEIGHT*NAME, e.g. 0.1*block1_conv2+block5_conv4.") from None
+                raise ConfigError(
+                    f"vgg_layer={layer!r}: {part.strip()!r} has a weight that is not a number; "
+                    "write NAME or WEIGHT*NAME, e.g. 0.1*block1_conv2+block5_conv4."
+                ) from None
     else:
-        raise ConfigError(f"vgg_layer={layer!r}: give a VGG19 conv name such as 'block5_conv4', a weighted sum "
-                          "such as '0.1*block1_conv2+block5_conv4' or a dict {name: weight}.")
+        raise ConfigError(
+            f"vgg_layer={layer!r}: give a VGG19 conv name such as 'block5_conv4', a weighted sum "
+            "such as '0.1*block1_conv2+block5_conv4' or a dict {name: weight}."
+        )
     weights = {}
     for name, weight in sorted(items, key=lambda item: VGG19_CONVS.index(item[0]) if item[0] in VGG19_CONVS else -1):
         if name not in VGG19_CONVS:
@@ -148,8 +169,11 @@ def vgg19_features(layer="block5_conv4", weights="auto", before_activation=True,
                 outputs.append(x if before_activation else relu)
             if len(outputs) == len(wanted):
                 tag = "_".join(wanted) if len(wanted) <= 2 else f"{len(wanted)}layers"
-                model = keras.Model(inp, outputs[0] if len(outputs) == 1 else outputs,
-                                    name=f"vgg19_{tag}{'_pre' if before_activation else ''}")
+                model = keras.Model(
+                    inp,
+                    outputs[0] if len(outputs) == 1 else outputs,
+                    name=f"vgg19_{tag}{'_pre' if before_activation else ''}",
+                )
                 model.trainable = False
                 return model
             x = relu
@@ -167,8 +191,16 @@ class PerceptualLoss:
     ESRGAN uses).  Build it inside the strategy's scope when training distributed.
     """
 
-    def __init__(self, layer="block5_conv4", weights="auto", before_activation=True, criterion="l1",
-                 normalization="caffe", feature_scale=1.0, seed=0):
+    def __init__(
+        self,
+        layer="block5_conv4",
+        weights="auto",
+        before_activation=True,
+        criterion="l1",
+        normalization="caffe",
+        feature_scale=1.0,
+        seed=0,
+    ):
         if criterion not in ("l1", "l2"):
             raise ConfigError(f"feature_criterion={criterion!r}: use l1 or l2.")
         if normalization not in NORMALIZATIONS:
@@ -204,8 +236,9 @@ class PerceptualLoss:
 def bce_with_logits(logits, target):
     """Mean binary cross-entropy of ``sigmoid(logits)`` against the constant label ``target`` (0 or 1)."""
     logits = tf.cast(logits, tf.float32)
-    return tf.reduce_mean(tf.nn.sigmoid_cross_entropy_with_logits(labels=tf.fill(tf.shape(logits), float(target)),
-                                                                  logits=logits))
+    return tf.reduce_mean(
+        tf.nn.sigmoid_cross_entropy_with_logits(labels=tf.fill(tf.shape(logits), float(target)), logits=logits)
+    )
 
 
 def _global_mean(x):
@@ -242,8 +275,10 @@ def relativistic_g_loss(real_logits, fake_logits):
     return 0.5 * (bce_with_logits(real - _global_mean(fake), 0.0) + bce_with_logits(fake - _global_mean(real), 1.0))
 
 
-ADVERSARIAL = {"standard": (standard_d_loss, standard_g_loss),
-               "relativistic": (relativistic_d_loss, relativistic_g_loss)}
+ADVERSARIAL = {
+    "standard": (standard_d_loss, standard_g_loss),
+    "relativistic": (relativistic_d_loss, relativistic_g_loss),
+}
 
 
 # ----------------------------------------------------------------------------- the objective
@@ -278,8 +313,10 @@ class GANObjective:
         fields = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(options) - fields)
         if unknown:
-            raise ConfigError(f"task_options: {unknown[0]!r} is not a gan option; use objective, discriminator, "
-                              f"discriminator_kwargs, d_lr_scale, pretrained or one of {sorted(fields)}.")
+            raise ConfigError(
+                f"task_options: {unknown[0]!r} is not a gan option; use objective, discriminator, "
+                f"discriminator_kwargs, d_lr_scale, pretrained or one of {sorted(fields)}."
+            )
         return dataclasses.replace(OBJECTIVES[name], **options)
 
     def d_loss(self, real_logits, fake_logits):
@@ -288,28 +325,43 @@ class GANObjective:
     def g_terms(self, hr, sr, real_logits, fake_logits, pixel_fn, perceptual_fn):
         """``{'pixel', 'perceptual', 'adversarial'}``: the generator's unweighted terms (absent ones 0)."""
         zero = tf.constant(0.0)
-        return {"pixel": tf.cast(pixel_fn(hr, sr), tf.float32) if self.pixel_weight else zero,
-                "perceptual": perceptual_fn(hr, sr) if perceptual_fn is not None else zero,
-                "adversarial": ADVERSARIAL[self.adversarial][1](real_logits, fake_logits)}
+        return {
+            "pixel": tf.cast(pixel_fn(hr, sr), tf.float32) if self.pixel_weight else zero,
+            "perceptual": perceptual_fn(hr, sr) if perceptual_fn is not None else zero,
+            "adversarial": ADVERSARIAL[self.adversarial][1](real_logits, fake_logits),
+        }
 
     def g_loss(self, terms):
-        return (self.pixel_weight * terms["pixel"] + self.perceptual_weight * terms["perceptual"]
-                + self.adversarial_weight * terms["adversarial"])
+        return (
+            self.pixel_weight * terms["pixel"]
+            + self.perceptual_weight * terms["perceptual"]
+            + self.adversarial_weight * terms["adversarial"]
+        )
 
 
 REAL_ESRGAN_LAYERS = "0.1*block1_conv2+0.1*block2_conv2+block3_conv4+block4_conv4+block5_conv4"
 OBJECTIVES = {
     "esrgan": GANObjective(),
-    "srgan": GANObjective(pixel_weight=0.0, adversarial="standard", adversarial_weight=1e-3,
-                          before_activation=False, feature_criterion="l2", feature_scale=1.0 / 12.75),
+    "srgan": GANObjective(
+        pixel_weight=0.0,
+        adversarial="standard",
+        adversarial_weight=1e-3,
+        before_activation=False,
+        feature_criterion="l2",
+        feature_scale=1.0 / 12.75,
+    ),
     # Real-ESRGAN (train_realesrgan_x4plus.yml): L1 + five VGG19 layers before ReLU + 0.1 vanilla GAN
     # against the U-Net discriminator
-    "realesrgan": GANObjective(pixel_weight=1.0, adversarial="standard", adversarial_weight=0.1,
-                               vgg_layer=REAL_ESRGAN_LAYERS),
+    "realesrgan": GANObjective(
+        pixel_weight=1.0, adversarial="standard", adversarial_weight=0.1, vgg_layer=REAL_ESRGAN_LAYERS
+    ),
 }
 # the discriminator each preset's paper trains against, used when task_options name none
-PRESET_DISCRIMINATOR = {"esrgan": "esrgan_discriminator", "srgan": "srgan_discriminator",
-                        "realesrgan": "unet_discriminator"}
+PRESET_DISCRIMINATOR = {
+    "esrgan": "esrgan_discriminator",
+    "srgan": "srgan_discriminator",
+    "realesrgan": "unet_discriminator",
+}
 
 
 # ----------------------------------------------------------------------------- the task
@@ -339,14 +391,18 @@ class GANTask(SRTask):
         self.discriminator_name = options.pop("discriminator", PRESET_DISCRIMINATOR.get(preset))
         self.d_lr_scale = options.pop("d_lr_scale", 1.0)
         if isinstance(self.d_lr_scale, bool) or not isinstance(self.d_lr_scale, (int, float)) or self.d_lr_scale <= 0:
-            raise ConfigError(f"task_options d_lr_scale={self.d_lr_scale!r} must be a positive number (the "
-                              "discriminator's learning rate is the run's schedule times it).")
+            raise ConfigError(
+                f"task_options d_lr_scale={self.d_lr_scale!r} must be a positive number (the "
+                "discriminator's learning rate is the run's schedule times it)."
+            )
         self.discriminator_kwargs = dict(options.pop("discriminator_kwargs", None) or {})
         self.pretrained = options.pop("pretrained", None)
         self.objective = GANObjective.from_options(options)
         if config.clipnorm and config.distribute:
-            raise ConfigError("task gan: clipnorm under a distribution strategy would clip per replica; leave "
-                              "clipnorm unset or train on one device.")
+            raise ConfigError(
+                "task gan: clipnorm under a distribution strategy would clip per replica; leave "
+                "clipnorm unset or train on one device."
+            )
         self.discriminator = self.d_optimizer = self.perceptual = None
 
     # -- networks and optimizers (in the strategy's scope) ---------------------------------
@@ -355,11 +411,16 @@ class GANTask(SRTask):
 
         entry = model_entry(self.discriminator_name)
         if entry.task != "discriminator":
-            raise ConfigError(f"discriminator={self.discriminator_name!r} is a {entry.task!r} model; use one of "
-                              "task 'discriminator' (the task column of `visionfw models`).")
+            raise ConfigError(
+                f"discriminator={self.discriminator_name!r} is a {entry.task!r} model; use one of "
+                "task 'discriminator' (the task column of `visionfw models`)."
+            )
         kwargs = dict(self.discriminator_kwargs)
-        sized = ("input_size" in inspect.signature(entry.fn).parameters and "input_size" not in entry.hyper
-                 and "input_size" not in kwargs)
+        sized = (
+            "input_size" in inspect.signature(entry.fn).parameters
+            and "input_size" not in entry.hyper
+            and "input_size" not in kwargs
+        )
         if sized:
             kwargs["input_size"] = int(self.config.lr_patch) * int(self.config.scale)  # the HR patch
         try:
@@ -367,10 +428,12 @@ class GANTask(SRTask):
         except SpecError as exc:
             if not sized:
                 raise
-            raise ConfigError(f"task gan: discriminator {self.discriminator_name!r} is sized to the HR patch, "
-                              f"--lr_patch * --scale = {kwargs['input_size']}, which it cannot take ({exc}). Change "
-                              "--lr_patch, or pick a fully convolutional discriminator (task_options "
-                              "discriminator=unet_discriminator).") from None
+            raise ConfigError(
+                f"task gan: discriminator {self.discriminator_name!r} is sized to the HR patch, "
+                f"--lr_patch * --scale = {kwargs['input_size']}, which it cannot take ({exc}). Change "
+                "--lr_patch, or pick a fully convolutional discriminator (task_options "
+                "discriminator=unet_discriminator)."
+            ) from None
         if tf.distribute.get_strategy().num_replicas_in_sync > 1 and _uses_batch_norm(spec):
             # batch statistics of the global batch, as on one device
             defaults = spec.setdefault("defaults", {})
@@ -393,8 +456,15 @@ class GANTask(SRTask):
         self.d_optimizer.build(self.discriminator.trainable_variables)
         o = self.objective
         if o.perceptual_weight:
-            self.perceptual = PerceptualLoss(o.vgg_layer, o.vgg_weights, o.before_activation, o.feature_criterion,
-                                             o.vgg_normalization, o.feature_scale, seed=int(c.seed))
+            self.perceptual = PerceptualLoss(
+                o.vgg_layer,
+                o.vgg_weights,
+                o.before_activation,
+                o.feature_criterion,
+                o.vgg_normalization,
+                o.feature_scale,
+                seed=int(c.seed),
+            )
         if self.pretrained:
             from visionfw.weights.loader import load_weights
 
@@ -423,9 +493,14 @@ class GANTask(SRTask):
             scaled = self.d_optimizer.scale_loss(d_loss / replicas)
         self.d_optimizer.apply(tape.gradient(scaled, d.trainable_variables), d.trainable_variables)
 
-        metrics = dict(terms, g_loss=g_loss, d_loss=d_loss, _outputs=sr,
-                       d_real=tf.reduce_mean(tf.sigmoid(tf.cast(real_logits, tf.float32))),
-                       d_fake=tf.reduce_mean(tf.sigmoid(tf.cast(fake_logits, tf.float32))))
+        metrics = dict(
+            terms,
+            g_loss=g_loss,
+            d_loss=d_loss,
+            _outputs=sr,
+            d_real=tf.reduce_mean(tf.sigmoid(tf.cast(real_logits, tf.float32))),
+            d_fake=tf.reduce_mean(tf.sigmoid(tf.cast(fake_logits, tf.float32))),
+        )
         return g_loss, metrics
 
 

@@ -7,6 +7,7 @@ Every loss is the mean over all elements of the batch, computed in float32 (inpu
 a mixed-precision model are cast up first), so the value does not depend on the
 batch size and a replica's loss divided by the replica count sums to the global mean.
 """
+
 from __future__ import annotations
 
 import re
@@ -57,7 +58,7 @@ def lp(y_true, y_pred, p=LP_DEFAULT_P):
     y_true, y_pred = _f32(y_true, y_pred)
     err = tf.abs(y_pred - y_true)
     if p < 1.0:
-        return tf.reduce_mean(tf.pow(err + LP_EPS, p) - LP_EPS ** p)
+        return tf.reduce_mean(tf.pow(err + LP_EPS, p) - LP_EPS**p)
     return tf.reduce_mean(tf.pow(err, p))
 
 
@@ -66,8 +67,10 @@ LOSSES = {"l1": l1, "mae": l1, "l2": l2, "mse": l2, "charbonnier": charbonnier, 
 _OPTION = {"lp": "p", "charbonnier": "eps"}
 
 _NUMBER = r"[0-9]*\.?[0-9]+(?:[eE][-+]?[0-9]+)?"
-_TERM = re.compile(rf"^\s*(?:({_NUMBER})\s*\*\s*)?([a-zA-Z_][a-zA-Z0-9_]*)\s*"
-                   rf"(?:\(\s*(?:([a-zA-Z_]+)\s*=\s*)?({_NUMBER})\s*\))?\s*$")
+_TERM = re.compile(
+    rf"^\s*(?:({_NUMBER})\s*\*\s*)?([a-zA-Z_][a-zA-Z0-9_]*)\s*"
+    rf"(?:\(\s*(?:([a-zA-Z_]+)\s*=\s*)?({_NUMBER})\s*\))?\s*$"
+)
 
 
 class WeightedLoss:
@@ -80,11 +83,14 @@ class WeightedLoss:
             weight, name = float(term[0]), str(term[1]).lower()
             option = term[2] if len(term) > 2 else None
             if name not in LOSSES:
-                raise ConfigError(f"loss {name!r} is unknown; use one of {sorted(LOSSES)} "
-                                  "or a mix like '0.8*l1+0.2*charbonnier'.")
+                raise ConfigError(
+                    f"loss {name!r} is unknown; use one of {sorted(LOSSES)} or a mix like '0.8*l1+0.2*charbonnier'."
+                )
             if option is not None and name not in _OPTION:
-                raise ConfigError(f"loss {name}({option:g}) takes no option; only "
-                                  f"{', '.join(f'{k}({v})' for k, v in _OPTION.items())} do.")
+                raise ConfigError(
+                    f"loss {name}({option:g}) takes no option; only "
+                    f"{', '.join(f'{k}({v})' for k, v in _OPTION.items())} do."
+                )
             if name == "lp" and option is not None and not float(option) > 0:
                 raise ConfigError(f"loss lp({option:g}): p must be > 0, e.g. lp(0.5).")
             self.terms.append((weight, name))
@@ -121,8 +127,10 @@ def parse_loss(spec):
     for part in spec.split("+"):
         m = _TERM.match(part)
         if not m:
-            raise ConfigError(f"loss={spec!r}: cannot read the term {part.strip()!r}; write "
-                              "terms as 'name', 'weight*name' or 'weight*name(option)' joined by '+'.")
+            raise ConfigError(
+                f"loss={spec!r}: cannot read the term {part.strip()!r}; write "
+                "terms as 'name', 'weight*name' or 'weight*name(option)' joined by '+'."
+            )
         weight, name, key, option = m.groups()
         if key is not None and key != _OPTION.get(name.lower()):
             want = f"{name}({_OPTION[name.lower()]}=...)" if name.lower() in _OPTION else f"plain {name}"

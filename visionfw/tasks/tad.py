@@ -19,6 +19,7 @@ x4 and x16 are the x2 autoencoder applied recursively with the *same* weights: o
 encoder sub-model called ``log2(s)`` times, then one decoder sub-model called
 ``log2(s)`` times (sub-models named ``encoder`` and ``decoder`` in the full model).
 """
+
 from __future__ import annotations
 
 import math
@@ -28,12 +29,26 @@ import numpy as np
 import tensorflow as tf
 
 from visionfw.errors import ConfigError, DataError
-from visionfw.zoo.layers import LUMA_WEIGHTS, Luma, Quantize  # noqa: F401  (re-exported)
 from visionfw.tasks.base import Task, hr_of, register_task, typed_options
+from visionfw.zoo.layers import LUMA_WEIGHTS, Luma, Quantize  # noqa: F401  (re-exported)
 
-__all__ = ["Luma", "latent_deviation", "latent_loss", "tad_loss", "TADTask", "set_quantization",
-           "quantization_enabled", "set_quantize_gradient", "guide_for", "TADObjective", "split_model", "downscale",
-           "upscale", "evaluate_tad", "add_noise"]
+__all__ = [
+    "Luma",
+    "latent_deviation",
+    "latent_loss",
+    "tad_loss",
+    "TADTask",
+    "set_quantization",
+    "quantization_enabled",
+    "set_quantize_gradient",
+    "guide_for",
+    "TADObjective",
+    "split_model",
+    "downscale",
+    "upscale",
+    "evaluate_tad",
+    "add_noise",
+]
 
 # --------------------------------------------------------------------------- losses
 
@@ -123,8 +138,10 @@ def split_model(model, times=1):
         enc = model.get_layer("encoder")
         dec = model.get_layer("decoder")
     except ValueError as exc:
-        raise ConfigError(f"model {model.name!r} has no 'encoder'/'decoder' sub-models; build it from "
-                          "visionfw.model_defs.tad (e.g. visionfw.get_model('aetad_skip2')).") from exc
+        raise ConfigError(
+            f"model {model.name!r} has no 'encoder'/'decoder' sub-models; build it from "
+            "visionfw.model_defs.tad (e.g. visionfw.get_model('aetad_skip2'))."
+        ) from exc
     x_in = keras.Input(shape=enc.inputs[0].shape[1:])
     x = x_in
     for _ in range(times):
@@ -178,15 +195,24 @@ class TADObjective:
     :meth:`on_step` switches SLR quantisation on once ``step >= quantize_from``.
     """
 
-    def __init__(self, scale=2, alpha=10.0, beta=1.0, epsilon=0.0, quantize_from=None, latent="bicubic",
-                 quantize_gradient="clipped"):
+    def __init__(
+        self,
+        scale=2,
+        alpha=10.0,
+        beta=1.0,
+        epsilon=0.0,
+        quantize_from=None,
+        latent="bicubic",
+        quantize_gradient="clipped",
+    ):
         if alpha < 0 or beta < 0 or epsilon < 0:
             raise ConfigError(f"TAD loss: alpha={alpha}, beta={beta}, epsilon={epsilon} must be >= 0.")
         if latent not in ("bicubic", "luma"):
             raise ConfigError(f"TAD loss: latent={latent!r} is unknown; use 'bicubic' or 'luma'.")
         if quantize_gradient not in Quantize.GRADIENTS:
-            raise ConfigError(f"TAD: quantize_gradient={quantize_gradient!r} is unknown; "
-                              f"use one of {Quantize.GRADIENTS}.")
+            raise ConfigError(
+                f"TAD: quantize_gradient={quantize_gradient!r} is unknown; use one of {Quantize.GRADIENTS}."
+            )
         self.quantize_gradient = quantize_gradient
         self.scale = int(scale)
         self.alpha = float(alpha)
@@ -230,9 +256,18 @@ class TADTask(Task):
 
     def __init__(self, config):
         super().__init__(config)
-        opts = typed_options(getattr(config, "task_options", None), {
-            "alpha": float, "beta": float, "epsilon": float, "quantize_from": (int, type(None)),
-            "quantize_gradient": str, "max_loss_growth": float}, "tad")
+        opts = typed_options(
+            getattr(config, "task_options", None),
+            {
+                "alpha": float,
+                "beta": float,
+                "epsilon": float,
+                "quantize_from": (int, type(None)),
+                "quantize_gradient": str,
+                "max_loss_growth": float,
+            },
+            "tad",
+        )
         growth = opts.pop("max_loss_growth", 3.0)
         self.max_loss_growth = float(growth) if growth else 0.0
         self._lowest_loss = math.inf
@@ -256,9 +291,11 @@ class TADTask(Task):
     def check_loss(self, step, loss):
         """Stops the run when a logged loss exceeds ``max_loss_growth`` times the lowest one so far."""
         if self.max_loss_growth and loss > self.max_loss_growth * self._lowest_loss:
-            return (f"the TAD loss exploded ({loss:.4g}, more than {self.max_loss_growth:g} times its lowest "
-                    f"logged value {self._lowest_loss:.4g}). Lower lr, or keep quantize_gradient=clipped; "
-                    "task option max_loss_growth=0 turns this check off.")
+            return (
+                f"the TAD loss exploded ({loss:.4g}, more than {self.max_loss_growth:g} times its lowest "
+                f"logged value {self._lowest_loss:.4g}). Lower lr, or keep quantize_gradient=clipped; "
+                "task option max_loss_growth=0 turns this check off."
+            )
         self._lowest_loss = min(self._lowest_loss, float(loss))
         return None
 
@@ -309,9 +346,9 @@ def evaluate_tad(model, hr_images, scale, times=1, protocol="edsr", noise_sigma=
     beat), without noise; lr_psnr: RGB PSNR of the 8-bit SLR against 8-bit MATLAB bicubic of
     HR, no shave; protocol: the description).
     """
-    from visionfw.metrics import psnr_ssim as metrics
     from visionfw.data.imresize import imresize_numpy, modcrop
     from visionfw.evaluate import bicubic_metrics
+    from visionfw.metrics import psnr_ssim as metrics
 
     encoder, decoder = split_model(model, times)
     results, lr_psnrs, bicubic = [], [], []

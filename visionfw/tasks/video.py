@@ -15,6 +15,7 @@ on its own), and a video SR model restores the frames from the task-aware LR seq
 Task options (``--task_options``): ``downscaler=bicubic`` (default) or the path of a trained TAD
 ``.keras`` model; ``max_motion=2`` (HR pixels per frame).
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -25,8 +26,19 @@ import tensorflow as tf
 from visionfw.errors import ConfigError, DataError
 from visionfw.tasks.base import Task, register_task
 
-__all__ = ["read_frames", "write_frames", "synthetic_sequence", "pan_offsets", "quantize8", "load_downscaler",
-           "downscale_frames", "stack_window", "super_resolve_sequence", "evaluate_sequence", "VideoSRTask"]
+__all__ = [
+    "read_frames",
+    "write_frames",
+    "synthetic_sequence",
+    "pan_offsets",
+    "quantize8",
+    "load_downscaler",
+    "downscale_frames",
+    "stack_window",
+    "super_resolve_sequence",
+    "evaluate_sequence",
+    "VideoSRTask",
+]
 
 
 # --------------------------------------------------------------------------- sequences
@@ -38,12 +50,16 @@ def read_frames(folder):
 
     paths = list_images(folder)
     if not paths:
-        raise DataError(f"read_frames: no image files in {folder}; a sequence is a folder of frames "
-                        "(frame_0000.png, frame_0001.png, ...).")
+        raise DataError(
+            f"read_frames: no image files in {folder}; a sequence is a folder of frames "
+            "(frame_0000.png, frame_0001.png, ...)."
+        )
     frames = [read_image(p) for p in paths]
     if len({f.shape for f in frames}) != 1:
-        raise DataError(f"read_frames: the frames of {folder} differ in size "
-                        f"({sorted({f.shape for f in frames})}); a sequence has one frame size.")
+        raise DataError(
+            f"read_frames: the frames of {folder} differ in size "
+            f"({sorted({f.shape for f in frames})}); a sequence has one frame size."
+        )
     return frames
 
 
@@ -65,8 +81,7 @@ def pan_offsets(n_frames, velocity, jitter=0, seed=0):
     return off - off.min(axis=0, keepdims=True)
 
 
-def synthetic_sequence(image, n_frames=7, size=None, velocity=(1, 2), jitter=0, seed=0, multiple_of=1,
-                       origin=(0, 0)):
+def synthetic_sequence(image, n_frames=7, size=None, velocity=(1, 2), jitter=0, seed=0, multiple_of=1, origin=(0, 0)):
     """Sliding crops of one large photo, as if a camera panned over it: ``(frames, offsets)``.
 
     ``size``: (h, w) of a frame (default: the largest that fits the pan), rounded down to a multiple
@@ -85,8 +100,10 @@ def synthetic_sequence(image, n_frames=7, size=None, velocity=(1, 2), jitter=0, 
     h, w = size if size is not None else room
     h, w = (int(h) // multiple_of) * multiple_of, (int(w) // multiple_of) * multiple_of
     if h < 1 or w < 1 or h > room[0] or w > room[1]:
-        raise DataError(f"synthetic_sequence: frames of {(h, w)} with a pan of {tuple(span)} px do not fit the "
-                        f"image of {img.shape[:2]}; use a smaller size, fewer frames or a slower velocity.")
+        raise DataError(
+            f"synthetic_sequence: frames of {(h, w)} with a pan of {tuple(span)} px do not fit the "
+            f"image of {img.shape[:2]}; use a smaller size, fewer frames or a slower velocity."
+        )
     if isinstance(origin, str):
         if origin not in ("centre", "center"):
             raise ConfigError(f"synthetic_sequence: origin={origin!r}; use (y, x) or 'centre'.")
@@ -95,7 +112,7 @@ def synthetic_sequence(image, n_frames=7, size=None, velocity=(1, 2), jitter=0, 
     if not (0 <= oy <= room[0] - h and 0 <= ox <= room[1] - w):
         raise DataError(f"synthetic_sequence: origin {(oy, ox)} puts the pan outside the image of {img.shape[:2]}.")
     off = off + np.array([[oy, ox]])
-    return [img[y:y + h, x:x + w] for y, x in off], off
+    return [img[y : y + h, x : x + w] for y, x in off], off
 
 
 def quantize8(x):
@@ -112,8 +129,10 @@ def load_downscaler(downscaler, scale):
         return (lambda hr: quantize8(imresize(tf.cast(hr, tf.float32), scale=1.0 / scale))), "bicubic"
     path = Path(str(downscaler))
     if path.suffix != ".keras" or not path.is_file():
-        raise ConfigError(f"downscaler={downscaler!r}: use 'bicubic' or the path of a trained TAD .keras model "
-                          "(e.g. runs/tad/model.keras from `visionfw train --task=tad`).")
+        raise ConfigError(
+            f"downscaler={downscaler!r}: use 'bicubic' or the path of a trained TAD .keras model "
+            "(e.g. runs/tad/model.keras from `visionfw train --task=tad`)."
+        )
     import keras
 
     from visionfw.tasks import tad
@@ -124,15 +143,19 @@ def load_downscaler(downscaler, scale):
     try:
         times = max(1, len(model.get_layer("encoder")._inbound_nodes))  # x4 calls the x2 encoder twice
     except ValueError:
-        raise ConfigError(f"downscaler={downscaler}: not a TAD model (no 'encoder' sub-model); pass the "
-                          "model.keras of a `visionfw train --task=tad` run.") from None
+        raise ConfigError(
+            f"downscaler={downscaler}: not a TAD model (no 'encoder' sub-model); pass the "
+            "model.keras of a `visionfw train --task=tad` run."
+        ) from None
     encoder, _ = tad.split_model(model, times)
     encoder.trainable = False
     probe = encoder(np.zeros((1, 8 * scale, 8 * scale, 3), np.float32), training=False)
     if tuple(probe.shape[1:]) != (8, 8, 3):
-        raise ConfigError(f"downscaler={downscaler}: its encoder maps {8 * scale}x{8 * scale} RGB to "
-                          f"{tuple(probe.shape[1:])}; the video task at scale {scale} needs an RGB x{scale} TAD "
-                          f"model (e.g. aetad_skip2 trained with --scale={scale}).")
+        raise ConfigError(
+            f"downscaler={downscaler}: its encoder maps {8 * scale}x{8 * scale} RGB to "
+            f"{tuple(probe.shape[1:])}; the video task at scale {scale} needs an RGB x{scale} TAD "
+            f"model (e.g. aetad_skip2 trained with --scale={scale})."
+        )
     return (lambda hr: quantize8(encoder(tf.cast(hr, tf.float32), training=False))), f"tad:{path.name}"
 
 
@@ -197,12 +220,16 @@ class VideoSRTask(Task):
         opts = dict(getattr(config, "task_options", None) or {})
         unknown = set(opts) - {"downscaler", "max_motion"}
         if unknown:
-            raise ConfigError(f"task_options: {sorted(unknown)} are not video_sr options; use downscaler=bicubic "
-                              "or downscaler=PATH.keras (a TAD model) and max_motion=N (HR px per frame).")
+            raise ConfigError(
+                f"task_options: {sorted(unknown)} are not video_sr options; use downscaler=bicubic "
+                "or downscaler=PATH.keras (a TAD model) and max_motion=N (HR px per frame)."
+            )
         self.scale = int(config.scale)
         if "frames" not in self.meta:
-            raise ConfigError(f"task video_sr: model {config.model!r} is not a multi-frame model (its spec states no "
-                              "'frames'); use model=video_sr or a family written like model_defs/video_sr.py.")
+            raise ConfigError(
+                f"task video_sr: model {config.model!r} is not a multi-frame model (its spec states no "
+                "'frames'); use model=video_sr or a family written like model_defs/video_sr.py."
+            )
         self.frames = int(self.meta["frames"])
         self.max_motion = int(opts.get("max_motion", 2))
         if self.max_motion < 0:
@@ -234,8 +261,9 @@ class VideoSRTask(Task):
             hr = batch[0]
             n = tf.shape(hr)[0]
             # a pan per sample: velocity in [-m, m]^2 HR px per frame, seeded by (seed, step)
-            v = tf.random.stateless_uniform([n, 2], seed=[seed, tf.cast(step, tf.int32)], minval=-m,
-                                            maxval=m + 1, dtype=tf.int32)
+            v = tf.random.stateless_uniform(
+                [n, 2], seed=[seed, tf.cast(step, tf.int32)], minval=-m, maxval=m + 1, dtype=tf.int32
+            )
             off = margin + t_rel[None, :, None] * v[:, None, :]  # (n, T, 2)
             ramp = tf.range(hr_patch, dtype=tf.int32)
             rows = tf.reshape(off[..., 0:1] + ramp, [n, frames * hr_patch])
@@ -276,8 +304,11 @@ class VideoSRTask(Task):
         for name in list(getattr(self.config, "val_data", None) or []):
             results = []
             for rec in load_benchmark(name, self.scale, getattr(self.config, "data_dir", None)):
-                hr = rec.hr if rec.hr.ndim == 3 and rec.hr.shape[-1] == 3 else np.repeat(
-                    rec.hr.reshape(rec.hr.shape[:2] + (1,)), 3, -1)
+                hr = (
+                    rec.hr
+                    if rec.hr.ndim == 3 and rec.hr.shape[-1] == 3
+                    else np.repeat(rec.hr.reshape(rec.hr.shape[:2] + (1,)), 3, -1)
+                )
                 frames, _ = synthetic_sequence(hr, self.frames, velocity=(1, 2), multiple_of=self.scale)
                 lr = downscale_frames(frames, self.scale, self.downscale)
                 c = self.frames // 2

@@ -18,6 +18,7 @@ TrainingError, not a raw ``BadZipFile``) and, with :func:`check_finite`, that ev
 value is finite (the trainer never writes a non-finite checkpoint).  Rotation deletes only
 checkpoints of the run it serves (the ``run_id`` in their meta), never another run's files.
 """
+
 from __future__ import annotations
 
 import glob
@@ -102,8 +103,7 @@ class CorruptCheckpointError(TrainingError):
     ``reason`` says how, in a few words."""
 
     def __init__(self, path, reason):
-        super().__init__(f"checkpoint {path!r} is damaged ({reason}); delete it or pass resume=never to "
-                         "start over.")
+        super().__init__(f"checkpoint {path!r} is damaged ({reason}); delete it or pass resume=never to start over.")
         self.reason = reason
 
 
@@ -138,15 +138,19 @@ def restore_state(path, groups, arrays=None):
     for group, variables in groups.items():
         saved = sorted(k for k in arrays if k.startswith(f"{group}/"))
         if len(saved) != len(variables):
-            raise TrainingError(f"checkpoint {path!r} has {len(saved)} '{group}' variables but the "
-                                f"run has {len(variables)}; it was written for another model/optimizer "
-                                "config. Use another workdir or resume=never.")
+            raise TrainingError(
+                f"checkpoint {path!r} has {len(saved)} '{group}' variables but the "
+                f"run has {len(variables)}; it was written for another model/optimizer "
+                "config. Use another workdir or resume=never."
+            )
         for key, var in zip(saved, variables):
             value = arrays[key]
             if tuple(value.shape) != tuple(var.shape):
-                raise TrainingError(f"checkpoint {path!r}: {key} has shape {value.shape}, the run's "
-                                    f"variable {getattr(var, 'path', getattr(var, 'name', '?'))} has "
-                                    f"{tuple(var.shape)}. Use another workdir or resume=never.")
+                raise TrainingError(
+                    f"checkpoint {path!r}: {key} has shape {value.shape}, the run's "
+                    f"variable {getattr(var, 'path', getattr(var, 'name', '?'))} has "
+                    f"{tuple(var.shape)}. Use another workdir or resume=never."
+                )
             var.assign(value)
 
 
@@ -205,7 +209,7 @@ class CheckpointManager:
             meta = dict(meta, run_id=self.run_id)
         save_state(path, groups, meta, kept=self.latest())
         self._written.add(path)
-        for _, old in self.all()[:-self.keep]:
+        for _, old in self.all()[: -self.keep]:
             if self._ours(old):
                 os.remove(old)
                 self._written.discard(old)
@@ -259,5 +263,6 @@ class CheckpointManager:
     @staticmethod
     def _warn_corrupt(warnings, bad, then):
         names = ", ".join(f"{os.path.basename(p)} ({e.reason})" for p, _, e in bad)
-        warnings.warn(f"corrupt checkpoint(s) {names} in {os.path.dirname(bad[0][0])} renamed to *.corrupt; "
-                      f"{then}.", stacklevel=3)
+        warnings.warn(
+            f"corrupt checkpoint(s) {names} in {os.path.dirname(bad[0][0])} renamed to *.corrupt; {then}.", stacklevel=3
+        )

@@ -6,6 +6,7 @@ loss) trains ESPCN and EDSR-baseline to the PSNR of float32 training (paired see
 CPUs with AVX512_BF16 or AMX, NVIDIA GPUs of compute capability 8.0 (Ampere) and later.  Elsewhere
 bf16 is emulated and slower than float32, so 'auto' keeps float32 there.
 """
+
 from __future__ import annotations
 
 from pathlib import Path

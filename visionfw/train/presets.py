@@ -8,6 +8,7 @@ turns an ``hr_patch`` into ``lr_patch = hr_patch // scale`` (the pipeline's unit
 Learning rates are for the stated batch size.  Under data-parallel training the
 batch is the *global* batch, so the same lr applies (no linear scaling).
 """
+
 from __future__ import annotations
 
 import copy
@@ -21,18 +22,31 @@ __all__ = ["get_preset", "preset_for_model", "USER_DEFAULT"]
 # L1, Adam 2e-3 with a cosine decay over the run, batch 16, 32x32 LR patches), measured on those two
 # dicts (README "Train your own dict"; tests/test_train_dict.py, slow).
 USER_DEFAULT = {
-    "loss": "l1", "optimizer": "adam", "optimizer_kwargs": {"beta_1": 0.9, "beta_2": 0.999, "epsilon": 1e-8},
-    "lr": 2e-3, "schedule": "cosine", "schedule_kwargs": {"warmup": 50}, "batch_size": 16, "lr_patch": 32,
+    "loss": "l1",
+    "optimizer": "adam",
+    "optimizer_kwargs": {"beta_1": 0.9, "beta_2": 0.999, "epsilon": 1e-8},
+    "lr": 2e-3,
+    "schedule": "cosine",
+    "schedule_kwargs": {"warmup": 50},
+    "batch_size": 16,
+    "lr_patch": 32,
     "source": "default recipe for a model without a family recipe (the quick start's: L1, Adam 2e-3, cosine "
-              "decay over the run, batch 16, 32x32 LR patches)",
+    "decay over the run, batch 16, 32x32 LR patches)",
     "notes": "register the model with family='<zoo family>' to train it with that family's recipe instead",
 }
 
 # For zoo families whose file registers no recipe.
 _DEFAULT = {
-    "loss": "l1", "optimizer": "adam", "optimizer_kwargs": {"beta_1": 0.9, "beta_2": 0.999, "epsilon": 1e-8},
-    "lr": 1e-4, "schedule": "constant", "schedule_kwargs": {}, "batch_size": 16, "lr_patch": 48,
-    "source": "generic default (no paper recipe for this family)", "notes": "",
+    "loss": "l1",
+    "optimizer": "adam",
+    "optimizer_kwargs": {"beta_1": 0.9, "beta_2": 0.999, "epsilon": 1e-8},
+    "lr": 1e-4,
+    "schedule": "constant",
+    "schedule_kwargs": {},
+    "batch_size": 16,
+    "lr_patch": 48,
+    "source": "generic default (no paper recipe for this family)",
+    "notes": "",
 }
 
 

@@ -4,6 +4,7 @@ All are ``keras.optimizers.schedules.LearningRateSchedule`` subclasses registere
 serialisation.  They are functions of the optimizer's ``iterations`` counter, which is
 checkpointed, so a resumed run continues the schedule exactly.
 """
+
 from __future__ import annotations
 
 import math
@@ -56,8 +57,10 @@ class MultiStepLR(keras.optimizers.schedules.LearningRateSchedule):
     def __init__(self, lr, milestones, gamma=0.1):
         ms = [int(m) for m in milestones]
         if not ms or ms != sorted(ms) or ms[0] < 1:
-            raise ConfigError(f"multistep schedule: milestones={milestones!r} must be increasing "
-                              "positive step numbers, e.g. [200000, 400000].")
+            raise ConfigError(
+                f"multistep schedule: milestones={milestones!r} must be increasing "
+                "positive step numbers, e.g. [200000, 400000]."
+            )
         self.lr, self.milestones, self.gamma = float(lr), ms, float(gamma)
 
     def __call__(self, step):
@@ -90,8 +93,7 @@ class CosineLR(keras.optimizers.schedules.LearningRateSchedule):
         return cos
 
     def get_config(self):
-        return {"lr": self.lr, "total_steps": self.total_steps, "warmup": self.warmup,
-                "min_lr": self.min_lr}
+        return {"lr": self.lr, "total_steps": self.total_steps, "warmup": self.warmup, "min_lr": self.min_lr}
 
 
 @_register

@@ -22,6 +22,7 @@ deterministic global batch and feeds its replicas their slices, so a distributed
 sees exactly the batches of a single-device run; the loss is the global mean and the
 lr is kept as is for the same global batch (no linear scaling).
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -84,7 +85,7 @@ def _resolve_val_data(c):
             picked = [HELDOUT] if c.train_data is None else []
     out = []
     for name in names:
-        for n in (picked if name == AUTO else [name]):
+        for n in picked if name == AUTO else [name]:
             if n not in out:
                 out.append(n)
     return out
@@ -99,8 +100,10 @@ def describe_val_data(config):
     parts = []
     for name in config.val_data:
         if name == HELDOUT:
-            parts.append(f"{HELDOUT} ({', '.join(EMBEDDED_HELDOUT)}: photos held out of the embedded training "
-                         "set; benchmark sets such as Set5 are used when found: --data_dir=DIR or $VISIONFW_DATA)")
+            parts.append(
+                f"{HELDOUT} ({', '.join(EMBEDDED_HELDOUT)}: photos held out of the embedded training "
+                "set; benchmark sets such as Set5 are used when found: --data_dir=DIR or $VISIONFW_DATA)"
+            )
         else:
             parts.append(name)
     return "validating on " + ", ".join(parts)
@@ -144,8 +147,11 @@ def resolve_config(config):
         v = getattr(c, name)
         if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1:
             raise ConfigError(f"{name}={v!r} must be a positive integer.")
-    if c.max_image_pixels is not None and (isinstance(c.max_image_pixels, bool) or not isinstance(
-            c.max_image_pixels, (int, np.integer)) or c.max_image_pixels < 1):
+    if c.max_image_pixels is not None and (
+        isinstance(c.max_image_pixels, bool)
+        or not isinstance(c.max_image_pixels, (int, np.integer))
+        or c.max_image_pixels < 1
+    ):
         raise ConfigError(f"max_image_pixels={c.max_image_pixels!r} must be a positive integer (or unset).")
     for name in ("val_every", "ckpt_every"):
         v = getattr(c, name)
@@ -178,16 +184,20 @@ def resolve_config(config):
         # a bad spec, or a blur wider than the patch, fails here, before anything is written or traced
         check_fits(c.degradation, int(c.scale or 1), int(c.lr_patch) * int(c.scale or 1))
         if c.sampler is not None or (c.lr_source or "bicubic") != "bicubic":
-            raise ConfigError("degradation makes the LR images from the HR patches of the input pipeline: it "
-                              "cannot be combined with --sampler or --lr_source (use --sampler=pipeline).")
+            raise ConfigError(
+                "degradation makes the LR images from the HR patches of the input pipeline: it "
+                "cannot be combined with --sampler or --lr_source (use --sampler=pipeline)."
+            )
     elif c.degradation_pool:
         raise ConfigError("degradation_pool needs --degradation (e.g. --degradation=realsr).")
     if c.sampler is not None:
         from visionfw.data.sampling import SAMPLERS
 
         if c.sampler not in SAMPLERS:
-            raise ConfigError(f"sampler={c.sampler!r}: use one of {sorted(SAMPLERS)} or leave it unset "
-                              "(the input pipeline's uniform patches).")
+            raise ConfigError(
+                f"sampler={c.sampler!r}: use one of {sorted(SAMPLERS)} or leave it unset "
+                "(the input pipeline's uniform patches)."
+            )
         if isinstance(c.pool_size, bool) or not isinstance(c.pool_size, (int, np.integer)) or c.pool_size < 1:
             raise ConfigError(f"pool_size={c.pool_size!r} must be a positive integer.")
     return c
@@ -226,8 +236,10 @@ def make_strategy(kind, num_devices=None):
             devices = [d.name for d in cpus]
         return tf.distribute.MirroredStrategy(devices=devices)
     if "TF_CONFIG" not in os.environ:
-        raise ConfigError("distribute=multi_worker needs the TF_CONFIG environment variable "
-                          "(cluster spec and this worker's task); see tf.distribute docs.")
+        raise ConfigError(
+            "distribute=multi_worker needs the TF_CONFIG environment variable "
+            "(cluster spec and this worker's task); see tf.distribute docs."
+        )
     return tf.distribute.MultiWorkerMirroredStrategy()
 
 
@@ -274,7 +286,8 @@ class _CsvLog:
             return
         with open(self.path, "a", newline="") as f:
             csv.DictWriter(f, fieldnames=self.columns, extrasaction="ignore").writerow(
-                {k: ("" if v is None else v) for k, v in row.items()})
+                {k: ("" if v is None else v) for k, v in row.items()}
+            )
 
 
 # ----------------------------------------------------------------------------- trainer
@@ -286,8 +299,8 @@ class Trainer:
     def __init__(self, config, label=None):
         import keras
 
-        from visionfw.train.schedules import make_schedule
         from visionfw.tasks.base import get_task
+        from visionfw.train.schedules import make_schedule
 
         self.config = c = config
         self.label = label
@@ -299,8 +312,9 @@ class Trainer:
         self.chief = _is_chief(self.strategy)
         self.replicas = self.strategy.num_replicas_in_sync
         if c.batch_size % self.replicas:
-            raise ConfigError(f"batch_size={c.batch_size} must be divisible by the {self.replicas} "
-                              "replicas (it is the global batch).")
+            raise ConfigError(
+                f"batch_size={c.batch_size} must be divisible by the {self.replicas} replicas (it is the global batch)."
+            )
         self.task = get_task(c.task)(c)
         self.policy = _POLICIES[c.mixed_precision]
         self.schedule = make_schedule(c.schedule, float(c.lr), **(c.schedule_kwargs or {}))
@@ -309,8 +323,9 @@ class Trainer:
         self._own_clip = bool(c.clipnorm) and self.replicas > 1
         with self.strategy.scope():
             self.model = self.task.build_model(self.policy)
-            opt = make_optimizer(c.optimizer, self.schedule,
-                                 None if self._own_clip else c.clipnorm, **(c.optimizer_kwargs or {}))
+            opt = make_optimizer(
+                c.optimizer, self.schedule, None if self._own_clip else c.clipnorm, **(c.optimizer_kwargs or {})
+            )
             if c.mixed_precision == "float16":
                 opt = keras.optimizers.LossScaleOptimizer(opt)
             self.optimizer = opt
@@ -318,18 +333,22 @@ class Trainer:
             self.task.build_training_state(self.model, self.schedule)  # e.g. a GAN's discriminator
             self.ema_vars = []
             if c.ema:
-                self.ema_vars = [tf.Variable(v.value if hasattr(v, "value") else v, trainable=False,
-                                             name=f"ema_{i}")
-                                 for i, v in enumerate(self.model.trainable_variables)]
+                self.ema_vars = [
+                    tf.Variable(v.value if hasattr(v, "value") else v, trainable=False, name=f"ema_{i}")
+                    for i, v in enumerate(self.model.trainable_variables)
+                ]
             self.pool = self.sampler = self.bicubic_fn = None
             if c.sampler:
                 self.pool, self.sampler, self.bicubic_fn = self.task.make_patch_source(
-                    c.sampler, c.pool_size, **(c.sampler_kwargs or {}))
+                    c.sampler, c.pool_size, **(c.sampler_kwargs or {})
+                )
             self.loss_sum = tf.Variable(0.0, trainable=False, dtype=tf.float32, name="loss_sum")
             self.loss_count = tf.Variable(0.0, trainable=False, dtype=tf.float32, name="loss_count")
             # extra scalars a task reports (Task.metric_names), averaged between log points
-            self.metric_sums = {name: tf.Variable(0.0, trainable=False, dtype=tf.float32, name=f"sum_{name}")
-                                for name in getattr(self.task, "metric_names", ())}
+            self.metric_sums = {
+                name: tf.Variable(0.0, trainable=False, dtype=tf.float32, name=f"sum_{name}")
+                for name in getattr(self.task, "metric_names", ())
+            }
         self.rng = tf.random.Generator.from_seed(int(c.seed))
         self.task.rng = self.rng
         # a float32 twin for validation and export (mixed precision / EMA weights go here)
@@ -342,10 +361,14 @@ class Trainer:
 
     # -- state ---------------------------------------------------------------------------
     def state_groups(self):
-        return {"model": list(self.model.weights), "optimizer": list(self.optimizer.variables),
-                "ema": list(self.ema_vars), "rng": [self.rng.state],
-                "sampler": list(self.sampler.variables) if self.sampler is not None else [],
-                "task": list(self.task.state_variables())}
+        return {
+            "model": list(self.model.weights),
+            "optimizer": list(self.optimizer.variables),
+            "ema": list(self.ema_vars),
+            "rng": [self.rng.state],
+            "sampler": list(self.sampler.variables) if self.sampler is not None else [],
+            "task": list(self.task.state_variables()),
+        }
 
     def _export_weights(self):
         """Weights of the model to validate / save: EMA shadow values when EMA is on."""
@@ -380,8 +403,10 @@ class Trainer:
             first = ctx.input_pipeline_id * local * per
 
             def split(*batch):
-                parts = tuple(tf.reshape(t[first:first + local * per],
-                                         tf.concat([[local, per], tf.shape(t)[1:]], 0)) for t in batch)
+                parts = tuple(
+                    tf.reshape(t[first : first + local * per], tf.concat([[local, per], tf.shape(t)[1:]], 0))
+                    for t in batch
+                )
                 return tf.data.Dataset.from_tensor_slices(parts)
 
             ds = self.task.make_dataset(start_step).flat_map(split)
@@ -452,8 +477,9 @@ class Trainer:
             per_replica_loss, per_replica_extra = self.strategy.run(replica_step, args=tuple(batch))
             loss = self.strategy.reduce(tf.distribute.ReduceOp.MEAN, per_replica_loss, axis=None)
             for name in metric_names:
-                self.metric_sums[name].assign_add(self.strategy.reduce(
-                    tf.distribute.ReduceOp.MEAN, per_replica_extra[name], axis=None))
+                self.metric_sums[name].assign_add(
+                    self.strategy.reduce(tf.distribute.ReduceOp.MEAN, per_replica_extra[name], axis=None)
+                )
             self.loss_sum.assign_add(loss)
             self.loss_count.assign_add(1.0)
             if decay is not None:
@@ -500,14 +526,20 @@ class Trainer:
         saved = meta.get("config", {})
         for key in ("model", "scale", "batch_size", "task", "model_kwargs"):
             if key in saved and saved[key] != getattr(c, key):
-                raise TrainingError(f"checkpoint {path!r} was written with {key}={saved[key]!r}, this run "
-                                    f"has {key}={getattr(c, key)!r}; use another workdir or resume=never.")
+                raise TrainingError(
+                    f"checkpoint {path!r} was written with {key}={saved[key]!r}, this run "
+                    f"has {key}={getattr(c, key)!r}; use another workdir or resume=never."
+                )
         return arrays, meta
 
     def _meta(self, elapsed):
-        return {"step": int(self.step), "best_psnr": self.best_psnr if math.isfinite(self.best_psnr) else None,
-                "best_step": self.best_step, "elapsed": float(elapsed),
-                "config": json.loads(self.config.to_json())}
+        return {
+            "step": int(self.step),
+            "best_psnr": self.best_psnr if math.isfinite(self.best_psnr) else None,
+            "best_step": self.best_step,
+            "elapsed": float(elapsed),
+            "config": json.loads(self.config.to_json()),
+        }
 
     # -- the loop ------------------------------------------------------------------------
     def run(self):
@@ -549,8 +581,10 @@ class Trainer:
             try:
                 resolve_eval_set(name, self.config.data_dir)
             except VisionFWError as exc:
-                raise type(exc)(f"{exc} Or validate on other images: val_data={HELDOUT} (photos held out of "
-                                "the embedded training set), or val_data= (no validation).") from None
+                raise type(exc)(
+                    f"{exc} Or validate on other images: val_data={HELDOUT} (photos held out of "
+                    "the embedded training set), or val_data= (no validation)."
+                ) from None
 
     def _run(self):
         from visionfw.studies.reports import Progress
@@ -580,8 +614,11 @@ class Trainer:
             if importlib.util.find_spec("tensorboard") is None:
                 import warnings
 
-                warnings.warn("TensorBoard is not installed, so no summaries are written; "
-                              "`pip install tensorboard` (or pass --notensorboard).", stacklevel=2)
+                warnings.warn(
+                    "TensorBoard is not installed, so no summaries are written; "
+                    "`pip install tensorboard` (or pass --notensorboard).",
+                    stacklevel=2,
+                )
             else:
                 writer = tf.summary.create_file_writer(os.path.join(c.workdir, "tb"))
 
@@ -597,8 +634,12 @@ class Trainer:
                 ds = getattr(self, "_dataset", None) or self.task.make_dataset(start_step)
                 sample_batch = next(iter(ds.take(1)))
         train_step = self.build_step()
-        progress = Progress(c.steps, self.label or f"train {model_stem(c.model)} x{c.scale}", initial=start_step,
-                            enabled=bool(c.progress and self.chief))
+        progress = Progress(
+            c.steps,
+            self.label or f"train {model_stem(c.model)} x{c.scale}",
+            initial=start_step,
+            enabled=bool(c.progress and self.chief),
+        )
         budget = f"steps {start_step} -> {c.steps} (resumed)" if start_step else f"{c.steps} steps"
         data = "the embedded photos" if c.train_data is None else os.path.basename(os.path.normpath(c.train_data))
         progress.write(f"{progress.desc}: {budget} on {data}, batch {c.batch_size}; {describe_val_data(c)}")
@@ -610,7 +651,7 @@ class Trainer:
         stop = _StopRequest()
         growth = _LossGrowthWatch(c.lr)
         try:
-            with stop, (writer.as_default() if writer is not None else _null()):
+            with stop, writer.as_default() if writer is not None else _null():
                 while self.step < c.steps:
                     self.task.begin_step(self.step)
                     step_loss = train_step(iterator)
@@ -647,22 +688,41 @@ class Trainer:
                     elapsed = self.elapsed_before + now - t0
                     if not math.isfinite(loss):
                         nonfinite = (s, loss)
-                        log.write({"step": s, "loss": loss, "lr": f"{lr_now:.6g}", "time": f"{elapsed:.2f}",
-                                   "steps_per_sec": f"{rate:.3f}"})
+                        log.write(
+                            {
+                                "step": s,
+                                "loss": loss,
+                                "lr": f"{lr_now:.6g}",
+                                "time": f"{elapsed:.2f}",
+                                "steps_per_sec": f"{rate:.3f}",
+                            }
+                        )
                         break
                     growth.check(s, loss)
                     stopped = self.task.check_loss(s, loss)
                     if stopped:
                         nonfinite = (s, loss, stopped)
-                        log.write({"step": s, "loss": f"{loss:.6g}", "lr": f"{lr_now:.6g}", "time": f"{elapsed:.2f}",
-                                   "steps_per_sec": f"{rate:.3f}"})
+                        log.write(
+                            {
+                                "step": s,
+                                "loss": f"{loss:.6g}",
+                                "lr": f"{lr_now:.6g}",
+                                "time": f"{elapsed:.2f}",
+                                "steps_per_sec": f"{rate:.3f}",
+                            }
+                        )
                         break
-                    row = {"step": s, "loss": f"{loss:.6g}", "lr": f"{lr_now:.6g}", "time": f"{elapsed:.2f}",
-                           "steps_per_sec": f"{rate:.3f}"}
+                    row = {
+                        "step": s,
+                        "loss": f"{loss:.6g}",
+                        "lr": f"{lr_now:.6g}",
+                        "time": f"{elapsed:.2f}",
+                        "steps_per_sec": f"{rate:.3f}",
+                    }
                     row.update({k: f"{v:.6g}" for k, v in extras.items()})
                     if writer is not None:
                         for k, v in extras.items():
-                            tf.summary.scalar(f"train/{k[len('train_'):]}", v, step=s)
+                            tf.summary.scalar(f"train/{k[len('train_') :]}", v, step=s)
                         tf.summary.scalar("train/loss", loss, step=s)
                         tf.summary.scalar("train/lr", lr_now, step=s)
                         tf.summary.scalar("train/steps_per_sec", rate, step=s)
@@ -700,31 +760,43 @@ class Trainer:
                     raise TrainingInterrupted(
                         f"interrupted at step {self.step} of {c.steps}; {kept.format(path)}. To resume, run "
                         "the same command again (resume=auto continues from the last checkpoint).",
-                        signum=stop.signum, step=self.step, checkpoint=path)
+                        signum=stop.signum,
+                        step=self.step,
+                        checkpoint=path,
+                    )
         finally:
             progress.close(line=nonfinite is None and stop.signum is None)
         if nonfinite is not None:
             kept = manager.latest()
-            where = (f"The last good checkpoint {kept} is kept (resume=auto restarts from it)" if kept else
-                     "No checkpoint was written yet")
+            where = (
+                f"The last good checkpoint {kept} is kept (resume=auto restarts from it)"
+                if kept
+                else "No checkpoint was written yet"
+            )
             if len(nonfinite) == 3:
                 raise TrainingError(f"training stopped at step {nonfinite[0]}: {nonfinite[2]} {where}.")
             raise TrainingError(
                 f"training diverged: loss {nonfinite[1]} (non-finite) at or before step {nonfinite[0]}. "
                 f"{where}; no checkpoint with non-finite weights is written. Lower lr, add clipnorm "
-                "or check the training data.")
+                "or check the training data."
+            )
         total_time = self.elapsed_before + time.perf_counter() - t0
         model_path = self._export()
         first = c.val_data[0] if c.val_data else None
         return {
-            "workdir": c.workdir, "model_path": model_path, "steps": int(self.step), "replicas": self.replicas,
-            "resumed_from": resumed_from, "already_complete": False,
+            "workdir": c.workdir,
+            "model_path": model_path,
+            "steps": int(self.step),
+            "replicas": self.replicas,
+            "resumed_from": resumed_from,
+            "already_complete": False,
             "final_loss": loss if self.step > start_step else None,
             "val": {k: v for k, v in last_val.items() if k != "protocol"},
             "protocol": last_val.get("protocol", ""),
             "val_psnr": last_val.get(first, {}).get("psnr") if first else None,
             "best_psnr": self.best_psnr if math.isfinite(self.best_psnr) else None,
-            "best_step": self.best_step, "time_s": total_time,
+            "best_step": self.best_step,
+            "time_s": total_time,
             "steps_per_sec": (self.step - start_step) / max(time.perf_counter() - t0, 1e-9),
         }
 
@@ -750,10 +822,20 @@ class Trainer:
         if not os.path.exists(model_path):
             model_path = self._export()
         return {
-            "workdir": c.workdir, "model_path": model_path, "steps": int(self.step), "replicas": self.replicas,
-            "resumed_from": checkpoint, "already_complete": True, "final_loss": None, "val": {}, "protocol": "",
-            "val_psnr": None, "best_psnr": self.best_psnr if math.isfinite(self.best_psnr) else None,
-            "best_step": self.best_step, "time_s": self.elapsed_before, "steps_per_sec": 0.0,
+            "workdir": c.workdir,
+            "model_path": model_path,
+            "steps": int(self.step),
+            "replicas": self.replicas,
+            "resumed_from": checkpoint,
+            "already_complete": True,
+            "final_loss": None,
+            "val": {},
+            "protocol": "",
+            "val_psnr": None,
+            "best_psnr": self.best_psnr if math.isfinite(self.best_psnr) else None,
+            "best_step": self.best_step,
+            "time_s": self.elapsed_before,
+            "steps_per_sec": 0.0,
         }
 
     def _validate(self, step, row, writer, sample_batch):
@@ -841,9 +923,12 @@ class _LossGrowthWatch:
         self.warned = True
         import warnings
 
-        warnings.warn(f"the training loss grew from {self.start:.4g} at step {self.start_step} to {loss:.4g} at "
-                      f"step {step} (over x{self.GROWTH:g}): training is diverging; lower --lr (now {self.lr:g}) or "
-                      "set --clipnorm.", stacklevel=3)
+        warnings.warn(
+            f"the training loss grew from {self.start:.4g} at step {self.start_step} to {loss:.4g} at "
+            f"step {step} (over x{self.GROWTH:g}): training is diverging; lower --lr (now {self.lr:g}) or "
+            "set --clipnorm.",
+            stacklevel=3,
+        )
 
 
 def _remove_unfinished(workdir):
@@ -957,10 +1042,15 @@ def warn_below_bicubic(config, result):
         if not gain < 0:
             continue
         if config.preset_source == USER_DEFAULT["source"]:
-            advice = ("with the default recipe of a model without a family recipe: more steps, a nonlinearity "
-                      "between its convolutions, a global residual (input + network, as VDSR) or "
-                      "register_model(..., family='<zoo family>') for that family's recipe usually help")
+            advice = (
+                "with the default recipe of a model without a family recipe: more steps, a nonlinearity "
+                "between its convolutions, a global residual (input + network, as VDSR) or "
+                "register_model(..., family='<zoo family>') for that family's recipe usually help"
+            )
         else:
             advice = "with its family's recipe: a longer run (steps) usually helps"
-        warnings.warn(f"model {config.model!r} ended {gain:+.2f} dB against bicubic on {name} after "
-                      f"{result['steps']} steps {advice}.", stacklevel=3)
+        warnings.warn(
+            f"model {config.model!r} ended {gain:+.2f} dB against bicubic on {name} after "
+            f"{result['steps']} steps {advice}.",
+            stacklevel=3,
+        )

@@ -7,6 +7,7 @@ before it writes anything: the lock file is only opened, never changed, when it 
 someone else.  The kernel releases the lock when the holder exits, however it exits
 (kill -9 included), so a stale lock file never blocks a later run.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -22,11 +23,13 @@ __all__ = ["LOCK_NAME", "WorkdirBusyError", "lock_workdir", "write_error", "WRIT
 
 LOCK_NAME = ".visionfw.lock"
 # errors of a workdir that cannot take the run's files: one line each, not a traceback
-WRITE_ERRNOS = {errno.EROFS: "the file system is read-only: pass a writable --workdir",
-                errno.ENOSPC: "the disk is full: free some space (or pass --workdir on another disk)",
-                errno.EDQUOT: "the disk quota is used up: free some space or pass another --workdir",
-                errno.EACCES: "no permission to write there: pass a writable --workdir",
-                errno.EPERM: "no permission to write there: pass a writable --workdir"}
+WRITE_ERRNOS = {
+    errno.EROFS: "the file system is read-only: pass a writable --workdir",
+    errno.ENOSPC: "the disk is full: free some space (or pass --workdir on another disk)",
+    errno.EDQUOT: "the disk quota is used up: free some space or pass another --workdir",
+    errno.EACCES: "no permission to write there: pass a writable --workdir",
+    errno.EPERM: "no permission to write there: pass a writable --workdir",
+}
 
 
 class WorkdirBusyError(TrainingError):
@@ -68,15 +71,20 @@ def lock_workdir(workdir):
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            raise WorkdirBusyError(f"workdir {workdir} is in use by another training run, {_holder(fd)}; wait for "
-                                   "it to finish (or stop it), or pass another --workdir.") from None
+            raise WorkdirBusyError(
+                f"workdir {workdir} is in use by another training run, {_holder(fd)}; wait for "
+                "it to finish (or stop it), or pass another --workdir."
+            ) from None
         except OSError as exc:  # a file system without locks (some network mounts): run unprotected
             if exc.errno not in (errno.ENOLCK, errno.EOPNOTSUPP, errno.ENOSYS):
                 raise
             import warnings
 
-            warnings.warn(f"workdir {workdir} cannot be locked ({exc.strerror}): nothing stops a second run "
-                          "from using it at the same time.", stacklevel=3)
+            warnings.warn(
+                f"workdir {workdir} cannot be locked ({exc.strerror}): nothing stops a second run "
+                "from using it at the same time.",
+                stacklevel=3,
+            )
         info = {"pid": os.getpid(), "started": time.time(), "command": " ".join(sys.argv)[:500]}
         try:
             os.ftruncate(fd, 0)

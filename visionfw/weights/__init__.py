@@ -6,11 +6,24 @@ the formats live beside it (:mod:`~visionfw.weights.torch_checkpoint`, :mod:`~vi
 and the PixelShuffle channel reorder (:mod:`~visionfw.weights.shuffle_reorder`).
 
 The public names below load on first use, so that importing one format reader does not import Keras."""
+
 import importlib
 
-_EXPORTS = {name: "loader" for name in (
-    "load_weights", "load_state_dict", "read_state_dict", "plan_state_dict", "describe_mapping",
-    "StateDictMapping", "file_sha256", "detect_format", "torch_to_tf_shuffle_permutation", "FORMATS")}
+_EXPORTS = dict.fromkeys(
+    (
+        "load_weights",
+        "load_state_dict",
+        "read_state_dict",
+        "plan_state_dict",
+        "describe_mapping",
+        "StateDictMapping",
+        "file_sha256",
+        "detect_format",
+        "torch_to_tf_shuffle_permutation",
+        "FORMATS",
+    ),
+    "loader",
+)
 
 __all__ = sorted(_EXPORTS)
 

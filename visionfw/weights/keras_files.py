@@ -11,6 +11,7 @@ checksum of the values).  :func:`verify_keras_file` reads the file first and say
 
 A ``.keras`` file carries no such record: the zip's CRC-32 of each member, always written, is checked.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -19,9 +20,9 @@ from pathlib import Path
 
 import numpy as np
 
-from visionfw.zoo.builder import allow_graph_depth
 from visionfw.errors import WeightsError
 from visionfw.weights.torch_checkpoint import open_weights_zip
+from visionfw.zoo.builder import allow_graph_depth
 
 __all__ = ["save_weights", "record_checksums", "verify_keras_file", "CHECKSUM_ATTR"]
 
@@ -75,8 +76,10 @@ def _check_h5(source, path):
             try:
                 values = dataset[()]
             except Exception as exc:
-                raise WeightsError(f"{path}: weight array {name!r} cannot be read ({exc}); the file is corrupt: "
-                                   "copy or download it again.") from None
+                raise WeightsError(
+                    f"{path}: weight array {name!r} cannot be read ({exc}); the file is corrupt: "
+                    "copy or download it again."
+                ) from None
             recorded = dataset.attrs.get(CHECKSUM_ATTR)
             if isinstance(recorded, bytes):
                 recorded = recorded.decode("ascii", "replace")
@@ -85,12 +88,16 @@ def _check_h5(source, path):
             elif np.issubdtype(values.dtype, np.inexact) and not np.isfinite(values).all():
                 non_finite.append(f"{name} ({int(np.size(values) - np.isfinite(values).sum())} of {values.size})")
         if mismatched:
-            raise WeightsError(f"{path}: {len(mismatched)} weight array(s) no longer match the sha256 recorded "
-                               f"when visionfw wrote the file ({', '.join(mismatched[:3])}); the file is corrupt: "
-                               "copy it again from its source.")
+            raise WeightsError(
+                f"{path}: {len(mismatched)} weight array(s) no longer match the sha256 recorded "
+                f"when visionfw wrote the file ({', '.join(mismatched[:3])}); the file is corrupt: "
+                "copy it again from its source."
+            )
         if non_finite:
-            raise WeightsError(f"{path}: weight array(s) hold NaN or infinite values: {', '.join(non_finite[:3])}; "
-                               "the file is corrupt or the model diverged when it was trained.")
+            raise WeightsError(
+                f"{path}: weight array(s) hold NaN or infinite values: {', '.join(non_finite[:3])}; "
+                "the file is corrupt or the model diverged when it was trained."
+            )
 
 
 def verify_keras_file(path):
@@ -111,8 +118,9 @@ def verify_keras_file(path):
         except Exception as exc:  # a damaged local header
             raise WeightsError(f"{path}: a corrupt .keras file ({exc}); copy or download it again.") from None
         if bad is not None:
-            raise WeightsError(f"{path}: a corrupt .keras file: member {bad!r} fails its CRC-32 check; copy or "
-                               "download it again.")
+            raise WeightsError(
+                f"{path}: a corrupt .keras file: member {bad!r} fails its CRC-32 check; copy or download it again."
+            )
         if _WEIGHTS_MEMBER in archive.namelist():
             _check_h5(io.BytesIO(archive.read(_WEIGHTS_MEMBER)), path)
         if "config.json" in archive.namelist():  # Keras walks the graph recursively when it loads it

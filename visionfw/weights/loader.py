@@ -22,6 +22,7 @@
 Every problem raises :class:`~visionfw.errors.WeightsError` naming the file, the key or
 layer, and the fix.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -33,8 +34,18 @@ import numpy as np
 from visionfw.errors import WeightsError
 from visionfw.weights.shuffle_reorder import shuffle_reorders, torch_to_tf_shuffle_permutation
 
-__all__ = ["load_weights", "load_state_dict", "read_state_dict", "plan_state_dict", "describe_mapping",
-           "StateDictMapping", "file_sha256", "detect_format", "torch_to_tf_shuffle_permutation", "FORMATS"]
+__all__ = [
+    "load_weights",
+    "load_state_dict",
+    "read_state_dict",
+    "plan_state_dict",
+    "describe_mapping",
+    "StateDictMapping",
+    "file_sha256",
+    "detect_format",
+    "torch_to_tf_shuffle_permutation",
+    "FORMATS",
+]
 
 FORMATS = ("srcnn_mat", "vdsr_mat", "matconvnet", "mat", "keras", "weights_h5", "h5", "torch", "npz")
 
@@ -72,9 +83,11 @@ def detect_format(path):
         return "npz"
     if name.endswith(".mat"):
         return "mat"
-    raise WeightsError(f"{path}: cannot tell the weights format from the file name. Use one of "
-                       ".mat (official SRCNN/VDSR), .keras, .weights.h5, .pth/.pt or .npz (PyTorch "
-                       "state dict), or pass format= one of " + ", ".join(FORMATS) + ".")
+    raise WeightsError(
+        f"{path}: cannot tell the weights format from the file name. Use one of "
+        ".mat (official SRCNN/VDSR), .keras, .weights.h5, .pth/.pt or .npz (PyTorch "
+        "state dict), or pass format= one of " + ", ".join(FORMATS) + "."
+    )
 
 
 def load_weights(model, path, format=None, name_map=None, shuffle_order="torch", skip=DEFAULT_SKIP):
@@ -115,8 +128,7 @@ def load_weights(model, path, format=None, name_map=None, shuffle_order="torch",
         _load_h5(model, path)
     else:
         state = read_state_dict(path, fmt)
-        load_state_dict(model, state, name_map=name_map, shuffle_order=shuffle_order, skip=skip,
-                        source=str(path))
+        load_state_dict(model, state, name_map=name_map, shuffle_order=shuffle_order, skip=skip, source=str(path))
     return model
 
 
@@ -153,15 +165,19 @@ def _assign(layer, values, source, what):
     """Sets ``layer``'s weights to ``values`` (same order), checking every shape."""
     weights = layer.weights
     if len(weights) != len(values):
-        raise WeightsError(f"{source}: {what} gives {len(values)} arrays for layer {layer.name!r}, which "
-                           f"has {len(weights)} weights ({', '.join(w.name for w in weights)}). The file "
-                           "was made for another architecture; build the matching model.")
+        raise WeightsError(
+            f"{source}: {what} gives {len(values)} arrays for layer {layer.name!r}, which "
+            f"has {len(weights)} weights ({', '.join(w.name for w in weights)}). The file "
+            "was made for another architecture; build the matching model."
+        )
     for w, v in zip(weights, values):
         v = np.asarray(v)
         if tuple(w.shape) != v.shape:
-            raise WeightsError(f"{source}: {what}: shape {v.shape} does not fit weight {w.name!r} of layer "
-                               f"{layer.name!r} with shape {tuple(w.shape)}. Build the model with the "
-                               "hyper-parameters (filters, kernel size, channels, scale) of the weights.")
+            raise WeightsError(
+                f"{source}: {what}: shape {v.shape} does not fit weight {w.name!r} of layer "
+                f"{layer.name!r} with shape {tuple(w.shape)}. Build the model with the "
+                "hyper-parameters (filters, kernel size, channels, scale) of the weights."
+            )
     for w, v in zip(weights, values):
         w.assign(np.asarray(v, dtype=w.dtype))
 
@@ -175,8 +191,9 @@ def _read_mat(path):
     try:
         return scipy.io.loadmat(str(path))
     except NotImplementedError as exc:  # MAT v7.3 is HDF5
-        raise WeightsError(f"{path}: MATLAB v7.3 (HDF5) .mat files are not supported; re-save it in "
-                           "MATLAB with save(..., '-v7').") from exc
+        raise WeightsError(
+            f"{path}: MATLAB v7.3 (HDF5) .mat files are not supported; re-save it in MATLAB with save(..., '-v7')."
+        ) from exc
     except Exception as exc:
         raise WeightsError(f"{path}: not a readable .mat file ({exc}). Check the file is complete.") from exc
 
@@ -185,10 +202,13 @@ def _mat_numbers(value, path, key):
     """``value`` (a variable or cell of a .mat file) as a numeric array, else a WeightsError."""
     array = np.asarray(value)
     if array.dtype.kind not in "biuf":
-        kind = {"U": "text", "S": "text", "O": "a cell or struct", "V": "a struct"}.get(array.dtype.kind,
-                                                                                         str(array.dtype))
-        raise WeightsError(f"{path}: {key} holds {kind}, not numbers; the file is not an official release "
-                           "(re-save the weights as numeric matrices).")
+        kind = {"U": "text", "S": "text", "O": "a cell or struct", "V": "a struct"}.get(
+            array.dtype.kind, str(array.dtype)
+        )
+        raise WeightsError(
+            f"{path}: {key} holds {kind}, not numbers; the file is not an official release "
+            "(re-save the weights as numeric matrices)."
+        )
     return array
 
 
@@ -205,10 +225,12 @@ def _load_mat(model, path, fmt):
     elif fmt == "vdsr_mat" or (fmt == "mat" and "model" in mat):
         _load_vdsr_mat(model, mat, path)
     else:
-        raise WeightsError(f"{path}: unrecognised .mat layout (keys: {', '.join(keys) or 'none'}). "
-                           "Supported: the official SRCNN release (weights_conv1, biases_conv1, ...), "
-                           "the official VDSR model (struct 'model' with cells weight, bias) and MatConvNet "
-                           "DagNN nets (struct 'net' with layers and params, e.g. LapSRN).")
+        raise WeightsError(
+            f"{path}: unrecognised .mat layout (keys: {', '.join(keys) or 'none'}). "
+            "Supported: the official SRCNN release (weights_conv1, biases_conv1, ...), "
+            "the official VDSR model (struct 'model' with cells weight, bias) and MatConvNet "
+            "DagNN nets (struct 'net' with layers and params, e.g. LapSRN)."
+        )
 
 
 def _srcnn_kernels(mat, path):
@@ -216,8 +238,10 @@ def _srcnn_kernels(mat, path):
     need = [f"{kind}_conv{i}" for i in (1, 2, 3) for kind in ("weights", "biases")]
     missing = [k for k in need if k not in mat]
     if missing:
-        raise WeightsError(f"{path}: SRCNN .mat lacks key(s) {', '.join(missing)}; expected "
-                           f"{', '.join(need)} as in the official release.")
+        raise WeightsError(
+            f"{path}: SRCNN .mat lacks key(s) {', '.join(missing)}; expected "
+            f"{', '.join(need)} as in the official release."
+        )
 
     def side(n, key):
         k = int(round(np.sqrt(n)))
@@ -225,22 +249,27 @@ def _srcnn_kernels(mat, path):
             raise WeightsError(f"{path}: {key} has {n} taps per filter, not a square kernel.")
         return k
 
-    w1, w2, w3 = (_mat_numbers(mat[f"weights_conv{i}"], path, f"weights_conv{i}").astype(np.float64)
-                  for i in (1, 2, 3))
+    w1, w2, w3 = (_mat_numbers(mat[f"weights_conv{i}"], path, f"weights_conv{i}").astype(np.float64) for i in (1, 2, 3))
     if w1.ndim != 2 or w3.ndim != 2 or w2.ndim not in (2, 3):
-        raise WeightsError(f"{path}: SRCNN weights have shapes {w1.shape}, {w2.shape}, {w3.shape}; "
-                           "expected (k1*k1, n1), (n1, k2*k2, n2), (n2, k3*k3).")
+        raise WeightsError(
+            f"{path}: SRCNN weights have shapes {w1.shape}, {w2.shape}, {w3.shape}; "
+            "expected (k1*k1, n1), (n1, k2*k2, n2), (n2, k3*k3)."
+        )
     if w2.ndim == 2:  # MATLAB drops a trailing singleton n2
         w2 = w2[:, :, None]
-    k1, k2, k3 = side(w1.shape[0], "weights_conv1"), side(w2.shape[1], "weights_conv2"), \
-        side(w3.shape[1], "weights_conv3")
+    k1, k2, k3 = (
+        side(w1.shape[0], "weights_conv1"),
+        side(w2.shape[1], "weights_conv2"),
+        side(w3.shape[1], "weights_conv3"),
+    )
     n1, n2 = w1.shape[1], w2.shape[2]
     # kernel[r, c, cin, cout] = w[r + k*c, ...]: Fortran-order reshape of the k*k axis
     kern1 = w1.reshape(k1, k1, 1, n1, order="F")
     kern2 = np.transpose(w2, (1, 0, 2)).reshape(k2, k2, w2.shape[0], n2, order="F")
     kern3 = w3.T.reshape(k3, k3, w3.shape[0], 1, order="F")
-    biases = [_mat_numbers(mat[f"biases_conv{i}"], path, f"biases_conv{i}").astype(np.float64).ravel()
-              for i in (1, 2, 3)]
+    biases = [
+        _mat_numbers(mat[f"biases_conv{i}"], path, f"biases_conv{i}").astype(np.float64).ravel() for i in (1, 2, 3)
+    ]
     return [(kern1, biases[0]), (kern2, biases[1]), (kern3, biases[2])]
 
 
@@ -248,8 +277,10 @@ def _load_srcnn_mat(model, mat, path):
     layers = _conv_layers(model)
     pairs = _srcnn_kernels(mat, path)
     if len(layers) != 3:
-        raise WeightsError(f"{path}: official SRCNN weights have 3 conv layers but model {model.name!r} has "
-                           f"{len(layers)}; build it with visionfw.get_model('srcnn_9X5').")
+        raise WeightsError(
+            f"{path}: official SRCNN weights have 3 conv layers but model {model.name!r} has "
+            f"{len(layers)}; build it with visionfw.get_model('srcnn_9X5')."
+        )
     for i, (layer, (k, b)) in enumerate(zip(layers, pairs), start=1):
         _assign(layer, [k.astype(np.float32), b.astype(np.float32)], str(path), f"weights_conv{i}")
 
@@ -258,8 +289,9 @@ def _cell_list(struct, field, path):
     try:
         cells = struct[field][0, 0]
     except (KeyError, ValueError, IndexError) as exc:
-        raise WeightsError(f"{path}: VDSR .mat struct 'model' has no field {field!r}; expected cells "
-                           "'weight' and 'bias'.") from exc
+        raise WeightsError(
+            f"{path}: VDSR .mat struct 'model' has no field {field!r}; expected cells 'weight' and 'bias'."
+        ) from exc
     return [_mat_numbers(c, path, f"model.{field}{{{i}}}") for i, c in enumerate(cells.ravel(), start=1)]
 
 
@@ -270,13 +302,14 @@ def _load_vdsr_mat(model, mat, path):
     if len(weights) != len(biases):
         raise WeightsError(f"{path}: {len(weights)} weight cells but {len(biases)} bias cells.")
     if len(layers) != len(weights):
-        raise WeightsError(f"{path}: the file has {len(weights)} conv layers but model {model.name!r} has "
-                           f"{len(layers)}; build visionfw.get_model('vdsr') (depth={len(weights)}).")
+        raise WeightsError(
+            f"{path}: the file has {len(weights)} conv layers but model {model.name!r} has "
+            f"{len(layers)}; build visionfw.get_model('vdsr') (depth={len(weights)})."
+        )
     for i, (layer, w, b) in enumerate(zip(layers, weights, biases), start=1):
         if w.ndim == 3:  # the last layer's cout=1 axis is squeezed in the file
             w = w[..., None]
-        _assign(layer, [w.astype(np.float32), b.ravel().astype(np.float32)], str(path),
-                f"model.weight{{{i}}}")
+        _assign(layer, [w.astype(np.float32), b.ravel().astype(np.float32)], str(path), f"model.weight{{{i}}}")
 
 
 # --------------------------------------------------------------------------- Keras files
@@ -285,9 +318,11 @@ def _load_vdsr_mat(model, mat, path):
 def _copy_from_model(model, source_model, path):
     src, dst = _weighted_layers(source_model), _weighted_layers(model)
     if len(src) != len(dst):
-        raise WeightsError(f"{path}: the saved model {source_model.name!r} has {len(src)} layers with "
-                           f"weights, model {model.name!r} has {len(dst)}. Use the same architecture, or "
-                           "pass the .keras file alone (without --model) to use its own architecture.")
+        raise WeightsError(
+            f"{path}: the saved model {source_model.name!r} has {len(src)} layers with "
+            f"weights, model {model.name!r} has {len(dst)}. Use the same architecture, or "
+            "pass the .keras file alone (without --model) to use its own architecture."
+        )
     for s, d in zip(src, dst):
         _assign(d, [w.numpy() for w in s.weights], str(path), f"saved layer {s.name!r}")
 
@@ -298,8 +333,10 @@ def _load_keras_file(model, path):
     try:
         source = keras.saving.load_model(str(path), compile=False)
     except Exception as exc:
-        raise WeightsError(f"{path}: cannot load the .keras model ({exc}). Check the file, and that "
-                           "custom layers are importable (import visionfw first).") from exc
+        raise WeightsError(
+            f"{path}: cannot load the .keras model ({exc}). Check the file, and that "
+            "custom layers are importable (import visionfw first)."
+        ) from exc
     _copy_from_model(model, source, path)
 
 
@@ -318,14 +355,18 @@ def _load_weights_h5(model, path):
         try:
             model.load_weights(str(path))
         except Exception as exc:
-            raise WeightsError(f"{path}: load_weights failed for model {model.name!r}: {exc}. The file was "
-                               "saved from a different architecture; build the same model (name and "
-                               "hyper-parameters) that saved it.") from exc
+            raise WeightsError(
+                f"{path}: load_weights failed for model {model.name!r}: {exc}. The file was "
+                "saved from a different architecture; build the same model (name and "
+                "hyper-parameters) that saved it."
+            ) from exc
     skipped = [str(w.message) for w in caught if "Skipping nested container" in str(w.message)]
     if skipped:
-        raise WeightsError(f"{path}: {len(skipped)} nested container(s) of model {model.name!r} found no weights "
-                           f"in the file ({skipped[0]}), so their layers would keep random weights. Re-save the "
-                           "file with this Keras version (model.save_weights) or use a .keras model file.")
+        raise WeightsError(
+            f"{path}: {len(skipped)} nested container(s) of model {model.name!r} found no weights "
+            f"in the file ({skipped[0]}), so their layers would keep random weights. Re-save the "
+            "file with this Keras version (model.save_weights) or use a .keras model file."
+        )
     for w in caught:  # the others are not ours to judge: shown as they were
         warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
 
@@ -393,8 +434,10 @@ def _source_kind(prefix, params, source):
         return "bn"
     w = params.get("weight")
     if w is None:
-        raise WeightsError(f"{source}: module {prefix!r} has parameters {sorted(names)} but no 'weight'; "
-                           "add a skip pattern for it (skip=...) or a name_map entry.")
+        raise WeightsError(
+            f"{source}: module {prefix!r} has parameters {sorted(names)} but no 'weight'; "
+            "add a skip pattern for it (skip=...) or a name_map entry."
+        )
     if w.ndim == 4 and w.shape[2:] == (1, 1):
         return "conv1x1"
     if w.ndim in (3, 4, 5):
@@ -405,8 +448,7 @@ def _source_kind(prefix, params, source):
         return "prelu"
     if w.ndim == 1:
         return "norm"
-    raise WeightsError(f"{source}: module {prefix!r} has a weight of shape {w.shape} that maps to no "
-                       "Keras layer kind.")
+    raise WeightsError(f"{source}: module {prefix!r} has a weight of shape {w.shape} that maps to no Keras layer kind.")
 
 
 def _targets(model):
@@ -435,8 +477,14 @@ def _targets(model):
     return out
 
 
-_COMPATIBLE = {"conv": ("conv", "conv1x1"), "depthwise": ("conv", "conv1x1"), "dense": ("linear", "conv1x1"),
-               "prelu": ("prelu",), "bn": ("bn",), "other": ()}
+_COMPATIBLE = {
+    "conv": ("conv", "conv1x1"),
+    "depthwise": ("conv", "conv1x1"),
+    "dense": ("linear", "conv1x1"),
+    "prelu": ("prelu",),
+    "bn": ("bn",),
+    "other": (),
+}
 
 # PyTorch -> Keras kernel layouts, by Keras layer class (ConvTranspose weights are (I, O/g, ...))
 _KERNEL_LAYOUTS = {"Conv1D": "OIK->KIO", "Conv3D": "OIDHW->DHWIO", "Conv2DTranspose": "IOHW->HWOI"}
@@ -464,9 +512,11 @@ def _convert(prefix, params, kind, layer, target_kind, source):
         # Keras DepthwiseConv2D: (H, W, C, M), same output order
         kh, kw, channels, multiplier = tuple(layer.kernel.shape)
         if w.ndim != 4 or w.shape[1] != 1 or w.shape[0] != channels * multiplier:
-            raise WeightsError(f"{source}: {prefix}.weight {w.shape} is not a depthwise conv weight "
-                               f"({channels * multiplier}, 1, {kh}, {kw}) for Keras DepthwiseConv2D "
-                               f"{layer.name!r} (C={channels}, depth_multiplier={multiplier}).")
+            raise WeightsError(
+                f"{source}: {prefix}.weight {w.shape} is not a depthwise conv weight "
+                f"({channels * multiplier}, 1, {kh}, {kw}) for Keras DepthwiseConv2D "
+                f"{layer.name!r} (C={channels}, depth_multiplier={multiplier})."
+            )
         kernel = np.transpose(w.reshape(channels, multiplier, *w.shape[2:]), (2, 3, 0, 1))
         return [("weight", kernel, "(C*M,1,H,W)->(H,W,C,M) depthwise")] + bias
     if target_kind == "dense":
@@ -475,21 +525,25 @@ def _convert(prefix, params, kind, layer, target_kind, source):
     if target_kind == "prelu":
         alpha_shape = tuple(layer.weights[0].shape)
         if w.size == 1:  # nn.PReLU() shares one slope across channels
-            return [("weight", np.full(alpha_shape, float(w.ravel()[0]), np.float32),
-                     f"1 slope broadcast to {alpha_shape}")]
+            return [
+                ("weight", np.full(alpha_shape, float(w.ravel()[0]), np.float32), f"1 slope broadcast to {alpha_shape}")
+            ]
         if w.size == int(np.prod(alpha_shape)):
             return [("weight", w.reshape(alpha_shape), f"reshape to {alpha_shape}")]
-        raise WeightsError(f"{source}: PReLU {prefix!r} has {w.size} slopes; Keras layer {layer.name!r} "
-                           f"has alpha of shape {alpha_shape}.")
+        raise WeightsError(
+            f"{source}: PReLU {prefix!r} has {w.size} slopes; Keras layer {layer.name!r} "
+            f"has alpha of shape {alpha_shape}."
+        )
     if target_kind == "bn":
-        order = {"gamma": "weight", "beta": "bias", "moving_mean": "running_mean",
-                 "moving_variance": "running_var"}
+        order = {"gamma": "weight", "beta": "bias", "moving_mean": "running_mean", "moving_variance": "running_var"}
         values = []
         for wt in layer.weights:
             base = wt.name.rsplit("/", 1)[-1].split(":")[0]
             if base not in order or order[base] not in params:
-                raise WeightsError(f"{source}: BatchNorm {prefix!r} lacks {order.get(base, base)!r} for "
-                                   f"weight {wt.name!r} of layer {layer.name!r}.")
+                raise WeightsError(
+                    f"{source}: BatchNorm {prefix!r} lacks {order.get(base, base)!r} for "
+                    f"weight {wt.name!r} of layer {layer.name!r}."
+                )
             values.append((order[base], params[order[base]], "-"))
         return values
     raise WeightsError(f"{source}: no conversion from a PyTorch {kind} to Keras layer {layer.name!r}.")
@@ -522,10 +576,11 @@ class StateDictMapping:
     assigns the weights (all of them or, on any problem, none).
     """
 
-    def __init__(self, model_name, source, entries, unmatched_torch, unmatched_keras, skipped, ignored,
-                 plan_problems=()):
+    def __init__(
+        self, model_name, source, entries, unmatched_torch, unmatched_keras, skipped, ignored, plan_problems=()
+    ):
         self.model_name, self.source = model_name, source
-        self.entries = entries                  # [MappedModule] in state dict order
+        self.entries = entries  # [MappedModule] in state dict order
         self.unmatched_torch = unmatched_torch  # [(module prefix, kind, {param: shape})]
         self.unmatched_keras = unmatched_keras  # [(label, layer class, {weight: shape})]
         self.skipped, self.ignored = skipped, ignored
@@ -563,8 +618,16 @@ class StateDictMapping:
                 note = how + (" [name_map]" if entry.how == "map" else "")
                 if kshape is not None and not _fits_row(entry.rows[k]):
                     note += f"  !! MISMATCH: converted {_shape_text(np.shape(entry.rows[k][4]))}"
-                out.append((str(i) if k == 0 else "", tkey, _shape_text(tshape) if tshape is not None else "-",
-                            kname or "-", _shape_text(kshape) if kshape is not None else "-", note))
+                out.append(
+                    (
+                        str(i) if k == 0 else "",
+                        tkey,
+                        _shape_text(tshape) if tshape is not None else "-",
+                        kname or "-",
+                        _shape_text(kshape) if kshape is not None else "-",
+                        note,
+                    )
+                )
         return out
 
     def pairing_counts(self):
@@ -576,11 +639,13 @@ class StateDictMapping:
 
     def __str__(self):
         n_keys = sum(len(e.rows) for e in self.entries)
-        lines = [f"PyTorch -> Keras mapping for model {self.model_name!r} (from {self.source}): "
-                 f"{len(self.entries)} modules, {n_keys} arrays paired; "
-                 f"{len(self.unmatched_torch)} PyTorch modules and {len(self.unmatched_keras)} Keras layers "
-                 f"unmatched; {len(self.problems)} problem(s); paired by "
-                 + ", ".join(f"{how} {n}" for how, n in self.pairing_counts().items() if n)]
+        lines = [
+            f"PyTorch -> Keras mapping for model {self.model_name!r} (from {self.source}): "
+            f"{len(self.entries)} modules, {n_keys} arrays paired; "
+            f"{len(self.unmatched_torch)} PyTorch modules and {len(self.unmatched_keras)} Keras layers "
+            f"unmatched; {len(self.problems)} problem(s); paired by "
+            + ", ".join(f"{how} {n}" for how, n in self.pairing_counts().items() if n)
+        ]
         header = ("#", "torch key", "torch shape", "keras weight", "keras shape", "conversion")
         rows = [header] + self.table_rows()
         widths = [max(len(r[c]) for r in rows) for c in range(len(header) - 1)]
@@ -644,9 +709,12 @@ def _align(n_src, n_dst, fits):
     return pairs, lone_src + list(range(i, n_src)), lone_dst + list(range(j, n_dst))
 
 
-_PAIRED_BY = {"name": "by name (Keras layer named after the module)",
-              "order": "in the spec's written order", "shape": "by shape (the one layer left that fits)",
-              "map": "by name_map"}
+_PAIRED_BY = {
+    "name": "by name (Keras layer named after the module)",
+    "order": "in the spec's written order",
+    "shape": "by shape (the one layer left that fits)",
+    "map": "by name_map",
+}
 _DOUBT = {
     "order": "paired by the spec's written order (no Keras layer is named {prefix!r})",
     "shape": "paired by shape (the one layer left of that kind and shape)",
@@ -658,12 +726,16 @@ _DOUBT = {
 def _fix_hint(prefix, how):
     """What to do when a pair does not fit: a pairing guess may be wrong, a named pair is not."""
     if how in ("order", "shape"):
-        return (f"If the architecture is right, the pairing is wrong: name the Keras layer after the module "
-                f"(name={prefix!r} in the spec, dots allowed) or pass name_map={{{prefix!r}: '<keras layer>'}}; "
-                "otherwise build the model with the weights' hyper-parameters (filters, kernel size, groups, "
-                "use_bias, scale)")
-    return ("The layer is the module's; build it with the weights' hyper-parameters (filters, kernel size, "
-            "groups, use_bias, scale)")
+        return (
+            f"If the architecture is right, the pairing is wrong: name the Keras layer after the module "
+            f"(name={prefix!r} in the spec, dots allowed) or pass name_map={{{prefix!r}: '<keras layer>'}}; "
+            "otherwise build the model with the weights' hyper-parameters (filters, kernel size, groups, "
+            "use_bias, scale)"
+        )
+    return (
+        "The layer is the module's; build it with the weights' hyper-parameters (filters, kernel size, "
+        "groups, use_bias, scale)"
+    )
 
 
 def _plan_entry(prefix, params, target, how, reorders, source):
@@ -675,9 +747,11 @@ def _plan_entry(prefix, params, target, how, reorders, source):
     doubt = _DOUBT[how].format(prefix=prefix)
     if kind not in _COMPATIBLE[target_kind]:
         shape = params["weight"].shape if "weight" in params else "-"
-        entry.problem = (f"{source}: PyTorch module {prefix!r} ({kind}, weight {shape}) is paired with Keras "
-                         f"layer {label!r} ({type(layer).__name__}), {doubt}; the two models differ there. "
-                         f"{_fix_hint(prefix, how)}.")
+        entry.problem = (
+            f"{source}: PyTorch module {prefix!r} ({kind}, weight {shape}) is paired with Keras "
+            f"layer {label!r} ({type(layer).__name__}), {doubt}; the two models differ there. "
+            f"{_fix_hint(prefix, how)}."
+        )
         entry.rows = [(f"{prefix}.{p}", v.shape, None, None, v, "!! kind mismatch") for p, v in params.items()]
         return entry
     try:
@@ -691,17 +765,24 @@ def _plan_entry(prefix, params, target, how, reorders, source):
         entry.epsilon = float(params.get("eps", 1e-5))
     reorder = reorders.get(id(layer))
     if reorder is not None:
-        converted = [(p, _reorder(v, p, reorder[1], target_kind, layer), how_ if p == "eps" else
-                      (reorder[1].note if how_ == "-" else f"{how_}; {reorder[1].note}"))
-                     for p, v, how_ in converted]
+        converted = [
+            (
+                p,
+                _reorder(v, p, reorder[1], target_kind, layer),
+                how_ if p == "eps" else (reorder[1].note if how_ == "-" else f"{how_}; {reorder[1].note}"),
+            )
+            for p, v, how_ in converted
+        ]
     for k, (param, value, how_) in enumerate(converted):
         w = weights[k] if k < len(weights) else None  # a surplus array has no Keras weight
         keras_name, keras_shape = (f"{label}/{w.name}", tuple(w.shape)) if w is not None else (None, None)
         entry.rows.append((f"{prefix}.{param}", params[param].shape, keras_name, keras_shape, value, how_))
     if len(converted) != len(weights):
-        entry.problem = (f"{source}: module {prefix!r} gives {len(converted)} arrays "
-                         f"({', '.join(params)}) for Keras layer {label!r} with {len(weights)} "
-                         f"weights, {doubt}. {_fix_hint(prefix, how)}.")
+        entry.problem = (
+            f"{source}: module {prefix!r} gives {len(converted)} arrays "
+            f"({', '.join(params)}) for Keras layer {label!r} with {len(weights)} "
+            f"weights, {doubt}. {_fix_hint(prefix, how)}."
+        )
         return entry
     for (param, value, how_), w in zip(converted, weights):
         if tuple(w.shape) != tuple(np.shape(value)):
@@ -709,7 +790,8 @@ def _plan_entry(prefix, params, target, how, reorders, source):
                 f"{source}: {prefix}.{param} -> {label}: shape {np.shape(value)} (converted {how_} from "
                 f"{params[param].shape}) does not fit {w.name} {tuple(w.shape)} of Keras layer {label!r} "
                 f"({type(layer).__name__}), {doubt}. {_fix_hint(prefix, how)}. (Do not skip= it: the model has "
-                "a layer for it.)")
+                "a layer for it.)"
+            )
             break
     return entry
 
@@ -728,8 +810,12 @@ def _reorder(value, param, reorder, target_kind, layer):
 
 def _target_signature(target):
     label, layer, target_kind, _ = target
-    return (target_kind, type(layer).__name__, getattr(layer, "groups", 1),
-            tuple((w.name, tuple(w.shape)) for w in layer.weights))
+    return (
+        target_kind,
+        type(layer).__name__,
+        getattr(layer, "groups", 1),
+        tuple((w.name, tuple(w.shape)) for w in layer.weights),
+    )
 
 
 def _count_problem(source, model, counts, free_groups, free_targets, lone_src, lone_dst, kinds, fits_anywhere):
@@ -742,22 +828,28 @@ def _count_problem(source, model, counts, free_groups, free_targets, lone_src, l
     if foreign:
         names = [free_groups[i][0] for i in foreign]
         patterns = ", ".join(f"r'^{re.escape(p)}\\.'" for p in names[:4])
-        hints.append(f"PyTorch module(s) {', '.join(names[:8])} ({', '.join(kinds[i] for i in foreign[:8])}) "
-                     f"fit no Keras layer: skip=DEFAULT_SKIP + ({patterns},) (the model has no layer of "
-                     "that kind and shape)")
+        hints.append(
+            f"PyTorch module(s) {', '.join(names[:8])} ({', '.join(kinds[i] for i in foreign[:8])}) "
+            f"fit no Keras layer: skip=DEFAULT_SKIP + ({patterns},) (the model has no layer of "
+            "that kind and shape)"
+        )
     if doubtful:
         names = [free_groups[i][0] for i in doubtful]
-        hints.append(f"PyTorch module(s) {', '.join(names[:8])} fit a Keras layer that was paired with another "
-                     "module: the pairing by order is doubtful there (name the Keras layers after the modules, "
-                     "or use name_map)")
+        hints.append(
+            f"PyTorch module(s) {', '.join(names[:8])} fit a Keras layer that was paired with another "
+            "module: the pairing by order is doubtful there (name the Keras layers after the modules, "
+            "or use name_map)"
+        )
     if lone_dst:
         names = [free_targets[j][0] for j in lone_dst]
         hints.append(f"Keras layer(s) {', '.join(names[:8])} get no PyTorch module of their kind and shape")
     diagnosis = f" By kind and shape: {'; '.join(hints)}." if hints else ""
-    return (f"{source}: {counts[0]} PyTorch modules with weights but model {model.name!r} has "
-            f"{counts[1]} Keras layers with weights (not counting name_map entries). Not paired by name: "
-            f"PyTorch: [{src_list}]; Keras: [{dst_list}].{diagnosis} Fix: build the matching architecture, name "
-            "its layers after the modules, or pass a name_map.")
+    return (
+        f"{source}: {counts[0]} PyTorch modules with weights but model {model.name!r} has "
+        f"{counts[1]} Keras layers with weights (not counting name_map entries). Not paired by name: "
+        f"PyTorch: [{src_list}]; Keras: [{dst_list}].{diagnosis} Fix: build the matching architecture, name "
+        "its layers after the modules, or pass a name_map."
+    )
 
 
 def _name_key(name):
@@ -822,8 +914,10 @@ def plan_state_dict(model, state, name_map=None, shuffle_order="torch", skip=DEF
     shuffle_order); mismatches are reported in the mapping's ``problems``.
     """
     if shuffle_order not in ("torch", "tf"):
-        raise WeightsError(f"shuffle_order={shuffle_order!r}: use 'torch' (weights from nn.PixelShuffle "
-                           "models) or 'tf' (weights already in depth_to_space order).")
+        raise WeightsError(
+            f"shuffle_order={shuffle_order!r}: use 'torch' (weights from nn.PixelShuffle "
+            "models) or 'tf' (weights already in depth_to_space order)."
+        )
     groups = _groups(state, skip, source)
     if not groups:
         raise WeightsError(f"{source}: the state dict is empty (after skipping {list(skip or ())}).")
@@ -836,13 +930,17 @@ def plan_state_dict(model, state, name_map=None, shuffle_order="torch", skip=DEF
     for prefix, label in dict(name_map or {}).items():
         key = prefix
         if key not in group_dict and key.startswith("module."):  # a name from a DataParallel file
-            key = key[len("module."):]
+            key = key[len("module.") :]
         if key not in group_dict:
-            raise WeightsError(f"{source}: name_map key {prefix!r} is not a module of the state dict "
-                               f"(modules: {', '.join(p for p, _ in groups[:8])}...).")
+            raise WeightsError(
+                f"{source}: name_map key {prefix!r} is not a module of the state dict "
+                f"(modules: {', '.join(p for p, _ in groups[:8])}...)."
+            )
         if label is not None and label not in by_label:
-            raise WeightsError(f"{source}: name_map maps {prefix!r} to {label!r}, which is not a Keras layer "
-                               f"with weights of model {model.name!r} (e.g. {', '.join(list(by_label)[:6])}).")
+            raise WeightsError(
+                f"{source}: name_map maps {prefix!r} to {label!r}, which is not a Keras layer "
+                f"with weights of model {model.name!r} (e.g. {', '.join(list(by_label)[:6])})."
+            )
         resolved[key] = label
     mapped_labels = {v for v in resolved.values() if v is not None}
     free_targets = [t for t in targets if t[0] not in mapped_labels]
@@ -891,13 +989,28 @@ def plan_state_dict(model, state, name_map=None, shuffle_order="torch", skip=DEF
             def fits_anywhere(i):
                 return any(fits(i, j, targets, all_signatures) for j in range(len(targets)))
 
-            unmatched_torch = [(rest_groups[i][0], kinds[i], {p: v.shape for p, v in rest_groups[i][1].items()})
-                               for i in lone_src]
-            unmatched_keras = [(rest_targets[j][0], type(rest_targets[j][1]).__name__,
-                                {f"{rest_targets[j][0]}/{w.name}": tuple(w.shape) for w in rest_targets[j][1].weights})
-                               for j in lone_dst]
-            count_problem = _count_problem(source, model, (len(free_groups), len(free_targets)), rest_groups,
-                                           rest_targets, lone_src, lone_dst, kinds, fits_anywhere)
+            unmatched_torch = [
+                (rest_groups[i][0], kinds[i], {p: v.shape for p, v in rest_groups[i][1].items()}) for i in lone_src
+            ]
+            unmatched_keras = [
+                (
+                    rest_targets[j][0],
+                    type(rest_targets[j][1]).__name__,
+                    {f"{rest_targets[j][0]}/{w.name}": tuple(w.shape) for w in rest_targets[j][1].weights},
+                )
+                for j in lone_dst
+            ]
+            count_problem = _count_problem(
+                source,
+                model,
+                (len(free_groups), len(free_targets)),
+                rest_groups,
+                rest_targets,
+                lone_src,
+                lone_dst,
+                kinds,
+                fits_anywhere,
+            )
     pairs += [((p, group_dict[p]), by_label[label], "map") for p, label in resolved.items() if label is not None]
     order = {p: i for i, (p, _) in enumerate(groups)}
     pairs.sort(key=lambda pair: order[pair[0][0]])
@@ -906,8 +1019,7 @@ def plan_state_dict(model, state, name_map=None, shuffle_order="torch", skip=DEF
     problems = [f"{source}: {message}" for message in refused]
     if count_problem:
         problems.insert(0, count_problem)
-    return StateDictMapping(model.name, source, entries, unmatched_torch, unmatched_keras, skipped, ignored,
-                            problems)
+    return StateDictMapping(model.name, source, entries, unmatched_torch, unmatched_keras, skipped, ignored, problems)
 
 
 def describe_mapping(model, state, **kwargs):
@@ -939,6 +1051,5 @@ def load_state_dict(model, state, name_map=None, shuffle_order="torch", skip=DEF
     Raises WeightsError on any missing, extra or mis-shaped entry or refused reorder, naming
     the first one, how its pair was made and the fix; nothing is assigned then.  Returns ``model``.
     """
-    plan_state_dict(model, state, name_map=name_map, shuffle_order=shuffle_order, skip=skip,
-                    source=source).apply()
+    plan_state_dict(model, state, name_map=name_map, shuffle_order=shuffle_order, skip=skip, source=source).apply()
     return model

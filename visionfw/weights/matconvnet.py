@@ -22,6 +22,7 @@ as a scalar); :func:`read_dagnn` restores the shapes from each layer's ``block.s
 How to recognise the format: a ``.mat`` whose top-level key ``net`` is a struct with fields
 ``layers`` and ``params`` (see :func:`is_dagnn`).
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -45,8 +46,9 @@ def _loadmat(path):
     try:
         return scipy.io.loadmat(str(path), struct_as_record=False, squeeze_me=True)
     except NotImplementedError as exc:  # v7.3 files are HDF5
-        raise WeightsError(f"{path}: MATLAB v7.3 (HDF5) .mat files are not supported; re-save the net in "
-                           "MATLAB with save(..., '-v7').") from exc
+        raise WeightsError(
+            f"{path}: MATLAB v7.3 (HDF5) .mat files are not supported; re-save the net in MATLAB with save(..., '-v7')."
+        ) from exc
     except Exception as exc:
         raise WeightsError(f"{path}: not a readable .mat file ({exc}); check the file is complete.") from exc
 
@@ -93,15 +95,24 @@ def read_dagnn(path):
     mat = _loadmat(path)
     if not is_dagnn(mat):
         keys = [k for k in mat if not k.startswith("__")]
-        raise WeightsError(f"{path}: not a MatConvNet DagNN (expected a struct 'net' with fields 'layers' and "
-                           f"'params'; found keys {', '.join(keys) or 'none'}). Save the network with "
-                           "net.saveobj() in MatConvNet.")
+        raise WeightsError(
+            f"{path}: not a MatConvNet DagNN (expected a struct 'net' with fields 'layers' and "
+            f"'params'; found keys {', '.join(keys) or 'none'}). Save the network with "
+            "net.saveobj() in MatConvNet."
+        )
     net = mat["net"]
     layers = []
     for layer in np.atleast_1d(net.layers).ravel():
-        layers.append({"name": str(layer.name), "type": str(layer.type), "inputs": _names(layer.inputs),
-                       "outputs": _names(layer.outputs), "params": _names(layer.params),
-                       "block": _block_dict(layer.block)})
+        layers.append(
+            {
+                "name": str(layer.name),
+                "type": str(layer.type),
+                "inputs": _names(layer.inputs),
+                "outputs": _names(layer.outputs),
+                "params": _names(layer.params),
+                "block": _block_dict(layer.block),
+            }
+        )
     params = {}
     for p in np.atleast_1d(net.params).ravel():
         params[str(p.name)] = np.asarray(p.value, dtype=np.float32)
@@ -116,19 +127,25 @@ def read_dagnn(path):
             raise WeightsError(f"{path}: layer {layer['name']!r} ({layer['type']}) names no parameters.")
         missing = [n for n in names if n not in params]
         if missing:
-            raise WeightsError(f"{path}: layer {layer['name']!r} uses parameter(s) {', '.join(missing)}, which the "
-                               "file's net.params does not hold; the file is incomplete or not a saved DagNN.")
+            raise WeightsError(
+                f"{path}: layer {layer['name']!r} uses parameter(s) {', '.join(missing)}, which the "
+                "file's net.params does not hold; the file is incomplete or not a saved DagNN."
+            )
         f = params[names[0]]
         if f.size != int(np.prod(size)):
-            raise WeightsError(f"{path}: filter {names[0]!r} has {f.size} values but layer {layer['name']!r} "
-                               f"declares size {list(size)}.")
+            raise WeightsError(
+                f"{path}: filter {names[0]!r} has {f.size} values but layer {layer['name']!r} "
+                f"declares size {list(size)}."
+            )
         params[names[0]] = f.reshape(size)
         if len(names) > 1:
             out_channels = size[3] if layer["type"] == _CONV else size[2]
             b = params[names[1]]
             if b.size != out_channels:
-                raise WeightsError(f"{path}: bias {names[1]!r} has {b.size} values, layer {layer['name']!r} has "
-                                   f"{out_channels} output channels.")
+                raise WeightsError(
+                    f"{path}: bias {names[1]!r} has {b.size} values, layer {layer['name']!r} has "
+                    f"{out_channels} output channels."
+                )
             params[names[1]] = b.reshape(out_channels)
     return layers, params
 
@@ -151,8 +168,10 @@ def _check_geometry(dag, keras_layer, source):
     kh, kw = keras_layer.kernel_size
     size = [int(s) for s in block["size"]]
     if (kh, kw) != tuple(size[:2]):
-        raise WeightsError(f"{source}: layer {name!r} has a {size[0]}x{size[1]} filter, Keras layer {kname!r} "
-                           f"{kh}x{kw}; build the model with the file's architecture.")
+        raise WeightsError(
+            f"{source}: layer {name!r} has a {size[0]}x{size[1]} filter, Keras layer {kname!r} "
+            f"{kh}x{kw}; build the model with the file's architecture."
+        )
     if dag["type"] == _CONV:
         if cls != "Conv2D":
             raise WeightsError(f"{source}: layer {name!r} is a convolution but Keras layer {kname!r} is a {cls}.")
@@ -162,13 +181,16 @@ def _check_geometry(dag, keras_layer, source):
         pad = pad * 4 if len(pad) == 1 else pad
         want = [(kh - 1) // 2, kh - 1 - (kh - 1) // 2, (kw - 1) // 2, kw - 1 - (kw - 1) // 2]
         if set(stride) != {1} or set(dilate) != {1} or pad != want or keras_layer.padding != "same":
-            raise WeightsError(f"{source}: layer {name!r} (stride {stride}, pad {pad}, dilate {dilate}) is not a "
-                               f"stride-1 'same' convolution like Keras layer {kname!r} (padding "
-                               f"{keras_layer.padding!r}, pad {want}); this loader handles those only.")
+            raise WeightsError(
+                f"{source}: layer {name!r} (stride {stride}, pad {pad}, dilate {dilate}) is not a "
+                f"stride-1 'same' convolution like Keras layer {kname!r} (padding "
+                f"{keras_layer.padding!r}, pad {want}); this loader handles those only."
+            )
         return
     if cls != "Conv2DTranspose":
-        raise WeightsError(f"{source}: layer {name!r} is a transposed convolution but Keras layer {kname!r} "
-                           f"is a {cls}.")
+        raise WeightsError(
+            f"{source}: layer {name!r} is a transposed convolution but Keras layer {kname!r} is a {cls}."
+        )
     up = [int(u) for u in np.atleast_1d(block.get("upsample", 1))]
     up = up * 2 if len(up) == 1 else up
     crop = [int(c) for c in np.atleast_1d(block.get("crop", 0))]
@@ -176,10 +198,12 @@ def _check_geometry(dag, keras_layer, source):
     strides = list(keras_layer.strides)
     want = list(_same_crop(kh, strides[0]) + _same_crop(kw, strides[1]))
     if up != strides or keras_layer.padding != "same" or crop != want:
-        raise WeightsError(f"{source}: transposed conv {name!r} (upsample {up}, crop [top bottom left right] = "
-                           f"{crop}) differs from Keras layer {kname!r} (strides {strides}, padding "
-                           f"{keras_layer.padding!r}, which crops {want}). Build Conv2DTranspose(strides={up}, "
-                           "padding='same'); this loader supports the crops 'same' makes only.")
+        raise WeightsError(
+            f"{source}: transposed conv {name!r} (upsample {up}, crop [top bottom left right] = "
+            f"{crop}) differs from Keras layer {kname!r} (strides {strides}, padding "
+            f"{keras_layer.padding!r}, which crops {want}). Build Conv2DTranspose(strides={up}, "
+            "padding='same'); this loader supports the crops 'same' makes only."
+        )
 
 
 def _keras_convs(model):
@@ -203,9 +227,11 @@ def _pair(dag_convs, keras_convs, source, model_name):
         wanted = {d["name"] for d in dag_convs}
         extra = [layer.name for layer in keras_convs if layer.name not in wanted]
         if extra:
-            raise WeightsError(f"{source}: Keras layer(s) {', '.join(extra[:6])}{' ...' if len(extra) > 6 else ''} "
-                               f"of model {model_name!r} have no counterpart in the file; build the model for the "
-                               "file's scale and depth (e.g. get_model('lapsrn', scale=s) for LapSRN_x<s>.mat).")
+            raise WeightsError(
+                f"{source}: Keras layer(s) {', '.join(extra[:6])}{' ...' if len(extra) > 6 else ''} "
+                f"of model {model_name!r} have no counterpart in the file; build the model for the "
+                "file's scale and depth (e.g. get_model('lapsrn', scale=s) for LapSRN_x<s>.mat)."
+            )
         return pairs
     groups = {}  # (transposed?, (kh, kw), cin, cout) -> [[dag layers], [keras layers]]
     for d in dag_convs:
@@ -221,9 +247,11 @@ def _pair(dag_convs, keras_convs, source, model_name):
     for (is_t, k, cin, cout), (dags, kers) in groups.items():
         if len(dags) != len(kers):
             what = f"{'transposed ' if is_t else ''}convolutions {k[0]}x{k[1]} {cin}->{cout}"
-            raise WeightsError(f"{source}: the file has {len(dags)} {what}, model has {len(kers)} "
-                               f"({', '.join(x.name for x in kers) or 'none'}). Build the model with the file's "
-                               "scale and depth (e.g. get_model('lapsrn', scale=s)).")
+            raise WeightsError(
+                f"{source}: the file has {len(dags)} {what}, model has {len(kers)} "
+                f"({', '.join(x.name for x in kers) or 'none'}). Build the model with the file's "
+                "scale and depth (e.g. get_model('lapsrn', scale=s))."
+            )
         pairs.extend(zip(dags, kers))
     return pairs
 
@@ -249,20 +277,27 @@ def load_dagnn_convs(model, path):
         kernel = params[names[0]]
         arrays = [kernel] + ([params[names[1]]] if len(names) > 1 else [])
         if len(arrays) != len(layer.weights):
-            raise WeightsError(f"{source}: layer {dag['name']!r} has {len(arrays)} parameter array(s) "
-                               f"({', '.join(names)}), Keras layer {layer.name!r} has {len(layer.weights)} "
-                               "weights; check use_bias.")
+            raise WeightsError(
+                f"{source}: layer {dag['name']!r} has {len(arrays)} parameter array(s) "
+                f"({', '.join(names)}), Keras layer {layer.name!r} has {len(layer.weights)} "
+                "weights; check use_bias."
+            )
         for w, v in zip(layer.weights, arrays):
             if tuple(w.shape) != v.shape:
-                raise WeightsError(f"{source}: {dag['name']}: {v.shape} does not fit {w.name} {tuple(w.shape)} "
-                                   f"of Keras layer {layer.name!r}; build the model with the file's architecture.")
+                raise WeightsError(
+                    f"{source}: {dag['name']}: {v.shape} does not fit {w.name} {tuple(w.shape)} "
+                    f"of Keras layer {layer.name!r}; build the model with the file's architecture."
+                )
         values.append((layer, arrays))
     leaks = sorted({float(layer["block"].get("leak", 0.0)) for layer in layers if layer["type"] == "dagnn.ReLU"})
-    slopes = sorted({float(getattr(layer, "negative_slope", 0.0)) for layer in model.layers
-                     if type(layer).__name__ == "LeakyReLU"})
+    slopes = sorted(
+        {float(getattr(layer, "negative_slope", 0.0)) for layer in model.layers if type(layer).__name__ == "LeakyReLU"}
+    )
     if leaks and slopes and not np.allclose(leaks, slopes):
-        raise WeightsError(f"{source}: the file's ReLUs leak {leaks}, the model's LeakyReLUs have slopes "
-                           f"{slopes}; build the model with the file's slope.")
+        raise WeightsError(
+            f"{source}: the file's ReLUs leak {leaks}, the model's LeakyReLUs have slopes "
+            f"{slopes}; build the model with the file's slope."
+        )
     for layer, arrays in values:
         for w, v in zip(layer.weights, arrays):
             w.assign(v.astype(np.float32))

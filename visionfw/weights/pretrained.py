@@ -14,6 +14,7 @@ prefix its authors put in the file name); a mismatch is a :class:`WeightsError`.
 fetched by ``keras.utils.get_file`` with the hash checked.  ``pretrained="path"`` loads that file
 instead, with the same loading options.
 """
+
 from __future__ import annotations
 
 import os
@@ -43,9 +44,11 @@ def _check_hash(path, info, name):
     digest = file_sha256(path)
     expected = info.sha256 or info.sha256_prefix
     if expected and not digest.startswith(expected):
-        raise WeightsError(f"{path}: sha256 {digest[:16]}... does not match the official {name} weights "
-                           f"({expected[:16]}...). The file is corrupt or another release: delete it (or pass "
-                           f"pretrained='{path}' to load it anyway).")
+        raise WeightsError(
+            f"{path}: sha256 {digest[:16]}... does not match the official {name} weights "
+            f"({expected[:16]}...). The file is corrupt or another release: delete it (or pass "
+            f"pretrained='{path}' to load it anyway)."
+        )
     return path
 
 
@@ -56,9 +59,11 @@ def find_weights(info, scale=None, data_dir=None, download=False):
     w = info.weights_for(scale)
     if w is None:
         known = [s for s, _ in info.weights]
-        raise WeightsError(f"model {name!r} has no official weights"
-                           + (f" at x{scale}; they exist at {known}" if known else "")
-                           + ". Train it (`visionfw train`) or pass pretrained='path/to/file'.")
+        raise WeightsError(
+            f"model {name!r} has no official weights"
+            + (f" at x{scale}; they exist at {known}" if known else "")
+            + ". Train it (`visionfw train`) or pass pretrained='path/to/file'."
+        )
     looked = []
     for folder in weights_dirs(data_dir):
         for candidate in (folder / w.file, folder / Path(w.file).name):
@@ -69,15 +74,27 @@ def find_weights(info, scale=None, data_dir=None, download=False):
         import keras
 
         cache = Path(USER_CACHE).expanduser()
-        path = keras.utils.get_file(fname=Path(w.file).name, origin=w.url, file_hash=w.sha256,
-                                    cache_dir=str(cache.parent), cache_subdir=cache.name)
+        path = keras.utils.get_file(
+            fname=Path(w.file).name,
+            origin=w.url,
+            file_hash=w.sha256,
+            cache_dir=str(cache.parent),
+            cache_subdir=cache.name,
+        )
         return _check_hash(Path(path), w, name)
-    how = (f"download it from {w.url}" if w.url else f"get it from {w.source or 'the authors release'}")
-    raise WeightsError(f"official weights of {name!r}{f' x{scale}' if scale else ''} ({w.file}) not found. "
-                       f"Looked in: {'; '.join(map(str, looked))}. Fix: {how} into ${ENV} or {USER_CACHE}"
-                       + (f", or let visionfw fetch it once (hash checked): python -c \"import visionfw; "
-                          f"visionfw.get_model('{name}'{f', scale={scale}' if scale else ''}, pretrained=True, "
-                          "download=True)\"" if w.url else "") + ".")
+    how = f"download it from {w.url}" if w.url else f"get it from {w.source or 'the authors release'}"
+    raise WeightsError(
+        f"official weights of {name!r}{f' x{scale}' if scale else ''} ({w.file}) not found. "
+        f"Looked in: {'; '.join(map(str, looked))}. Fix: {how} into ${ENV} or {USER_CACHE}"
+        + (
+            f', or let visionfw fetch it once (hash checked): python -c "import visionfw; '
+            f"visionfw.get_model('{name}'{f', scale={scale}' if scale else ''}, pretrained=True, "
+            'download=True)"'
+            if w.url
+            else ""
+        )
+        + "."
+    )
 
 
 def load_pretrained(model, info, scale=None, pretrained=True, data_dir=None, download=False, **options):

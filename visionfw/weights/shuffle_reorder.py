@@ -15,6 +15,7 @@ prove right is refused, with the conv, the shuffle and the fix (``order='torch'`
 conv whose groups the permutation would mix, a tensor also used outside the permuted region, a
 layer shared by several calls, a concatenation, a layer of unknown kind, the model's input.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -24,8 +25,17 @@ import numpy as np
 __all__ = ["ChannelReorder", "shuffle_reorders", "torch_to_tf_shuffle_permutation"]
 
 # layers that map channel c to channel c and hold no per-channel weights
-_PASS_THROUGH = ("ReLU", "LeakyReLU", "ELU", "Dropout", "SpatialDropout2D", "Identity", "Quantize", "GaussianNoise",
-                 "ActivityRegularization")
+_PASS_THROUGH = (
+    "ReLU",
+    "LeakyReLU",
+    "ELU",
+    "Dropout",
+    "SpatialDropout2D",
+    "Identity",
+    "Quantize",
+    "GaussianNoise",
+    "ActivityRegularization",
+)
 _PER_CHANNEL_WEIGHTS = ("BatchNormalization", "PReLU")
 _ELEMENTWISE_MERGES = ("Add", "Subtract", "Multiply", "Average", "Maximum", "Minimum")
 _CONVS = ("Conv2D", "EdgePadConv2D", "SpectralConv2D")
@@ -69,8 +79,7 @@ def _consumers(tensor):
     op, _ = _producer(tensor)
     if op is None:
         return []
-    return [(node.operation, node) for node in op._outbound_nodes
-            if any(t is tensor for t in node.input_tensors)]
+    return [(node.operation, node) for node in op._outbound_nodes if any(t is tensor for t in node.input_tensors)]
 
 
 def _activation_name(layer):
@@ -93,9 +102,11 @@ class _Walk:
     def refuse(self, layer, why):
         kind = type(self.shuffle).__name__
         where = f"{type(layer).__name__} {layer.name!r}" if layer is not None else "the model's input"
-        raise _Refused(f"the PyTorch->Keras channel reorder for {kind} {self.shuffle.name!r} (order="
-                       f"{self.shuffle.order!r}, r={self.shuffle.scale}) cannot be proven right at {where}: {why}. "
-                       f"Fix: {_FIX}.")
+        raise _Refused(
+            f"the PyTorch->Keras channel reorder for {kind} {self.shuffle.name!r} (order="
+            f"{self.shuffle.order!r}, r={self.shuffle.scale}) cannot be proven right at {where}: {why}. "
+            f"Fix: {_FIX}."
+        )
 
     def assign(self, layer, axis):
         reorder = ChannelReorder(axis, self.perm, self.note)
@@ -108,8 +119,11 @@ class _Walk:
         readers = _consumers(tensor)
         if len(readers) != 1 or readers[0][0] is not reader or id(tensor) in self.outputs:
             op, _ = _producer(tensor)
-            self.refuse(op, "its output is also used elsewhere (another branch, a skip or a model output), "
-                            "which would see the channels reordered")
+            self.refuse(
+                op,
+                "its output is also used elsewhere (another branch, a skip or a model output), "
+                "which would see the channels reordered",
+            )
 
     def backward(self, tensor, reader):
         """Reorders the output channels of whatever produces ``tensor`` (read by ``reader`` only)."""
@@ -118,8 +132,9 @@ class _Walk:
             self.refuse(None, "the channels come from the model's input, not from a weight")
         self.check_single_use(tensor, reader)
         if len(op._inbound_nodes) > 1:
-            self.refuse(op, f"the layer is shared ({len(op._inbound_nodes)} calls), so its other calls "
-                            "would be reordered too")
+            self.refuse(
+                op, f"the layer is shared ({len(op._inbound_nodes)} calls), so its other calls would be reordered too"
+            )
         cls = type(op).__name__
         ins = node.input_tensors
         if cls in _CONVS:
@@ -135,13 +150,17 @@ class _Walk:
             else:
                 size = c_out // groups
                 if not np.array_equal(np.arange(c_out) // size, self.perm // size):
-                    self.refuse(op, f"groups={groups}: the reorder moves output channels into other groups "
-                                    "(each group reads its own input channels)")
+                    self.refuse(
+                        op,
+                        f"groups={groups}: the reorder moves output channels into other groups "
+                        "(each group reads its own input channels)",
+                    )
                 self.assign(op, "out")
         elif cls == "DepthwiseConv2D":
             if int(op.depth_multiplier) != 1:
-                self.refuse(op, f"depth_multiplier={op.depth_multiplier}: the reorder would move filters "
-                                "between input channels")
+                self.refuse(
+                    op, f"depth_multiplier={op.depth_multiplier}: the reorder would move filters between input channels"
+                )
             self.assign(op, "out")
             self.backward(ins[0], op)
         elif cls in _PER_CHANNEL_WEIGHTS or cls in _PASS_THROUGH or cls in ("Scale", "Activation"):
@@ -149,8 +168,12 @@ class _Walk:
                 self.refuse(op, "softmax mixes channels")
             if cls == "Scale" and op.weights and len(tuple(op.weights[0].shape)) > 0:
                 self.refuse(op, "a per-channel scale")
-            if cls == "BatchNormalization" and op.axis not in (-1, len(tensor.shape) - 1, [-1],
-                                                               [len(tensor.shape) - 1]):
+            if cls == "BatchNormalization" and op.axis not in (
+                -1,
+                len(tensor.shape) - 1,
+                [-1],
+                [len(tensor.shape) - 1],
+            ):
                 self.refuse(op, f"axis={op.axis} is not the channel axis")
             if cls in _PER_CHANNEL_WEIGHTS and op.weights:
                 self.assign(op, "out")
@@ -158,14 +181,20 @@ class _Walk:
         elif cls in _ELEMENTWISE_MERGES:
             shapes = {tuple(t.shape[1:]) for t in ins}
             if len(shapes) != 1:
-                self.refuse(op, f"its inputs have different shapes {sorted(map(str, shapes))} (broadcasting "
-                                "mixes per-channel and shared values)")
+                self.refuse(
+                    op,
+                    f"its inputs have different shapes {sorted(map(str, shapes))} (broadcasting "
+                    "mixes per-channel and shared values)",
+                )
             for t in ins:
                 self.backward(t, op)
         else:
-            self.refuse(op, "a layer that does not act on each channel in place (the walk knows activations, "
-                            "BatchNormalization, PReLU, bias-free scaling, element-wise merges of same-shaped "
-                            "tensors and convolutions)")
+            self.refuse(
+                op,
+                "a layer that does not act on each channel in place (the walk knows activations, "
+                "BatchNormalization, PReLU, bias-free scaling, element-wise merges of same-shaped "
+                "tensors and convolutions)",
+            )
 
     def forward(self, tensor):
         """Reorders the input channels of every conv that reads ``tensor``."""
@@ -190,14 +219,16 @@ class _Walk:
             elif cls == "DepthwiseConv2D" and int(op.depth_multiplier) == 1:
                 self.assign(op, "out")
                 self.forward(node.output_tensors[0])
-            elif cls in _PER_CHANNEL_WEIGHTS or cls in _PASS_THROUGH or (
-                    cls == "Activation" and _activation_name(op) not in ("softmax", "log_softmax")):
+            elif (
+                cls in _PER_CHANNEL_WEIGHTS
+                or cls in _PASS_THROUGH
+                or (cls == "Activation" and _activation_name(op) not in ("softmax", "log_softmax"))
+            ):
                 if cls in _PER_CHANNEL_WEIGHTS and op.weights:
                     self.assign(op, "out")
                 self.forward(node.output_tensors[0])
             else:
-                self.refuse(op, "a layer that does not act on each channel in place reads the reordered "
-                                "channels")
+                self.refuse(op, "a layer that does not act on each channel in place reads the reordered channels")
 
 
 def _models(model):
@@ -224,8 +255,10 @@ def shuffle_reorders(model, weights_order="torch"):
                 x = node.input_tensors[0]
                 channels = _channels_of(x) if cls == "PixelShuffle" else _channels_of(node.output_tensors[0])
                 if channels is None:
-                    refused.append(f"{cls} {layer.name!r}: its channel count is unknown, so the channel reorder "
-                                   f"cannot be derived. Fix: {_FIX}.")
+                    refused.append(
+                        f"{cls} {layer.name!r}: its channel count is unknown, so the channel reorder "
+                        f"cannot be derived. Fix: {_FIX}."
+                    )
                     continue
                 perm = torch_to_tf_shuffle_permutation(int(channels) // (r * r), r)
                 if layer.order == "torch":  # weights in tf order, layer in torch order
@@ -242,10 +275,13 @@ def shuffle_reorders(model, weights_order="torch"):
                     continue
                 for key, (lay, reorder) in walk.found.items():
                     old = found.get(key)
-                    if old is not None and not (old[1].axis == reorder.axis
-                                                and np.array_equal(old[1].perm, reorder.perm)):
-                        refused.append(f"layer {lay.name!r} is reached by two shuffles that need different "
-                                       f"channel orders. Fix: {_FIX}.")
+                    if old is not None and not (
+                        old[1].axis == reorder.axis and np.array_equal(old[1].perm, reorder.perm)
+                    ):
+                        refused.append(
+                            f"layer {lay.name!r} is reached by two shuffles that need different "
+                            f"channel orders. Fix: {_FIX}."
+                        )
                         continue
                     found[key] = (lay, reorder)
     return found, refused

@@ -25,6 +25,7 @@ Public functions:
   with the usual wrappers (``state_dict``, ``model``, ``params``, ``params_ema``, ``net``)
   removed and DataParallel's ``module.`` prefix stripped.
 """
+
 from __future__ import annotations
 
 import collections
@@ -48,27 +49,49 @@ _LEGACY_PROTOCOL = 1001
 # keys under which training code nests the state dict, tried in this order
 STATE_DICT_WRAPPERS = ("state_dict", "model", "params", "params_ema", "net")
 
-_RESAVE_HINT = ("If you trust the file, re-save only its weights with torch: "
-                "torch.save(model.state_dict(), 'weights.pth'), or as numpy: "
-                "np.savez('weights.npz', **{k: v.cpu().numpy() for k, v in state_dict.items()}).")
+_RESAVE_HINT = (
+    "If you trust the file, re-save only its weights with torch: "
+    "torch.save(model.state_dict(), 'weights.pth'), or as numpy: "
+    "np.savez('weights.npz', **{k: v.cpu().numpy() for k, v in state_dict.items()})."
+)
 
 
 # storage class name -> numpy dtype (a string names an ml_dtypes type, looked up when used)
 _STORAGE_DTYPES = {
-    "DoubleStorage": np.dtype("<f8"), "FloatStorage": np.dtype("<f4"), "HalfStorage": np.dtype("<f2"),
-    "BFloat16Storage": "bfloat16", "LongStorage": np.dtype("<i8"), "IntStorage": np.dtype("<i4"),
-    "ShortStorage": np.dtype("<i2"), "CharStorage": np.dtype("i1"), "ByteStorage": np.dtype("u1"),
-    "BoolStorage": np.dtype("?"), "ComplexFloatStorage": np.dtype("<c8"),
-    "ComplexDoubleStorage": np.dtype("<c16"), "UntypedStorage": np.dtype("u1"),
+    "DoubleStorage": np.dtype("<f8"),
+    "FloatStorage": np.dtype("<f4"),
+    "HalfStorage": np.dtype("<f2"),
+    "BFloat16Storage": "bfloat16",
+    "LongStorage": np.dtype("<i8"),
+    "IntStorage": np.dtype("<i4"),
+    "ShortStorage": np.dtype("<i2"),
+    "CharStorage": np.dtype("i1"),
+    "ByteStorage": np.dtype("u1"),
+    "BoolStorage": np.dtype("?"),
+    "ComplexFloatStorage": np.dtype("<c8"),
+    "ComplexDoubleStorage": np.dtype("<c16"),
+    "UntypedStorage": np.dtype("u1"),
 }
 
 # torch dtype name -> numpy dtype, for _rebuild_tensor_v3 (a dtype beside an untyped storage)
 _TORCH_DTYPES = {
-    "float64": np.dtype("<f8"), "float32": np.dtype("<f4"), "float16": np.dtype("<f2"),
-    "bfloat16": "bfloat16", "int64": np.dtype("<i8"), "int32": np.dtype("<i4"), "int16": np.dtype("<i2"),
-    "int8": np.dtype("i1"), "uint8": np.dtype("u1"), "uint16": np.dtype("<u2"), "uint32": np.dtype("<u4"),
-    "uint64": np.dtype("<u8"), "bool": np.dtype("?"), "complex64": np.dtype("<c8"),
-    "complex128": np.dtype("<c16"), "float8_e4m3fn": "float8_e4m3fn", "float8_e5m2": "float8_e5m2",
+    "float64": np.dtype("<f8"),
+    "float32": np.dtype("<f4"),
+    "float16": np.dtype("<f2"),
+    "bfloat16": "bfloat16",
+    "int64": np.dtype("<i8"),
+    "int32": np.dtype("<i4"),
+    "int16": np.dtype("<i2"),
+    "int8": np.dtype("i1"),
+    "uint8": np.dtype("u1"),
+    "uint16": np.dtype("<u2"),
+    "uint32": np.dtype("<u4"),
+    "uint64": np.dtype("<u8"),
+    "bool": np.dtype("?"),
+    "complex64": np.dtype("<c8"),
+    "complex128": np.dtype("<c16"),
+    "float8_e4m3fn": "float8_e4m3fn",
+    "float8_e5m2": "float8_e5m2",
 }
 
 
@@ -78,8 +101,10 @@ def _resolve_dtype(spec, what):
     try:
         import ml_dtypes  # installed with TensorFlow
     except ImportError:
-        raise _Unsupported(f"{what} holds {spec} values, which need the ml_dtypes package (pip install "
-                           f"ml_dtypes); or convert the tensor with .float() before saving") from None
+        raise _Unsupported(
+            f"{what} holds {spec} values, which need the ml_dtypes package (pip install "
+            f"ml_dtypes); or convert the tensor with .float() before saving"
+        ) from None
     return np.dtype(getattr(ml_dtypes, spec))
 
 
@@ -171,7 +196,7 @@ class _Storage(_Sealed):
             base = self.root.array()
             if self.offset < 0 or self.offset + self.numel > base.size:
                 raise ValueError(f"storage view {self.key!r} runs past its root storage {self.root.key!r}")
-            return base[self.offset:self.offset + self.numel]
+            return base[self.offset : self.offset + self.numel]
         if self.flat is None:
             raise ValueError(f"storage {self.key!r} has no data in the file")
         return self.flat
@@ -187,8 +212,7 @@ class _PendingTensor(_Sealed):
 
 
 def _int_tuple(value, what):
-    if not isinstance(value, (tuple, list)) or not all(isinstance(v, int) and not isinstance(v, bool)
-                                                       for v in value):
+    if not isinstance(value, (tuple, list)) or not all(isinstance(v, int) and not isinstance(v, bool) for v in value):
         raise ValueError(f"tensor {what} {value!r} is not a tuple of ints")
     return tuple(value)
 
@@ -220,8 +244,7 @@ def _rebuild_parameter(data, *_ignored):
 
 def _rebuild_from_type_v2(func, new_type, args, state):
     """torch._tensor._rebuild_from_type_v2, for plain Tensor and Parameter only."""
-    if (new_type not in (_TENSOR_TYPE, _PARAMETER_TYPE) or func not in _TENSOR_BUILDERS
-            or not isinstance(args, tuple)):
+    if new_type not in (_TENSOR_TYPE, _PARAMETER_TYPE) or func not in _TENSOR_BUILDERS or not isinstance(args, tuple):
         raise ValueError("_rebuild_from_type_v2 of a tensor subclass")
     return func(*args)
 
@@ -247,9 +270,11 @@ def _not_callable(*_args):
 # torch.Tensor / torch.nn.Parameter only appear as arguments of _rebuild_from_type_v2
 _TENSOR_TYPE = _StandIn(_not_callable, "torch.Tensor")
 _PARAMETER_TYPE = _StandIn(_not_callable, "torch.nn.parameter.Parameter")
-_TENSOR_BUILDERS = (_StandIn(_rebuild_tensor, "torch._utils._rebuild_tensor_v2"),
-                    _StandIn(_rebuild_tensor_v3, "torch._utils._rebuild_tensor_v3"),
-                    _StandIn(_rebuild_parameter, "torch._utils._rebuild_parameter"))
+_TENSOR_BUILDERS = (
+    _StandIn(_rebuild_tensor, "torch._utils._rebuild_tensor_v2"),
+    _StandIn(_rebuild_tensor_v3, "torch._utils._rebuild_tensor_v3"),
+    _StandIn(_rebuild_parameter, "torch._utils._rebuild_parameter"),
+)
 
 
 def _allowed_globals():
@@ -261,8 +286,9 @@ def _allowed_globals():
         ("torch._utils", "_rebuild_tensor_v3"): build_v3,
         ("torch._utils", "_rebuild_parameter"): build_param,
         ("torch._utils", "_rebuild_parameter_with_state"): build_param,
-        ("torch._tensor", "_rebuild_from_type_v2"): _StandIn(_rebuild_from_type_v2,
-                                                             "torch._tensor._rebuild_from_type_v2"),
+        ("torch._tensor", "_rebuild_from_type_v2"): _StandIn(
+            _rebuild_from_type_v2, "torch._tensor._rebuild_from_type_v2"
+        ),
         ("torch", "Tensor"): _TENSOR_TYPE,
         ("torch._tensor", "Tensor"): _TENSOR_TYPE,
         ("torch.nn.parameter", "Parameter"): _PARAMETER_TYPE,
@@ -338,8 +364,10 @@ def _check_pickle_bounds(file):
             if op.name in ("PUT", "BINPUT", "LONG_BINPUT"):
                 index = int(arg)  # PUT's argument is text
                 if index > memo_size:  # picklers number memo entries 0, 1, 2, ...
-                    raise _OverLimit(f"the pickle stores memo entry {index} when it has made {memo_size}; its "
-                                     f"unpickler would allocate a table of {index} entries")
+                    raise _OverLimit(
+                        f"the pickle stores memo entry {index} when it has made {memo_size}; its "
+                        f"unpickler would allocate a table of {index} entries"
+                    )
                 memo_size = max(memo_size, index + 1)
             elif op.name == "MEMOIZE":
                 memo_size += 1
@@ -377,8 +405,7 @@ def _materialize(tensor):
     if tensor.dtype is not None:  # v3: bytes reinterpreted as the tensor's dtype
         dtype = _resolve_dtype(tensor.dtype.dtype_spec, f"a {tensor.dtype.name} tensor")
         if flat.dtype.itemsize != 1 or flat.size % dtype.itemsize:
-            raise ValueError(f"a {tensor.dtype.name} tensor on a storage of {flat.dtype} "
-                             f"with {flat.size} elements")
+            raise ValueError(f"a {tensor.dtype.name} tensor on a storage of {flat.dtype} with {flat.size} elements")
         flat = flat.view(dtype)
     size, stride, offset = tensor.size, tensor.stride, tensor.offset
     if len(size) != len(stride) or any(n < 0 for n in size) or any(s < 0 for s in stride) or offset < 0:
@@ -388,15 +415,19 @@ def _materialize(tensor):
     # as_strided reads raw memory: the last element must lie inside the storage
     last = offset + sum((n - 1) * s for n, s in zip(size, stride))
     if last >= flat.size:
-        raise ValueError(f"tensor of size {size}, stride {stride}, offset {offset} reads element {last} "
-                         f"of a storage of {flat.size}")
+        raise ValueError(
+            f"tensor of size {size}, stride {stride}, offset {offset} reads element {last} of a storage of {flat.size}"
+        )
     numel = int(np.prod(size, dtype=object))
     if numel > flat.size:  # only overlapping strides (0, or smaller than the extent) give more
-        raise _OverLimit(f"a tensor of size {size} with strides {stride} repeats the {flat.size} elements of its "
-                         f"storage into {numel}; torch.save never writes such a view unless the tensor was "
-                         "expanded: save tensor.contiguous() instead")
-    view = np.lib.stride_tricks.as_strided(flat[offset:], shape=size,
-                                           strides=[s * flat.dtype.itemsize for s in stride], writeable=False)
+        raise _OverLimit(
+            f"a tensor of size {size} with strides {stride} repeats the {flat.size} elements of its "
+            f"storage into {numel}; torch.save never writes such a view unless the tensor was "
+            "expanded: save tensor.contiguous() instead"
+        )
+    view = np.lib.stride_tricks.as_strided(
+        flat[offset:], shape=size, strides=[s * flat.dtype.itemsize for s in stride], writeable=False
+    )
     return np.array(view, order="C", copy=True)  # owns its memory, not the file's buffer
 
 
@@ -420,8 +451,10 @@ class _Resolver:
         if isinstance(obj, (_PendingTensor, dict, list, tuple)) and id(obj) in self.done:
             result, nested = self.done[id(obj)]
             if nested:
-                raise _OverLimit(f"the pickle names one {type(obj).__name__} of containers at two places (a "
-                                 "shared object graph, which walks exponentially; torch.save writes a tree)")
+                raise _OverLimit(
+                    f"the pickle names one {type(obj).__name__} of containers at two places (a "
+                    "shared object graph, which walks exponentially; torch.save writes a tree)"
+                )
             return result
         if isinstance(obj, _PendingTensor):
             result, nested = self._tensor(obj), False
@@ -445,9 +478,11 @@ class _Resolver:
         array = _materialize(tensor)
         self.copied += array.nbytes
         if self.copied > self.budget:
-            raise _OverLimit(f"the tensors copied out of the file reach {self.copied} bytes, more than "
-                             f"{MAX_VIEW_AMPLIFICATION} times the storage bytes the file holds: its tensors name "
-                             "the same storage over and over")
+            raise _OverLimit(
+                f"the tensors copied out of the file reach {self.copied} bytes, more than "
+                f"{MAX_VIEW_AMPLIFICATION} times the storage bytes the file holds: its tensors name "
+                "the same storage over and over"
+            )
         return array
 
 
@@ -460,11 +495,16 @@ def _read_zip(path):
         pickles = [n for n in names if n.endswith("/data.pkl") and n.count("/") == 1]
         if len(pickles) != 1:
             jit = any("/code/" in n for n in names) or any(n.endswith("constants.pkl") for n in names)
-            what = ("a TorchScript archive (torch.jit.save), which holds code" if jit
-                    else f"a zip archive without one '<archive>/data.pkl' (found {len(pickles)})")
-            raise WeightsError(f"{path}: {what}, not a torch.save checkpoint. Load it with torch and save "
-                               "model.state_dict() with torch.save.")
-        prefix = pickles[0][:-len("data.pkl")]
+            what = (
+                "a TorchScript archive (torch.jit.save), which holds code"
+                if jit
+                else f"a zip archive without one '<archive>/data.pkl' (found {len(pickles)})"
+            )
+            raise WeightsError(
+                f"{path}: {what}, not a torch.save checkpoint. Load it with torch and save "
+                "model.state_dict() with torch.save."
+            )
+        prefix = pickles[0][: -len("data.pkl")]
         big_endian = False
         if prefix + "byteorder" in names:
             order = archive.read(prefix + "byteorder").decode("ascii", "replace").strip()
@@ -481,8 +521,10 @@ def _read_zip(path):
                     raise ValueError(f"storage record {record!r} is missing from the archive")
                 declared, needed = archive.getinfo(record).file_size, numel * dtype.itemsize
                 if declared != needed:  # checked before reading: the record could inflate to anything
-                    raise ValueError(f"storage record {record!r} has {declared} bytes, needs {needed} for "
-                                     f"{numel} {kind.name} elements (torch.save writes exactly that many)")
+                    raise ValueError(
+                        f"storage record {record!r} has {declared} bytes, needs {needed} for "
+                        f"{numel} {kind.name} elements (torch.save writes exactly that many)"
+                    )
                 storage = _Storage(key, dtype, numel)
                 storage.flat = _flat_from_bytes(archive.read(record), dtype, big_endian)
                 storages[key] = storage
@@ -507,9 +549,11 @@ def open_weights_zip(path, what="zip archive", fix="the download or copy is inco
     if declared > MAX_ZIP_INFLATION * size + (1 << 20):
         archive.close()
         big = max(infos, key=lambda info: info.file_size)
-        raise WeightsError(f"{path}: refused: its zip members inflate to {declared} bytes from a file of {size} "
-                           f"({big.filename!r} alone to {big.file_size}), a zip bomb: weight files store their "
-                           "members uncompressed.")
+        raise WeightsError(
+            f"{path}: refused: its zip members inflate to {declared} bytes from a file of {size} "
+            f"({big.filename!r} alone to {big.file_size}), a zip bomb: weight files store their "
+            "members uncompressed."
+        )
     return archive
 
 
@@ -517,8 +561,9 @@ def _read_legacy(path, file):
     """The legacy (torch < 1.6) format, ``file`` positioned after the magic number."""
     protocol = _restricted_load(file)
     if protocol != _LEGACY_PROTOCOL:
-        raise _Unsupported(f"legacy torch.save protocol {protocol!r} is not supported (only "
-                           f"{_LEGACY_PROTOCOL} is known)")
+        raise _Unsupported(
+            f"legacy torch.save protocol {protocol!r} is not supported (only {_LEGACY_PROTOCOL} is known)"
+        )
     sys_info = _restricted_load(file)
     little = sys_info.get("little_endian", True) if isinstance(sys_info, dict) else True
     storages = {}
@@ -588,27 +633,37 @@ def read_torch_checkpoint(path):
     except WeightsError:
         raise
     except _OverLimit as exc:
-        raise WeightsError(f"{path}: refused: {exc}. The file is malformed or hostile; re-save the weights "
-                           "with torch.save(model.state_dict(), path).") from None
+        raise WeightsError(
+            f"{path}: refused: {exc}. The file is malformed or hostile; re-save the weights "
+            "with torch.save(model.state_dict(), path)."
+        ) from None
     except _Refused as exc:
-        raise WeightsError(f"{path}: refused to unpickle global {exc.args[0]!r}: a checkpoint may only hold "
-                           "tensors, storages and OrderedDicts, and anything else could run code when "
-                           f"loaded (torch.load(weights_only=False) would call it). {_RESAVE_HINT}") from None
+        raise WeightsError(
+            f"{path}: refused to unpickle global {exc.args[0]!r}: a checkpoint may only hold "
+            "tensors, storages and OrderedDicts, and anything else could run code when "
+            f"loaded (torch.load(weights_only=False) would call it). {_RESAVE_HINT}"
+        ) from None
     except _Unsupported as exc:
         raise WeightsError(f"{path}: {exc}. {_RESAVE_HINT}") from None
     except Exception as exc:  # any malformed pickle: truncated, wrong types, bad opcodes
-        raise WeightsError(f"{path}: corrupt or truncated PyTorch checkpoint ({type(exc).__name__}: {exc}). "
-                           "Fetch the file again, or re-save it with torch.save(model.state_dict(), "
-                           "path).") from exc
+        raise WeightsError(
+            f"{path}: corrupt or truncated PyTorch checkpoint ({type(exc).__name__}: {exc}). "
+            "Fetch the file again, or re-save it with torch.save(model.state_dict(), "
+            "path)."
+        ) from exc
 
 
 def _read_non_zip(path, head):
     if tarfile.is_tarfile(path):
-        raise WeightsError(f"{path}: a tar-format checkpoint (torch < 0.4) is not supported. Load it with an "
-                           "old torch and re-save it: torch.save(torch.load(path), 'new.pth').")
-    not_torch = (f"{path}: not a PyTorch checkpoint: neither a torch.save zip archive (torch >= 1.6) nor a "
-                 "legacy torch.save file. Re-save it with torch.save(model.state_dict(), path), or pass "
-                 "the state dict as an .npz (np.savez('weights.npz', **state_dict_as_numpy)).")
+        raise WeightsError(
+            f"{path}: a tar-format checkpoint (torch < 0.4) is not supported. Load it with an "
+            "old torch and re-save it: torch.save(torch.load(path), 'new.pth')."
+        )
+    not_torch = (
+        f"{path}: not a PyTorch checkpoint: neither a torch.save zip archive (torch >= 1.6) nor a "
+        "legacy torch.save file. Re-save it with torch.save(model.state_dict(), path), or pass "
+        "the state dict as an .npz (np.savez('weights.npz', **state_dict_as_numpy))."
+    )
     if not head.startswith(b"\x80"):  # every torch.save pickle starts with PROTO
         raise WeightsError(not_torch)
     with open(path, "rb") as f:
@@ -656,14 +711,17 @@ def load_torch_checkpoint(path, key=None):
             break
         obj = inner
     if not isinstance(obj, dict):
-        raise WeightsError(f"{path}: holds {_describe(obj)}, not a state dict (name -> tensor). Save "
-                           "model.state_dict() with torch.save.")
+        raise WeightsError(
+            f"{path}: holds {_describe(obj)}, not a state dict (name -> tensor). Save "
+            "model.state_dict() with torch.save."
+        )
     state = {k: v for k, v in obj.items() if isinstance(k, str) and isinstance(v, np.ndarray)}
     if not state:
         nested = [k for k, v in obj.items() if isinstance(v, dict)]
-        hint = (f" It has nested dicts under {', '.join(map(repr, nested[:6]))}: pass key= one of them."
-                if nested else "")
+        hint = (
+            f" It has nested dicts under {', '.join(map(repr, nested[:6]))}: pass key= one of them." if nested else ""
+        )
         raise WeightsError(f"{path}: holds {_describe(obj)} with no tensors, so no state dict.{hint}")
     if all(k.startswith("module.") for k in state):  # saved from nn.DataParallel
-        state = {k[len("module."):]: v for k, v in state.items()}
+        state = {k[len("module.") :]: v for k, v in state.items()}
     return state

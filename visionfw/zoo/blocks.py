@@ -5,10 +5,11 @@ input tensors of its link, ``name`` a unique prefix for the layers it creates.
 Layers come from :func:`visionfw.zoo.parts.make_layer`, so the spec's ``defaults``
 (e.g. ``{'Conv2D': {'kernel_size': 3, 'padding': 'same'}}``) reach inside blocks.
 """
+
 import keras
 
-from visionfw.zoo.parts import input_channels, make_layer, register_block
 from visionfw.errors import SpecError
+from visionfw.zoo.parts import input_channels, make_layer, register_block
 
 
 def _conv(name, **kwargs):

@@ -15,40 +15,71 @@ model's output is the highest node, or the nodes listed under ``'outputs'``.
 :func:`validate_spec` checks everything it can before a layer is built and raises
 :class:`visionfw.errors.SpecError` naming the key, the link index and the fix.
 """
+
 import contextlib
 import contextvars
 import inspect
 import sys
 import weakref
 from fractions import Fraction
-from typing import NamedTuple, Optional
+from typing import NamedTuple
 
 from visionfw.errors import SpecError
-from visionfw.zoo.parts import (_BLOCK_FUNCTIONS, _BLOCK_SPECS, REGISTER_HINT, _accepted_kwargs, _all_layer_names,
-                            _context, _did_you_mean, _resolve_kwargs, check_layer_values, edge_padded,
-                            input_channels, layer_class, list_blocks, make_layer, register_block, register_layer)
+from visionfw.zoo.parts import (
+    _BLOCK_FUNCTIONS,
+    _BLOCK_SPECS,
+    REGISTER_HINT,
+    _accepted_kwargs,
+    _all_layer_names,
+    _context,
+    _did_you_mean,
+    _resolve_kwargs,
+    check_layer_values,
+    edge_padded,
+    input_channels,
+    layer_class,
+    list_blocks,
+    make_layer,
+    register_block,
+    register_layer,
+)
 
-__all__ = ["TYPE_CODES", "ALIASES", "Link", "ParsedSpec", "validate_spec", "build", "build_model",
-           "allow_graph_depth", "defer_validation", "register_block", "list_blocks", "make_layer", "layer_class",
-           "input_channels", "register_layer", "creation_order"]
+__all__ = [
+    "TYPE_CODES",
+    "ALIASES",
+    "Link",
+    "ParsedSpec",
+    "validate_spec",
+    "build",
+    "build_model",
+    "allow_graph_depth",
+    "defer_validation",
+    "register_block",
+    "list_blocks",
+    "make_layer",
+    "layer_class",
+    "input_channels",
+    "register_layer",
+    "creation_order",
+]
 
 # Link type -> (classes it accepts, default class when '<type>_sub' is left out,
 # whether it takes several inputs).  The words are the canonical names; the original
 # "Vision Framework" five-letter codes are aliases (ALIASES) and build the same model.
 TYPE_CODES = {
-    "conv": (("Conv2D", "Conv2DTranspose", "SeparableConv2D", "DepthwiseConv2D", "EdgePadConv2D",
-              "Conv1D", "Conv3D"), "Conv2D", False),
+    "conv": (
+        ("Conv2D", "Conv2DTranspose", "SeparableConv2D", "DepthwiseConv2D", "EdgePadConv2D", "Conv1D", "Conv3D"),
+        "Conv2D",
+        False,
+    ),
     "act": (("PReLU", "LeakyReLU", "ELU", "ReLU", "Softmax", "Activation"), None, False),
     "activation": (("Activation",), "Activation", False),
-    "norm": (("BatchNormalization", "LayerNormalization", "GroupNormalization"),
-             "BatchNormalization", False),
-    "merge": (("Add", "Concatenate", "Multiply", "Subtract", "Average", "Maximum", "Minimum"),
-              None, True),
+    "norm": (("BatchNormalization", "LayerNormalization", "GroupNormalization"), "BatchNormalization", False),
+    "merge": (("Add", "Concatenate", "Multiply", "Subtract", "Average", "Maximum", "Minimum"), None, True),
     "block": ((), None, True),
     "shuffle": (("PixelShuffle", "PixelUnshuffle"), "PixelShuffle", False),
     "upsample": (("UpSampling2D", "BicubicResize", "Interpolate"), "UpSampling2D", False),
-    "pool": (("MaxPooling2D", "AveragePooling2D", "GlobalAveragePooling2D", "GlobalMaxPooling2D"),
-             None, False),
+    "pool": (("MaxPooling2D", "AveragePooling2D", "GlobalAveragePooling2D", "GlobalMaxPooling2D"), None, False),
     "pad": (("ZeroPadding2D", "Cropping2D"), "ZeroPadding2D", False),
     "dense": (("Dense",), "Dense", False),
     "dropout": (("Dropout",), "Dropout", False),
@@ -61,12 +92,40 @@ TYPE_CODES = {
     "layer": (None, None, True),
 }
 # The original format's five-letter codes -> the words above.
-ALIASES = {"convo": "conv", "aactv": "act", "actvn": "activation", "btnrm": "norm", "pslyr": "shuffle",
-           "usmpl": "upsample", "poolg": "pool", "zpdng": "pad", "drpot": "dropout",
-           "spdrp": "spatial_dropout", "flttn": "flatten", "reshp": "reshape", "wsuml": "weighted_sum"}
+ALIASES = {
+    "convo": "conv",
+    "aactv": "act",
+    "actvn": "activation",
+    "btnrm": "norm",
+    "pslyr": "shuffle",
+    "usmpl": "upsample",
+    "poolg": "pool",
+    "zpdng": "pad",
+    "drpot": "dropout",
+    "spdrp": "spatial_dropout",
+    "flttn": "flatten",
+    "reshp": "reshape",
+    "wsuml": "weighted_sum",
+}
 # Activation names accepted directly in 'actvn_sub' (shorthand for Activation(name)).
-ACTIVATION_NAMES = ("relu", "sigmoid", "tanh", "softmax", "linear", "elu", "selu", "gelu", "swish",
-                    "silu", "softplus", "softsign", "hard_sigmoid", "leaky_relu", "relu6", "mish")
+ACTIVATION_NAMES = (
+    "relu",
+    "sigmoid",
+    "tanh",
+    "softmax",
+    "linear",
+    "elu",
+    "selu",
+    "gelu",
+    "swish",
+    "silu",
+    "softplus",
+    "softsign",
+    "hard_sigmoid",
+    "leaky_relu",
+    "relu6",
+    "mish",
+)
 SPEC_KEYS = ("name", "inputs", "outputs", "defaults", "blocks", "meta")
 _MAX_BLOCK_DEPTH = 16
 # Links one spec (or block spec) may hold, refused before anything is checked or built: Keras creates
@@ -134,9 +193,11 @@ def _is_node(v):
 
 def _check_kwargs(cls_name, cls, kwargs, where, fix_key):
     if not isinstance(kwargs, dict):
-        raise SpecError(f"{where}: parameters must be a dict of keyword arguments, got "
-                        f"{type(kwargs).__name__} ({kwargs!r}). Fix: write e.g. {{'filters': 64}} "
-                        f"in {fix_key!r}, or {{}} for the class defaults.")
+        raise SpecError(
+            f"{where}: parameters must be a dict of keyword arguments, got "
+            f"{type(kwargs).__name__} ({kwargs!r}). Fix: write e.g. {{'filters': 64}} "
+            f"in {fix_key!r}, or {{}} for the class defaults."
+        )
     accepted = _accepted_kwargs(cls)
     for key, value in kwargs.items():
         if not isinstance(key, str):
@@ -144,11 +205,13 @@ def _check_kwargs(cls_name, cls, kwargs, where, fix_key):
         if key not in accepted:
             raise SpecError(
                 f"{where}: {cls_name} does not accept the keyword {key!r}.{_did_you_mean(key, accepted)} "
-                f"Fix the entry in {fix_key!r}.")
+                f"Fix the entry in {fix_key!r}."
+            )
         if isinstance(value, str) and len(value) >= 2 and value[0] == value[-1] and value[0] in "'\"":
             raise SpecError(
                 f"{where}: parameter {key}={value!r} is a quoted string (the old repr('...') style). "
-                f"Write the plain value {value[1:-1]!r}.")
+                f"Write the plain value {value[1:-1]!r}."
+            )
     check_layer_values(cls_name, kwargs, where)
 
 
@@ -163,8 +226,9 @@ def _block_arity(name):
 
 def _check_block_params(name, par, where, fix_key, dict_block=False):
     if not isinstance(par, dict):
-        raise SpecError(f"{where}: parameters must be a dict, got {type(par).__name__} ({par!r}). "
-                        f"Fix the entry in {fix_key!r}.")
+        raise SpecError(
+            f"{where}: parameters must be a dict, got {type(par).__name__} ({par!r}). Fix the entry in {fix_key!r}."
+        )
     if dict_block or name in _BLOCK_SPECS:
         for cls_name, kwargs in par.items():
             cls = layer_class(cls_name)
@@ -172,7 +236,8 @@ def _check_block_params(name, par, where, fix_key, dict_block=False):
                 raise SpecError(
                     f"{where}: block {name!r} is a dict spec; its parameters are defaults per layer class "
                     f"(e.g. {{'Conv2D': {{'filters': 32}}}}), and {cls_name!r} is not a layer class."
-                    f"{_did_you_mean(cls_name, _all_layer_names())}")
+                    f"{_did_you_mean(cls_name, _all_layer_names())}"
+                )
             _check_kwargs(cls_name, cls, kwargs, where, fix_key)
         return
     fn = _BLOCK_FUNCTIONS[name]
@@ -182,48 +247,69 @@ def _check_block_params(name, par, where, fix_key, dict_block=False):
     accepted = [p for p in params if p not in ("inputs", "name")]
     for key in par:
         if key not in accepted:
-            raise SpecError(f"{where}: block {name!r} does not accept the parameter {key!r}."
-                            f"{_did_you_mean(key, accepted)} It takes: {', '.join(accepted) or 'nothing'}.")
+            raise SpecError(
+                f"{where}: block {name!r} does not accept the parameter {key!r}."
+                f"{_did_you_mean(key, accepted)} It takes: {', '.join(accepted) or 'nothing'}."
+            )
 
 
 def _check_name_and_size(spec, name, path):
     """A name Keras accepts, and at most :data:`MAX_SPEC_LINKS` links (counted before any is checked)."""
     if "/" in name:
-        raise SpecError(f"{_loc(path, 'name')}: {name!r} contains '/', which Keras refuses in model and layer "
-                        f"names. Use another character, e.g. {name.replace('/', '_')!r}.")
+        raise SpecError(
+            f"{_loc(path, 'name')}: {name!r} contains '/', which Keras refuses in model and layer "
+            f"names. Use another character, e.g. {name.replace('/', '_')!r}."
+        )
     count = sum(len(spec[key]) for key in link_keys(spec).values() if isinstance(spec[key], (list, tuple)))
     if count > MAX_SPEC_LINKS:
-        raise SpecError(f"{path}: has {count} links; a spec may hold at most {MAX_SPEC_LINKS} (Keras creates "
-                        "every layer in Python, a few milliseconds each). Repeat a block spec under 'blocks' for "
-                        "deep stacks.")
+        raise SpecError(
+            f"{path}: has {count} links; a spec may hold at most {MAX_SPEC_LINKS} (Keras creates "
+            "every layer in Python, a few milliseconds each). Repeat a block spec under 'blocks' for "
+            "deep stacks."
+        )
 
 
 def _check_inputs(spec, path):
     shapes = spec.get("inputs", [(None, None, 3)])
     if not isinstance(shapes, (list, tuple)) or not shapes:
-        raise SpecError(f"{_loc(path, 'inputs')}: must be a non-empty list of input shapes such as "
-                        f"[(None, None, 3)], got {shapes!r}.")
+        raise SpecError(
+            f"{_loc(path, 'inputs')}: must be a non-empty list of input shapes such as "
+            f"[(None, None, 3)], got {shapes!r}."
+        )
     for i, shape in enumerate(shapes):
-        if not isinstance(shape, (list, tuple)) or not shape or not all(
-                d is None or (_is_node(d) and d > 0) for d in shape):
-            raise SpecError(f"{_loc(path, 'inputs')}, input {i}: {shape!r} is not a shape. Write a tuple "
-                            f"of positive ints or None without the batch axis, e.g. (None, None, 3).")
+        if (
+            not isinstance(shape, (list, tuple))
+            or not shape
+            or not all(d is None or (_is_node(d) and d > 0) for d in shape)
+        ):
+            raise SpecError(
+                f"{_loc(path, 'inputs')}, input {i}: {shape!r} is not a shape. Write a tuple "
+                f"of positive ints or None without the batch axis, e.g. (None, None, 3)."
+            )
     return len(shapes)
 
 
 def _check_defaults(spec, path):
     defaults = spec.get("defaults", {})
     if not isinstance(defaults, dict):
-        raise SpecError(f"{_loc(path, 'defaults')}: must be a dict {{class name: {{kwarg: value}}}}, "
-                        f"got {type(defaults).__name__}.")
+        raise SpecError(
+            f"{_loc(path, 'defaults')}: must be a dict {{class name: {{kwarg: value}}}}, got {type(defaults).__name__}."
+        )
     for cls_name, kwargs in defaults.items():
         cls = layer_class(cls_name)
         if cls is None:
-            raise SpecError(f"{_loc(path, 'defaults')}: {cls_name!r} is not a layer class."
-                            f"{_did_you_mean(cls_name, _all_layer_names())} Fix the key in 'defaults'. "
-                            f"{REGISTER_HINT}")
-        _check_kwargs(cls_name, cls, dict(kwargs) if isinstance(kwargs, dict) else kwargs,
-                      f"{_loc(path, 'defaults')}, class {cls_name!r}", "defaults")
+            raise SpecError(
+                f"{_loc(path, 'defaults')}: {cls_name!r} is not a layer class."
+                f"{_did_you_mean(cls_name, _all_layer_names())} Fix the key in 'defaults'. "
+                f"{REGISTER_HINT}"
+            )
+        _check_kwargs(
+            cls_name,
+            cls,
+            dict(kwargs) if isinstance(kwargs, dict) else kwargs,
+            f"{_loc(path, 'defaults')}, class {cls_name!r}",
+            "defaults",
+        )
     return defaults
 
 
@@ -240,7 +326,7 @@ class Link(NamedTuple):
     out: int
     sub: str
     par: dict
-    share: Optional[int] = None
+    share: int | None = None
 
 
 def link_keys(spec):
@@ -250,9 +336,11 @@ def link_keys(spec):
         code = ALIASES.get(key, key) if isinstance(key, str) else None
         if code in TYPE_CODES:
             if code in found:
-                raise SpecError(f"spec {spec.get('name')!r}: keys {found[code]!r} and {key!r} both hold "
-                                f"{code!r} links ({key!r} is the original format's name for it). Put all "
-                                f"of them under one key.")
+                raise SpecError(
+                    f"spec {spec.get('name')!r}: keys {found[code]!r} and {key!r} both hold "
+                    f"{code!r} links ({key!r} is the original format's name for it). Put all "
+                    f"of them under one key."
+                )
             found[code] = key
     return found
 
@@ -268,15 +356,19 @@ def _collect_links(spec, path, n_inputs):
         base = key[:-4] if key.endswith(("_sub", "_par")) else key
         if key in SPEC_KEYS or base in known:
             if key.endswith(("_sub", "_par")) and base not in spec:
-                raise SpecError(f"{_loc(path, key)}: there is no link list {base!r} for it to describe. "
-                                f"Add {base!r} or remove {key!r}.")
+                raise SpecError(
+                    f"{_loc(path, key)}: there is no link list {base!r} for it to describe. "
+                    f"Add {base!r} or remove {key!r}."
+                )
             continue
         # suggest in the spec's own style: five-letter codes for a dict written with them
         style = ALIASES if any(k in ALIASES for k in spec) else TYPE_CODES
         choices = list(SPEC_KEYS) + [c + s for c in style for s in ("", "_sub", "_par")]
-        raise SpecError(f"{_loc(path, key)}: unknown key.{_did_you_mean(key, choices)} Link types: "
-                        f"{', '.join(TYPE_CODES)} (or the original codes {', '.join(ALIASES)}); other keys: "
-                        f"{', '.join(SPEC_KEYS)}.")
+        raise SpecError(
+            f"{_loc(path, key)}: unknown key.{_did_you_mean(key, choices)} Link types: "
+            f"{', '.join(TYPE_CODES)} (or the original codes {', '.join(ALIASES)}); other keys: "
+            f"{', '.join(SPEC_KEYS)}."
+        )
 
     for code, (allowed, default_cls, multi) in TYPE_CODES.items():
         if code not in keys:
@@ -284,26 +376,34 @@ def _collect_links(spec, path, n_inputs):
         key = keys[code]
         link_list = spec[key]
         if not isinstance(link_list, (list, tuple)):
-            raise SpecError(f"{_loc(path, key)}: must be a list of link tuples such as [(0, 1)], "
-                            f"got {type(link_list).__name__}.")
+            raise SpecError(
+                f"{_loc(path, key)}: must be a list of link tuples such as [(0, 1)], got {type(link_list).__name__}."
+            )
         subs = spec.get(key + "_sub")
         pars = spec.get(key + "_par", [])
         if subs is None:
             if default_cls is None:
-                raise SpecError(f"{_loc(path, key + '_sub')}: missing; links of type {key!r} need a class "
-                                f"or block name each. Add '{key}_sub': [...] with {len(link_list)} names.")
+                raise SpecError(
+                    f"{_loc(path, key + '_sub')}: missing; links of type {key!r} need a class "
+                    f"or block name each. Add '{key}_sub': [...] with {len(link_list)} names."
+                )
             subs = [default_cls] * len(link_list)
         if not isinstance(subs, (list, tuple)):
             raise SpecError(f"{_loc(path, key + '_sub')}: must be a list of names, got {type(subs).__name__}.")
         if len(subs) != len(link_list):
-            raise SpecError(f"{_loc(path, key + '_sub')}: has {len(subs)} names for {len(link_list)} links in "
-                            f"{key!r}. Give exactly one class/block name per link.")
+            raise SpecError(
+                f"{_loc(path, key + '_sub')}: has {len(subs)} names for {len(link_list)} links in "
+                f"{key!r}. Give exactly one class/block name per link."
+            )
         if not isinstance(pars, (list, tuple)):
-            raise SpecError(f"{_loc(path, key + '_par')}: must be a list of dicts (one per link), "
-                            f"got {type(pars).__name__}.")
+            raise SpecError(
+                f"{_loc(path, key + '_par')}: must be a list of dicts (one per link), got {type(pars).__name__}."
+            )
         if len(pars) > len(link_list):
-            raise SpecError(f"{_loc(path, key + '_par')}: has {len(pars)} entries for {len(link_list)} links "
-                            f"in {key!r}. Remove the extra entries (a short list means class defaults).")
+            raise SpecError(
+                f"{_loc(path, key + '_par')}: has {len(pars)} entries for {len(link_list)} links "
+                f"in {key!r}. Remove the extra entries (a short list means class defaults)."
+            )
         for i, link in enumerate(link_list):
             where = _loc(path, key, i)
             if not isinstance(link, (list, tuple)):
@@ -311,8 +411,9 @@ def _collect_links(spec, path, n_inputs):
             if not all(_is_node(v) for v in link):
                 raise SpecError(f"{where}: {link!r} must hold integer node indices only.")
             if len(link) < 2:
-                raise SpecError(f"{where}: {tuple(link)!r} has {len(link)} index; a link needs at least "
-                                f"(input, output).")
+                raise SpecError(
+                    f"{where}: {tuple(link)!r} has {len(link)} index; a link needs at least (input, output)."
+                )
             if any(v < 0 for v in link):
                 raise SpecError(f"{where}: {tuple(link)!r} has a negative node index; nodes count from 0.")
             ins, out = list(link[:-1]), link[-1]
@@ -321,19 +422,25 @@ def _collect_links(spec, path, n_inputs):
             if par is None:
                 par = {}
             if not isinstance(sub, str):
-                raise SpecError(f"{_loc(path, key + '_sub', i)}: {sub!r} must be a class or block name "
-                                f"(a string), not {type(sub).__name__}.")
+                raise SpecError(
+                    f"{_loc(path, key + '_sub', i)}: {sub!r} must be a class or block name "
+                    f"(a string), not {type(sub).__name__}."
+                )
             share = None
             if isinstance(par, dict) and "share" in par:
                 # weight sharing: the link calls an earlier link's layer or block again
                 par = dict(par)
                 share = par.pop("share")
                 if not _is_node(share):
-                    raise SpecError(f"{_loc(path, key + '_par', i)}: share={share!r} must be the node number of "
-                                    f"an earlier {key!r} link whose weights this link reuses.")
+                    raise SpecError(
+                        f"{_loc(path, key + '_par', i)}: share={share!r} must be the node number of "
+                        f"an earlier {key!r} link whose weights this link reuses."
+                    )
                 if par:
-                    raise SpecError(f"{_loc(path, key + '_par', i)}: a link that shares node {share}'s weights "
-                                    f"takes its parameters from that link; remove {sorted(par)}.")
+                    raise SpecError(
+                        f"{_loc(path, key + '_par', i)}: a link that shares node {share}'s weights "
+                        f"takes its parameters from that link; remove {sorted(par)}."
+                    )
             if code == "block":
                 _check_block_link(spec, path, key, i, link, ins, sub, par)
             else:
@@ -347,36 +454,47 @@ def _collect_links(spec, path, n_inputs):
                 if allowed is not None and sub not in allowed:
                     right = [c for c, (a, _, _) in TYPE_CODES.items() if a and sub in a]
                     fix = f"move the link to {right[0]!r}" if right else "use the 'layer' link type"
-                    raise SpecError(f"{_loc(path, key + '_sub', i)}: {sub!r} is not a {key!r} class "
-                                    f"(allowed: {', '.join(allowed)}). Fix: {fix}.")
+                    raise SpecError(
+                        f"{_loc(path, key + '_sub', i)}: {sub!r} is not a {key!r} class "
+                        f"(allowed: {', '.join(allowed)}). Fix: {fix}."
+                    )
                 _check_kwargs(sub, cls, par, _loc(path, key + "_par", i), key + "_par")
                 if sub == "UpSampling2D" and par.get("interpolation", "nearest") != "nearest":
                     # Keras resizes with a Python-side size: it fails on the first input of unknown size
                     mode = par["interpolation"]
-                    fix = (f"g.upsample(x, 'Interpolate', scale={par.get('size', 2)}, mode='bilinear') (PyTorch's "
-                           "F.interpolate, align_corners=False; align_corners=True is an option)"
-                           if mode == "bilinear" else "use 'nearest', or 'Interpolate' (bilinear or nearest)")
-                    raise SpecError(f"{_loc(path, key + '_par', i)}: UpSampling2D(interpolation={mode!r}) fails on "
-                                    f"inputs of unknown size. Fix: {fix}.")
+                    fix = (
+                        f"g.upsample(x, 'Interpolate', scale={par.get('size', 2)}, mode='bilinear') (PyTorch's "
+                        "F.interpolate, align_corners=False; align_corners=True is an option)"
+                        if mode == "bilinear"
+                        else "use 'nearest', or 'Interpolate' (bilinear or nearest)"
+                    )
+                    raise SpecError(
+                        f"{_loc(path, key + '_par', i)}: UpSampling2D(interpolation={mode!r}) fails on "
+                        f"inputs of unknown size. Fix: {fix}."
+                    )
                 if not multi and len(ins) != 1:
-                    raise SpecError(f"{where}: {sub} takes one input but the link {tuple(link)!r} gives "
-                                    f"{len(ins)}. Write (input, output).")
+                    raise SpecError(
+                        f"{where}: {sub} takes one input but the link {tuple(link)!r} gives "
+                        f"{len(ins)}. Write (input, output)."
+                    )
                 if code == "merge" and len(ins) < 2:
-                    raise SpecError(f"{where}: a merge needs at least two inputs, got {tuple(link)!r}. "
-                                    f"Write (a, b, output).")
+                    raise SpecError(
+                        f"{where}: a merge needs at least two inputs, got {tuple(link)!r}. Write (a, b, output)."
+                    )
             links.append(Link(code, key, i, ins, out, sub, dict(par), share))
     if not links:
-        raise SpecError(f"{path or 'spec'}: has no links. Add at least one link list such as "
-                        f"'conv': [(0, 1)].")
+        raise SpecError(f"{path or 'spec'}: has no links. Add at least one link list such as 'conv': [(0, 1)].")
     return links
 
 
 def _check_block_link(spec, path, key, i, link, ins, sub, par):
     local = spec.get("blocks", {})
     if sub not in _BLOCK_FUNCTIONS and sub not in _BLOCK_SPECS and sub not in local:
-        raise SpecError(f"{_loc(path, key + '_sub', i)}: unknown block {sub!r}."
-                        f"{_did_you_mean(sub, list_blocks() + list(local))} Register it with "
-                        f"visionfw.register_block or add it under 'blocks'.")
+        raise SpecError(
+            f"{_loc(path, key + '_sub', i)}: unknown block {sub!r}."
+            f"{_did_you_mean(sub, list_blocks() + list(local))} Register it with "
+            f"visionfw.register_block or add it under 'blocks'."
+        )
     if sub in local:
         lo = hi = len(local[sub].get("inputs") or [None]) if isinstance(local[sub], dict) else 1
         if isinstance(local[sub], dict):
@@ -386,8 +504,10 @@ def _check_block_link(spec, path, key, i, link, ins, sub, par):
         _check_block_params(sub, par, _loc(path, key + "_par", i), key + "_par")
     if len(ins) < lo or (hi is not None and len(ins) > hi):
         want = f"{lo}" if lo == hi else f"at least {lo}"
-        raise SpecError(f"{_loc(path, key, i)}: block {sub!r} takes {want} input(s) but the link "
-                        f"{tuple(link)!r} gives {len(ins)}. The last index is the output node.")
+        raise SpecError(
+            f"{_loc(path, key, i)}: block {sub!r} takes {want} input(s) but the link "
+            f"{tuple(link)!r} gives {len(ins)}. The last index is the output node."
+        )
 
 
 def _check_graph(links, n_inputs, outputs, path):
@@ -396,37 +516,51 @@ def _check_graph(links, n_inputs, outputs, path):
     created = {}
     for link in links:
         if link.out < n_inputs:
-            raise SpecError(f"{_loc(path, link.key, link.index)}: creates node {link.out}, which is an input "
-                            f"of the model (nodes 0..{n_inputs - 1}). Output nodes start at {n_inputs}.")
+            raise SpecError(
+                f"{_loc(path, link.key, link.index)}: creates node {link.out}, which is an input "
+                f"of the model (nodes 0..{n_inputs - 1}). Output nodes start at {n_inputs}."
+            )
         if link.out in created:
             other = created[link.out]
-            raise SpecError(f"{_loc(path, link.key, link.index)}: node {link.out} is created twice (also by "
-                            f"{_loc('', other.key, other.index)}). Give one of them a new node number.")
+            raise SpecError(
+                f"{_loc(path, link.key, link.index)}: node {link.out} is created twice (also by "
+                f"{_loc('', other.key, other.index)}). Give one of them a new node number."
+            )
         created[link.out] = link
     top = max(created)
     for link in links:
         for v in link.ins:
             if v not in created and v >= n_inputs:
-                raise SpecError(f"{_loc(path, link.key, link.index)}: input node {v} is never created (no link "
-                                f"ends in it and it is not a model input). Add a link that creates node {v} "
-                                f"or fix the index.")
+                raise SpecError(
+                    f"{_loc(path, link.key, link.index)}: input node {v} is never created (no link "
+                    f"ends in it and it is not a model input). Add a link that creates node {v} "
+                    f"or fix the index."
+                )
     for link in links:
         if link.share is None:
             continue
         where = _loc(path, link.key + "_par", link.index)
         target = created.get(link.share)
         if target is None or link.share >= link.out:
-            raise SpecError(f"{where}: share={link.share} must name a node created before node {link.out} by a "
-                            f"link whose weights this one reuses.")
+            raise SpecError(
+                f"{where}: share={link.share} must name a node created before node {link.out} by a "
+                f"link whose weights this one reuses."
+            )
         if (target.code, target.sub) != (link.code, link.sub):
-            raise SpecError(f"{where}: share={link.share}: node {link.share} is a {target.sub!r} "
-                            f"{target.key!r} link; only a {link.sub!r} {link.key!r} link can be shared here.")
+            raise SpecError(
+                f"{where}: share={link.share}: node {link.share} is a {target.sub!r} "
+                f"{target.key!r} link; only a {link.sub!r} {link.key!r} link can be shared here."
+            )
         if target.share is not None:
-            raise SpecError(f"{where}: share={link.share}: node {link.share} itself shares node {target.share}; "
-                            f"write share={target.share}.")
+            raise SpecError(
+                f"{where}: share={link.share}: node {link.share} itself shares node {target.share}; "
+                f"write share={target.share}."
+            )
         if len(target.ins) != len(link.ins):
-            raise SpecError(f"{where}: share={link.share}: node {link.share} takes {len(target.ins)} input(s), "
-                            f"this link gives {len(link.ins)}.")
+            raise SpecError(
+                f"{where}: share={link.share}: node {link.share} takes {len(target.ins)} input(s), "
+                f"this link gives {len(link.ins)}."
+            )
     if top - n_inputs + 1 != len(created):
         ordered = sorted(created)
         missing, expected = [], n_inputs
@@ -436,21 +570,27 @@ def _check_graph(links, n_inputs, outputs, path):
                 if len(missing) == 5:
                     break
             expected = node + 1
-        raise SpecError(f"{path or 'spec'}: node(s) [{', '.join(map(str, missing))}] are never created; nodes "
-                        f"must be numbered without gaps from {n_inputs} to {top}. Renumber the links.")
+        raise SpecError(
+            f"{path or 'spec'}: node(s) [{', '.join(map(str, missing))}] are never created; nodes "
+            f"must be numbered without gaps from {n_inputs} to {top}. Renumber the links."
+        )
 
     # Cycles and forward references: with gap-free numbering, a link whose inputs are all lower
     # than its output node cannot be part of a cycle, so one pass finds both.
     for node in sorted(created):
         link = created[node]
         if node in link.ins:
-            raise SpecError(f"{_loc(path, link.key, link.index)}: the graph has a cycle {node} -> {node} "
-                            f"(the link uses its own output). A link's inputs must be created before it.")
+            raise SpecError(
+                f"{_loc(path, link.key, link.index)}: the graph has a cycle {node} -> {node} "
+                f"(the link uses its own output). A link's inputs must be created before it."
+            )
         later = [v for v in link.ins if v > node]
         if later:
-            raise SpecError(f"{_loc(path, link.key, link.index)}: node {node} uses node {later[0]}, which is "
-                            f"created after it (a cycle or a forward reference). Number the nodes in build "
-                            f"order (inputs lower than outputs).")
+            raise SpecError(
+                f"{_loc(path, link.key, link.index)}: node {node} uses node {later[0]}, which is "
+                f"created after it (a cycle or a forward reference). Number the nodes in build "
+                f"order (inputs lower than outputs)."
+            )
 
     if outputs is None:
         outputs = [top]
@@ -471,12 +611,16 @@ def _check_graph(links, n_inputs, outputs, path):
     dangling = sorted(n for n in created if n not in reach)
     if dangling:
         link = created[dangling[0]]
-        raise SpecError(f"{_loc(path, link.key, link.index)}: node {dangling[0]} reaches no output (dangling "
-                        f"nodes: {dangling[:20]}). Remove its link, use it, or list it under 'outputs'.")
+        raise SpecError(
+            f"{_loc(path, link.key, link.index)}: node {dangling[0]} reaches no output (dangling "
+            f"nodes: {dangling[:20]}). Remove its link, use it, or list it under 'outputs'."
+        )
     unused_inputs = [v for v in range(n_inputs) if v not in reach]
     if unused_inputs:
-        raise SpecError(f"{path or 'spec'}: model input node(s) {unused_inputs} reach no output. Use them or "
-                        f"drop them from 'inputs'.")
+        raise SpecError(
+            f"{path or 'spec'}: model input node(s) {unused_inputs} reach no output. Use them or "
+            f"drop them from 'inputs'."
+        )
     return list(outputs)
 
 
@@ -498,8 +642,7 @@ def validate_spec(spec, path="", _depth=0, _seen=None):
         raise SpecError(f"{path or 'spec'}: a model spec must be a dict, got {type(spec).__name__}.")
     _standard_blocks()
     if _depth > _MAX_BLOCK_DEPTH:
-        raise SpecError(f"{path}: blocks nest deeper than {_MAX_BLOCK_DEPTH} levels; a block probably "
-                        f"contains itself.")
+        raise SpecError(f"{path}: blocks nest deeper than {_MAX_BLOCK_DEPTH} levels; a block probably contains itself.")
     name = spec.get("name")
     if not isinstance(name, str) or not name:
         raise SpecError(f"{_loc(path, 'name')}: every spec needs a non-empty string name, got {name!r}.")
@@ -509,26 +652,28 @@ def validate_spec(spec, path="", _depth=0, _seen=None):
     _check_defaults(spec, path)
     local_blocks = spec.get("blocks", {})
     if not isinstance(local_blocks, dict):
-        raise SpecError(f"{_loc(path, 'blocks')}: must be a dict {{block name: spec}}, got "
-                        f"{type(local_blocks).__name__}.")
+        raise SpecError(
+            f"{_loc(path, 'blocks')}: must be a dict {{block name: spec}}, got {type(local_blocks).__name__}."
+        )
     seen = {} if _seen is None else _seen
     for bname, bspec in local_blocks.items():
         if not isinstance(bspec, dict):
             raise SpecError(f"{_loc(path, 'blocks')}, block {bname!r}: must be a dict spec.")
         if id(bspec) not in seen:
-            seen[id(bspec)] = validate_spec(dict(bspec, name=bspec.get("name", bname)),
-                                            f"{path} > block {bname!r}", _depth + 1, seen)
+            seen[id(bspec)] = validate_spec(
+                dict(bspec, name=bspec.get("name", bname)), f"{path} > block {bname!r}", _depth + 1, seen
+            )
     links = _collect_links(spec, path, n_inputs)
     outputs = _check_graph(links, n_inputs, spec.get("outputs"), path)
     for link in links:
         if link.code == "block" and link.sub in _BLOCK_SPECS and link.sub not in local_blocks:
             if path.count(f"block {link.sub!r}") >= 1:
-                raise SpecError(f"{_loc(path, link.key + '_sub', link.index)}: block {link.sub!r} contains "
-                                f"itself.")
+                raise SpecError(f"{_loc(path, link.key + '_sub', link.index)}: block {link.sub!r} contains itself.")
             bspec = _BLOCK_SPECS[link.sub]
             if id(bspec) not in seen:
-                seen[id(bspec)] = validate_spec(dict(bspec, name=bspec.get("name", link.sub)),
-                                                f"{path} > block {link.sub!r}", _depth + 1, seen)
+                seen[id(bspec)] = validate_spec(
+                    dict(bspec, name=bspec.get("name", link.sub)), f"{path} > block {link.sub!r}", _depth + 1, seen
+                )
     parsed = ParsedSpec(sorted(links, key=lambda link: link.out), n_inputs, outputs)
     seen[id(spec)] = parsed
     return parsed
@@ -560,9 +705,26 @@ def _block_outputs(link, args, lname, path, seen, local_blocks, where):
 
 
 # Layers whose output has their input's spatial size.
-_SIZE_KEEPING = {"Activation", "PReLU", "LeakyReLU", "ELU", "ReLU", "Softmax", "BatchNormalization",
-                 "LayerNormalization", "GroupNormalization", "Dropout", "SpatialDropout2D", "MeanShift", "Scale",
-                 "ChannelAttention", "Quantize", "Luma", "ChannelSlice", "WeightedSum"} | set(TYPE_CODES["merge"][0])
+_SIZE_KEEPING = {
+    "Activation",
+    "PReLU",
+    "LeakyReLU",
+    "ELU",
+    "ReLU",
+    "Softmax",
+    "BatchNormalization",
+    "LayerNormalization",
+    "GroupNormalization",
+    "Dropout",
+    "SpatialDropout2D",
+    "MeanShift",
+    "Scale",
+    "ChannelAttention",
+    "Quantize",
+    "Luma",
+    "ChannelSlice",
+    "WeightedSum",
+} | set(TYPE_CODES["merge"][0])
 _CONVS = ("Conv2D", "SeparableConv2D", "DepthwiseConv2D", "EdgePadConv2D", "Conv2DTranspose")
 
 
@@ -587,8 +749,10 @@ def _spatial_size(sub, kwargs, size):
         return size
     if sub in _CONVS:
         strides = _pair(kwargs.get("strides", 1))
-        same = (kwargs.get("padding", "valid") in ("same", "replicate", "edge")
-                or _pair(kwargs.get("kernel_size")) == (1, 1))
+        same = kwargs.get("padding", "valid") in ("same", "replicate", "edge") or _pair(kwargs.get("kernel_size")) == (
+            1,
+            1,
+        )
         if strides is None or not same:
             return None
         if sub == "Conv2DTranspose":
@@ -624,21 +788,27 @@ def _check_link_shapes(link, kwargs, args, sizes, where):
         r = kwargs.get("scale", 2)
         shape = tuple(args[0].shape)
         if sub == "PixelShuffle" and shape[-1] is not None and shape[-1] % (r * r):
-            raise SpecError(f"{where}: PixelShuffle(scale={r}) needs channels divisible by {r * r}, but node "
-                            f"{link.ins[0]} has {shape[-1]}. Give the conv before it filters=channels*{r * r}.")
+            raise SpecError(
+                f"{where}: PixelShuffle(scale={r}) needs channels divisible by {r * r}, but node "
+                f"{link.ins[0]} has {shape[-1]}. Give the conv before it filters=channels*{r * r}."
+            )
         if sub == "PixelUnshuffle" and any(d is not None and d % r for d in shape[1:3]):
-            raise SpecError(f"{where}: PixelUnshuffle(scale={r}) needs a height and width divisible by {r}, but "
-                            f"node {link.ins[0]} is {shape[1]}x{shape[2]}.")
+            raise SpecError(
+                f"{where}: PixelUnshuffle(scale={r}) needs a height and width divisible by {r}, but "
+                f"node {link.ins[0]} is {shape[1]}x{shape[2]}."
+            )
     concat_on_channels = sub != "Concatenate" or kwargs.get("axis", -1) in (-1, 3)
     if link.code == "merge" and concat_on_channels:
         known = [sizes.get(v) for v in link.ins]
         if all(known) and len({k[0] for k in known}) == 1 and len({k[1:] for k in known}) > 1:
             first = known[0]
             other = next(i for i, k in enumerate(known) if k[1:] != first[1:])
-            raise SpecError(f"{where}: {sub} of node {link.ins[0]} ({_size_text(first)} the size of input "
-                            f"{first[0]}) and node {link.ins[other]} ({_size_text(known[other])} that size): a "
-                            f"merge needs one spatial size. Resample one of them (an 'upsample' or 'shuffle' link, "
-                            f"or a strided conv).")
+            raise SpecError(
+                f"{where}: {sub} of node {link.ins[0]} ({_size_text(first)} the size of input "
+                f"{first[0]}) and node {link.ins[other]} ({_size_text(known[other])} that size): a "
+                f"merge needs one spatial size. Resample one of them (an 'upsample' or 'shuffle' link, "
+                f"or a strided conv)."
+            )
 
 
 def _build_graph(spec, parsed, tensors, prefix, path, seen, defaults_override=None):
@@ -655,8 +825,9 @@ def _build_graph(spec, parsed, tensors, prefix, path, seen, defaults_override=No
         defaults.setdefault(k, {}).update(v)
     local_blocks = spec.get("blocks", {})
     nodes = dict(enumerate(tensors))
-    token = _context.set({"defaults": defaults,
-                          "input_channels": outer["input_channels"] if outer else tensors[0].shape[-1]})
+    token = _context.set(
+        {"defaults": defaults, "input_channels": outer["input_channels"] if outer else tensors[0].shape[-1]}
+    )
     shared = {link.share for link in parsed.links if link.share is not None}
     made = {}  # node -> the layer or sub-model that a later link shares
     sizes = {i: (i, Fraction(1), Fraction(1)) for i in range(len(tensors))}  # see _spatial_size
@@ -672,8 +843,7 @@ def _build_graph(spec, parsed, tensors, prefix, path, seen, defaults_override=No
                 # a shared block becomes one sub-model, called by every link that shares it
                 import keras
 
-                sub_inputs = [keras.Input(shape=tuple(a.shape[1:]), name=f"{lname}_in{k}") for k, a in
-                              enumerate(args)]
+                sub_inputs = [keras.Input(shape=tuple(a.shape[1:]), name=f"{lname}_in{k}") for k, a in enumerate(args)]
                 result = _block_outputs(link, sub_inputs, lname, path, seen, local_blocks, where)
                 allow_graph_depth(_layer_calls_behind(result))
                 made[out] = keras.Model(sub_inputs if len(sub_inputs) > 1 else sub_inputs[0], result, name=lname)
@@ -745,8 +915,9 @@ def build(spec):
     finally:
         _trace.reset(token)
     allow_graph_depth(_layer_calls_behind(outputs))
-    model = keras.Model(inputs if len(inputs) > 1 else inputs[0],
-                        outputs if len(outputs) > 1 else outputs[0], name=spec["name"])
+    model = keras.Model(
+        inputs if len(inputs) > 1 else inputs[0], outputs if len(outputs) > 1 else outputs[0], name=spec["name"]
+    )
     _CREATION_ORDER[model] = _operations_in_order(trace)
     return model, parsed
 

@@ -14,8 +14,9 @@ Every method adds one link and returns the node it creates; :class:`Graph` numbe
 nodes itself.  The result is the ordinary spec dict (word link types), so it stays the stored,
 JSON and DOT format and builds with :func:`visionfw.build_model` like a hand-written dict.
 """
-from visionfw.zoo.builder import TYPE_CODES, validate_spec, validation_deferred
+
 from visionfw.errors import SpecError
+from visionfw.zoo.builder import TYPE_CODES, validate_spec, validation_deferred
 
 __all__ = ["Graph", "Node"]
 
@@ -61,8 +62,7 @@ class Graph:
         one set of weights, used (and trained) by every link that shares it.
         """
         if kind not in TYPE_CODES:
-            raise SpecError(f"graph {self.name!r}: unknown link type {kind!r}; use one of "
-                            f"{', '.join(TYPE_CODES)}.")
+            raise SpecError(f"graph {self.name!r}: unknown link type {kind!r}; use one of {', '.join(TYPE_CODES)}.")
         if not inputs:
             raise SpecError(f"graph {self.name!r}: {kind} {cls!r} needs at least one input node.")
         for v in inputs:
@@ -186,7 +186,9 @@ class Graph:
 
     def _check(self, v, what):
         if not isinstance(v, Node) or v.graph is not self:
-            raise SpecError(f"graph {self.name!r}: {what} got {v!r}, which is not a node of this graph. Pass "
-                            f"what this graph's methods returned (or graph.input).")
+            raise SpecError(
+                f"graph {self.name!r}: {what} got {v!r}, which is not a node of this graph. Pass "
+                f"what this graph's methods returned (or graph.input)."
+            )
         if int(v) >= self._next:
             raise SpecError(f"graph {self.name!r}: {what} uses node {int(v)}, which does not exist yet.")

@@ -4,6 +4,7 @@ Every layer is registered as serializable (package ``visionfw``), so a model tha
 uses them saves to ``.keras`` and loads back with ``safe_mode=True`` and no
 ``custom_objects``.  Shapes are NHWC throughout.
 """
+
 import keras
 from keras import ops
 
@@ -62,9 +63,7 @@ class PixelShuffle(_PixelRearrange):
     def compute_output_shape(self, input_shape):
         n, h, w, c = input_shape
         r = self.scale
-        return (n, None if h is None else h * r, None if w is None else w * r,
-                None if c is None else c // (r * r))
-
+        return (n, None if h is None else h * r, None if w is None else w * r, None if c is None else c // (r * r))
 
 
 @_register
@@ -85,8 +84,7 @@ class PixelUnshuffle(_PixelRearrange):
     def compute_output_shape(self, input_shape):
         n, h, w, c = input_shape
         r = self.scale
-        return (n, None if h is None else h // r, None if w is None else w // r,
-                None if c is None else c * r * r)
+        return (n, None if h is None else h // r, None if w is None else w // r, None if c is None else c * r * r)
 
 
 @_register
@@ -124,8 +122,7 @@ class Scale(keras.layers.Layer):
 
     def build(self, input_shape):
         if self.trainable_scale:
-            self.scale = self.add_weight(
-                name="scale", shape=(), initializer=keras.initializers.Constant(self.value))
+            self.scale = self.add_weight(name="scale", shape=(), initializer=keras.initializers.Constant(self.value))
 
     def call(self, x):
         if self.trainable_scale:
@@ -177,8 +174,7 @@ class WeightedSum(keras.layers.Layer):
 
     def build(self, input_shape):
         n = len(input_shape)
-        self.w = self.add_weight(
-            name="w", shape=(n,), initializer=keras.initializers.Constant(1.0 / n))
+        self.w = self.add_weight(name="w", shape=(n,), initializer=keras.initializers.Constant(1.0 / n))
 
     def call(self, inputs):
         total = inputs[0] * ops.cast(self.w[0], inputs[0].dtype)
@@ -248,8 +244,11 @@ class Quantize(keras.layers.Layer):
 
     def build(self, input_shape):
         self.enabled = self.add_weight(
-            name="enabled", shape=(), trainable=False,
-            initializer=keras.initializers.Constant(1.0 if self.initially_enabled else 0.0))
+            name="enabled",
+            shape=(),
+            trainable=False,
+            initializer=keras.initializers.Constant(1.0 if self.initially_enabled else 0.0),
+        )
 
     def call(self, x):
         clipped = ops.clip(x, 0.0, 1.0)
@@ -262,8 +261,12 @@ class Quantize(keras.layers.Layer):
         return input_shape
 
     def get_config(self):
-        return {**super().get_config(), "levels": self.levels, "enabled": self.initially_enabled,
-                "gradient": self.gradient}
+        return {
+            **super().get_config(),
+            "levels": self.levels,
+            "enabled": self.initially_enabled,
+            "gradient": self.gradient,
+        }
 
 
 @_register
@@ -319,8 +322,18 @@ class Luma(keras.layers.Layer):
 
 CUSTOM_LAYERS = {
     cls.__name__: cls
-    for cls in (PixelShuffle, PixelUnshuffle, MeanShift, Scale, ChannelAttention, WeightedSum,
-                BicubicResize, Quantize, EdgePadConv2D, Luma)
+    for cls in (
+        PixelShuffle,
+        PixelUnshuffle,
+        MeanShift,
+        Scale,
+        ChannelAttention,
+        WeightedSum,
+        BicubicResize,
+        Quantize,
+        EdgePadConv2D,
+        Luma,
+    )
 }
 
 
@@ -342,11 +355,13 @@ class ChannelSlice(keras.layers.Layer):
         if self.start < 0 or (self.stop is not None and self.stop <= self.start):
             from visionfw.errors import SpecError
 
-            raise SpecError(f"ChannelSlice(start={start}, stop={stop}): need 0 <= start < stop "
-                            "(stop=None keeps every channel from start on).")
+            raise SpecError(
+                f"ChannelSlice(start={start}, stop={stop}): need 0 <= start < stop "
+                "(stop=None keeps every channel from start on)."
+            )
 
     def call(self, x):
-        return x[..., self.start:self.stop]
+        return x[..., self.start : self.stop]
 
     def compute_output_shape(self, input_shape):
         c = input_shape[-1]
@@ -468,8 +483,13 @@ class SpectralConv2D(keras.layers.Conv2D):
     def build(self, input_shape):
         super().build(input_shape)
         # 'mean': replicas compute the same u from the same mirrored kernel; the mean keeps it so
-        self.u = self.add_weight(name="sn_u", shape=(1, self.filters), trainable=False, aggregation="mean",
-                                 initializer=keras.initializers.RandomNormal(stddev=1.0))
+        self.u = self.add_weight(
+            name="sn_u",
+            shape=(1, self.filters),
+            trainable=False,
+            aggregation="mean",
+            initializer=keras.initializers.RandomNormal(stddev=1.0),
+        )
 
     def normalized_kernel(self, training=False):
         """``W / sigma(W)``; a training call also stores the advanced power-iteration vector."""
@@ -539,8 +559,10 @@ class Interpolate(keras.layers.Layer):
         if mode == "nearest" and align_corners:
             from visionfw.errors import SpecError
 
-            raise SpecError("Interpolate(mode='nearest', align_corners=True): PyTorch allows align_corners "
-                            "with the linear modes only.")
+            raise SpecError(
+                "Interpolate(mode='nearest', align_corners=True): PyTorch allows align_corners "
+                "with the linear modes only."
+            )
         self.scale = float(scale)
         self.mode = mode
         self.align_corners = bool(align_corners)

@@ -4,6 +4,7 @@ Block functions create their layers with :func:`make_layer`, so the ``defaults``
 being built reach inside them.  Keras and the custom layers load on first use: a module
 that only registers models or blocks stays light (``visionfw models`` needs no Keras).
 """
+
 import contextvars
 import difflib
 import inspect
@@ -30,8 +31,7 @@ def register_block(name, spec=None):
     """
     if spec is not None:
         if not isinstance(spec, dict):
-            raise SpecError(f"register_block({name!r}, spec=...): the spec must be a dict, "
-                            f"got {type(spec).__name__}")
+            raise SpecError(f"register_block({name!r}, spec=...): the spec must be a dict, got {type(spec).__name__}")
         _BLOCK_SPECS[name] = spec
         _BLOCK_FUNCTIONS.pop(name, None)
         return spec
@@ -66,8 +66,10 @@ def register_layer(cls=None, *, name=None):
 
 
 # the line every unknown-class error ends with
-REGISTER_HINT = ("A layer of your own: decorate its class (a keras.layers.Layer subclass with get_config) with "
-                 "@visionfw.register_layer and import its module first (on the command line: --import=module).")
+REGISTER_HINT = (
+    "A layer of your own: decorate its class (a keras.layers.Layer subclass with get_config) with "
+    "@visionfw.register_layer and import its module first (on the command line: --import=module)."
+)
 
 
 def list_blocks():
@@ -123,8 +125,7 @@ def _accepted_kwargs(cls):
         if init is None:
             continue
         params = inspect.signature(init).parameters
-        accepted |= {p for p, v in params.items()
-                     if p != "self" and v.kind not in (v.VAR_POSITIONAL, v.VAR_KEYWORD)}
+        accepted |= {p for p, v in params.items() if p != "self" and v.kind not in (v.VAR_POSITIONAL, v.VAR_KEYWORD)}
         if not any(v.kind == v.VAR_KEYWORD for v in params.values()):
             break
         if klass is keras.layers.Layer:
@@ -166,8 +167,10 @@ def check_layer_values(cls_name, kwargs, where):
             continue
         value = kwargs[key]
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise SpecError(f"{where}: {cls_name} {key}={value!r} must be a positive int (a bool is refused), "
-                            f"e.g. {key}={64 if key in ('filters', 'units') else 2}.")
+            raise SpecError(
+                f"{where}: {cls_name} {key}={value!r} must be a positive int (a bool is refused), "
+                f"e.g. {key}={64 if key in ('filters', 'units') else 2}."
+            )
 
 
 def make_layer(cls_name, **kwargs):
@@ -179,8 +182,9 @@ def make_layer(cls_name, **kwargs):
     defaults = ctx["defaults"] if ctx else {}
     cls = layer_class(cls_name)
     if cls is None:
-        raise SpecError(f"unknown layer class {cls_name!r}.{_did_you_mean(cls_name, _all_layer_names())} "
-                        f"{REGISTER_HINT}")
+        raise SpecError(
+            f"unknown layer class {cls_name!r}.{_did_you_mean(cls_name, _all_layer_names())} {REGISTER_HINT}"
+        )
     merged = _resolve_kwargs(cls_name, kwargs, defaults)
     check_layer_values(cls_name, merged, f"layer {merged.get('name', cls_name)!r}")
     return edge_padded(cls_name, cls, merged)(**merged)

@@ -9,17 +9,27 @@ published numbers with their protocol and the paper's training recipe.
 Nothing here imports the training stack: ``list_models()`` and ``visionfw models`` load the
 builder and the zoo alone.
 """
+
 import dataclasses
 import fnmatch
 import importlib
 import inspect
 import pkgutil
-from typing import Optional
 
 from visionfw.errors import ConfigError, ModelNotFoundError
 
-__all__ = ["ModelEntry", "ModelInfo", "WeightsInfo", "register_model", "list_models", "model_entry",
-           "model_info", "family_recipe", "get_spec", "get_model"]
+__all__ = [
+    "ModelEntry",
+    "ModelInfo",
+    "WeightsInfo",
+    "register_model",
+    "list_models",
+    "model_entry",
+    "model_info",
+    "family_recipe",
+    "get_spec",
+    "get_model",
+]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -34,9 +44,9 @@ class WeightsInfo:
 
     file: str
     format: str  # 'srcnn_mat', 'vdsr_mat', 'matconvnet', 'pth', ...
-    sha256: Optional[str] = None
-    sha256_prefix: Optional[str] = None
-    url: Optional[str] = None
+    sha256: str | None = None
+    sha256_prefix: str | None = None
+    url: str | None = None
     source: str = ""  # who released it and where the file comes from
     options: tuple = ()  # (key, value) pairs for load_weights, e.g. (('shuffle_order', 'torch'),)
     hyper: tuple = ()  # (key, value) hyper-parameters the weights need, e.g. (('rgb_range', 255),)
@@ -57,7 +67,7 @@ class ModelInfo:
     weights: tuple = ()  # ((scale or None, WeightsInfo), ...)
     published: tuple = ()  # ((dataset, scale, psnr), ...) under `published_protocol`
     published_protocol: str = ""
-    recipe: Optional[dict] = None  # the paper's training recipe (TrainConfig fields + source/notes)
+    recipe: dict | None = None  # the paper's training recipe (TrainConfig fields + source/notes)
 
     def weights_for(self, scale=None):
         """The official :class:`WeightsInfo` at ``scale`` (or the one for every scale), else None."""
@@ -114,9 +124,23 @@ def _pairs(table):
     return tuple(sorted(table.items(), key=lambda kv: -1 if kv[0] is None else kv[0]))
 
 
-def register_model(name, fn=None, *, family=None, scales=(2, 3, 4), task="sr", description=None, paper="",
-                   params=None, params_counted="total", weights=None, published=None, published_protocol="",
-                   recipe=None, **hyper):
+def register_model(
+    name,
+    fn=None,
+    *,
+    family=None,
+    scales=(2, 3, 4),
+    task="sr",
+    description=None,
+    paper="",
+    params=None,
+    params_counted="total",
+    weights=None,
+    published=None,
+    published_protocol="",
+    recipe=None,
+    **hyper,
+):
     """Registers ``fn(**hyper) -> spec`` under ``name``; ``hyper`` are fixed for this name.
 
     ``params``/``weights``: a value, or ``{scale: value}``; ``published``: ``{(dataset, scale):
@@ -130,10 +154,19 @@ def register_model(name, fn=None, *, family=None, scales=(2, 3, 4), task="sr", d
         if recipe is not None:
             _RECIPES[fam] = dict(recipe)
         info = ModelInfo(
-            name=name, family=fam, task=task, scales=tuple(scales), description=doc, paper=paper,
-            params=_pairs(params), params_counted=params_counted, weights=_pairs(weights),
+            name=name,
+            family=fam,
+            task=task,
+            scales=tuple(scales),
+            description=doc,
+            paper=paper,
+            params=_pairs(params),
+            params_counted=params_counted,
+            weights=_pairs(weights),
             published=tuple((ds, s, v) for (ds, s), v in (published or {}).items()),
-            published_protocol=published_protocol, recipe=None)
+            published_protocol=published_protocol,
+            recipe=None,
+        )
         _MODELS[name] = ModelEntry(name, fn, fam, tuple(scales), task, dict(hyper), doc, info)
         return fn
 
@@ -181,8 +214,7 @@ def model_info(name):
 def list_models(pattern="*", task=None):
     """Registered model names, sorted; ``pattern`` is a glob such as ``'edsr*'``."""
     _load_zoo()
-    return sorted(n for n, e in _MODELS.items()
-                  if fnmatch.fnmatch(n, pattern) and (task is None or e.task == task))
+    return sorted(n for n, e in _MODELS.items() if fnmatch.fnmatch(n, pattern) and (task is None or e.task == task))
 
 
 def get_spec(name, scale=None, **hyper):
@@ -196,13 +228,17 @@ def get_spec(name, scale=None, **hyper):
     params = inspect.signature(entry.fn).parameters
     fixed = set(entry.hyper) & set(hyper)
     if fixed:
-        raise ConfigError(f"model {name!r} fixes {sorted(fixed)}; use the family function "
-                          f"visionfw.model_defs.{entry.family}.{entry.fn.__name__} to change them.")
+        raise ConfigError(
+            f"model {name!r} fixes {sorted(fixed)}; use the family function "
+            f"visionfw.model_defs.{entry.family}.{entry.fn.__name__} to change them."
+        )
     unknown = [k for k in hyper if k not in params or k == "scale"]
     if unknown:
-        raise ConfigError(f"model {name!r} has no hyper-parameter {unknown[0]!r}; it takes "
-                          f"{', '.join(p for p in params if p not in entry.hyper and p != 'scale')}"
-                          f"{' and scale' if entry.takes_scale else ''}.")
+        raise ConfigError(
+            f"model {name!r} has no hyper-parameter {unknown[0]!r}; it takes "
+            f"{', '.join(p for p in params if p not in entry.hyper and p != 'scale')}"
+            f"{' and scale' if entry.takes_scale else ''}."
+        )
     if entry.takes_scale:
         if scale is None:
             scale = params["scale"].default

@@ -1,8 +1,9 @@
 """Spec utilities: JSON round trip, a printed summary, and a DOT (graphviz) export."""
+
 import json
 
-from visionfw.zoo.builder import ALIASES, TYPE_CODES, build, validate_spec
 from visionfw.errors import SpecError
+from visionfw.zoo.builder import ALIASES, TYPE_CODES, build, validate_spec
 
 
 def _to_jsonable(value, where):
@@ -12,8 +13,10 @@ def _to_jsonable(value, where):
         return [_to_jsonable(v, where) for v in value]
     if value is None or isinstance(value, (bool, int, float, str)):
         return value
-    raise SpecError(f"{where}: value {value!r} of type {type(value).__name__} cannot be written as JSON. "
-                    "Use plain Python values (str, int, float, bool, None, lists, dicts) in specs.")
+    raise SpecError(
+        f"{where}: value {value!r} of type {type(value).__name__} cannot be written as JSON. "
+        "Use plain Python values (str, int, float, bool, None, lists, dicts) in specs."
+    )
 
 
 def spec_to_json(spec, indent=None):
@@ -67,12 +70,21 @@ def describe(spec, print_fn=print):
             except (AttributeError, ValueError):
                 shape = "?"
         sub = link.sub if link.share is None else f"{link.sub} (shares node {link.share})"
-        rows.append((str(link.out), f"{link.key}[{link.index}] {tuple(link.ins)}", sub, shape,
-                     f"{sum(ly.count_params() for ly in owned):,}"))
+        rows.append(
+            (
+                str(link.out),
+                f"{link.key}[{link.index}] {tuple(link.ins)}",
+                sub,
+                shape,
+                f"{sum(ly.count_params() for ly in owned):,}",
+            )
+        )
     widths = [max(len(r[c]) for r in rows) for c in range(5)]
-    lines = [f"Model {spec['name']!r}: {model.count_params():,} parameters "
-             f"({sum(int(w.numpy().size) for w in model.trainable_weights):,} trainable), outputs "
-             f"{parsed.outputs}"]
+    lines = [
+        f"Model {spec['name']!r}: {model.count_params():,} parameters "
+        f"({sum(int(w.numpy().size) for w in model.trainable_weights):,} trainable), outputs "
+        f"{parsed.outputs}"
+    ]
     for r in rows:
         lines.append("  ".join(v.ljust(w) for v, w in zip(r, widths)))
     text = "\n".join(lines)
