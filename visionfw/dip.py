@@ -245,7 +245,7 @@ def deep_image_prior(
     writer = None
     if tensorboard:
         writer = tf.summary.create_file_writer(str(tensorboard))
-    from visionfw.studies.reports import Progress, say
+    from visionfw.console import Progress, say
 
     label = f"dip {task}"
     if progress:  # the first line at once: what runs, and how big it is

@@ -497,7 +497,7 @@ def evaluate_model(
       per_image: also list every image in :func:`format_table` (the results always hold them).
       save_images: folder; SR images go to ``<dir>/<dataset>/x<scale>/<name>.png``.
       tile, tile_overlap, self_ensemble: see :func:`super_resolve`.
-      progress: show progress on stderr (:class:`visionfw.studies.reports.Progress`): a live bar on a
+      progress: show progress on stderr (:class:`visionfw.console.Progress`): a live bar on a
         terminal, else a plain line every ``log_every`` images and at the end of each set;
         ``progress_label`` starts its title.
       lr_dir: 'edsr' protocol only: read LR images from there instead of making them.
@@ -512,9 +512,9 @@ def evaluate_model(
     'gain_ssim', 'n_images', 'images': [per image], 'protocol', 'protocol_description',
     'scale', 'channels', 'upsampled_input', 'seconds', ...}}`` (PSNR in dB, means over images).
     """
+    from visionfw.console import Progress
     from visionfw.data.imresize import imresize_numpy
     from visionfw.metrics.psnr_ssim import evaluate_pair, protocol_description, protocol_y
-    from visionfw.studies.reports import Progress
 
     if protocol not in ("srcnn", "edsr"):
         raise ConfigError(f"protocol={protocol!r} is unknown; use 'srcnn' (SRCNN/VDSR code) or 'edsr'.")

@@ -212,7 +212,7 @@ def load_sr_model(config):
 def main(command, config):
     import time
 
-    from visionfw.studies.reports import Progress, say
+    from visionfw.console import Progress, say
     from visionfw.upscaling import model_meta, read_photo, upscale, write_photo
 
     if _is_tad(config):

@@ -193,7 +193,7 @@ def compare_models(
         sets and official weights are looked up there first.
       train_options: extra :class:`visionfw.train.TrainConfig` fields (batch_size, lr_patch...).
       progress: announce each model, show its training's and evaluation's progress on stderr
-        (:class:`visionfw.studies.reports.Progress`: a live bar on a terminal, else a plain line every
+        (:class:`visionfw.console.Progress`: a live bar on a terminal, else a plain line every
         ``log_every`` steps).
       report: also write ``out/report.html`` (:func:`visionfw.studies.report_html.write_compare_report`):
         the table, the plot and, per image, crops where the models differ; the models' outputs
@@ -211,11 +211,12 @@ def compare_models(
 
     import keras
 
+    from visionfw.console import say
     from visionfw.evaluate import evaluate_model
     from visionfw.loading import is_model_reference
     from visionfw.metrics.psnr_ssim import protocol_description
     from visionfw.studies import profiling
-    from visionfw.studies.reports import say, write_compare_reports
+    from visionfw.studies.reports import write_compare_reports
     from visionfw.studies.runs import ResultCache, interrupted, spec_hash, train_short
     from visionfw.train.trainer import TrainingInterrupted
     from visionfw.weights.loader import file_sha256, load_weights

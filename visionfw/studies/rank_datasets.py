@@ -169,9 +169,10 @@ def rank_datasets(
     Returns {'table': rank_matrix(...), 'per_image': {test: {train: [gains]}}, 'markdown',
     'files', 'computed': {'train', 'eval'}, 'protocol_description', ...}.
     """
+    from visionfw.console import say
     from visionfw.evaluate import evaluate_model
     from visionfw.metrics.psnr_ssim import protocol_description
-    from visionfw.studies.reports import format_ranking, say, write_rank_reports
+    from visionfw.studies.reports import format_ranking, write_rank_reports
     from visionfw.studies.runs import ResultCache, interrupted, train_short
     from visionfw.train.trainer import TrainingInterrupted
     from visionfw.weights.loader import file_sha256, load_weights

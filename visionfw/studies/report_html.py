@@ -682,7 +682,7 @@ def load_eval_entries(sources, scale, sr_dirs, metrics, data_dir=None, crop_size
 
 
 def _write_page(path, page, notices):
-    from visionfw.studies.reports import say
+    from visionfw.console import say
 
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)

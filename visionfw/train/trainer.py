@@ -587,7 +587,7 @@ class Trainer:
                 ) from None
 
     def _run(self):
-        from visionfw.studies.reports import Progress
+        from visionfw.console import Progress
         from visionfw.train.checkpoint import CheckpointManager, atomic_write_bytes
 
         c = self.config
