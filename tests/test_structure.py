@@ -115,6 +115,77 @@ def test_zoo_and_layers_do_not_reach_up():
         assert not up, (name, up)
 
 
+# ARCHITECTURE.md's layers, bottom to top: a module imports only from its own layer or those below
+LAYERS = [
+    ("base", ("visionfw.errors", "visionfw.console", "visionfw.files", "visionfw.keras_hooks")),
+    ("data", ("visionfw.data",)),
+    ("zoo", ("visionfw.zoo", "visionfw.model_defs")),
+    ("weights", ("visionfw.weights",)),
+    ("metrics, degradation", ("visionfw.metrics", "visionfw.degradation")),
+    (
+        "uses of a model",
+        (
+            "visionfw.inference",
+            "visionfw.evaluate",
+            "visionfw.loading",
+            "visionfw.upscaling",
+            "visionfw.export",
+            "visionfw.dip",
+        ),
+    ),
+    ("tasks", ("visionfw.tasks",)),
+    ("train", ("visionfw.train",)),
+    ("studies", ("visionfw.studies",)),
+    ("commands", ("visionfw.cli", "visionfw")),
+]
+# the exceptions ARCHITECTURE.md lists, each with its reason there
+ALLOWED_UPWARD = {
+    ("visionfw.zoo.registry", "visionfw.weights.pretrained"),
+    ("visionfw.zoo.registry", "visionfw.model_defs"),
+    ("visionfw.tasks.gan", "visionfw.train.schedules"),
+    ("visionfw.tasks.gan", "visionfw.train.optimizers"),
+}
+
+
+def _layer(module):
+    for i, (_, prefixes) in enumerate(LAYERS):
+        if any(module == p or module.startswith(p + ".") for p in prefixes if p != "visionfw"):
+            return i
+    return len(LAYERS) - 1  # visionfw/__init__.py: the public API, the top
+
+
+def test_every_module_has_a_layer():
+    modules, _ = _graph()
+    named = [p for _, prefixes in LAYERS for p in prefixes]
+    stray = [m for m in modules if m != "visionfw" and not any(m == p or m.startswith(p + ".") for p in named)]
+    assert not stray, f"modules outside ARCHITECTURE.md's layers: {stray}"
+
+
+def test_layers_import_only_downward():
+    modules, edges = _graph()
+    upward = []
+    for name in sorted(modules):
+        # the root package is imported before any of its modules anyway (its __version__, a subpackage)
+        for target in sorted(edges[name] - {"visionfw"}):
+            if _layer(target) > _layer(name) and not any(
+                name == a and (target == b or target.startswith(b + ".")) for a, b in ALLOWED_UPWARD
+            ):
+                upward.append(f"{name} ({LAYERS[_layer(name)][0]}) -> {target} ({LAYERS[_layer(target)][0]})")
+    assert not upward, "imports up the layers of ARCHITECTURE.md:\n" + "\n".join(upward)
+
+
+def test_no_private_name_crosses_modules():
+    modules, _ = _graph()
+    crossing = []
+    for name, path in sorted(modules.items()):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("visionfw"):
+                for alias in node.names:
+                    if alias.name.startswith("_") and node.module != name:
+                        crossing.append(f"{name}: from {node.module} import {alias.name}")
+    assert not crossing, crossing
+
+
 def test_models_command_loads_no_training_stack():
     # absl's app.run exits the process, so the module list is printed at exit
     code = (
