@@ -1,4 +1,4 @@
-"""What does bfloat16 inference cost on the official weights? (issue 13: "bf16 where parity holds")
+"""What does bfloat16 inference cost on the official weights? (bf16 where parity holds)
 
 For every zoo model whose official weights are found on the data search path, evaluates the
 pretrained model on Set5 and Set14 under its published protocol twice: in float32 and computing in

@@ -1,4 +1,4 @@
-"""Does mixed bfloat16 training keep the PSNR of float32 training? (issue 13)
+"""Does mixed bfloat16 training keep the PSNR of float32 training?
 
 Trains each model twice per seed through the library's loop (:func:`visionfw.train.train`): once in
 float32 and once with ``mixed_precision='bfloat16'`` (Keras ``mixed_bfloat16``: bf16 compute, float32

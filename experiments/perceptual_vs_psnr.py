@@ -1,4 +1,4 @@
-"""A PSNR-trained generator and its GAN fine-tune, side by side (issue 14).
+"""A PSNR-trained generator and its GAN fine-tune, side by side.
 
 The ESRGAN recipe at a CPU budget, through the library's loop (:func:`visionfw.train.train`), on T91:
 

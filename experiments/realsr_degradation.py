@@ -1,4 +1,4 @@
-"""Does training on synthetic real-world degradations help on degraded photos? (issue 14)
+"""Does training on synthetic real-world degradations help on degraded photos?
 
 Trains the same network with the same budget and seeds twice through the library's loop
 (:func:`visionfw.train.train`) on T91:

@@ -1,4 +1,4 @@
-"""Does the PSNR-gain histogram sampler converge faster than uniform sampling? (issue 5)
+"""Does the PSNR-gain histogram sampler converge faster than uniform sampling?
 
 Trains the same model on the same data with the same step budget, hyper-parameters and
 seeds once per sampler (``uniform``, ``psnr_hist``, ``pic``) through the library's
