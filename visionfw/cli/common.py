@@ -28,6 +28,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import re
+import types
 import typing
 
 from absl import flags
@@ -101,9 +102,9 @@ def model_fields():
 
 
 def _unwrap(tp):
-    """(base type, element type, Optional?) of an annotation such as Optional[list[int]]."""
+    """(base type, element type, Optional?) of an annotation such as ``list[int] | None``."""
     optional = False
-    if typing.get_origin(tp) is typing.Union:
+    if typing.get_origin(tp) in (typing.Union, types.UnionType):
         args = [a for a in typing.get_args(tp) if a is not type(None)]
         optional = len(args) < len(typing.get_args(tp))
         tp = args[0] if len(args) == 1 else str
