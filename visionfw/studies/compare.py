@@ -294,7 +294,8 @@ def compare_models(
         if out is not None:
             result["files"]["cache"] = str(out / "compare_cache.json")
             if report and rows:
-                from visionfw.studies.report_html import DEFAULT_MAX_MB, write_compare_report
+                from visionfw.studies.report_html import write_compare_report
+                from visionfw.studies.report_page import DEFAULT_MAX_MB
 
                 result["files"]["report"] = str(
                     write_compare_report(result, out, data_dir=data_dir, max_mb=report_max_mb or DEFAULT_MAX_MB)
