@@ -206,10 +206,10 @@ def write_eval_report(
     scale = first["scale"]
     if isinstance(sources, str):
         sources = [d.strip() for d in sources.split(",") if d.strip()]
-    sources = {Path(str(d)).name if Path(str(d)).is_dir() else str(d): str(d) for d in sources or results}
+    by_name = {Path(str(d)).name if Path(str(d)).is_dir() else str(d): str(d) for d in sources or results}
     metrics = {model_name: {ds: r["images"] for ds, r in results.items()}}
     entries = load_eval_entries(
-        {ds: sources.get(ds, ds) for ds in results}, scale, {model_name: sr_dir}, metrics, data_dir, crop_size
+        {ds: by_name.get(ds, ds) for ds in results}, scale, {model_name: sr_dir}, metrics, data_dir, crop_size
     )
     rows = [
         [

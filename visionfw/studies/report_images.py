@@ -85,7 +85,7 @@ def find_windows(
     score = np.asarray(score, np.float64)
     if score.ndim != 2 or score.size == 0:
         raise ConfigError(f"find_windows: score must be a non-empty 2-D map, got shape {score.shape}.")
-    h, w = (size, size) if np.isscalar(size) else size
+    h, w = np.broadcast_to(np.asarray(size), (2,)).tolist()  # h or (h, w)
     h, w = max(1, min(int(h), score.shape[0])), max(1, min(int(w), score.shape[1]))
     integral = np.zeros((score.shape[0] + 1, score.shape[1] + 1))
     integral[1:, 1:] = score.cumsum(0).cumsum(1)
@@ -171,7 +171,8 @@ def choose_crops(
     if len(wanted) < 2:
         wanted.append((errors[best], f"largest remaining error of {best}"))
     h, w = min(size, errors[best].shape[0]), min(size, errors[best].shape[1])
-    crops, taken = [], []
+    crops: list[dict[str, Any]] = []
+    taken: list[tuple[int, int]] = []
     for score, why in wanted:
         corner = find_windows(score, (h, w), 1, avoid=taken)
         if not corner:
@@ -257,7 +258,7 @@ def image_entry(
     for c in choose_crops(hr, outputs, size=crop_size, border=border, psnr=psnr, baseline=baseline):
         box = (slice(c["y"], c["y"] + c["h"]), slice(c["x"], c["x"] + c["w"]))
         ref = np.asarray(hr)[box]
-        tiles = [{"label": "HR", "uri": png_data_uri(_uint8_rgb(ref)), "psnr": None}]
+        tiles: list[dict[str, Any]] = [{"label": "HR", "uri": png_data_uri(_uint8_rgb(ref)), "psnr": None}]
         tiles += [
             {
                 "label": n,

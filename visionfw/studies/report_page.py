@@ -258,6 +258,40 @@ def _image_html(entry, models, with_images=True):
     return "\n".join(parts)
 
 
+def _images_within(entries, sections, max_mb):
+    """Which entries keep their images under the page's cap (in order, until it is reached), and the
+    notice about the others."""
+    budget = math.inf if max_mb is None else max_mb * 1e6
+    used = sum(len(h) for _, h in sections) + 20000 + 3000 * len(entries)
+    shown = []
+    for e in entries:
+        size = sum(len(t["uri"]) for c in e.get("crops") or () for t in c["tiles"]) + len(e.get("thumb") or "")
+        keep = used + size <= budget
+        used += size if keep else 0
+        shown.append(keep)
+    dropped = shown.count(False)
+    if not dropped:
+        return shown, []
+    return shown, [
+        f"report: the crops of {dropped} of {len(entries)} images were left out to keep the page "
+        f"under {max_mb:g} MB; raise the cap (--report_max_mb) or test on fewer sets/models."
+    ]
+
+
+def _crop_sections(entries, models, shown):
+    """One section per dataset: each image's numbers and, where ``shown``, its crops."""
+    body = []
+    for ds in dict.fromkeys(e["dataset"] for e in entries):
+        what = "crops where the models differ" if len(models) != 1 else f"crops of {models[0]} vs bicubic"
+        body.append(
+            f'<h2>{_e(ds)}: {_e(what)}</h2>\n<p class="meta">Each row: HR | '
+            "bicubic | each model on the same window, chosen automatically; the number under a crop "
+            "is its PSNR on Y of the shown 8-bit crop (the image's PSNR is in its table).</p>"
+        )
+        body += [_image_html(e, models, keep) for e, keep in zip(entries, shown) if e["dataset"] == ds]
+    return body
+
+
 def build_page(
     title: str,
     *,
@@ -292,21 +326,7 @@ def build_page(
     if max_mb is not None and max_mb <= 0:
         raise ConfigError(f"report max size {max_mb} MB must be positive (e.g. 10).")
     entries, models = list(entries), list(models)
-    notices = []
-    budget = math.inf if max_mb is None else max_mb * 1e6
-    fixed = sum(len(h) for _, h in sections) + 20000 + 3000 * len(entries)
-    used, shown = fixed, []
-    for e in entries:
-        size = sum(len(t["uri"]) for c in e.get("crops") or () for t in c["tiles"]) + len(e.get("thumb") or "")
-        keep = used + size <= budget
-        used += size if keep else 0
-        shown.append(keep)
-    dropped = shown.count(False)
-    if dropped:
-        notices.append(
-            f"report: the crops of {dropped} of {len(entries)} images were left out to keep the page "
-            f"under {max_mb:g} MB; raise the cap (--report_max_mb) or test on fewer sets/models."
-        )
+    shown, notices = _images_within(entries, sections, max_mb)
     body = [f"<h1>{_e(title)}</h1>"] + [f'<p class="meta">{_e(line)}</p>' for line in meta_lines]
     body += [f'<p class="note">{_e(n)}</p>' for n in list(notes) + notices]
     if any(e.get("crops") for e in entries):
@@ -323,14 +343,7 @@ def build_page(
             '<h2>Gain over bicubic per image</h2>\n<p class="meta">PSNR gain in dB (green: the model '
             "helps, red: it hurts; colour saturates at the largest gain).</p>\n" + gain_table_html(entries, models)
         )
-        for ds in dict.fromkeys(e["dataset"] for e in entries):
-            what = "crops where the models differ" if len(models) != 1 else f"crops of {models[0]} vs bicubic"
-            body.append(
-                f'<h2>{_e(ds)}: {_e(what)}</h2>\n<p class="meta">Each row: HR | '
-                "bicubic | each model on the same window, chosen automatically; the number under a crop "
-                "is its PSNR on Y of the shown 8-bit crop (the image's PSNR is in its table).</p>"
-            )
-            body += [_image_html(e, models, keep) for e, keep in zip(entries, shown) if e["dataset"] == ds]
+        body += _crop_sections(entries, models, shown)
     page = (
         '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
         '<meta name="viewport" content="width=device-width, initial-scale=1">'

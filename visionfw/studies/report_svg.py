@@ -34,6 +34,42 @@ def _ticks(lo, hi, n=5):
     return [first + i * step for i in range(int((hi - first) / step + 1e-9) + 1)]
 
 
+def _frame(title, width, height, margins):
+    """The opening of a plot: the ``<svg>`` tag, the title and the plot area's frame."""
+    left, right, top, bottom = margins
+    return [
+        f'<svg class="plot" xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
+        f'viewBox="0 0 {width} {height}" role="img" aria-label="{_e(title)}">',
+        f'<text x="{width / 2}" y="16" text-anchor="middle" class="ptitle">{_e(title)}</text>',
+        f'<rect x="{left}" y="{top}" width="{width - left - right}" height="{height - top - bottom}" '
+        'fill="none" stroke="#999"/>',
+    ]
+
+
+def _log_ticks(x0, x1):
+    """Ticks of a log axis spanning 10**x0..10**x1: decades, or 1-2-5 steps when fewer than three decades show."""
+    ticks = [10.0**k for k in range(math.ceil(x0), math.floor(x1) + 1)]
+    if len(ticks) < 3:
+        ticks = [
+            m * 10.0**k
+            for k in range(math.floor(x0), math.ceil(x1) + 1)
+            for m in (1, 2, 5)
+            if x0 <= math.log10(m * 10.0**k) <= x1
+        ]
+    return ticks
+
+
+def _point(p, x, y, tip, colour):
+    """One labelled circle of a scatter plot, its area growing with ``p['size']``, ``tip`` on hover."""
+    r = 4 + 12 * math.sqrt(max(0.0, min(1.0, p.get("size", 0.0))))
+    return (
+        f'<g class="pt"><title>{_e(tip)}</title><circle cx="{x:.1f}" cy="{y:.1f}" r="{r:.1f}" '
+        f'fill="{colour}" fill-opacity="0.55" stroke="{colour}"/>'
+        f'<text x="{x:.1f}" y="{y - r - 3:.1f}" text-anchor="middle" class="plabel">{_e(p["label"])}'
+        "</text></g>"
+    )
+
+
 def svg_scatter(
     points: Sequence[Mapping[str, Any]],
     title: str,
@@ -77,25 +113,8 @@ def svg_scatter(
     def py(v):
         return height - bottom - (v - y0) / (y1 - y0) * (height - top - bottom)
 
-    out = [
-        f'<svg class="plot" xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
-        f'viewBox="0 0 {width} {height}" role="img" aria-label="{_e(title)}">',
-        f'<text x="{width / 2}" y="16" text-anchor="middle" class="ptitle">{_e(title)}</text>',
-        f'<rect x="{left}" y="{top}" width="{width - left - right}" height="{height - top - bottom}" '
-        'fill="none" stroke="#999"/>',
-    ]
-    if logx:  # decades, or 1-2-5 steps when fewer than three decades show
-        xt = [10.0**k for k in range(math.ceil(x0), math.floor(x1) + 1)]
-        if len(xt) < 3:
-            xt = [
-                m * 10.0**k
-                for k in range(math.floor(x0), math.ceil(x1) + 1)
-                for m in (1, 2, 5)
-                if x0 <= math.log10(m * 10.0**k) <= x1
-            ]
-    else:
-        xt = _ticks(x0, x1)
-    for v in xt:
+    out = _frame(title, width, height, (left, right, top, bottom))
+    for v in _log_ticks(x0, x1) if logx else _ticks(x0, x1):
         x = px(v)
         out.append(
             f'<line x1="{x:.1f}" x2="{x:.1f}" y1="{top}" y2="{height - bottom}" class="grid"/>'
@@ -120,17 +139,10 @@ def svg_scatter(
             f'fill="#555">{_e(hline[1])} {hline[0]:.2f}</text>'
         )
     for i, p in enumerate(pts):
-        x, y = px(p["x"]), py(p["y"])
-        r = 4 + 12 * math.sqrt(max(0.0, min(1.0, p.get("size", 0.0))))
         tip = f"{p['label']}: {ylabel} {p['y']:.3f}, {xlabel} {p['x']:.4g}" + (
             f", {p['note']}" if p.get("note") else ""
         )
-        out.append(
-            f'<g class="pt"><title>{_e(tip)}</title><circle cx="{x:.1f}" cy="{y:.1f}" r="{r:.1f}" '
-            f'fill="{_COLORS[i % len(_COLORS)]}" fill-opacity="0.55" stroke="{_COLORS[i % len(_COLORS)]}"/>'
-            f'<text x="{x:.1f}" y="{y - r - 3:.1f}" text-anchor="middle" class="plabel">{_e(p["label"])}'
-            "</text></g>"
-        )
+        out.append(_point(p, px(p["x"]), py(p["y"]), tip, _COLORS[i % len(_COLORS)]))
     out.append("</svg>")
     return "".join(out)
 
@@ -163,13 +175,7 @@ def svg_histograms(
     counts = {k: np.histogram(np.asarray(v, np.float64), bins=edges)[0] for k, v in values.items()}
     cmax = max([int(c.max()) for c in counts.values()] or [1]) or 1
     left, right, top, bottom = 44, 12, 28, 44
-    out = [
-        f'<svg class="plot" xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
-        f'viewBox="0 0 {width} {height}" role="img" aria-label="{_e(title)}">',
-        f'<text x="{width / 2}" y="16" text-anchor="middle" class="ptitle">{_e(title)}</text>',
-        f'<rect x="{left}" y="{top}" width="{width - left - right}" height="{height - top - bottom}" '
-        'fill="none" stroke="#999"/>',
-    ]
+    out = _frame(title, width, height, (left, right, top, bottom))
 
     def px(v):
         return left + (v - lo) / (hi - lo) * (width - left - right)
