@@ -1,5 +1,6 @@
-"""visionfw.studies.report_html: the crop finder on hand-made errors, the page's structure and numbers,
-and the page in a real headless Chromium (from file://: no console error, not blank, zoom works)."""
+"""visionfw.studies.report_html (with report_images and report_page): the crop finder on hand-made errors,
+the page's structure and numbers, and the page in a real headless Chromium (from file://: no console error,
+not blank, zoom works)."""
 
 import base64
 import io
@@ -18,6 +19,8 @@ import pytest
 
 from visionfw.errors import ConfigError
 from visionfw.studies import report_html as rh
+from visionfw.studies import report_images as ri
+from visionfw.studies import report_page as rp
 
 # --------------------------------------------------------------------------- crop finder
 
@@ -26,7 +29,7 @@ def test_find_windows_finds_the_hand_placed_block_and_then_a_disjoint_one():
     score = np.zeros((40, 50))
     score[20:28, 30:38] = 1.0  # the block: any 8x8 window exactly on it scores 64
     score[2:6, 3:7] = 2.0  # a smaller, brighter block: 16 cells x 2 = 32
-    (first, second) = rh.find_windows(score, 8, count=2)
+    (first, second) = ri.find_windows(score, 8, count=2)
     assert first == (20, 30)
     # the second window may not overlap the first; the best remaining one covers the small block
     y, x = second
@@ -36,11 +39,11 @@ def test_find_windows_finds_the_hand_placed_block_and_then_a_disjoint_one():
 
 def test_find_windows_clips_the_size_and_avoids_given_windows():
     score = np.arange(12.0).reshape(3, 4)
-    assert rh.find_windows(score, 10) == [(0, 0)]  # the window is the whole map
-    assert rh.find_windows(score, (1, 2)) == [(2, 2)]  # 10 + 11
-    assert rh.find_windows(score, (1, 2), avoid=[(2, 2)]) == [(2, 0)]  # 8 + 9 (2,1) overlaps (2,2)
+    assert ri.find_windows(score, 10) == [(0, 0)]  # the window is the whole map
+    assert ri.find_windows(score, (1, 2)) == [(2, 2)]  # 10 + 11
+    assert ri.find_windows(score, (1, 2), avoid=[(2, 2)]) == [(2, 0)]  # 8 + 9 (2,1) overlaps (2,2)
     with pytest.raises(ConfigError):
-        rh.find_windows(np.zeros(5), 2)
+        ri.find_windows(np.zeros(5), 2)
 
 
 def synthetic_image(h=64, w=80, seed=0):
@@ -60,11 +63,11 @@ def test_choose_crops_finds_where_the_models_differ_and_where_the_best_gains():
     bicubic[40:56, 8:24] = hr[40:56, 8:24]  # bicubic is exact there: good's gain is lowest here
     bicubic[30:46, 60:76] -= 0.15  # and worst here: good (exact) gains most
     outputs = {"bicubic": bicubic, "good": good, "bad": bad}
-    crops = rh.choose_crops(hr, outputs, size=16, border=2)
+    crops = ri.choose_crops(hr, outputs, size=16, border=2)
     assert [c["why"] for c in crops] == ["where good and bad differ most", "largest gain of good over bicubic"]
     assert [(c["y"], c["x"], c["h"], c["w"]) for c in crops] == [(10, 50, 16, 16), (30, 60, 16, 16)]
     # ranking by given PSNRs swaps best and worst
-    swapped = rh.choose_crops(hr, outputs, size=16, border=2, psnr={"good": 20.0, "bad": 30.0})
+    swapped = ri.choose_crops(hr, outputs, size=16, border=2, psnr={"good": 20.0, "bad": 30.0})
     assert swapped[0]["why"] == "where bad and good differ most"
 
 
@@ -74,7 +77,7 @@ def test_choose_crops_for_one_model_shows_its_gain_and_its_largest_error():
     model[0:12, 0:12] = 0.0  # the model's only error: top-left corner
     bicubic = hr.copy()
     bicubic[44:60, 60:76] -= 0.15  # bicubic's only error: bottom right
-    crops = rh.choose_crops(hr, {"bicubic": bicubic, "m": model}, size=16, border=0)
+    crops = ri.choose_crops(hr, {"bicubic": bicubic, "m": model}, size=16, border=0)
     assert crops[0]["why"] == "largest gain of m over bicubic" and (crops[0]["y"], crops[0]["x"]) == (44, 60)
     assert crops[1]["why"] == "largest remaining error of m"
     assert crops[1]["y"] == 0 and crops[1]["x"] == 0
@@ -85,8 +88,8 @@ def test_crop_psnr_by_hand():
     b = a.copy()
     b[0, 0] = 255  # Y differs by 219/255 on 1 of 16 pixels
     mse = (219 / 255) ** 2 / 16
-    assert rh.crop_psnr(b, a) == pytest.approx(10 * np.log10(1 / mse), abs=1e-9)
-    assert rh.crop_psnr(a, a) == float("inf")
+    assert ri.crop_psnr(b, a) == pytest.approx(10 * np.log10(1 / mse), abs=1e-9)
+    assert ri.crop_psnr(a, a) == float("inf")
 
 
 # --------------------------------------------------------------------------- the page
@@ -167,16 +170,24 @@ def synthetic_entries(result, size=48):
                 out[8 * k : 8 * k + 12, 10:30] = 0.5
                 outputs[r["model"]] = out
                 numbers[r["model"]] = r["metrics"][ds]["images"][i]
-            entries.append(rh.image_entry(ds, f"img{i}", hr, outputs, numbers, crop_size=16, border=2))
+            entries.append(ri.image_entry(ds, f"img{i}", hr, outputs, numbers, crop_size=16, border=2))
     return entries
 
 
-def build_synthetic_page(folder, max_mb=rh.DEFAULT_MAX_MB):
+def build_synthetic_page(folder, max_mb=rp.DEFAULT_MAX_MB):
     result = synthetic_result()
     entries = synthetic_entries(result)
     models = [r["model"] for r in result["rows"] if r["model"] != "bicubic"]
     meta_lines, notes, sections = rh.compare_sections(result)
-    page, notices = rh.build_page("synthetic", meta_lines, notes, sections, entries, models, max_mb=max_mb)
+    page, notices = rp.build_page(
+        "synthetic",
+        meta_lines=meta_lines,
+        notes=notes,
+        sections=sections,
+        entries=entries,
+        models=models,
+        max_mb=max_mb,
+    )
     path = Path(folder) / "report.html"
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(page, encoding="utf-8")
@@ -266,7 +277,7 @@ def test_page_cap_leaves_crops_out_with_a_message(tmp_path):
     assert notices[0] in Path(path).read_text()
     assert path.stat().st_size < full.stat().st_size
     with pytest.raises(ConfigError):
-        rh.build_page("x", max_mb=0)
+        rp.build_page("x", max_mb=0)
 
 
 def test_rank_page_has_matrix_and_histograms(tmp_path):

@@ -116,7 +116,16 @@ def _protocol(config):
     return "srcnn", "auto: the models have no common published protocol; --protocol=edsr for the EDSR-family one"
 
 
-def main(command, config):
+def main(command: str, config: CompareConfig) -> int:
+    """Runs `visionfw compare`: the table on stdout, the files in --out.
+
+    Args:
+      command: the command's name.
+      config: its flags.
+
+    Returns:
+      The exit status.
+    """
     from visionfw.loading import import_modules
     from visionfw.studies.compare import compare_models
 

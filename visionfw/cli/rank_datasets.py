@@ -66,7 +66,16 @@ class RankConfig:
 CONFIG = RankConfig
 
 
-def main(command, config):
+def main(command: str, config: RankConfig) -> int:
+    """Runs `visionfw rank-datasets`: the gain matrix on stdout, the models and reports in --out.
+
+    Args:
+      command: the command's name.
+      config: its flags.
+
+    Returns:
+      The exit status.
+    """
     from visionfw.studies.rank_datasets import rank_datasets
 
     options = {k: v for k, v in (("batch_size", config.batch_size), ("lr_patch", config.lr_patch)) if v}

@@ -229,7 +229,8 @@ def main(command, config):
 
             page = Path(config.report)
             page = page.with_name(f"{page.stem}_x{s}{page.suffix}") if len(runs) > 1 else page
-            page = write_eval_report(results, model_name, save_images, page, config.test_data, config.data_dir, weights)
+            where = {"sources": config.test_data, "data_dir": config.data_dir, "weights": weights}
+            page = write_eval_report(results, model_name, save_images, page, **where)
             print(f"report: {page}")
     if save_images != config.save_images:
         import shutil

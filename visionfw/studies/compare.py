@@ -21,10 +21,14 @@ from __future__ import annotations
 
 import dataclasses
 import datetime
+import hashlib
+from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from visionfw.errors import ConfigError, WeightsError
 from visionfw.studies.profiling import parse_input_size
+from visionfw.studies.runs import ResultCache, interrupted, spec_hash, train_short
 
 __all__ = ["CompareModel", "parse_models", "parse_weights", "parse_input_size", "compare_models"]
 
@@ -47,8 +51,19 @@ class CompareModel:
     weights: str | None = None
 
 
-def parse_models(models):
-    """``'a,b'`` / list of names / dicts / :class:`CompareModel` -> list of CompareModel."""
+def parse_models(models: str | Sequence[str | dict | CompareModel] | None) -> list[CompareModel]:
+    """Reads the models of a comparison.
+
+    Args:
+      models: ``'a,b'``, or a list of registry names, spec dicts, dicts of :class:`CompareModel`
+        fields or CompareModel (copied).
+
+    Returns:
+      One CompareModel per model.
+
+    Raises:
+      ConfigError: an item of another kind, no model, or two with the same label.
+    """
     if isinstance(models, str):
         models = [m.strip() for m in models.split(",") if m.strip()]
     out = []
@@ -75,9 +90,19 @@ def parse_models(models):
 ALL = "*"  # parse_weights' key for "every model" (a bare 'official')
 
 
-def parse_weights(text):
-    """``'name=path,name2=official'`` -> {name: path}; a bare ``'official'`` -> {ALL: 'official'}
-    (every registry model gets its official weights)."""
+def parse_weights(text: str | dict[str, str] | None) -> dict[str, str]:
+    """Reads the weights of a comparison.
+
+    Args:
+      text: ``'name=path,name2=official'`` (or a dict, copied); a bare ``'official'`` gives
+        every registry model its official weights.
+
+    Returns:
+      ``{name: path}``, with the key :data:`ALL` for a bare ``'official'``.
+
+    Raises:
+      ConfigError: an item that is not name=path.
+    """
     if isinstance(text, dict):
         return dict(text)
     result = {}
@@ -155,72 +180,44 @@ def _spec_of(entry, scale):
     return get_spec(entry.model, scale=int(scale), **{**_official_options(entry, scale)[0], **entry.hyper})
 
 
-def compare_models(
-    models,
-    test_data,
-    scale,
-    weights=None,
-    train_steps=0,
-    train_data=None,
-    out=None,
-    input_size=(64, 64),
-    protocol="srcnn",
-    data_dir=None,
-    latency_runs=10,
-    warmup=3,
-    seed=0,
-    train_options=None,
-    progress=False,
-    plot=True,
-    log_every=100,
-    report=False,
-    report_max_mb=None,
-):
-    """Compares ``models`` on ``test_data``; see the module docstring.
+@dataclasses.dataclass
+class _Comparison:
+    """One :func:`compare_models` call: its settings, checked, and what it has computed so far."""
 
-    Args:
-      models: registry names ('srcnn_915,fsrcnn'), spec dicts, dicts of
-        :class:`CompareModel` fields, or CompareModel.
-      test_data: benchmark names or folders (list or comma string).
-      scale: SR factor.
-      weights: {label: path or 'official'} (or 'a=p,b=q'); overrides CompareModel.weights.
-      train_steps: models without weights are trained this many steps on ``train_data``
-        (None: the embedded photos); 0: they keep their random initialisation.
-      out: folder for the outputs and the cache (None: nothing written, nothing cached).
-      input_size: LR input size (H, W) or 'HxW' for MACs, latency and memory.
-      protocol: 'srcnn' or 'edsr' (see :mod:`visionfw.evaluate`), one for the whole table.
-      data_dir: first root of the data search path (:mod:`visionfw.data.paths`): benchmark
-        sets and official weights are looked up there first.
-      train_options: extra :class:`visionfw.train.TrainConfig` fields (batch_size, lr_patch...).
-      progress: announce each model, show its training's and evaluation's progress on stderr
-        (:class:`visionfw.console.Progress`: a live bar on a terminal, else a plain line every
-        ``log_every`` steps).
-      report: also write ``out/report.html`` (:func:`visionfw.studies.report_html.write_compare_report`):
-        the table, the plot and, per image, crops where the models differ; the models' outputs
-        are kept in ``out/sr_images`` for it.  ``report_max_mb``: the page's size cap (default 10).
+    entries: list[CompareModel]
+    test_data: list[str]
+    protocol: str
+    scale: int
+    lr_size: tuple[int, int]
+    out: Path | None
+    data_dir: str | None
+    train_steps: int
+    train_data: str | None
+    train_options: dict | None
+    latency_runs: int
+    warmup: int
+    seed: int
+    progress: bool
+    log_every: int
+    plot: bool
+    report: bool
+    report_max_mb: float | None
+    rows: list[dict] = dataclasses.field(default_factory=list)
+    bicubic: dict[str, dict] = dataclasses.field(default_factory=dict)
+    computed: dict[str, int] = dataclasses.field(default_factory=lambda: {"train": 0, "eval": 0, "cost": 0})
+    memory_method: str | None = None
 
-    The first Ctrl-C / SIGTERM stops a training with a checkpoint, writes the table of the
-    models that finished (``result['partial']`` says so) and raises
-    :class:`visionfw.train.trainer.TrainingInterrupted`; the same call again finishes the rest.
+    def __post_init__(self):
+        from visionfw.studies import profiling
 
-    Returns {'rows': [...], 'datasets', 'scale', 'protocol', 'protocol_description',
-    'input_size', 'device', 'memory_method', 'computed': {'train', 'eval', 'cost'} counts,
-    'test_data' (the sets as given), 'files': {...}}.
-    """
-    import hashlib
+        self.cache = ResultCache(self.out / "compare_cache.json" if self.out else None)
+        self.device = profiling.device_name()
+        self.ds_names = [Path(str(d)).name if Path(str(d)).is_dir() else str(d) for d in self.test_data]
 
-    import keras
 
-    from visionfw.console import say
-    from visionfw.evaluate import evaluate_model
+def _entries_with_weights(models, weights):
+    """The models as CompareModel, each with the weights ``weights`` names for it."""
     from visionfw.loading import is_model_reference
-    from visionfw.metrics.psnr_ssim import protocol_description
-    from visionfw.studies import profiling
-    from visionfw.studies.reports import write_compare_reports
-    from visionfw.studies.runs import ResultCache, interrupted, spec_hash, train_short
-    from visionfw.train.trainer import TrainingInterrupted
-    from visionfw.weights.loader import file_sha256, load_weights
-    from visionfw.zoo.builder import build_model
 
     entries = parse_models(models)
     for label, path in parse_weights(weights).items():
@@ -234,191 +231,311 @@ def compare_models(
             raise ConfigError(f"weights names {label!r}, which is not in models={','.join(e.label for e in entries)}.")
         for e in match:
             e.weights = path
+    return entries
+
+
+def _checked_test_data(test_data):
     test_data = _split(test_data)
     if not test_data:
         raise ConfigError("test_data is empty; give e.g. test_data=Set5,Set14.")
+    return test_data
+
+
+def _checked_protocol(protocol):
     if protocol not in ("srcnn", "edsr"):
         raise ConfigError(f"protocol={protocol!r}: use srcnn or edsr.")
-    scale = int(scale)
-    lr_size = parse_input_size(input_size)
-    train_steps = int(train_steps or 0)
-    out = Path(out) if out else None
-    cache = ResultCache(out / "compare_cache.json" if out else None)
-    device = profiling.device_name()
-    computed = {"train": 0, "eval": 0, "cost": 0}
-    ds_names = [Path(str(d)).name if Path(str(d)).is_dir() else str(d) for d in test_data]
-    rows = []
-    memory_method = None
-    bicubic = {}
+    return protocol
 
-    def finish(partial=False):
-        table = list(rows)
-        if bicubic:
-            table.append(
-                {
-                    "model": "bicubic",
-                    "registry_name": None,
-                    "hyper": {},
-                    "weights": "-",
-                    "weights_path": None,
-                    "weights_sha256": None,
-                    "channels": None,
-                    "upsampled_input": None,
-                    "input_shape": None,
-                    "params": 0,
-                    "macs": None,
-                    "act_mem_mb": None,
-                    "latency_ms": None,
-                    "peak_mem_mb": None,
-                    "metrics": {k: {"psnr": v["psnr"], "ssim": v["ssim"]} for k, v in bicubic.items()},
-                }
-            )
-        result = {
-            "rows": table,
-            "datasets": ds_names,
-            "scale": scale,
-            "protocol": protocol,
-            "protocol_description": protocol_description(protocol, scale),
-            "input_size": list(lr_size),
-            "device": device,
-            "memory_method": memory_method,
-            "latency_runs": int(latency_runs),
-            "warmup": int(warmup),
-            "computed": computed,
-            "test_data": [str(d) for d in test_data],
-            "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-            "files": {},
-        }
-        if partial:
-            result["partial"] = f"interrupted after {len(rows)} of {len(entries)} models"
-        if out is not None:
-            result["files"]["cache"] = str(out / "compare_cache.json")
-            if report and rows:
-                from visionfw.studies.report_html import DEFAULT_MAX_MB, write_compare_report
 
-                result["files"]["report"] = str(
-                    write_compare_report(result, out, data_dir=data_dir, max_mb=report_max_mb or DEFAULT_MAX_MB)
-                )
-            write_compare_reports(result, out, plot=plot)
-        return result
+def compare_models(
+    models: str | Sequence[str | dict | CompareModel],
+    test_data: str | Sequence[str],
+    scale: int,
+    *,
+    weights: str | dict[str, str] | None = None,
+    train_steps: int = 0,
+    train_data: str | None = None,
+    out: str | Path | None = None,
+    input_size: str | tuple[int, int] = (64, 64),
+    protocol: str = "srcnn",
+    data_dir: str | None = None,
+    latency_runs: int = 10,
+    warmup: int = 3,
+    seed: int = 0,
+    train_options: dict | None = None,
+    progress: bool = False,
+    plot: bool = True,
+    log_every: int = 100,
+    report: bool = False,
+    report_max_mb: float | None = None,
+) -> dict[str, Any]:
+    """Compares ``models`` on ``test_data``; see the module docstring.
+
+    The first Ctrl-C / SIGTERM stops a training with a checkpoint, writes the table of the
+    models that finished (``result['partial']`` says so) and raises
+    :class:`visionfw.train.trainer.TrainingInterrupted`; the same call again finishes the rest.
+
+    Args:
+      models: registry names ('srcnn_915,fsrcnn'), spec dicts, dicts of :class:`CompareModel` fields, or CompareModel.
+      test_data: benchmark names or folders (list or comma string).
+      scale: SR factor.
+      weights: {label: path or 'official'} (or 'a=p,b=q'); overrides CompareModel.weights.
+      train_steps: models without weights are trained this many steps; 0: they keep their random initialisation.
+      train_data: their training images (None: the embedded photos).
+      out: folder for the outputs and the cache (None: nothing written, nothing cached).
+      input_size: LR input size (H, W) or 'HxW' for MACs, latency and memory.
+      protocol: 'srcnn' or 'edsr' (see :mod:`visionfw.evaluate`), one for the whole table.
+      data_dir: first root of the data search path (:mod:`visionfw.data.paths`) for benchmarks and official weights.
+      latency_runs: timed forward passes (the median is reported); ``warmup``: untimed ones before.
+      seed: seed of training and of random initialisation.
+      train_options: extra :class:`visionfw.train.TrainConfig` fields (batch_size, lr_patch...).
+      progress: announce each model, show its training's and evaluation's progress on stderr
+        (:class:`visionfw.console.Progress`, plain lines every ``log_every`` steps off a terminal).
+      plot: also write psnr_vs_macs.png.
+      report: also write ``out/report.html`` (:func:`visionfw.studies.report_html.write_compare_report`), keeping
+        the models' outputs in ``out/sr_images`` for it; ``report_max_mb``: its size cap (default 10).
+
+    Returns:
+      {'rows': [...], 'datasets', 'scale', 'protocol', 'protocol_description', 'input_size', 'device',
+      'memory_method', 'computed': {'train', 'eval', 'cost'} counts, 'test_data' (the sets as given), 'files'}.
+
+    Raises:
+      ConfigError: a bad model, weights name, test set list, protocol or input size.
+      TrainingInterrupted: after the first Ctrl-C / SIGTERM, with the partial table written.
+    """
+    run = _Comparison(
+        entries=_entries_with_weights(models, weights),
+        test_data=_checked_test_data(test_data),
+        protocol=_checked_protocol(protocol),
+        scale=int(scale),
+        lr_size=parse_input_size(input_size),
+        out=Path(out) if out else None,
+        data_dir=data_dir,
+        train_steps=int(train_steps or 0),
+        train_data=train_data,
+        train_options=train_options,
+        latency_runs=latency_runs,
+        warmup=warmup,
+        seed=seed,
+        progress=progress,
+        log_every=log_every,
+        plot=plot,
+        report=report,
+        report_max_mb=report_max_mb,
+    )
+    return _compare_all(run)
+
+
+def _compare_all(run):
+    """Fills one row per model, then writes the outputs; after an interrupt, the finished rows'."""
+    from visionfw.train.trainer import TrainingInterrupted
 
     doing = "starting"
     try:
-        for index, entry in enumerate(entries, 1):
-            tag = f"{entry.label} ({index}/{len(entries)})"
+        for index, entry in enumerate(run.entries, 1):
+            tag = f"{entry.label} ({index}/{len(run.entries)})"
             doing = f"preparing {tag}"
-            spec = _spec_of(entry, scale)
-            meta = spec.get("meta", {})
-            shash = spec_hash(spec)
-            wpath, wdesc = _resolve_weights(entry, scale, data_dir)
-            if wpath is None and train_steps > 0:
-                if out is None:
-                    raise ConfigError("train_steps needs out=FOLDER (the trained models are saved there).")
-                if entry.model is None or is_model_reference(entry.model):
-                    raise ConfigError(
-                        f"model {entry.label!r} is a spec dict; training needs a registry name "
-                        "(or give weights=LABEL=PATH for it, or train_steps=0 for random weights)."
-                    )
+            spec = _spec_of(entry, run.scale)
+            wpath, wdesc = _resolve_weights(entry, run.scale, run.data_dir)
+            if wpath is None and run.train_steps > 0:
                 doing = f"training {tag}"
-                workdir = out / "train" / entry.label
-                wpath, trained = train_short(
-                    entry.model,
-                    scale,
-                    train_steps,
-                    workdir,
-                    model_kwargs=entry.hyper,
-                    train_data=train_data,
-                    seed=seed,
-                    options=train_options,
-                    progress=progress,
-                    label=f"compare {tag}",
-                )
-                computed["train"] += int(trained)
-                if not trained and progress:
-                    say(f"compare {tag}: reusing the finished training in {workdir}")
-                source = "embedded photos" if not train_data else Path(str(train_data)).name
-                wdesc = f"trained {train_steps} steps on {source}"
+                wpath, wdesc = _train_entry(run, entry, tag)
             doing = f"evaluating {tag}"
-            keras.utils.set_random_seed(int(seed))
-            model = build_model(spec)
-            if wpath is not None:
-                load_weights(model, wpath, **_official_options(entry, scale)[1])
-                wsha = file_sha256(wpath)[:16]
-            else:
-                wdesc, wsha = "random", f"random-seed{seed}"
-            channels = meta.get("channels")
-            upsampled = meta.get("upsampled_input")
-            in_shape = profiling.model_input_shape(spec, lr_size, scale)
-
-            cost_key = f"cost2|{shash}|{'x'.join(map(str, in_shape))}|{device}|{latency_runs}|{warmup}"
-            cost = cache.get(cost_key)
-            if cost is None:
-                cost = profiling.measure_cost(model, spec, in_shape, runs=latency_runs, warmup=warmup, seed=seed)
-                cache.put(cost_key, cost)
-                computed["cost"] += 1
-            memory_method = memory_method or cost["memory_method"]
-
-            metrics = {}
-            # the report shows the outputs: kept per model and weights, so a cached cell has its images
-            sr_dir = (
-                out / "sr_images" / f"{entry.label}-{hashlib.sha1(f'{shash}|{wsha}'.encode()).hexdigest()[:8]}"
-                if report and out is not None
-                else None
-            )
-            for ds, ds_name in zip(test_data, ds_names):
-                key = f"eval|{entry.label}|{shash}|{wsha}|x{scale}|{ds_name}|{protocol}"
-                cell = cache.get(key)
-                if (
-                    cell is not None
-                    and sr_dir is not None
-                    and not all(
-                        (sr_dir / ds_name / f"x{scale}" / f"{im['name']}.png").is_file() for im in cell["images"]
-                    )
-                ):
-                    cell = None  # evaluated before without the report: again, saving the outputs
-                if cell is None:
-                    res = evaluate_model(
-                        model,
-                        [ds],
-                        scale,
-                        protocol=protocol,
-                        data_dir=data_dir,
-                        channels=channels,
-                        upsampled_input=upsampled,
-                        progress=progress,
-                        log_every=log_every,
-                        progress_label=f"compare {entry.label}:",
-                        save_images=sr_dir,
-                    )
-                    r = next(iter(res.values()))
-                    cell = {k: r[k] for k in ("psnr", "ssim", "bicubic_psnr", "bicubic_ssim", "gain_psnr", "n_images")}
-                    cell["images"] = [dict(im) for im in r["images"]]
-                    cache.put(key, cell)
-                    computed["eval"] += 1
-                metrics[ds_name] = cell
-                bicubic.setdefault(ds_name, {"psnr": cell["bicubic_psnr"], "ssim": cell["bicubic_ssim"]})
-            rows.append(
-                {
-                    "model": entry.label,
-                    "registry_name": entry.model,
-                    "hyper": dict(entry.hyper),
-                    "weights": wdesc,
-                    "weights_path": wpath,
-                    "weights_sha256": wsha,
-                    "channels": channels,
-                    "upsampled_input": bool(upsampled),
-                    "input_shape": list(in_shape),
-                    **{k: cost[k] for k in ("params", "macs", "act_mem_mb", "latency_ms", "peak_mem_mb")},
-                    "metrics": metrics,
-                    "sr_images": str(sr_dir) if sr_dir else None,
-                }
-            )
-            del model
+            run.rows.append(_model_row(run, entry, spec, wpath, wdesc))
     except (TrainingInterrupted, KeyboardInterrupt) as exc:
         # the first Ctrl-C: keep what finished (the table of the finished models, the cache)
-        written = finish(partial=True)["files"].get("markdown") if rows and out is not None else None
-        table = (
-            f"the table of the {len(rows)} finished model(s) is in {written}" if written else "no model had finished"
-        )
+        written = _finish(run, partial=True)["files"].get("markdown") if run.rows and run.out is not None else None
+        rows = len(run.rows)
+        table = f"the table of the {rows} finished model(s) is in {written}" if written else "no model had finished"
         raise interrupted("compare", doing, exc, table) from None
-    return finish()
+    return _finish(run)
+
+
+def _train_entry(run, entry, tag):
+    """(model.keras path, description) of a short training run of ``entry`` (or the finished one reused)."""
+    from visionfw.console import say
+    from visionfw.loading import is_model_reference
+
+    if run.out is None:
+        raise ConfigError("train_steps needs out=FOLDER (the trained models are saved there).")
+    if entry.model is None or is_model_reference(entry.model):
+        raise ConfigError(
+            f"model {entry.label!r} is a spec dict; training needs a registry name "
+            "(or give weights=LABEL=PATH for it, or train_steps=0 for random weights)."
+        )
+    workdir = run.out / "train" / entry.label
+    wpath, trained = train_short(
+        entry.model,
+        run.scale,
+        run.train_steps,
+        workdir,
+        model_kwargs=entry.hyper,
+        train_data=run.train_data,
+        seed=run.seed,
+        options=run.train_options,
+        progress=run.progress,
+        label=f"compare {tag}",
+    )
+    run.computed["train"] += int(trained)
+    if not trained and run.progress:
+        say(f"compare {tag}: reusing the finished training in {workdir}")
+    source = "embedded photos" if not run.train_data else Path(str(run.train_data)).name
+    return wpath, f"trained {run.train_steps} steps on {source}"
+
+
+def _build_with_weights(run, entry, spec, wpath, wdesc):
+    """(model, weights description, weights id): ``spec`` built, its weights loaded (or random, seeded)."""
+    import keras
+
+    from visionfw.weights.loader import file_sha256, load_weights
+    from visionfw.zoo.builder import build_model
+
+    keras.utils.set_random_seed(int(run.seed))
+    model = build_model(spec)
+    if wpath is None:
+        return model, "random", f"random-seed{run.seed}"
+    load_weights(model, wpath, **_official_options(entry, run.scale)[1])
+    return model, wdesc, file_sha256(wpath)[:16]
+
+
+def _measured_cost(run, model, spec, in_shape):
+    """The cost row of ``model`` at ``in_shape``: from the cache, else measured (and cached)."""
+    from visionfw.studies import profiling
+
+    cost_key = f"cost2|{spec_hash(spec)}|{'x'.join(map(str, in_shape))}|{run.device}|{run.latency_runs}|{run.warmup}"
+    cost = run.cache.get(cost_key)
+    if cost is None:
+        cost = profiling.measure_cost(model, spec, in_shape, runs=run.latency_runs, warmup=run.warmup, seed=run.seed)
+        run.cache.put(cost_key, cost)
+        run.computed["cost"] += 1
+    run.memory_method = run.memory_method or cost["memory_method"]
+    return cost
+
+
+def _sr_images_dir(run, entry, shash, wsha):
+    """Where the report keeps this model's outputs (per model and weights, so a cached cell has its images)."""
+    if not run.report or run.out is None:
+        return None
+    return run.out / "sr_images" / f"{entry.label}-{hashlib.sha1(f'{shash}|{wsha}'.encode()).hexdigest()[:8]}"
+
+
+def _evaluated_cells(run, model, entry, spec, wsha, sr_dir):
+    """{set: PSNR/SSIM cell} of ``model``: from the cache, else evaluated (and cached)."""
+    from visionfw.evaluate import evaluate_model
+
+    meta = spec.get("meta", {})
+    metrics = {}
+    for ds, ds_name in zip(run.test_data, run.ds_names):
+        key = f"eval|{entry.label}|{spec_hash(spec)}|{wsha}|x{run.scale}|{ds_name}|{run.protocol}"
+        cell = run.cache.get(key)
+        if cell is not None and sr_dir is not None and not _has_images(cell, sr_dir / ds_name / f"x{run.scale}"):
+            cell = None  # evaluated before without the report: again, saving the outputs
+        if cell is None:
+            res = evaluate_model(
+                model,
+                [ds],
+                run.scale,
+                protocol=run.protocol,
+                data_dir=run.data_dir,
+                channels=meta.get("channels"),
+                upsampled_input=meta.get("upsampled_input"),
+                progress=run.progress,
+                log_every=run.log_every,
+                progress_label=f"compare {entry.label}:",
+                save_images=sr_dir,
+            )
+            r = next(iter(res.values()))
+            cell = {k: r[k] for k in ("psnr", "ssim", "bicubic_psnr", "bicubic_ssim", "gain_psnr", "n_images")}
+            cell["images"] = [dict(im) for im in r["images"]]
+            run.cache.put(key, cell)
+            run.computed["eval"] += 1
+        metrics[ds_name] = cell
+        run.bicubic.setdefault(ds_name, {"psnr": cell["bicubic_psnr"], "ssim": cell["bicubic_ssim"]})
+    return metrics
+
+
+def _has_images(cell, folder):
+    return all((folder / f"{im['name']}.png").is_file() for im in cell["images"])
+
+
+def _model_row(run, entry, spec, wpath, wdesc):
+    """The table row of one model: its weights, cost and quality per set."""
+    from visionfw.studies import profiling
+
+    model, wdesc, wsha = _build_with_weights(run, entry, spec, wpath, wdesc)
+    meta = spec.get("meta", {})
+    in_shape = profiling.model_input_shape(spec, run.lr_size, run.scale)
+    cost = _measured_cost(run, model, spec, in_shape)
+    sr_dir = _sr_images_dir(run, entry, spec_hash(spec), wsha)
+    metrics = _evaluated_cells(run, model, entry, spec, wsha, sr_dir)
+    return {
+        "model": entry.label,
+        "registry_name": entry.model,
+        "hyper": dict(entry.hyper),
+        "weights": wdesc,
+        "weights_path": wpath,
+        "weights_sha256": wsha,
+        "channels": meta.get("channels"),
+        "upsampled_input": bool(meta.get("upsampled_input")),
+        "input_shape": list(in_shape),
+        **{k: cost[k] for k in ("params", "macs", "act_mem_mb", "latency_ms", "peak_mem_mb")},
+        "metrics": metrics,
+        "sr_images": str(sr_dir) if sr_dir else None,
+    }
+
+
+def _bicubic_row(bicubic):
+    """The table row of the bicubic baseline: its PSNR/SSIM per set, no cost."""
+    return {
+        "model": "bicubic",
+        "registry_name": None,
+        "hyper": {},
+        "weights": "-",
+        "weights_path": None,
+        "weights_sha256": None,
+        "channels": None,
+        "upsampled_input": None,
+        "input_shape": None,
+        "params": 0,
+        "macs": None,
+        "act_mem_mb": None,
+        "latency_ms": None,
+        "peak_mem_mb": None,
+        "metrics": {k: {"psnr": v["psnr"], "ssim": v["ssim"]} for k, v in bicubic.items()},
+    }
+
+
+def _finish(run, partial=False):
+    """The result of the rows so far, its files written when ``out`` is given."""
+    from visionfw.metrics.psnr_ssim import protocol_description
+    from visionfw.studies.reports import write_compare_reports
+
+    result = {
+        "rows": run.rows + ([_bicubic_row(run.bicubic)] if run.bicubic else []),
+        "datasets": run.ds_names,
+        "scale": run.scale,
+        "protocol": run.protocol,
+        "protocol_description": protocol_description(run.protocol, run.scale),
+        "input_size": list(run.lr_size),
+        "device": run.device,
+        "memory_method": run.memory_method,
+        "latency_runs": int(run.latency_runs),
+        "warmup": int(run.warmup),
+        "computed": run.computed,
+        "test_data": [str(d) for d in run.test_data],
+        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "files": {},
+    }
+    if partial:
+        result["partial"] = f"interrupted after {len(run.rows)} of {len(run.entries)} models"
+    if run.out is not None:
+        result["files"]["cache"] = str(run.out / "compare_cache.json")
+        if run.report and run.rows:
+            from visionfw.studies.report_html import write_compare_report
+            from visionfw.studies.report_page import DEFAULT_MAX_MB
+
+            max_mb = run.report_max_mb or DEFAULT_MAX_MB
+            report = write_compare_report(result, run.out, data_dir=run.data_dir, max_mb=max_mb)
+            result["files"]["report"] = str(report)
+        write_compare_reports(result, run.out, plot=run.plot)
+    return result

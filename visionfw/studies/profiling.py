@@ -28,6 +28,7 @@ import statistics
 import sys
 import threading
 import time
+from typing import Any
 
 import numpy as np
 
@@ -45,8 +46,18 @@ __all__ = [
 ]
 
 
-def parse_input_size(text):
-    """``'HxW'`` (or one number for a square, or a (h, w) pair) -> (h, w)."""
+def parse_input_size(text: str | int | tuple[int, int] | list[int]) -> tuple[int, int]:
+    """Reads an LR input size.
+
+    Args:
+      text: ``'HxW'``, one number for a square, or an (h, w) pair.
+
+    Returns:
+      (h, w).
+
+    Raises:
+      ConfigError: not a size.
+    """
     if isinstance(text, (tuple, list)):
         h, w = text
         return int(h), int(w)
@@ -60,8 +71,17 @@ def parse_input_size(text):
     return parts[0], parts[1]
 
 
-def model_input_shape(spec, input_size, scale):
-    """(H, W, C) the model takes for an LR ``input_size``: the HR size for pre-upsampled models."""
+def model_input_shape(spec: dict, input_size: str | tuple[int, int], scale: int) -> tuple[int, int, int]:
+    """The input shape a model takes for an LR input size.
+
+    Args:
+      spec: the model's spec dict.
+      input_size: the LR size (see :func:`parse_input_size`).
+      scale: SR factor (pre-upsampled models take the HR size).
+
+    Returns:
+      (H, W, C).
+    """
     h, w = parse_input_size(input_size)
     meta = spec.get("meta", {})
     if meta.get("upsampled_input"):
@@ -131,13 +151,22 @@ def _layer_macs(layer):
     return 0
 
 
-def count_macs(model_or_spec, input_shape, per_layer=False):
-    """Multiply-accumulates of one forward pass of batch 1 at ``input_shape`` (H, W, C).
+def count_macs(model_or_spec: Any, input_shape: tuple[int, int, int], per_layer: bool = False) -> dict[str, Any]:
+    """Multiply-accumulates of one forward pass of batch 1 (counting convention: module docstring).
 
-    ``model_or_spec``: a spec dict (rebuilt with the fixed input) or a functional
-    ``keras.Model`` (rebuilt from its config).  Counting convention: module docstring.
-    Returns {'macs', 'activation_bytes', 'params', 'input_shape', 'layers': [(name, class, macs)]}
-    (``layers`` filled only with ``per_layer=True``).
+    Args:
+      model_or_spec: a spec dict (rebuilt with the fixed input) or a functional ``keras.Model``
+        (rebuilt from its config).
+      input_shape: (H, W, C).
+      per_layer: also list every layer's count.
+
+    Returns:
+      {'macs', 'activation_bytes', 'params', 'input_shape', 'layers': [(name, class, macs)]}
+      (``layers`` filled only with ``per_layer=True``).
+
+    Raises:
+      ConfigError: not (H, W, C), a multi-input model, a model that cannot be rebuilt on a fixed
+        input, or a layer whose output shape stays dynamic.
     """
     import keras
 
@@ -184,8 +213,12 @@ def _has_gpu():
     return bool(tf.config.list_logical_devices("GPU"))
 
 
-def device_name():
-    """'GPU: <name>' or 'CPU: <n> threads'."""
+def device_name() -> str:
+    """What the numbers are measured on.
+
+    Returns:
+      'GPU: <name>' or 'CPU: <n> threads'.
+    """
     import tensorflow as tf
 
     gpus = tf.config.list_physical_devices("GPU")
@@ -195,13 +228,24 @@ def device_name():
     return f"CPU: {os.cpu_count()} threads"
 
 
-def measure_latency(model, input_shape, runs=10, warmup=3, seed=0):
-    """Median wall time (ms) of one forward pass, batch 1, after ``warmup`` untimed calls.
+def measure_latency(
+    model: Any, input_shape: tuple[int, int, int], runs: int = 10, warmup: int = 3, seed: int = 0
+) -> dict[str, Any]:
+    """Median wall time of one forward pass, batch 1, after ``warmup`` untimed calls.
 
     The output is fetched to the host (``.numpy()``) inside the timing, so asynchronous GPU
     execution is included.  The forward pass is evaluation's cached ``tf.function``
     (:func:`visionfw.evaluate.forward_fn`), so a model is traced once for both.
-    Returns {'median_ms', 'runs_ms', 'warmup', 'runs'}.
+
+    Args:
+      model: a Keras model.
+      input_shape: (H, W, C) of the random input.
+      runs: timed calls (at least 1).
+      warmup: untimed calls before.
+      seed: seed of the random input.
+
+    Returns:
+      {'median_ms', 'runs_ms', 'warmup', 'runs'}.
     """
     x = np.random.default_rng(seed).random((1, *input_shape), dtype=np.float32)
     for _ in range(max(0, int(warmup))):
@@ -241,15 +285,24 @@ def _malloc_trim():
         pass
 
 
-def measure_peak_memory(model, input_shape, runs=2, seed=0):
-    """Peak memory (MiB) of a batch-1 forward pass above the level just before it.
+def measure_peak_memory(model: Any, input_shape: tuple[int, int, int], runs: int = 2, seed: int = 0) -> dict[str, Any]:
+    """Peak memory of a batch-1 forward pass above the level just before it.
 
     GPU: ``get_memory_info('GPU:0')['peak']`` after ``reset_memory_stats``.  CPU: peak
     RSS polled every 0.5 ms during ``runs`` calls (``/proc/self/statm``, after glibc's
     ``malloc_trim``), or the ``getrusage`` max-RSS delta where /proc is absent.  The
     function is traced on a tiny input first so graph building is not counted.  Call it
     before other calls at this size: TF's CPU buffers are reused after the first call, so
-    later calls add little.  Returns {'peak_mb', 'method'}.
+    later calls add little.
+
+    Args:
+      model: a Keras model.
+      input_shape: (H, W, C) of the random input.
+      runs: calls measured.
+      seed: seed of the random input.
+
+    Returns:
+      {'peak_mb' (MiB), 'method' (how it was measured, in words)}.
     """
     import tensorflow as tf
 
@@ -297,9 +350,22 @@ def measure_peak_memory(model, input_shape, runs=2, seed=0):
     return {"peak_mb": (after - before) * unit / 2**20, "method": "getrusage max-RSS delta (lower bound)"}
 
 
-def measure_cost(model, spec, input_shape, runs=10, warmup=3, seed=0):
-    """One cost row of ``model`` (built from ``spec``) at ``input_shape`` (H, W, C):
-    {'params', 'macs', 'act_mem_mb', 'latency_ms', 'latency_runs_ms', 'peak_mem_mb', 'memory_method'}."""
+def measure_cost(
+    model: Any, spec: dict, input_shape: tuple[int, int, int], runs: int = 10, warmup: int = 3, seed: int = 0
+) -> dict[str, Any]:
+    """One cost row of a model: size, MACs, latency and peak memory.
+
+    Args:
+      model: the Keras model built from ``spec``.
+      spec: its spec dict (for the MAC count).
+      input_shape: (H, W, C).
+      runs: timed calls of the latency (see :func:`measure_latency`).
+      warmup: untimed calls before them.
+      seed: seed of the random input.
+
+    Returns:
+      {'params', 'macs', 'act_mem_mb', 'latency_ms', 'latency_runs_ms', 'peak_mem_mb', 'memory_method'}.
+    """
     macs = count_macs(spec, input_shape)
     # memory first: only the first call at a new size allocates (pools are reused after)
     mem = measure_peak_memory(model, input_shape, seed=seed)

@@ -24,9 +24,12 @@ Reports (``ranking.md``, ``ranking.json``, ``gain_distributions.png``) come from
 
 from __future__ import annotations
 
+import dataclasses
 import datetime
 import os
+from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -38,19 +41,26 @@ __all__ = ["rank_matrix", "resolve_train_sets", "rank_datasets"]
 # --------------------------------------------------------------------------- ranking (pure)
 
 
-def rank_matrix(gains):
+def rank_matrix(gains: Mapping[str, Mapping[str, float]]) -> dict[str, Any]:
     """Ranks the training sets of ``gains[test][train]`` (mean PSNR gain in dB).
 
-    Every test set must list the same training sets.  Returns a dict:
+    Args:
+      gains: ``{test: {train: gain}}``; every test set must list the same training sets.
 
-    * ``tests``, ``trains``: the names, in input order;
-    * ``gains``: the input (copied);
-    * ``ranks[test][train]``: 1 = largest gain; ties share the smaller rank ("1224");
-    * ``best[test]``: the training set ranked first (first in input order among ties);
-    * ``min_diff[test]``: best gain minus second-best gain (0 with a tie; None with one set);
-    * ``mean_rank[train]``, ``mean_gain[train]``: over the test sets;
-    * ``overall``: training sets ordered by mean rank, then larger mean gain, then name;
-    * ``overall_rank[train]``: 1-based position in ``overall``.
+    Returns:
+      A dict:
+
+      * ``tests``, ``trains``: the names, in input order;
+      * ``gains``: the input (copied);
+      * ``ranks[test][train]``: 1 = largest gain; ties share the smaller rank ("1224");
+      * ``best[test]``: the training set ranked first (first in input order among ties);
+      * ``min_diff[test]``: best gain minus second-best gain (0 with a tie; None with one set);
+      * ``mean_rank[train]``, ``mean_gain[train]``: over the test sets;
+      * ``overall``: training sets ordered by mean rank, then larger mean gain, then name;
+      * ``overall_rank[train]``: 1-based position in ``overall``.
+
+    Raises:
+      ConfigError: no test set, no training set, or a row without every column.
     """
     if not gains:
         raise ConfigError("rank_matrix: no test sets in the gains matrix.")
@@ -91,12 +101,26 @@ def rank_matrix(gains):
 # --------------------------------------------------------------------------- data
 
 
-def resolve_train_sets(train_sets, train_root=None, data_dir=None):
-    """{label: folder} for training-set names or folder paths.
+def resolve_train_sets(
+    train_sets: str | Sequence[str], train_root: str | None = None, data_dir: str | None = None
+) -> dict[str, str]:
+    """Finds the training sets' folders.
 
     A name is looked up under ``train_root`` when given, else as ``train/<name>`` on the data
     search path (:mod:`visionfw.data.paths`, ``data_dir`` first); an item that is a path
     (it holds a separator, or no root holds the name but the folder exists) is used as is.
+
+    Args:
+      train_sets: names or folders (list or comma string).
+      train_root: the folder holding the named sets.
+      data_dir: first root of the data search path.
+
+    Returns:
+      ``{label: folder}``.
+
+    Raises:
+      ConfigError: no training set, or two with the same name.
+      DataError: a set is not found.
     """
     from visionfw.data import paths
 
@@ -131,167 +155,271 @@ def resolve_train_sets(train_sets, train_root=None, data_dir=None):
 # --------------------------------------------------------------------------- the experiment
 
 
-def rank_datasets(
-    model,
-    scale,
-    train_sets,
-    test_sets,
-    steps,
-    out,
-    data_dir=None,
-    train_root=None,
-    seed=0,
-    model_kwargs=None,
-    protocol=None,
-    train_options=None,
-    progress=False,
-    plot=True,
-    log_every=100,
-):
-    """Trains ``model`` on each training set with the same budget and seed; ranks the sets.
+@dataclasses.dataclass
+class _Ranking:
+    """One :func:`rank_datasets` call: its settings, checked, and what it has computed so far."""
 
-    Args:
-      model: registry name (e.g. 'espcn'); ``model_kwargs`` its hyper-parameters.
-      train_sets: names (see :func:`resolve_train_sets`) or folders (list or comma string).
-      test_sets: benchmark names or folders.
-      steps: training steps per set; ``train_options``: more TrainConfig fields
-        (batch_size, lr_patch, lr, data_options...), the same for every set.
-      out: folder for the models, the cache and the reports.
-      data_dir: first root of the data search path (benchmark and training sets).
-      protocol: 'srcnn' / 'edsr' (default: srcnn for Y models, edsr for RGB models).
-      progress: announce each training set, show its training's and evaluation's progress on
-        stderr (a live bar on a terminal, else a plain line every ``log_every`` steps).
+    model: str
+    model_kwargs: dict
+    scale: int
+    steps: int
+    trains: dict[str, str]
+    test_sets: list[str]
+    spec: dict
+    protocol: str
+    out: Path
+    data_dir: str | None
+    seed: int
+    train_options: dict | None
+    progress: bool
+    log_every: int
+    plot: bool
+    done: list[str] = dataclasses.field(default_factory=list)
+    computed: dict[str, int] = dataclasses.field(default_factory=lambda: {"train": 0, "eval": 0})
+    bicubic: dict[str, float] = dataclasses.field(default_factory=dict)
+
+    def __post_init__(self):
+        from visionfw.studies.runs import ResultCache
+
+        self.out.mkdir(parents=True, exist_ok=True)
+        self.cache = ResultCache(self.out / "rank_cache.json")
+        self.test_names = [Path(str(t)).name if Path(str(t)).is_dir() else str(t) for t in self.test_sets]
+        self.gains: dict[str, dict[str, float]] = {t: {} for t in self.test_names}
+        self.per_image: dict[str, dict[str, list[float]]] = {t: {} for t in self.test_names}
+
+
+def _checked_steps(steps):
+    steps = int(steps)
+    if steps < 1:
+        raise ConfigError(f"steps={steps} must be >= 1.")
+    return steps
+
+
+def _checked_test_sets(test_sets):
+    if isinstance(test_sets, str):
+        test_sets = [s.strip() for s in test_sets.split(",") if s.strip()]
+    if not test_sets:
+        raise ConfigError("test_sets is empty; give e.g. test_sets=Set5,Set14.")
+    return list(test_sets)
+
+
+def _default_protocol(protocol, spec):
+    """The protocol asked for, else srcnn for Y models and edsr for RGB ones."""
+    if protocol is not None:
+        return protocol
+    return "srcnn" if spec.get("meta", {}).get("channels") == "y" else "edsr"
+
+
+def rank_datasets(
+    model: str,
+    scale: int,
+    train_sets: str | Sequence[str],
+    test_sets: str | Sequence[str],
+    steps: int,
+    out: str | Path,
+    *,
+    data_dir: str | None = None,
+    train_root: str | None = None,
+    seed: int = 0,
+    model_kwargs: dict | None = None,
+    protocol: str | None = None,
+    train_options: dict | None = None,
+    progress: bool = False,
+    plot: bool = True,
+    log_every: int = 100,
+) -> dict[str, Any]:
+    """Trains ``model`` on each training set with the same budget and seed; ranks the sets.
 
     The first Ctrl-C / SIGTERM stops a training with a checkpoint, writes the ranking of the
     training sets that finished (``result['partial']``) and raises
     :class:`visionfw.train.trainer.TrainingInterrupted`; the same call again finishes the rest.
 
-    Returns {'table': rank_matrix(...), 'per_image': {test: {train: [gains]}}, 'markdown',
-    'files', 'computed': {'train', 'eval'}, 'protocol_description', ...}.
+    Args:
+      model: registry name (e.g. 'espcn').
+      scale: SR factor.
+      train_sets: names (see :func:`resolve_train_sets`) or folders (list or comma string).
+      test_sets: benchmark names or folders.
+      steps: training steps per set.
+      out: folder for the models, the cache and the reports.
+      data_dir: first root of the data search path (benchmark and training sets).
+      train_root: folder holding the training sets named in ``train_sets``.
+      seed: seed of initialisation, data order and crops (the same for every set).
+      model_kwargs: the model's hyper-parameters.
+      protocol: 'srcnn' / 'edsr' (default: srcnn for Y models, edsr for RGB models).
+      train_options: more TrainConfig fields (batch_size, lr_patch, lr, data_options...), the same for every set.
+      progress: announce each training set, show its training's and evaluation's progress on
+        stderr (a live bar on a terminal, else a plain line every ``log_every`` steps).
+      plot: also write gain_distributions.png.
+      log_every: see ``progress``.
+
+    Returns:
+      {'table': rank_matrix(...), 'per_image': {test: {train: [gains]}}, 'markdown', 'files',
+      'computed': {'train', 'eval'}, 'protocol_description', ...}.
+
+    Raises:
+      ConfigError: bad steps, test sets or training sets.
+      DataError: a training set is not found.
+      TrainingInterrupted: after the first Ctrl-C / SIGTERM, with the partial ranking written.
     """
-    from visionfw.console import say
-    from visionfw.evaluate import evaluate_model
-    from visionfw.metrics.psnr_ssim import protocol_description
-    from visionfw.studies.reports import format_ranking, write_rank_reports
-    from visionfw.studies.runs import ResultCache, interrupted, train_short
-    from visionfw.train.trainer import TrainingInterrupted
-    from visionfw.weights.loader import file_sha256, load_weights
-    from visionfw.zoo.builder import build_model
     from visionfw.zoo.registry import get_spec
 
-    scale, steps = int(scale), int(steps)
-    if steps < 1:
-        raise ConfigError(f"steps={steps} must be >= 1.")
-    if isinstance(test_sets, str):
-        test_sets = [s.strip() for s in test_sets.split(",") if s.strip()]
-    if not test_sets:
-        raise ConfigError("test_sets is empty; give e.g. test_sets=Set5,Set14.")
+    scale = int(scale)
+    steps = _checked_steps(steps)
+    tests = _checked_test_sets(test_sets)
     model_kwargs = dict(model_kwargs or {})
     trains = resolve_train_sets(train_sets, train_root, data_dir)
     spec = get_spec(model, scale=scale, **model_kwargs)
-    meta = spec.get("meta", {})
-    if protocol is None:
-        protocol = "srcnn" if meta.get("channels") == "y" else "edsr"
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    cache = ResultCache(out / "rank_cache.json")
-    computed = {"train": 0, "eval": 0}
-    test_names = [Path(str(t)).name if Path(str(t)).is_dir() else str(t) for t in test_sets]
-    gains = {t: {} for t in test_names}
-    per_image = {t: {} for t in test_names}
-    bicubic = {}
+    run = _Ranking(
+        model=model,
+        model_kwargs=model_kwargs,
+        scale=scale,
+        steps=steps,
+        trains=trains,
+        test_sets=tests,
+        spec=spec,
+        protocol=_default_protocol(protocol, spec),
+        out=Path(out),
+        data_dir=data_dir,
+        seed=seed,
+        train_options=train_options,
+        progress=progress,
+        log_every=log_every,
+        plot=plot,
+    )
+    return _rank_all(run)
 
-    def finish(done, partial=False):
-        table = {t: {tr: gains[t][tr] for tr in done} for t in test_names}
-        result = {
-            "model": model,
-            "model_kwargs": model_kwargs,
-            "scale": scale,
-            "steps": steps,
-            "seed": seed,
-            "train_sets": {tr: trains[tr] for tr in done},
-            "test_sets": test_names,
-            "protocol": protocol,
-            "protocol_description": protocol_description(protocol, scale),
-            "table": rank_matrix(table),
-            "per_image": {t: {tr: per_image[t][tr] for tr in done} for t in test_names},
-            "bicubic_psnr": bicubic,
-            "computed": computed,
-            "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-            "files": {"cache": str(cache.path)},
-        }
-        result["markdown"] = format_ranking(result)
-        if partial:
-            result["partial"] = f"interrupted after {len(done)} of {len(trains)} training sets"
-            result["markdown"] += f"\n\nPARTIAL TABLE: {result['partial']}; run the same command again to finish it."
-        write_rank_reports(result, out, plot=plot)
-        return result
 
-    done, doing = [], "starting"
+def _rank_all(run):
+    """Trains and evaluates on every training set, then writes the ranking; after an interrupt, the finished sets'."""
+    from visionfw.studies.runs import interrupted
+    from visionfw.train.trainer import TrainingInterrupted
+
+    doing = "starting"
     try:
-        for index, (label, path) in enumerate(trains.items(), 1):
-            tag = f"rank-datasets {label} ({index}/{len(trains)})"
-            doing = f"training on {label} ({index}/{len(trains)})"
-            model_path, trained = train_short(
-                model,
-                scale,
-                steps,
-                out / label,
-                model_kwargs=model_kwargs,
-                train_data=path,
-                seed=seed,
-                options=train_options,
-                progress=progress,
-                label=tag,
-            )
-            computed["train"] += int(trained)
-            if not trained and progress:
-                say(f"{tag}: reusing the finished training in {out / label}")
-            doing = f"evaluating the model trained on {label} ({index}/{len(trains)})"
-            sha = file_sha256(model_path)[:16]
-            net = None
-            for ts, tname in zip(test_sets, test_names):
-                key = f"{label}|{tname}|x{scale}|{protocol}|{sha}"
-                cell = cache.get(key)
-                if cell is None:
-                    if net is None:
-                        net = build_model(spec)
-                        load_weights(net, model_path)
-                    r = next(
-                        iter(
-                            evaluate_model(
-                                net,
-                                [ts],
-                                scale,
-                                protocol=protocol,
-                                data_dir=data_dir,
-                                channels=meta.get("channels"),
-                                upsampled_input=meta.get("upsampled_input"),
-                                progress=progress,
-                                log_every=log_every,
-                                progress_label=f"{tag}:",
-                            ).values()
-                        )
-                    )
-                    cell = {
-                        "gain_psnr": r["gain_psnr"],
-                        "psnr": r["psnr"],
-                        "bicubic_psnr": r["bicubic_psnr"],
-                        "images": [{"name": im["name"], "gain_psnr": im["gain_psnr"]} for im in r["images"]],
-                    }
-                    cache.put(key, cell)
-                    computed["eval"] += 1
-                gains[tname][label] = cell["gain_psnr"]
-                per_image[tname][label] = [im["gain_psnr"] for im in cell["images"]]
-                bicubic[tname] = cell["bicubic_psnr"]
-            done.append(label)
+        for index, (label, path) in enumerate(run.trains.items(), 1):
+            tag = f"rank-datasets {label} ({index}/{len(run.trains)})"
+            doing = f"training on {label} ({index}/{len(run.trains)})"
+            model_path = _train_on(run, label, path, tag)
+            doing = f"evaluating the model trained on {label} ({index}/{len(run.trains)})"
+            _evaluate_on_test_sets(run, label, model_path, tag)
+            run.done.append(label)
     except (TrainingInterrupted, KeyboardInterrupt) as exc:
         # the first Ctrl-C: keep what finished (the ranking of the finished sets, the cache)
-        written = finish(done, partial=True)["files"].get("markdown") if done else None
+        done = run.done
+        written = _finish(run, partial=True)["files"].get("markdown") if done else None
         table = (
             f"the table of the {len(done)} finished training set(s) is in {written}"
             if written
             else "no training set had finished"
         )
         raise interrupted("rank-datasets", doing, exc, table) from None
-    return finish(done)
+    return _finish(run)
+
+
+def _train_on(run, label, path, tag):
+    """The model.keras trained on one training set (or the finished run reused)."""
+    from visionfw.console import say
+    from visionfw.studies.runs import train_short
+
+    model_path, trained = train_short(
+        run.model,
+        run.scale,
+        run.steps,
+        run.out / label,
+        model_kwargs=run.model_kwargs,
+        train_data=path,
+        seed=run.seed,
+        options=run.train_options,
+        progress=run.progress,
+        label=tag,
+    )
+    run.computed["train"] += int(trained)
+    if not trained and run.progress:
+        say(f"{tag}: reusing the finished training in {run.out / label}")
+    return model_path
+
+
+def _evaluate_on_test_sets(run, label, model_path, tag):
+    """Fills the gains of the model trained on ``label`` for every test set: from the cache, else evaluated."""
+    from visionfw.weights.loader import file_sha256
+
+    sha = file_sha256(model_path)[:16]
+    net = None
+    for ts, tname in zip(run.test_sets, run.test_names):
+        key = f"{label}|{tname}|x{run.scale}|{run.protocol}|{sha}"
+        cell = run.cache.get(key)
+        if cell is None:
+            if net is None:
+                net = _load_trained(run.spec, model_path)
+            cell = _gain_cell(run, net, ts, tag)
+            run.cache.put(key, cell)
+            run.computed["eval"] += 1
+        run.gains[tname][label] = cell["gain_psnr"]
+        run.per_image[tname][label] = [im["gain_psnr"] for im in cell["images"]]
+        run.bicubic[tname] = cell["bicubic_psnr"]
+
+
+def _load_trained(spec, model_path):
+    from visionfw.weights.loader import load_weights
+    from visionfw.zoo.builder import build_model
+
+    net = build_model(spec)
+    load_weights(net, model_path)
+    return net
+
+
+def _gain_cell(run, net, test_set, tag):
+    """The cached cell of one evaluation: mean and per-image PSNR gains over bicubic."""
+    from visionfw.evaluate import evaluate_model
+
+    meta = run.spec.get("meta", {})
+    results = evaluate_model(
+        net,
+        [test_set],
+        run.scale,
+        protocol=run.protocol,
+        data_dir=run.data_dir,
+        channels=meta.get("channels"),
+        upsampled_input=meta.get("upsampled_input"),
+        progress=run.progress,
+        log_every=run.log_every,
+        progress_label=f"{tag}:",
+    )
+    r = next(iter(results.values()))
+    return {
+        "gain_psnr": r["gain_psnr"],
+        "psnr": r["psnr"],
+        "bicubic_psnr": r["bicubic_psnr"],
+        "images": [{"name": im["name"], "gain_psnr": im["gain_psnr"]} for im in r["images"]],
+    }
+
+
+def _finish(run, partial=False):
+    """The result of the training sets done so far, its reports written."""
+    from visionfw.metrics.psnr_ssim import protocol_description
+    from visionfw.studies.reports import format_ranking, write_rank_reports
+
+    done, names = run.done, run.test_names
+    result = {
+        "model": run.model,
+        "model_kwargs": run.model_kwargs,
+        "scale": run.scale,
+        "steps": run.steps,
+        "seed": run.seed,
+        "train_sets": {tr: run.trains[tr] for tr in done},
+        "test_sets": names,
+        "protocol": run.protocol,
+        "protocol_description": protocol_description(run.protocol, run.scale),
+        "table": rank_matrix({t: {tr: run.gains[t][tr] for tr in done} for t in names}),
+        "per_image": {t: {tr: run.per_image[t][tr] for tr in done} for t in names},
+        "bicubic_psnr": run.bicubic,
+        "computed": run.computed,
+        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "files": {"cache": str(run.cache.path)},
+    }
+    result["markdown"] = format_ranking(result)
+    if partial:
+        result["partial"] = f"interrupted after {len(done)} of {len(run.trains)} training sets"
+        result["markdown"] += f"\n\nPARTIAL TABLE: {result['partial']}; run the same command again to finish it."
+    write_rank_reports(result, run.out, plot=run.plot)
+    return result

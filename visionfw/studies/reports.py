@@ -7,7 +7,11 @@
   :func:`format_rank_table` (and :func:`parse_rank_table`, its inverse, for checks),
   :func:`format_ranking` (the table with its title and protocol), :func:`plot_gain_distributions`,
   all written by :func:`write_rank_reports`;
-* :func:`write_json`: atomic JSON files (a killed process leaves the old file or the new one);
+* :func:`write_json`: atomic JSON files.
+
+Every file here (and :mod:`visionfw.studies.report_html`'s page) is written by :func:`atomic_write`:
+a killed process leaves the old file or the new one, and a disk error (full disk, read-only file
+system) is a one-line :class:`visionfw.errors.TrainingError` naming the file.
 
 Every table states the conventions its numbers follow (protocol, input size, device).
 Plots use matplotlib's object-oriented API, which needs no pyplot backend, so a notebook's
@@ -17,12 +21,16 @@ backend is left alone.
 from __future__ import annotations
 
 import csv
+import io
 import json
+from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 __all__ = [
+    "atomic_write",
     "write_json",
     "format_compare_table",
     "write_compare_csv",
@@ -51,14 +59,49 @@ def _figure_class():
     return Figure
 
 
-def write_json(path, obj, indent=2):
-    """Writes ``obj`` as JSON to ``path`` atomically (floats such as numpy scalars as numbers)."""
+def atomic_write(path: str | Path, data: bytes | str) -> Path:
+    """Writes a file atomically (via a temporary file and a rename), creating its folder.
+
+    Args:
+      path: the file.
+      data: its content; text is written as UTF-8.
+
+    Returns:
+      ``path`` as a Path.
+
+    Raises:
+      TrainingError: the write failed (full disk, read-only file system...); the message names the file.
+    """
     from visionfw.train.checkpoint import atomic_write_bytes
 
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write_bytes(path, json.dumps(obj, indent=indent, default=float).encode())
+    atomic_write_bytes(path, data.encode("utf-8") if isinstance(data, str) else data)
     return path
+
+
+def write_json(path: str | Path, obj: Any, indent: int = 2) -> Path:
+    """Writes ``obj`` as JSON atomically (:func:`atomic_write`).
+
+    Args:
+      path: the file.
+      obj: JSON-able; floats such as numpy scalars are written as numbers.
+      indent: the JSON indent.
+
+    Returns:
+      ``path`` as a Path.
+
+    Raises:
+      TrainingError: the write failed.
+    """
+    return atomic_write(path, json.dumps(obj, indent=indent, default=float))
+
+
+def _save_figure(fig, path):
+    """Saves a matplotlib figure atomically, in the format of ``path``'s suffix (PNG without one)."""
+    buf = io.BytesIO()
+    fig.savefig(buf, format=Path(path).suffix.lstrip(".").lower() or "png", dpi=110)
+    return atomic_write(path, buf.getvalue())
 
 
 # --------------------------------------------------------------------------- compare
@@ -90,8 +133,15 @@ def _row_values(row, result):
     return values
 
 
-def format_compare_table(result):
-    """The comparison as a Markdown table with the conventions stated under it."""
+def format_compare_table(result: Mapping[str, Any]) -> str:
+    """The comparison as a Markdown table with the conventions stated under it.
+
+    Args:
+      result: :func:`visionfw.studies.compare.compare_models`' result.
+
+    Returns:
+      The Markdown text.
+    """
     cols = _columns(result)
     lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
     for row in result["rows"]:
@@ -113,35 +163,56 @@ def format_compare_table(result):
     return "\n".join(lines)
 
 
-def write_compare_csv(result, path):
-    """One line per model; numbers unformatted."""
-    path = Path(path)
+def write_compare_csv(result: Mapping[str, Any], path: str | Path) -> Path:
+    """Writes the comparison as CSV (atomically): one line per model, numbers unformatted.
+
+    Args:
+      result: :func:`visionfw.studies.compare.compare_models`' result.
+      path: the file.
+
+    Returns:
+      ``path`` as a Path.
+
+    Raises:
+      TrainingError: the write failed.
+    """
     fields = ["model", "weights", "params", "macs", "latency_ms", "peak_mem_mb", "act_mem_mb"]
     for ds in result["datasets"]:
         fields += [f"{ds}_psnr", f"{ds}_ssim", f"{ds}_bicubic_psnr"]
     fields += ["scale", "protocol", "input_size", "device"]
-    with open(path, "w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=fields)
-        w.writeheader()
-        for row in result["rows"]:
-            line = {k: row.get(k) for k in fields[:7]}
-            for ds in result["datasets"]:
-                m = row["metrics"].get(ds, {})
-                line[f"{ds}_psnr"] = m.get("psnr")
-                line[f"{ds}_ssim"] = m.get("ssim")
-                line[f"{ds}_bicubic_psnr"] = m.get("bicubic_psnr", m.get("psnr") if row["model"] == "bicubic" else None)
-            line.update(
-                scale=result["scale"],
-                protocol=result["protocol"],
-                input_size="x".join(map(str, result["input_size"])),
-                device=result["device"],
-            )
-            w.writerow(line)
-    return path
+    text = io.StringIO(newline="")
+    w = csv.DictWriter(text, fieldnames=fields)
+    w.writeheader()
+    for row in result["rows"]:
+        line = {k: row.get(k) for k in fields[:7]}
+        for ds in result["datasets"]:
+            m = row["metrics"].get(ds, {})
+            line[f"{ds}_psnr"] = m.get("psnr")
+            line[f"{ds}_ssim"] = m.get("ssim")
+            line[f"{ds}_bicubic_psnr"] = m.get("bicubic_psnr", m.get("psnr") if row["model"] == "bicubic" else None)
+        line.update(
+            scale=result["scale"],
+            protocol=result["protocol"],
+            input_size="x".join(map(str, result["input_size"])),
+            device=result["device"],
+        )
+        w.writerow(line)
+    return atomic_write(path, text.getvalue())
 
 
-def plot_psnr_vs_macs(result, path):
-    """PNG: PSNR (y) against GMACs (x, log) per dataset; bubble area ~ parameters."""
+def plot_psnr_vs_macs(result: Mapping[str, Any], path: str | Path) -> Path:
+    """Plots PSNR (y) against GMACs (x, log) per dataset, bubble area ~ parameters (PNG, atomically).
+
+    Args:
+      result: :func:`visionfw.studies.compare.compare_models`' result.
+      path: the image file.
+
+    Returns:
+      ``path`` as a Path.
+
+    Raises:
+      TrainingError: the write failed.
+    """
     Figure = _figure_class()
 
     rows = [r for r in result["rows"] if r["macs"]]
@@ -178,18 +249,28 @@ def plot_psnr_vs_macs(result, path):
         ax.set_title(f"{ds} x{result['scale']} ({result['protocol']} protocol); bubble = parameters", fontsize=9)
         ax.grid(alpha=0.3)
     fig.tight_layout()
-    path = Path(path)
-    fig.savefig(path, dpi=110)
-    return path
+    return _save_figure(fig, path)
 
 
-def write_compare_reports(result, out, plot=True):
-    """compare.md, compare.csv, psnr_vs_macs.png (``plot``) and compare.json in ``out``;
-    adds their paths to ``result['files']`` and returns it."""
+def write_compare_reports(result: dict[str, Any], out: str | Path, plot: bool = True) -> dict[str, str]:
+    """Writes compare.md, compare.csv, psnr_vs_macs.png and compare.json in ``out``, each atomically.
+
+    Args:
+      result: :func:`visionfw.studies.compare.compare_models`' result; the files' paths are added
+        to its ``files``.
+      out: the output folder.
+      plot: also write the plot.
+
+    Returns:
+      ``result['files']``.
+
+    Raises:
+      TrainingError: a write failed.
+    """
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     files = result.setdefault("files", {})
-    (out / "compare.md").write_text(format_compare_table(result) + "\n")
+    atomic_write(out / "compare.md", format_compare_table(result) + "\n")
     files["markdown"] = str(out / "compare.md")
     files["csv"] = str(write_compare_csv(result, out / "compare.csv"))
     files["json"] = str(out / "compare.json")
@@ -202,9 +283,17 @@ def write_compare_reports(result, out, plot=True):
 # --------------------------------------------------------------------------- rank-datasets
 
 
-def format_rank_table(table, digits=3):
-    """Markdown: one row per test set ("gain (rank)" per training set, best set, min diff),
-    then rows for the mean gain, mean rank and overall rank of each training set."""
+def format_rank_table(table: Mapping[str, Any], digits: int = 3) -> str:
+    """The ranking as a Markdown table: one row per test set ("gain (rank)" per training set, best
+    set, min diff), then rows for the mean gain, mean rank and overall rank of each training set.
+
+    Args:
+      table: :func:`visionfw.studies.rank_datasets.rank_matrix`'s result.
+      digits: decimals of the gains.
+
+    Returns:
+      The Markdown text.
+    """
     trains = table["trains"]
     head = ["test set \\ train set"] + trains + ["best", "min diff"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
@@ -226,8 +315,15 @@ def format_rank_table(table, digits=3):
     return "\n".join(lines)
 
 
-def parse_rank_table(markdown):
-    """{test: {train: gain}} read back from :func:`format_rank_table`'s text (for checks)."""
+def parse_rank_table(markdown: str) -> dict[str, dict[str, float]]:
+    """Reads the gains back from :func:`format_rank_table`'s text (for checks).
+
+    Args:
+      markdown: the table's text.
+
+    Returns:
+      ``{test: {train: gain}}``.
+    """
     rows = [ln for ln in markdown.splitlines() if ln.startswith("|")]
     header = [c.strip() for c in rows[0].strip("|").split("|")]
     trains = header[1:-2]
@@ -240,8 +336,22 @@ def parse_rank_table(markdown):
     return gains
 
 
-def plot_gain_distributions(per_image, path, title=""):
-    """PNG: per test set, a histogram of per-image PSNR gains for each training set."""
+def plot_gain_distributions(
+    per_image: Mapping[str, Mapping[str, Sequence[float]]], path: str | Path, title: str = ""
+) -> Path:
+    """Plots, per test set, a histogram of per-image PSNR gains for each training set (PNG, atomically).
+
+    Args:
+      per_image: ``{test: {train: [gains]}}``.
+      path: the image file.
+      title: added to every panel's title.
+
+    Returns:
+      ``path`` as a Path.
+
+    Raises:
+      TrainingError: the write failed.
+    """
     Figure = _figure_class()
 
     tests = list(per_image)
@@ -262,14 +372,18 @@ def plot_gain_distributions(per_image, path, title=""):
         ax.legend(fontsize=8)
         ax.grid(alpha=0.3)
     fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    return path
+    return _save_figure(fig, path)
 
 
-def format_ranking(result):
-    """The ranking report: what was trained, :func:`format_rank_table`, bicubic PSNR and protocol."""
+def format_ranking(result: Mapping[str, Any]) -> str:
+    """The ranking report: what was trained, :func:`format_rank_table`, bicubic PSNR and protocol.
+
+    Args:
+      result: :func:`visionfw.studies.rank_datasets.rank_datasets`' result.
+
+    Returns:
+      The Markdown text.
+    """
     kwargs = result.get("model_kwargs") or {}
     return (
         f"Training-set ranking: {result['model']} {json.dumps(kwargs) if kwargs else ''} x{result['scale']}, "
@@ -280,13 +394,25 @@ def format_ranking(result):
     )
 
 
-def write_rank_reports(result, out, plot=True):
-    """ranking.md, gain_distributions.png (``plot``) and ranking.json in ``out``; adds their
-    paths to ``result['files']`` and returns it."""
+def write_rank_reports(result: dict[str, Any], out: str | Path, plot: bool = True) -> dict[str, str]:
+    """Writes ranking.md, gain_distributions.png and ranking.json in ``out``, each atomically.
+
+    Args:
+      result: :func:`visionfw.studies.rank_datasets.rank_datasets`' result; the files' paths are
+        added to its ``files``.
+      out: the output folder.
+      plot: also write the plot.
+
+    Returns:
+      ``result['files']``.
+
+    Raises:
+      TrainingError: a write failed.
+    """
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     files = result.setdefault("files", {})
-    (out / "ranking.md").write_text(result["markdown"] + "\n")
+    atomic_write(out / "ranking.md", result["markdown"] + "\n")
     files["markdown"] = str(out / "ranking.md")
     files["json"] = str(out / "ranking.json")
     if plot:

@@ -19,6 +19,7 @@ import hashlib
 import json
 import shutil
 from pathlib import Path
+from typing import Any
 
 __all__ = ["train_or_reuse", "train_short", "ResultCache", "spec_hash", "interrupted"]
 
@@ -36,14 +37,21 @@ _BOOKKEEPING = {
 }
 
 
-def train_or_reuse(label=None, **config):
+def train_or_reuse(label: str | None = None, **config: Any) -> tuple[str, bool]:
     """Runs :func:`visionfw.train.train` on ``TrainConfig(**config)`` unless its workdir
-    already holds a finished run of the same config; returns (model.keras path, trained now?).
+    already holds a finished run of the same config.
 
     Same config (every given field but bookkeeping equals the saved ``config.json``) and
     ``model.keras`` present: reused.  Same config, no model: the interrupted run resumes
     from its checkpoints.  Another config: the old checkpoints (ours) are removed and the
-    run starts afresh.  ``label``: the title of the training's progress lines.
+    run starts afresh.
+
+    Args:
+      label: the title of the training's progress lines.
+      **config: :class:`visionfw.train.TrainConfig` fields, ``workdir`` among them.
+
+    Returns:
+      (model.keras path, trained now?).
     """
     from visionfw.train import TrainConfig, train
 
@@ -65,16 +73,38 @@ def train_or_reuse(label=None, **config):
 
 
 def train_short(
-    model, scale, steps, workdir, model_kwargs=None, train_data=None, seed=0, options=None, progress=False, label=None
-):
+    model: str,
+    scale: int,
+    steps: int,
+    workdir: str | Path,
+    *,
+    model_kwargs: dict | None = None,
+    train_data: str | Path | None = None,
+    seed: int = 0,
+    options: dict | None = None,
+    progress: bool = False,
+    label: str | None = None,
+) -> tuple[str, bool]:
     """Trains registry model ``model`` for ``steps`` without validation (or reuses the run, see
-    :func:`train_or_reuse`); ``options``: more TrainConfig fields (batch_size, lr_patch,
-    log_every...); ``progress``: the trainer's progress bar / lines, titled ``label``.
+    :func:`train_or_reuse`).
 
     The first Ctrl-C / SIGTERM stops the training with a checkpoint
     (:class:`visionfw.train.trainer.TrainingInterrupted`); the next call resumes it.
 
-    Returns (model.keras path, trained now?).
+    Args:
+      model: registry name.
+      scale: SR factor.
+      steps: training steps.
+      workdir: the run's folder.
+      model_kwargs: the model's hyper-parameters.
+      train_data: the training images (None: the embedded photos).
+      seed: the training's seed.
+      options: more TrainConfig fields (batch_size, lr_patch, log_every...).
+      progress: show the trainer's progress bar / lines, titled ``label``.
+      label: see ``progress``.
+
+    Returns:
+      (model.keras path, trained now?).
     """
     steps = int(steps)
     kwargs = dict(
@@ -96,8 +126,15 @@ def train_short(
     return train_or_reuse(label=label, **kwargs)
 
 
-def spec_hash(spec):
-    """sha256 (16 hex) of the spec's canonical JSON: identifies an architecture."""
+def spec_hash(spec: dict) -> str:
+    """Identifies an architecture.
+
+    Args:
+      spec: a spec dict.
+
+    Returns:
+      The first 16 hex digits of the sha256 of the spec's canonical JSON.
+    """
     from visionfw.zoo.spec_tools import spec_to_json
 
     text = json.dumps(json.loads(spec_to_json(spec)), sort_keys=True)
@@ -106,14 +143,18 @@ def spec_hash(spec):
 
 class ResultCache:
     """``{key: cell}`` in a JSON file (``{'version', 'cells'}``), written atomically after every
-    new cell.  ``path=None`` keeps it in memory only.  A file of another version, or one that
-    does not parse, is recomputed, not trusted."""
+    new cell.  A file of another version, or one that does not parse, is recomputed, not trusted."""
 
     VERSION = 1
 
-    def __init__(self, path):
+    def __init__(self, path: str | Path | None) -> None:
+        """Reads the cache.
+
+        Args:
+          path: the JSON file (None: in memory only).
+        """
         self.path = Path(path) if path else None
-        self.data = {"version": self.VERSION, "cells": {}}
+        self.data: dict[str, Any] = {"version": self.VERSION, "cells": {}}
         if self.path and self.path.is_file():
             try:
                 data = json.loads(self.path.read_text())
@@ -123,13 +164,24 @@ class ResultCache:
                 pass
 
     @property
-    def cells(self):
+    def cells(self) -> dict[str, Any]:
+        """The cached cells by key."""
         return self.data["cells"]
 
-    def get(self, key):
+    def get(self, key: str) -> Any:
+        """The cell of ``key``, or None when it was not computed yet."""
         return self.cells.get(key)
 
-    def put(self, key, value):
+    def put(self, key: str, value: Any) -> None:
+        """Stores a cell and writes the file (atomically).
+
+        Args:
+          key: what produced the cell.
+          value: the cell, JSON-able.
+
+        Raises:
+          TrainingError: the file cannot be written.
+        """
         self.cells[key] = value
         if self.path:
             from visionfw.studies.reports import write_json
@@ -137,11 +189,19 @@ class ResultCache:
             write_json(self.path, self.data, indent=1)
 
 
-def interrupted(command, doing, exc, finished):
+def interrupted(command: str, doing: str, exc: BaseException, finished: str) -> Exception:
     """The :class:`visionfw.train.trainer.TrainingInterrupted` that ``compare`` and
-    ``rank-datasets`` raise after the first Ctrl-C / SIGTERM: what was going on (``doing``, and
-    the step of an interrupted training, ``exc``), where the partial table is (``finished``),
-    and how to go on."""
+    ``rank-datasets`` raise after the first Ctrl-C / SIGTERM.
+
+    Args:
+      command: the command's name.
+      doing: what was going on.
+      exc: the interrupt (a TrainingInterrupted carries the training's step and checkpoint).
+      finished: where the partial table is.
+
+    Returns:
+      The exception to raise: what was going on, where the table is, and how to go on.
+    """
     from visionfw.train.trainer import TrainingInterrupted
 
     step = getattr(exc, "step", None)
