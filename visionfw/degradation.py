@@ -79,6 +79,7 @@ from pathlib import Path
 import numpy as np
 import tensorflow as tf
 
+from visionfw.data.image_io import to_float01
 from visionfw.errors import ConfigError, DataError
 
 __all__ = [
@@ -869,7 +870,7 @@ class DegradationPool:
 
 def _as_float_image(image):
     image = np.asarray(image)
-    image = image.astype(np.float32) / 255.0 if image.dtype == np.uint8 else image.astype(np.float32)
+    image = to_float01(image)
     return image[..., None] if image.ndim == 2 else image
 
 

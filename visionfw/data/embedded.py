@@ -24,6 +24,7 @@ import os
 import numpy as np
 from PIL import Image
 
+from visionfw.data.image_io import to_float01
 from visionfw.errors import DataError
 
 __all__ = [
@@ -119,7 +120,7 @@ def embedded_images(channels="rgb", names=None):
     names = EMBEDDED_NAMES if names is None else tuple(names)
     images = []
     for path in _files(names):
-        arr = _load_uint8(path).astype(np.float32) / 255.0
+        arr = to_float01(_load_uint8(path))
         grey = arr.shape[-1] == 1
         if channels == "rgb":
             arr = np.repeat(arr, 3, axis=-1) if grey else arr

@@ -35,6 +35,8 @@ from visionfw.errors import DataError
 __all__ = [
     "read_image",
     "read_image_uint8",
+    "to_float01",
+    "to_uint8",
     "write_image",
     "list_images",
     "IMAGE_EXTENSIONS",
@@ -168,17 +170,70 @@ def _pil_to_array(im, path):
     raise DataError(f"Image {path} has unsupported pixel mode {mode!r}; convert it to 8-bit RGB or grey PNG.")
 
 
-def read_image(path, max_pixels=None):
+def to_float01(image: np.ndarray) -> np.ndarray:
+    """Pixels as float32 in [0, 1]: the one uint8/uint16 -> float conversion of visionfw.
+
+    Args:
+        image: array of any shape; uint8 (divided by 255), uint16 (divided by 65535) or
+            floating point (taken as already in [0, 1] and returned as float32, without a copy
+            when it is float32 already).
+
+    Returns:
+        float32 array of the same shape.
+
+    Raises:
+        DataError: for any other dtype (signed integers, bool, ...).
+    """
+    image = np.asarray(image)
+    if np.issubdtype(image.dtype, np.floating):
+        return image.astype(np.float32, copy=False)
+    peaks = {np.dtype(np.uint8): 255.0, np.dtype(np.uint16): 65535.0}
+    if image.dtype not in peaks:
+        raise DataError(f"to_float01: dtype {image.dtype} unsupported; pass uint8, uint16 or float in [0, 1].")
+    out = image.astype(np.float32)
+    out /= np.float32(peaks[image.dtype])  # in place: one float32 copy of the image, not three
+    return out
+
+
+def to_uint8(image: np.ndarray) -> np.ndarray:
+    """Float pixels in [0, 1] as uint8: clipped to [0, 1], then MATLAB's rounding ``floor(x * 255 + 0.5)``.
+
+    The product is taken in float64, so values exactly half-way (``127.5 / 255``) round up
+    as MATLAB's ``im2uint8`` does.
+
+    Args:
+        image: floating-point array of any shape (uint8 input is returned unchanged).
+
+    Returns:
+        uint8 array of the same shape.
+
+    Raises:
+        DataError: for integer dtypes other than uint8 and other non-float dtypes.
+    """
+    image = np.asarray(image)
+    if image.dtype == np.uint8:
+        return image
+    if not np.issubdtype(image.dtype, np.floating):
+        raise DataError(f"to_uint8: dtype {image.dtype} unsupported; pass float in [0, 1] or uint8.")
+    scaled = np.clip(image.astype(np.float64), 0.0, 1.0) * 255.0
+    return np.floor(scaled + 0.5).astype(np.uint8)
+
+
+def read_image(path: str | os.PathLike, max_pixels: int | None = None) -> np.ndarray:
     """Read an image file as float32 HxWxC in [0, 1] (C = 1 grey, 3 colour).
 
-    ``max_pixels``: refuse (DataError) images over this many pixels, from the header
-    (None: :data:`DEFAULT_MAX_IMAGE_PIXELS`).
+    Args:
+        path: the image file.
+        max_pixels: refuse images whose header claims more pixels than this
+            (None: :data:`DEFAULT_MAX_IMAGE_PIXELS`).
+
+    Returns:
+        float32 HxWxC array in [0, 1]; 16-bit files are scaled by 1/65535.
+
+    Raises:
+        DataError: missing, empty, corrupt or over-sized files, naming the path and the fix.
     """
-    data = _read_raw(path, max_pixels)
-    peak = 65535.0 if data.dtype == np.uint16 else 255.0
-    out = data.astype(np.float32)
-    out /= np.float32(peak)  # in place: one float32 copy of the image, not three
-    return out
+    return to_float01(_read_raw(path, max_pixels))
 
 
 _STRIP_VALUES = 1 << 20
@@ -215,7 +270,7 @@ def write_image(path, img):
     if arr.dtype != np.uint8:
         if not np.issubdtype(arr.dtype, np.floating):
             raise DataError(f"write_image: {path}: dtype {arr.dtype} unsupported; pass float in [0, 1] or uint8.")
-        arr = np.clip(np.floor(arr.astype(np.float64) * 255.0 + 0.5), 0, 255).astype(np.uint8)
+        arr = to_uint8(arr)
     if arr.ndim == 3 and arr.shape[-1] == 1:
         arr = arr[..., 0]
     if arr.ndim not in (2, 3) or (arr.ndim == 3 and arr.shape[-1] not in (3, 4)):

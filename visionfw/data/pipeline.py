@@ -38,6 +38,7 @@ import warnings
 import numpy as np
 import tensorflow as tf
 
+from visionfw.data.image_io import list_images, read_image, read_image_uint8, to_float01, to_uint8
 from visionfw.errors import ConfigError, DataError
 
 __all__ = ["TrainDataConfig", "make_train_dataset", "make_h5_dataset", "skip_batches", "load_train_images", "AUTOTUNE"]
@@ -64,16 +65,8 @@ def _imresize(images, scale=None, output_size=None):
 def _read_image(path, as_uint8=False, max_pixels=None):
     """HxWxC image of a file: uint8 (16-bit rounded to 8) or float32 in [0, 1]; DataError for
     an image over ``max_pixels`` pixels (None: image_io's default), from its header."""
-    from visionfw.data import image_io
-
-    read = image_io.read_image_uint8 if as_uint8 else image_io.read_image
+    read = read_image_uint8 if as_uint8 else read_image
     return read(path, max_pixels=max_pixels)
-
-
-def _list_images(folder):
-    from visionfw.data.image_io import list_images
-
-    return list_images(folder)
 
 
 def _to_y(image):
@@ -212,7 +205,7 @@ def _folder_images(folder, what):
     folder = os.fspath(folder)
     if not os.path.isdir(folder):
         raise DataError(f"{what}: folder {folder!r} does not exist; pass an existing folder of images.")
-    paths = list(_list_images(folder))
+    paths = list(list_images(folder))
     if not paths:
         raise DataError(
             f"{what}: folder {folder!r} holds no images (png/jpg/bmp/tif...); point it at a folder of training images."
@@ -258,12 +251,7 @@ def _prepare(image, channels, cache_dtype, name):
         image = image[..., None]
     if image.ndim != 3 or image.shape[-1] not in (1, 3):
         raise DataError(f"Image {name!r} has shape {image.shape}; expected HxW, HxWx1 or HxWx3.")
-    if cache_dtype == "uint8" and image.dtype != np.uint8:
-        image = np.clip(np.floor(image.astype(np.float64) * 255.0 + 0.5), 0, 255).astype(np.uint8)
-    elif cache_dtype == "float32" and image.dtype == np.uint8:
-        image = image.astype(np.float32) / np.float32(255)
-    elif cache_dtype == "float32":
-        image = image.astype(np.float32)
+    image = to_uint8(image) if cache_dtype == "uint8" else to_float01(image)
     if channels == "rgb":
         image = np.repeat(image, 3, axis=-1) if image.shape[-1] == 1 else image
     elif image.shape[-1] == 3:
@@ -290,7 +278,7 @@ def _rows_in_strips(fn, image):
 
 def _quantize(image, cache_dtype):
     if cache_dtype == "uint8":
-        return np.clip(np.floor(image * 255.0 + 0.5), 0, 255).astype(np.uint8)
+        return to_uint8(image)
     return np.ascontiguousarray(image, dtype=np.float32)
 
 
@@ -456,7 +444,7 @@ def _build_caches(config, names, hr, lr):
                 out = None
                 for ch in range(img.shape[-1]):
                     plane = img[..., ch : ch + 1]
-                    f = plane.astype(np.float32) / np.float32(255) if plane.dtype == np.uint8 else plane
+                    f = to_float01(plane)
                     up = _quantize(_resize_whole(f, s), config.cache_dtype)
                     if out is None:
                         out = np.empty(up.shape[:2] + (img.shape[-1],), up.dtype)
