@@ -354,7 +354,7 @@ def imresize(images, scale=None, output_size=None):
         first, second = _pass_order(s_h, s_w)
         # eagerly, one graph call is ~2x cheaper than dispatching every per-tap op
         run = _two_passes_graph if tf.executing_eagerly() else _two_passes
-        x = run(x, *bands[first], *bands[second], first, integer_max)
+        x = run(x, tuple(bands[first]), tuple(bands[second]), first, integer_max)
     else:
         x = _imresize_dynamic(x, scale, output_size, compute, integer_max)
 
@@ -366,9 +366,10 @@ def imresize(images, scale=None, output_size=None):
     return x
 
 
-def _two_passes(x, idx_a, w_a, idx_b, w_b, first_dim, integer_max):
-    x = _finish_pass(_resize_axis_tf(x, idx_a, w_a, first_dim), integer_max)
-    return _finish_pass(_resize_axis_tf(x, idx_b, w_b, 1 - first_dim), integer_max)
+def _two_passes(x, band_a, band_b, first_dim, integer_max):
+    """Resizes along ``first_dim`` with ``band_a`` (indices, weights), then along the other axis with ``band_b``."""
+    x = _finish_pass(_resize_axis_tf(x, *band_a, first_dim), integer_max)
+    return _finish_pass(_resize_axis_tf(x, *band_b, 1 - first_dim), integer_max)
 
 
 # shapes are relaxed after the first retrace, so eager calls on new sizes reuse the graph
