@@ -22,7 +22,7 @@ from pathlib import Path
 
 from visionfw.errors import DataError
 
-__all__ = ["ENV", "ENV_ALIAS", "USER_ROOT", "candidate_roots", "data_roots", "find", "not_found"]
+__all__ = ["ENV", "ENV_ALIAS", "USER_ROOT", "candidate_roots", "data_dir_help", "data_roots", "find", "not_found"]
 
 ENV = "VISIONFW_DATA"
 ENV_ALIAS = "VISIONFW_SHARED_DATA"
@@ -58,6 +58,19 @@ def candidate_roots(data_dir=None):
             seen.add(key)
             out.append(Path(key))
     return out
+
+
+def data_dir_help(what: str) -> str:
+    """The help text of a ``--data_dir`` flag, written from this module's search path.
+
+    Args:
+        what: what the command looks for there, e.g. ``"benchmark sets"``.
+
+    Returns:
+        ``"First place to look for <what> (then $VISIONFW_DATA, ./data, ../shared/data, ~/.visionfw/data)."``
+    """
+    relative = [rel if rel.startswith(".") else f"./{rel}" for rel in (Path(r).as_posix() for r in _RELATIVE)]
+    return f"First place to look for {what} (then {', '.join([f'${ENV}', *relative, USER_ROOT])})."
 
 
 def data_roots(data_dir=None):
