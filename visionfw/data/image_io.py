@@ -57,7 +57,7 @@ _WRITE_FORMATS = {".png": "PNG", ".bmp": "BMP", ".tif": "TIFF", ".tiff": "TIFF",
 _PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
 
-def png_header(path):
+def png_header(path: str | os.PathLike) -> tuple[int, int, int, int] | None:
     """(bit_depth, colour_type, width, height) of a PNG file, or None when it is not a PNG."""
     with open(path, "rb") as fh:
         head = fh.read(33)
@@ -67,7 +67,7 @@ def png_header(path):
     return head[24], head[25], width, height
 
 
-def check_image_pixels(path, width, height, max_pixels=None):
+def check_image_pixels(path: str | os.PathLike, width: int, height: int, max_pixels: int | None = None) -> None:
     """DataError when a ``width`` x ``height`` image is over ``max_pixels`` (None: the default)."""
     limit = DEFAULT_MAX_IMAGE_PIXELS if max_pixels is None else int(max_pixels)
     if int(width) * int(height) > limit:
@@ -78,7 +78,7 @@ def check_image_pixels(path, width, height, max_pixels=None):
         )
 
 
-def open_pil(path, max_pixels=None):
+def open_pil(path: str | os.PathLike, max_pixels: int | None = None) -> Image.Image:
     """PIL image of ``path`` with its size checked against ``max_pixels`` before decoding."""
     limit = DEFAULT_MAX_IMAGE_PIXELS if max_pixels is None else int(max_pixels)
     if Image.MAX_IMAGE_PIXELS is not None and limit > Image.MAX_IMAGE_PIXELS:
@@ -239,10 +239,18 @@ def read_image(path: str | os.PathLike, max_pixels: int | None = None) -> np.nda
 _STRIP_VALUES = 1 << 20
 
 
-def read_image_uint8(path, max_pixels=None):
+def read_image_uint8(path: str | os.PathLike, max_pixels: int | None = None) -> np.ndarray:
     """Read an image file as uint8 HxWxC; 16-bit files are scaled to 8 bits with rounding.
 
-    ``max_pixels`` as in :func:`read_image`.
+    Args:
+        path: the image file.
+        max_pixels: as in :func:`read_image`.
+
+    Returns:
+        uint8 HxWxC array (C = 1 grey, 3 colour).
+
+    Raises:
+        DataError: as :func:`read_image`.
     """
     data = _read_raw(path, max_pixels)
     if data.dtype == np.uint16:
@@ -255,12 +263,20 @@ def read_image_uint8(path, max_pixels=None):
     return np.ascontiguousarray(data)
 
 
-def write_image(path, img):
+def write_image(path: str | os.PathLike, img: np.ndarray) -> Path:
     """Write an image atomically (temp file in the same folder, then rename).
 
-    ``img``: HW or HWC (C in 1, 3, 4), float in [0, 1] (rounded half away from zero and
-    clipped to uint8) or uint8; numpy array or tf tensor.  The format follows the suffix
-    (.png; .bmp, .tif and .jpg also work).  Parent folders are created.
+    Args:
+        path: the file to write; the format follows the suffix (.png; .bmp, .tif and .jpg
+            also work).  Parent folders are created.
+        img: HW or HWC (C in 1, 3, 4), float in [0, 1] (converted by :func:`to_uint8`) or
+            uint8; numpy array or tf tensor.
+
+    Returns:
+        ``path`` as a Path.
+
+    Raises:
+        DataError: an unknown suffix, dtype or shape.
     """
     path = Path(path)
     fmt = _WRITE_FORMATS.get(path.suffix.lower())
@@ -325,11 +341,20 @@ def _unusable(path):
     return None
 
 
-def list_images(folder):
+def list_images(folder: str | os.PathLike) -> list[Path]:
     """Sorted image files (png, jpg, jpeg, bmp, tif, tiff; any case) directly in ``folder``.
 
     Entries with an image suffix that cannot be read (dangling links, symlink loops,
     unreadable files) are left out with one warning that counts and names them.
+
+    Args:
+        folder: the folder to list (not recursive).
+
+    Returns:
+        The image paths, sorted by name.
+
+    Raises:
+        DataError: the folder is missing or holds no image files.
     """
     folder = Path(folder)
     if not folder.is_dir():

@@ -168,7 +168,8 @@ class TrainDataConfig:
             )
 
     @property
-    def hr_patch(self):
+    def hr_patch(self) -> int:
+        """The HR patch side, ``lr_patch * scale``."""
         return self.lr_patch * self.scale
 
 
@@ -266,11 +267,15 @@ def _rows_in_strips(fn, image):
     return out
 
 
-def load_train_images(config):
+def load_train_images(config: TrainDataConfig) -> tuple[list[str], list[np.ndarray], list[np.ndarray] | None]:
     """Decode the training images of ``config`` (no LR generation yet).
 
-    Returns ``(names, hr, lr)``: lists of HxWxC arrays in the cache dtype with the
-    training channels (``lr`` is None for ``lr_source='bicubic'``).
+    Args:
+        config: the training data options.
+
+    Returns:
+        ``(names, hr, lr)``: the image names and lists of HxWxC arrays in the cache dtype with
+        the training channels (``lr`` is None for ``lr_source='bicubic'``).
     """
     if config.source is None:
         from visionfw.data.embedded import EMBEDDED_HELDOUT, EMBEDDED_NAMES, embedded_images
@@ -343,20 +348,24 @@ def _batch_fn(config, caches):
     return make
 
 
-def make_train_dataset(config, start_step=0):
+def make_train_dataset(config: TrainDataConfig, start_step: int = 0) -> tf.data.Dataset:
     """``tf.data.Dataset`` of ``(lr, hr)`` float32 NHWC batches in [0, 1].
 
     Args:
       config: a :class:`TrainDataConfig`.  A ``source`` ending in ``.h5``/``.hdf5`` is
-        read with :func:`make_h5_dataset` (its patches are used as stored: scale, lr_patch,
-        lr_source, patch_order, upsample_input and patches_per_image do not apply;
-        channels must match the file).
+        read with :func:`visionfw.data.h5_dataset.make_h5_dataset` (its patches are used as
+        stored: scale, lr_patch, lr_source, patch_order, upsample_input and
+        patches_per_image do not apply; channels must match the file).
       start_step: index of the first batch to yield.  Batch k of a dataset built with
         ``start_step=n`` equals batch n+k of one built with ``start_step=0`` (same config,
         including batch_size); no skipped batch is computed.
 
-    Shapes: hr ``[B, p*s, p*s, C]``; lr ``[B, p, p, C]`` (``[B, p*s, p*s, C]`` with
-    ``upsample_input``).  C is 3 for ``'rgb'``, 1 for ``'y'``.
+    Returns:
+      The dataset.  Shapes: hr ``[B, p*s, p*s, C]``; lr ``[B, p, p, C]`` (``[B, p*s, p*s, C]``
+      with ``upsample_input``).  C is 3 for ``'rgb'``, 1 for ``'y'``.
+
+    Raises:
+      ConfigError: a bad config or start_step.  DataError: unusable images.
     """
     if not isinstance(config, TrainDataConfig):
         raise ConfigError(f"make_train_dataset: config must be a TrainDataConfig, got {type(config).__name__}.")
@@ -388,8 +397,16 @@ def make_train_dataset(config, start_step=0):
     return finish_dataset(ds, config.prefetch)
 
 
-def skip_batches(dataset, n):
-    """Drop the first ``n`` batches of any dataset (computes them; prefer ``start_step``)."""
+def skip_batches(dataset: tf.data.Dataset, n: int) -> tf.data.Dataset:
+    """Drop the first ``n`` batches of any dataset (computes them; prefer ``start_step``).
+
+    Args:
+        dataset: any dataset.
+        n: batches to drop, an integer >= 0.
+
+    Returns:
+        The dataset without its first ``n`` elements.
+    """
     if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 0:
         raise ConfigError(f"skip_batches: n={n!r} must be an integer >= 0.")
     return dataset.skip(int(n))
