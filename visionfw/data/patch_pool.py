@@ -8,6 +8,7 @@ import numpy as np
 import tensorflow as tf
 
 from visionfw.data.sampling import compute_pic
+from visionfw.data.types import TensorLike
 from visionfw.errors import DataError
 
 __all__ = ["PatchPool"]
@@ -33,12 +34,12 @@ class PatchPool(tf.Module):
 
     def __init__(
         self,
-        patch_size,
+        patch_size: int | tuple[int, int],
         downscale_fn: Callable | None = None,
         *,
-        patches=None,
-        images=None,
-        coords=None,
+        patches: tf.Tensor | None = None,
+        images: tf.Tensor | None = None,
+        coords: tf.Tensor | None = None,
         name: str | None = None,
     ):
         super().__init__(name=name)
@@ -51,6 +52,8 @@ class PatchPool(tf.Module):
             self._patches = patches
             self.num_patches = int(patches.shape[0])
         else:
+            if images is None or coords is None:
+                raise DataError("PatchPool needs patches=, or images= and coords=; use from_patches/from_images.")
             self._images = images
             self._coords = coords
             self.num_patches = int(coords.shape[0])
@@ -58,19 +61,39 @@ class PatchPool(tf.Module):
             self._grid_x = tf.range(w, dtype=tf.int32)
 
     @classmethod
-    def from_patches(cls, patches, downscale_fn=None):
-        """Pool of pre-extracted patches, uint8 ``[N, h, w, C]``."""
+    def from_patches(cls, patches: TensorLike, downscale_fn: Callable | None = None) -> PatchPool:
+        """Pool of pre-extracted patches.
+
+        Args:
+            patches: uint8 ``[N, h, w, C]``.
+            downscale_fn: makes the LR batch from the HR one in :meth:`gather`, or None.
+
+        Returns:
+            The pool.
+        """
         arr = tf.convert_to_tensor(patches)
         if arr.dtype != tf.uint8 or arr.shape.rank != 4:
             raise DataError(f"patches must be uint8 [N, h, w, C], got {arr.dtype.name} {arr.shape}")
         return cls(tuple(arr.shape[1:3]), downscale_fn, patches=arr)
 
     @classmethod
-    def from_images(cls, images: Sequence, coords, patch_size, downscale_fn=None):
+    def from_images(
+        cls,
+        images: Sequence,
+        coords: TensorLike,
+        patch_size: int | tuple[int, int],
+        downscale_fn: Callable | None = None,
+    ) -> PatchPool:
         """Pool of crops ``coords[i] = (y, x, image_id)`` of size ``patch_size`` from ``images``.
 
-        ``images`` is a list of uint8 HWC arrays (sizes may differ) or one uint8
-        ``[M, H, W, C]`` array.  Every crop must lie inside its (unpadded) image.
+        Args:
+            images: a list of uint8 HWC arrays (sizes may differ) or one uint8 ``[M, H, W, C]`` array.
+            coords: ``(N, 3)`` ints; every crop must lie inside its (unpadded) image.
+            patch_size: side, or (h, w).
+            downscale_fn: as in :meth:`from_patches`.
+
+        Returns:
+            The pool.
         """
         h, w = (patch_size, patch_size) if isinstance(patch_size, int) else tuple(patch_size)
         imgs = [np.asarray(im) for im in images]
@@ -102,11 +125,22 @@ class PatchPool(tf.Module):
         return cls((h, w), downscale_fn, images=tf.constant(padded), coords=tf.constant(coords.astype(np.int32)))
 
     @staticmethod
-    def random_coords(image_sizes, patch_size, num_patches, seed=0) -> np.ndarray:
+    def random_coords(
+        image_sizes: TensorLike, patch_size: int | tuple[int, int], num_patches: int, seed: int = 0
+    ) -> np.ndarray:
         """``num_patches`` uniformly random crop coordinates ``(y, x, image_id)``, int32.
 
         Images are picked with probability proportional to their number of crop
         positions, so every position of every image is equally likely.
+
+        Args:
+            image_sizes: ``(M, 2)`` (height, width) of the images.
+            patch_size: side, or (h, w).
+            num_patches: how many crops.
+            seed: numpy seed.
+
+        Returns:
+            ``(num_patches, 3)`` int32 coordinates.
         """
         h, w = (patch_size, patch_size) if isinstance(patch_size, int) else tuple(patch_size)
         sizes = np.asarray(image_sizes, dtype=np.int64).reshape(-1, 2)
@@ -119,8 +153,8 @@ class PatchPool(tf.Module):
         xs = rng.integers(0, sizes[ids, 1] - w + 1)
         return np.stack([ys, xs, ids], axis=1).astype(np.int32)
 
-    def gather_hr(self, indices):
-        """HR patches ``[k, h, w, C]`` float32 in [0, 1]."""
+    def gather_hr(self, indices: TensorLike) -> tf.Tensor:
+        """HR patches ``[k, h, w, C]`` float32 in [0, 1] of the ``(k,)`` ``indices``."""
         indices = tf.cast(indices, tf.int32)
         if self._patches is not None:
             hr = tf.gather(self._patches, indices)
@@ -141,14 +175,22 @@ class PatchPool(tf.Module):
             hr = tf.gather_nd(self._images, grid)
         return tf.cast(hr, tf.float32) / 255.0
 
-    def gather(self, indices):
+    def gather(self, indices: TensorLike) -> tuple[tf.Tensor | None, tf.Tensor]:
         """``(lr, hr)`` float32 batches for ``indices``; ``lr`` is None without downscale_fn."""
         hr = self.gather_hr(indices)
         lr = self.downscale_fn(hr) if self.downscale_fn is not None else None
         return lr, hr
 
     def compute_pic(self, batch_size: int = 1024, use_lr: bool = True) -> np.ndarray:
-        """PIC of every pool patch (of its LR version when ``use_lr`` and a downscale_fn exist)."""
+        """PIC of every pool patch (of its LR version when ``use_lr`` and a downscale_fn exist).
+
+        Args:
+            batch_size: patches per graph call.
+            use_lr: score the LR patches (when there is a downscale_fn) rather than the HR ones.
+
+        Returns:
+            ``(N,)`` PIC values.
+        """
         use_lr = use_lr and self.downscale_fn is not None
 
         @tf.function

@@ -49,10 +49,12 @@ equivalent.
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import numpy as np
 import tensorflow as tf
 
+from visionfw.data.types import TensorLike
 from visionfw.errors import ConfigError, DataError
 
 __all__ = [
@@ -75,7 +77,9 @@ _SYNC = dict(
 # ----------------------------------------------------------------------------- metrics
 
 
-def per_patch_psnr_gain(sr, hr, bicubic, shave: int = 0, eps: float = 1e-10):
+def per_patch_psnr_gain(
+    sr: TensorLike, hr: TensorLike, bicubic: TensorLike, shave: int = 0, eps: float = 1e-10
+) -> tf.Tensor:
     """PSNR gain of ``sr`` over ``bicubic`` for every patch, shape ``(K,)`` float32.
 
     Protocol: RGB (all channels), peak 1.0, inputs NHWC in [0, 1] (``sr`` and
@@ -97,7 +101,7 @@ def per_patch_psnr_gain(sr, hr, bicubic, shave: int = 0, eps: float = 1e-10):
     return psnr(sr) - psnr(bicubic)
 
 
-def compute_pic(patches):
+def compute_pic(patches: TensorLike) -> tf.Tensor:
     """Patch information content: sum of Sobel gradient magnitudes, shape ``(K,)``.
 
     ``patches`` is NHWC (float in [0, 1], or uint8 which is scaled by 1/255).  The 3x3
@@ -177,8 +181,15 @@ class Sampler(tf.Module):
                 )
 
     # -- interface
-    def draw(self, k):
-        """Return ``k`` patch indices, int32 ``(k,)``."""
+    def draw(self, k: int) -> tf.Tensor:
+        """Draw patch indices.
+
+        Args:
+            k: how many (a Python int or a scalar int tensor).
+
+        Returns:
+            int32 ``(k,)`` indices into the pool.
+        """
         self._check_k(k)
         seed, _ = self._next_seed()
         if self.replacement:
@@ -187,14 +198,24 @@ class Sampler(tf.Module):
         noise = tf.random.stateless_uniform([self.num_patches], seed=seed)
         return tf.math.top_k(noise, k=k, sorted=False).indices
 
-    def update(self, indices, gains):  # noqa: D401 - no-op by default
-        """Feed back one score per drawn patch; the base sampler ignores it."""
+    def update(self, indices: TensorLike, gains: TensorLike) -> tf.Operation:
+        """Feed back one score per drawn patch; the base sampler ignores it.
+
+        Args:
+            indices: the ``(k,)`` indices :meth:`draw` returned.
+            gains: ``(k,)`` scores, e.g. :func:`per_patch_psnr_gain`.
+
+        Returns:
+            The update op (eagerly: already run).
+        """
         return tf.no_op()
 
-    def probabilities(self):
+    def probabilities(self) -> tf.Tensor:
+        """The ``(N,)`` float32 sampling probabilities (sum 1)."""
         return tf.fill([self.num_patches], 1.0 / self.num_patches)
 
     def get_config(self) -> dict:
+        """Plain dict; ``make_sampler(**config)`` rebuilds the sampler (pic: also pass ``pic_values=``)."""
         return {
             "name": self.name_key,
             "num_patches": self.num_patches,
@@ -254,7 +275,7 @@ class PsnrHistSampler(Sampler):
         bins: int = 10,
         replacement: bool = True,
         floor: float = 0.0,
-        init="uniform",
+        init: str | TensorLike = "uniform",
         seed: int | None = None,
     ):
         super().__init__(num_patches, replacement=replacement, seed=seed)
@@ -284,19 +305,19 @@ class PsnrHistSampler(Sampler):
         return self.floor / self.num_patches
 
     @property
-    def variable(self):
+    def variable(self) -> tf.Variable:
         """The raw (N,) float32 probability variable."""
         return self._p
 
-    def probabilities(self):
+    def probabilities(self) -> tf.Tensor:
         p = self._p.read_value()
         return p / tf.reduce_sum(p)
 
-    def renormalize(self):
+    def renormalize(self) -> tf.Variable:
         """Rescale P to sum exactly 1 (an O(N) pass; only needed against float drift)."""
         return self._p.assign(self._p / tf.reduce_sum(self._p))
 
-    def draw(self, k):
+    def draw(self, k: int) -> tf.Tensor:
         self._check_k(k)
         seed, _ = self._next_seed()
         p = self._p.read_value()
@@ -338,7 +359,7 @@ class PsnrHistSampler(Sampler):
         col = tf.minimum(col, cols - 1)
         return tf.minimum(row * cols + col, n - 1)
 
-    def update(self, indices, gains):
+    def update(self, indices: TensorLike, gains: TensorLike) -> tf.Operation:
         """Apply the histogram rule to the drawn ``indices`` with their ``gains``."""
         indices = tf.cast(tf.reshape(indices, [-1]), tf.int32)
         gains = tf.cast(tf.reshape(gains, [-1]), tf.float32)
@@ -430,7 +451,9 @@ class PicSampler(Sampler):
 
     name_key = "pic"
 
-    def __init__(self, num_patches: int, pic_values=None, intervals: int = 10, seed: int | None = None):
+    def __init__(
+        self, num_patches: int, pic_values: TensorLike | None = None, intervals: int = 10, seed: int | None = None
+    ):
         super().__init__(num_patches, replacement=True, seed=seed)
         self.intervals = _check_positive_int(intervals, "intervals")
         if pic_values is None:
@@ -463,7 +486,7 @@ class PicSampler(Sampler):
             ids[order[s : s + n]] = j
         return ids
 
-    def draw(self, k):
+    def draw(self, k: int) -> tf.Tensor:
         self._check_k(k)
         if not isinstance(k, (int, np.integer)):
             raise ConfigError("PicSampler.draw(k) needs a Python int batch size")
@@ -478,7 +501,7 @@ class PicSampler(Sampler):
         within = tf.minimum(tf.cast(tf.floor(u * tf.cast(sizes, tf.float32)), tf.int32), sizes - 1)
         return tf.gather(self._order, tf.gather(self._starts, group) + within)
 
-    def probabilities(self):
+    def probabilities(self) -> tf.Tensor:
         # Long-run marginal: each group gets 1/I of the slots, spread over its members.
         per_group = 1.0 / (self.intervals * tf.cast(self._sizes, tf.float32))
         p_sorted = tf.repeat(per_group, self._sizes)
@@ -494,8 +517,20 @@ class PicSampler(Sampler):
 SAMPLERS = {"uniform": UniformSampler, "psnr_hist": PsnrHistSampler, "pic": PicSampler}
 
 
-def make_sampler(name: str, num_patches: int, **options) -> Sampler:
-    """Build a sampler by name: 'uniform', 'psnr_hist' or 'pic' (options go to its class)."""
+def make_sampler(name: str, num_patches: int, **options: Any) -> Sampler:
+    """Build a sampler by name.
+
+    Args:
+        name: 'uniform', 'psnr_hist' or 'pic' (a key of :data:`SAMPLERS`).
+        num_patches: the pool size N.
+        **options: the class's constructor options.
+
+    Returns:
+        The sampler.
+
+    Raises:
+        ConfigError: an unknown name or bad options.
+    """
     try:
         cls = SAMPLERS[name]
     except KeyError:
