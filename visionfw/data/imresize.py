@@ -56,7 +56,7 @@ _KERNEL_WIDTH = 4.0  # support of the Keys cubic kernel, in input pixels
 # --------------------------------------------------------------------------- common
 
 
-def cubic_kernel(x):
+def cubic_kernel(x: np.ndarray | float) -> np.ndarray:
     """Keys cubic convolution kernel with a = -0.5 (MATLAB's ``cubic``), numpy float64."""
     absx = np.abs(np.asarray(x, dtype=np.float64))
     absx2 = absx * absx

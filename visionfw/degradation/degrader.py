@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import functools
 import os
+from collections.abc import Callable, Sequence
 
 import numpy as np
 import tensorflow as tf
 
+from visionfw.data.types import TensorLike
 from visionfw.degradation.ops import OP_FUNCTIONS, quantize
-from visionfw.degradation.pools import load_pool
+from visionfw.degradation.pools import DegradationPool, load_pool
 from visionfw.degradation.randomness import fold_key, step_key
-from visionfw.degradation.spec import resolve_spec
+from visionfw.degradation.spec import DegradationSpec, resolve_spec
 from visionfw.errors import ConfigError
 
 
@@ -93,11 +95,26 @@ def _check_blur_fits(spec, hw, scale, pool):
             )
 
 
-def check_fits(spec_or_name, scale, hr_size, pool=None):
-    """Raises ConfigError when a blur kernel of the spec (or of ``pool``, as :func:`make_degrader`
-    takes it) is too wide for HR patches of ``hr_size`` (a side, or (h, w)) at ``scale``: the
-    check :func:`make_degrader`'s function makes while tracing, made before it."""
-    hw = [int(hr_size)] * 2 if np.isscalar(hr_size) else [int(d) for d in hr_size]
+def check_fits(
+    spec_or_name: DegradationSpec | str,
+    scale: int,
+    hr_size: int | Sequence[int],
+    pool: DegradationPool | dict | str | os.PathLike | None = None,
+) -> None:
+    """Raises ConfigError when a blur kernel of the spec (or of ``pool``) is too wide for the HR patches.
+
+    The check :func:`make_degrader`'s function makes while tracing, made before it.
+
+    Args:
+        spec_or_name: a spec, preset name or spec string.
+        scale: the SR factor.
+        hr_size: the HR patch side, or (h, w).
+        pool: as :func:`make_degrader` takes it (or its TF form), or None.
+
+    Raises:
+        ConfigError: naming the kernel size, the smallest image size it meets and the fix.
+    """
+    hw = [int(hr_size)] * 2 if isinstance(hr_size, (int, float, np.number)) else [int(d) for d in hr_size]
     tf_pool = pool if isinstance(pool, dict) or pool is None else _as_tf_pool(pool)
     _check_blur_fits(resolve_spec(spec_or_name), hw, int(scale), tf_pool)
 
@@ -116,30 +133,64 @@ def _as_tf_pool(pool):
     }
 
 
-def degrade(hr_batch, scale, spec, seed, step, pool=None):
-    """LR batch ``[N, H // scale, W // scale, C]`` of an HR batch (NHWC float32 in [0, 1]).
+def degrade(
+    hr_batch: TensorLike,
+    scale: int,
+    spec: DegradationSpec | str,
+    seed: int,
+    step: TensorLike,
+    pool: DegradationPool | str | os.PathLike | None = None,
+) -> tf.Tensor:
+    """LR batch ``[N, H // scale, W // scale, C]`` of an HR batch; deterministic in ``(seed, step)``.
 
-    Deterministic in ``(seed, step)``; ``spec``: a :class:`DegradationSpec`, preset name or spec
-    string; ``pool``: a :class:`DegradationPool` or ``.npz`` path (see :func:`make_degrader`).
+    Args:
+        hr_batch: NHWC float32 in [0, 1].
+        scale: the SR factor.
+        spec: a :class:`DegradationSpec`, preset name or spec string.
+        seed: integer seed.
+        step: the training step (int or int tensor).
+        pool: a :class:`DegradationPool` or ``.npz`` path (see :func:`make_degrader`).
+
+    Returns:
+        The LR batch, clipped and quantised to 8 bits.
     """
     return make_degrader(spec, scale, seed, pool)(hr_batch, step)
 
 
-def make_degrader(spec_or_name, scale, seed, pool=None, hr_size=None):
+def make_degrader(
+    spec_or_name: DegradationSpec | str,
+    scale: int,
+    seed: int,
+    pool: DegradationPool | str | os.PathLike | None = None,
+    hr_size: int | Sequence[int] | None = None,
+) -> Callable[[TensorLike, TensorLike], tf.Tensor]:
     """``fn(hr_batch, step) -> lr_batch`` for training.
 
-    ``spec_or_name``: ``'realsr'``, ``'bsrgan-like'`` (options may follow, ``'bsrgan-like@passes=2'``),
-    a spec string or a :class:`DegradationSpec` -- parsed here, so errors show before training.
-    ``pool``: a :class:`DegradationPool`, an ``.npz`` path from :func:`save_pool`, or None (then the
-    ops' ``pool`` probabilities are ignored).  ``fn`` takes an NHWC float32 batch in [0, 1] and the
-    step (a Python int or an int tensor) and is pure TF with stateless randomness: call it inside
-    ``tf.function`` or ``Dataset.map`` (e.g. ``ds.map(lambda i, hr: (fn(hr, i), hr))`` over an
-    enumerated dataset); the LR batch is clipped and quantised to 8 bits.  Build it once: each
-    call of ``make_degrader`` traces anew.  JPEG and ``switch_case`` have no XLA kernels, so run it
-    in the input pipeline (CPU), not inside a ``jit_compile`` train step.  The HR size must be a
-    multiple of ``scale`` for ``lr * scale == hr`` (the LR size is ``HR // scale``).  ``hr_size``
-    (the HR patch side, or (h, w)), when known, is checked against the blur kernels here, before
-    any tracing: an error raised while tracing reaches the caller wrapped in a StagingError.
+    ``fn`` takes an NHWC float32 batch in [0, 1] and the step (a Python int or an int tensor)
+    and is pure TF with stateless randomness: call it inside ``tf.function`` or ``Dataset.map``
+    (e.g. ``ds.map(lambda i, hr: (fn(hr, i), hr))`` over an enumerated dataset); the LR batch
+    is clipped and quantised to 8 bits.  Build it once: each call of ``make_degrader`` traces
+    anew.  JPEG and ``switch_case`` have no XLA kernels, so run it in the input pipeline (CPU),
+    not inside a ``jit_compile`` train step.  The HR size must be a multiple of ``scale`` for
+    ``lr * scale == hr`` (the LR size is ``HR // scale``).
+
+    Args:
+        spec_or_name: ``'realsr'``, ``'bsrgan-like'`` (options may follow,
+            ``'bsrgan-like@passes=2'``), a spec string or a :class:`DegradationSpec` -- parsed
+            here, so errors show before training.
+        scale: positive integer SR factor.
+        seed: integer seed.
+        pool: a :class:`DegradationPool`, an ``.npz`` path from :func:`save_pool`, or None (then
+            the ops' ``pool`` probabilities are ignored).
+        hr_size: the HR patch side, or (h, w), when known: checked against the blur kernels
+            here, before any tracing (an error raised while tracing reaches the caller wrapped
+            in a StagingError).
+
+    Returns:
+        The degrading function.
+
+    Raises:
+        ConfigError: a bad spec, scale, seed, or a kernel too wide for ``hr_size``.
     """
     spec = resolve_spec(spec_or_name)
     if isinstance(scale, bool) or not isinstance(scale, (int, np.integer)) or scale < 1:

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 
 import numpy as np
 import tensorflow as tf
 
+from visionfw.data.types import TensorLike
 from visionfw.degradation.randomness import draw_choice, draw_coin, draw_uniform, fold_key
 from visionfw.degradation.spec import KERNEL_KINDS, NOISE_KINDS, RESIZE_METHODS
 from visionfw.errors import ConfigError
@@ -29,15 +31,35 @@ def _per_image(v):
 # ----------------------------------------------------------------- blur
 
 
-def make_kernels(size, sigma1, sigma2=None, *, theta=0.0, beta=1.0, kind="gaussian", omega=math.pi / 2):
+def make_kernels(
+    size: int,
+    sigma1: TensorLike,
+    sigma2: TensorLike | None = None,
+    *,
+    theta: TensorLike = 0.0,
+    beta: TensorLike = 1.0,
+    kind: str | TensorLike = "gaussian",
+    omega: TensorLike = math.pi / 2,
+) -> tf.Tensor:
     """Kernels ``[N, size, size]`` (sum 1) for per-image parameters (scalars or ``[N]`` tensors).
 
     ``q = u^2 / sigma1^2 + v^2 / sigma2^2`` with ``(u, v)`` the (column, row) offset rotated by
     ``-theta``, i.e. the Gaussian's covariance is ``R(theta) diag(sigma1^2, sigma2^2) R(theta)^T``.
-    ``kind``: ``'gaussian'`` ``exp(-q/2)``, ``'generalized'`` ``exp(-q^beta / 2)``, ``'plateau'``
-    ``1 / (1 + q^beta)``, ``'sinc'`` (the ideal circular low-pass of cut-off ``omega`` radians per
-    pixel, ``omega J1(omega r) / (2 pi r)``, as Real-ESRGAN's; the sigmas are unused), or an int
-    ``[N]`` tensor picking one of those four per image (0..3 in that order).
+
+    Args:
+        size: taps per side (odd).
+        sigma1: std along the first (rotated) axis.
+        sigma2: std along the second axis (None: ``sigma1``, isotropic).
+        theta: rotation in radians.
+        beta: shape exponent of ``'generalized'`` and ``'plateau'``.
+        kind: ``'gaussian'`` ``exp(-q/2)``, ``'generalized'`` ``exp(-q^beta / 2)``, ``'plateau'``
+            ``1 / (1 + q^beta)``, ``'sinc'`` (the ideal circular low-pass of cut-off ``omega``
+            radians per pixel, ``omega J1(omega r) / (2 pi r)``, as Real-ESRGAN's; the sigmas are
+            unused), or an int ``[N]`` tensor picking one of those four per image (0..3 in that order).
+        omega: the sinc cut-off.
+
+    Returns:
+        float32 ``[N, size, size]`` kernels, each summing to 1.
     """
     sigma1 = tf.reshape(tf.cast(sigma1, tf.float32), [-1, 1, 1])
     sigma2 = sigma1 if sigma2 is None else tf.reshape(tf.cast(sigma2, tf.float32), [-1, 1, 1])
@@ -75,11 +97,18 @@ def make_kernels(size, sigma1, sigma2=None, *, theta=0.0, beta=1.0, kind="gaussi
     return k / tf.reduce_sum(k, axis=[1, 2], keepdims=True)
 
 
-def apply_kernels(images, kernels):
-    """Convolves each image of ``[N, H, W, C]`` with its kernel (``[N, k, k]``, or ``[k, k]`` for all).
+def apply_kernels(images: TensorLike, kernels: TensorLike) -> tf.Tensor:
+    """Convolves each image of ``[N, H, W, C]`` with its kernel.
 
     A true convolution (kernel flipped), with reflect padding, so H and W must exceed k // 2.
     One depthwise convolution for the batch: images are folded into channels.
+
+    Args:
+        images: float ``[N, H, W, C]``.
+        kernels: ``[N, k, k]``, or ``[k, k]`` for all images.
+
+    Returns:
+        float32 ``[N, H, W, C]``.
     """
     images = tf.convert_to_tensor(images, tf.float32)
     kernels = tf.convert_to_tensor(kernels, tf.float32)
@@ -137,8 +166,18 @@ def _blur_op(x, o, key, pool, **_):
 # ----------------------------------------------------------------- resize
 
 
-def downscale(images, size, method, antialias=True):
-    """``images`` resized to ``size`` (h, w) exactly with one of :data:`RESIZE_METHODS`."""
+def downscale(images: TensorLike, size: Sequence, method: str, antialias: bool = True) -> tf.Tensor:
+    """``images`` resized to ``size`` (h, w) exactly with one of :data:`RESIZE_METHODS`.
+
+    Args:
+        images: float NHWC batch.
+        size: (h, w), ints or int tensors (``'matlab'`` needs ints).
+        method: one of :data:`RESIZE_METHODS`.
+        antialias: filter when shrinking (bilinear, bicubic, lanczos).
+
+    Returns:
+        The resized batch.
+    """
     if method == "matlab":
         from visionfw.data.imresize import imresize
 
@@ -147,7 +186,7 @@ def downscale(images, size, method, antialias=True):
                 "down(methods=matlab) needs HR batches of a static size (fixed patches); "
                 "drop matlab from methods= for images of varying size."
             )
-        return imresize(images, output_size=size)
+        return imresize(images, output_size=tuple(size))
     if method not in _TF_METHODS:
         raise ConfigError(f"downscale: method {method!r} unknown; use one of {', '.join(RESIZE_METHODS)}.")
     smooth = antialias and method not in ("nearest", "area")  # area averages anyway
@@ -172,9 +211,18 @@ def _luma(x):
     return tf.reduce_sum(x * tf.constant(LUMA_WEIGHTS, tf.float32), axis=-1, keepdims=True)
 
 
-def gaussian_noise(images, sigma, gray, seed):
-    """Noise (not the noisy image) of std ``sigma`` (``[N]``, on [0, 1]); ``gray`` ``[N]`` bool:
-    one field for all channels."""
+def gaussian_noise(images: tf.Tensor, sigma: tf.Tensor, gray: tf.Tensor, seed: tf.Tensor) -> tf.Tensor:
+    """Gaussian noise (not the noisy image) for a batch.
+
+    Args:
+        images: NHWC batch (gives the shape).
+        sigma: ``[N]`` std on the [0, 1] scale.
+        gray: ``[N]`` bool: one noise field for all channels.
+        seed: stateless seed (shape [2]).
+
+    Returns:
+        The noise, shaped like ``images``.
+    """
     shape = tf.shape(images)
     colour = tf.random.stateless_normal(shape, seed=fold_key(seed, 0))
     grey = tf.random.stateless_normal(tf.concat([shape[:3], [1]], 0), seed=fold_key(seed, 1))
@@ -182,9 +230,18 @@ def gaussian_noise(images, sigma, gray, seed):
     return noise * _per_image(sigma)
 
 
-def poisson_noise(images, scale, gray, seed):
-    """Noise ``scale * (Poisson(255 x) / 255 - x)`` per pixel (variance ``scale^2 x / 255``);
-    ``gray`` images draw it on the BT.601 luma, the same for all channels."""
+def poisson_noise(images: tf.Tensor, scale: tf.Tensor, gray: tf.Tensor, seed: tf.Tensor) -> tf.Tensor:
+    """Noise ``scale * (Poisson(255 x) / 255 - x)`` per pixel (variance ``scale^2 x / 255``).
+
+    Args:
+        images: NHWC batch in [0, 1] (clipped first).
+        scale: ``[N]`` noise scale.
+        gray: ``[N]`` bool: drawn on the BT.601 luma, the same for all channels.
+        seed: stateless seed (shape [2]).
+
+    Returns:
+        The noise, shaped like ``images``.
+    """
     x = tf.clip_by_value(images, 0.0, 1.0)
 
     def draw(v, s):
@@ -234,8 +291,16 @@ def _noise_op(x, o, key, pool, **_):
 # ----------------------------------------------------------------- jpeg
 
 
-def jpeg(images, quality):
-    """Each image JPEG-encoded at its quality (``[N]`` int) and decoded; [0, 1] float32 out."""
+def jpeg(images: TensorLike, quality: TensorLike) -> tf.Tensor:
+    """Each image JPEG-encoded at its quality and decoded.
+
+    Args:
+        images: float NHWC batch (clipped to [0, 1]).
+        quality: ``[N]`` int qualities 1..100.
+
+    Returns:
+        float32 batch in [0, 1].
+    """
     images = tf.clip_by_value(tf.convert_to_tensor(images, tf.float32), 0.0, 1.0)
     quality = tf.cast(quality, tf.int32)
 
@@ -256,8 +321,8 @@ def _jpeg_op(x, o, key, **_):
     return tf.where(_per_image(draw_coin(key, 1, n, o["prob"])), out, x)
 
 
-def quantize(images):
-    """Clipped to [0, 1] and rounded to 8 bits (what an image file holds)."""
+def quantize(images: TensorLike) -> tf.Tensor:
+    """Clipped to [0, 1] and rounded to 8 bits (what an image file holds), as float."""
     return tf.round(tf.clip_by_value(images, 0.0, 1.0) * 255.0) / 255.0
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import os
+from collections.abc import Iterable
 from pathlib import Path
 
 import numpy as np
@@ -28,14 +29,28 @@ def _as_float_image(image):
     return image[..., None] if image.ndim == 2 else image
 
 
-def extract_noise_pool(images, patch=32, var_threshold=20.0, stride=None, max_patches=None):
-    """Noise patches of real images: ``[M, patch, patch, C]`` float32, each with its mean removed.
+def extract_noise_pool(
+    images: Iterable[np.ndarray],
+    patch: int = 32,
+    var_threshold: float = 20.0,
+    stride: int | None = None,
+    max_patches: int | None = None,
+) -> np.ndarray:
+    """Noise patches of real images, each with its mean removed (RealSR).
 
-    A ``patch`` x ``patch`` window (every ``stride`` pixels, default ``patch``) is kept when the
-    variance of every channel is below ``var_threshold`` in grey levels squared (8-bit scale; 20
-    is a std of about 4.5 levels): a flat region, whose variation is mostly noise (RealSR).  Grey
-    images are repeated to 3 channels when the others are RGB.  ``max_patches``: keep the
-    lowest-variance ones.
+    A ``patch`` x ``patch`` window (every ``stride`` pixels) is kept when the variance of every
+    channel is below ``var_threshold``: a flat region, whose variation is mostly noise.  Grey
+    images are repeated to 3 channels when the others are RGB.
+
+    Args:
+        images: HxW[xC] arrays, uint8 or float in [0, 1].
+        patch: window side.
+        var_threshold: in grey levels squared (8-bit scale; 20 is a std of about 4.5 levels).
+        stride: window step (default ``patch``).
+        max_patches: keep the lowest-variance ones.
+
+    Returns:
+        float32 ``[M, patch, patch, C]``.
     """
     stride = stride or patch
     images = [_as_float_image(im) for im in images]
@@ -72,11 +87,18 @@ def _check_kernel(k, name):
     return k / k.sum()
 
 
-def load_kernel_pool(paths_or_dir):
-    """Kernels ``[K, S, S]`` float32 from ``.npy`` files (a folder of them, or a list of paths).
+def load_kernel_pool(paths_or_dir: str | os.PathLike | Iterable[str | os.PathLike]) -> np.ndarray:
+    """Kernels from ``.npy`` files, normalised to sum 1 and zero-padded (centred) to the largest size.
 
-    Each must be 2-D, square, odd-sized, finite and non-negative; it is normalised to sum 1 and
-    zero-padded (centred) to the largest size.  Raises DataError naming the bad file.
+    Args:
+        paths_or_dir: a folder of ``.npy`` kernels, one path, or a list of paths.  Each must
+            be 2-D, square, odd-sized, finite and non-negative.
+
+    Returns:
+        float32 ``[K, S, S]``.
+
+    Raises:
+        DataError: naming the bad file.
     """
     if isinstance(paths_or_dir, (str, os.PathLike)) and Path(paths_or_dir).is_dir():
         paths = sorted(Path(paths_or_dir).glob("*.npy"))
@@ -106,8 +128,14 @@ def _gradient_magnitude(y):
     return np.hypot(gx, gy)
 
 
-def estimate_kernel(image, size=15, reblur=1.0, edge_fraction=0.02, sigma_range=(0.2, 5.0)):
-    """An isotropic Gaussian kernel ``[size, size]`` for the blur already in ``image``.
+def estimate_kernel(
+    image: np.ndarray,
+    size: int = 15,
+    reblur: float = 1.0,
+    edge_fraction: float = 0.02,
+    sigma_range: tuple[float, float] = (0.2, 5.0),
+) -> tuple[np.ndarray, float]:
+    """An isotropic Gaussian kernel for the blur already in ``image``.
 
     Gradient-ratio re-blur estimate (Zhuo & Sim 2011, "Defocus map estimation from a single
     image"), not KernelGAN: an edge blurred by a Gaussian of std s has a gradient peak
@@ -116,6 +144,16 @@ def estimate_kernel(image, size=15, reblur=1.0, edge_fraction=0.02, sigma_range=
     over the strongest ``edge_fraction`` of the image's gradients (luma), ``s = reblur /
     sqrt(R^2 - 1)``, clipped to ``sigma_range``.  It assumes a Gaussian, isotropic, spatially
     uniform blur and sharp step edges in the scene; noise lowers the estimate.
+
+    Args:
+        image: HxW[xC], uint8 or float in [0, 1].
+        size: kernel side.
+        reblur: the known re-blur std.
+        edge_fraction: share of the strongest gradients used.
+        sigma_range: clip range of the estimate.
+
+    Returns:
+        ``(kernel [size, size], sigma)``.
     """
     image = _as_float_image(image)
     y = image[..., 0] if image.shape[-1] == 1 else image @ np.asarray(LUMA_WEIGHTS, np.float32)
@@ -131,8 +169,16 @@ def estimate_kernel(image, size=15, reblur=1.0, edge_fraction=0.02, sigma_range=
     return make_kernels(size, sigma, kind="gaussian").numpy()[0], sigma
 
 
-def save_pool(path, pool):
-    """Writes a :class:`DegradationPool` as ``.npz`` (keys ``noise``, ``kernels``; empty when absent)."""
+def save_pool(path: str | os.PathLike, pool: DegradationPool) -> Path:
+    """Writes a :class:`DegradationPool` as ``.npz`` (keys ``noise``, ``kernels``; empty when absent).
+
+    Args:
+        path: the file (any suffix; parent folders are created).
+        pool: the pool.
+
+    Returns:
+        ``path`` as a Path.
+    """
     noise = pool.noise if pool.noise is not None else np.zeros((0, 1, 1, 1), np.float32)
     kernels = pool.kernels if pool.kernels is not None else np.zeros((0, 1, 1), np.float32)
     path = Path(path)
@@ -142,8 +188,18 @@ def save_pool(path, pool):
     return path
 
 
-def load_pool(path):
-    """The :class:`DegradationPool` of a :func:`save_pool` file (kernels re-validated)."""
+def load_pool(path: str | os.PathLike) -> DegradationPool:
+    """The :class:`DegradationPool` of a :func:`save_pool` file (kernels re-validated).
+
+    Args:
+        path: the ``.npz`` file.
+
+    Returns:
+        The pool.
+
+    Raises:
+        DataError: an unreadable file or wrong array shapes.
+    """
     try:
         with np.load(path, allow_pickle=False) as data:
             noise, kernels = data["noise"], data["kernels"]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import re
+from typing import Any
 
 import numpy as np
 
@@ -83,7 +84,7 @@ class DegradationSpec:
             object.__setattr__(self, "passes", 1 + len(self.later))
         elif self.later and self.passes != 1 + len(self.later):
             raise ConfigError(
-                f"degradation spec {spec_to_string(self, check=False)!r} writes {1 + len(self.later)} "
+                f"degradation spec {spec_to_string(self)!r} writes {1 + len(self.later)} "
                 f"chains separated by ';' but passes={self.passes}; drop the passes option (the "
                 "chains are the passes)."
             )
@@ -91,18 +92,29 @@ class DegradationSpec:
             names = [op.name for op in chain]
             if names.count("down") != 1:
                 raise ConfigError(
-                    f"degradation spec {spec_to_string(self, check=False)!r} has a pass with "
+                    f"degradation spec {spec_to_string(self)!r} has a pass with "
                     f"{names.count('down')} down ops; a pass needs exactly one (it sets the LR "
                     "size), e.g. down(methods=bicubic)."
                 )
 
-    def chains(self):
+    def chains(self) -> tuple[tuple[OpSpec, ...], ...]:
         """The op chain of every pass, in order."""
         return (self.ops,) + self.later if self.later else (self.ops,) * self.passes
 
 
-def op(name, **params):
-    """An :class:`OpSpec` with ``params`` checked and the rest defaulted: ``op('jpeg', q=(50, 90))``."""
+def op(name: str, **params: Any) -> OpSpec:
+    """An :class:`OpSpec` with ``params`` checked and the rest defaulted: ``op('jpeg', q=(50, 90))``.
+
+    Args:
+        name: ``'blur'``, ``'down'``, ``'noise'`` or ``'jpeg'``.
+        **params: the op's parameters (ranges as numbers or (low, high), choices as str or tuples).
+
+    Returns:
+        The op with every parameter, in canonical order.
+
+    Raises:
+        ConfigError: an unknown op or parameter, or a bad value.
+    """
     schema = _op_schema(name, f"{name}(...)")
     for key in params:
         if key not in schema:
@@ -239,8 +251,18 @@ def _parse_options(text):
     return options
 
 
-def parse_spec(text):
-    """:class:`DegradationSpec` of a preset name or a spec string (see the module docstring)."""
+def parse_spec(text: str) -> DegradationSpec:
+    """:class:`DegradationSpec` of a preset name or a spec string (see :mod:`visionfw.degradation`).
+
+    Args:
+        text: a preset (:data:`PRESETS`) or a chain such as ``blur(sigma=0.2:3)+down()``, options after ``@``.
+
+    Returns:
+        The spec.
+
+    Raises:
+        ConfigError: naming the bad part and the fix.
+    """
     if not isinstance(text, str) or not text.strip():
         raise ConfigError(
             f"degradation spec {text!r} is empty; use a preset ({', '.join(PRESETS)}) or a chain such as {_EXAMPLE}."
@@ -287,8 +309,15 @@ def _format_number(v):
     return short if float(short) == v else repr(float(v))
 
 
-def spec_to_string(spec, check=True):
-    """The canonical text of a spec (every parameter written); ``parse_spec`` reads it back equal."""
+def spec_to_string(spec: DegradationSpec) -> str:
+    """The canonical text of a spec (every parameter written); ``parse_spec`` reads it back equal.
+
+    Args:
+        spec: the spec.
+
+    Returns:
+        The spec string.
+    """
     ops = ";".join(
         "+".join(f"{o.name}({','.join(f'{k}={_format_value(v)}' for k, v in o.params)})" for o in chain)
         for chain in (spec.ops,) + spec.later
@@ -321,7 +350,7 @@ PRESETS = {
 }
 
 
-def resolve_spec(spec_or_name):
+def resolve_spec(spec_or_name: DegradationSpec | str) -> DegradationSpec:
     """A :class:`DegradationSpec` from a spec, a preset name or a spec string."""
     if isinstance(spec_or_name, DegradationSpec):
         return spec_or_name
