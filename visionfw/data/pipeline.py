@@ -36,8 +36,10 @@ import numpy as np
 import tensorflow as tf
 
 from visionfw.data.batching import PATCH_STREAM, finish_dataset, index_stream, seed_pair
+from visionfw.data.color import rgb_to_y
 from visionfw.data.h5_dataset import make_h5_dataset
 from visionfw.data.image_io import list_images, read_image, read_image_uint8, to_float01, to_uint8
+from visionfw.data.imresize import imresize
 from visionfw.data.patch_cache import build_caches, map_threads
 from visionfw.errors import ConfigError, DataError
 
@@ -51,15 +53,7 @@ _PATCH_ORDERS = ("downscale_then_crop", "crop_then_downscale")
 _CACHE_DTYPES = ("uint8", "float32")
 
 
-# ----------------------------------------------------------------- sibling modules
-# Imported lazily, so this module loads even where a sibling is broken, and tests can
-# swap one in.
-
-
-def _imresize(images, scale=None, output_size=None):
-    from visionfw.data.imresize import imresize
-
-    return imresize(images, scale=scale, output_size=output_size)
+# ----------------------------------------------------------------- decoding
 
 
 def _read_image(path, as_uint8=False, max_pixels=None):
@@ -71,8 +65,6 @@ def _read_image(path, as_uint8=False, max_pixels=None):
 
 def _to_y(image):
     """Y of MATLAB rgb2ycbcr of an HxWx3 numpy image (uint8 in -> rounded uint8 out)."""
-    from visionfw.data.color import rgb_to_y
-
     return np.asarray(rgb_to_y(image))
 
 
@@ -337,9 +329,9 @@ def _batch_fn(config, caches):
             # augment the HR patch, then downscale it: the LR is always the bicubic of
             # exactly the target the model sees
             hr = hr_cache.crop(image_idx, ys, xs, hr_p, flips)
-            lr = _imresize(hr, scale=1.0 / s)  # uint8 in -> MATLAB uint8 rounding
+            lr = imresize(hr, scale=1.0 / s)  # uint8 in -> MATLAB uint8 rounding
             if config.upsample_input:
-                lr = _imresize(_to_float(lr), scale=s)
+                lr = imresize(_to_float(lr), scale=s)
         lr_size = hr_p if config.upsample_input else p
         lr = tf.ensure_shape(_to_float(lr), [bsz, lr_size, lr_size, c])
         hr = tf.ensure_shape(_to_float(hr), [bsz, hr_p, hr_p, c])
