@@ -1,7 +1,7 @@
 """Realistic LR images for real-world SR: a seeded degradation pipeline in pure TensorFlow.
 
 Bicubic LR images teach a model one clean degradation; real photos are blurred by unknown
-kernels, resized by unknown filters, noisy and JPEG-compressed.  This module synthesises such
+kernels, resized by unknown filters, noisy and JPEG-compressed.  This package synthesises such
 LR images from HR batches, inside ``tf.data`` maps or a ``tf.function`` (no Python-side
 randomness, no host round trip).
 
