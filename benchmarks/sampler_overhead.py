@@ -34,7 +34,8 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
-from visionfw.data.sampling import PatchPool, make_sampler, per_patch_psnr_gain  # noqa: E402
+from visionfw.data.patch_pool import PatchPool  # noqa: E402
+from visionfw.data.sampling import make_sampler, per_patch_psnr_gain  # noqa: E402
 
 SCALE = 2
 

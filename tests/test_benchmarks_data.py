@@ -1,5 +1,6 @@
 """Finding benchmark sets on disk and loading them with MATLAB-exact LR images."""
 
+import dataclasses
 import os
 import re
 from pathlib import Path
@@ -68,6 +69,24 @@ def test_missing_dataset_names_every_place_and_the_fix(tmp_path, monkeypatch):
     assert "download_dataset('Urban100', data_dir)" in msg
     _png(tmp_path / "env" / "Urban100" / "img_001.png")
     assert resolve_dataset("urban100") == tmp_path / "env" / "Urban100"
+
+
+def test_data_dir_help_is_written_from_the_search_path(tmp_path, monkeypatch):
+    """Every --data_dir flag's help comes from paths.data_dir_help, which names the roots in search order."""
+    from visionfw.cli import compare, rank_datasets, test, upscale
+    from visionfw.train.config import TrainConfig
+
+    text = paths.data_dir_help("benchmark sets")
+    order = "(then $VISIONFW_DATA, ./data, ../shared/data, ~/.visionfw/data)."
+    assert text == "First place to look for benchmark sets " + order
+    _isolate_search_path(tmp_path, monkeypatch)
+    home = tmp_path / "home" / ".visionfw" / "data"
+    named = [tmp_path / "env", tmp_path / "cwd" / "data", tmp_path / "shared" / "data", home]
+    assert paths.candidate_roots(tmp_path / "arg")[1:] == named  # the help's order is the search order
+    for config in (TrainConfig, compare.CONFIG, rank_datasets.CONFIG, test.CONFIG, upscale.CONFIG):
+        (field,) = [f for f in dataclasses.fields(config) if f.name == "data_dir"]
+        assert field.metadata["help"].startswith("First place to look for ")
+        assert field.metadata["help"].endswith(order)
 
 
 def test_one_search_path_in_order(tmp_path, monkeypatch):

@@ -13,6 +13,7 @@ from PIL import Image
 
 from visionfw.data import pipeline
 from visionfw.data.image_io import list_images, read_image, read_image_uint8
+from visionfw.data.patch_cache import build_caches
 from visionfw.errors import ConfigError, DataError
 
 
@@ -132,7 +133,7 @@ def test_building_the_cache_of_a_big_image_stays_a_small_multiple_of_its_size(tm
     tracemalloc.start()
     try:
         names, hr, lr = pipeline.load_train_images(config)
-        caches, n = pipeline._build_caches(config, names, hr, lr)
+        caches, n = build_caches(config, names, hr, lr)
         _, peak = tracemalloc.get_traced_memory()
     finally:
         tracemalloc.stop()

@@ -57,7 +57,7 @@ def test_isotropic_kernel_sums_to_one_with_second_moment_sigma_squared(sigma):
 
 def test_anisotropic_kernel_covariance_is_rotated_diagonal():
     s1, s2, theta = 2.5, 1.0, math.pi / 6
-    total, cov = _moments(D.make_kernels(31, s1, s2, theta)[0])
+    total, cov = _moments(D.make_kernels(31, s1, s2, theta=theta)[0])
     rot = np.array([[math.cos(theta), -math.sin(theta)], [math.sin(theta), math.cos(theta)]])
     want = rot @ np.diag([s1**2, s2**2]) @ rot.T
     assert total == pytest.approx(1.0, abs=1e-5)
@@ -66,7 +66,7 @@ def test_anisotropic_kernel_covariance_is_rotated_diagonal():
 
 def test_generalized_and_plateau_kernels_are_normalised_and_non_negative():
     for kind in ("generalized", "plateau"):
-        k = D.make_kernels(15, [1.0, 2.0], [2.0, 0.5], [0.3, 1.0], [0.7, 1.5], kind).numpy()
+        k = D.make_kernels(15, [1.0, 2.0], [2.0, 0.5], theta=[0.3, 1.0], beta=[0.7, 1.5], kind=kind).numpy()
         assert k.shape == (2, 15, 15) and k.min() >= 0
         np.testing.assert_allclose(k.sum(axis=(1, 2)), 1.0, atol=1e-5)
 

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from visionfw.data.image_io import list_images, read_image, read_image_uint8, write_image
+from visionfw.data.image_io import list_images, read_image, read_image_uint8, to_float01, to_uint8, write_image
 from visionfw.errors import DataError
 
 
@@ -103,3 +103,31 @@ def test_list_images_sorted_and_filtered(tmp_path):
         list_images(tmp_path / "sub.png")
     with pytest.raises(DataError, match="does not exist"):
         list_images(tmp_path / "missing")
+
+
+def test_to_uint8_clips_and_rounds_like_matlab():
+    # floor(x * 255 + 0.5): 0.5 * 255 = 127.5 -> 128; 0.498 * 255 = 126.99 -> 127;
+    # (254.5 / 255) * 255 = 254.5 -> 255; 0.001 * 255 = 0.255 -> 0; out of range clips to 0 / 255
+    x = np.array([0.5, 0.498, 254.5 / 255, 0.001, -0.3, 1.7, 0.0, 1.0, 2.49 / 255], np.float64)
+    out = to_uint8(x)
+    assert out.dtype == np.uint8
+    np.testing.assert_array_equal(out, [128, 127, 255, 0, 0, 255, 0, 255, 2])
+    assert to_uint8(np.float32([[0.2]]))[0, 0] == 51  # 0.2 * 255 = 51.0 (float32 0.2 is 0.20000000298)
+    kept = np.array([3, 250], np.uint8)
+    assert to_uint8(kept) is kept
+    with pytest.raises(DataError, match="int32"):
+        to_uint8(np.array([1, 2], np.int32))
+
+
+def test_to_float01_scales_by_dtype():
+    np.testing.assert_array_equal(to_float01(np.array([0, 51, 255], np.uint8)), np.float32([0.0, 0.2, 1.0]))
+    np.testing.assert_array_equal(to_float01(np.array([0, 13107, 65535], np.uint16)), np.float32([0.0, 0.2, 1.0]))
+    assert to_float01(np.array([0, 255], np.uint8)).dtype == np.float32
+    f32 = np.float32([0.25, 1.5])
+    assert to_float01(f32) is f32  # float passes through, unchanged and uncopied
+    f64 = to_float01(np.float64([0.25]))
+    assert f64.dtype == np.float32 and f64[0] == 0.25
+    with pytest.raises(DataError, match="int16"):
+        to_float01(np.array([1], np.int16))
+    round_trip = np.arange(256, dtype=np.uint8)
+    np.testing.assert_array_equal(to_uint8(to_float01(round_trip)), round_trip)

@@ -158,7 +158,7 @@ def test_modcrop_numpy_and_tf():
 
 def _dense_gather_imresize(image, scale=None, output_size=None):
     """The former imresize_numpy: the whole image in float64, every tap gathered at once."""
-    from visionfw.data.imresize import _contributions, _pass_order
+    from visionfw.data.imresize import contributions, pass_order
 
     image = np.asarray(image)
     h_axis = 1 if image.ndim == 4 else 0
@@ -167,9 +167,9 @@ def _dense_gather_imresize(image, scale=None, output_size=None):
     integer = np.issubdtype(image.dtype, np.integer)
     x = image.astype(np.float64)
     sizes = {0: (in_h, out_h, s_h), 1: (in_w, out_w, s_w)}
-    for dim in _pass_order(s_h, s_w):
+    for dim in pass_order(s_h, s_w):
         n_in, n_out, s = sizes[dim]
-        idx, w = _contributions(n_in, n_out, s)
+        idx, w = contributions(n_in, n_out, s)
         gathered = np.moveaxis(x, h_axis + dim, 0)[idx]
         w = w.reshape(w.shape + (1,) * (gathered.ndim - 2))
         x = np.moveaxis((gathered * w).sum(axis=1), 0, h_axis + dim)

@@ -9,8 +9,9 @@ import pytest
 from PIL import Image
 
 from visionfw.data import pipeline
+from visionfw.data.h5_dataset import make_h5_dataset
 from visionfw.data.imresize import imresize, imresize_numpy
-from visionfw.data.pipeline import TrainDataConfig, make_h5_dataset, make_train_dataset, skip_batches
+from visionfw.data.pipeline import TrainDataConfig, make_train_dataset, skip_batches
 from visionfw.errors import ConfigError, DataError
 
 RNG = np.random.default_rng(1234)

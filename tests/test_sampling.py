@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from visionfw.data.patch_pool import PatchPool
 from visionfw.data.sampling import (
-    PatchPool,
     PicSampler,
     PsnrHistSampler,
     UniformSampler,

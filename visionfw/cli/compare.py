@@ -8,6 +8,7 @@ see :mod:`visionfw.studies.compare` and :mod:`visionfw.studies.report_html`.
 from dataclasses import dataclass, field
 
 from visionfw.cli.common import progress_fields
+from visionfw.data.paths import data_dir_help
 
 
 @dataclass
@@ -76,10 +77,7 @@ class CompareConfig:
     )
     data_dir: str | None = field(
         default=None,
-        metadata={
-            "help": "First place to look for benchmark sets and official weights (then $VISIONFW_DATA, ./data, "
-            "../shared/data, ~/.visionfw/data)."
-        },
+        metadata={"help": data_dir_help("benchmark sets and official weights")},
     )
     latency_runs: int = field(default=10, metadata={"help": "Timed forward passes (the median is reported)."})
     warmup: int = field(default=3, metadata={"help": "Untimed forward passes before timing."})

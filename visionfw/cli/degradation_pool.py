@@ -42,7 +42,16 @@ class DegradationPoolConfig:
 CONFIG = DegradationPoolConfig
 
 
-def main(command, config):
+def main(command: str, config: DegradationPoolConfig) -> int:
+    """Builds the pool ``config`` describes and writes it to ``config.out``.
+
+    Args:
+        command: the command name, for messages.
+        config: the parsed flags.
+
+    Returns:
+        The exit status (0).
+    """
     import numpy as np
 
     from visionfw import degradation
@@ -63,22 +72,24 @@ def main(command, config):
         stride=config.stride,
         max_patches=config.max_patches,
     )
-    kernels, sigmas = [], []
+    found: list[np.ndarray] = []
+    sigmas = []
     if config.kernels:
-        kernels.extend(degradation.load_kernel_pool(config.kernels))
+        found.extend(degradation.load_kernel_pool(config.kernels))
     if config.estimate_kernels:
         for image in images:
             kernel, sigma = degradation.estimate_kernel(image, size=config.kernel_size)
-            kernels.append(kernel)
+            found.append(kernel)
             sigmas.append(sigma)
-    if kernels:
-        size = max(k.shape[0] for k in kernels)
-        kernels = np.stack([np.pad(k, (size - k.shape[0]) // 2) for k in kernels])
-    pool = degradation.DegradationPool(noise=noise if len(noise) else None, kernels=kernels if len(kernels) else None)
+    kernels = None
+    if found:
+        size = max(k.shape[0] for k in found)
+        kernels = np.stack([np.pad(k, (size - k.shape[0]) // 2) for k in found])
+    pool = degradation.DegradationPool(noise=noise if len(noise) else None, kernels=kernels)
     path = degradation.save_pool(config.out, pool)
     print(
         f"{path}: {len(noise)} noise patches of {config.patch}x{config.patch} from {len(images)} images "
-        f"(variance < {config.var_threshold:g}), {len(kernels)} kernels"
+        f"(variance < {config.var_threshold:g}), {len(found)} kernels"
     )
     if sigmas:
         print(

@@ -8,6 +8,7 @@ see :mod:`visionfw.studies.rank_datasets`.
 from dataclasses import dataclass, field
 
 from visionfw.cli.common import progress_fields
+from visionfw.data.paths import data_dir_help
 
 
 @dataclass
@@ -35,10 +36,7 @@ class RankConfig:
     lr_patch: int | None = field(default=None, metadata={"help": "LR patch size (default: the model's preset)."})
     data_dir: str | None = field(
         default=None,
-        metadata={
-            "help": "First place to look for benchmark and training sets (then $VISIONFW_DATA, ./data, "
-            "../shared/data, ~/.visionfw/data)."
-        },
+        metadata={"help": data_dir_help("benchmark and training sets")},
     )
     train_root: str | None = field(
         default=None, metadata={"help": "Folder holding the training sets (default: train/ on the data search path)."}

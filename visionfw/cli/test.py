@@ -9,6 +9,7 @@ visionfw test --model=my_models.py:my_net --model_kwargs=scale=2 --weights=my_ne
 from dataclasses import dataclass, field
 
 from visionfw.cli.common import model_fields
+from visionfw.data.paths import data_dir_help
 
 
 @dataclass
@@ -47,10 +48,7 @@ class EvaluateConfig:
     )
     data_dir: str | None = field(
         default=None,
-        metadata={
-            "help": "First place to look for benchmark sets (then $VISIONFW_DATA, ./data, ../shared/data, "
-            "~/.visionfw/data)."
-        },
+        metadata={"help": data_dir_help("benchmark sets")},
     )
     protocol: str = field(
         default="auto",

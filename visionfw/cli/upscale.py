@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from visionfw.cli.common import model_fields
+from visionfw.data.paths import data_dir_help
 
 
 @dataclass
@@ -59,7 +60,7 @@ class UpscaleConfig:
     )
     data_dir: str | None = field(
         default=None,
-        metadata={"help": "First data root to look in for --pretrained weights (then $VISIONFW_DATA, ./data, ...)."},
+        metadata={"help": data_dir_help("--pretrained weights")},
     )
     tile: int | None = field(
         default=None,

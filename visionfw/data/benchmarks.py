@@ -17,6 +17,7 @@ Under each root the set's folder may be ``<root>/benchmark/<Name>`` or ``<root>/
 from __future__ import annotations
 
 import dataclasses
+import os
 import tarfile
 import zipfile
 from pathlib import Path
@@ -84,8 +85,18 @@ class BenchmarkImage:
     lr: np.ndarray
 
 
-def canonical_name(name):
-    """Canonical set name for ``name`` or any alias (case-insensitive), e.g. 'b100' -> 'BSD100'."""
+def canonical_name(name: str | os.PathLike) -> str:
+    """Canonical set name for ``name`` or any alias (case-insensitive), e.g. 'b100' -> 'BSD100'.
+
+    Args:
+        name: a set name or alias.
+
+    Returns:
+        The canonical name (a key of :data:`DATASETS`).
+
+    Raises:
+        DataError: an unknown name, listing the known sets.
+    """
     try:
         return _ALIASES[str(name).lower()]
     except KeyError:
@@ -118,9 +129,19 @@ def _hr_folder(folder):
     return folder if _has_images(folder) else None
 
 
-def resolve_dataset(name_or_path, data_dir=None):
-    """Folder holding the HR images of a benchmark set (by name), or ``name_or_path`` itself
-    when it is an existing folder.  Raises DataError naming every place looked in."""
+def resolve_dataset(name_or_path: str | os.PathLike, data_dir: str | os.PathLike | None = None) -> Path:
+    """Folder holding the HR images of a benchmark set.
+
+    Args:
+        name_or_path: a set name (any case or alias), or an existing folder (returned as is).
+        data_dir: first root of the search path (:mod:`visionfw.data.paths`).
+
+    Returns:
+        The folder of the HR images (the set's ``HR/`` sub-folder when it has one).
+
+    Raises:
+        DataError: the set is on no root, naming every place looked in.
+    """
     as_path = Path(str(name_or_path)).expanduser()
     if as_path.is_dir():
         return as_path
@@ -161,12 +182,26 @@ def _find_lr(lr_dir, stem, scale):
     )
 
 
-def load_benchmark(name, scale, data_dir=None, lr_dir=None):
-    """Load a benchmark set as a list of :class:`BenchmarkImage` (sorted by file name).
+def load_benchmark(
+    name: str | os.PathLike,
+    scale: int,
+    data_dir: str | os.PathLike | None = None,
+    lr_dir: str | os.PathLike | None = None,
+) -> list[BenchmarkImage]:
+    """Load a benchmark set, sorted by file name.
 
-    ``hr`` is mod-cropped to a multiple of ``scale``.  ``lr`` is MATLAB
-    ``imresize(hr, 1/scale, 'bicubic')`` on uint8 (exact), or, when ``lr_dir`` is given,
-    read from there (``X{scale}/{name}x{scale}.png`` and similar) and checked for size.
+    Args:
+        name: a set name or a folder (as :func:`resolve_dataset` takes it).
+        scale: positive integer SR factor; ``hr`` is mod-cropped to a multiple of it.
+        data_dir: first root of the search path.
+        lr_dir: folder of the LR images (``X{scale}/{name}x{scale}.png`` and similar, checked
+            for size); None: ``lr`` is MATLAB ``imresize(hr, 1/scale, 'bicubic')`` on uint8 (exact).
+
+    Returns:
+        One uint8 :class:`BenchmarkImage` per image.
+
+    Raises:
+        DataError: a missing set or LR image, an image smaller than ``scale``, a wrong LR size.
     """
     scale = int(scale)
     if scale < 1:
@@ -213,13 +248,20 @@ def _safe_extract(archive, dest):
         zf.extractall(dest)
 
 
-def download_dataset(name, data_dir=None):
-    """Download and unpack a benchmark set into ``data_dir`` (default ``~/.visionfw/data``, the
-    last root of the search path).
+def download_dataset(name: str, data_dir: str | os.PathLike | None = None) -> Path:
+    """Download and unpack a benchmark set (needs internet; never called by the library itself).
 
-    Needs internet; uses ``keras.utils.get_file`` (checks sha256 where
-    :data:`DATASET_URLS` knows it).  Returns the resolved HR folder.  Never called by the
-    library itself.
+    Uses ``keras.utils.get_file``, which checks the sha256 where :data:`DATASET_URLS` knows it.
+
+    Args:
+        name: a set name or alias.
+        data_dir: where to unpack (default ``~/.visionfw/data``, the last root of the search path).
+
+    Returns:
+        The resolved HR folder.
+
+    Raises:
+        DataError: a set without a download URL (its note says where to get it).
     """
     import keras
 

@@ -22,6 +22,7 @@ from __future__ import annotations
 import numpy as np
 import tensorflow as tf
 
+from visionfw.data.types import ImageLike
 from visionfw.errors import DataError
 
 __all__ = ["rgb_to_ycbcr", "ycbcr_to_rgb", "rgb_to_y", "to_y", "RGB_TO_YCBCR_MATRIX", "YCBCR_OFFSET"]
@@ -81,29 +82,57 @@ _FORWARD = (RGB_TO_YCBCR_MATRIX / 255.0, YCBCR_OFFSET)
 _INVERSE = (_YCBCR_TO_RGB_MATRIX * 255.0, -(_YCBCR_TO_RGB_MATRIX * 255.0) @ YCBCR_OFFSET)
 
 
-def rgb_to_ycbcr(img):
-    """MATLAB ``rgb2ycbcr``: RGB (HWC/NHWC, float [0,1] or uint8) -> YCbCr of the same kind."""
+def rgb_to_ycbcr(img: ImageLike) -> ImageLike:
+    """MATLAB ``rgb2ycbcr``.
+
+    Args:
+        img: RGB, HWC or NHWC, float in [0, 1] or uint8; numpy array or tf tensor.
+
+    Returns:
+        YCbCr of the same kind (float: Y in [16, 235] / 255; uint8: rounded).
+    """
     _check_channels(img, 3, "rgb_to_ycbcr")
     return _affine(img, *_FORWARD)
 
 
-def ycbcr_to_rgb(img):
-    """MATLAB ``ycbcr2rgb``: the exact inverse of :func:`rgb_to_ycbcr` (float: no clipping)."""
+def ycbcr_to_rgb(img: ImageLike) -> ImageLike:
+    """MATLAB ``ycbcr2rgb``: the exact inverse of :func:`rgb_to_ycbcr` (float: no clipping).
+
+    Args:
+        img: YCbCr, HWC or NHWC, float or uint8; numpy array or tf tensor.
+
+    Returns:
+        RGB of the same kind.
+    """
     _check_channels(img, 3, "ycbcr_to_rgb")
     return _affine(img, *_INVERSE)
 
 
-def rgb_to_y(img):
+def rgb_to_y(img: ImageLike) -> ImageLike:
     """Y of MATLAB ``rgb2ycbcr`` with the channel axis kept (shape ``[..., 1]``).
 
-    Float [0, 1] in -> float [0, 1] out (not rounded); uint8 in -> rounded uint8 out.
+    Args:
+        img: RGB, HWC or NHWC; numpy array or tf tensor.
+
+    Returns:
+        Float [0, 1] in -> float [0, 1] out (not rounded); uint8 in -> rounded uint8 out.
     """
     _check_channels(img, 3, "rgb_to_y")
     return _affine(img, _FORWARD[0][:1], _FORWARD[1][:1])
 
 
-def to_y(img):
-    """Luma for SR evaluation: 1 channel -> the image itself (grey), 3 -> :func:`rgb_to_y`."""
+def to_y(img: ImageLike) -> ImageLike:
+    """Luma for SR evaluation: 1 channel -> the image itself (grey), 3 -> :func:`rgb_to_y`.
+
+    Args:
+        img: HWC or NHWC with 1 or 3 channels.
+
+    Returns:
+        The 1-channel luma, of the input's kind.
+
+    Raises:
+        DataError: another rank or channel count.
+    """
     if len(img.shape) not in (3, 4):
         raise DataError(f"to_y: expected an HWC or NHWC image, got shape {tuple(img.shape)}.")
     channels = img.shape[-1]

@@ -20,11 +20,17 @@ the data search path, and then leaves those photos out of its training images
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
 from PIL import Image
 
+from visionfw.data.image_io import to_float01
 from visionfw.errors import DataError
+
+if TYPE_CHECKING:
+    from visionfw.data.benchmarks import BenchmarkImage
 
 __all__ = [
     "EMBEDDED_NAMES",
@@ -64,7 +70,7 @@ HELDOUT = "heldout"
 EMBEDDED_HELDOUT = ("astronaut", "chelsea", "coffee")
 
 
-def embedded_data_dir():
+def embedded_data_dir() -> str:
     """The installed ``skimage/data`` folder (no import of the fetchers needed)."""
     try:
         import skimage
@@ -102,7 +108,7 @@ def _files(names):
     return files
 
 
-def embedded_images(channels="rgb", names=None):
+def embedded_images(channels: str | None = "rgb", names: Sequence[str] | None = None) -> list[np.ndarray]:
     """The embedded training images as float32 HxWxC arrays in [0, 1].
 
     Args:
@@ -112,14 +118,15 @@ def embedded_images(channels="rgb", names=None):
         None -> as stored: 1 channel for grey files, 3 for colour ones.
       names: subset of :data:`EMBEDDED_NAMES` (default: all), in the order given.
 
-    Returns a list of arrays, one per name, in the order of ``names``.
+    Returns:
+      A list of arrays, one per name, in the order of ``names``.
     """
     if channels not in ("rgb", "y", None):
         raise DataError(f"embedded_images: channels={channels!r} must be 'rgb', 'y' or None.")
     names = EMBEDDED_NAMES if names is None else tuple(names)
     images = []
     for path in _files(names):
-        arr = _load_uint8(path).astype(np.float32) / 255.0
+        arr = to_float01(_load_uint8(path))
         grey = arr.shape[-1] == 1
         if channels == "rgb":
             arr = np.repeat(arr, 3, axis=-1) if grey else arr
@@ -131,10 +138,16 @@ def embedded_images(channels="rgb", names=None):
     return images
 
 
-def heldout_records(scale):
-    """The ``'heldout'`` validation set as :class:`visionfw.data.benchmarks.BenchmarkImage`
-    records, made like :func:`visionfw.data.benchmarks.load_benchmark` makes a benchmark's:
-    uint8 HR mod-cropped to ``scale``, LR = MATLAB bicubic ``1/scale`` of it on uint8."""
+def heldout_records(scale: int) -> list[BenchmarkImage]:
+    """The ``'heldout'`` validation set, made like :func:`visionfw.data.benchmarks.load_benchmark` makes a set.
+
+    Args:
+        scale: positive integer SR factor.
+
+    Returns:
+        One record per held-out photo: uint8 HR mod-cropped to ``scale``, LR = MATLAB bicubic
+        ``1/scale`` of it on uint8.
+    """
     from visionfw.data.benchmarks import BenchmarkImage
     from visionfw.data.imresize import imresize, modcrop
 

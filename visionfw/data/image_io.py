@@ -35,6 +35,8 @@ from visionfw.errors import DataError
 __all__ = [
     "read_image",
     "read_image_uint8",
+    "to_float01",
+    "to_uint8",
     "write_image",
     "list_images",
     "IMAGE_EXTENSIONS",
@@ -55,7 +57,7 @@ _WRITE_FORMATS = {".png": "PNG", ".bmp": "BMP", ".tif": "TIFF", ".tiff": "TIFF",
 _PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
 
-def png_header(path):
+def png_header(path: str | os.PathLike) -> tuple[int, int, int, int] | None:
     """(bit_depth, colour_type, width, height) of a PNG file, or None when it is not a PNG."""
     with open(path, "rb") as fh:
         head = fh.read(33)
@@ -65,7 +67,7 @@ def png_header(path):
     return head[24], head[25], width, height
 
 
-def check_image_pixels(path, width, height, max_pixels=None):
+def check_image_pixels(path: str | os.PathLike, width: int, height: int, max_pixels: int | None = None) -> None:
     """DataError when a ``width`` x ``height`` image is over ``max_pixels`` (None: the default)."""
     limit = DEFAULT_MAX_IMAGE_PIXELS if max_pixels is None else int(max_pixels)
     if int(width) * int(height) > limit:
@@ -76,7 +78,7 @@ def check_image_pixels(path, width, height, max_pixels=None):
         )
 
 
-def open_pil(path, max_pixels=None):
+def open_pil(path: str | os.PathLike, max_pixels: int | None = None) -> Image.Image:
     """PIL image of ``path`` with its size checked against ``max_pixels`` before decoding."""
     limit = DEFAULT_MAX_IMAGE_PIXELS if max_pixels is None else int(max_pixels)
     if Image.MAX_IMAGE_PIXELS is not None and limit > Image.MAX_IMAGE_PIXELS:
@@ -168,26 +170,87 @@ def _pil_to_array(im, path):
     raise DataError(f"Image {path} has unsupported pixel mode {mode!r}; convert it to 8-bit RGB or grey PNG.")
 
 
-def read_image(path, max_pixels=None):
+def to_float01(image: np.ndarray) -> np.ndarray:
+    """Pixels as float32 in [0, 1]: the one uint8/uint16 -> float conversion of visionfw.
+
+    Args:
+        image: array of any shape; uint8 (divided by 255), uint16 (divided by 65535) or
+            floating point (taken as already in [0, 1] and returned as float32, without a copy
+            when it is float32 already).
+
+    Returns:
+        float32 array of the same shape.
+
+    Raises:
+        DataError: for any other dtype (signed integers, bool, ...).
+    """
+    image = np.asarray(image)
+    if np.issubdtype(image.dtype, np.floating):
+        return image.astype(np.float32, copy=False)
+    peaks = {np.dtype(np.uint8): 255.0, np.dtype(np.uint16): 65535.0}
+    if image.dtype not in peaks:
+        raise DataError(f"to_float01: dtype {image.dtype} unsupported; pass uint8, uint16 or float in [0, 1].")
+    out = image.astype(np.float32)
+    out /= np.float32(peaks[image.dtype])  # in place: one float32 copy of the image, not three
+    return out
+
+
+def to_uint8(image: np.ndarray) -> np.ndarray:
+    """Float pixels in [0, 1] as uint8: clipped to [0, 1], then MATLAB's rounding ``floor(x * 255 + 0.5)``.
+
+    The product is taken in float64, so values exactly half-way (``127.5 / 255``) round up
+    as MATLAB's ``im2uint8`` does.
+
+    Args:
+        image: floating-point array of any shape (uint8 input is returned unchanged).
+
+    Returns:
+        uint8 array of the same shape.
+
+    Raises:
+        DataError: for integer dtypes other than uint8 and other non-float dtypes.
+    """
+    image = np.asarray(image)
+    if image.dtype == np.uint8:
+        return image
+    if not np.issubdtype(image.dtype, np.floating):
+        raise DataError(f"to_uint8: dtype {image.dtype} unsupported; pass float in [0, 1] or uint8.")
+    scaled = np.clip(image.astype(np.float64), 0.0, 1.0) * 255.0
+    return np.floor(scaled + 0.5).astype(np.uint8)
+
+
+def read_image(path: str | os.PathLike, max_pixels: int | None = None) -> np.ndarray:
     """Read an image file as float32 HxWxC in [0, 1] (C = 1 grey, 3 colour).
 
-    ``max_pixels``: refuse (DataError) images over this many pixels, from the header
-    (None: :data:`DEFAULT_MAX_IMAGE_PIXELS`).
+    Args:
+        path: the image file.
+        max_pixels: refuse images whose header claims more pixels than this
+            (None: :data:`DEFAULT_MAX_IMAGE_PIXELS`).
+
+    Returns:
+        float32 HxWxC array in [0, 1]; 16-bit files are scaled by 1/65535.
+
+    Raises:
+        DataError: missing, empty, corrupt or over-sized files, naming the path and the fix.
     """
-    data = _read_raw(path, max_pixels)
-    peak = 65535.0 if data.dtype == np.uint16 else 255.0
-    out = data.astype(np.float32)
-    out /= np.float32(peak)  # in place: one float32 copy of the image, not three
-    return out
+    return to_float01(_read_raw(path, max_pixels))
 
 
 _STRIP_VALUES = 1 << 20
 
 
-def read_image_uint8(path, max_pixels=None):
+def read_image_uint8(path: str | os.PathLike, max_pixels: int | None = None) -> np.ndarray:
     """Read an image file as uint8 HxWxC; 16-bit files are scaled to 8 bits with rounding.
 
-    ``max_pixels`` as in :func:`read_image`.
+    Args:
+        path: the image file.
+        max_pixels: as in :func:`read_image`.
+
+    Returns:
+        uint8 HxWxC array (C = 1 grey, 3 colour).
+
+    Raises:
+        DataError: as :func:`read_image`.
     """
     data = _read_raw(path, max_pixels)
     if data.dtype == np.uint16:
@@ -200,12 +263,20 @@ def read_image_uint8(path, max_pixels=None):
     return np.ascontiguousarray(data)
 
 
-def write_image(path, img):
+def write_image(path: str | os.PathLike, img: np.ndarray) -> Path:
     """Write an image atomically (temp file in the same folder, then rename).
 
-    ``img``: HW or HWC (C in 1, 3, 4), float in [0, 1] (rounded half away from zero and
-    clipped to uint8) or uint8; numpy array or tf tensor.  The format follows the suffix
-    (.png; .bmp, .tif and .jpg also work).  Parent folders are created.
+    Args:
+        path: the file to write; the format follows the suffix (.png; .bmp, .tif and .jpg
+            also work).  Parent folders are created.
+        img: HW or HWC (C in 1, 3, 4), float in [0, 1] (converted by :func:`to_uint8`) or
+            uint8; numpy array or tf tensor.
+
+    Returns:
+        ``path`` as a Path.
+
+    Raises:
+        DataError: an unknown suffix, dtype or shape.
     """
     path = Path(path)
     fmt = _WRITE_FORMATS.get(path.suffix.lower())
@@ -215,7 +286,7 @@ def write_image(path, img):
     if arr.dtype != np.uint8:
         if not np.issubdtype(arr.dtype, np.floating):
             raise DataError(f"write_image: {path}: dtype {arr.dtype} unsupported; pass float in [0, 1] or uint8.")
-        arr = np.clip(np.floor(arr.astype(np.float64) * 255.0 + 0.5), 0, 255).astype(np.uint8)
+        arr = to_uint8(arr)
     if arr.ndim == 3 and arr.shape[-1] == 1:
         arr = arr[..., 0]
     if arr.ndim not in (2, 3) or (arr.ndim == 3 and arr.shape[-1] not in (3, 4)):
@@ -270,11 +341,20 @@ def _unusable(path):
     return None
 
 
-def list_images(folder):
+def list_images(folder: str | os.PathLike) -> list[Path]:
     """Sorted image files (png, jpg, jpeg, bmp, tif, tiff; any case) directly in ``folder``.
 
     Entries with an image suffix that cannot be read (dangling links, symlink loops,
     unreadable files) are left out with one warning that counts and names them.
+
+    Args:
+        folder: the folder to list (not recursive).
+
+    Returns:
+        The image paths, sorted by name.
+
+    Raises:
+        DataError: the folder is missing or holds no image files.
     """
     folder = Path(folder)
     if not folder.is_dir():

@@ -45,9 +45,10 @@ import numbers
 import numpy as np
 import tensorflow as tf
 
+from visionfw.data.types import ImageLike
 from visionfw.errors import DataError
 
-__all__ = ["imresize", "imresize_numpy", "modcrop", "cubic_kernel", "output_shape"]
+__all__ = ["imresize", "imresize_numpy", "modcrop", "cubic_kernel", "output_shape", "contributions", "pass_order"]
 
 _KERNEL_WIDTH = 4.0  # support of the Keys cubic kernel, in input pixels
 
@@ -55,7 +56,7 @@ _KERNEL_WIDTH = 4.0  # support of the Keys cubic kernel, in input pixels
 # --------------------------------------------------------------------------- common
 
 
-def cubic_kernel(x):
+def cubic_kernel(x: np.ndarray | float) -> np.ndarray:
     """Keys cubic convolution kernel with a = -0.5 (MATLAB's ``cubic``), numpy float64."""
     absx = np.abs(np.asarray(x, dtype=np.float64))
     absx2 = absx * absx
@@ -98,7 +99,9 @@ def _check_size(output_size):
     return out
 
 
-def output_shape(in_hw, scale=None, output_size=None):
+def output_shape(
+    in_hw: tuple[int, int], scale: float | None = None, output_size: tuple[int | None, int | None] | None = None
+) -> tuple[int, int, float, float]:
     """(out_h, out_w, scale_h, scale_w) for static input size ``in_hw``, MATLAB's rules."""
     if (scale is None) == (output_size is None):
         raise DataError("imresize: give exactly one of scale= and output_size=.")
@@ -116,7 +119,7 @@ def output_shape(in_hw, scale=None, output_size=None):
     return out_h, out_w, out_h / in_h, out_w / in_w
 
 
-def _contributions(in_len, out_len, scale):
+def contributions(in_len: int, out_len: int, scale: float) -> tuple[np.ndarray, np.ndarray]:
     """MATLAB's ``contributions``: 0-based mirrored input indices and weights, (out, P)."""
     kernel_scale = min(scale, 1.0)  # antialiasing only when shrinking
     kernel_width = _KERNEL_WIDTH / kernel_scale
@@ -139,22 +142,27 @@ def _contributions(in_len, out_len, scale):
 
 @functools.lru_cache(maxsize=256)
 def _cached_contributions(in_len, out_len, scale):
-    idx, w = _contributions(in_len, out_len, scale)
+    idx, w = contributions(in_len, out_len, scale)
     idx = idx.astype(np.int32)
     idx.setflags(write=False)
     w.setflags(write=False)
     return idx, w
 
 
-def _pass_order(scale_h, scale_w):
+def pass_order(scale_h: float, scale_w: float) -> tuple[int, int]:
     """Dimension order of MATLAB's stable ``sort(scale)``: 0 = rows, 1 = columns."""
     return (1, 0) if scale_w < scale_h else (0, 1)
 
 
-def modcrop(image, scale):
+def modcrop(image: ImageLike, scale: int) -> ImageLike:
     """Crop height and width down to multiples of ``scale`` (top-left corner kept).
 
-    Works on numpy arrays and tf tensors shaped HW, HWC or NHWC.
+    Args:
+        image: numpy array or tf tensor shaped HW, HWC or NHWC.
+        scale: positive integer.
+
+    Returns:
+        The cropped image (a slice of the input).
     """
     scale = int(scale)
     if scale < 1:
@@ -196,7 +204,7 @@ def _resize_axis_np(x, axis, in_len, out_len, scale, out_dtype):
     so the memory is the output plus a few MB whatever the image size.  An integer
     ``out_dtype`` gets MATLAB's rounding and clipping (exact: the values are integers).
     """
-    idx, w = _contributions(in_len, out_len, scale)
+    idx, w = contributions(in_len, out_len, scale)
     moved = np.moveaxis(x, axis, 0)  # (in, ...), a view
     rest = moved.shape[1:]
     out = np.empty((out_len,) + rest, dtype=out_dtype)
@@ -212,13 +220,22 @@ def _resize_axis_np(x, axis, in_len, out_len, scale, out_dtype):
     return np.moveaxis(out, 0, axis)
 
 
-def imresize_numpy(image, scale=None, output_size=None):
+def imresize_numpy(
+    image: np.ndarray, scale: float | None = None, output_size: tuple[int | None, int | None] | None = None
+) -> np.ndarray:
     """Pure numpy (float64) MATLAB ``imresize(image, scale_or_size, 'bicubic')``.
 
-    ``image``: HW, HWC or NHWC array.  uint8/uint16 in -> same dtype out (rounded half away
-    from zero and clipped after each pass); float in -> same float dtype out, not clipped.
     Memory: the output and the intermediate image (in the input's integer dtype, float64
     for float input) plus a few MB of float64 strips; the input is never copied to float64.
+
+    Args:
+        image: HW, HWC or NHWC array.  uint8/uint16 in -> same dtype out (rounded half away
+            from zero and clipped after each pass); float in -> same float dtype out, not clipped.
+        scale: one positive number; the output size is ``ceil(scale * size)``.
+        output_size: ``(height, width)`` instead of ``scale`` (either may be None).
+
+    Returns:
+        The resized array, of the input's rank and dtype.
     """
     image = np.asarray(image)
     if image.ndim not in (2, 3, 4):
@@ -234,7 +251,7 @@ def imresize_numpy(image, scale=None, output_size=None):
     # between the passes: the rounded integers (exact in the input dtype) or float64
     between = image.dtype if integer else np.float64
     sizes = {0: (in_h, out_h, s_h), 1: (in_w, out_w, s_w)}
-    first, second = _pass_order(s_h, s_w)
+    first, second = pass_order(s_h, s_w)
     x = _resize_axis_np(image, h_axis + first, *sizes[first], between)
     return _resize_axis_np(x, h_axis + second, *sizes[second], image.dtype)
 
@@ -253,7 +270,7 @@ def _cubic_tf(x):
 
 
 def _contributions_tf(in_len, out_len, scale):
-    """:func:`_contributions` with TF ops from (possibly symbolic) scalars.
+    """:func:`contributions` with TF ops from (possibly symbolic) scalars.
 
     Returns 0-based mirrored indices (out, P) int32 and float64 weights (out, P); P depends on
     ``scale`` and may be dynamic.  All-zero columns are kept (they add exact zeros).
@@ -307,8 +324,12 @@ def _finish_pass(x, integer_max):
     return tf.clip_by_value(tf.floor(x + 0.5), 0.0, integer_max)
 
 
-def imresize(images, scale=None, output_size=None):
+def imresize(
+    images: ImageLike, scale: float | None = None, output_size: tuple[int | None, int | None] | None = None
+) -> tf.Tensor:
     """MATLAB ``imresize(images, scale_or_size, 'bicubic')`` with TensorFlow ops.
+
+    Works eagerly, in ``tf.function`` and in ``tf.data.Dataset.map`` with unknown image sizes.
 
     Args:
       images: tf.Tensor or numpy array, HWC or NHWC (HW also accepted).  uint8 in ->
@@ -319,8 +340,8 @@ def imresize(images, scale=None, output_size=None):
       output_size: ``(height, width)`` instead of ``scale``; either may be None to keep the
         aspect ratio.  Exactly one of ``scale``/``output_size`` must be given.
 
-    Returns a tf.Tensor of the input's rank and dtype.  Works eagerly, in ``tf.function``
-    and in ``tf.data.Dataset.map`` with unknown image sizes.
+    Returns:
+      A tf.Tensor of the input's rank and dtype.
     """
     if (scale is None) == (output_size is None):
         raise DataError("imresize: give exactly one of scale= and output_size=.")
@@ -351,10 +372,10 @@ def imresize(images, scale=None, output_size=None):
     if static_h is not None and static_w is not None:
         out_h, out_w, s_h, s_w = output_shape((static_h, static_w), scale, output_size)
         bands = (_cached_contributions(static_h, out_h, s_h), _cached_contributions(static_w, out_w, s_w))
-        first, second = _pass_order(s_h, s_w)
+        first, second = pass_order(s_h, s_w)
         # eagerly, one graph call is ~2x cheaper than dispatching every per-tap op
         run = _two_passes_graph if tf.executing_eagerly() else _two_passes
-        x = run(x, *bands[first], *bands[second], first, integer_max)
+        x = run(x, tuple(bands[first]), tuple(bands[second]), first, integer_max)
     else:
         x = _imresize_dynamic(x, scale, output_size, compute, integer_max)
 
@@ -366,9 +387,10 @@ def imresize(images, scale=None, output_size=None):
     return x
 
 
-def _two_passes(x, idx_a, w_a, idx_b, w_b, first_dim, integer_max):
-    x = _finish_pass(_resize_axis_tf(x, idx_a, w_a, first_dim), integer_max)
-    return _finish_pass(_resize_axis_tf(x, idx_b, w_b, 1 - first_dim), integer_max)
+def _two_passes(x, band_a, band_b, first_dim, integer_max):
+    """Resizes along ``first_dim`` with ``band_a`` (indices, weights), then along the other axis with ``band_b``."""
+    x = _finish_pass(_resize_axis_tf(x, *band_a, first_dim), integer_max)
+    return _finish_pass(_resize_axis_tf(x, *band_b, 1 - first_dim), integer_max)
 
 
 # shapes are relaxed after the first retrace, so eager calls on new sizes reuse the graph

@@ -18,11 +18,12 @@ place looked in.
 from __future__ import annotations
 
 import os
+from collections.abc import Iterable
 from pathlib import Path
 
 from visionfw.errors import DataError
 
-__all__ = ["ENV", "ENV_ALIAS", "USER_ROOT", "candidate_roots", "data_roots", "find", "not_found"]
+__all__ = ["ENV", "ENV_ALIAS", "USER_ROOT", "candidate_roots", "data_dir_help", "data_roots", "find", "not_found"]
 
 ENV = "VISIONFW_DATA"
 ENV_ALIAS = "VISIONFW_SHARED_DATA"
@@ -36,8 +37,15 @@ def _checkout():
     return repo if (repo / "pyproject.toml").is_file() and (repo / "visionfw").is_dir() else None
 
 
-def candidate_roots(data_dir=None):
-    """Every root of the search path, in order, whether it exists or not (duplicates removed)."""
+def candidate_roots(data_dir: str | os.PathLike | None = None) -> list[Path]:
+    """Every root of the search path, in order, whether it exists or not (duplicates removed).
+
+    Args:
+        data_dir: the first root (``--data_dir``), or None.
+
+    Returns:
+        Absolute, normalised root folders.
+    """
     roots = []
     if data_dir is not None:
         roots.append(Path(data_dir))
@@ -60,12 +68,25 @@ def candidate_roots(data_dir=None):
     return out
 
 
-def data_roots(data_dir=None):
+def data_dir_help(what: str) -> str:
+    """The help text of a ``--data_dir`` flag, written from this module's search path.
+
+    Args:
+        what: what the command looks for there, e.g. ``"benchmark sets"``.
+
+    Returns:
+        ``"First place to look for <what> (then $VISIONFW_DATA, ./data, ../shared/data, ~/.visionfw/data)."``
+    """
+    relative = [rel if rel.startswith(".") else f"./{rel}" for rel in (Path(r).as_posix() for r in _RELATIVE)]
+    return f"First place to look for {what} (then {', '.join([f'${ENV}', *relative, USER_ROOT])})."
+
+
+def data_roots(data_dir: str | os.PathLike | None = None) -> list[Path]:
     """The roots of :func:`candidate_roots` that exist."""
     return [r for r in candidate_roots(data_dir) if r.is_dir()]
 
 
-def not_found(what, looked, extra_fix=""):
+def not_found(what: str, looked: Iterable[str | os.PathLike], extra_fix: str = "") -> DataError:
     """The DataError for ``what`` (e.g. "training set 'T91'"), listing every path in ``looked``."""
     return DataError(
         f"{what} not found. Looked in: {'; '.join(str(p) for p in looked)}. Fix: pass --data_dir=DIR "
@@ -75,9 +96,21 @@ def not_found(what, looked, extra_fix=""):
     )
 
 
-def find(kind, name, data_dir=None, what=None):
-    """The first existing ``<root>/<kind>/<name>`` on the search path (``kind``: 'benchmark',
-    'train' or 'weights'); DataError naming every place looked in when there is none."""
+def find(kind: str, name: str, data_dir: str | os.PathLike | None = None, what: str | None = None) -> Path:
+    """The first existing ``<root>/<kind>/<name>`` on the search path.
+
+    Args:
+        kind: ``'benchmark'``, ``'train'`` or ``'weights'``.
+        name: the set folder or weights file name.
+        data_dir: the first root, or None.
+        what: how the error names what is missing (default ``kind/name``).
+
+    Returns:
+        The path found.
+
+    Raises:
+        DataError: none exists, naming every place looked in.
+    """
     looked = []
     for root in candidate_roots(data_dir):
         path = root / kind / name

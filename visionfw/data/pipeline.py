@@ -28,19 +28,22 @@ Design
 
 from __future__ import annotations
 
-import concurrent.futures
 import dataclasses
 import logging
 import os
-import sys
-import warnings
 
 import numpy as np
 import tensorflow as tf
 
+from visionfw.data.batching import PATCH_STREAM, finish_dataset, index_stream, seed_pair
+from visionfw.data.color import rgb_to_y
+from visionfw.data.h5_dataset import make_h5_dataset
+from visionfw.data.image_io import list_images, read_image, read_image_uint8, to_float01, to_uint8
+from visionfw.data.imresize import imresize
+from visionfw.data.patch_cache import build_caches, map_threads
 from visionfw.errors import ConfigError, DataError
 
-__all__ = ["TrainDataConfig", "make_train_dataset", "make_h5_dataset", "skip_batches", "load_train_images", "AUTOTUNE"]
+__all__ = ["TrainDataConfig", "make_train_dataset", "skip_batches", "load_train_images", "AUTOTUNE"]
 
 AUTOTUNE = tf.data.AUTOTUNE
 _log = logging.getLogger(__name__)
@@ -50,36 +53,18 @@ _PATCH_ORDERS = ("downscale_then_crop", "crop_then_downscale")
 _CACHE_DTYPES = ("uint8", "float32")
 
 
-# ----------------------------------------------------------------- sibling modules
-# Imported lazily, so this module loads even where a sibling is broken, and tests can
-# swap one in.
-
-
-def _imresize(images, scale=None, output_size=None):
-    from visionfw.data.imresize import imresize
-
-    return imresize(images, scale=scale, output_size=output_size)
+# ----------------------------------------------------------------- decoding
 
 
 def _read_image(path, as_uint8=False, max_pixels=None):
     """HxWxC image of a file: uint8 (16-bit rounded to 8) or float32 in [0, 1]; DataError for
     an image over ``max_pixels`` pixels (None: image_io's default), from its header."""
-    from visionfw.data import image_io
-
-    read = image_io.read_image_uint8 if as_uint8 else image_io.read_image
+    read = read_image_uint8 if as_uint8 else read_image
     return read(path, max_pixels=max_pixels)
-
-
-def _list_images(folder):
-    from visionfw.data.image_io import list_images
-
-    return list_images(folder)
 
 
 def _to_y(image):
     """Y of MATLAB rgb2ycbcr of an HxWx3 numpy image (uint8 in -> rounded uint8 out)."""
-    from visionfw.data.color import rgb_to_y
-
     return np.asarray(rgb_to_y(image))
 
 
@@ -175,19 +160,12 @@ class TrainDataConfig:
             )
 
     @property
-    def hr_patch(self):
+    def hr_patch(self) -> int:
+        """The HR patch side, ``lr_patch * scale``."""
         return self.lr_patch * self.scale
 
 
 # ----------------------------------------------------------------- loading
-
-
-def _progress(iterable, total, desc):
-    try:
-        from tqdm import tqdm
-    except ImportError:  # pragma: no cover
-        return iterable
-    return tqdm(iterable, total=total, desc=desc, disable=not sys.stderr.isatty(), leave=False)
 
 
 def _read_all(paths, config):
@@ -203,16 +181,14 @@ def _read_all(paths, config):
         return _prepare(raw, config.channels, config.cache_dtype, os.path.basename(path))
 
     # PIL decodes with the GIL released, so threads give a real speed-up
-    threads = config.num_read_threads
-    with concurrent.futures.ThreadPoolExecutor(max_workers=max(1, min(threads, len(paths)))) as pool:
-        return list(_progress(pool.map(load, paths), len(paths), "decoding images"))
+    return map_threads(load, paths, config.num_read_threads, "decoding images")
 
 
 def _folder_images(folder, what):
     folder = os.fspath(folder)
     if not os.path.isdir(folder):
         raise DataError(f"{what}: folder {folder!r} does not exist; pass an existing folder of images.")
-    paths = list(_list_images(folder))
+    paths = list(list_images(folder))
     if not paths:
         raise DataError(
             f"{what}: folder {folder!r} holds no images (png/jpg/bmp/tif...); point it at a folder of training images."
@@ -258,12 +234,7 @@ def _prepare(image, channels, cache_dtype, name):
         image = image[..., None]
     if image.ndim != 3 or image.shape[-1] not in (1, 3):
         raise DataError(f"Image {name!r} has shape {image.shape}; expected HxW, HxWx1 or HxWx3.")
-    if cache_dtype == "uint8" and image.dtype != np.uint8:
-        image = np.clip(np.floor(image.astype(np.float64) * 255.0 + 0.5), 0, 255).astype(np.uint8)
-    elif cache_dtype == "float32" and image.dtype == np.uint8:
-        image = image.astype(np.float32) / np.float32(255)
-    elif cache_dtype == "float32":
-        image = image.astype(np.float32)
+    image = to_uint8(image) if cache_dtype == "uint8" else to_float01(image)
     if channels == "rgb":
         image = np.repeat(image, 3, axis=-1) if image.shape[-1] == 1 else image
     elif image.shape[-1] == 3:
@@ -288,17 +259,15 @@ def _rows_in_strips(fn, image):
     return out
 
 
-def _quantize(image, cache_dtype):
-    if cache_dtype == "uint8":
-        return np.clip(np.floor(image * 255.0 + 0.5), 0, 255).astype(np.uint8)
-    return np.ascontiguousarray(image, dtype=np.float32)
-
-
-def load_train_images(config):
+def load_train_images(config: TrainDataConfig) -> tuple[list[str], list[np.ndarray], list[np.ndarray] | None]:
     """Decode the training images of ``config`` (no LR generation yet).
 
-    Returns ``(names, hr, lr)``: lists of HxWxC arrays in the cache dtype with the
-    training channels (``lr`` is None for ``lr_source='bicubic'``).
+    Args:
+        config: the training data options.
+
+    Returns:
+        ``(names, hr, lr)``: the image names and lists of HxWxC arrays in the cache dtype with
+        the training channels (``lr`` is None for ``lr_source='bicubic'``).
     """
     if config.source is None:
         from visionfw.data.embedded import EMBEDDED_HELDOUT, EMBEDDED_NAMES, embedded_images
@@ -320,189 +289,13 @@ def load_train_images(config):
     return names, hr, lr
 
 
-# ----------------------------------------------------------------- the cache
-
-
-class _FlatCache:
-    """Images of one role (HR, LR, upscaled LR) concatenated into one flat tensor."""
-
-    def __init__(self, images):
-        self.channels = int(images[0].shape[-1])
-        # pixels, each a row of C values: one gather index per pixel, not per value
-        sizes = np.array([im.shape[0] * im.shape[1] for im in images], dtype=np.int64)
-        # int32 indices gather faster; only caches over 2 G values need int64
-        self.index_dtype = tf.int32 if sizes.sum() < 2**31 - 1 else tf.int64
-        np_dtype = self.index_dtype.as_numpy_dtype
-        self.offsets = tf.constant(np.concatenate([[0], np.cumsum(sizes)[:-1]]).astype(np_dtype))
-        self.heights = tf.constant(np.array([im.shape[0] for im in images], dtype=np_dtype))
-        self.widths = tf.constant(np.array([im.shape[1] for im in images], dtype=np_dtype))
-        self.flat = tf.constant(self._concatenate(images, int(sizes.sum())))
-
-    def _concatenate(self, images, total):
-        """All pixels as one (total, C) array: one copy at most (none for one contiguous image)."""
-        if len(images) == 1 and images[0].flags.c_contiguous:
-            return images[0].reshape(-1, self.channels)
-        flat = np.empty((total, self.channels), images[0].dtype)
-        at = 0
-        for im in images:
-            n = im.shape[0] * im.shape[1]
-            flat[at : at + n].reshape(im.shape)[...] = im
-            at += n
-        return flat
-
-    def crop(self, image_idx, ys, xs, size, flips=None):
-        """Patches ``[B, size, size, C]`` at (ys, xs) of images ``image_idx`` ([B] ints).
-
-        ``flips``: None or bools ``(flip_w, flip_h, transpose)``, each [B]; the patch is
-        transposed, flipped upside down, then left-right (the 8 dihedral transforms).
-        The transform goes into the gather indices, so it costs nothing extra.
-        """
-        dt = self.index_dtype
-        image_idx, ys, xs = (tf.cast(v, dt) for v in (image_idx, ys, xs))
-        ar = tf.range(size, dtype=dt)
-        shape = tf.stack([tf.shape(ys, out_type=dt)[0], size, size])
-        rows = tf.broadcast_to(ar[None, :, None], shape)  # source row of each output pixel
-        cols = tf.broadcast_to(ar[None, None, :], shape)
-        if flips is not None:
-            flip_w, flip_h, transpose = (tf.reshape(f, [-1, 1, 1]) for f in flips)
-            rows, cols = tf.where(transpose, cols, rows), tf.where(transpose, rows, cols)
-            rows = tf.where(flip_h, size - 1 - rows, rows)
-            cols = tf.where(flip_w, size - 1 - cols, cols)
-        row_len = tf.gather(self.widths, image_idx)
-        pix = (
-            tf.gather(self.offsets, image_idx)[:, None, None]
-            + (ys[:, None, None] + rows) * row_len[:, None, None]
-            + (xs[:, None, None] + cols)
-        )
-        return tf.gather(self.flat, pix)
-
-
-def _resize_whole(image, scale):
-    """Build-time resize of one whole image: the float64 numpy MATLAB bicubic.
-
-    It gathers only the contributing taps, so it is far faster on big images than the
-    dense-matrix TF version; uint8 in -> MATLAB-rounded uint8 out.
-    """
-    from visionfw.data.imresize import imresize_numpy
-
-    return imresize_numpy(image, scale=scale)
-
-
-def _downscale(image, scale):
-    lr = _resize_whole(image, 1.0 / scale)
-    h, w = image.shape[0] // scale, image.shape[1] // scale
-    if lr.shape[:2] != (h, w):  # never for mod-cropped images (ceil(n/s) == n/s)
-        raise DataError(
-            f"Downscaling a {image.shape[1]}x{image.shape[0]} image by {scale} gave "
-            f"{lr.shape[1]}x{lr.shape[0]}; expected {w}x{h}."
-        )
-    return lr
-
-
-def _map_threads(fn, items, threads, desc):
-    # numpy releases the GIL in its inner loops, so threads help here too
-    with concurrent.futures.ThreadPoolExecutor(max_workers=max(1, min(threads, len(items)))) as pool:
-        return list(_progress(pool.map(fn, items), len(items), desc))
-
-
-def _build_caches(config, names, hr, lr):
-    """Mod-crop, pair/downscale, drop too-small images; returns the caches dict."""
-    s, p = config.scale, config.lr_patch
-    hr_p = p * s
-    keep_hr, keep_lr, small = [], [], []
-    for i, (name, img) in enumerate(zip(names, hr)):
-        if lr is not None:
-            lr_img = lr[i]
-            h, w = lr_img.shape[:2]
-            if (
-                img.shape[0] < h * s
-                or img.shape[1] < w * s
-                or img.shape[0] >= (h + 1) * s
-                or img.shape[1] >= (w + 1) * s
-            ):
-                raise DataError(
-                    f"LR image for {name!r} is {w}x{h} (w x h) but the HR image is "
-                    f"{img.shape[1]}x{img.shape[0]}; at scale {s} the LR must be the HR "
-                    "size divided by the scale (rounded down). Check lr_source and scale."
-                )
-            img = img[: h * s, : w * s]
-        else:
-            img = img[: img.shape[0] - img.shape[0] % s, : img.shape[1] - img.shape[1] % s]
-        if img.shape[0] < hr_p or img.shape[1] < hr_p:
-            small.append(f"{name} ({img.shape[1]}x{img.shape[0]})")
-            continue
-        keep_hr.append(img)  # a view: the flat cache makes the one copy
-        if lr is not None:
-            keep_lr.append(lr[i])
-    if small:
-        shown = ", ".join(small[:5]) + (f" and {len(small) - 5} more" if len(small) > 5 else "")
-        msg = (
-            f"{len(small)} training image(s) smaller than one {hr_p}x{hr_p} HR patch "
-            f"(lr_patch {p} x scale {s}): {shown}"
-        )
-        if not keep_hr:
-            raise DataError(f"No usable training image: {msg}. Lower lr_patch or use larger images.")
-        warnings.warn(f"Skipping {msg}; {len(keep_hr)} image(s) are used.", stacklevel=3)
-
-    caches = {}
-    if config.patch_order == "downscale_then_crop":
-        threads = config.num_read_threads
-        if lr is None:
-            keep_lr = _map_threads(lambda im: _downscale(im, s), keep_hr, threads, "downscaling")
-        if config.upsample_input:
-            # upscale the whole LR image once, as SRCNN/VDSR's training code does (in float);
-            # channel by channel, so the float temporaries are those of one channel
-            def upscale(img):
-                out = None
-                for ch in range(img.shape[-1]):
-                    plane = img[..., ch : ch + 1]
-                    f = plane.astype(np.float32) / np.float32(255) if plane.dtype == np.uint8 else plane
-                    up = _quantize(_resize_whole(f, s), config.cache_dtype)
-                    if out is None:
-                        out = np.empty(up.shape[:2] + (img.shape[-1],), up.dtype)
-                    out[..., ch : ch + 1] = up
-                return out
-
-            caches["lr_up"] = _FlatCache(_map_threads(upscale, keep_lr, threads, "upscaling"))
-        else:
-            caches["lr"] = _FlatCache(keep_lr)
-        del keep_lr
-    caches["hr"] = _FlatCache(keep_hr)
-    return caches, len(keep_hr)
-
-
 # ----------------------------------------------------------------- batch making
-
-
-def _dihedral(images, flip_w, flip_h, transpose=None):
-    """Per-example flips and transposition (square patches only) of a batch; bools [B].
-
-    The three together give all 8 flips/90-degree rotations.
-    """
-
-    def pick(mask, changed, x):
-        return tf.where(tf.reshape(mask, [-1, 1, 1, 1]), changed, x)
-
-    images = pick(flip_w, tf.reverse(images, axis=[2]), images)
-    images = pick(flip_h, tf.reverse(images, axis=[1]), images)
-    if transpose is not None:
-        images = pick(transpose, tf.transpose(images, [0, 2, 1, 3]), images)
-    return images
 
 
 def _to_float(x):
     if x.dtype == tf.uint8:
         return tf.cast(x, tf.float32) / 255.0  # same rounding as numpy x / 255
     return tf.cast(x, tf.float32)
-
-
-def _seed_pair(seed, stream, counter):
-    """Stateless seed for one (stream, counter): distinct streams never share seeds."""
-    base = tf.random.experimental.stateless_fold_in(tf.constant([seed, 0], tf.int64), stream)
-    return tf.random.experimental.stateless_fold_in(base, counter)
-
-
-_SHUFFLE_STREAM, _PATCH_STREAM = 1, 2
 
 
 def _batch_fn(config, caches):
@@ -513,9 +306,7 @@ def _batch_fn(config, caches):
 
     @tf.autograph.experimental.do_not_convert  # plain Python branches on the config only
     def make(gidx, image_idx):
-        u = tf.random.stateless_uniform(
-            [bsz, 5], seed=_seed_pair(config.seed, _PATCH_STREAM, gidx[0]), dtype=tf.float64
-        )
+        u = tf.random.stateless_uniform([bsz, 5], seed=seed_pair(config.seed, PATCH_STREAM, gidx[0]), dtype=tf.float64)
         flips = tuple(tf.unstack(u[:, 2:] < 0.5, axis=1)) if config.augment else None
         heights = tf.cast(tf.gather(hr_cache.heights, image_idx), tf.float64)
         widths = tf.cast(tf.gather(hr_cache.widths, image_idx), tf.float64)
@@ -538,9 +329,9 @@ def _batch_fn(config, caches):
             # augment the HR patch, then downscale it: the LR is always the bicubic of
             # exactly the target the model sees
             hr = hr_cache.crop(image_idx, ys, xs, hr_p, flips)
-            lr = _imresize(hr, scale=1.0 / s)  # uint8 in -> MATLAB uint8 rounding
+            lr = imresize(hr, scale=1.0 / s)  # uint8 in -> MATLAB uint8 rounding
             if config.upsample_input:
-                lr = _imresize(_to_float(lr), scale=s)
+                lr = imresize(_to_float(lr), scale=s)
         lr_size = hr_p if config.upsample_input else p
         lr = tf.ensure_shape(_to_float(lr), [bsz, lr_size, lr_size, c])
         hr = tf.ensure_shape(_to_float(hr), [bsz, hr_p, hr_p, c])
@@ -549,57 +340,24 @@ def _batch_fn(config, caches):
     return make
 
 
-def _index_stream(num_items, per_item, shuffle, seed, start, repeat):
-    """Dataset of (global index, item index) from global position ``start`` on.
-
-    Epoch e is ``per_item`` copies of ``range(num_items)``, permuted with a seed that
-    depends only on (seed, e): any position can be reached without replaying.
-    """
-    epoch_len = num_items * per_item
-    start_epoch = start // epoch_len
-    if repeat is not None and start_epoch >= repeat:
-        raise ConfigError(
-            f"start_step is past the end of the data ({repeat} epoch(s) of "
-            f"{epoch_len} patches); lower start_step or raise repeat."
-        )
-    base = tf.tile(tf.range(num_items, dtype=tf.int64), [per_item])
-
-    @tf.autograph.experimental.do_not_convert
-    def epoch_items(epoch):
-        items = base
-        if shuffle:
-            keys = tf.random.stateless_uniform([epoch_len], seed=_seed_pair(seed, _SHUFFLE_STREAM, epoch))
-            items = tf.gather(base, tf.argsort(keys, stable=True))
-        return tf.data.Dataset.from_tensor_slices(items)
-
-    epochs = tf.data.Dataset.counter(start_epoch) if repeat is None else tf.data.Dataset.range(start_epoch, repeat)
-    items = epochs.flat_map(epoch_items)
-    counter = tf.data.Dataset.counter(start_epoch * epoch_len)
-    ds = tf.data.Dataset.zip((counter, items))
-    return ds.skip(start - start_epoch * epoch_len)
-
-
-def _finish(ds, prefetch):
-    options = tf.data.Options()
-    options.deterministic = True
-    ds = ds.with_options(options)
-    return ds.prefetch(prefetch) if prefetch else ds
-
-
-def make_train_dataset(config, start_step=0):
+def make_train_dataset(config: TrainDataConfig, start_step: int = 0) -> tf.data.Dataset:
     """``tf.data.Dataset`` of ``(lr, hr)`` float32 NHWC batches in [0, 1].
 
     Args:
       config: a :class:`TrainDataConfig`.  A ``source`` ending in ``.h5``/``.hdf5`` is
-        read with :func:`make_h5_dataset` (its patches are used as stored: scale, lr_patch,
-        lr_source, patch_order, upsample_input and patches_per_image do not apply;
-        channels must match the file).
+        read with :func:`visionfw.data.h5_dataset.make_h5_dataset` (its patches are used as
+        stored: scale, lr_patch, lr_source, patch_order, upsample_input and
+        patches_per_image do not apply; channels must match the file).
       start_step: index of the first batch to yield.  Batch k of a dataset built with
         ``start_step=n`` equals batch n+k of one built with ``start_step=0`` (same config,
         including batch_size); no skipped batch is computed.
 
-    Shapes: hr ``[B, p*s, p*s, C]``; lr ``[B, p, p, C]`` (``[B, p*s, p*s, C]`` with
-    ``upsample_input``).  C is 3 for ``'rgb'``, 1 for ``'y'``.
+    Returns:
+      The dataset.  Shapes: hr ``[B, p*s, p*s, C]``; lr ``[B, p, p, C]`` (``[B, p*s, p*s, C]``
+      with ``upsample_input``).  C is 3 for ``'rgb'``, 1 for ``'y'``.
+
+    Raises:
+      ConfigError: a bad config or start_step.  DataError: unusable images.
     """
     if not isinstance(config, TrainDataConfig):
         raise ConfigError(f"make_train_dataset: config must be a TrainDataConfig, got {type(config).__name__}.")
@@ -619,182 +377,28 @@ def make_train_dataset(config, start_step=0):
             prefetch=config.prefetch,
         )
     names, hr, lr = load_train_images(config)
-    caches, n_images = _build_caches(config, names, hr, lr)
+    caches, n_images = build_caches(config, names, hr, lr)
     del hr, lr
     per_image = config.patches_per_image
     _log.info("training data: %d images, %d patches per epoch", n_images, n_images * per_image)
-    ds = _index_stream(
+    ds = index_stream(
         n_images, per_image, config.shuffle, int(config.seed), int(start_step) * config.batch_size, config.repeat
     )
     ds = ds.batch(config.batch_size, drop_remainder=True)
     ds = ds.map(_batch_fn(config, caches), num_parallel_calls=config.num_parallel_calls, deterministic=True)
-    return _finish(ds, config.prefetch)
+    return finish_dataset(ds, config.prefetch)
 
 
-def skip_batches(dataset, n):
-    """Drop the first ``n`` batches of any dataset (computes them; prefer ``start_step``)."""
+def skip_batches(dataset: tf.data.Dataset, n: int) -> tf.data.Dataset:
+    """Drop the first ``n`` batches of any dataset (computes them; prefer ``start_step``).
+
+    Args:
+        dataset: any dataset.
+        n: batches to drop, an integer >= 0.
+
+    Returns:
+        The dataset without its first ``n`` elements.
+    """
     if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 0:
         raise ConfigError(f"skip_batches: n={n!r} must be an integer >= 0.")
     return dataset.skip(int(n))
-
-
-# ----------------------------------------------------------------- HDF5 patches
-
-
-def _h5_layout(shape, key, path):
-    """'nhwc' or 'nchw' for a 4-D array; channel count 1 or 3 decides."""
-    if len(shape) != 4:
-        raise DataError(
-            f"HDF5 {path!r}: dataset {key!r} has shape {shape}; expected 4-D patches "
-            "(N, H, W, C) or (N, C, H, W), C = 1 or 3."
-        )
-    if shape[-1] in (1, 3):
-        return "nhwc"
-    if shape[1] in (1, 3):
-        # MATLAB writes column-major, so h5py sees (N, C, W, H): H and W swapped for
-        # both data and label, which keeps them aligned (a transposition augmentation)
-        return "nchw"
-    raise DataError(
-        f"HDF5 {path!r}: dataset {key!r} of shape {shape} has no channel axis of size 1 or 3 (first or last after N)."
-    )
-
-
-def _h5_divisor(dtype, sample_max):
-    if dtype == np.uint8:
-        return 255.0
-    if dtype == np.uint16:
-        return 65535.0
-    # some tools store floats in [0, 255]
-    return 255.0 if sample_max > 1.5 else 1.0
-
-
-def make_h5_dataset(
-    path,
-    batch_size,
-    *,
-    shuffle=True,
-    seed=0,
-    repeat=None,
-    augment=False,
-    start_step=0,
-    channels=None,
-    num_parallel_calls=AUTOTUNE,
-    prefetch=AUTOTUNE,
-    max_memory_bytes=2 * 1024**3,
-):
-    """Batches ``(data, label)`` from an SRCNN-style HDF5 patch file.
-
-    The file holds ``data`` (LR, possibly pre-upsampled) and ``label`` (HR) patches,
-    NHWC or MATLAB/Caffe NCHW (told apart by the channel axis being 1 or 3), float or
-    uint8 (uint8 and floats above 1.5 are divided by 255).  Files up to
-    ``max_memory_bytes`` are loaded into memory; larger ones are read per batch.
-
-    Args:
-      channels: expected channel count (1 or 3) or None to accept what the file has.
-      augment: random flips (and transpositions for square patches), same for both.
-      start_step, shuffle, seed, repeat: as in :func:`make_train_dataset` (one epoch =
-        every patch once).
-
-    Yields float32 NHWC ``(data, label)`` batches of ``batch_size``.
-    """
-    import h5py
-
-    path = os.fspath(path)
-    if not os.path.isfile(path):
-        raise DataError(f"HDF5 training file {path!r} does not exist.")
-    if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
-        raise ConfigError(f"make_h5_dataset: batch_size={batch_size!r} must be a positive integer.")
-    try:
-        f = h5py.File(path, "r")
-    except OSError as exc:
-        raise DataError(f"HDF5 training file {path!r} cannot be opened: {exc}") from exc
-    with f:
-        missing = [k for k in ("data", "label") if k not in f]
-        if missing:
-            raise DataError(
-                f"HDF5 {path!r} lacks dataset(s) {missing} (has {list(f.keys())}); "
-                "expected 'data' (LR input) and 'label' (HR target)."
-            )
-        meta = {}
-        for key in ("data", "label"):
-            ds = f[key]
-            layout = _h5_layout(ds.shape, key, path)
-            n = ds.shape[0]
-            sample = ds[: min(n, 64)]
-            meta[key] = (layout, ds.dtype, _h5_divisor(ds.dtype, float(np.max(sample)) if n else 0.0))
-        n = f["data"].shape[0]
-        if f["label"].shape[0] != n:
-            raise DataError(
-                f"HDF5 {path!r}: 'data' has {n} patches but 'label' has "
-                f"{f['label'].shape[0]}; they must pair one to one."
-            )
-        if n == 0:
-            raise DataError(f"HDF5 {path!r} holds no patches.")
-        nbytes = f["data"].size * f["data"].dtype.itemsize + f["label"].size * f["label"].dtype.itemsize
-        in_memory = nbytes <= max_memory_bytes
-        shapes = {}
-        arrays = {}
-        for key in ("data", "label"):
-            shp = f[key].shape
-            shapes[key] = shp[1:] if meta[key][0] == "nhwc" else (shp[2], shp[3], shp[1])
-            if in_memory:
-                arr = f[key][()]
-                if meta[key][0] == "nchw":
-                    arr = np.transpose(arr, (0, 2, 3, 1))
-                arrays[key] = np.ascontiguousarray(arr)
-    for key in ("data", "label"):
-        if channels is not None and shapes[key][-1] != channels:
-            raise DataError(
-                f"HDF5 {path!r}: {key!r} has {shapes[key][-1]} channel(s) but {channels} "
-                "are expected; set channels ('y' = 1, 'rgb' = 3) to match the file."
-            )
-    if n < batch_size and repeat is not None:
-        raise DataError(f"HDF5 {path!r} holds {n} patches, fewer than batch_size={batch_size}.")
-
-    square = all(shapes[k][0] == shapes[k][1] for k in ("data", "label"))
-    if in_memory:
-        consts = {k: tf.constant(v) for k, v in arrays.items()}
-
-        def fetch(idx):
-            return tf.gather(consts["data"], idx), tf.gather(consts["label"], idx)
-    else:
-
-        def read(idx):
-            # h5py wants increasing, unique indices; a batch may straddle two epochs
-            uniq, inverse = np.unique(idx, return_inverse=True)
-            out = []
-            with h5py.File(path, "r") as fh:
-                for key in ("data", "label"):
-                    arr = fh[key][uniq][inverse]
-                    if meta[key][0] == "nchw":
-                        arr = np.transpose(arr, (0, 2, 3, 1))
-                    out.append(np.ascontiguousarray(arr))
-            return tuple(out)
-
-        def fetch(idx):
-            d, lab = tf.numpy_function(
-                read, [idx], [tf.as_dtype(meta["data"][1]), tf.as_dtype(meta["label"][1])], stateful=False
-            )
-            return d, lab
-
-    @tf.autograph.experimental.do_not_convert
-    def make(gidx, idx):
-        data, label = fetch(idx)
-        data = tf.cast(data, tf.float32) / meta["data"][2]
-        label = tf.cast(label, tf.float32) / meta["label"][2]
-        if augment:
-            u = tf.random.stateless_uniform([batch_size, 3], seed=_seed_pair(seed, _PATCH_STREAM, gidx[0]))
-            bits = u < 0.5
-            turn = bits[:, 2] if square else None
-            data = _dihedral(data, bits[:, 0], bits[:, 1], turn)
-            label = _dihedral(label, bits[:, 0], bits[:, 1], turn)
-        data = tf.ensure_shape(data, [batch_size, *shapes["data"]])
-        label = tf.ensure_shape(label, [batch_size, *shapes["label"]])
-        return data, label
-
-    if isinstance(start_step, bool) or not isinstance(start_step, (int, np.integer)) or start_step < 0:
-        raise ConfigError(f"make_h5_dataset: start_step={start_step!r} must be an integer >= 0.")
-    ds = _index_stream(n, 1, shuffle, int(seed), int(start_step) * batch_size, repeat)
-    ds = ds.batch(batch_size, drop_remainder=True)
-    ds = ds.map(make, num_parallel_calls=num_parallel_calls if in_memory else 1, deterministic=True)
-    return _finish(ds, prefetch)

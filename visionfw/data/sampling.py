@@ -1,4 +1,4 @@
-"""Training-patch samplers and a device-resident patch pool.
+"""Training-patch samplers (the patches live in a :class:`visionfw.data.patch_pool.PatchPool`).
 
 Every sampler works on a pool of ``N`` patches addressed by an integer index and
 exposes the same four methods (see :class:`Sampler`)::
@@ -49,11 +49,12 @@ equivalent.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
+from typing import Any
 
 import numpy as np
 import tensorflow as tf
 
+from visionfw.data.types import TensorLike
 from visionfw.errors import ConfigError, DataError
 
 __all__ = [
@@ -61,7 +62,6 @@ __all__ = [
     "UniformSampler",
     "PsnrHistSampler",
     "PicSampler",
-    "PatchPool",
     "make_sampler",
     "per_patch_psnr_gain",
     "compute_pic",
@@ -77,7 +77,9 @@ _SYNC = dict(
 # ----------------------------------------------------------------------------- metrics
 
 
-def per_patch_psnr_gain(sr, hr, bicubic, shave: int = 0, eps: float = 1e-10):
+def per_patch_psnr_gain(
+    sr: TensorLike, hr: TensorLike, bicubic: TensorLike, shave: int = 0, eps: float = 1e-10
+) -> tf.Tensor:
     """PSNR gain of ``sr`` over ``bicubic`` for every patch, shape ``(K,)`` float32.
 
     Protocol: RGB (all channels), peak 1.0, inputs NHWC in [0, 1] (``sr`` and
@@ -99,7 +101,7 @@ def per_patch_psnr_gain(sr, hr, bicubic, shave: int = 0, eps: float = 1e-10):
     return psnr(sr) - psnr(bicubic)
 
 
-def compute_pic(patches):
+def compute_pic(patches: TensorLike) -> tf.Tensor:
     """Patch information content: sum of Sobel gradient magnitudes, shape ``(K,)``.
 
     ``patches`` is NHWC (float in [0, 1], or uint8 which is scaled by 1/255).  The 3x3
@@ -179,8 +181,15 @@ class Sampler(tf.Module):
                 )
 
     # -- interface
-    def draw(self, k):
-        """Return ``k`` patch indices, int32 ``(k,)``."""
+    def draw(self, k: int) -> tf.Tensor:
+        """Draw patch indices.
+
+        Args:
+            k: how many (a Python int or a scalar int tensor).
+
+        Returns:
+            int32 ``(k,)`` indices into the pool.
+        """
         self._check_k(k)
         seed, _ = self._next_seed()
         if self.replacement:
@@ -189,14 +198,24 @@ class Sampler(tf.Module):
         noise = tf.random.stateless_uniform([self.num_patches], seed=seed)
         return tf.math.top_k(noise, k=k, sorted=False).indices
 
-    def update(self, indices, gains):  # noqa: D401 - no-op by default
-        """Feed back one score per drawn patch; the base sampler ignores it."""
+    def update(self, indices: TensorLike, gains: TensorLike) -> tf.Operation:
+        """Feed back one score per drawn patch; the base sampler ignores it.
+
+        Args:
+            indices: the ``(k,)`` indices :meth:`draw` returned.
+            gains: ``(k,)`` scores, e.g. :func:`per_patch_psnr_gain`.
+
+        Returns:
+            The update op (eagerly: already run).
+        """
         return tf.no_op()
 
-    def probabilities(self):
+    def probabilities(self) -> tf.Tensor:
+        """The ``(N,)`` float32 sampling probabilities (sum 1)."""
         return tf.fill([self.num_patches], 1.0 / self.num_patches)
 
     def get_config(self) -> dict:
+        """Plain dict; ``make_sampler(**config)`` rebuilds the sampler (pic: also pass ``pic_values=``)."""
         return {
             "name": self.name_key,
             "num_patches": self.num_patches,
@@ -256,7 +275,7 @@ class PsnrHistSampler(Sampler):
         bins: int = 10,
         replacement: bool = True,
         floor: float = 0.0,
-        init="uniform",
+        init: str | TensorLike = "uniform",
         seed: int | None = None,
     ):
         super().__init__(num_patches, replacement=replacement, seed=seed)
@@ -286,19 +305,19 @@ class PsnrHistSampler(Sampler):
         return self.floor / self.num_patches
 
     @property
-    def variable(self):
+    def variable(self) -> tf.Variable:
         """The raw (N,) float32 probability variable."""
         return self._p
 
-    def probabilities(self):
+    def probabilities(self) -> tf.Tensor:
         p = self._p.read_value()
         return p / tf.reduce_sum(p)
 
-    def renormalize(self):
+    def renormalize(self) -> tf.Variable:
         """Rescale P to sum exactly 1 (an O(N) pass; only needed against float drift)."""
         return self._p.assign(self._p / tf.reduce_sum(self._p))
 
-    def draw(self, k):
+    def draw(self, k: int) -> tf.Tensor:
         self._check_k(k)
         seed, _ = self._next_seed()
         p = self._p.read_value()
@@ -340,7 +359,7 @@ class PsnrHistSampler(Sampler):
         col = tf.minimum(col, cols - 1)
         return tf.minimum(row * cols + col, n - 1)
 
-    def update(self, indices, gains):
+    def update(self, indices: TensorLike, gains: TensorLike) -> tf.Operation:
         """Apply the histogram rule to the drawn ``indices`` with their ``gains``."""
         indices = tf.cast(tf.reshape(indices, [-1]), tf.int32)
         gains = tf.cast(tf.reshape(gains, [-1]), tf.float32)
@@ -432,7 +451,9 @@ class PicSampler(Sampler):
 
     name_key = "pic"
 
-    def __init__(self, num_patches: int, pic_values=None, intervals: int = 10, seed: int | None = None):
+    def __init__(
+        self, num_patches: int, pic_values: TensorLike | None = None, intervals: int = 10, seed: int | None = None
+    ):
         super().__init__(num_patches, replacement=True, seed=seed)
         self.intervals = _check_positive_int(intervals, "intervals")
         if pic_values is None:
@@ -465,7 +486,7 @@ class PicSampler(Sampler):
             ids[order[s : s + n]] = j
         return ids
 
-    def draw(self, k):
+    def draw(self, k: int) -> tf.Tensor:
         self._check_k(k)
         if not isinstance(k, (int, np.integer)):
             raise ConfigError("PicSampler.draw(k) needs a Python int batch size")
@@ -480,7 +501,7 @@ class PicSampler(Sampler):
         within = tf.minimum(tf.cast(tf.floor(u * tf.cast(sizes, tf.float32)), tf.int32), sizes - 1)
         return tf.gather(self._order, tf.gather(self._starts, group) + within)
 
-    def probabilities(self):
+    def probabilities(self) -> tf.Tensor:
         # Long-run marginal: each group gets 1/I of the slots, spread over its members.
         per_group = 1.0 / (self.intervals * tf.cast(self._sizes, tf.float32))
         p_sorted = tf.repeat(per_group, self._sizes)
@@ -496,8 +517,20 @@ class PicSampler(Sampler):
 SAMPLERS = {"uniform": UniformSampler, "psnr_hist": PsnrHistSampler, "pic": PicSampler}
 
 
-def make_sampler(name: str, num_patches: int, **options) -> Sampler:
-    """Build a sampler by name: 'uniform', 'psnr_hist' or 'pic' (options go to its class)."""
+def make_sampler(name: str, num_patches: int, **options: Any) -> Sampler:
+    """Build a sampler by name.
+
+    Args:
+        name: 'uniform', 'psnr_hist' or 'pic' (a key of :data:`SAMPLERS`).
+        num_patches: the pool size N.
+        **options: the class's constructor options.
+
+    Returns:
+        The sampler.
+
+    Raises:
+        ConfigError: an unknown name or bad options.
+    """
     try:
         cls = SAMPLERS[name]
     except KeyError:
@@ -506,156 +539,3 @@ def make_sampler(name: str, num_patches: int, **options) -> Sampler:
         return cls(num_patches, **options)
     except TypeError as err:
         raise ConfigError(f"bad options for sampler {name!r}: {err}") from None
-
-
-# ----------------------------------------------------------------------------- patch pool
-
-
-class PatchPool(tf.Module):
-    """A device-resident pool of equal-size HR training patches.
-
-    Two storages, same ``gather``:
-
-    * :meth:`from_patches`: pre-extracted uint8 patches ``[N, h, w, C]``.  Memory
-      ``N*h*w*C`` bytes (10^5 patches of 96x96x3 = 2.8 GB) -- fine up to ~10^5.
-    * :meth:`from_images`: the HR images, zero-padded into one uint8 tensor
-      ``[M, Hmax, Wmax, C]``, plus int32 crop coordinates ``(y, x, image_id)`` per patch
-      (12 bytes/patch: 10^6 patches = 12 MB on top of the images, e.g. DIV2K train
-      800 images ~ 6.6 GB padded).  ``gather`` builds the index grid of every crop and
-      uses one ``tf.gather_nd``.
-
-    ``gather(indices)`` returns ``(lr, hr)`` float32 NHWC in [0, 1]; ``lr =
-    downscale_fn(hr)`` (a TF function, e.g. the project's MATLAB bicubic), or ``lr =
-    None`` when no ``downscale_fn`` was given.
-    """
-
-    def __init__(
-        self,
-        patch_size,
-        downscale_fn: Callable | None = None,
-        *,
-        patches=None,
-        images=None,
-        coords=None,
-        name: str | None = None,
-    ):
-        super().__init__(name=name)
-        h, w = (patch_size, patch_size) if isinstance(patch_size, int) else tuple(patch_size)
-        self.patch_size = (int(h), int(w))
-        self.downscale_fn = downscale_fn
-        self._patches = None
-        self._images = None
-        if patches is not None:
-            self._patches = patches
-            self.num_patches = int(patches.shape[0])
-        else:
-            self._images = images
-            self._coords = coords
-            self.num_patches = int(coords.shape[0])
-            self._grid_y = tf.range(h, dtype=tf.int32)
-            self._grid_x = tf.range(w, dtype=tf.int32)
-
-    @classmethod
-    def from_patches(cls, patches, downscale_fn=None):
-        """Pool of pre-extracted patches, uint8 ``[N, h, w, C]``."""
-        arr = tf.convert_to_tensor(patches)
-        if arr.dtype != tf.uint8 or arr.shape.rank != 4:
-            raise DataError(f"patches must be uint8 [N, h, w, C], got {arr.dtype.name} {arr.shape}")
-        return cls(tuple(arr.shape[1:3]), downscale_fn, patches=arr)
-
-    @classmethod
-    def from_images(cls, images: Sequence, coords, patch_size, downscale_fn=None):
-        """Pool of crops ``coords[i] = (y, x, image_id)`` of size ``patch_size`` from ``images``.
-
-        ``images`` is a list of uint8 HWC arrays (sizes may differ) or one uint8
-        ``[M, H, W, C]`` array.  Every crop must lie inside its (unpadded) image.
-        """
-        h, w = (patch_size, patch_size) if isinstance(patch_size, int) else tuple(patch_size)
-        imgs = [np.asarray(im) for im in images]
-        if not imgs or any(im.dtype != np.uint8 or im.ndim != 3 for im in imgs):
-            raise DataError("images must be a non-empty list of uint8 HWC arrays")
-        chans = {im.shape[2] for im in imgs}
-        if len(chans) != 1:
-            raise DataError(f"images have different channel counts {sorted(chans)}; convert them first")
-        coords = np.asarray(coords, dtype=np.int64).reshape(-1, 3)
-        sizes = np.array([im.shape[:2] for im in imgs])
-        ids = coords[:, 2]
-        if ids.min() < 0 or ids.max() >= len(imgs):
-            raise DataError(f"coords image_id out of range [0, {len(imgs)})")
-        bad = (
-            (coords[:, 0] < 0)
-            | (coords[:, 1] < 0)
-            | (coords[:, 0] + h > sizes[ids, 0])
-            | (coords[:, 1] + w > sizes[ids, 1])
-        )
-        if bad.any():
-            raise DataError(
-                f"{int(bad.sum())} crops of size {h}x{w} fall outside their image "
-                f"(first: coords[{int(np.argmax(bad))}]); clamp the coordinates"
-            )
-        hmax, wmax = sizes.max(axis=0)
-        padded = np.zeros((len(imgs), hmax, wmax, chans.pop()), np.uint8)
-        for i, im in enumerate(imgs):
-            padded[i, : im.shape[0], : im.shape[1]] = im
-        return cls((h, w), downscale_fn, images=tf.constant(padded), coords=tf.constant(coords.astype(np.int32)))
-
-    @staticmethod
-    def random_coords(image_sizes, patch_size, num_patches, seed=0) -> np.ndarray:
-        """``num_patches`` uniformly random crop coordinates ``(y, x, image_id)``, int32.
-
-        Images are picked with probability proportional to their number of crop
-        positions, so every position of every image is equally likely.
-        """
-        h, w = (patch_size, patch_size) if isinstance(patch_size, int) else tuple(patch_size)
-        sizes = np.asarray(image_sizes, dtype=np.int64).reshape(-1, 2)
-        positions = np.maximum(sizes[:, 0] - h + 1, 0) * np.maximum(sizes[:, 1] - w + 1, 0)
-        if positions.sum() == 0:
-            raise DataError(f"no image is at least {h}x{w}; use a smaller patch_size")
-        rng = np.random.default_rng(seed)
-        ids = rng.choice(len(sizes), size=num_patches, p=positions / positions.sum())
-        ys = rng.integers(0, sizes[ids, 0] - h + 1)
-        xs = rng.integers(0, sizes[ids, 1] - w + 1)
-        return np.stack([ys, xs, ids], axis=1).astype(np.int32)
-
-    def gather_hr(self, indices):
-        """HR patches ``[k, h, w, C]`` float32 in [0, 1]."""
-        indices = tf.cast(indices, tf.int32)
-        if self._patches is not None:
-            hr = tf.gather(self._patches, indices)
-        else:
-            c = tf.gather(self._coords, indices)  # (k, 3)
-            ys = c[:, 0:1] + self._grid_y[None, :]  # (k, h)
-            xs = c[:, 1:2] + self._grid_x[None, :]  # (k, w)
-            h, w = self.patch_size
-            k = tf.shape(indices)[0]
-            grid = tf.stack(
-                [
-                    tf.broadcast_to(c[:, 2, None, None], [k, h, w]),
-                    tf.broadcast_to(ys[:, :, None], [k, h, w]),
-                    tf.broadcast_to(xs[:, None, :], [k, h, w]),
-                ],
-                axis=-1,
-            )
-            hr = tf.gather_nd(self._images, grid)
-        return tf.cast(hr, tf.float32) / 255.0
-
-    def gather(self, indices):
-        """``(lr, hr)`` float32 batches for ``indices``; ``lr`` is None without downscale_fn."""
-        hr = self.gather_hr(indices)
-        lr = self.downscale_fn(hr) if self.downscale_fn is not None else None
-        return lr, hr
-
-    def compute_pic(self, batch_size: int = 1024, use_lr: bool = True) -> np.ndarray:
-        """PIC of every pool patch (of its LR version when ``use_lr`` and a downscale_fn exist)."""
-        use_lr = use_lr and self.downscale_fn is not None
-
-        @tf.function
-        def chunk(idx):
-            lr, hr = self.gather(idx) if use_lr else (None, self.gather_hr(idx))
-            return compute_pic(lr if use_lr else hr)
-
-        out = []
-        for start in range(0, self.num_patches, batch_size):
-            idx = tf.range(start, min(start + batch_size, self.num_patches), dtype=tf.int32)
-            out.append(chunk(idx).numpy())
-        return np.concatenate(out)

@@ -330,8 +330,9 @@ class SRTask(Task):
         HR-size bicubic the PSNR-gain of ``psnr_hist`` is measured against.
         """
         from visionfw.data.imresize import imresize
+        from visionfw.data.patch_pool import PatchPool
         from visionfw.data.pipeline import load_train_images
-        from visionfw.data.sampling import PatchPool, make_sampler
+        from visionfw.data.sampling import make_sampler
 
         dc = self.data_config()
         if dc.source is not None and str(dc.source).lower().endswith((".h5", ".hdf5")):

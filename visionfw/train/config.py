@@ -6,6 +6,8 @@ from __future__ import annotations
 import dataclasses
 import json
 
+from visionfw.data.paths import data_dir_help
+
 __all__ = ["TrainConfig"]
 
 
@@ -76,9 +78,7 @@ class TrainConfig:
         "is on the data search path, else 'heldout' when training on the "
         "embedded photos. Empty: no validation.",
     )
-    data_dir: str | None = _opt(
-        None, "First place to look for benchmark sets (then $VISIONFW_DATA, ./data, ../shared/data, ~/.visionfw/data)."
-    )
+    data_dir: str | None = _opt(None, data_dir_help("benchmark sets"))
     protocol: str | None = _opt(
         None, "PSNR protocol (default: edsr for RGB, srcnn for Y models).", choices=("edsr", "srcnn")
     )
