@@ -21,6 +21,7 @@ from typing import Any
 
 import numpy as np
 
+from visionfw.data.image_io import to_float01, to_uint8
 from visionfw.errors import ConfigError
 
 __all__ = ["BASELINE", "find_windows", "choose_crops", "crop_psnr", "png_data_uri", "image_entry", "load_eval_entries"]
@@ -35,21 +36,9 @@ _LUMA = np.array([65.481, 128.553, 24.966]) / 255.0  # MATLAB rgb2ycbcr's Y row 
 # The reports' uint8 <-> float conversions: these two functions are the only place they happen.
 
 
-def _to_float01(img):
-    """Float64 in [0, 1] from uint8 (divided by 255) or float (kept)."""
-    a = np.asarray(img)
-    return a.astype(np.float64) / 255.0 if a.dtype == np.uint8 else a.astype(np.float64)
-
-
-def _to_uint8(img):
-    """uint8 from float in [0, 1] (rounded half up, clipped); uint8 is kept."""
-    a = np.asarray(img)
-    return a if a.dtype == np.uint8 else np.clip(np.floor(a.astype(np.float64) * 255.0 + 0.5), 0, 255).astype(np.uint8)
-
-
 def _as_rgb_float(img):
     """HxWx3 float64 in [0, 1] from HW/HWC uint8 or float (grey replicated)."""
-    a = _to_float01(img)
+    a = to_float01(img).astype(np.float64)
     if a.ndim == 2:
         a = a[..., None]
     if a.shape[-1] == 1:
@@ -186,7 +175,7 @@ def choose_crops(
 
 
 def _uint8_rgb(img):
-    return _to_uint8(_as_rgb_float(img))
+    return to_uint8(_as_rgb_float(img))
 
 
 def png_data_uri(img: np.ndarray) -> str:
@@ -200,7 +189,7 @@ def png_data_uri(img: np.ndarray) -> str:
     """
     from PIL import Image
 
-    a = _to_uint8(img)
+    a = to_uint8(img)
     if a.ndim == 3 and a.shape[-1] == 1:
         a = a[..., 0]
     buf = io.BytesIO()
