@@ -73,11 +73,16 @@ def training_set(results, data_dir=None):
     return str(folder), f"T91 + BSD200 ({len(list_images(folder))} images; no DIV2K on the data search path)"
 
 
-def config_for(args, model, workdir, train_data, steps, quantize_from, lr_halved_at=None, lr=None, val_every=100):
-    """The recipe's TrainConfig; ``lr_halved_at=None``: constant ``lr`` (one phase of a timed run)."""
+def config_for(
+    args, model, workdir, train_data, steps, quantize_from, lr_halved_at=None, lr=None, val_every=100, task_options=None
+):
+    """The recipe's TrainConfig; ``lr_halved_at=None``: constant ``lr`` (one phase of a timed run);
+    ``task_options`` replace the recipe's TAD options (e.g. another loss, or a fixed quantize_from)."""
     from visionfw.train import TrainConfig
 
     schedule, kwargs = ("step", {"step_size": lr_halved_at, "gamma": 0.5}) if lr_halved_at else ("constant", {})
+    options = {"alpha": 10.0, "beta": 1.0, "epsilon": args.epsilon, "quantize_from": quantize_from}
+    options.update(task_options or {})
     return TrainConfig(
         model=model,
         task="tad",
@@ -91,7 +96,7 @@ def config_for(args, model, workdir, train_data, steps, quantize_from, lr_halved
         schedule=schedule,
         schedule_kwargs=kwargs,
         seed=args.seed,
-        task_options={"alpha": 10.0, "beta": 1.0, "epsilon": args.epsilon, "quantize_from": quantize_from},
+        task_options=options,
         val_data=["Set5"],
         val_every=val_every,
         ckpt_every=val_every,
@@ -126,10 +131,11 @@ def _reached(workdir):
     return max(steps, default=0)
 
 
-def train_timed(args, model, workdir, train_data, stop_at):
+def train_timed(args, model, workdir, train_data, stop_at, task_options=None, validations=12):
     """The recipe in wall-clock phases (the step rate of a shared machine is unknown in advance): float
     SLR for the first half of the time, 8-bit SLR after, lr halved for the last quarter.  Each phase
-    ends with a checkpoint (SIGTERM at its deadline); returns the plan in steps (``plan.json``)."""
+    ends with a checkpoint (SIGTERM at its deadline); returns the plan in steps (``plan.json``).
+    ``task_options``: see :func:`config_for`; ``validations``: about how many over the run."""
     from visionfw.train import train
     from visionfw.train.trainer import TrainingInterrupted
 
@@ -142,7 +148,17 @@ def train_timed(args, model, workdir, train_data, stop_at):
     val_every, done = args.first_val_every, []
     for name, quantize_from, lr, end in phases:
         first, t0 = _reached(workdir), time.time()
-        config = config_for(args, model, workdir, train_data, 10**8, quantize_from, lr=lr, val_every=val_every)
+        config = config_for(
+            args,
+            model,
+            workdir,
+            train_data,
+            10**8,
+            quantize_from,
+            lr=lr,
+            val_every=val_every,
+            task_options=task_options,
+        )
         try:
             with Deadline(start + end * (stop_at - start)):
                 train(config)
@@ -152,20 +168,21 @@ def train_timed(args, model, workdir, train_data, stop_at):
         done.append({"phase": name, "from": first, "to": last, "lr": lr})
         print(f"{model}: {name}: steps {first} -> {last} in {(time.time() - t0) / 60:.1f} min", flush=True)
         rate = (last - first) / max(time.time() - t0, 1.0)
-        val_every = max(5, int(rate * (stop_at - start) / 12))  # about 12 validations over the run
+        val_every = max(5, int(rate * (stop_at - start) / validations))
     return {"steps": done[-1]["to"], "quantize_from": done[1]["from"], "lr_halved_at": done[2]["from"], "phases": done}
 
 
-def train_model(args, model, train_data, stop_at):
-    """Trains ``model`` into ``<results>/<model>``: ``--steps`` (or an earlier run's ``plan.json``) as a
-    step plan, else timed phases until ``stop_at``; writes ``model.keras``; returns the plan."""
+def train_model(args, model, train_data, stop_at, run_name=None, task_options=None, validations=12):
+    """Trains ``model`` into ``<results>/<run_name or model>``: ``--steps`` (or an earlier run's
+    ``plan.json``) as a step plan, else timed phases until ``stop_at``; writes ``model.keras``; returns
+    the plan.  ``task_options``, ``validations``: see :func:`train_timed`."""
     from visionfw.train import train
 
-    workdir = Path(args.results) / model
+    workdir = Path(args.results) / (run_name or model)
     plan_file = workdir / "plan.json"
     plan = json.loads(plan_file.read_text()) if plan_file.exists() else None
     if plan is None and not args.steps:
-        plan = train_timed(args, model, workdir, train_data, stop_at)
+        plan = train_timed(args, model, workdir, train_data, stop_at, task_options, validations)
     else:
         if plan is None:
             steps = args.steps
@@ -184,7 +201,8 @@ def train_model(args, model, train_data, stop_at):
             plan["steps"],
             plan["quantize_from"],
             plan["lr_halved_at"],
-            val_every=max(5, plan["steps"] // 12),
+            val_every=max(5, plan["steps"] // validations),
+            task_options=task_options,
         )
     )
     return plan

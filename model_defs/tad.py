@@ -162,6 +162,29 @@ def aetad_color(n_blocks=3):
     )
 
 
+def luma_encoder():
+    """The fixed 'encoder' of the grey baseline: RGB -> plain luma, no weights."""
+    g = Graph("luma_encoder", inputs=[(None, None, 3)])
+    g.block("luma", g.input)
+    return g.spec()
+
+
+def aetad_color_grey_baseline(n_blocks=3):
+    """Colour TAD's grey baseline: the colour decoder alone, restoring RGB from the plain 8-bit luma (no
+    learned encoder).  Laid out as colour TAD with :func:`luma_encoder` as encoder, so the TAD task
+    trains it (``beta=0``, ``quantize_from=0``: the decoder sees the 8-bit luma, as from a file) and
+    ``visionfw.tasks.tad.evaluate_color_tad`` measures it.  Not in the zoo: an experiment's reference model."""
+    return _autoencoder(
+        f"AETAD_color_grey_baseline_R{n_blocks}",
+        luma_encoder(),
+        color_decoder(n_blocks),
+        1,
+        "luma",
+        1,
+        {"factor": 1, "n_blocks": n_blocks},
+    )
+
+
 # name: (hyper-parameters, trainable parameters, description); every x2 model also runs at x4/x16.
 _X2_MODELS = {
     "aetad": (

@@ -63,7 +63,9 @@ def test_a_step_plan_quantises_from_half_and_halves_lr_at_three_quarters(tt, tmp
 
     trained = []
 
-    def fake_config(args, model, workdir, data, steps, quantize_from, lr_halved_at=None, lr=None, val_every=100):
+    def fake_config(
+        args, model, workdir, data, steps, quantize_from, lr_halved_at=None, lr=None, val_every=100, task_options=None
+    ):
         trained.append((steps, quantize_from, lr_halved_at, val_every))
 
     monkeypatch.setattr(tt, "config_for", fake_config)
