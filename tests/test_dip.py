@@ -62,16 +62,16 @@ def test_denoising_stops_early_and_beats_the_noisy_input(clean):
 def test_super_resolution_and_inpainting_fit_their_data_terms(clean, tmp_path):
     lr, _ = dip.degrade("sr", clean[:60, :44], scale=4)  # 15x11 LR: the noise is padded to 64x48, cropped
     out, history = dip.deep_image_prior(
-        "sr", lr, scale=4, steps=60, model_kwargs=TINY, log_every=20, progress=False, tensorboard=str(tmp_path / "tb")
+        "sr", lr, scale=4, steps=30, model_kwargs=TINY, log_every=10, progress=False, tensorboard=str(tmp_path / "tb")
     )
-    assert out.shape == (60, 44, 3) and history["stopped_at"] is None and history["steps_run"] == 60
+    assert out.shape == (60, 44, 3) and history["stopped_at"] is None and history["steps_run"] == 30
     assert history["loss"][-1] < 0.5 * history["loss"][0]
     assert history["psnr"] == [None] * 3  # no reference given
     assert any(p.name.startswith("events") for p in (tmp_path / "tb").iterdir())
 
     holes, mask = dip.degrade("inpaint", clean, drop=0.5, seed=3)
     out, history = dip.deep_image_prior(
-        "inpaint", holes, mask=mask, steps=150, reference=clean, model_kwargs=TINY, log_every=50, progress=False
+        "inpaint", holes, mask=mask, steps=50, reference=clean, model_kwargs=TINY, log_every=25, progress=False
     )
     missing = mask[..., 0] == 0
     filled = metrics.psnr(out[missing], clean[missing])
