@@ -59,6 +59,7 @@ def test_denoising_stops_early_and_beats_the_noisy_input(clean):
     assert out.shape == clean.shape
 
 
+@pytest.mark.slow  # two DIP fits traced and run: about 25 s of CPU; `python -m pytest -m slow`
 def test_super_resolution_and_inpainting_fit_their_data_terms(clean, tmp_path):
     lr, _ = dip.degrade("sr", clean[:60, :44], scale=4)  # 15x11 LR: the noise is padded to 64x48, cropped
     out, history = dip.deep_image_prior(
@@ -78,6 +79,7 @@ def test_super_resolution_and_inpainting_fit_their_data_terms(clean, tmp_path):
     assert filled > metrics.psnr(holes[missing], clean[missing]) + 10, filled
 
 
+@pytest.mark.slow  # 300 steps of dip_hourglass_small: about 27 s of CPU; `python -m pytest -m slow`
 def test_dip_command(clean, tmp_path):
     from visionfw.cli import common
     from visionfw.cli import dip as dip_cli

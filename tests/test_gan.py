@@ -388,6 +388,7 @@ def test_gan_trains_end_to_end(gan_run):
     assert len([k for k in arrays if k.startswith("task/")]) > n_d  # D weights and D optimizer slots
 
 
+@pytest.mark.slow  # a GAN with five VGG layers traced and trained: about 26 s of CPU; `-m slow`
 def test_realesrgan_objective_trains_end_to_end(tmp_path, t91_images):
     """Five VGG layers in the compiled step, the U-Net discriminator's per-pixel logits, half D lr."""
     options = {
@@ -404,6 +405,7 @@ def test_realesrgan_objective_trains_end_to_end(tmp_path, t91_images):
     assert config["task_options"]["objective"] == "realesrgan"
 
 
+@pytest.mark.slow  # two GAN trainings in fresh processes, one killed: a minute or more; `-m slow`
 def test_kill_9_then_resume_auto_equals_the_uninterrupted_run(gan_run, tmp_path, t91_images):
     """`visionfw train --task=gan` killed with SIGKILL after its step-20 checkpoint; the same command with
     --resume=auto gives the uninterrupted run's losses and state bit for bit (both networks, both optimizers)."""
