@@ -164,6 +164,7 @@ def test_bsr_recipe_brings_its_sampler_and_pipeline_opts_out():
     assert resolve_config(TrainConfig(model="edsr_baseline", steps=10, val_data=[])).sampler is None
 
 
+@pytest.mark.slow  # 200 steps on T91 with the PIC sampler: about 13 s of CPU; `python -m pytest -m slow`
 def test_bsr_trains_with_the_pic_sampler_and_its_loss(shared_data, tmp_path):
     resolved, result = _run(
         shared_data,
@@ -183,6 +184,7 @@ def test_bsr_trains_with_the_pic_sampler_and_its_loss(shared_data, tmp_path):
     assert model(x).shape == (1, 18, 22, 3)
 
 
+@pytest.mark.slow  # 200 steps on T91: about 10 s of CPU; `python -m pytest -m slow`
 def test_drrn_trains_and_reloads_with_shared_weights(shared_data, tmp_path):
     resolved, result = _run(shared_data, tmp_path, "drrn", model_kwargs={"n_units": 3, "filters": 16})
     losses = _losses(resolved.workdir)

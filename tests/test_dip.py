@@ -59,25 +59,27 @@ def test_denoising_stops_early_and_beats_the_noisy_input(clean):
     assert out.shape == clean.shape
 
 
+@pytest.mark.slow  # two DIP fits traced and run: about 25 s of CPU; `python -m pytest -m slow`
 def test_super_resolution_and_inpainting_fit_their_data_terms(clean, tmp_path):
     lr, _ = dip.degrade("sr", clean[:60, :44], scale=4)  # 15x11 LR: the noise is padded to 64x48, cropped
     out, history = dip.deep_image_prior(
-        "sr", lr, scale=4, steps=60, model_kwargs=TINY, log_every=20, progress=False, tensorboard=str(tmp_path / "tb")
+        "sr", lr, scale=4, steps=30, model_kwargs=TINY, log_every=10, progress=False, tensorboard=str(tmp_path / "tb")
     )
-    assert out.shape == (60, 44, 3) and history["stopped_at"] is None and history["steps_run"] == 60
+    assert out.shape == (60, 44, 3) and history["stopped_at"] is None and history["steps_run"] == 30
     assert history["loss"][-1] < 0.5 * history["loss"][0]
     assert history["psnr"] == [None] * 3  # no reference given
     assert any(p.name.startswith("events") for p in (tmp_path / "tb").iterdir())
 
     holes, mask = dip.degrade("inpaint", clean, drop=0.5, seed=3)
     out, history = dip.deep_image_prior(
-        "inpaint", holes, mask=mask, steps=150, reference=clean, model_kwargs=TINY, log_every=50, progress=False
+        "inpaint", holes, mask=mask, steps=50, reference=clean, model_kwargs=TINY, log_every=25, progress=False
     )
     missing = mask[..., 0] == 0
     filled = metrics.psnr(out[missing], clean[missing])
     assert filled > metrics.psnr(holes[missing], clean[missing]) + 10, filled
 
 
+@pytest.mark.slow  # 300 steps of dip_hourglass_small: about 27 s of CPU; `python -m pytest -m slow`
 def test_dip_command(clean, tmp_path):
     from visionfw.cli import common
     from visionfw.cli import dip as dip_cli

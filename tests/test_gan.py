@@ -354,16 +354,16 @@ def test_generator_starts_from_a_psnr_trained_file(tmp_path, t91_images):
 
 @pytest.fixture(scope="module")
 def gan_run(tmp_path_factory, t91_images):
-    """120 uninterrupted deterministic steps, checkpoints at 60 and 120."""
+    """40 uninterrupted deterministic steps, checkpoints at 20 and 40."""
     workdir = tmp_path_factory.mktemp("gan") / "full"
-    result = train(gan_config(workdir, t91_images, steps=120, log_every=20, ckpt_every=60))
+    result = train(gan_config(workdir, t91_images, steps=40, log_every=10, ckpt_every=20))
     return workdir, result
 
 
 def test_gan_trains_end_to_end(gan_run):
     workdir, result = gan_run
     rows = read_log(workdir)
-    assert [int(r["step"]) for r in rows] == [20, 40, 60, 80, 100, 120]
+    assert [int(r["step"]) for r in rows] == [10, 20, 30, 40]
     first, last = rows[0], rows[-1]
     for key in (
         "train_g_loss",
@@ -383,11 +383,12 @@ def test_gan_trains_end_to_end(gan_run):
     # the exported model is the generator
     model = keras.saving.load_model(result["model_path"], safe_mode=True)
     assert model.output_shape == (None, None, None, 3)
-    arrays, _ = load_state(workdir / "checkpoints" / "ckpt-00000120.npz")
+    arrays, _ = load_state(workdir / "checkpoints" / "ckpt-00000040.npz")
     n_d = len(visionfw.get_model("srgan_discriminator_small", input_size=16).weights)
     assert len([k for k in arrays if k.startswith("task/")]) > n_d  # D weights and D optimizer slots
 
 
+@pytest.mark.slow  # a GAN with five VGG layers traced and trained: about 26 s of CPU; `-m slow`
 def test_realesrgan_objective_trains_end_to_end(tmp_path, t91_images):
     """Five VGG layers in the compiled step, the U-Net discriminator's per-pixel logits, half D lr."""
     options = {
@@ -404,8 +405,9 @@ def test_realesrgan_objective_trains_end_to_end(tmp_path, t91_images):
     assert config["task_options"]["objective"] == "realesrgan"
 
 
+@pytest.mark.slow  # two GAN trainings in fresh processes, one killed: a minute or more; `-m slow`
 def test_kill_9_then_resume_auto_equals_the_uninterrupted_run(gan_run, tmp_path, t91_images):
-    """`visionfw train --task=gan` killed with SIGKILL after its step-60 checkpoint; the same command with
+    """`visionfw train --task=gan` killed with SIGKILL after its step-20 checkpoint; the same command with
     --resume=auto gives the uninterrupted run's losses and state bit for bit (both networks, both optimizers)."""
     full, _ = gan_run
     killed = tmp_path / "killed"
@@ -421,11 +423,11 @@ def test_kill_9_then_resume_auto_equals_the_uninterrupted_run(gan_run, tmp_path,
         f"--task_options={json.dumps(GAN_OPTIONS)}",
         f"--train_data={t91_images}",
         "--val_data=",
-        "--steps=120",
+        "--steps=40",
         "--batch_size=4",
         "--lr_patch=4",
-        "--log_every=20",
-        "--ckpt_every=60",
+        "--log_every=10",
+        "--ckpt_every=20",
         "--seed=5",
         "--schedule=constant",
         "--deterministic",
@@ -434,14 +436,14 @@ def test_kill_9_then_resume_auto_equals_the_uninterrupted_run(gan_run, tmp_path,
         "--notensorboard",
         "--noprogress",
     ]
-    env = kill_9_after(args, killed / "checkpoints" / "ckpt-00000060.npz", step_delay=0.2)
-    assert not (killed / "checkpoints" / "ckpt-00000120.npz").exists()
+    env = kill_9_after(args, killed / "checkpoints" / "ckpt-00000020.npz", step_delay=0.2)
+    assert not (killed / "checkpoints" / "ckpt-00000040.npz").exists()
     done = subprocess.run(args + ["--resume=auto"], env=env, cwd=REPO, capture_output=True, text=True)
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
     columns = ["loss", "train_g_loss", "train_d_loss", "train_d_real", "train_d_fake"]
     assert [[r[c] for c in columns] for r in read_log(killed)] == [[r[c] for c in columns] for r in read_log(full)]
-    a, _ = load_state(full / "checkpoints" / "ckpt-00000120.npz")
-    b, _ = load_state(killed / "checkpoints" / "ckpt-00000120.npz")
+    a, _ = load_state(full / "checkpoints" / "ckpt-00000040.npz")
+    b, _ = load_state(killed / "checkpoints" / "ckpt-00000040.npz")
     assert sorted(a) == sorted(b) and any(k.startswith("task/") for k in a)
     for key in a:
         np.testing.assert_array_equal(a[key], b[key], err_msg=key)
@@ -493,6 +495,7 @@ def _run_distributed(configs):
     return json.loads(line[len("RESULT ") :])
 
 
+@pytest.mark.slow  # about a minute each on 2 cores: two GAN trainings traced in a fresh process; `-m slow`
 @pytest.mark.parametrize("d_name", sorted(DISCRIMINATORS))
 def test_mirrored_two_cpus_matches_single_device(tmp_path, t91_images, d_name):
     """4 steps on one device, then under MirroredStrategy on 2 logical CPUs, in one subprocess per

@@ -772,6 +772,7 @@ def test_readme_own_model_example_loads_pan_by_name(tmp_path, capsys, monkeypatc
     np.testing.assert_allclose(np.asarray(model(x)), _torch_out(twin, x), atol=1e-5)
 
 
+@pytest.mark.paper  # the published 38.00 dB with the official file: `python -m pytest -m paper`
 def test_registry_model_takes_the_official_file_by_path_in_test_and_export(shared_data, tmp_path, capsys):
     """`visionfw test/export --model=imdn --weights=IMDN_x2.pth`: the family's options, its own scale,
     IMDN's published protocol, the paper's 38.00 dB; the ONNX export passes its parity check."""

@@ -234,6 +234,7 @@ def test_imdn_plain_load_pairs_by_name_and_tf_order_loads_too():
     np.testing.assert_allclose(np.asarray(tf_order(x)), np.asarray(torch_order(x)), atol=1e-6)
 
 
+@pytest.mark.paper
 @needs_data
 @pytest.mark.parametrize("scale", [2, 3, 4])
 def test_imdn_reproduces_published_psnr(cache, scale):
@@ -284,6 +285,7 @@ def _lapsrn_official(model, dataset, scale):
     return float(np.mean(values))
 
 
+@pytest.mark.paper
 @needs_data
 @pytest.mark.parametrize("scale", [2, 4, 8])
 def test_lapsrn_srcnn_protocol_measured(cache, scale):
@@ -306,6 +308,7 @@ def test_lapsrn_srcnn_protocol_measured(cache, scale):
     assert abs(bridge - {2: 28.008, 4: 24.000, 8: 21.414}[scale]) <= 0.005
 
 
+@pytest.mark.paper
 @needs_data
 @pytest.mark.parametrize("scale", [2, 4, 8])
 def test_lapsrn_official_protocol_reproduces_published_psnr(cache, scale):
@@ -467,6 +470,7 @@ def test_dagnn_loader_errors_name_the_file_and_the_fix(tmp_path):
 # ----------------------------------------------------------------------------- the CLI and compare
 
 
+@pytest.mark.paper
 @needs_data
 def test_visionfw_test_pretrained_reproduces_imdn(tmp_path, monkeypatch, capsys):
     """`visionfw test --model=imdn --pretrained` finds the official file through the cache path
@@ -510,6 +514,7 @@ COMPARE_X2 = {
 }
 
 
+@pytest.mark.paper
 @needs_data
 def test_compare_with_official_weights_equals_the_reproductions(tmp_path):
     from visionfw.studies.compare import compare_models

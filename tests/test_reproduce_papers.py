@@ -23,10 +23,13 @@ from visionfw.weights.loader import file_sha256, load_weights
 SHARED = Path(os.environ.get("VISIONFW_SHARED_DATA", Path(__file__).resolve().parents[1].parent / "shared" / "data"))
 WEIGHTS = SHARED / "weights"
 BENCH = SHARED / "benchmark"
-pytestmark = pytest.mark.skipif(
-    not (WEIGHTS.is_dir() and (BENCH / "Set5").is_dir() and (BENCH / "Set14").is_dir()),
-    reason="official weights or benchmark images not available (../shared/data/weights, /benchmark)",
-)
+pytestmark = [
+    pytest.mark.paper,  # a separate run: `python -m pytest -m paper`
+    pytest.mark.skipif(
+        not (WEIGHTS.is_dir() and (BENCH / "Set5").is_dir() and (BENCH / "Set14").is_dir()),
+        reason="official weights or benchmark images not available (../shared/data/weights, /benchmark)",
+    ),
+]
 
 TOL = 0.02
 BICUBIC = {

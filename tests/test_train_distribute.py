@@ -109,6 +109,7 @@ def single_device(tmp_path_factory):
     return root, images, result, _model_weights(root / "single")
 
 
+@pytest.mark.slow  # fresh processes with 2 logical CPUs: about 19 s of CPU; `python -m pytest -m slow`
 def test_mirrored_two_cpus_matches_single_device(single_device):
     root, images, ref, ref_w = single_device
     got = _finish(_launch({"logical_cpus": 2, "config": _config(root / "mirrored", images, distribute="mirrored")}))
@@ -128,6 +129,7 @@ def _free_ports(n):
     return ports
 
 
+@pytest.mark.slow  # three fresh processes (two workers): about 19 s of CPU; `python -m pytest -m slow`
 def test_multi_worker_two_processes_matches_single_device(single_device):
     root, images, ref, ref_w = single_device
     workers = [f"127.0.0.1:{p}" for p in _free_ports(2)]
