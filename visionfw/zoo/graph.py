@@ -16,7 +16,8 @@ JSON and DOT format and builds with :func:`visionfw.build_model` like a hand-wri
 """
 
 from visionfw.errors import SpecError
-from visionfw.zoo.builder import TYPE_CODES, validate_spec, validation_deferred
+from visionfw.zoo.spec_format import TYPE_CODES
+from visionfw.zoo.validation import validate_spec, validation_deferred
 
 __all__ = ["Graph", "Node"]
 

@@ -10,15 +10,17 @@ Nothing here imports the training stack: ``list_models()`` and ``visionfw models
 builder and the zoo alone.
 """
 
+from __future__ import annotations
+
 import dataclasses
-import fnmatch
-import importlib
 import inspect
-import pkgutil
+from collections.abc import Callable
 
 from visionfw.errors import ConfigError, ModelNotFoundError
+from visionfw.registries import Registry, import_package_modules
 
 __all__ = [
+    "MODELS",
     "ModelEntry",
     "ModelInfo",
     "WeightsInfo",
@@ -95,24 +97,31 @@ class ModelInfo:
 
 @dataclasses.dataclass(frozen=True)
 class ModelEntry:
+    """One registered name: its family function, the hyper-parameters the name fixes and its :class:`ModelInfo`."""
+
     name: str
-    fn: callable
+    fn: Callable[..., dict]
     family: str
     scales: tuple
     task: str  # 'sr', 'tad' or 'colorize'
     hyper: dict  # fixed hyper-parameters this name binds
     description: str
-    info: ModelInfo = None
+    info: ModelInfo | None = None
 
     @property
-    def takes_scale(self):
+    def takes_scale(self) -> bool:
         """Whether the family function has a ``scale`` hyper-parameter (the scale policy's one test)."""
         return "scale" in inspect.signature(self.fn).parameters
 
 
-_MODELS = {}
-_RECIPES = {}
-_loaded = False
+def _load_families() -> None:
+    import_package_modules("visionfw.model_defs")
+
+
+MODELS: Registry[ModelEntry] = Registry(
+    "model", error=ModelNotFoundError, fix="`visionfw models` lists the zoo.", loader=_load_families, suggestions=3
+)
+_RECIPES: dict[str, dict] = {}
 
 
 def _pairs(table):
@@ -167,39 +176,31 @@ def register_model(
             published_protocol=published_protocol,
             recipe=None,
         )
-        _MODELS[name] = ModelEntry(name, fn, fam, tuple(scales), task, dict(hyper), doc, info)
+        MODELS.register(name, ModelEntry(name, fn, fam, tuple(scales), task, dict(hyper), doc, info))
         return fn
 
     return decorator(fn) if fn is not None else decorator
 
 
-def _load_zoo():
-    global _loaded
-    if _loaded:
-        return
-    from visionfw import model_defs
+def model_entry(name: str) -> ModelEntry:
+    """The :class:`ModelEntry` of ``name`` (case-insensitive).
 
-    for module in pkgutil.iter_modules(model_defs.__path__):
-        importlib.import_module(f"visionfw.model_defs.{module.name}")
-    _loaded = True
+    Args:
+        name: a registered name, e.g. ``'edsr_baseline'`` (``'EDSR-baseline'`` works too).
 
+    Returns:
+        The entry.
 
-def model_entry(name):
-    """The :class:`ModelEntry` of ``name`` (case-insensitive); ModelNotFoundError with a did-you-mean."""
-    _load_zoo()
+    Raises:
+        ModelNotFoundError: the name is unknown (the message suggests close names).
+    """
     key = name.lower().replace("-", "_") if isinstance(name, str) else name
-    if key not in _MODELS:
-        import difflib
-
-        close = difflib.get_close_matches(str(key), list(_MODELS), n=3, cutoff=0.5)
-        hint = f" Did you mean {', '.join(map(repr, close))}?" if close else ""
-        raise ModelNotFoundError(f"unknown model {name!r}.{hint} `visionfw models` lists the zoo.")
-    return _MODELS[key]
+    return MODELS.lookup(key)
 
 
 def family_recipe(family):
     """The training recipe registered for ``family`` (a copy), or None."""
-    _load_zoo()
+    MODELS.load()
     recipe = _RECIPES.get(family)
     return dict(recipe) if recipe is not None else None
 
@@ -213,8 +214,7 @@ def model_info(name):
 
 def list_models(pattern="*", task=None):
     """Registered model names, sorted; ``pattern`` is a glob such as ``'edsr*'``."""
-    _load_zoo()
-    return sorted(n for n, e in _MODELS.items() if fnmatch.fnmatch(n, pattern) and (task is None or e.task == task))
+    return [n for n in MODELS.names(pattern) if task is None or MODELS[n].task == task]
 
 
 def get_spec(name, scale=None, **hyper):
@@ -245,7 +245,7 @@ def get_spec(name, scale=None, **hyper):
         if entry.scales and int(scale) not in entry.scales:
             raise ConfigError(f"model {name!r} supports scales {list(entry.scales)}, not {scale}.")
         hyper["scale"] = int(scale)
-    from visionfw.zoo.builder import defer_validation
+    from visionfw.zoo.validation import defer_validation
 
     with defer_validation():  # the build validates it, once
         spec = entry.fn(**entry.hyper, **hyper)

@@ -3,7 +3,9 @@
 import json
 
 from visionfw.errors import SpecError
-from visionfw.zoo.builder import ALIASES, TYPE_CODES, build, validate_spec
+from visionfw.zoo.builder import build
+from visionfw.zoo.spec_format import ALIASES, TYPE_CODES
+from visionfw.zoo.validation import validate_spec
 
 
 def _to_jsonable(value, where):
