@@ -11,7 +11,8 @@ import dataclasses
 import sys
 import weakref
 from fractions import Fraction
-from typing import Any
+from types import FrameType
+from typing import Any, cast
 
 from visionfw.errors import SpecError
 from visionfw.zoo.parts import BLOCKS, BUILD_CONTEXT, edge_padded, layer_class, resolve_kwargs
@@ -32,7 +33,8 @@ _trace: contextvars.ContextVar[list | None] = contextvars.ContextVar("visionfw_b
 _CREATION_ORDER: weakref.WeakKeyDictionary[Any, list[int]] = weakref.WeakKeyDictionary()
 
 
-def _apply(layer_or_fn, tensors, where):
+def _apply(layer_or_fn: Any, tensors: Any, where: str) -> Any:
+    """``layer_or_fn(tensors)``, a failure inside Keras told as a SpecError at ``where``."""
     try:
         return layer_or_fn(tensors)
     except SpecError:
@@ -69,6 +71,7 @@ def _block_outputs(link: Link, args: list, lname: str, scope: _Scope, where: str
         )
         return result[0] if len(result) == 1 else result
     fn = BLOCKS[link.sub]
+    assert callable(fn)  # a registered dict block was built above
     return _apply(lambda t: fn(t, name=lname, **link.par), args, where)
 
 
@@ -208,7 +211,9 @@ def _layer_output(link: Link, args: list, lname: str, scope: _Scope, where: str)
     sub, ins, sizes = link.sub, link.ins, scope.sizes
     kwargs = resolve_kwargs(sub, link.par, scope.defaults)
     kwargs.setdefault("name", lname)
-    cls = edge_padded(sub, layer_class(sub), kwargs)
+    cls = layer_class(sub)
+    assert cls is not None  # validation found every class
+    cls = edge_padded(sub, cls, kwargs)
     _check_link_shapes(link, kwargs, args, sizes, where)
     same_sizes = len({sizes.get(v) for v in ins}) == 1
     sizes[link.out] = _spatial_size(sub, kwargs, sizes.get(ins[0])) if same_sizes else None
@@ -281,13 +286,13 @@ def _layer_calls_behind(outputs):
     return len(seen)
 
 
-def allow_graph_depth(layer_calls):
+def allow_graph_depth(layer_calls: int) -> None:
     """Raises Python's recursion limit (never lowers it) so that Keras can walk a graph of
     ``layer_calls`` layer calls: Keras makes a Model -- when it is built, cloned or loaded -- by a
     recursive walk, one Python frame per layer on the longest path, and a chain of ~1000 layers hits
     Python's default limit.  The limit stays raised while the process may walk that model again.
     The walk calls itself from Python, which since Python 3.11 takes no C stack per call."""
-    depth, frame = 0, sys._getframe()
+    depth, frame = 0, cast("FrameType | None", sys._getframe())
     while frame is not None:
         depth, frame = depth + 1, frame.f_back
     needed = 1000 + depth + 2 * int(layer_calls)
@@ -295,15 +300,25 @@ def allow_graph_depth(layer_calls):
         sys.setrecursionlimit(needed)
 
 
-def build(spec):
-    """Validates ``spec`` once and builds it: returns ``(keras.Model, ParsedSpec)``."""
+def build(spec: dict) -> tuple[Any, ParsedSpec]:
+    """Validates ``spec`` once and builds it.
+
+    Args:
+        spec: the spec dict.
+
+    Returns:
+        ``(keras.Model, ParsedSpec)``.
+
+    Raises:
+        SpecError: the spec is invalid or a layer cannot be built.
+    """
     import keras
 
-    seen = {}
+    seen: dict[int, ParsedSpec] = {}
     parsed = validate_spec(spec, _seen=seen)
     shapes = spec.get("inputs", [(None, None, 3)])
     inputs = [keras.Input(shape=tuple(s), name=f"input_{i}") for i, s in enumerate(shapes)]
-    trace = []
+    trace: list[Any] = []
     token = _trace.set(trace)
     try:
         outputs = _build_graph(spec, parsed, inputs, seen=seen)
@@ -342,7 +357,7 @@ def _operations_in_order(tensors):
     return order
 
 
-def creation_order(model):
+def creation_order(model: Any) -> list[int] | None:
     """Ids of ``model``'s layers (nested ones too) in the order its spec created them, or None for a
     model not built by :func:`build_model` (e.g. loaded from a ``.keras`` file).
 
@@ -351,12 +366,22 @@ def creation_order(model):
     return _CREATION_ORDER.get(model)
 
 
-def build_model(spec):
-    """Builds the ``keras.Model`` a spec describes (validating it first, once)."""
+def build_model(spec: dict) -> Any:
+    """Builds the ``keras.Model`` a spec describes (validating it first, once).
+
+    Args:
+        spec: the spec dict (see :mod:`visionfw.zoo.spec_format`).
+
+    Returns:
+        The ``keras.Model``.
+
+    Raises:
+        SpecError: naming the key, the link and the fix.
+    """
     return build(spec)[0]
 
 
-def set_compute_policy(model, dtype_policy):
+def set_compute_policy(model: Any, dtype_policy: str) -> Any:
     """Makes a built ``model`` compute under ``dtype_policy`` (e.g. ``'mixed_bfloat16'``), in place,
     except its output head (the last layer with weights and every layer after it), which becomes
     float32: a bfloat16 output has a step of 1/256 near 1.0, as coarse as the 8-bit image.

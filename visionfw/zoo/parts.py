@@ -198,10 +198,10 @@ def accepted_kwargs(cls: type) -> set[str]:
     return accepted | BASE_LAYER_KWARGS
 
 
-def edge_padded(cls_name: str, cls: type | None, kwargs: dict) -> type | None:
+def edge_padded(cls_name: str, cls: type, kwargs: dict) -> type:
     """Conv2D with ``padding='replicate'`` (or 'edge') is an EdgePadConv2D (the official SRCNN padding)."""
     if cls_name == "Conv2D" and kwargs.get("padding") in ("replicate", "edge"):
-        return layer_class("EdgePadConv2D")
+        return layer_class("EdgePadConv2D") or cls
     return cls
 
 

@@ -134,7 +134,7 @@ class Link(NamedTuple):
 
 def link_keys(spec: dict) -> dict[str, str]:
     """{canonical type: the key the spec uses for it (a word or its five-letter alias)}."""
-    found = {}
+    found: dict[str, str] = {}
     for key in spec:
         code = ALIASES.get(key, key) if isinstance(key, str) else None
         if code in TYPE_CODES:

@@ -257,11 +257,11 @@ def _validate_blocks(spec: dict, path: str, depth: int, seen: dict) -> None:
 def _validate_registered_blocks(links: list[Link], local_blocks: dict, path: str, depth: int, seen: dict) -> None:
     """Validates the registered dict-spec blocks the links use, once each; a block may not contain itself."""
     for link in links:
-        if link.code != "block" or link.sub in local_blocks or not isinstance(BLOCKS.get(link.sub), dict):
+        bspec = BLOCKS.get(link.sub)
+        if link.code != "block" or link.sub in local_blocks or not isinstance(bspec, dict):
             continue
         if path.count(f"block {link.sub!r}") >= 1:
             raise SpecError(f"{loc(path, link.key + '_sub', link.index)}: block {link.sub!r} contains itself.")
-        bspec = BLOCKS[link.sub]
         if id(bspec) not in seen:
             seen[id(bspec)] = validate_spec(
                 dict(bspec, name=bspec.get("name", link.sub)),
