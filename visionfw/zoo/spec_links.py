@@ -277,7 +277,7 @@ def collect_links(spec: dict, path: str) -> list[Link]:
         path: where the spec is (``"spec 'EDSR' > block 'x'"``), the start of every message.
 
     Returns:
-        The :class:`Link` tuples, in the spec's order of link types.
+        The :class:`Link` tuples, grouped by link type (in the order of ``TYPE_CODES``).
 
     Raises:
         SpecError: naming the key, the link and the fix.
