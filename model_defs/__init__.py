@@ -1,4 +1,5 @@
 """The visionfw zoo: one file per family, each a function of hyper-parameters returning a spec dict.
 
-Importing ``visionfw.zoo.registry`` loads every module here, which registers its names.
+The model and block registries import every module here on first use; each registers its names and the
+blocks only its family uses.
 """

@@ -18,11 +18,29 @@ Parameters: 4,875,767 at x2 (4,437,300 of them in the 60 blocks), against 15.6 M
 own count is not known to us.
 """
 
+import visionfw
 from visionfw.zoo.graph import Graph
 from visionfw.zoo.registry import register_model
 
 PAPER = "Kong et al., BSR: A Balanced Framework for Single Image Super Resolution, ITU Kaleidoscope 2020"
 RGB_MEAN = (0.4488, 0.4371, 0.4040)  # DIV2K mean, as in EDSR/RCAN
+
+
+@visionfw.register_block("lsa_resblock")
+def lsa_resblock(inputs, name, filters=None, kernel_size=7, res_scale=1.0):
+    """BSR's residual block: x + res_scale * SA(y), y = conv(relu(conv(x))), with the light spatial
+    attention SA(y) = y * sigmoid(conv_k([mean_c(y), max_c(y)])): one k x k conv to a single map
+    (2*k*k + 1 weights), whatever the width."""
+    x = inputs[0]
+    filters = filters or x.shape[-1]
+    y = visionfw.make_layer("Conv2D", name=f"{name}_conv1", filters=filters, activation="relu")(x)
+    y = visionfw.make_layer("Conv2D", name=f"{name}_conv2", filters=filters, activation=None)(y)
+    a = visionfw.make_layer("ChannelPool", name=f"{name}_pool")(y)
+    a = visionfw.make_layer("Conv2D", name=f"{name}_sa", filters=1, kernel_size=kernel_size, activation="sigmoid")(a)
+    y = visionfw.make_layer("Multiply", name=f"{name}_sa_mul")([y, a])  # the map broadcasts over channels
+    if res_scale != 1.0:
+        y = visionfw.make_layer("Scale", value=res_scale, name=f"{name}_scale")(y)
+    return visionfw.make_layer("Add", name=f"{name}_add")([x, y])
 
 
 def bsr(n_groups=6, n_blocks=10, filters=64, attention_kernel=7, channels=3, scale=2):

@@ -13,7 +13,7 @@ PAPER = "Lim et al., Enhanced Deep Residual Networks for Single Image Super-Reso
 RGB_MEAN = (0.4488, 0.4371, 0.4040)  # DIV2K mean, as in EDSR
 
 
-def edsr(n_blocks=32, filters=256, res_scale=0.1, channels=3, scale=2, rgb_range=1, shuffle_order="tf"):
+def edsr(n_blocks=32, filters=256, res_scale=0.1, channels=3, scale=2, *, rgb_range=1, shuffle_order="tf"):
     """EDSR: MeanShift, head conv, n residual blocks + conv with a long skip, upsampler, tail conv."""
     g = Graph(
         f"EDSR_{n_blocks}x{filters}_x{scale}",

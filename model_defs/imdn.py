@@ -39,7 +39,7 @@ def _imdb(g, x, k, filters, distilled, reduction):
     return g.add(g.conv(y, filters, 1, name=f"IMDB{k}_c5"), x)
 
 
-def imdn(n_blocks=6, filters=64, distilled=16, reduction=16, channels=3, scale=4, shuffle_order="torch"):
+def imdn(n_blocks=6, filters=64, distilled=16, reduction=16, channels=3, scale=4, *, shuffle_order="torch"):
     """IMDN: feature conv, n IMDBs, 1x1 fusion of all block outputs, conv + long skip, sub-pixel tail."""
     g = Graph(
         f"IMDN_x{scale}", inputs=[(None, None, channels)], defaults={"Conv2D": {"kernel_size": 3, "padding": "same"}}

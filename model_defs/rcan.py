@@ -4,6 +4,7 @@ LR - mean --conv--> head --(residual group: (RCAB) x n_blocks + conv + skip) x n
    --(+ head)--> upsampler --conv--> + mean --> SR
 """
 
+import visionfw
 from visionfw.zoo.graph import Graph
 from visionfw.zoo.registry import register_model
 
@@ -11,7 +12,30 @@ PAPER = "Zhang et al., Image Super-Resolution Using Very Deep Residual Channel A
 RGB_MEAN = (0.4488, 0.4371, 0.4040)  # DIV2K mean, as in the authors' code
 
 
-def rcan(n_groups=10, n_blocks=20, filters=64, reduction=16, channels=3, scale=4, shuffle_order="tf"):
+@visionfw.register_block("rcab")
+def rcab(inputs, name, filters=None, reduction=16, res_scale=1.0):
+    """RCAN's residual channel-attention block: x + CA(conv(relu(conv(x))))."""
+    x = inputs[0]
+    filters = filters or x.shape[-1]
+    y = visionfw.make_layer("Conv2D", name=f"{name}_conv1", filters=filters, activation="relu")(x)
+    y = visionfw.make_layer("Conv2D", name=f"{name}_conv2", filters=filters, activation=None)(y)
+    y = visionfw.make_layer("ChannelAttention", reduction=reduction, name=f"{name}_ca")(y)
+    if res_scale != 1.0:
+        y = visionfw.make_layer("Scale", value=res_scale, name=f"{name}_scale")(y)
+    return visionfw.make_layer("Add", name=f"{name}_add")([x, y])
+
+
+@visionfw.register_block("residual_group")
+def residual_group(inputs, name, n_blocks=20, filters=None, reduction=16):
+    """RCAN residual group: x + conv(RCAB^n(x))."""
+    x = y = inputs[0]
+    for b in range(n_blocks):
+        y = rcab([y], name=f"{name}_rcab{b}", filters=filters, reduction=reduction)
+    y = visionfw.make_layer("Conv2D", name=f"{name}_conv", filters=filters or x.shape[-1], activation=None)(y)
+    return visionfw.make_layer("Add", name=f"{name}_add")([x, y])
+
+
+def rcan(n_groups=10, n_blocks=20, filters=64, reduction=16, channels=3, scale=4, *, shuffle_order="tf"):
     """RCAN: head conv, n_groups residual groups + conv with a long skip, upsampler, tail conv."""
     g = Graph(
         f"RCAN_x{scale}",

@@ -13,7 +13,7 @@ from visionfw.zoo.registry import WeightsInfo, register_model
 PAPER = "Dong et al., Image Super-Resolution Using Deep Convolutional Networks, TPAMI 2016"
 
 
-def srcnn(f1=9, f2=1, f3=5, n1=64, n2=32, channels=1, padding="replicate", scale=3):
+def srcnn(f1=9, f2=1, f3=5, n1=64, n2=32, channels=1, *, padding="replicate", scale=3):
     """SRCNN f1-f2-f3 with n1/n2 feature maps, on a pre-upsampled Y (channels=1) or RGB image."""
     g = Graph(f"SRCNN_{f1}{f2}{f3}", inputs=[(None, None, channels)], defaults={"Conv2D": {"padding": padding}})
     x = g.conv(g.input, n1, f1, activation="relu")

@@ -4,10 +4,24 @@ LR --conv 9x9, PReLU--> head --(conv-BN-PReLU-conv-BN + skip) x n_blocks--> conv
    (conv, PixelShuffle x2, PReLU) per x2 --conv 9x9--> SR
 """
 
+import visionfw
 from visionfw.zoo.graph import Graph
 from visionfw.zoo.registry import register_model
 
 PAPER = "Ledig et al., Photo-Realistic Single Image Super-Resolution Using a GAN, CVPR 2017"
+
+
+@visionfw.register_block("srresnet_block")
+def srresnet_block(inputs, name, filters=None):
+    """SRResNet residual block: x + BN(conv(PReLU(BN(conv(x)))))."""
+    x = inputs[0]
+    filters = filters or x.shape[-1]
+    y = visionfw.make_layer("Conv2D", name=f"{name}_conv1", filters=filters, activation=None)(x)
+    y = visionfw.make_layer("BatchNormalization", name=f"{name}_bn1")(y)
+    y = visionfw.make_layer("PReLU", shared_axes=[1, 2], name=f"{name}_prelu")(y)
+    y = visionfw.make_layer("Conv2D", name=f"{name}_conv2", filters=filters, activation=None)(y)
+    y = visionfw.make_layer("BatchNormalization", name=f"{name}_bn2")(y)
+    return visionfw.make_layer("Add", name=f"{name}_add")([x, y])
 
 
 def srresnet(n_blocks=16, filters=64, channels=3, scale=4):

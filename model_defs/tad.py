@@ -35,12 +35,37 @@ the full-range luma 0.299R+0.587G+0.114B in [0, 1]:
 
 import math
 
-from visionfw.errors import ConfigError
+import visionfw
+from visionfw.errors import ConfigError, SpecError
 from visionfw.zoo.graph import Graph
 from visionfw.zoo.registry import register_model
 
 PAPER = "Kim et al., Task-Aware Image Downscaling, ECCV 2018"
 _DEFAULTS = {"Conv2D": {"filters": 64, "kernel_size": 3, "padding": "same"}}
+
+
+@visionfw.register_block("tad_apply")
+def tad_apply(inputs, name, spec, times=1, role=None):
+    """Builds ``spec`` once as a sub-model named ``role`` and applies it ``times`` times.
+
+    Every application shares the sub-model's weights: this is how TAD x4/x16 reuse the x2
+    encoder and decoder (the sub-model is called on its own output).
+    """
+    if not isinstance(spec, dict):
+        raise SpecError(f"block 'tad_apply' ({name}): 'spec' must be a dict spec, got {type(spec).__name__}.")
+    if int(times) < 1:
+        raise SpecError(f"block 'tad_apply' ({name}): times={times} must be at least 1.")
+    sub = visionfw.build_model(dict(spec, name=role or spec["name"]))
+    x = inputs[0] if isinstance(inputs, (list, tuple)) else inputs
+    for _ in range(int(times)):
+        x = sub(x)
+    return x
+
+
+@visionfw.register_block("luma")
+def luma(inputs, name):
+    """The luma of an RGB node (the colour TAD's grey guide)."""
+    return visionfw.make_layer("Luma", name=name)(inputs[0] if isinstance(inputs, (list, tuple)) else inputs)
 
 
 def _body(g, x, n_blocks, skip, conv_only):
@@ -108,7 +133,7 @@ def _recursions(scale, factor):
     return int(round(times))
 
 
-def _autoencoder(name, enc, dec, times, latent, scale, extra_meta):
+def _autoencoder(name, enc, dec, *, times, latent, scale, extra_meta):
     """Full model: encoder^times -> Quantize (off) -> decoder^times; outputs [SHR, SLR]."""
     g = Graph(name, inputs=[(None, None, 3)])
     slr = g.block("tad_apply", g.input, spec=enc, times=times, role="encoder")
@@ -131,7 +156,7 @@ def _autoencoder(name, enc, dec, times, latent, scale, extra_meta):
 
 
 def aetad(
-    n_blocks=3, encoder_skip=True, decoder_skip=True, extra_decoder_conv=False, factor=2, conv_only=False, scale=2
+    n_blocks=3, encoder_skip=True, decoder_skip=True, *, extra_decoder_conv=False, factor=2, conv_only=False, scale=2
 ):
     """TAD autoencoder (x2 steps applied log2(scale) times with shared weights); outputs [SHR, SLR]."""
     times = _recursions(scale, factor)
@@ -142,10 +167,10 @@ def aetad(
         f"AETAD_{variant}{'_conv' if conv_only else ''}_f{factor}_x{scale}",
         enc,
         dec,
-        times,
-        "bicubic",
-        scale,
-        {"factor": factor, "n_blocks": n_blocks},
+        times=times,
+        latent="bicubic",
+        scale=scale,
+        extra_meta={"factor": factor, "n_blocks": n_blocks},
     )
 
 
@@ -155,10 +180,10 @@ def aetad_color(n_blocks=3):
         f"AETAD_color_R{n_blocks}",
         color_encoder(n_blocks),
         color_decoder(n_blocks),
-        1,
-        "luma",
-        1,
-        {"factor": 1, "n_blocks": n_blocks},
+        times=1,
+        latent="luma",
+        scale=1,
+        extra_meta={"factor": 1, "n_blocks": n_blocks},
     )
 
 

@@ -11,7 +11,7 @@ from conftest import count_calls
 
 import visionfw
 from visionfw.errors import SpecError
-from visionfw.zoo import builder
+from visionfw.zoo import parts, validation
 from visionfw.zoo.graph import Graph
 
 
@@ -125,11 +125,11 @@ def test_errors_name_the_key_the_spec_wrote():
 
 
 def test_one_validation_per_build(monkeypatch):
-    calls = count_calls(monkeypatch, {"links": (builder, "_collect_links")})
+    calls = count_calls(monkeypatch, {"links": (validation, "collect_links")})
     visionfw.get_model("edsr_baseline", scale=2)
     assert calls["links"] == 1
     # a registered dict block used three times is parsed once
-    builder.register_block(
+    parts.register_block(
         "tiny_dict_block",
         spec={"name": "tiny_dict_block", "conv": [(0, 1)], "conv_par": [{"filters": 3, "kernel_size": 1}]},
     )
@@ -171,7 +171,7 @@ def test_huge_node_number_is_a_quick_error_under_a_memory_limit():
 
 def test_edge_pad_conv_with_stride_declares_its_real_shape():
     inp = keras.Input((16, 16, 3))
-    layer = builder.make_layer("Conv2D", filters=4, kernel_size=3, strides=2, padding="replicate")
+    layer = parts.make_layer("Conv2D", filters=4, kernel_size=3, strides=2, padding="replicate")
     out = layer(inp)
     assert tuple(out.shape) == (None, 8, 8, 4)
     model = keras.Model(inp, out)

@@ -13,7 +13,8 @@ from conftest import write_noise_images
 from visionfw.degradation import MAX_BLUR_SIZE, MAX_PASSES, check_fits, make_degrader, parse_spec
 from visionfw.errors import ConfigError, SpecError
 from visionfw.tasks.base import typed_options
-from visionfw.zoo.builder import MAX_SPEC_LINKS, build_model
+from visionfw.zoo.builder import build_model
+from visionfw.zoo.spec_format import MAX_SPEC_LINKS
 
 
 def _chain(n, **kw):

@@ -29,7 +29,7 @@ def registry_restored(monkeypatch):
     from visionfw.zoo import registry
 
     registry.list_models()  # the zoo loaded first, so the copy holds it
-    monkeypatch.setattr(registry, "_MODELS", dict(registry._MODELS))
+    monkeypatch.setattr(registry, "MODELS", registry.MODELS.copy())
 
 
 def _register(name, spec):

@@ -157,7 +157,7 @@ def test_import_of_a_module_that_registers_a_model_gives_its_family_recipe(proje
     from visionfw.zoo import registry
 
     registry.list_models()
-    monkeypatch.setattr(registry, "_MODELS", dict(registry._MODELS))  # the model registered here goes after
+    monkeypatch.setattr(registry, "MODELS", registry.MODELS.copy())  # the model registered here goes after
     (project / "registers.py").write_text(
         "import visionfw\nfrom my_models import my_net\n"
         "visionfw.register_model('my_espcn_like', my_net, family='espcn')\n"

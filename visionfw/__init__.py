@@ -18,11 +18,12 @@ __version__ = "0.1.0"
 from visionfw import errors  # noqa: E402
 from visionfw.errors import SpecError, VisionFWError  # noqa: E402
 from visionfw.keras_hooks import install_import_hooks  # noqa: E402
-from visionfw.zoo.builder import build_model, list_blocks, make_layer, register_block, validate_spec  # noqa: E402
+from visionfw.zoo.builder import build_model  # noqa: E402
 from visionfw.zoo.graph import Graph  # noqa: E402
-from visionfw.zoo.parts import register_layer  # noqa: E402
+from visionfw.zoo.parts import list_blocks, make_layer, register_block, register_layer  # noqa: E402
 from visionfw.zoo.registry import get_model, get_spec, list_models, model_info, register_model  # noqa: E402
 from visionfw.zoo.spec_tools import describe, spec_from_json, spec_to_dot, spec_to_json  # noqa: E402
+from visionfw.zoo.validation import validate_spec  # noqa: E402
 
 # saved models load with safe_mode and no custom_objects, once Keras is imported (not here)
 install_import_hooks(quiet=_QUIET_TENSORFLOW)

@@ -33,6 +33,7 @@ from __future__ import annotations
 import tensorflow as tf
 
 from visionfw.errors import ConfigError, DataError, SpecError
+from visionfw.registries import Registry, import_package_modules
 
 __all__ = [
     "Task",
@@ -497,31 +498,48 @@ def _checked_data_options(options, config=None):
     return options
 
 
-TASKS = {"sr": SRTask}
+def _import_task_modules() -> None:
+    import_package_modules("visionfw.tasks")
 
 
-def register_task(name, cls):
-    """Makes ``cls`` (a :class:`Task` subclass) available as ``--task=name``."""
+# name -> Task subclass; every module of this package registers its own task on import, loaded on
+# the first name not known yet (so `--task=tad` just works and a new task module needs no list).
+TASKS: Registry[type[Task]] = Registry(
+    "task",
+    fix="A task of your own: register_task(name, cls) in a module imported first (--import=module).",
+    loader=_import_task_modules,
+)
+TASKS.register("sr", SRTask)
+
+
+def register_task(name: str, cls: type[Task]) -> type[Task]:
+    """Makes ``cls`` available as ``--task=name``.
+
+    Args:
+        name: the task's name.
+        cls: a :class:`Task` subclass.
+
+    Returns:
+        ``cls``.
+
+    Raises:
+        ConfigError: ``cls`` is not a Task subclass.
+    """
     if not (isinstance(cls, type) and issubclass(cls, Task)):
         raise ConfigError(f"register_task({name!r}): {cls!r} is not a Task subclass.")
-    TASKS[str(name)] = cls
-    return cls
+    return TASKS.register(str(name), cls)
 
 
-# Tasks whose module registers them on import; loaded on first use so `--task=tad` just works.
-_TASK_MODULES = {
-    "tad": "visionfw.tasks.tad",
-    "colorize": "visionfw.tasks.colorization",
-    "video_sr": "visionfw.tasks.video",
-    "gan": "visionfw.tasks.gan",
-}
+def get_task(name: str) -> type[Task]:
+    """The Task subclass registered as ``name``.
 
+    Args:
+        name: a task name (``'sr'``, ``'tad'``, ``'colorize'``, ``'video_sr'``, ``'gan'`` or one of yours).
 
-def get_task(name):
-    if name not in TASKS and name in _TASK_MODULES:
-        import importlib
+    Returns:
+        The class.
 
-        importlib.import_module(_TASK_MODULES[name])
-    if name not in TASKS:
-        raise ConfigError(f"task={name!r} is unknown; registered tasks: {sorted(TASKS)}.")
-    return TASKS[name]
+    Raises:
+        ConfigError: the name is unknown (the message suggests a close one).
+    """
+    return TASKS.lookup(name)

@@ -1,4 +1,6 @@
-"""The standard blocks the zoo is written with.
+"""The shared blocks: the ones several zoo families (and your own specs) use.
+
+A block only one family uses is defined and registered in that family's file.
 
 A block function takes ``(inputs, name=..., **params)``: ``inputs`` is the list of
 input tensors of its link, ``name`` a unique prefix for the layers it creates.
@@ -56,43 +58,6 @@ def resblock(inputs, name, filters=None, res_scale=1.0):
     return keras.layers.Add(name=f"{name}_add")([x, y])
 
 
-@register_block("srresnet_block")
-def srresnet_block(inputs, name, filters=None):
-    """SRResNet residual block: x + BN(conv(PReLU(BN(conv(x)))))."""
-    x = _one(inputs)
-    filters = filters or x.shape[-1]
-    y = _conv(f"{name}_conv1", filters=filters, activation=None)(x)
-    y = make_layer("BatchNormalization", name=f"{name}_bn1")(y)
-    y = make_layer("PReLU", shared_axes=[1, 2], name=f"{name}_prelu")(y)
-    y = _conv(f"{name}_conv2", filters=filters, activation=None)(y)
-    y = make_layer("BatchNormalization", name=f"{name}_bn2")(y)
-    return keras.layers.Add(name=f"{name}_add")([x, y])
-
-
-@register_block("rcab")
-def rcab(inputs, name, filters=None, reduction=16, res_scale=1.0):
-    """RCAN's residual channel-attention block: x + CA(conv(relu(conv(x))))."""
-    x = _one(inputs)
-    filters = filters or x.shape[-1]
-    y = _conv(f"{name}_conv1", filters=filters, activation="relu")(x)
-    y = _conv(f"{name}_conv2", filters=filters, activation=None)(y)
-    y = make_layer("ChannelAttention", reduction=reduction, name=f"{name}_ca")(y)
-    if res_scale != 1.0:
-        y = make_layer("Scale", value=res_scale, name=f"{name}_scale")(y)
-    return keras.layers.Add(name=f"{name}_add")([x, y])
-
-
-@register_block("residual_group")
-def residual_group(inputs, name, n_blocks=20, filters=None, reduction=16):
-    """RCAN residual group: x + conv(RCAB^n(x))."""
-    x = _one(inputs)
-    y = x
-    for b in range(n_blocks):
-        y = rcab([y], name=f"{name}_rcab{b}", filters=filters, reduction=reduction)
-    y = _conv(f"{name}_conv", filters=filters or x.shape[-1], activation=None)(y)
-    return keras.layers.Add(name=f"{name}_add")([x, y])
-
-
 def upsample_factors(scale):
     """How a sub-pixel upsampler reaches ``scale``: powers of two by x2 steps, 3 in one step."""
     scale = int(scale)
@@ -121,29 +86,3 @@ def upsampler(inputs, name, scale=2, filters=None, activation=None, order="tf"):
         elif activation is not None:
             x = make_layer("Activation", activation=activation, name=f"{name}_act{k}")(x)
     return x
-
-
-@register_block("luma")
-def luma(inputs, name):
-    """The luma of an RGB node (the colour TAD's grey guide)."""
-    return make_layer("Luma", name=name)(_one(inputs))
-
-
-# --- appended for BSR (issue 12) -----------------------------------------------------------------
-
-
-@register_block("lsa_resblock")
-def lsa_resblock(inputs, name, filters=None, kernel_size=7, res_scale=1.0):
-    """BSR's residual block: x + res_scale * SA(y), y = conv(relu(conv(x))), with the light spatial
-    attention SA(y) = y * sigmoid(conv_k([mean_c(y), max_c(y)])): one k x k conv to a single map
-    (2*k*k + 1 weights), whatever the width."""
-    x = _one(inputs)
-    filters = filters or x.shape[-1]
-    y = _conv(f"{name}_conv1", filters=filters, activation="relu")(x)
-    y = _conv(f"{name}_conv2", filters=filters, activation=None)(y)
-    a = make_layer("ChannelPool", name=f"{name}_pool")(y)
-    a = _conv(f"{name}_sa", filters=1, kernel_size=kernel_size, activation="sigmoid")(a)
-    y = keras.layers.Multiply(name=f"{name}_sa_mul")([y, a])  # the map broadcasts over channels
-    if res_scale != 1.0:
-        y = make_layer("Scale", value=res_scale, name=f"{name}_scale")(y)
-    return keras.layers.Add(name=f"{name}_add")([x, y])

@@ -8,11 +8,9 @@ uses them saves to ``.keras`` and loads back with ``safe_mode=True`` and no
 import keras
 from keras import ops
 
+from visionfw.zoo.parts import register_layer
+
 _PACKAGE = "visionfw"
-
-
-def _register(cls):
-    return keras.saving.register_keras_serializable(package=_PACKAGE)(cls)
 
 
 def _check_order(order, layer):
@@ -38,7 +36,7 @@ class _PixelRearrange(keras.layers.Layer):
         return {**super().get_config(), "scale": self.scale, "order": self.order}
 
 
-@_register
+@register_layer
 class PixelShuffle(_PixelRearrange):
     """Sub-pixel upsampling: (H, W, C*r*r) -> (H*r, W*r, C).
 
@@ -66,7 +64,7 @@ class PixelShuffle(_PixelRearrange):
         return (n, None if h is None else h * r, None if w is None else w * r, None if c is None else c // (r * r))
 
 
-@_register
+@register_layer
 class PixelUnshuffle(_PixelRearrange):
     """Inverse of :class:`PixelShuffle`: (H, W, C) -> (H/r, W/r, C*r*r)."""
 
@@ -87,7 +85,7 @@ class PixelUnshuffle(_PixelRearrange):
         return (n, None if h is None else h // r, None if w is None else w // r, None if c is None else c * r * r)
 
 
-@_register
+@register_layer
 class MeanShift(keras.layers.Layer):
     """Adds ``sign * mean / std`` per channel (EDSR's RGB mean shift); no weights to train."""
 
@@ -111,7 +109,7 @@ class MeanShift(keras.layers.Layer):
         return {**super().get_config(), "mean": self.mean, "std": self.std, "sign": self.sign}
 
 
-@_register
+@register_layer
 class Scale(keras.layers.Layer):
     """Multiplies by a constant (EDSR's residual scaling) or, with ``trainable_scale``, a learnt scalar."""
 
@@ -136,7 +134,7 @@ class Scale(keras.layers.Layer):
         return {**super().get_config(), "value": self.value, "trainable_scale": self.trainable_scale}
 
 
-@_register
+@register_layer
 class ChannelAttention(keras.layers.Layer):
     """RCAN's channel attention: x * sigmoid(W2 relu(W1 avgpool(x) + b1) + b2).
 
@@ -168,7 +166,7 @@ class ChannelAttention(keras.layers.Layer):
         return {**super().get_config(), "reduction": self.reduction}
 
 
-@_register
+@register_layer
 class WeightedSum(keras.layers.Layer):
     """Learnable weighted sum of its inputs, initialised to their plain mean."""
 
@@ -186,7 +184,7 @@ class WeightedSum(keras.layers.Layer):
         return input_shape[0]
 
 
-@_register
+@register_layer
 class BicubicResize(keras.layers.Layer):
     """MATLAB-compatible bicubic resize by ``scale`` (>1 up, <1 down), for pre-upsampled inputs."""
 
@@ -211,7 +209,7 @@ class BicubicResize(keras.layers.Layer):
         return {**super().get_config(), "scale": self.scale}
 
 
-@_register
+@register_layer
 class Quantize(keras.layers.Layer):
     """Rounds to ``levels`` steps in [0, 1] (an 8-bit image by default).
 
@@ -269,7 +267,7 @@ class Quantize(keras.layers.Layer):
         }
 
 
-@_register
+@register_layer
 class EdgePadConv2D(keras.layers.Conv2D):
     """Conv2D whose 'same' padding replicates edge pixels (MATLAB's/SRCNN's 'replicate').
 
@@ -308,7 +306,7 @@ class EdgePadConv2D(keras.layers.Conv2D):
 LUMA_WEIGHTS = (0.299, 0.587, 0.114)
 
 
-@_register
+@register_layer
 class Luma(keras.layers.Layer):
     """RGB -> full-range luma ``0.299 R + 0.587 G + 0.114 B`` (one channel, no weights)."""
 
@@ -320,27 +318,7 @@ class Luma(keras.layers.Layer):
         return tuple(input_shape[:-1]) + (1,)
 
 
-CUSTOM_LAYERS = {
-    cls.__name__: cls
-    for cls in (
-        PixelShuffle,
-        PixelUnshuffle,
-        MeanShift,
-        Scale,
-        ChannelAttention,
-        WeightedSum,
-        BicubicResize,
-        Quantize,
-        EdgePadConv2D,
-        Luma,
-    )
-}
-
-
-# --- appended for IMDN (issue 11): channel split and contrast pooling --------------------------
-
-
-@_register
+@register_layer
 class ChannelSlice(keras.layers.Layer):
     """Channels ``start:stop`` of an NHWC tensor (one half of ``torch.split`` along channels).
 
@@ -372,7 +350,7 @@ class ChannelSlice(keras.layers.Layer):
         return {**super().get_config(), "start": self.start, "stop": self.stop}
 
 
-@_register
+@register_layer
 class ContrastPool(keras.layers.Layer):
     """Per-channel contrast of IMDN's CCA: std + mean over H and W, shape (N, 1, 1, C).
 
@@ -395,12 +373,6 @@ class ContrastPool(keras.layers.Layer):
 
     def get_config(self):
         return {**super().get_config(), "epsilon": self.epsilon}
-
-
-CUSTOM_LAYERS.update({cls.__name__: cls for cls in (ChannelSlice, ContrastPool)})
-
-
-# --- appended for LapSRN (issue 11): bilinear initialiser of transposed convolutions ----------
 
 
 @keras.saving.register_keras_serializable(package=_PACKAGE)
@@ -434,10 +406,7 @@ class BilinearKernel(keras.initializers.Initializer):
         return {}
 
 
-# --- appended for BSR (issue 12): the channel statistics of light spatial attention -------------
-
-
-@_register
+@register_layer
 class ChannelPool(keras.layers.Layer):
     """Mean and max over channels: (N, H, W, C) -> (N, H, W, 2), no weights.
 
@@ -452,9 +421,6 @@ class ChannelPool(keras.layers.Layer):
         return tuple(input_shape[:-1]) + (2,)
 
 
-CUSTOM_LAYERS.update({"ChannelPool": ChannelPool})
-
-
 # ----------------------------------------------------------------------------- GAN discriminators
 
 
@@ -462,7 +428,7 @@ def _l2_normalize(v, eps=1e-12):
     return v / (ops.sqrt(ops.sum(ops.square(v))) + eps)
 
 
-@_register
+@register_layer
 class SpectralConv2D(keras.layers.Conv2D):
     """Conv2D with spectral normalisation (Miyato et al., ICLR 2018), as PyTorch's ``spectral_norm``.
 
@@ -522,9 +488,6 @@ class SpectralConv2D(keras.layers.Conv2D):
         return {**super().get_config(), "power_iterations": self.power_iterations}
 
 
-CUSTOM_LAYERS.update({"SpectralConv2D": SpectralConv2D})
-
-
 # ----------------------------------------------------------------------------- PyTorch-exact resampling
 
 
@@ -539,7 +502,7 @@ def _source_index(out_size, in_size, scale, align_corners):
     return ops.maximum((dst + 0.5) * step - 0.5, 0.0)
 
 
-@_register
+@register_layer
 class Interpolate(keras.layers.Layer):
     """``torch.nn.functional.interpolate`` on NHWC tensors of any (unknown) size.
 
@@ -603,6 +566,3 @@ class Interpolate(keras.layers.Layer):
 
     def get_config(self):
         return {**super().get_config(), "scale": self.scale, "mode": self.mode, "align_corners": self.align_corners}
-
-
-CUSTOM_LAYERS.update({"Interpolate": Interpolate})

@@ -10,15 +10,18 @@ Nothing here imports the training stack: ``list_models()`` and ``visionfw models
 builder and the zoo alone.
 """
 
+from __future__ import annotations
+
 import dataclasses
-import fnmatch
-import importlib
 import inspect
-import pkgutil
+from collections.abc import Callable
+from typing import Any
 
 from visionfw.errors import ConfigError, ModelNotFoundError
+from visionfw.registries import Registry, import_package_modules
 
 __all__ = [
+    "MODELS",
     "ModelEntry",
     "ModelInfo",
     "WeightsInfo",
@@ -69,23 +72,23 @@ class ModelInfo:
     published_protocol: str = ""
     recipe: dict | None = None  # the paper's training recipe (TrainConfig fields + source/notes)
 
-    def weights_for(self, scale=None):
+    def weights_for(self, scale: int | None = None) -> WeightsInfo | None:
         """The official :class:`WeightsInfo` at ``scale`` (or the one for every scale), else None."""
         table = dict(self.weights)
         return table.get(None if scale is None else int(scale), table.get(None))
 
-    def hyper_for(self, scale=None):
+    def hyper_for(self, scale: int | None = None) -> dict:
         """The hyper-parameters the official weights at ``scale`` need (e.g. EDSR-PyTorch's
         ``rgb_range=255``): build with them before loading; {} without official weights."""
         w = self.weights_for(scale)
         return dict(w.hyper) if w is not None else {}
 
-    def params_for(self, scale=None):
+    def params_for(self, scale: int | None = None) -> int | None:
         """The expected parameter count at ``scale`` (or for every scale), else None."""
         table = dict(self.params)
         return table.get(None if scale is None else int(scale), table.get(None))
 
-    def published_psnr(self, dataset, scale):
+    def published_psnr(self, dataset: str, scale: int) -> float | None:
         """The paper's PSNR for ``dataset`` at ``scale`` (protocol: ``published_protocol``), else None."""
         for ds, s, value in self.published:
             if ds == dataset and int(s) == int(scale):
@@ -95,27 +98,34 @@ class ModelInfo:
 
 @dataclasses.dataclass(frozen=True)
 class ModelEntry:
+    """One registered name: its family function, the hyper-parameters the name fixes and its :class:`ModelInfo`."""
+
     name: str
-    fn: callable
+    fn: Callable[..., dict]
     family: str
     scales: tuple
     task: str  # 'sr', 'tad' or 'colorize'
     hyper: dict  # fixed hyper-parameters this name binds
     description: str
-    info: ModelInfo = None
+    info: ModelInfo
 
     @property
-    def takes_scale(self):
+    def takes_scale(self) -> bool:
         """Whether the family function has a ``scale`` hyper-parameter (the scale policy's one test)."""
         return "scale" in inspect.signature(self.fn).parameters
 
 
-_MODELS = {}
-_RECIPES = {}
-_loaded = False
+def _load_families() -> None:
+    import_package_modules("visionfw.model_defs")
 
 
-def _pairs(table):
+MODELS: Registry[ModelEntry] = Registry(
+    "model", error=ModelNotFoundError, fix="`visionfw models` lists the zoo.", loader=_load_families, suggestions=3
+)
+_RECIPES: dict[str, dict] = {}
+
+
+def _pairs(table: Any) -> tuple:
     """{scale or None: value} -> a sorted tuple of pairs (hashable, frozen)."""
     if table is None:
         return ()
@@ -125,30 +135,47 @@ def _pairs(table):
 
 
 def register_model(
-    name,
-    fn=None,
+    name: str,
+    fn: Callable[..., dict] | None = None,
     *,
-    family=None,
-    scales=(2, 3, 4),
-    task="sr",
-    description=None,
-    paper="",
-    params=None,
-    params_counted="total",
-    weights=None,
-    published=None,
-    published_protocol="",
-    recipe=None,
-    **hyper,
-):
+    family: str | None = None,
+    scales: tuple[int, ...] = (2, 3, 4),
+    task: str = "sr",
+    description: str | None = None,
+    paper: str = "",
+    params: Any = None,
+    params_counted: str = "total",
+    weights: Any = None,
+    published: dict | None = None,
+    published_protocol: str = "",
+    recipe: dict | None = None,
+    **hyper: Any,
+) -> Any:
     """Registers ``fn(**hyper) -> spec`` under ``name``; ``hyper`` are fixed for this name.
 
-    ``params``/``weights``: a value, or ``{scale: value}``; ``published``: ``{(dataset, scale):
-    psnr}`` under ``published_protocol``; ``recipe``: the family's training recipe (shared by
-    all its names).  Works as ``register_model(name, fn, ...)`` or as a decorator.
+    Works as ``register_model(name, fn, ...)`` or as a decorator ``@register_model(name, ...)``.
+
+    Args:
+        name: the registry name (lower case, ``_`` between words).
+        fn: the family function returning a spec dict.
+        family: the family (default: the name of ``fn``'s module).
+        scales: the scales the name supports (``()`` for a family without a scale).
+        task: ``'sr'``, ``'tad'`` or ``'colorize'``.
+        description: one line (default: the first line of ``fn``'s docstring).
+        paper: the paper it comes from.
+        params: the expected parameter count: a value, or ``{scale: value}``.
+        params_counted: ``'total'`` (count_params) or ``'trainable'``.
+        weights: the official :class:`WeightsInfo`: a value, or ``{scale: value}``.
+        published: ``{(dataset, scale): psnr}`` under ``published_protocol``.
+        published_protocol: the evaluation protocol of ``published``.
+        recipe: the family's training recipe (shared by all its names).
+        **hyper: hyper-parameters this name fixes.
+
+    Returns:
+        ``fn`` (or, without it, the decorator).
     """
 
-    def decorator(fn):
+    def decorator(fn: Callable[..., dict]) -> Callable[..., dict]:
         fam = family or fn.__module__.rsplit(".", 1)[-1]
         doc = description or (inspect.getdoc(fn) or "").split("\n")[0]
         if recipe is not None:
@@ -167,62 +194,83 @@ def register_model(
             published_protocol=published_protocol,
             recipe=None,
         )
-        _MODELS[name] = ModelEntry(name, fn, fam, tuple(scales), task, dict(hyper), doc, info)
+        MODELS.register(name, ModelEntry(name, fn, fam, tuple(scales), task, dict(hyper), doc, info))
         return fn
 
     return decorator(fn) if fn is not None else decorator
 
 
-def _load_zoo():
-    global _loaded
-    if _loaded:
-        return
-    from visionfw import model_defs
+def model_entry(name: str) -> ModelEntry:
+    """The :class:`ModelEntry` of ``name`` (case-insensitive).
 
-    for module in pkgutil.iter_modules(model_defs.__path__):
-        importlib.import_module(f"visionfw.model_defs.{module.name}")
-    _loaded = True
+    Args:
+        name: a registered name, e.g. ``'edsr_baseline'`` (``'EDSR-baseline'`` works too).
 
+    Returns:
+        The entry.
 
-def model_entry(name):
-    """The :class:`ModelEntry` of ``name`` (case-insensitive); ModelNotFoundError with a did-you-mean."""
-    _load_zoo()
+    Raises:
+        ModelNotFoundError: the name is unknown (the message suggests close names).
+    """
     key = name.lower().replace("-", "_") if isinstance(name, str) else name
-    if key not in _MODELS:
-        import difflib
-
-        close = difflib.get_close_matches(str(key), list(_MODELS), n=3, cutoff=0.5)
-        hint = f" Did you mean {', '.join(map(repr, close))}?" if close else ""
-        raise ModelNotFoundError(f"unknown model {name!r}.{hint} `visionfw models` lists the zoo.")
-    return _MODELS[key]
+    return MODELS.lookup(key)
 
 
-def family_recipe(family):
+def family_recipe(family: str) -> dict | None:
     """The training recipe registered for ``family`` (a copy), or None."""
-    _load_zoo()
+    MODELS.load()
     recipe = _RECIPES.get(family)
     return dict(recipe) if recipe is not None else None
 
 
-def model_info(name):
-    """The :class:`ModelInfo` of ``name``: paper, expected parameters, official weights, published
-    numbers and the family's training recipe."""
+def model_info(name: str) -> ModelInfo:
+    """What the zoo knows about a registered name.
+
+    Args:
+        name: a registered name.
+
+    Returns:
+        Its :class:`ModelInfo`: paper, expected parameters, official weights, published numbers and the
+        family's training recipe.
+
+    Raises:
+        ModelNotFoundError: the name is unknown.
+    """
     entry = model_entry(name)
     return dataclasses.replace(entry.info, recipe=family_recipe(entry.family))
 
 
-def list_models(pattern="*", task=None):
-    """Registered model names, sorted; ``pattern`` is a glob such as ``'edsr*'``."""
-    _load_zoo()
-    return sorted(n for n, e in _MODELS.items() if fnmatch.fnmatch(n, pattern) and (task is None or e.task == task))
+def list_models(pattern: str = "*", task: str | None = None) -> list[str]:
+    """Registered model names, sorted.
+
+    Args:
+        pattern: a glob such as ``'edsr*'``.
+        task: only the names of this task (``'sr'``, ``'tad'``, ``'colorize'``); None: all.
+
+    Returns:
+        The names.
+    """
+    return [n for n in MODELS.names(pattern) if task is None or MODELS[n].task == task]
 
 
-def get_spec(name, scale=None, **hyper):
+def get_spec(name: str, scale: int | None = None, **hyper: Any) -> dict:
     """The spec dict of zoo model ``name`` at ``scale`` with ``hyper`` applied.
 
     The scale policy lives here alone: callers always pass ``scale``; a family that takes
     no scale (colorization, colour TAD) ignores it, one that does checks it against the
-    name's supported scales (``None``: the family's default).
+    name's supported scales.
+
+    Args:
+        name: a registered name.
+        scale: the scale (None: the family's default).
+        **hyper: hyper-parameters of the family function that the name does not fix.
+
+    Returns:
+        The spec dict, its ``meta`` holding ``registry_name`` and ``task``.
+
+    Raises:
+        ModelNotFoundError: the name is unknown.
+        ConfigError: a hyper-parameter the name fixes or the family lacks, or an unsupported scale.
     """
     entry = model_entry(name)
     params = inspect.signature(entry.fn).parameters
@@ -245,7 +293,7 @@ def get_spec(name, scale=None, **hyper):
         if entry.scales and int(scale) not in entry.scales:
             raise ConfigError(f"model {name!r} supports scales {list(entry.scales)}, not {scale}.")
         hyper["scale"] = int(scale)
-    from visionfw.zoo.builder import defer_validation
+    from visionfw.zoo.validation import defer_validation
 
     with defer_validation():  # the build validates it, once
         spec = entry.fn(**entry.hyper, **hyper)
@@ -256,12 +304,26 @@ def get_spec(name, scale=None, **hyper):
     return spec
 
 
-def get_model(name, scale=None, pretrained=False, download=False, **hyper):
+def get_model(
+    name: str, scale: int | None = None, pretrained: bool | str = False, download: bool = False, **hyper: Any
+) -> Any:
     """Builds zoo model ``name`` at ``scale`` as a ``keras.Model``.
 
-    ``pretrained=True`` loads the official weights from the local cache (see
-    :mod:`visionfw.weights.pretrained`; ``download=True`` fetches a missing file from its official URL
-    with its hash checked); ``pretrained="path"`` loads that file with the same options.
+    Args:
+        name: a registered name.
+        scale: the scale (None: the family's default).
+        pretrained: ``True`` loads the official weights from the local cache (see
+            :mod:`visionfw.weights.pretrained`); a path loads that file with the same options.
+        download: fetch a missing official file from its URL (its hash checked).
+        **hyper: hyper-parameters of the family function that the name does not fix.
+
+    Returns:
+        The ``keras.Model``.
+
+    Raises:
+        ModelNotFoundError: the name is unknown.
+        ConfigError: see :func:`get_spec`.
+        WeightsError: the weights are missing or do not fit.
     """
     from visionfw.zoo.builder import build_model
 

@@ -1,12 +1,18 @@
 """Spec utilities: JSON round trip, a printed summary, and a DOT (graphviz) export."""
 
+from __future__ import annotations
+
 import json
+from collections.abc import Callable
+from typing import Any
 
 from visionfw.errors import SpecError
-from visionfw.zoo.builder import ALIASES, TYPE_CODES, build, validate_spec
+from visionfw.zoo.builder import build
+from visionfw.zoo.spec_format import ALIASES, TYPE_CODES
+from visionfw.zoo.validation import validate_spec
 
 
-def _to_jsonable(value, where):
+def _to_jsonable(value: Any, where: str) -> Any:
     if isinstance(value, dict):
         return {str(k): _to_jsonable(v, f"{where}.{k}") for k, v in value.items()}
     if isinstance(value, (list, tuple)):
@@ -19,14 +25,25 @@ def _to_jsonable(value, where):
     )
 
 
-def spec_to_json(spec, indent=None):
-    """The spec as a JSON string (tuples become lists; :func:`spec_from_json` restores them)."""
+def spec_to_json(spec: dict, indent: int | None = None) -> str:
+    """The spec as a JSON string (tuples become lists; :func:`spec_from_json` restores them).
+
+    Args:
+        spec: a spec dict (validated first).
+        indent: JSON indentation (None: one line).
+
+    Returns:
+        The JSON text.
+
+    Raises:
+        SpecError: the spec is invalid or holds a value JSON cannot write.
+    """
     validate_spec(spec)
     return json.dumps(_to_jsonable(spec, "spec"), indent=indent)
 
 
-def _restore(spec):
-    out = {}
+def _restore(spec: dict) -> dict:
+    out: dict[str, Any] = {}
     for key, value in spec.items():
         if key in TYPE_CODES or key in ALIASES:
             out[key] = [tuple(link) for link in value]
@@ -39,8 +56,18 @@ def _restore(spec):
     return out
 
 
-def spec_from_json(text):
-    """Parses a JSON string (or a dict already loaded) back into a spec with tuple links."""
+def spec_from_json(text: str | bytes | dict) -> dict:
+    """Parses a JSON spec back into a spec dict with tuple links and shapes.
+
+    Args:
+        text: the JSON text (or a dict already loaded from it).
+
+    Returns:
+        The spec dict, validated.
+
+    Raises:
+        SpecError: not JSON, not an object, or not a valid spec.
+    """
     try:
         data = json.loads(text) if isinstance(text, (str, bytes)) else text
     except json.JSONDecodeError as exc:
@@ -52,8 +79,19 @@ def spec_from_json(text):
     return spec
 
 
-def describe(spec, print_fn=print):
-    """Prints node, link, layer, output shape and parameter count of every link; returns the text."""
+def describe(spec: dict, print_fn: Callable[[str], Any] | None = print) -> str:
+    """A table of every link: node, link, class or block, output shape and parameter count.
+
+    Args:
+        spec: the spec dict (it is built, once).
+        print_fn: where the table goes (None: nowhere).
+
+    Returns:
+        The table's text.
+
+    Raises:
+        SpecError: the spec is invalid or does not build.
+    """
     model, parsed = build(spec)
     rows = [("node", "link", "class/block", "output shape", "params")]
     for i, shape in enumerate(spec.get("inputs", [(None, None, 3)])):
@@ -93,8 +131,18 @@ def describe(spec, print_fn=print):
     return text
 
 
-def spec_to_dot(spec):
-    """A graphviz DOT text of the spec's graph (render with ``dot -Tpng``)."""
+def spec_to_dot(spec: dict) -> str:
+    """The spec's graph as graphviz DOT text (render with ``dot -Tpng``).
+
+    Args:
+        spec: the spec dict (validated first).
+
+    Returns:
+        The DOT text.
+
+    Raises:
+        SpecError: the spec is invalid.
+    """
     links, n_inputs, outputs = validate_spec(spec)
     lines = [f'digraph "{spec["name"]}" {{', "  rankdir=TB;", '  node [shape=box, fontname="Helvetica"];']
     for i in range(n_inputs):
