@@ -19,7 +19,7 @@ No weights ship with visionfw.  Two files are needed, given by path or found by 
 * the LPIPS linear layers: ``weights/v0.1/vgg.pth`` or ``alex.pth`` of the official ``lpips``
   package (keys ``lin{k}.model.1.weight``, shaped (1, C, 1, 1)).
 
-Both are read without torch (:func:`visionfw.weights.loader.read_state_dict`).  ``download=True``
+Both are read without torch (:func:`visionfw.weights.read_state_dict`).  ``download=True``
 fetches missing files from their official URLs (never done by default).  ``random_weights=True``
 builds a randomly initialised metric for tests: its ``protocol`` says so, and its numbers are
 not LPIPS.
@@ -222,7 +222,7 @@ def lpips_weight_dirs():
 
 
 def _check_prefix(path, wfile):
-    from visionfw.weights.loader import file_sha256
+    from visionfw.weights.formats import file_sha256
 
     if wfile.sha256_prefix:
         digest = file_sha256(path)
@@ -308,7 +308,7 @@ class LPIPS:
             self._lin = self._random_init(seed)
             self.weights = None
         else:
-            from visionfw.weights.loader import read_state_dict
+            from visionfw.weights.formats import read_state_dict
 
             b_path = find_lpips_weights(net, "backbone", backbone_weights, download)
             l_path = find_lpips_weights(net, "lin", lin_weights, download)

@@ -298,9 +298,9 @@ def load_pristine_model(path=None):
 
 
 def _load_mat(path):
-    from visionfw.weights.loader import _read_mat
+    from visionfw.weights.formats import read_mat
 
-    mat = _read_mat(path)
+    mat = read_mat(path)
     missing = [k for k in ("mu_prisparam", "cov_prisparam") if k not in mat]
     if missing:
         raise WeightsError(

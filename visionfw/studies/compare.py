@@ -218,7 +218,8 @@ def compare_models(
     from visionfw.studies.reports import say, write_compare_reports
     from visionfw.studies.runs import ResultCache, interrupted, spec_hash, train_short
     from visionfw.train.trainer import TrainingInterrupted
-    from visionfw.weights.loader import file_sha256, load_weights
+    from visionfw.weights.formats import file_sha256
+    from visionfw.weights.loader import load_weights
     from visionfw.zoo.builder import build_model
 
     entries = parse_models(models)

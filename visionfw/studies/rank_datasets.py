@@ -174,7 +174,8 @@ def rank_datasets(
     from visionfw.studies.reports import format_ranking, say, write_rank_reports
     from visionfw.studies.runs import ResultCache, interrupted, train_short
     from visionfw.train.trainer import TrainingInterrupted
-    from visionfw.weights.loader import file_sha256, load_weights
+    from visionfw.weights.formats import file_sha256
+    from visionfw.weights.loader import load_weights
     from visionfw.zoo.builder import build_model
     from visionfw.zoo.registry import get_spec
 

@@ -39,7 +39,7 @@ def weights_dirs(data_dir=None):
 
 
 def _check_hash(path, info, name):
-    from visionfw.weights.loader import file_sha256
+    from visionfw.weights.formats import file_sha256
 
     digest = file_sha256(path)
     expected = info.sha256 or info.sha256_prefix
