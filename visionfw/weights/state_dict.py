@@ -65,11 +65,7 @@ def plan_state_dict(
       WeightsError: only for unusable arguments (empty state dict, bad name_map, unknown shuffle_order);
         mismatches are reported in the mapping's ``problems``.
     """
-    if shuffle_order not in ("torch", "tf"):
-        raise WeightsError(
-            f"shuffle_order={shuffle_order!r}: use 'torch' (weights from nn.PixelShuffle "
-            "models) or 'tf' (weights already in depth_to_space order)."
-        )
+    _check_shuffle_order(shuffle_order)
     groups = _groups(state, skip, source)
     if not groups:
         raise WeightsError(f"{source}: the state dict is empty (after skipping {list(skip or ())}).")
@@ -82,17 +78,9 @@ def plan_state_dict(
     free_groups = [(p, g) for p, g in groups if p not in resolved]
     reorders, refused = shuffle_reorders(model, shuffle_order)
 
-    named = _pair_by_name(free_groups, free_targets)
-    pairs = [(free_groups[i], free_targets[j], "name") for i, j in named.items()]
-    named_targets = set(named.values())
-    rest_groups = [g for i, g in enumerate(free_groups) if i not in named]
-    rest_targets = [t for j, t in enumerate(free_targets) if j not in named_targets]
+    pairs, rest_groups, rest_targets = _pair_named(free_groups, free_targets)
     rest = _pair_rest(rest_groups, rest_targets, targets, source)
-    pairs += rest.pairs
-
-    group_dict = dict(groups)
-    by_label = {t[0]: t for t in targets}
-    pairs += [((p, group_dict[p]), by_label[label], "map") for p, label in resolved.items() if label is not None]
+    pairs += rest.pairs + _mapped_pairs(resolved, groups, targets)
     order = {p: i for i, (p, _) in enumerate(groups)}
     pairs.sort(key=lambda pair: order[pair[0][0]])
     entries = [plan_entry(prefix, params, target, how, reorders, source) for (prefix, params), target, how in pairs]
@@ -110,6 +98,31 @@ def plan_state_dict(
         ignored=[p for p, label in resolved.items() if label is None],
         plan_problems=problems,
     )
+
+
+def _check_shuffle_order(shuffle_order):
+    if shuffle_order not in ("torch", "tf"):
+        raise WeightsError(
+            f"shuffle_order={shuffle_order!r}: use 'torch' (weights from nn.PixelShuffle "
+            "models) or 'tf' (weights already in depth_to_space order)."
+        )
+
+
+def _mapped_pairs(resolved, groups, targets):
+    """The name_map pass's pairs: [((prefix, params), target, 'map')]."""
+    group_dict = dict(groups)
+    by_label = {t[0]: t for t in targets}
+    return [((p, group_dict[p]), by_label[label], "map") for p, label in resolved.items() if label is not None]
+
+
+def _pair_named(free_groups, free_targets):
+    """The name pass: its pairs, and the modules and targets it left (in their order)."""
+    named = _pair_by_name(free_groups, free_targets)
+    pairs = [(free_groups[i], free_targets[j], "name") for i, j in named.items()]
+    named_targets = set(named.values())
+    rest_groups = [g for i, g in enumerate(free_groups) if i not in named]
+    rest_targets = [t for j, t in enumerate(free_targets) if j not in named_targets]
+    return pairs, rest_groups, rest_targets
 
 
 def _resolve_name_map(name_map, groups, targets, model_name, source):

@@ -33,6 +33,7 @@ import collections
 import tarfile
 import zipfile
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -220,10 +221,26 @@ def _read_zip(path):
             raise WeightsError(f"{path}: corrupt zip archive ({exc}); fetch the checkpoint again.") from exc
 
 
-def open_weights_zip(path, what="zip archive", fix="the download or copy is incomplete: fetch the checkpoint again"):
-    """``zipfile.ZipFile(path)``, or a WeightsError naming ``path`` as a truncated or corrupt ``what``
-    (then ``fix``), or as a zip bomb: members declaring more than :data:`MAX_ZIP_INFLATION` times the
-    file's size (plus 1 MiB) in all, where weight files (torch.save's, Keras's) store them uncompressed."""
+def open_weights_zip(
+    path: str | Path,
+    what: str = "zip archive",
+    fix: str = "the download or copy is incomplete: fetch the checkpoint again",
+) -> zipfile.ZipFile:
+    """``zipfile.ZipFile(path)``, checked for truncation and zip bombs.
+
+    Args:
+      path: the zip file (a torch.save checkpoint, a .keras file).
+      what: what the file is, for the message.
+      fix: what to do about a truncated or corrupt one, for the message.
+
+    Returns:
+      The open archive.
+
+    Raises:
+      WeightsError: naming ``path`` as a truncated or corrupt ``what`` (then ``fix``), or as a zip bomb:
+        members declaring more than :data:`MAX_ZIP_INFLATION` times the file's size (plus 1 MiB) in all,
+        where weight files (torch.save's, Keras's) store them uncompressed.
+    """
     try:
         archive = zipfile.ZipFile(path)
     except (zipfile.BadZipFile, OSError, ValueError) as exc:
@@ -289,7 +306,7 @@ def _read_legacy(path, file):
     return obj, storages
 
 
-def read_torch_checkpoint(path):
+def read_torch_checkpoint(path: str | Path) -> Any:
     """The object a ``torch.save`` file holds, every tensor a contiguous ``numpy.ndarray``.
 
     Needs no torch and runs no code from the file: only tensors, parameters, storages and
@@ -298,9 +315,15 @@ def read_torch_checkpoint(path):
     views (transposes, slices sharing a storage) are copied out with their shape, strides
     and storage offset.
 
-    Raises :class:`~visionfw.errors.WeightsError` for a missing, truncated or corrupt file, a
-    format that is not ``torch.save``'s, or any other global in the pickle (named in the
-    message; never imported or called).
+    Args:
+      path: the ``.pth``/``.pt`` file.
+
+    Returns:
+      The object tree (dicts, lists, numbers, strings and arrays).
+
+    Raises:
+      WeightsError: for a missing, truncated or corrupt file, a format that is not ``torch.save``'s, or
+        any other global in the pickle (named in the message; never imported or called).
     """
     path = Path(path)
     if not path.is_file():
@@ -372,7 +395,7 @@ def _describe(obj):
     return f"a {type(obj).__name__}"
 
 
-def load_torch_checkpoint(path, key=None):
+def load_torch_checkpoint(path: str | Path, key: str | None = None) -> dict[str, np.ndarray]:
     """The state dict of a ``torch.save`` file as ``{name: numpy.ndarray}``, in file order.
 
     Reads with :func:`read_torch_checkpoint` (no torch, no code run).  Unwraps, as often as
@@ -381,6 +404,17 @@ def load_torch_checkpoint(path, key=None):
     the one named by ``key``; keeps the tensors of the result (``num_batches_tracked``
     included) and drops other entries (epoch counters, names); strips DataParallel's
     ``module.`` prefix when every key has it.
+
+    Args:
+      path: the ``.pth``/``.pt`` file.
+      key: the entry holding the state dict, when it is none of the usual wrappers.
+
+    Returns:
+      {name: array}, in file order.
+
+    Raises:
+      WeightsError: the file is unreadable or refused, or holds no state dict (the message lists what
+        it holds).
     """
     obj = read_torch_checkpoint(path)
     if key is not None:
