@@ -336,7 +336,7 @@ def default_model_path() -> Path:
     Returns:
       Its path.
     """
-    return Path(__file__).resolve().parent / "data" / _DEFAULT_FILE
+    return Path(__file__).resolve().parents[1] / "data" / _DEFAULT_FILE
 
 
 def load_pristine_model(path: str | Path | None = None) -> NIQEModel:
