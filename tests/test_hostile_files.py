@@ -13,8 +13,8 @@ import pytest
 import scipy.io
 
 from visionfw.errors import WeightsError
+from visionfw.weights import load_weights
 from visionfw.weights.keras_files import CHECKSUM_ATTR, save_weights, verify_keras_file
-from visionfw.weights.loader import load_weights
 from visionfw.weights.torch_checkpoint import MAX_VIEW_AMPLIFICATION, load_torch_checkpoint, read_torch_checkpoint
 
 _SPEC = importlib.util.spec_from_file_location(

@@ -31,7 +31,7 @@ import keras  # noqa: E402
 
 import visionfw  # noqa: E402
 from visionfw.errors import SpecError, WeightsError  # noqa: E402
-from visionfw.weights.loader import load_weights, plan_state_dict  # noqa: E402
+from visionfw.weights import load_weights, plan_state_dict  # noqa: E402
 from visionfw.zoo.graph import Graph  # noqa: E402
 
 CARN_MEAN = (0.4488, 0.4371, 0.4040)
@@ -233,7 +233,7 @@ def test_carn_and_carn_m_load_their_pytorch_twins_exactly(tmp_path, mobile, orde
     twin = _seed_all(Carn(8, scale, mobile).eval(), 1 + int(mobile))
     path = _save(twin, tmp_path / "carn.pth")
     model = visionfw.build_model(carn_spec(8, scale, mobile, order))
-    plan = plan_state_dict(model, visionfw.weights.loader.read_state_dict(path))
+    plan = plan_state_dict(model, visionfw.weights.read_state_dict(path))
     assert plan.ok, plan.problems
     assert plan.pairing_counts()["name"] == len(plan.entries)  # every module found its layer by name
     if order == "tf":  # the upsampling conv is reordered, through the ReLU between it and the shuffle
@@ -352,7 +352,7 @@ def test_pan_with_a_bilinear_skip_loads_its_pytorch_twin_in_written_order(tmp_pa
     model = visionfw.build_model(spec)
     # Keras lists the layers by graph depth, which is not the order PAN was written in
     keras_order = [layer.name for layer in model.layers if layer.weights]
-    plan = plan_state_dict(model, visionfw.weights.loader.read_state_dict(path))
+    plan = plan_state_dict(model, visionfw.weights.read_state_dict(path))
     assert plan.ok and plan.pairing_counts()["order"] == len(plan.entries)
     assert [e.label for e in plan.entries] != keras_order
     load_weights(model, path)
@@ -570,10 +570,10 @@ def test_every_combination_the_importer_cannot_convert_is_refused(case):
     _, spec, state, names = case
     model = visionfw.build_model(spec)
     with pytest.raises(WeightsError, match=names + r".*Fix: build the model with order='torch'"):
-        visionfw.weights.loader.load_state_dict(model, state)
+        visionfw.weights.load_state_dict(model, state)
     # with the layer in PyTorch's order there is nothing to reorder: the same weights load
     torch_spec = {**spec, "shuffle_par": [dict(p, order="torch") for p in spec["shuffle_par"]]}
-    visionfw.weights.loader.load_state_dict(visionfw.build_model(torch_spec), state)
+    visionfw.weights.load_state_dict(visionfw.build_model(torch_spec), state)
 
 
 # --------------------------------------------------------------------------- pairing messages
@@ -590,7 +590,7 @@ def test_a_misfit_pair_says_how_it_was_paired_and_never_suggests_skipping_it():
         "body.weight": rng.standard_normal((3, 8, 3, 3)).astype(np.float32),
     }  # bias missing
     with pytest.raises(WeightsError) as err:
-        visionfw.weights.loader.load_state_dict(model, state)
+        visionfw.weights.load_state_dict(model, state)
     text = str(err.value)
     assert "'body'" in text and "paired by the spec's written order (no Keras layer is named 'body')" in text
     assert "name the Keras layer after the module" in text and "skip=[" not in text
@@ -625,7 +625,7 @@ def test_register_layer_as_decorator_and_call():
 def test_import_visionfw_exposes_weights_lazily():
     code = (
         "import sys, visionfw; assert 'visionfw.weights.loader' not in sys.modules; "
-        "assert 'tensorflow' not in sys.modules; print(visionfw.weights.loader.describe_mapping.__name__)"
+        "assert 'tensorflow' not in sys.modules; print(visionfw.weights.describe_mapping.__name__)"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr

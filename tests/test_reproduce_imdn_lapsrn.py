@@ -38,7 +38,7 @@ from conftest import SHARED_DATA
 import visionfw
 from visionfw.errors import WeightsError
 from visionfw.model_defs.lapsrn import lapsrn
-from visionfw.weights.loader import plan_state_dict, read_state_dict
+from visionfw.weights import plan_state_dict, read_state_dict
 from visionfw.weights.matconvnet import load_dagnn_convs, load_lapsrn, read_dagnn
 from visionfw.zoo.graph import Graph
 
@@ -128,7 +128,7 @@ def test_metadata_and_parameter_counts(name):
 
 @needs_data
 def test_parameter_counts_equal_the_release_files():
-    from visionfw.weights.loader import file_sha256, read_state_dict
+    from visionfw.weights import file_sha256, read_state_dict
 
     for scale, count in PARAMS["imdn"].items():
         path = WEIGHTS / "imdn" / f"IMDN_x{scale}.pth"
@@ -210,7 +210,7 @@ def _torch_imdn(torch, state, scale):
 @pytest.mark.parametrize("scale", [2, 3, 4])
 def test_imdn_equals_the_official_pytorch_forward(cache, scale):
     torch = pytest.importorskip("torch")
-    from visionfw.weights.loader import read_state_dict
+    from visionfw.weights import read_state_dict
 
     forward = _torch_imdn(torch, read_state_dict(WEIGHTS / "imdn" / f"IMDN_x{scale}.pth"), scale)
     x = np.random.default_rng(scale).random((1, 23, 17, 3), dtype=np.float32)  # odd sizes

@@ -18,7 +18,7 @@ import pytest
 
 import visionfw
 from visionfw.evaluate import evaluate_model
-from visionfw.weights.loader import file_sha256, load_weights
+from visionfw.weights import file_sha256, load_weights
 
 SHARED = Path(os.environ.get("VISIONFW_SHARED_DATA", Path(__file__).resolve().parents[1].parent / "shared" / "data"))
 WEIGHTS = SHARED / "weights"

@@ -12,7 +12,7 @@ import pytest
 from conftest import REPO, SHARED_DATA
 
 import visionfw
-from visionfw.weights.loader import file_sha256
+from visionfw.weights import file_sha256
 from visionfw.zoo import registry
 
 # What a model file may import: the builder, the graph writer, blocks, layers, the registry, errors.
@@ -200,6 +200,8 @@ def test_models_command_loads_no_training_stack():
         "visionfw.data",
         "visionfw.metrics.psnr_ssim",
         "visionfw.weights.loader",
+        "visionfw.weights.state_dict",
+        "visionfw.weights.mapping",
     )
     assert not [m for m in loaded if m.startswith(heavy)], loaded
 

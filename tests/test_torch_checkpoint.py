@@ -1,5 +1,5 @@
 """Tests of visionfw.weights.torch_checkpoint (PyTorch checkpoints without torch, without running pickles)
-and of the structural PyTorch -> Keras mapping in visionfw.weights.loader."""
+and of the structural PyTorch -> Keras mapping in visionfw.weights.state_dict."""
 
 import hashlib
 import importlib.util
@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 
 from visionfw.errors import WeightsError
-from visionfw.weights.loader import (
+from visionfw.weights import (
     DEFAULT_SKIP,
     describe_mapping,
     load_state_dict,
@@ -300,6 +300,37 @@ def test_hand_made_zip_views_and_byte_order(tmp_path, monkeypatch):
     for key, value in load_torch_checkpoint(big).items():
         np.testing.assert_array_equal(value, state[key], err_msg=key)
         assert value.dtype.byteorder in ("=", "|"), key
+
+
+def _tensor_v3_ops(key, size, stride, offset, dtype, nbytes, extra=True):
+    """Opcodes of torch._utils._rebuild_tensor_v3(untyped storage, offset, size, stride, False, OrderedDict(),
+    dtype) (``extra=False`` drops the last two arguments)."""
+    pid = b"(" + _str("storage") + b"ctorch\nUntypedStorage\n" + _str(key) + _str("cpu") + _int(nbytes) + b"tQ"
+    tail = b"ccollections\nOrderedDict\n)Rctorch\n" + dtype.encode() + b"\n" if extra else b""
+    return (
+        b"ctorch._utils\n_rebuild_tensor_v3\n("
+        + pid
+        + _int(offset)
+        + _ints(size)
+        + _ints(stride)
+        + b"\x89"
+        + tail
+        + b"tR"
+    )
+
+
+def test_hand_made_rebuild_tensor_v3(tmp_path, monkeypatch):
+    """torch's _rebuild_tensor_v3 (a byte storage plus the dtype) is called positionally by the pickle."""
+    monkeypatch.setitem(sys.modules, "torch", None)
+    flat = np.arange(8, dtype=np.float32)
+    entries = [("w", _tensor_v3_ops("0", (2, 3), (1, 2), 2, "float32", flat.nbytes))]
+    state = load_torch_checkpoint(_write_zip(tmp_path / "v3.pth", _state_pickle(entries), {"0": flat.tobytes()}))
+    assert state["w"].dtype == np.float32
+    np.testing.assert_array_equal(state["w"], [[2, 4, 6], [3, 5, 7]])
+    short = [("w", _tensor_v3_ops("0", (2, 3), (1, 2), 2, "float32", flat.nbytes, extra=False))]
+    path = _write_zip(tmp_path / "short.pth", _state_pickle(short), {"0": flat.tobytes()})
+    with pytest.raises(WeightsError, match=r"short.pth: corrupt or truncated.*at least 7 arguments, got 5"):
+        load_torch_checkpoint(path)
 
 
 def test_hand_made_legacy_file(tmp_path, monkeypatch):

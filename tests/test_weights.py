@@ -1,4 +1,4 @@
-"""Tests of visionfw.weights.loader: official .mat layouts, Keras files, PyTorch state dicts, errors."""
+"""Tests of visionfw.weights: official .mat layouts, Keras files, PyTorch state dicts, errors."""
 
 import hashlib
 import inspect
@@ -18,7 +18,7 @@ from visionfw.model_defs.rcan import rcan
 from visionfw.model_defs.srcnn import srcnn
 from visionfw.model_defs.srresnet import srresnet
 from visionfw.model_defs.vdsr import vdsr
-from visionfw.weights.loader import file_sha256, load_state_dict, load_weights, torch_to_tf_shuffle_permutation
+from visionfw.weights import file_sha256, load_state_dict, load_weights, torch_to_tf_shuffle_permutation
 from visionfw.zoo.layers import PixelShuffle
 
 SHARED = Path(os.environ.get("VISIONFW_SHARED_DATA", Path(__file__).resolve().parents[1].parent / "shared" / "data"))

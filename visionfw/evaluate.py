@@ -711,7 +711,7 @@ def write_results_json(path, results, model_name, weights_path, scale, protocol,
     import visionfw
     from visionfw.metrics.psnr_ssim import protocol_description
     from visionfw.studies.reports import write_json
-    from visionfw.weights.loader import file_sha256
+    from visionfw.weights.formats import file_sha256
 
     payload = {
         "model": model_name,

@@ -43,7 +43,7 @@ __all__ = [
 ]
 
 PROTOCOLS = ("srcnn", "edsr")
-# WeightsInfo.format -> the formats visionfw.weights.loader.detect_format gives files of that release
+# WeightsInfo.format -> the formats visionfw.weights.detect_format gives files of that release
 _RELEASE_FORMATS = {
     "pth": ("torch", "npz"),
     "pt": ("torch", "npz"),
@@ -165,7 +165,7 @@ def is_release_file(info, scale, weights):
         return False
     if weights is True:
         return True
-    from visionfw.weights.loader import detect_format
+    from visionfw.weights.formats import detect_format
 
     try:
         return detect_format(weights) in _RELEASE_FORMATS.get(w.format, (w.format,))
@@ -179,7 +179,7 @@ def official_scale(info, weights):
     known = [(s, w.sha256) for s, w in info.weights if s is not None and w.sha256]
     if not known or not Path(weights).is_file():
         return None
-    from visionfw.weights.loader import file_sha256
+    from visionfw.weights.formats import file_sha256
 
     digest = file_sha256(weights)
     return next((s for s, sha in known if sha == digest), None)

@@ -13,6 +13,7 @@ from visionfw.metrics.psnr_ssim import (  # noqa: F401  (the package's public na
     quantize,
     shave,
     ssim,
+    to_float01,
 )
 
 __all__ = [
@@ -26,4 +27,5 @@ __all__ = [
     "bicubic_baseline",
     "mean_metrics",
     "PROTOCOLS",
+    "to_float01",
 ]

@@ -19,7 +19,7 @@ No weights ship with visionfw.  Two files are needed, given by path or found by 
 * the LPIPS linear layers: ``weights/v0.1/vgg.pth`` or ``alex.pth`` of the official ``lpips``
   package (keys ``lin{k}.model.1.weight``, shaped (1, C, 1, 1)).
 
-Both are read without torch (:func:`visionfw.weights.loader.read_state_dict`).  ``download=True``
+Both are read without torch (:func:`visionfw.weights.read_state_dict`).  ``download=True``
 fetches missing files from their official URLs (never done by default).  ``random_weights=True``
 builds a randomly initialised metric for tests: its ``protocol`` says so, and its numbers are
 not LPIPS.
@@ -30,8 +30,10 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 from visionfw.errors import DataError, WeightsError
 
@@ -132,12 +134,18 @@ def _net(name):
 # --------------------------------------------------------------------------- backbone
 
 
-def build_backbone(net):
+def build_backbone(net: str) -> Any:
     """The LPIPS backbone as a Keras model: (None, None, 3) in, the 5 tapped ReLU outputs out.
 
     Conv layers are named ``features_N`` after their torchvision index.  torchvision pads every
     conv symmetrically; 'same' does that for stride 1 and odd kernels, AlexNet's stride-4 conv1
     gets an explicit ``ZeroPadding2D``.  Pools are 'valid' (torch's floor mode).
+
+    Args:
+      net: "alex" or "vgg".
+
+    Returns:
+      The ``keras.Model`` (weights not loaded).
     """
     import keras
 
@@ -211,8 +219,12 @@ def _lin_kernels(net, state, source):
 # --------------------------------------------------------------------------- finding files
 
 
-def lpips_weight_dirs():
-    """Folders searched for LPIPS weights, in order (existing or not)."""
+def lpips_weight_dirs() -> list[Path]:
+    """Folders searched for LPIPS weights.
+
+    Returns:
+      The folders, in search order (existing or not).
+    """
     from visionfw.weights.pretrained import ENV, USER_CACHE
 
     dirs = []
@@ -222,7 +234,7 @@ def lpips_weight_dirs():
 
 
 def _check_prefix(path, wfile):
-    from visionfw.weights.loader import file_sha256
+    from visionfw.weights.formats import file_sha256
 
     if wfile.sha256_prefix:
         digest = file_sha256(path)
@@ -248,9 +260,22 @@ def _download(wfile):
     return _check_prefix(Path(path), wfile)
 
 
-def find_lpips_weights(net, which, path=None, download=False):
-    """Path of the ``which`` ("backbone" or "lin") weights of ``net``: ``path`` if given, else the
-    official file name looked up in :func:`lpips_weight_dirs`; WeightsError (with the fix) if absent."""
+def find_lpips_weights(net: str, which: str, path: str | Path | None = None, download: bool = False) -> Path:
+    """The file of the ``which`` weights of ``net``.
+
+    Args:
+      net: "alex" or "vgg".
+      which: "backbone" or "lin".
+      path: the file, if the caller has one; else the official file name is looked up in
+        :func:`lpips_weight_dirs`.
+      download: fetch a missing file from its official URL (prefix of its sha256 checked).
+
+    Returns:
+      The file's path.
+
+    Raises:
+      WeightsError: the file is absent (the message says where to put it) or its hash is wrong.
+    """
     wfile = getattr(_net(net), which)
     if path is not None:
         path = Path(path).expanduser()
@@ -297,8 +322,14 @@ class LPIPS:
     """
 
     def __init__(
-        self, net="alex", backbone_weights=None, lin_weights=None, download=False, random_weights=False, seed=0
-    ):
+        self,
+        net: str = "alex",
+        backbone_weights: str | Path | None = None,
+        lin_weights: str | Path | None = None,
+        download: bool = False,
+        random_weights: bool = False,
+        seed: int = 0,
+    ) -> None:
         _net(net)  # DataError for an unknown net before anything is built
         self.net = net
         self.backbone = build_backbone(net)
@@ -308,7 +339,7 @@ class LPIPS:
             self._lin = self._random_init(seed)
             self.weights = None
         else:
-            from visionfw.weights.loader import read_state_dict
+            from visionfw.weights.formats import read_state_dict
 
             b_path = find_lpips_weights(net, "backbone", backbone_weights, download)
             l_path = find_lpips_weights(net, "lin", lin_weights, download)
@@ -332,7 +363,7 @@ class LPIPS:
         return [np.abs(rng.normal(0, 1.0 / c, c)).astype(np.float32) for c in _net(self.net).channels]
 
     @property
-    def protocol(self):
+    def protocol(self) -> str:
         """How the numbers are measured (every reported LPIPS carries this)."""
         if self.random_weights:
             return f"LPIPS formula with RANDOM {self.net} weights (test only; these numbers are NOT LPIPS)"
@@ -342,8 +373,16 @@ class LPIPS:
             f"v0.1/{spec.lin.name}), RGB [0,1] -> [-1,1], full image, no resizing, spatial mean"
         )
 
-    def __call__(self, a, b):
-        """LPIPS distance of each pair in the batches ``a``, ``b`` -> (N,) float32 tensor."""
+    def __call__(self, a: Any, b: Any) -> Any:
+        """LPIPS distance of each pair in the batches.
+
+        Args:
+          a: NHWC (or HWC) images, as in the class docstring.
+          b: the others, same shape.
+
+        Returns:
+          A (N,) float32 tensor.
+        """
         from keras import ops
 
         a, b = _prepare(a, self.net), _prepare(b, self.net)
@@ -358,8 +397,16 @@ class LPIPS:
             total = total + ops.mean(ops.sum(diff * lin, axis=-1), axis=(1, 2))
         return total
 
-    def distance(self, a, b):
-        """Numpy convenience: HWC pair -> float; NHWC batches -> float64 array (N,)."""
+    def distance(self, a: ArrayLike, b: ArrayLike) -> float | np.ndarray:
+        """LPIPS as numpy.
+
+        Args:
+          a: an HWC image or NHWC batch (see the class docstring).
+          b: the other, same shape.
+
+        Returns:
+          A float for an HWC pair; a float64 array (N,) for NHWC batches.
+        """
         single = np.ndim(a) == 3
         d = np.asarray(self(a, b), dtype=np.float64)
         return float(d[0]) if single else d
@@ -369,15 +416,17 @@ def _prepare(x, net):
     """Any image(s) -> NHWC float32 RGB tensor in [0, 1], size checked."""
     from keras import ops
 
+    from visionfw.metrics.psnr_ssim import to_float01
+
     arr = ops.convert_to_tensor(x)
     if len(arr.shape) == 3:
         arr = arr[None]
     if len(arr.shape) != 4 or arr.shape[-1] not in (1, 3):
         raise DataError(f"LPIPS: expected NHWC/HWC images with 1 or 3 channels, got shape {tuple(arr.shape)}.")
-    uint8 = "uint8" in str(arr.dtype)
-    arr = ops.cast(arr, "float32")
-    if uint8:
-        arr = arr / 255.0
+    if "uint8" in str(arr.dtype):  # a file's pixels
+        arr = ops.convert_to_tensor(to_float01(ops.convert_to_numpy(arr)), "float32")
+    else:
+        arr = ops.cast(arr, "float32")
     if arr.shape[-1] == 1:
         arr = ops.repeat(arr, 3, axis=-1)
     h, w = arr.shape[1], arr.shape[2]
@@ -395,6 +444,16 @@ def _scale(x):
     return (x * 2.0 - 1.0 - shift) / scale
 
 
-def lpips_distance(a, b, net="alex", **kwargs):
-    """One-shot ``LPIPS(net, **kwargs).distance(a, b)`` (builds the metric each call)."""
+def lpips_distance(a: ArrayLike, b: ArrayLike, net: str = "alex", **kwargs: Any) -> float | np.ndarray:
+    """One-shot ``LPIPS(net, **kwargs).distance(a, b)`` (builds the metric each call).
+
+    Args:
+      a: an HWC image or NHWC batch.
+      b: the other, same shape.
+      net: "alex" or "vgg".
+      **kwargs: :class:`LPIPS`'s other options.
+
+    Returns:
+      As :meth:`LPIPS.distance`.
+    """
     return LPIPS(net, **kwargs).distance(a, b)

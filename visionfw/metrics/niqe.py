@@ -29,10 +29,13 @@ from __future__ import annotations
 
 import argparse
 import math
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
+from numpy.typing import ArrayLike
 from scipy.special import gamma as _gamma
 
 from visionfw.errors import DataError, WeightsError
@@ -70,11 +73,17 @@ _DEFAULT_FILE = "niqe_pristine_t91_bsd200.npz"
 # --------------------------------------------------------------------------- statistics
 
 
-def ggd_fit(x):
+def ggd_fit(x: ArrayLike) -> tuple[float, float]:
     """Shape and variance of a zero-mean generalised Gaussian (``estimateggdparam.m``).
 
     Moment matching of ``E[x^2] / E|x|^2`` on MATLAB's grid 0.2:0.001:10 (the nearest grid
-    point, first on ties).  Returns ``(shape, variance)``; Gaussian -> 2, Laplacian -> 1.
+    point, first on ties).
+
+    Args:
+      x: samples (any shape).
+
+    Returns:
+      ``(shape, variance)``; Gaussian -> 2, Laplacian -> 1.
     """
     x = np.asarray(x, dtype=np.float64).ravel()
     var = np.mean(x * x)
@@ -83,9 +92,16 @@ def ggd_fit(x):
     return float(_nearest(_R_GGD, rho, squared=False)), float(var)
 
 
-def aggd_fit(x):
+def aggd_fit(x: ArrayLike) -> tuple[float, float, float, float]:
     """Shape, mean, left and right variance of an asymmetric GGD (``estimateaggdparam.m`` and
-    the mean of ``computefeature.m``).  Returns ``(shape, mean, left_var, right_var)``."""
+    the mean of ``computefeature.m``).
+
+    Args:
+      x: samples (any shape).
+
+    Returns:
+      ``(shape, mean, left_var, right_var)``.
+    """
     x = np.asarray(x, dtype=np.float64).ravel()
     with np.errstate(divide="ignore", invalid="ignore"):
         left = math.sqrt(np.mean(x[x < 0] ** 2)) if np.any(x < 0) else math.nan
@@ -109,8 +125,15 @@ def _nearest(table, value, squared):
 # --------------------------------------------------------------------------- image side
 
 
-def rgb2gray(img):
-    """MATLAB ``rgb2gray`` of a uint8 RGB image: uint8 grey (rounded half away from zero)."""
+def rgb2gray(img: ArrayLike) -> np.ndarray:
+    """MATLAB ``rgb2gray`` of a uint8 RGB image.
+
+    Args:
+      img: HWC uint8 RGB (channels past the third are ignored).
+
+    Returns:
+      The HW uint8 grey image (rounded half away from zero).
+    """
     img = np.asarray(img)
     w = np.array([0.298936021293775, 0.587043074451121, 0.114020904255103])
     return np.clip(np.floor(img[..., :3].astype(np.float64) @ w + 0.5), 0, 255).astype(np.uint8)
@@ -145,8 +168,15 @@ def _filter_replicate(img, g):
     return np.lib.stride_tricks.sliding_window_view(rows, g.size, axis=1) @ g
 
 
-def mscn(img255):
-    """MSCN coefficients and local sigma of an HW 0-255 image: ``((I - mu) / (sigma + 1), sigma)``."""
+def mscn(img255: ArrayLike) -> tuple[np.ndarray, np.ndarray]:
+    """MSCN coefficients and local sigma of a grey image.
+
+    Args:
+      img255: HW image with values in [0, 255].
+
+    Returns:
+      ``((I - mu) / (sigma + 1), sigma)``, both HW float64.
+    """
     img = np.asarray(img255, dtype=np.float64)
     g = _gauss_window()
     mu = _filter_replicate(img, g)
@@ -169,11 +199,20 @@ def _blocks(arr, size):
     return [arr[r * size : (r + 1) * size, c * size : (c + 1) * size] for c in range(cols) for r in range(rows)]
 
 
-def niqe_features(img, grey="rgb2gray", crop_border=0):
+def niqe_features(img: ArrayLike, grey: str = "rgb2gray", crop_border: int = 0) -> tuple[np.ndarray, np.ndarray]:
     """Per-patch NIQE features of one image.
 
-    Returns ``(features, sharpness)``: (n_patches, 36) float64 and (n_patches,) mean local
-    sigma of each first-scale patch.  DataError if the image holds no whole 96x96 patch.
+    Args:
+      img: HW/HWC, uint8 or float [0, 1] (quantised to uint8 first).
+      grey: how RGB becomes grey: 'rgb2gray' (MATLAB's) or 'y' (BT.601 luma).
+      crop_border: pixels dropped from each side first.
+
+    Returns:
+      ``(features, sharpness)``: (n_patches, 36) float64 and (n_patches,) mean local sigma of each
+      first-scale patch.
+
+    Raises:
+      DataError: the image holds no whole 96x96 patch, or ``grey`` is unknown.
     """
     from visionfw.data.imresize import imresize_numpy
 
@@ -186,7 +225,7 @@ def niqe_features(img, grey="rgb2gray", crop_border=0):
             f"niqe: image of {im.shape[0]}x{im.shape[1]} (after cropping) is smaller than one {PATCH}x{PATCH} patch."
         )
     im = im[: rows * PATCH, : cols * PATCH]
-    per_scale, sharpness = [], None
+    per_scale, sharpness = [], np.empty(0)
     for scale in range(1, _SCALES + 1):
         m, sigma = mscn(im)
         size = PATCH // scale
@@ -229,25 +268,47 @@ class NIQEModel:
                 f"expected ({n},) and ({n}, {n})."
             )
 
-    def save(self, path):
-        """Writes the model as a small .npz (mu, cov, and text metadata)."""
+    def save(self, path: str | Path) -> Path:
+        """Writes the model as a small .npz (mu, cov, and text metadata).
+
+        Args:
+          path: the .npz file to write.
+
+        Returns:
+          ``path`` as a Path.
+        """
         np.savez(
             path,
             mu=self.mu,
             cov=self.cov,
             source=np.array(self.source),
             grey=np.array(self.grey),
-            **{f"info_{k}": np.array(v) for k, v in self.info.items()},
+            **{f"info_{k}": np.array(v) for k, v in self.info.items()},  # type: ignore[arg-type]
         )
         return Path(path)
 
 
-def fit_pristine_model(images, grey="rgb2gray", sharpness_threshold=SHARPNESS_THRESHOLD, source=None):
+def fit_pristine_model(
+    images: Iterable[Any],
+    grey: str = "rgb2gray",
+    sharpness_threshold: float = SHARPNESS_THRESHOLD,
+    source: str | None = None,
+) -> NIQEModel:
     """The pristine MVG of ``estimatemodelparam.m`` from pristine images.
 
-    ``images``: arrays (HW/HWC, uint8 or float [0, 1]) or image paths.  From each image only
-    the patches with sharpness > ``sharpness_threshold`` x its sharpest patch's are kept;
-    images with no whole 96x96 patch are skipped.  Returns a :class:`NIQEModel`.
+    Args:
+      images: arrays (HW/HWC, uint8 or float [0, 1]) or image paths; those with no whole 96x96 patch
+        are skipped.
+      grey: how RGB becomes grey ('rgb2gray' or 'y').
+      sharpness_threshold: from each image only the patches with sharpness > this x its sharpest
+        patch's are kept.
+      source: where the model comes from, for its protocol line; default says how many images.
+
+    Returns:
+      The :class:`NIQEModel`.
+
+    Raises:
+      DataError: no image held a whole patch.
     """
     from visionfw.data.image_io import read_image_uint8
 
@@ -269,15 +330,28 @@ def fit_pristine_model(images, grey="rgb2gray", sharpness_threshold=SHARPNESS_TH
     return NIQEModel(mu, cov, source or f"fitted on {used} images", grey=grey, info=info)
 
 
-def default_model_path():
-    """The shipped pristine model (T91 + BSD200 HR images), a file inside the package."""
-    return Path(__file__).resolve().parent / "data" / _DEFAULT_FILE
+def default_model_path() -> Path:
+    """The shipped pristine model (T91 + BSD200 HR images), a file inside the package.
+
+    Returns:
+      Its path.
+    """
+    return Path(__file__).resolve().parents[1] / "data" / _DEFAULT_FILE
 
 
-def load_pristine_model(path=None):
-    """A :class:`NIQEModel` from ``path``: None -> the shipped T91+BSD200 model; ``.npz`` -> one
-    written by :meth:`NIQEModel.save`; ``.mat`` -> the authors' ``modelparameters.mat``
-    (``mu_prisparam``, ``cov_prisparam``)."""
+def load_pristine_model(path: str | Path | None = None) -> NIQEModel:
+    """A pristine NIQE model from a file.
+
+    Args:
+      path: None -> the shipped T91+BSD200 model; ``.npz`` -> one written by :meth:`NIQEModel.save`;
+        ``.mat`` -> the authors' ``modelparameters.mat`` (``mu_prisparam``, ``cov_prisparam``).
+
+    Returns:
+      The :class:`NIQEModel`.
+
+    Raises:
+      WeightsError: the file is missing or holds no model.
+    """
     path = Path(path) if path is not None else default_model_path()
     if not path.is_file():
         extra = (
@@ -298,9 +372,9 @@ def load_pristine_model(path=None):
 
 
 def _load_mat(path):
-    from visionfw.weights.loader import _read_mat
+    from visionfw.weights.formats import read_mat
 
-    mat = _read_mat(path)
+    mat = read_mat(path)
     missing = [k for k in ("mu_prisparam", "cov_prisparam") if k not in mat]
     if missing:
         raise WeightsError(
@@ -319,12 +393,20 @@ def _load_mat(path):
 # --------------------------------------------------------------------------- the metric
 
 
-def niqe(img, model=None, grey=None, crop_border=0):
-    """NIQE of one image (lower = more natural), float.
+def niqe(
+    img: ArrayLike, model: NIQEModel | str | Path | None = None, grey: str | None = None, crop_border: int = 0
+) -> float:
+    """NIQE of one image (lower = more natural).
 
-    ``img``: HW/HWC, uint8 or float [0, 1], RGB or grey, at least 96x96 after ``crop_border``.
-    ``model``: a :class:`NIQEModel`, a path for :func:`load_pristine_model`, or None (the shipped
-    T91+BSD200 model: values not comparable to papers').  ``grey`` defaults to the model's.
+    Args:
+      img: HW/HWC, uint8 or float [0, 1], RGB or grey, at least 96x96 after ``crop_border``.
+      model: a :class:`NIQEModel`, a path for :func:`load_pristine_model`, or None (the shipped
+        T91+BSD200 model: values not comparable to papers').
+      grey: 'rgb2gray' or 'y'; default the model's.
+      crop_border: pixels dropped from each side first.
+
+    Returns:
+      The NIQE value.
     """
     model = model if isinstance(model, NIQEModel) else load_pristine_model(model)
     feats, _ = niqe_features(img, grey or model.grey, crop_border)
@@ -333,8 +415,17 @@ def niqe(img, model=None, grey=None, crop_border=0):
     return float(np.sqrt(d @ np.linalg.pinv((model.cov + cov) / 2.0) @ d))
 
 
-def niqe_protocol(model, grey=None, crop_border=0):
-    """One line stating how a NIQE value was measured."""
+def niqe_protocol(model: NIQEModel, grey: str | None = None, crop_border: int = 0) -> str:
+    """One line stating how a NIQE value was measured.
+
+    Args:
+      model: the pristine model used.
+      grey: the grey conversion used; default the model's.
+      crop_border: the pixels dropped from each side.
+
+    Returns:
+      The line, saying whether the values compare to published ones.
+    """
     grey = grey or model.grey
     how = "MATLAB rgb2gray (uint8)" if grey == "rgb2gray" else "Y (BT.601, MATLAB rgb2ycbcr)"
     note = (
@@ -348,8 +439,20 @@ def niqe_protocol(model, grey=None, crop_border=0):
     )
 
 
-def evaluate_niqe(img, model=None, grey=None, crop_border=0):
-    """``dict(niqe=float, protocol=description)`` for one image (see :func:`niqe`)."""
+def evaluate_niqe(
+    img: ArrayLike, model: NIQEModel | str | Path | None = None, grey: str | None = None, crop_border: int = 0
+) -> dict[str, Any]:
+    """NIQE of one image with its protocol line.
+
+    Args:
+      img: as for :func:`niqe`.
+      model: as for :func:`niqe`.
+      grey: as for :func:`niqe`.
+      crop_border: as for :func:`niqe`.
+
+    Returns:
+      ``dict(niqe=float, protocol=description)``.
+    """
     model = model if isinstance(model, NIQEModel) else load_pristine_model(model)
     return dict(niqe=niqe(img, model, grey, crop_border), protocol=niqe_protocol(model, grey, crop_border))
 

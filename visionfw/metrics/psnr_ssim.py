@@ -27,14 +27,18 @@ filtering, mean of the SSIM map; 3-channel inputs average the per-channel SSIM.
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable, Mapping
+from typing import Any
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 from visionfw.data.color import rgb_to_y
 from visionfw.data.imresize import imresize_numpy, modcrop
 from visionfw.errors import DataError
 
 __all__ = [
+    "to_float01",
     "psnr",
     "ssim",
     "shave",
@@ -51,8 +55,20 @@ PROTOCOLS = ("srcnn", "edsr")
 _CHANNELS = ("y", "rgb")
 
 
-def _to_float01(img):
-    """uint8 -> [0, 1] float64; float -> float64 unchanged."""
+def to_float01(img: ArrayLike) -> np.ndarray:
+    """An image as float64 in [0, 1]: uint8 divided by 255, float kept as it is (as float64).
+
+    The metrics' one uint8 -> float conversion (:func:`quantize` is the way back).
+
+    Args:
+      img: uint8 or float array.
+
+    Returns:
+      The float64 array, same shape.
+
+    Raises:
+      DataError: any other dtype.
+    """
     img = np.asarray(img)
     if img.dtype == np.uint8:
         return img.astype(np.float64) / 255.0
@@ -69,9 +85,18 @@ def _same_shape(a, b, fn):
         )
 
 
-def psnr(a, b, max_val=1.0):
-    """PSNR in dB (float64).  uint8 inputs are first scaled to [0, 1]; ``inf`` if equal."""
-    a, b = _to_float01(a), _to_float01(b)
+def psnr(a: ArrayLike, b: ArrayLike, max_val: float = 1.0) -> float:
+    """PSNR in dB (float64).
+
+    Args:
+      a: an image, float in [0, ``max_val``] or uint8 (scaled to [0, 1] first).
+      b: the other image, same shape.
+      max_val: the peak value of float images.
+
+    Returns:
+      The PSNR in dB; ``inf`` if the images are equal.
+    """
+    a, b = to_float01(a), to_float01(b)
     _same_shape(a, b, "psnr")
     mse = np.mean((a - b) ** 2)
     if mse == 0:
@@ -123,17 +148,25 @@ def _ssim_2d(a, b, downsample):
     return float(ssim_map.mean())
 
 
-def ssim(a, b, max_val=1.0, downsample=False):
+def ssim(a: ArrayLike, b: ArrayLike, max_val: float = 1.0, downsample: bool = False) -> float:
     """MATLAB-compatible SSIM (Wang et al. ``ssim_index.m``), float64.
 
-    ``a``, ``b``: HW or HWC; float images in [0, ``max_val``] (uint8 ones are taken as
-    [0, 255]) are scaled to [0, 255] and compared with L = 255.  3 channels: mean of the
-    per-channel SSIM.  ``downsample=True`` adds the automatic ``max(1, round(min(H,W)/256))``
-    box downsampling of the later ``ssim.m`` (2009); the SR literature does not use it.
+    Float images in [0, ``max_val``] (uint8 ones are taken as [0, 255]) are scaled to [0, 255] and
+    compared with L = 255.
+
+    Args:
+      a: an HW or HWC image.
+      b: the other image, same shape.
+      max_val: the peak value of float images.
+      downsample: add the automatic ``max(1, round(min(H,W)/256))`` box downsampling of the later
+        ``ssim.m`` (2009); the SR literature does not use it.
+
+    Returns:
+      The SSIM; with 3 channels the mean of the per-channel SSIM.
     """
     a_arr, b_arr = np.asarray(a), np.asarray(b)
-    a255 = a_arr.astype(np.float64) if a_arr.dtype == np.uint8 else _to_float01(a_arr) * (255.0 / max_val)
-    b255 = b_arr.astype(np.float64) if b_arr.dtype == np.uint8 else _to_float01(b_arr) * (255.0 / max_val)
+    a255 = a_arr.astype(np.float64) if a_arr.dtype == np.uint8 else to_float01(a_arr) * (255.0 / max_val)
+    b255 = b_arr.astype(np.float64) if b_arr.dtype == np.uint8 else to_float01(b_arr) * (255.0 / max_val)
     _same_shape(a255, b255, "ssim")
     if a255.ndim == 2:
         return _ssim_2d(a255, b255, downsample)
@@ -142,8 +175,16 @@ def ssim(a, b, max_val=1.0, downsample=False):
     return float(np.mean([_ssim_2d(a255[..., c], b255[..., c], downsample) for c in range(a255.shape[-1])]))
 
 
-def shave(img, border):
-    """Drop ``border`` pixels from each side of H and W (HW, HWC or NHWC; numpy or tf)."""
+def shave(img: Any, border: int) -> Any:
+    """Drops ``border`` pixels from each side of H and W.
+
+    Args:
+      img: an HW, HWC or NHWC image (numpy or tf).
+      border: pixels to drop per side, >= 0.
+
+    Returns:
+      The cropped image, same kind.
+    """
     border = int(border)
     if border < 0:
         raise DataError(f"shave: border={border} must be >= 0.")
@@ -157,12 +198,21 @@ def shave(img, border):
     raise DataError(f"shave: image of shape {tuple(img.shape)} must be HW, HWC or NHWC.")
 
 
-def quantize(img):
-    """Round a [0, 1] float image to uint8 levels (half away from zero, clipped), as uint8."""
+def quantize(img: ArrayLike) -> np.ndarray:
+    """A [0, 1] float image rounded to uint8 as MATLAB does: ``floor(x * 255 + 0.5)``, clipped to [0, 255].
+
+    The metrics' one float -> uint8 conversion (:func:`to_float01` is the way back).
+
+    Args:
+      img: float in [0, 1], or uint8 (returned as it is).
+
+    Returns:
+      The uint8 image.
+    """
     img = np.asarray(img)
     if img.dtype == np.uint8:
         return img
-    return np.clip(np.floor(_to_float01(img) * 255.0 + 0.5), 0, 255).astype(np.uint8)
+    return np.clip(np.floor(to_float01(img) * 255.0 + 0.5), 0, 255).astype(np.uint8)
 
 
 def _check_protocol(protocol, channel="y"):
@@ -172,7 +222,7 @@ def _check_protocol(protocol, channel="y"):
         raise DataError(f"channel={channel!r} is unknown; use one of {_CHANNELS}.")
 
 
-def as_hwc(img):
+def as_hwc(img: ArrayLike) -> np.ndarray:
     """One image as an HWC array (HW grey gets a channel axis); DataError unless 1 or 3 channels."""
     img = np.asarray(img)
     if img.ndim == 2:
@@ -182,24 +232,40 @@ def as_hwc(img):
     return img
 
 
-def protocol_y(img, protocol):
-    """Y channel (H, W, 1, float64 in [0, 1]) the way ``protocol`` computes it.
+def protocol_y(img: ArrayLike, protocol: str) -> np.ndarray:
+    """Y channel the way ``protocol`` computes it.
 
     The image is first quantised to uint8 (uint8 images stay as they are).  1 channel:
     the grey value itself.  3 channels: ``"srcnn"`` -> MATLAB ``rgb2ycbcr`` on uint8, so Y
     is rounded to uint8, then /255; ``"edsr"`` -> float Y of the uint8 RGB, not rounded.
+
+    Args:
+      img: HW/HWC, float in [0, 1] or uint8, 1 or 3 channels.
+      protocol: "srcnn" or "edsr".
+
+    Returns:
+      (H, W, 1) float64 in [0, 1].
     """
     _check_protocol(protocol)
     q = as_hwc(quantize(as_hwc(img)))
     if q.shape[-1] == 1:
-        return q.astype(np.float64) / 255.0
+        return to_float01(q)
     if protocol == "srcnn":
-        return rgb_to_y(q).astype(np.float64) / 255.0
-    return rgb_to_y(q.astype(np.float64) / 255.0)
+        return to_float01(rgb_to_y(q))
+    return rgb_to_y(to_float01(q))
 
 
-def protocol_description(protocol, scale, channel="y"):
-    """One line stating how a number was measured (every reported metric carries one)."""
+def protocol_description(protocol: str, scale: int, channel: str = "y") -> str:
+    """One line stating how a number was measured (every reported metric carries one).
+
+    Args:
+      protocol: "srcnn" or "edsr".
+      scale: the SR factor (the border shaved).
+      channel: "y" or "rgb".
+
+    Returns:
+      The line.
+    """
     _check_protocol(protocol, channel)
     space = "Y (BT.601, MATLAB rgb2ycbcr)" if channel == "y" else "RGB"
     detail = (
@@ -213,7 +279,9 @@ def protocol_description(protocol, scale, channel="y"):
     )
 
 
-def evaluate_pair(sr, hr, scale, protocol="srcnn", channel="y"):
+def evaluate_pair(
+    sr: ArrayLike, hr: ArrayLike, scale: int, protocol: str = "srcnn", channel: str = "y"
+) -> dict[str, Any]:
     """PSNR/SSIM of one SR result against its HR image under ``protocol``.
 
     Args:
@@ -226,24 +294,29 @@ def evaluate_pair(sr, hr, scale, protocol="srcnn", channel="y"):
       channel: "y" (luma, as in the papers) or "rgb" (all channels; protocol then only
         affects the description).
 
-    Returns ``dict(psnr=float dB, ssim=float, protocol=description string)``.
+    Returns:
+      ``dict(psnr=float dB, ssim=float, protocol=description string)``.
+
+    Raises:
+      DataError: unknown protocol or channel, or images that differ in size or channels.
     """
     _check_protocol(protocol, channel)
-    sr, hr = as_hwc(sr), as_hwc(hr)
-    if sr.shape[:2] != hr.shape[:2]:
+    sr_img, hr_img = as_hwc(sr), as_hwc(hr)
+    if sr_img.shape[:2] != hr_img.shape[:2]:
         raise DataError(
-            f"evaluate_pair: SR size {sr.shape[:2]} differs from HR size "
-            f"{hr.shape[:2]}; mod-crop the HR image (modcrop(hr, {scale})) first."
+            f"evaluate_pair: SR size {sr_img.shape[:2]} differs from HR size "
+            f"{hr_img.shape[:2]}; mod-crop the HR image (modcrop(hr, {scale})) first."
         )
     if channel == "y":
-        sr_eval, hr_eval = protocol_y(sr, protocol), protocol_y(hr, protocol)
+        sr_eval, hr_eval = protocol_y(sr_img, protocol), protocol_y(hr_img, protocol)
     else:
-        if sr.shape[-1] != hr.shape[-1]:
+        if sr_img.shape[-1] != hr_img.shape[-1]:
             raise DataError(
-                f"evaluate_pair: channel='rgb' needs the same channels, got {sr.shape[-1]} (SR) vs {hr.shape[-1]} (HR)."
+                f"evaluate_pair: channel='rgb' needs the same channels, got {sr_img.shape[-1]} (SR) vs "
+                f"{hr_img.shape[-1]} (HR)."
             )
-        sr_eval = quantize(sr).astype(np.float64) / 255.0
-        hr_eval = quantize(hr).astype(np.float64) / 255.0
+        sr_eval = to_float01(quantize(sr_img))
+        hr_eval = to_float01(quantize(hr_img))
     sr_eval, hr_eval = shave(sr_eval, scale), shave(hr_eval, scale)
     return dict(
         psnr=psnr(sr_eval, hr_eval),
@@ -252,13 +325,22 @@ def evaluate_pair(sr, hr, scale, protocol="srcnn", channel="y"):
     )
 
 
-def bicubic_baseline(hr_uint8, scale, protocol="srcnn", channel="y"):
+def bicubic_baseline(hr_uint8: ArrayLike, scale: int, protocol: str = "srcnn", channel: str = "y") -> dict[str, Any]:
     """PSNR/SSIM of MATLAB-bicubic ``up(down(hr))`` for one image under ``protocol``.
 
     The HR image is mod-cropped to a multiple of ``scale``.  ``"srcnn"``: uint8 Y / 255 is
     down- and up-scaled in float64 (no rounding of the LR image), then the output is
     rounded to uint8.  ``"edsr"``: the uint8 RGB image is down- and up-scaled as uint8
     (MATLAB rounds after every pass), Y taken in float afterwards.
+
+    Args:
+      hr_uint8: the HR image, HW/HWC uint8.
+      scale: the SR factor (also the border shaved).
+      protocol: "srcnn" or "edsr".
+      channel: "y" or "rgb".
+
+    Returns:
+      :func:`evaluate_pair`'s dict for the bicubic output.
     """
     _check_protocol(protocol, channel)
     hr = modcrop(as_hwc(np.asarray(hr_uint8)), scale)
@@ -270,11 +352,17 @@ def bicubic_baseline(hr_uint8, scale, protocol="srcnn", channel="y"):
     return evaluate_pair(up, hr, scale, protocol, channel)
 
 
-def mean_metrics(results):
-    """Dataset-level means of per-image ``evaluate_pair`` results (PSNR averaged in dB, float64).
+def mean_metrics(results: Iterable[Mapping[str, Any]]) -> dict[str, Any]:
+    """Dataset-level means of per-image :func:`evaluate_pair` results (PSNR averaged in dB, float64).
 
-    Returns ``dict(psnr=..., ssim=..., count=N, protocol=...)``; every result must carry
-    the same protocol description.
+    Args:
+      results: the per-image dicts; every one must carry the same protocol description.
+
+    Returns:
+      ``dict(psnr=..., ssim=..., count=N, protocol=...)``.
+
+    Raises:
+      DataError: no results, or results measured under different protocols.
     """
     results = list(results)
     if not results:

@@ -387,7 +387,8 @@ def _build_with_weights(run, entry, spec, wpath, wdesc):
     """(model, weights description, weights id): ``spec`` built, its weights loaded (or random, seeded)."""
     import keras
 
-    from visionfw.weights.loader import file_sha256, load_weights
+    from visionfw.weights.formats import file_sha256
+    from visionfw.weights.loader import load_weights
     from visionfw.zoo.builder import build_model
 
     keras.utils.set_random_seed(int(run.seed))

@@ -341,7 +341,7 @@ def _train_on(run, label, path, tag):
 
 def _evaluate_on_test_sets(run, label, model_path, tag):
     """Fills the gains of the model trained on ``label`` for every test set: from the cache, else evaluated."""
-    from visionfw.weights.loader import file_sha256
+    from visionfw.weights.formats import file_sha256
 
     sha = file_sha256(model_path)[:16]
     net = None

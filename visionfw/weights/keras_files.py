@@ -17,6 +17,7 @@ from __future__ import annotations
 import hashlib
 import io
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -43,9 +44,16 @@ def _datasets(h5file):
     return found
 
 
-def record_checksums(path):
-    """Stores the sha256 of each weight array of the ``.weights.h5`` file ``path`` beside it (an
-    attribute of each dataset, which Keras ignores), for :func:`verify_keras_file` to check."""
+def record_checksums(path: str | Path) -> Path:
+    """Stores the sha256 of each weight array of a ``.weights.h5`` file beside it (an attribute of each
+    dataset, which Keras ignores), for :func:`verify_keras_file` to check.
+
+    Args:
+      path: the ``.weights.h5`` file, rewritten in place.
+
+    Returns:
+      ``path`` as a Path.
+    """
     import h5py
 
     with h5py.File(path, "r+") as f:
@@ -54,8 +62,19 @@ def record_checksums(path):
     return Path(path)
 
 
-def save_weights(model, path):
-    """``model.save_weights(path)`` (a ``.weights.h5`` file) with each array's sha256 recorded."""
+def save_weights(model: Any, path: str | Path) -> Path:
+    """``model.save_weights(path)`` with each array's sha256 recorded.
+
+    Args:
+      model: a ``keras.Model``.
+      path: the file to write, named ``NAME.weights.h5``.
+
+    Returns:
+      ``path`` as a Path.
+
+    Raises:
+      WeightsError: ``path`` does not end in ``.weights.h5``.
+    """
     if not str(path).endswith(".weights.h5"):
         raise WeightsError(f"{path}: save_weights writes a .weights.h5 file; name it NAME.weights.h5.")
     model.save_weights(str(path))
@@ -100,12 +119,19 @@ def _check_h5(source, path):
             )
 
 
-def verify_keras_file(path):
-    """Raises :class:`~visionfw.errors.WeightsError` saying what is wrong with a ``.keras``,
-    ``.weights.h5`` or legacy ``.h5`` file: truncated or corrupt container, a member whose CRC-32
-    fails, an unreadable array, an array that no longer matches its recorded sha256, NaN or inf.
+def verify_keras_file(path: str | Path) -> None:
+    """Checks a ``.keras``, ``.weights.h5`` or legacy ``.h5`` file before Keras reads it.
+
     For a sound ``.keras`` file it also makes room for Keras to load a deep model
-    (:func:`visionfw.zoo.builder.allow_graph_depth`, from the objects its config names)."""
+    (:func:`visionfw.zoo.builder.allow_graph_depth`, from the objects its config names).
+
+    Args:
+      path: the file.
+
+    Raises:
+      WeightsError: saying what is wrong: truncated or corrupt container, a member whose CRC-32 fails,
+        an unreadable array, an array that no longer matches its recorded sha256, NaN or inf.
+    """
     path = Path(path)
     if not path.is_file():
         raise WeightsError(f"{path}: no such file; check the path of the weights.")

@@ -26,6 +26,7 @@ How to recognise the format: a ``.mat`` whose top-level key ``net`` is a struct 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -53,11 +54,17 @@ def _loadmat(path):
         raise WeightsError(f"{path}: not a readable .mat file ({exc}); check the file is complete.") from exc
 
 
-def is_dagnn(mat):
-    """Whether a ``scipy.io.loadmat`` result (or a path) is a MatConvNet DagNN: ``net`` with layers and params."""
-    if not isinstance(mat, dict):
-        mat = _loadmat(mat)
-    net = mat.get("net")
+def is_dagnn(mat: dict | str | Path) -> bool:
+    """Whether a .mat holds a MatConvNet DagNN: ``net`` with layers and params.
+
+    Args:
+      mat: a ``scipy.io.loadmat`` result, or the file's path.
+
+    Returns:
+      True for a DagNN.
+    """
+    loaded = mat if isinstance(mat, dict) else _loadmat(mat)
+    net = loaded.get("net")
     fields = getattr(net, "_fieldnames", None) or ()
     return "layers" in fields and "params" in fields
 
@@ -84,13 +91,20 @@ def _block_dict(block):
     return out
 
 
-def read_dagnn(path):
-    """``(layers, params)`` of a MatConvNet DagNN ``.mat``.
+def read_dagnn(path: str | Path) -> tuple[list[dict], dict[str, np.ndarray]]:
+    """The layers and parameters of a MatConvNet DagNN ``.mat``.
 
-    ``layers``: list (network order) of dicts ``name, type, inputs, outputs, params, block``
-    (``block`` a dict of the layer's options, numbers as Python ints/floats/lists).
-    ``params``: {name: float32 array} in the file's order, with the dimensions MATLAB squeezed
-    restored from the ``size`` of the layer that uses them (filters: ``size``; biases: (size[3],)).
+    Args:
+      path: the file.
+
+    Returns:
+      ``(layers, params)``: ``layers`` a list (network order) of dicts ``name, type, inputs, outputs,
+      params, block`` (``block`` a dict of the layer's options, numbers as Python ints/floats/lists);
+      ``params`` {name: float32 array} in the file's order, with the dimensions MATLAB squeezed
+      restored from the ``size`` of the layer that uses them (filters: ``size``; biases: (size[3],)).
+
+    Raises:
+      WeightsError: the file is missing, unreadable or not a DagNN.
     """
     mat = _loadmat(path)
     if not is_dagnn(mat):
@@ -150,8 +164,15 @@ def read_dagnn(path):
     return layers, params
 
 
-def dagnn_conv_layers(layers):
-    """The Conv and ConvTranspose layers of ``layers`` (network order)."""
+def dagnn_conv_layers(layers: list[dict]) -> list[dict]:
+    """The Conv and ConvTranspose layers of ``layers``.
+
+    Args:
+      layers: :func:`read_dagnn`'s layers.
+
+    Returns:
+      Those layers, in network order.
+    """
     return [layer for layer in layers if layer["type"] in (_CONV, _CONVT)]
 
 
@@ -256,13 +277,22 @@ def _pair(dag_convs, keras_convs, source, model_name):
     return pairs
 
 
-def load_dagnn_convs(model, path):
-    """Copies every Conv / ConvTranspose of the DagNN in ``path`` into ``model``; returns ``model``.
+def load_dagnn_convs(model: Any, path: str | Path) -> Any:
+    """Copies every Conv / ConvTranspose of the DagNN in ``path`` into ``model``.
 
     Pairs by layer name when the model uses the file's names (the zoo's LapSRN does), otherwise
     in order per (kind, filter size).  Checks shapes, padding, strides and the transposed convs'
-    crops, and the LeakyReLU slopes (``dagnn.ReLU`` ``leak``) against the model's.  Nothing is
-    assigned unless every layer fits.
+    crops, and the LeakyReLU slopes (``dagnn.ReLU`` ``leak``) against the model's.
+
+    Args:
+      model: a built ``keras.Model`` of the net's architecture.
+      path: the DagNN .mat file.
+
+    Returns:
+      ``model``, its weights replaced.
+
+    Raises:
+      WeightsError: any layer does not fit; nothing is assigned then.
     """
     source = str(path)
     layers, params = read_dagnn(path)
@@ -304,6 +334,14 @@ def load_dagnn_convs(model, path):
     return model
 
 
-def load_lapsrn(model, path):
-    """Loads an official ``LapSRN_x{2,4,8}.mat`` (MatConvNet DagNN) into ``get_model('lapsrn', scale=s)``."""
+def load_lapsrn(model: Any, path: str | Path) -> Any:
+    """Loads an official ``LapSRN_x{2,4,8}.mat`` (MatConvNet DagNN) into ``get_model('lapsrn', scale=s)``.
+
+    Args:
+      model: the zoo's LapSRN at the file's scale.
+      path: the .mat file.
+
+    Returns:
+      ``model``, its weights replaced.
+    """
     return load_dagnn_convs(model, path)

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Any, Literal
 
 from visionfw.errors import WeightsError
 
@@ -28,8 +29,15 @@ ENV = "VISIONFW_WEIGHTS"
 USER_CACHE = "~/.visionfw/weights"
 
 
-def weights_dirs(data_dir=None):
-    """The folders searched for official weights, in order (existing or not)."""
+def weights_dirs(data_dir: str | Path | None = None) -> list[Path]:
+    """The folders searched for official weights.
+
+    Args:
+      data_dir: a data root to search too (its ``weights`` folder), before the default roots.
+
+    Returns:
+      The folders in search order (existing or not): ``$VISIONFW_WEIGHTS``, the user cache, the data roots'.
+    """
     from visionfw.data.paths import candidate_roots
 
     dirs = [Path(os.environ[ENV])] if os.environ.get(ENV) else []
@@ -39,7 +47,7 @@ def weights_dirs(data_dir=None):
 
 
 def _check_hash(path, info, name):
-    from visionfw.weights.loader import file_sha256
+    from visionfw.weights.formats import file_sha256
 
     digest = file_sha256(path)
     expected = info.sha256 or info.sha256_prefix
@@ -52,9 +60,24 @@ def _check_hash(path, info, name):
     return path
 
 
-def find_weights(info, scale=None, data_dir=None, download=False):
-    """The local, hash-checked path of the official weights at ``scale`` of the model that ``info``
-    (``visionfw.model_info(name)``) describes."""
+def find_weights(
+    info: Any, scale: int | None = None, data_dir: str | Path | None = None, download: bool = False
+) -> Path:
+    """The local, hash-checked official weights of a model.
+
+    Args:
+      info: the model's metadata (``visionfw.model_info(name)``).
+      scale: the SR factor whose weights are wanted (None: the model's only file).
+      data_dir: a data root searched too (see :func:`weights_dirs`).
+      download: fetch a missing file from its official URL into the user cache (hash checked).
+
+    Returns:
+      The file's path.
+
+    Raises:
+      WeightsError: the model has no official weights at ``scale``, the file is absent (the message says
+        where to put it) or its hash is wrong.
+    """
     name = info.name
     w = info.weights_for(scale)
     if w is None:
@@ -97,9 +120,29 @@ def find_weights(info, scale=None, data_dir=None, download=False):
     )
 
 
-def load_pretrained(model, info, scale=None, pretrained=True, data_dir=None, download=False, **options):
-    """Loads the official weights of ``info``'s model (or the file ``pretrained`` names) into ``model``,
-    with the family's loading options (``options`` override them); returns the path."""
+def load_pretrained(
+    model: Any,
+    info: Any,
+    scale: int | None = None,
+    pretrained: Literal[True] | str | Path = True,
+    data_dir: str | Path | None = None,
+    download: bool = False,
+    **options: Any,
+) -> Path:
+    """Loads the official weights of ``info``'s model (or the file ``pretrained`` names) into ``model``.
+
+    Args:
+      model: the built ``keras.Model``.
+      info: its metadata (``visionfw.model_info(name)``).
+      scale: the SR factor whose weights are wanted.
+      pretrained: True for the official file (:func:`find_weights`), or a file's path.
+      data_dir: a data root searched too.
+      download: fetch a missing official file (hash checked).
+      **options: :func:`~visionfw.weights.loader.load_weights` options, over the family's own.
+
+    Returns:
+      The path loaded.
+    """
     from visionfw.weights.loader import load_weights
 
     if pretrained is True:

@@ -19,6 +19,7 @@ layer shared by several calls, a concatenation, a layer of unknown kind, the mod
 from __future__ import annotations
 
 import dataclasses
+from typing import Any
 
 import numpy as np
 
@@ -42,11 +43,18 @@ _CONVS = ("Conv2D", "EdgePadConv2D", "SpectralConv2D")
 _FIX = "build the model with order='torch' (g.shuffle(x, r, order='torch') / PixelShuffle(order='torch'))"
 
 
-def torch_to_tf_shuffle_permutation(channels_out, r):
+def torch_to_tf_shuffle_permutation(channels_out: int, r: int) -> np.ndarray:
     """Index array ``p`` such that ``kernel_tf = kernel_torch[..., p]``.
 
     PyTorch's ``PixelShuffle`` reads output channel ``c*r*r + i*r + j`` for sub-pixel
     (i, j) of channel c; ``depth_to_space`` reads ``(i*r + j)*C + c``.
+
+    Args:
+      channels_out: the channels after the shuffle (C).
+      r: the shuffle's factor.
+
+    Returns:
+      The permutation of the ``C*r*r`` conv output channels.
     """
     k = np.arange(channels_out * r * r)
     return (k % channels_out) * r * r + k // channels_out
@@ -240,10 +248,18 @@ def _models(model):
             yield from _models(layer)
 
 
-def shuffle_reorders(model, weights_order="torch"):
-    """({layer id: (layer, ChannelReorder)}, [refusal messages]) for weights trained with
-    ``weights_order`` ('torch' or 'tf') shuffles loaded into ``model``."""
-    found, refused = {}, []
+def shuffle_reorders(model: Any, weights_order: str = "torch") -> tuple[dict[int, tuple], list[str]]:
+    """The channel reorders that weights trained with ``weights_order`` shuffles need in ``model``.
+
+    Args:
+      model: a built ``keras.Model``.
+      weights_order: 'torch' or 'tf', the shuffles' channel order the weights were trained with.
+
+    Returns:
+      ``({layer id: (layer, ChannelReorder)}, [refusal messages])``.
+    """
+    found: dict[int, tuple] = {}
+    refused: list[str] = []
     for sub in _models(model):
         outputs = {id(t) for t in sub.outputs}
         for layer in sub.layers:
