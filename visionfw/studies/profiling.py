@@ -33,7 +33,7 @@ from typing import Any
 import numpy as np
 
 from visionfw.errors import ConfigError
-from visionfw.evaluate import forward_numpy
+from visionfw.inference import forward_numpy
 
 __all__ = [
     "parse_input_size",
@@ -235,7 +235,7 @@ def measure_latency(
 
     The output is fetched to the host (``.numpy()``) inside the timing, so asynchronous GPU
     execution is included.  The forward pass is evaluation's cached ``tf.function``
-    (:func:`visionfw.evaluate.forward_fn`), so a model is traced once for both.
+    (:func:`visionfw.inference.forward_fn`), so a model is traced once for both.
 
     Args:
       model: a Keras model.
