@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime
+import json
 import math
 import time
 from collections.abc import Callable, Sequence
@@ -540,8 +541,8 @@ def write_results_json(
       The written path.
     """
     import visionfw
+    from visionfw.data.image_io import write_file_atomic
     from visionfw.metrics.psnr_ssim import protocol_description
-    from visionfw.studies.reports import write_json
     from visionfw.weights.loader import file_sha256
 
     payload = {
@@ -559,4 +560,6 @@ def write_results_json(
     }
     if extra:
         payload.update(extra)
-    return write_json(path, payload)
+    # written here, not with studies.reports.write_json: evaluation sits below the studies layer
+    text = json.dumps(payload, indent=2, default=float).encode()
+    return Path(write_file_atomic(path, lambda fh: fh.write(text)))
