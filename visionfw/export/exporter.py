@@ -26,7 +26,7 @@ GPU/NPU delegates).  Conversion goes through TensorFlow: SavedModel via Keras's
 ``ExportArchive``; TFLite via ``tf.lite.TFLiteConverter`` on that SavedModel, builtin ops only
 (so the file runs in any TFLite/LiteRT runtime); ONNX via ``tf2onnx`` (``pip install
 'visionfw[export]'``), with its integer ``FloorMod`` replaced by a correct one (the writers
-are in :mod:`visionfw.export_formats`).  BicubicResize computes its MATLAB weights for an unknown size in
+are in :mod:`visionfw.export.formats`).  BicubicResize computes its MATLAB weights for an unknown size in
 float64, which TFLite lacks; at a fixed size they are constants and the export is exact.
 
 By default every export is run once in its own runtime on a random input and compared with
@@ -47,7 +47,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from visionfw.errors import ConfigError
-from visionfw.export_formats import (
+from visionfw.export.formats import (
     DEFAULT_OPSET,
     DTYPES,
     FORMATS,
@@ -67,7 +67,7 @@ from visionfw.export_formats import (
 if TYPE_CHECKING:
     import keras
 
-__all__ = ["FORMATS", "DTYPES", "CHECK_TOLERANCE", "export_model", "check_export", "load_exported", "format_from_path"]
+__all__ = ["CHECK_TOLERANCE", "export_model", "check_export", "load_exported"]
 
 # --------------------------------------------------------------------------- blame
 
@@ -315,7 +315,7 @@ def check_export(
     Args:
       model: the Keras model that was exported.
       path: the export.
-      format: its format (default from the path, :func:`visionfw.export_formats.format_from_path`).
+      format: its format (default from the path, :func:`visionfw.export.formats.format_from_path`).
       dtype: the dtype it was exported with ('fp32' or 'fp16'), which sets the tolerance.
       input_shape: the ``input_shape`` it was exported with.
       size: (H, W) of the random input.

@@ -1,4 +1,4 @@
-"""The converters behind :mod:`visionfw.export`: input signatures, the float16 copy of a model, and
+"""The converters behind :mod:`visionfw.export.exporter`: input signatures, the float16 copy of a model, and
 the writers of a TF SavedModel, a TFLite file and an ONNX file.
 
 Conversion goes through TensorFlow: SavedModel via Keras's ``ExportArchive``; TFLite via
