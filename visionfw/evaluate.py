@@ -428,16 +428,24 @@ def texture_metric_fns(
             from visionfw.metrics.niqe import load_pristine_model, niqe, niqe_protocol
 
             model = load_pristine_model()
+
+            def niqe_score(sr: np.ndarray, hr: np.ndarray, model: Any = model) -> float:
+                return niqe(sr, model)
+
             out[name] = (
-                lambda sr, hr, model=model: niqe(sr, model),
+                niqe_score,
                 f"NIQE (lower is better): {niqe_protocol(model)}; on the SR output, shave {scale} px",
             )
         elif name in ("lpips", "lpips_alex", "lpips_vgg"):
             from visionfw.metrics.lpips import LPIPS
 
             metric = LPIPS("vgg" if name == "lpips_vgg" else "alex")
+
+            def lpips_distance(sr: np.ndarray, hr: np.ndarray, metric: Any = metric) -> float:
+                return metric.distance(sr, hr)
+
             out[name] = (
-                lambda sr, hr, metric=metric: metric.distance(sr, hr),
+                lpips_distance,
                 f"LPIPS (lower is better): {metric.protocol}; SR vs HR, shave {scale} px",
             )
         else:
