@@ -273,8 +273,8 @@ def _kind(img):
 
 
 def _tad(command, config):
-    from visionfw.cli import tad
+    from visionfw.cli import downscale
 
-    files = tad.run(command, config.model, config.weights, config.input, config.output, config.scale)
+    files = downscale.run(command, config.model, config.weights, config.input, config.output, config.scale)
     print(f"visionfw {command}: wrote {len(files)} image(s) to {config.output} (TAD restoration)")
     return 0
