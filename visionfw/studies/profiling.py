@@ -11,7 +11,7 @@
   ``activation_bytes`` is the analytic sum of every layer's float32 output at that size,
   which does not depend on the allocator;
 * :func:`measure_latency`: batch 1, the median of ``runs`` timed calls of the model's cached
-  ``tf.function`` (the one :mod:`visionfw.evaluate` uses) after ``warmup`` untimed calls;
+  ``tf.function`` (:func:`visionfw.inference.forward_fn`) after ``warmup`` untimed calls;
 * :func:`measure_peak_memory`: on GPU the allocator's peak
   (``tf.config.experimental.get_memory_info``) above the level before the call; on CPU the
   process's peak resident memory above the level before the call, polled every 0.5 ms from
