@@ -3,7 +3,7 @@
 Measures, in one run, with the same weights everywhere:
   * x2 on one 256x256 LR image (whole image);
   * x4 on a 2040x1356 HR-size image (LR 510x339), tiled: visionfw through
-    ``visionfw.evaluate.super_resolve(tile=, tile_overlap=)`` (its cached ``tf.function``),
+    ``visionfw.inference.super_resolve(tile=, tile_overlap=)`` (its cached ``tf.function``),
     onnxruntime and PyTorch through the same tile loop;
   * for each: visionfw (Keras, tf.function; and computing in bfloat16 with a float32 head, the
     opt-in ``--precision=bfloat16``), onnxruntime on the model exported with
@@ -98,7 +98,7 @@ def torch_twin(model, scale, threads):
 
 def runners(model, scale, threads, tmp):
     """{name: run(HWC) -> HWC} for visionfw, onnxruntime and PyTorch, and skipped ones' reasons."""
-    from visionfw.evaluate import forward_numpy, with_precision
+    from visionfw.inference import forward_numpy, with_precision
 
     out = {"visionfw (Keras, tf.function)": lambda image: forward_numpy(model, image[None])[0]}
     skipped = {}
@@ -178,7 +178,7 @@ def rss_child(mode, tile, overlap, threads):
     import tensorflow as tf
 
     tf.config.threading.set_intra_op_parallelism_threads(threads)
-    from visionfw.evaluate import super_resolve
+    from visionfw.inference import super_resolve
 
     model = build(4)
     image = lr_image(LR_X4)
@@ -213,7 +213,7 @@ def new_shape_cost(model, image, tile, overlap):
     """Why the edge tiles may differ in size: the first call of ``forward_fn`` on a new input shape
     (one trace serves every shape; oneDNN makes its primitives for the new shape) vs a repeat, and
     how many more pixels same-size windows (shifted inwards at the edges) would compute."""
-    from visionfw.evaluate import forward_numpy
+    from visionfw.inference import forward_numpy
 
     h, w = image.shape[:2]
     side = min(tile + 2 * overlap, h, w)
@@ -258,7 +258,7 @@ def main():
     tf.config.threading.set_intra_op_parallelism_threads(args.threads)
     import keras
 
-    from visionfw.evaluate import receptive_radius, super_resolve, tiled_apply
+    from visionfw.inference import receptive_radius, super_resolve, tiled_apply
 
     print(
         f"EDSR-baseline inference, CPU: {os.cpu_count()} cores visible, {args.threads} threads per runtime "

@@ -2,7 +2,7 @@
 
 For every zoo model whose official weights are found on the data search path, evaluates the
 pretrained model on Set5 and Set14 under its published protocol twice: in float32 and computing in
-bfloat16 with a float32 output head (:func:`visionfw.evaluate.with_precision`, the opt-in
+bfloat16 with a float32 output head (:func:`visionfw.inference.with_precision`, the opt-in
 ``visionfw test --precision=bfloat16``).  The metric is computed in float64 on the uint8-rounded
 output both times.  Speed lives in ``benchmarks/inference_speed.py``.
 

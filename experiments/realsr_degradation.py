@@ -60,7 +60,7 @@ def score(model, test_set, scale, channels="rgb"):
     import numpy as np
 
     from visionfw.data.imresize import imresize_numpy
-    from visionfw.evaluate import super_resolve
+    from visionfw.inference import super_resolve
     from visionfw.metrics.psnr_ssim import evaluate_pair
 
     rows = {"model": [], "bicubic": []}

@@ -79,7 +79,7 @@ def test_macs_transposed_conv_and_zoo_models_by_hand():
 def test_profiling_shares_evaluations_compiled_forward_pass():
     """Latency, memory and evaluation run one cached tf.function per model, traced once."""
     import visionfw
-    from visionfw.evaluate import forward_fn, super_resolve
+    from visionfw.inference import forward_fn, super_resolve
 
     model = visionfw.build_model(visionfw.get_spec("espcn", scale=2, n1=8, n2=4))
     fn = forward_fn(model)

@@ -1,4 +1,5 @@
-"""Tests of visionfw.evaluate: input preparation, tiled / self-ensemble inference, evaluation."""
+"""Tests of visionfw.evaluate and visionfw.inference: input preparation, tiled / self-ensemble inference,
+evaluation."""
 
 import json
 import os
@@ -11,9 +12,8 @@ import pytest
 import visionfw
 from visionfw.data.imresize import imresize_numpy
 from visionfw.errors import ConfigError, DataError
-from visionfw.evaluate import (
-    evaluate_model,
-    format_table,
+from visionfw.evaluate import evaluate_model, format_table, write_results_json
+from visionfw.inference import (
     forward_fn,
     geometric_transforms,
     infer_model_meta,
@@ -22,7 +22,6 @@ from visionfw.evaluate import (
     super_resolve,
     tiling_is_exact,
     with_precision,
-    write_results_json,
 )
 from visionfw.model_defs.edsr import edsr
 from visionfw.model_defs.espcn import espcn
@@ -209,7 +208,9 @@ def test_identity_model_measures_bicubic_with_both_protocols(tmp_path):
     assert "Protocol: Y (BT.601" in table
     weights = tmp_path / "w.bin"
     weights.write_bytes(b"abc")
-    path = write_results_json(tmp_path / "out" / "r.json", res, "identity", weights, 3, "srcnn")
+    path = write_results_json(
+        tmp_path / "out" / "r.json", res, model_name="identity", weights_path=weights, scale=3, protocol="srcnn"
+    )
     data = json.loads(path.read_text())
     assert data["weights_sha256"] == "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
     assert data["results"]["Set5"]["psnr"] == pytest.approx(r["psnr"]) and data["scale"] == 3

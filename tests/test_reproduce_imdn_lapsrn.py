@@ -268,7 +268,7 @@ def _lapsrn_official(model, dataset, scale):
     from visionfw.data.benchmarks import load_benchmark
     from visionfw.data.color import rgb_to_y, rgb_to_ycbcr, ycbcr_to_rgb
     from visionfw.data.imresize import imresize_numpy
-    from visionfw.evaluate import super_resolve
+    from visionfw.inference import super_resolve
     from visionfw.metrics.psnr_ssim import as_hwc, psnr, quantize, shave
 
     values = []

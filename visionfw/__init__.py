@@ -35,6 +35,7 @@ _LAZY_MODULES = {
     "loading": "visionfw.loading",
     "layers": "visionfw.zoo.layers",
     "evaluate": "visionfw.evaluate",
+    "inference": "visionfw.inference",
     "export": "visionfw.export",
     "pretrained": "visionfw.weights.pretrained",
 }

@@ -23,8 +23,12 @@ it is estimated from the image (median absolute Haar diagonal detail / 0.6745, D
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -93,6 +97,7 @@ def degrade(task, clean, scale=4, sigma=25.0 / 255.0, drop=0.5, seed=0):
 
 
 def _check(task, image, mask, scale, steps):
+    """``(x_hat, mask or None, (h, w) of the output)`` of checked inputs; ConfigError / DataError otherwise."""
     if task not in TASKS:
         raise ConfigError(f"task={task!r} is unknown; use one of {', '.join(TASKS)}.")
     if isinstance(steps, bool) or not isinstance(steps, (int, np.integer)) or steps < 1:
@@ -119,86 +124,54 @@ def _check(task, image, mask, scale, steps):
     return x_hat, m, (h, w)
 
 
-def deep_image_prior(
-    task,
-    image,
-    mask=None,
-    scale=4,
-    steps=2000,
-    reference=None,
-    model="dip_hourglass",
-    model_kwargs=None,
-    input_depth=32,
-    lr=0.01,
-    reg_noise_std=None,
-    smoothing=None,
-    early_stop=None,
-    noise_sigma=None,
-    discrepancy=1.0,
-    seed=0,
-    log_every=50,
-    progress=True,
-    tensorboard=None,
-):
-    """Fits an untrained hourglass to one degraded image; returns ``(output, history)``.
+@dataclasses.dataclass(frozen=True)
+class _Problem:
+    """The checked inputs of one fit: the observation, its mask, the output size, the reference."""
 
-    Args:
-      task: 'denoise', 'inpaint' or 'sr'.
-      image: the observation (path, uint8 or float HWC/HW array): the noisy image, the image with holes,
-        or the LR image.
-      mask: inpainting only; 1 (white) where the pixel is known.
-      scale: SR factor; the output is ``scale`` times the LR size.
-      steps: the step budget (Adam updates).
-      reference: the clean image, for the PSNR in the history and the progress bar only.
-      model, model_kwargs: a zoo hourglass (``dip_hourglass``, ``dip_hourglass_small``) and its options,
-        or a spec dict (its input must have ``input_depth`` channels, its output the image's).
-      input_depth: channels of the noise input z (uniform in [0, 0.1)).
-      lr: Adam learning rate.
-      reg_noise_std: std of the per-step input perturbation (default: 1/30 denoise, 0.03 otherwise).
-      smoothing: output average ``avg = s * avg + (1 - s) * out``, returned instead of the last output
-        (default None: off; the authors' denoising notebook uses 0.99 without early stopping).
-      early_stop: denoising only (default on there): stop at the first logged step whose data term is
-        below ``discrepancy * noise_sigma^2``; checked every ``log_every`` steps.
-      noise_sigma: the noise std on the [0, 1] scale (default: estimated from the image).
-      seed: seed of the noise input, the perturbations and the weights.
-      log_every: steps between history entries (PSNR, TensorBoard, early-stopping checks).
-      progress: a first line saying what runs, then a live bar on a terminal, else a plain line after
-        the first step and every ``log_every`` steps (loss, PSNR with a reference, rate, ETA).
-      tensorboard: a log folder for TensorBoard scalars and images, or None.
+    task: str
+    x_hat: np.ndarray
+    mask: np.ndarray | None
+    size: tuple[int, int]
+    scale: Any  # an int >= 2 for 'sr'; unused otherwise
+    reference: np.ndarray | None
 
-    Returns ``(image, history)``: the HxWxC float32 output in [0, 1], and a dict with lists ``step``,
-    ``loss``, ``psnr``/``psnr_avg`` (None without a reference) and ``stopped_at`` (the early-stopping
-    step, else None), ``steps_run``, ``noise_sigma`` (denoise), ``time_s``, ``steps_per_sec``.
-    """
-    import keras
-    import tensorflow as tf
 
-    from visionfw.data.imresize import imresize
-    from visionfw.metrics import psnr_ssim as metrics
-    from visionfw.zoo.builder import build_model
-    from visionfw.zoo.registry import get_spec
-
-    x_hat, m, (h, w) = _check(task, image, mask, scale, steps)
-    channels = x_hat.shape[-1]
+def _problem(task, image, mask, scale, steps, reference):
+    """The :class:`_Problem` of the arguments; DataError when the reference is not of the output's size."""
+    x_hat, m, size = _check(task, image, mask, scale, steps)
     ref = None
     if reference is not None:
         ref = as_float_image(reference, "reference")
-        if ref.shape[:2] != (h, w):
+        if ref.shape[:2] != size:
             raise DataError(
-                f"reference of size {ref.shape[:2]} does not match the output size {(h, w)}; "
+                f"reference of size {ref.shape[:2]} does not match the output size {size}; "
                 "mod-crop the reference to a multiple of the scale."
             )
+    return _Problem(task, x_hat, m, size, scale, ref)
+
+
+def _perturbation(task, reg_noise_std, smoothing):
+    """The std of the per-step input perturbation (the task's default when None); checks ``smoothing``."""
     if smoothing is not None and not 0.0 <= float(smoothing) < 1.0:
         raise ConfigError(f"smoothing={smoothing!r} must be in [0, 1) or None.")
-    reg = DEFAULTS[task]["reg_noise_std"] if reg_noise_std is None else float(reg_noise_std)
+    return DEFAULTS[task]["reg_noise_std"] if reg_noise_std is None else float(reg_noise_std)
+
+
+def _stopping_rule(task, early_stop, noise_sigma, x_hat):
+    """``(early_stop, noise_sigma)``: on by default for denoising, sigma estimated when not given."""
     early_stop = (task == "denoise") if early_stop is None else bool(early_stop)
     if early_stop and task != "denoise":
         raise ConfigError(f"early_stop is the denoising stopping rule; task={task!r} runs its step budget.")
     if early_stop and noise_sigma is None:
         noise_sigma = estimate_noise_sigma(x_hat)
-    log_every = max(1, int(log_every))
+    return early_stop, noise_sigma
 
-    keras.utils.set_random_seed(int(seed))
+
+def _build_hourglass(model, model_kwargs, input_depth, channels):
+    """``(spec, keras model)`` of the zoo name or spec dict ``model``."""
+    from visionfw.zoo.builder import build_model
+    from visionfw.zoo.registry import get_spec
+
     if isinstance(model, dict):
         if model_kwargs:
             raise ConfigError("model_kwargs apply to a zoo name; write them into the spec dict instead.")
@@ -207,8 +180,30 @@ def deep_image_prior(
         spec = get_spec(
             model, **dict({"in_channels": int(input_depth), "out_channels": int(channels)}, **(model_kwargs or {}))
         )
+    return spec, build_model(spec)
+
+
+@dataclasses.dataclass
+class _Fit:
+    """One fit: the problem, the network and its spec, the compiled step and the output average."""
+
+    problem: _Problem
+    net: Any
+    spec: dict[str, Any]
+    step: Callable[[], tuple[Any, Any]]
+    avg: Any
+
+
+def _compile_fit(problem, net, spec, *, input_depth, lr, reg, smoothing, seed):
+    """The :class:`_Fit` whose ``step()`` runs one Adam update on the data term of the task."""
+    import keras
+    import tensorflow as tf
+
+    from visionfw.data.imresize import imresize
+
+    task, x_hat, m, scale = problem.task, problem.x_hat, problem.mask, problem.scale
+    h, w = problem.size
     multiple = int(spec.get("meta", {}).get("multiple_of", 1))
-    net = build_model(spec)
     # the net sees a noise field padded up to a multiple of 2^levels; its output is cropped back
     ph, pw = -(-h // multiple) * multiple, -(-w // multiple) * multiple
     rng = np.random.default_rng(int(seed))
@@ -218,7 +213,7 @@ def deep_image_prior(
     gen = tf.random.Generator.from_seed(int(seed))
     opt = keras.optimizers.Adam(learning_rate=float(lr))
     opt.build(net.trainable_variables)
-    avg = tf.Variable(tf.zeros((1, h, w, channels)), trainable=False) if smoothing is not None else None
+    avg = tf.Variable(tf.zeros((1, h, w, x_hat.shape[-1])), trainable=False) if smoothing is not None else None
     first = tf.Variable(True, trainable=False)
 
     def data_term(out):
@@ -242,20 +237,11 @@ def deep_image_prior(
             first.assign(False)
         return loss, out
 
-    writer = None
-    if tensorboard:
-        writer = tf.summary.create_file_writer(str(tensorboard))
-    from visionfw.console import Progress, say
+    return _Fit(problem, net, spec, step, avg)
 
-    label = f"dip {task}"
-    if progress:  # the first line at once: what runs, and how big it is
-        say(
-            f"{label}: fitting {spec.get('name', 'the hourglass')} ({net.count_params():,} parameters) to a "
-            f"{x_hat.shape[1]}x{x_hat.shape[0]} image, output {w}x{h}, {int(steps)} steps; a line every "
-            f"{log_every} steps when the output is not a terminal"
-        )
-    bar = Progress(int(steps), label, enabled=progress)
-    history = {
+
+def _new_history(task, noise_sigma, scale, steps):
+    return {
         "task": task,
         "step": [],
         "loss": [],
@@ -266,50 +252,169 @@ def deep_image_prior(
         "scale": int(scale) if task == "sr" else 1,
         "steps_budget": int(steps),
     }
-    t0 = time.perf_counter()
+
+
+def _record(history, fit, k, loss_v, out, writer):
+    """Appends step ``k`` to the history (and TensorBoard); returns ``(psnr, psnr of the average)``."""
+    import tensorflow as tf
+
+    from visionfw.metrics import psnr_ssim as metrics
+
+    ref = fit.problem.reference
+    current = np.clip(out.numpy()[0], 0.0, 1.0)
+    averaged = np.clip(fit.avg.numpy()[0], 0.0, 1.0) if fit.avg is not None else None
+    p = metrics.psnr(current, ref) if ref is not None else None
+    pa = metrics.psnr(averaged, ref) if ref is not None and averaged is not None else None
+    history["step"].append(k)
+    history["loss"].append(loss_v)
+    history["psnr"].append(p)
+    history["psnr_avg"].append(pa)
+    if writer is not None:
+        with writer.as_default():
+            tf.summary.scalar("dip/loss", loss_v, step=k)
+            if p is not None:
+                tf.summary.scalar("dip/psnr", p, step=k)
+            if pa is not None:
+                tf.summary.scalar("dip/psnr_avg", pa, step=k)
+            tf.summary.image("dip/output", current[None], step=k)
+            if averaged is not None:
+                tf.summary.image("dip/output_avg", averaged[None], step=k)
+    return p, pa
+
+
+def _run_steps(fit, history, bar, *, steps, log_every, writer, lr, stop_below):
+    """Runs up to ``steps`` updates, logging every ``log_every``; stops early once the data term is at
+    most ``stop_below`` (None: never).  Returns ``(steps run, last output)``."""
     out = None
     done = 0
-    for k in range(1, int(steps) + 1):
-        loss, out = step()
+    for k in range(1, steps + 1):
+        loss, out = fit.step()
         done = k
         if k == 1:  # the first step traces the graph: rate and ETA count from the second
             bar.update(1)
             bar.restart_clock()
             bar.update(1, line=True, loss=f"{float(loss.numpy()):.3g}")
-        if k % log_every and k != int(steps):
+        if k % log_every and k != steps:
             continue
         loss_v = float(loss.numpy())
         if not math.isfinite(loss_v):
             raise DataError(f"deep_image_prior: the loss became {loss_v} at step {k}; lower lr (now {lr}).")
-        current = np.clip(out.numpy()[0], 0.0, 1.0)
-        averaged = np.clip(avg.numpy()[0], 0.0, 1.0) if avg is not None else None
-        p = metrics.psnr(current, ref) if ref is not None else None
-        pa = metrics.psnr(averaged, ref) if ref is not None and averaged is not None else None
-        history["step"].append(k)
-        history["loss"].append(loss_v)
-        history["psnr"].append(p)
-        history["psnr_avg"].append(pa)
-        if writer is not None:
-            with writer.as_default():
-                tf.summary.scalar("dip/loss", loss_v, step=k)
-                if p is not None:
-                    tf.summary.scalar("dip/psnr", p, step=k)
-                if pa is not None:
-                    tf.summary.scalar("dip/psnr_avg", pa, step=k)
-                tf.summary.image("dip/output", current[None], step=k)
-                if averaged is not None:
-                    tf.summary.image("dip/output_avg", averaged[None], step=k)
+        p, pa = _record(history, fit, k, loss_v, out, writer)
         post = {"loss": f"{loss_v:.3g}"}
         if p is not None:
             post["psnr"] = f"{(pa if pa is not None else p):.2f}"
         bar.update(k, line=True, **post)
-        if early_stop and loss_v <= float(discrepancy) * float(noise_sigma) ** 2:
+        if stop_below is not None and loss_v <= stop_below:
             history["stopped_at"] = k
             break
+    return done, out
+
+
+def _run_fit(fit, history, *, steps, log_every, progress, tensorboard, lr, stop_below):
+    """Runs the fit with its progress line and bar and the TensorBoard log; returns the last output and
+    adds ``steps_run``, ``time_s`` and ``steps_per_sec`` to the history."""
+    import tensorflow as tf
+
+    from visionfw.console import Progress, say
+
+    x_hat, (h, w) = fit.problem.x_hat, fit.problem.size
+    writer = tf.summary.create_file_writer(str(tensorboard)) if tensorboard else None
+    label = f"dip {fit.problem.task}"
+    if progress:  # the first line at once: what runs, and how big it is
+        say(
+            f"{label}: fitting {fit.spec.get('name', 'the hourglass')} ({fit.net.count_params():,} parameters) "
+            f"to a {x_hat.shape[1]}x{x_hat.shape[0]} image, output {w}x{h}, {steps} steps; a line every "
+            f"{log_every} steps when the output is not a terminal"
+        )
+    bar = Progress(steps, label, enabled=progress)
+    t0 = time.perf_counter()
+    done, out = _run_steps(
+        fit, history, bar, steps=steps, log_every=log_every, writer=writer, lr=lr, stop_below=stop_below
+    )
     elapsed = time.perf_counter() - t0
     bar.close()
     if writer is not None:
         writer.flush()
-    result = avg.numpy()[0] if avg is not None else out.numpy()[0]
     history.update(steps_run=done, time_s=elapsed, steps_per_sec=done / max(elapsed, 1e-9))
+    return out
+
+
+def deep_image_prior(
+    task: str,
+    image: Any,
+    *,
+    mask: Any = None,
+    scale: int = 4,
+    steps: int = 2000,
+    reference: Any = None,
+    model: str | dict[str, Any] = "dip_hourglass",
+    model_kwargs: dict[str, Any] | None = None,
+    input_depth: int = 32,
+    lr: float = 0.01,
+    reg_noise_std: float | None = None,
+    smoothing: float | None = None,
+    early_stop: bool | None = None,
+    noise_sigma: float | None = None,
+    discrepancy: float = 1.0,
+    seed: int = 0,
+    log_every: int = 50,
+    progress: bool = True,
+    tensorboard: str | Path | None = None,
+) -> tuple[np.ndarray, dict[str, Any]]:
+    """Fits an untrained hourglass to one degraded image; returns ``(output, history)``.
+
+    Args:
+      task: 'denoise', 'inpaint' or 'sr'.
+      image: the observation (path, uint8 or float HWC/HW array): the noisy image, the image with holes,
+        or the LR image.
+      mask: inpainting only; 1 (white) where the pixel is known.
+      scale: SR factor; the output is ``scale`` times the LR size.
+      steps: the step budget (Adam updates).
+      reference: the clean image, for the PSNR in the history and the progress bar only.
+      model, model_kwargs: a zoo hourglass (``dip_hourglass``, ``dip_hourglass_small``) and its options,
+        or a spec dict (its input must have ``input_depth`` channels, its output the image's).
+      input_depth: channels of the noise input z (uniform in [0, 0.1)).
+      lr: Adam learning rate.
+      reg_noise_std: std of the per-step input perturbation (default: 1/30 denoise, 0.03 otherwise).
+      smoothing: output average ``avg = s * avg + (1 - s) * out``, returned instead of the last output
+        (default None: off; the authors' denoising notebook uses 0.99 without early stopping).
+      early_stop: denoising only (default on there): stop at the first logged step whose data term is
+        below ``discrepancy * noise_sigma^2``; checked every ``log_every`` steps.
+      noise_sigma: the noise std on the [0, 1] scale (default: estimated from the image).
+      discrepancy: the factor of the stopping rule.
+      seed: seed of the noise input, the perturbations and the weights.
+      log_every: steps between history entries (PSNR, TensorBoard, early-stopping checks).
+      progress: a first line saying what runs, then a live bar on a terminal, else a plain line after
+        the first step and every ``log_every`` steps (loss, PSNR with a reference, rate, ETA).
+      tensorboard: a log folder for TensorBoard scalars and images, or None.
+
+    Returns:
+      ``(image, history)``: the HxWxC float32 output in [0, 1], and a dict with lists ``step``, ``loss``,
+      ``psnr``/``psnr_avg`` (None without a reference) and ``stopped_at`` (the early-stopping step, else
+      None), ``steps_run``, ``noise_sigma`` (denoise), ``time_s``, ``steps_per_sec``.
+
+    Raises:
+      ConfigError: an unknown task, bad options or a mask where none applies.
+      DataError: images of mismatched sizes, or a loss that diverges.
+    """
+    import keras
+
+    problem = _problem(task, image, mask, scale, steps, reference)
+    reg = _perturbation(task, reg_noise_std, smoothing)
+    early_stop, noise_sigma = _stopping_rule(task, early_stop, noise_sigma, problem.x_hat)
+    keras.utils.set_random_seed(int(seed))
+    spec, net = _build_hourglass(model, model_kwargs, input_depth, problem.x_hat.shape[-1])
+    fit = _compile_fit(problem, net, spec, input_depth=input_depth, lr=lr, reg=reg, smoothing=smoothing, seed=seed)
+    history = _new_history(task, noise_sigma, scale, steps)
+    out = _run_fit(
+        fit,
+        history,
+        steps=int(steps),
+        log_every=max(1, int(log_every)),
+        progress=progress,
+        tensorboard=tensorboard,
+        lr=lr,
+        stop_below=float(discrepancy) * float(noise_sigma) ** 2 if early_stop else None,
+    )
+    result = fit.avg.numpy()[0] if fit.avg is not None else out.numpy()[0]
     return np.clip(result, 0.0, 1.0).astype(np.float32), history

@@ -26,7 +26,9 @@ import importlib.util
 import inspect
 import re
 import sys
+from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from visionfw.errors import ConfigError, SpecError, WeightsError
 
@@ -242,16 +244,16 @@ def _spec_meta(spec):
 
 
 def load_model(
-    model=None,
+    model: str | None = None,
     *,
-    weights=None,
-    pretrained=False,
-    scale=None,
-    model_kwargs=None,
-    imports=(),
-    data_dir=None,
-    shuffle_order=None,
-):
+    weights: str | Path | None = None,
+    pretrained: bool = False,
+    scale: int | None = None,
+    model_kwargs: dict[str, Any] | None = None,
+    imports: Sequence[str] = (),
+    data_dir: str | Path | None = None,
+    shuffle_order: str | None = None,
+) -> LoadedModel:
     """The model that ``--model`` / ``--weights`` / ``--pretrained`` name, with its weights.
 
     Args:
@@ -272,8 +274,11 @@ def load_model(
       shuffle_order: PyTorch weights: the PixelShuffle channel order they were trained with
         (default: the family's option, else 'torch').
 
-    Returns a :class:`LoadedModel` (``.model`` is the ``keras.Model``).  Raises ConfigError,
-    SpecError or WeightsError naming the input and the fix.
+    Returns:
+      A :class:`LoadedModel` (``.model`` is the ``keras.Model``).
+
+    Raises:
+      ConfigError, SpecError, WeightsError: naming the input and the fix.
     """
     import_modules(imports)
     model_kwargs = dict(model_kwargs or {})
@@ -281,30 +286,45 @@ def load_model(
     if scale is not None and int(scale) < 1:
         raise ConfigError(f"scale={scale} must be a positive integer.")
     if model is None:
-        if pretrained:
-            raise ConfigError("--pretrained needs --model=NAME (the official weights are the model's).")
-        if not weights or not weights.lower().endswith(".keras"):
-            raise ConfigError(
-                "--model=NAME (or --model=file.py:function) is needed: only a --weights=FILE.keras "
-                "model file carries its own architecture. `visionfw models` lists the zoo."
-            )
-        keras_model = _keras_file(weights)
-        return LoadedModel(keras_model, Path(weights).stem, weights=weights)
+        return _load_keras_file_model(weights, pretrained)
+    options = {} if shuffle_order is None else {"shuffle_order": shuffle_order}
+    if is_model_reference(model):
+        return _load_own_model(model, weights, pretrained, scale, model_kwargs, options)
+    return _load_registry_model(model, weights, pretrained, scale, model_kwargs, options=options, data_dir=data_dir)
+
+
+def _load_keras_file_model(weights, pretrained):
+    """The model of a ``.keras`` file given with no ``--model``."""
+    if pretrained:
+        raise ConfigError("--pretrained needs --model=NAME (the official weights are the model's).")
+    if not weights or not weights.lower().endswith(".keras"):
+        raise ConfigError(
+            "--model=NAME (or --model=file.py:function) is needed: only a --weights=FILE.keras "
+            "model file carries its own architecture. `visionfw models` lists the zoo."
+        )
+    return LoadedModel(_keras_file(weights), Path(weights).stem, weights=weights)
+
+
+def _load_own_model(model, weights, pretrained, scale, model_kwargs, options):
+    """The model a user's ``file.py:function`` / ``module:function`` returns, with ``weights`` loaded."""
     from visionfw.weights.loader import load_weights
     from visionfw.zoo.builder import build_model
 
-    options = {} if shuffle_order is None else {"shuffle_order": shuffle_order}
-    if is_model_reference(model):
-        if pretrained:
-            raise ConfigError(
-                f"--pretrained: {model} is your own model, it has no official weights; give --weights=FILE."
-            )
-        built = spec_from_reference(model, scale, model_kwargs)
-        spec = built if isinstance(built, dict) else None
-        keras_model = build_model(built) if spec is not None else built
-        if weights:
-            load_weights(keras_model, weights, **options)
-        return LoadedModel(keras_model, model, spec=spec, weights=weights, meta=_spec_meta(spec))
+    if pretrained:
+        raise ConfigError(f"--pretrained: {model} is your own model, it has no official weights; give --weights=FILE.")
+    built = spec_from_reference(model, scale, model_kwargs)
+    spec = built if isinstance(built, dict) else None
+    keras_model = build_model(built) if spec is not None else built
+    if weights:
+        load_weights(keras_model, weights, **options)
+    return LoadedModel(keras_model, model, spec=spec, weights=weights, meta=_spec_meta(spec))
+
+
+def _load_registry_model(model, weights, pretrained, scale, model_kwargs, *, options, data_dir):
+    """A registry model built for ``scale`` (the official file's, else the model's own) with its weights:
+    the official ones, or a file loaded with the family's options when it is in the release's format."""
+    from visionfw.weights.loader import load_weights
+    from visionfw.zoo.builder import build_model
     from visionfw.zoo.registry import get_spec, model_info
 
     info = model_info(model)

@@ -12,7 +12,7 @@ What goes in and what comes out:
   alpha is upscaled on its own with MATLAB bicubic and kept.
 
 How each kind of model sees the image (``channels`` and ``upsampled_input`` come from the
-registry's meta or :func:`visionfw.evaluate.infer_model_meta`):
+registry's meta or :func:`visionfw.inference.infer_model_meta`):
 
 * RGB models take the RGB image (grey is repeated to three channels; the output's channel mean
   is the grey result);
@@ -20,18 +20,23 @@ registry's meta or :func:`visionfw.evaluate.infer_model_meta`):
   goes through the model and Cb/Cr are upscaled with MATLAB bicubic, as SRCNN's demo does;
 * pre-upsampled models (SRCNN, VDSR) get their input bicubic-upscaled to the output size first.
 
-Big images run in tiles with the exact overlap (:func:`visionfw.evaluate.receptive_radius`), so
+Big images run in tiles with the exact overlap (:func:`visionfw.inference.receptive_radius`), so
 the result equals whole-image inference for local models.
 """
 
 from __future__ import annotations
 
 import io
+from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from visionfw.errors import ConfigError, DataError
+
+if TYPE_CHECKING:
+    import keras
 
 __all__ = ["upscale", "read_photo", "write_photo", "AUTO_TILE", "PHOTO_SUFFIXES"]
 
@@ -173,9 +178,9 @@ def _from_unit_float(x, dtype):
 
 def model_meta(model, scale=None, channels=None, upsampled_input=None):
     """``(channels, upsampled_input, scale)`` of an SR model: what is given, the rest from a probe
-    (:func:`visionfw.evaluate.infer_model_meta`); ConfigError when ``scale`` contradicts the model."""
+    (:func:`visionfw.inference.infer_model_meta`); ConfigError when ``scale`` contradicts the model."""
     if channels is None or upsampled_input is None or (scale is None and not upsampled_input):
-        from visionfw.evaluate import infer_model_meta
+        from visionfw.inference import infer_model_meta
 
         probe = infer_model_meta(model)
         channels = probe["channels"] if channels is None else channels
@@ -195,19 +200,58 @@ def model_meta(model, scale=None, channels=None, upsampled_input=None):
     return channels, bool(upsampled_input), int(scale)
 
 
+def _bicubic(a, scale):
+    """MATLAB bicubic upscaling of HWC ``a`` by ``scale`` (HWC out)."""
+    from visionfw.data.imresize import imresize_numpy
+
+    out = imresize_numpy(a, float(scale))
+    return out[..., None] if out.ndim == 2 else out
+
+
+def _network_input(colour, channels, upsampled_input, scale):
+    """``(what the model takes, bicubic chroma or None)`` of the colour channels: RGB for RGB models (grey
+    repeated), Y for Y models (Cb/Cr upscaled apart), bicubic-upscaled first for pre-upsampled models."""
+    from visionfw.data.color import rgb_to_ycbcr
+
+    chroma = None
+    if channels == "y":
+        if colour.shape[-1] == 3:
+            ycc = rgb_to_ycbcr(colour)
+            chroma = _bicubic(ycc[..., 1:], scale)
+            net_in = ycc[..., :1]
+        else:
+            net_in = colour
+    else:
+        net_in = np.repeat(colour, 3, -1) if colour.shape[-1] == 1 else colour
+    if upsampled_input:
+        net_in = _bicubic(net_in, scale)
+    return net_in, chroma
+
+
+def _colour_output(out, chroma, channels, colour_channels):
+    """The model output as the input's colour channels: Y joined to the chroma, or RGB averaged to grey."""
+    from visionfw.data.color import ycbcr_to_rgb
+
+    if chroma is not None:
+        return ycbcr_to_rgb(np.concatenate([out[..., :1], chroma], -1))
+    if channels == "rgb" and colour_channels == 1:
+        return out.mean(-1, keepdims=True)
+    return out
+
+
 def upscale(
-    model,
-    image,
-    scale=None,
+    model: keras.Model,
+    image: str | Path | np.ndarray,
+    scale: int | None = None,
     *,
-    channels=None,
-    upsampled_input=None,
-    tile="auto",
-    tile_overlap=None,
-    self_ensemble=False,
-    precision="float32",
-    progress=None,
-):
+    channels: str | None = None,
+    upsampled_input: bool | None = None,
+    tile: int | str | None = "auto",
+    tile_overlap: int | None = None,
+    self_ensemble: bool = False,
+    precision: str = "float32",
+    progress: Callable[[int, int], None] | None = None,
+) -> np.ndarray:
     """``image`` upscaled ``scale`` times by the SR ``model`` (see the module docstring for the input range).
 
     Args:
@@ -220,15 +264,17 @@ def upscale(
         in ``AUTO_TILE`` tiles; None: the whole image at once.
       tile_overlap: context pixels per tile (default the receptive radius: exact for local models).
       self_ensemble: average the 8 flips/rotations (EDSR's "+", 8x the time).
-      precision: 'float32' or 'bfloat16' (:func:`visionfw.evaluate.with_precision`).
+      precision: 'float32' or 'bfloat16' (:func:`visionfw.inference.with_precision`).
       progress: ``fn(done, total)`` called after each forward pass (tiles x ensemble passes).
 
-    Returns the upscaled image with the input's dtype and layout (a path gives uint8, or uint16
-    for a 16-bit file).
+    Returns:
+      The upscaled image with the input's dtype and layout (a path gives uint8, or uint16 for a 16-bit file).
+
+    Raises:
+      DataError: an unreadable image, an unsupported dtype or range, an output of the wrong size.
+      ConfigError: a scale that contradicts the model.
     """
-    from visionfw.data.color import rgb_to_ycbcr, ycbcr_to_rgb
-    from visionfw.data.imresize import imresize_numpy
-    from visionfw.evaluate import super_resolve, with_precision
+    from visionfw.inference import super_resolve, with_precision
 
     if isinstance(image, (str, Path)):
         image = read_photo(image)
@@ -236,29 +282,15 @@ def upscale(
     channels, upsampled_input, s = model_meta(model, scale, channels, upsampled_input)
     colour_channels = 1 if x.shape[-1] in (1, 2) else 3
     colour, alpha = x[..., :colour_channels], x[..., colour_channels:]
-
-    def bicubic(a):
-        out = imresize_numpy(a, float(s))
-        return out[..., None] if out.ndim == 2 else out
-
-    chroma = None
-    if channels == "y":
-        if colour_channels == 3:
-            ycc = rgb_to_ycbcr(colour)
-            chroma = bicubic(ycc[..., 1:])
-            net_in = ycc[..., :1]
-        else:
-            net_in = colour
-    else:
-        net_in = np.repeat(colour, 3, -1) if colour_channels == 1 else colour
-    if upsampled_input:
-        net_in = bicubic(net_in)
+    net_in, chroma = _network_input(colour, channels, upsampled_input, s)
     if tile == "auto":
-        tile = AUTO_TILE if net_in.shape[0] * net_in.shape[1] > AUTO_TILE**2 else None
+        tile_px = AUTO_TILE if net_in.shape[0] * net_in.shape[1] > AUTO_TILE**2 else None
+    else:
+        tile_px = None if tile is None else int(tile)
     out = super_resolve(
         with_precision(model, precision),
         net_in.astype(np.float32),
-        tile=tile,
+        tile=tile_px,
         tile_overlap=tile_overlap,
         self_ensemble=self_ensemble,
         progress=progress,
@@ -270,11 +302,8 @@ def upscale(
             f"upscale: model {model.name!r} gave {out.shape[0]}x{out.shape[1]} for a "
             f"{x.shape[0]}x{x.shape[1]} image at x{s} (expected {want[0]}x{want[1]}); is it built for x{s}?"
         )
-    if chroma is not None:
-        out = ycbcr_to_rgb(np.concatenate([out[..., :1], chroma], -1))
-    elif channels == "rgb" and colour_channels == 1:
-        out = out.mean(-1, keepdims=True)
+    out = _colour_output(out, chroma, channels, colour_channels)
     if alpha.shape[-1]:
-        out = np.concatenate([np.clip(out, 0.0, 1.0), bicubic(alpha)], -1)
+        out = np.concatenate([np.clip(out, 0.0, 1.0), _bicubic(alpha, s)], -1)
     result = _from_unit_float(out, dtype)
     return result[..., 0] if squeeze else result

@@ -132,7 +132,7 @@ CONFIG = EvaluateConfig
 
 def _build(config, scale):
     """(LoadedModel, meta) for one scale (see :func:`visionfw.loading.load_model`)."""
-    from visionfw.evaluate import infer_model_meta
+    from visionfw.inference import infer_model_meta
     from visionfw.loading import load_model
 
     loaded = load_model(
@@ -157,10 +157,9 @@ def _build(config, scale):
     return loaded, meta
 
 
-def main(command, config):
+def _scales(config):
+    """The scales to run (``[None]``: the model's own); ConfigError for flags that cannot work."""
     from visionfw.errors import ConfigError
-    from visionfw.evaluate import evaluate_model, format_table, write_results_json
-    from visionfw.loading import resolve_protocol
 
     if not (config.weights or config.pretrained or config.allow_random):
         raise ConfigError(
@@ -174,62 +173,85 @@ def main(command, config):
         raise ConfigError(f"--scale={','.join(map(str, scales))}: scales must be positive.")
     if len(scales) > 1 and config.model is None:
         raise ConfigError("several --scale values need --model (one model per scale).")
-    runs = scales or [None]
+    return scales or [None]
+
+
+def _evaluate_scale(config, scale, several, save_images):
+    """Builds and evaluates the model at one scale and prints its table; returns ``(results, run)``
+    where ``run`` holds the model name, its weights, the scale and the protocol."""
+    from visionfw.errors import ConfigError
+    from visionfw.evaluate import evaluate_model, format_table
+    from visionfw.loading import resolve_protocol
+
+    loaded, meta = _build(config, scale)
+    model_name = loaded.name
+    protocol, why = resolve_protocol(config.protocol, loaded.info)
+    s = scale or meta.get("scale")
+    if not s:
+        raise ConfigError("--scale is required for this model (it does not fix its own scale).")
+    if several and not meta.get("upsampled_input"):
+        raise ConfigError(
+            f"model {model_name!r} takes LR input, so its weights fit one scale; give one --scale per run."
+        )
+    results = evaluate_model(
+        loaded.model,
+        config.test_data,
+        s,
+        protocol=protocol,
+        data_dir=config.data_dir,
+        channels=meta.get("channels"),
+        upsampled_input=meta.get("upsampled_input"),
+        per_image=config.per_image,
+        save_images=save_images,
+        tile=config.tile,
+        tile_overlap=config.tile_overlap,
+        self_ensemble=config.self_ensemble,
+        progress=config.progress,
+        lr_dir=config.lr_dir,
+        log_every=config.log_every,
+        texture_metrics=config.texture_metrics,
+        precision=config.precision,
+    )
+    weights = meta.get("weights")
+    print(f"{model_name} x{s}" + (f" ({weights})" if weights else " (RANDOM WEIGHTS)"))
+    print(f"protocol: {protocol} ({why})")
+    print(format_table(results))
+    print()
+    return results, {"model_name": model_name, "weights": weights, "scale": s, "protocol": protocol}
+
+
+def _write_report(config, results, run, save_images, several):
+    """Writes the HTML report of one scale's results (``<stem>_x<scale>`` when there are several)."""
+    from pathlib import Path
+
+    from visionfw.studies.report_html import write_eval_report
+
+    s = run["scale"]
+    page = Path(config.report)
+    page = page.with_name(f"{page.stem}_x{s}{page.suffix}") if several else page
+    where = {"sources": config.test_data, "data_dir": config.data_dir, "weights": run["weights"]}
+    page = write_eval_report(results, run["model_name"], save_images, page, **where)
+    print(f"report: {page}")
+
+
+def main(command, config):
+    from visionfw.evaluate import write_results_json
+
+    runs = _scales(config)
+    several = len(runs) > 1
     all_results = {}
     save_images = config.save_images
     if config.report and not save_images:
         import tempfile
 
         save_images = tempfile.mkdtemp(prefix="visionfw-report-")  # the report reads the outputs from there
-    model_name = None
+    run = {}
     for scale in runs:
-        loaded, meta = _build(config, scale)
-        model, model_name = loaded.model, loaded.name
-        protocol, why = resolve_protocol(config.protocol, loaded.info)
-        s = scale or meta.get("scale")
-        if not s:
-            raise ConfigError("--scale is required for this model (it does not fix its own scale).")
-        if len(runs) > 1 and not meta.get("upsampled_input"):
-            raise ConfigError(
-                f"model {model_name!r} takes LR input, so its weights fit one scale; give one --scale per run."
-            )
-        results = evaluate_model(
-            model,
-            config.test_data,
-            s,
-            protocol=protocol,
-            data_dir=config.data_dir,
-            channels=meta.get("channels"),
-            upsampled_input=meta.get("upsampled_input"),
-            per_image=config.per_image,
-            save_images=save_images,
-            tile=config.tile,
-            tile_overlap=config.tile_overlap,
-            self_ensemble=config.self_ensemble,
-            progress=config.progress,
-            lr_dir=config.lr_dir,
-            log_every=config.log_every,
-            texture_metrics=config.texture_metrics,
-            precision=config.precision,
-        )
-        weights = meta.get("weights")
-        title = f"{model_name} x{s}" + (f" ({weights})" if weights else " (RANDOM WEIGHTS)")
-        print(title)
-        print(f"protocol: {protocol} ({why})")
-        print(format_table(results))
-        print()
+        results, run = _evaluate_scale(config, scale, several, save_images)
         for ds, r in results.items():
-            all_results[f"{ds}_x{s}" if len(runs) > 1 else ds] = r
+            all_results[f"{ds}_x{run['scale']}" if several else ds] = r
         if config.report:
-            from pathlib import Path
-
-            from visionfw.studies.report_html import write_eval_report
-
-            page = Path(config.report)
-            page = page.with_name(f"{page.stem}_x{s}{page.suffix}") if len(runs) > 1 else page
-            where = {"sources": config.test_data, "data_dir": config.data_dir, "weights": weights}
-            page = write_eval_report(results, model_name, save_images, page, **where)
-            print(f"report: {page}")
+            _write_report(config, results, run, save_images, several)
     if save_images != config.save_images:
         import shutil
 
@@ -239,11 +261,11 @@ def main(command, config):
         path = write_results_json(
             config.results,
             all_results,
-            model_name,
-            weights,
-            scale_field if scale_field else s,
-            protocol,
-            extra={"random_weights": not weights},
+            model_name=run["model_name"],
+            weights_path=run["weights"],
+            scale=scale_field if scale_field else run["scale"],
+            protocol=run["protocol"],
+            extra={"random_weights": not run["weights"]},
         )
         print(f"results written to {path}")
     return 0

@@ -228,7 +228,7 @@ def main(command, config):
         meta["channels"],
         meta["upsampled_input"],
     )
-    from visionfw.evaluate import with_precision
+    from visionfw.inference import with_precision
 
     net = with_precision(net, config.precision)
     tile = "auto" if config.tile is None else (config.tile or None)

@@ -11,7 +11,7 @@
   ``activation_bytes`` is the analytic sum of every layer's float32 output at that size,
   which does not depend on the allocator;
 * :func:`measure_latency`: batch 1, the median of ``runs`` timed calls of the model's cached
-  ``tf.function`` (the one :mod:`visionfw.evaluate` uses) after ``warmup`` untimed calls;
+  ``tf.function`` (:func:`visionfw.inference.forward_fn`) after ``warmup`` untimed calls;
 * :func:`measure_peak_memory`: on GPU the allocator's peak
   (``tf.config.experimental.get_memory_info``) above the level before the call; on CPU the
   process's peak resident memory above the level before the call, polled every 0.5 ms from
@@ -33,7 +33,7 @@ from typing import Any
 import numpy as np
 
 from visionfw.errors import ConfigError
-from visionfw.evaluate import forward_numpy
+from visionfw.inference import forward_numpy
 
 __all__ = [
     "parse_input_size",
@@ -235,7 +235,7 @@ def measure_latency(
 
     The output is fetched to the host (``.numpy()``) inside the timing, so asynchronous GPU
     execution is included.  The forward pass is evaluation's cached ``tf.function``
-    (:func:`visionfw.evaluate.forward_fn`), so a model is traced once for both.
+    (:func:`visionfw.inference.forward_fn`), so a model is traced once for both.
 
     Args:
       model: a Keras model.
