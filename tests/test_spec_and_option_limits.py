@@ -241,7 +241,7 @@ def test_blur_size_capped_and_checked_against_the_patch_before_tracing():
 
 
 def test_training_config_refuses_a_blur_wider_than_the_patch(tmp_path):
-    from visionfw.train.trainer import TrainConfig, resolve_config
+    from visionfw.train import TrainConfig, resolve_config
 
     images = write_noise_images(tmp_path / "images", 2, 32, seed=0)
     config = TrainConfig(

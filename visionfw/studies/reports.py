@@ -53,12 +53,10 @@ def _figure_class():
 
 def write_json(path, obj, indent=2):
     """Writes ``obj`` as JSON to ``path`` atomically (floats such as numpy scalars as numbers)."""
-    from visionfw.train.checkpoint import atomic_write_bytes
+    from visionfw.files import write_file_atomic
 
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write_bytes(path, json.dumps(obj, indent=indent, default=float).encode())
-    return path
+    data = json.dumps(obj, indent=indent, default=float).encode()
+    return write_file_atomic(path, lambda f: f.write(data))
 
 
 # --------------------------------------------------------------------------- compare

@@ -144,8 +144,8 @@ def hr_of(batch):
 class Task:
     """Base class; see the module docstring.  ``config`` is a resolved ``TrainConfig``."""
 
-    name = None
-    metric_names = ()  # extra scalars compute_loss returns, e.g. ('l1', 'latent') for TAD
+    name: str | None = None
+    metric_names: tuple[str, ...] = ()  # extra scalars compute_loss returns, e.g. ('l1', 'latent') for TAD
 
     def __init__(self, config):
         self.config = config

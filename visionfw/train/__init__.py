@@ -21,7 +21,7 @@ _EXPORTS = {
     "register_task": "visionfw.tasks.base",
     "TrainConfig": "visionfw.train.config",
     "Trainer": "visionfw.train.trainer",
-    "resolve_config": "visionfw.train.trainer",
+    "resolve_config": "visionfw.train.resolve",
     "train": "visionfw.train.trainer",
 }
 
