@@ -195,6 +195,7 @@ class PerceptualLoss:
         self,
         layer="block5_conv4",
         weights="auto",
+        *,
         before_activation=True,
         criterion="l1",
         normalization="caffe",
@@ -459,10 +460,10 @@ class GANTask(SRTask):
             self.perceptual = PerceptualLoss(
                 o.vgg_layer,
                 o.vgg_weights,
-                o.before_activation,
-                o.feature_criterion,
-                o.vgg_normalization,
-                o.feature_scale,
+                before_activation=o.before_activation,
+                criterion=o.feature_criterion,
+                normalization=o.vgg_normalization,
+                feature_scale=o.feature_scale,
                 seed=int(c.seed),
             )
         if self.pretrained:
