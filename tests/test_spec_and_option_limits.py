@@ -12,7 +12,7 @@ from conftest import write_noise_images
 
 from visionfw.degradation import MAX_BLUR_SIZE, MAX_PASSES, check_fits, make_degrader, parse_spec
 from visionfw.errors import ConfigError, SpecError
-from visionfw.tasks.base import typed_options
+from visionfw.tasks.options import typed_options
 from visionfw.zoo.builder import MAX_SPEC_LINKS, build_model
 
 

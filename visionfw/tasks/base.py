@@ -35,6 +35,7 @@ from typing import Any
 import tensorflow as tf
 
 from visionfw.errors import ConfigError, DataError, SpecError
+from visionfw.tasks.options import checked_data_options
 
 __all__ = [
     "Task",
@@ -44,50 +45,8 @@ __all__ = [
     "get_task",
     "hr_of",
     "build_with_policy",
-    "typed_options",
     "model_spec",
 ]
-
-_TYPE_WORDS = {float: "a number", int: "an integer", str: "a string", bool: "true or false", type(None): "none"}
-_VALUE_WORDS = {**_TYPE_WORDS, float: "a fraction", list: "a list", dict: "a dict"}
-
-
-def typed_options(options, schema, task):
-    """``options`` (``--task_options``, parsed) checked against ``schema`` ``{name: type or tuple of
-    types}`` (float, int, str, bool, ``type(None)``); returns them with numbers as the named type.
-
-    Raises ConfigError naming the option, its value and the type it must have: a value of the wrong
-    type would otherwise fail deep inside the loss (``'<' not supported between 'str' and 'int'``).
-    A float option takes an integer too, an int option a whole float (100.0), neither a bool; floats
-    must be finite.
-    """
-    import math
-
-    out = {}
-    for key, value in dict(options or {}).items():
-        if key not in schema:
-            raise ConfigError(f"--task_options: {key!r} is not a {task} option; the options are {', '.join(schema)}.")
-        kinds = schema[key] if isinstance(schema[key], tuple) else (schema[key],)
-        for kind in kinds:
-            if kind is float and isinstance(value, (int, float)) and not isinstance(value, bool):
-                if not math.isfinite(value):
-                    raise ConfigError(f"--task_options {key}={value!r}: {task} option {key!r} must be a finite number.")
-                value = float(value)
-                break
-            if kind is int and isinstance(value, float) and value.is_integer():  # JSON's 100.0
-                value = int(value)
-            if kind is int and isinstance(value, int) and not isinstance(value, bool):
-                break
-            if kind is not float and kind is not int and isinstance(value, kind):
-                break
-        else:
-            want = " or ".join(_TYPE_WORDS.get(k, k.__name__) for k in kinds)
-            raise ConfigError(
-                f"--task_options {key}={value!r}: {task} option {key!r} must be {want}, not "
-                f"{_VALUE_WORDS.get(type(value), type(value).__name__)}."
-            )
-        out[key] = value
-    return out
 
 
 def model_spec(config):
@@ -156,7 +115,7 @@ class Task:
         """
         self.config = config
         self.rng = None  # a tf.random.Generator the trainer sets (checkpointed)
-        self._spec = None
+        self._spec: dict | None = None
 
     # -- model -------------------------------------------------------------------------
     def spec(self) -> dict:
@@ -228,7 +187,7 @@ class Task:
             channels="rgb",
             augment=bool(c.augment),
             seed=int(c.seed),
-            **_checked_data_options(c.data_options, c),
+            **checked_data_options(c.data_options, c),
         )
 
     def hr_patch_dataset(self, hr_patch: int, start_step: int = 0) -> tf.data.Dataset:
@@ -359,7 +318,7 @@ class SRTask(Task):
         from visionfw.data.pipeline import TrainDataConfig
 
         c = self.config
-        extra = _checked_data_options(c.data_options, c)
+        extra = checked_data_options(c.data_options, c)
         return TrainDataConfig(
             source=c.train_data,
             scale=int(c.scale),
@@ -551,38 +510,6 @@ def _normalise_results(raw, names):
         out[name] = {"psnr": float(r["psnr"]), "ssim": float(r["ssim"]), "bicubic_psnr": float(r["bicubic_psnr"])}
         out["protocol"] = r["protocol_description"]
     return out
-
-
-def _checked_data_options(options, config=None):
-    """``--data_options`` as TrainDataConfig keyword arguments (plus the options of ``config``, a
-    TrainConfig, that have their own flag); ConfigError names an unknown key."""
-    import dataclasses
-
-    from visionfw.data.pipeline import TrainDataConfig
-
-    options = dict(options or {})
-    fixed = {
-        "source",
-        "scale",
-        "lr_patch",
-        "batch_size",
-        "channels",
-        "lr_source",
-        "augment",
-        "seed",
-        "upsample_input",
-        "max_image_pixels",
-    }  # set by their own flags or by the model
-    allowed = {f.name for f in dataclasses.fields(TrainDataConfig)} - fixed
-    for key in options:
-        if key not in allowed:
-            raise ConfigError(
-                f"data_options: {key!r} is not a pipeline option here; use one of "
-                f"{sorted(allowed)} (the others have their own config fields)."
-            )
-    if getattr(config, "max_image_pixels", None) is not None:
-        options["max_image_pixels"] = config.max_image_pixels
-    return options
 
 
 TASKS = {"sr": SRTask}

@@ -31,7 +31,8 @@ import numpy as np
 import tensorflow as tf
 
 from visionfw.errors import ConfigError, DataError
-from visionfw.tasks.base import Task, hr_of, register_task, typed_options
+from visionfw.tasks.base import Task, hr_of, register_task
+from visionfw.tasks.options import typed_options
 from visionfw.zoo.layers import LUMA_WEIGHTS, Luma, Quantize  # noqa: F401  (re-exported)
 
 __all__ = [
