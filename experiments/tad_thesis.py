@@ -130,8 +130,7 @@ def train_timed(args, model, workdir, train_data, stop_at):
     """The recipe in wall-clock phases (the step rate of a shared machine is unknown in advance): float
     SLR for the first half of the time, 8-bit SLR after, lr halved for the last quarter.  Each phase
     ends with a checkpoint (SIGTERM at its deadline); returns the plan in steps (``plan.json``)."""
-    from visionfw.train import train
-    from visionfw.train.trainer import TrainingInterrupted
+    from visionfw.train import TrainingInterrupted, train
 
     start = time.time()
     phases = [

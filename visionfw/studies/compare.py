@@ -201,7 +201,7 @@ def compare_models(
 
     The first Ctrl-C / SIGTERM stops a training with a checkpoint, writes the table of the
     models that finished (``result['partial']`` says so) and raises
-    :class:`visionfw.train.trainer.TrainingInterrupted`; the same call again finishes the rest.
+    :class:`visionfw.train.TrainingInterrupted`; the same call again finishes the rest.
 
     Returns {'rows': [...], 'datasets', 'scale', 'protocol', 'protocol_description',
     'input_size', 'device', 'memory_method', 'computed': {'train', 'eval', 'cost'} counts,
@@ -218,7 +218,7 @@ def compare_models(
     from visionfw.studies import profiling
     from visionfw.studies.reports import write_compare_reports
     from visionfw.studies.runs import ResultCache, interrupted, spec_hash, train_short
-    from visionfw.train.trainer import TrainingInterrupted
+    from visionfw.train import TrainingInterrupted
     from visionfw.weights.loader import file_sha256, load_weights
     from visionfw.zoo.builder import build_model
 

@@ -164,7 +164,7 @@ def rank_datasets(
 
     The first Ctrl-C / SIGTERM stops a training with a checkpoint, writes the ranking of the
     training sets that finished (``result['partial']``) and raises
-    :class:`visionfw.train.trainer.TrainingInterrupted`; the same call again finishes the rest.
+    :class:`visionfw.train.TrainingInterrupted`; the same call again finishes the rest.
 
     Returns {'table': rank_matrix(...), 'per_image': {test: {train: [gains]}}, 'markdown',
     'files', 'computed': {'train', 'eval'}, 'protocol_description', ...}.
@@ -174,7 +174,7 @@ def rank_datasets(
     from visionfw.metrics.psnr_ssim import protocol_description
     from visionfw.studies.reports import format_ranking, write_rank_reports
     from visionfw.studies.runs import ResultCache, interrupted, train_short
-    from visionfw.train.trainer import TrainingInterrupted
+    from visionfw.train import TrainingInterrupted
     from visionfw.weights.loader import file_sha256, load_weights
     from visionfw.zoo.builder import build_model
     from visionfw.zoo.registry import get_spec

@@ -72,7 +72,7 @@ def train_short(
     log_every...); ``progress``: the trainer's progress bar / lines, titled ``label``.
 
     The first Ctrl-C / SIGTERM stops the training with a checkpoint
-    (:class:`visionfw.train.trainer.TrainingInterrupted`); the next call resumes it.
+    (:class:`visionfw.train.TrainingInterrupted`); the next call resumes it.
 
     Returns (model.keras path, trained now?).
     """
@@ -138,11 +138,11 @@ class ResultCache:
 
 
 def interrupted(command, doing, exc, finished):
-    """The :class:`visionfw.train.trainer.TrainingInterrupted` that ``compare`` and
+    """The :class:`visionfw.train.TrainingInterrupted` that ``compare`` and
     ``rank-datasets`` raise after the first Ctrl-C / SIGTERM: what was going on (``doing``, and
     the step of an interrupted training, ``exc``), where the partial table is (``finished``),
     and how to go on."""
-    from visionfw.train.trainer import TrainingInterrupted
+    from visionfw.train import TrainingInterrupted
 
     step = getattr(exc, "step", None)
     resumes = " and the training resumes from its checkpoint" if getattr(exc, "checkpoint", None) else ""

@@ -444,7 +444,7 @@ class GANTask(SRTask):
     def build_training_state(self, model, schedule):
         import keras
 
-        from visionfw.train.distribute import make_optimizer
+        from visionfw.train.optimizers import make_optimizer
 
         c, policy = self.config, model.dtype_policy.name
         self.discriminator = build_with_policy(self.discriminator_spec(), None if policy == "float32" else policy)

@@ -23,6 +23,7 @@ _EXPORTS = {
     "Trainer": "visionfw.train.trainer",
     "resolve_config": "visionfw.train.resolve",
     "train": "visionfw.train.trainer",
+    "TrainingInterrupted": "visionfw.train.guards",
 }
 
 __all__ = [
@@ -30,6 +31,7 @@ __all__ = [
     "Trainer",
     "train",
     "resolve_config",
+    "TrainingInterrupted",
     "Task",
     "SRTask",
     "TASKS",

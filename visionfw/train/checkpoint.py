@@ -27,13 +27,12 @@ import os
 import re
 import zipfile
 import zlib
-from collections.abc import Callable
-from typing import IO
 
 import numpy as np
 
 from visionfw.errors import TrainingError
-from visionfw.files import temp_files, write_file_atomic
+from visionfw.files import temp_files
+from visionfw.train.workdir import write_run_file
 
 __all__ = ["save_state", "load_state", "restore_state", "CheckpointManager"]
 
@@ -42,26 +41,6 @@ _META = "__meta__"
 
 def _write_npz(f, arrays):
     np.savez(f, **arrays)
-
-
-def write_run_file(path: str | os.PathLike[str], write: Callable[[IO[bytes]], object], kept: str | None = None) -> None:
-    """Writes a file of a training run atomically (:func:`visionfw.files.write_file_atomic`).
-
-    Args:
-        path: The file to create or replace.
-        write: Called with the temporary file open for binary writing.
-        kept: The last good checkpoint, named in the error.
-
-    Raises:
-        TrainingError: One line naming ``path`` (and ``kept``) when an ``OSError`` (full disk,
-            read-only file system, ...) stops the write; no partial file is left.
-    """
-    from visionfw.train.workdir import write_error
-
-    try:
-        write_file_atomic(path, write)
-    except OSError as exc:
-        raise write_error(os.fspath(path), exc, kept) from None
 
 
 def _value(var):

@@ -11,44 +11,13 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import tensorflow as tf
 
 from visionfw.errors import ConfigError
 
-if TYPE_CHECKING:
-    from visionfw.train.trainer import Trainer
-
-__all__ = ["make_optimizer", "make_strategy", "is_chief", "distributed_batches", "build_train_step"]
-
-
-def make_optimizer(name: str, schedule: Any, clipnorm: float | None = None, **kwargs: Any) -> Any:
-    """A Keras optimizer by name.
-
-    Args:
-        name: ``'adam'``, ``'adamw'`` or ``'sgd'``.
-        schedule: The learning rate: a number or a Keras ``LearningRateSchedule``.
-        clipnorm: Clip the gradients to this global norm (unset or 0: no clipping).
-        **kwargs: More optimizer arguments (``beta_1``, ``weight_decay``, ...).
-
-    Returns:
-        The ``keras.optimizers.Optimizer``.
-
-    Raises:
-        ConfigError: An unknown name or a bad keyword argument.
-    """
-    import keras
-
-    makers = {"adam": keras.optimizers.Adam, "adamw": keras.optimizers.AdamW, "sgd": keras.optimizers.SGD}
-    if name not in makers:
-        raise ConfigError(f"optimizer={name!r} is unknown; use one of {sorted(makers)}.")
-    if clipnorm:
-        kwargs["global_clipnorm"] = float(clipnorm)
-    try:
-        return makers[name](learning_rate=schedule, **kwargs)
-    except (TypeError, ValueError) as exc:
-        raise ConfigError(f"optimizer={name}: bad optimizer_kwargs {kwargs} ({exc}).") from None
+__all__ = ["make_strategy", "is_chief", "distributed_batches", "build_train_step"]
 
 
 def make_strategy(kind: str | None, num_devices: int | None = None) -> tf.distribute.Strategy:
@@ -132,7 +101,7 @@ def distributed_batches(
     return iter(strategy.distribute_datasets_from_function(dataset_fn))
 
 
-def _core_step(trainer: Trainer) -> Callable:
+def _core_step(trainer: Any) -> Callable:
     """``core_step(*batch) -> (loss, extra metrics, outputs)``: one replica's forward, backward and
     update, by the task's own ``update_step`` when it has one (a GAN's two networks)."""
     c, task, model, opt = trainer.config, trainer.task, trainer.model, trainer.optimizer
@@ -167,7 +136,7 @@ def _core_step(trainer: Trainer) -> Callable:
     return tf.function(core_step, jit_compile=True) if c.jit_compile else core_step
 
 
-def _replica_step(trainer: Trainer) -> Callable:
+def _replica_step(trainer: Any) -> Callable:
     """``replica_step(*batch) -> (loss, extra)``: the core step on the replica's batch, which a patch
     sampler draws from its pool inside the step (no host round trip) and then learns from."""
     from visionfw.data.sampling import Sampler, per_patch_psnr_gain
@@ -193,7 +162,7 @@ def _replica_step(trainer: Trainer) -> Callable:
     return replica_step
 
 
-def build_train_step(trainer: Trainer) -> Callable:
+def build_train_step(trainer: Any) -> Callable:
     """The compiled step of ``trainer``'s run.
 
     Args:

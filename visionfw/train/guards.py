@@ -1,5 +1,6 @@
-"""What watches a training loop: a stop request on SIGINT/SIGTERM, a warning on a loss that grows
-without bound, and the finite-weights check before a checkpoint is written."""
+"""What watches a training loop: a stop request on SIGINT/SIGTERM (and the error it ends the run
+with), a warning on a loss that grows without bound, and the finite-weights check before a
+checkpoint is written."""
 
 from __future__ import annotations
 
@@ -10,7 +11,9 @@ from typing import Any, Literal
 
 import numpy as np
 
-__all__ = ["StopRequest", "LossGrowthWatch", "all_finite"]
+from visionfw.errors import TrainingError
+
+__all__ = ["StopRequest", "TrainingInterrupted", "LossGrowthWatch", "all_finite"]
 
 
 def all_finite(arrays: Iterable[Any]) -> bool:
@@ -91,3 +94,20 @@ class StopRequest:
             signal.signal(sig, handler)
         self._previous = {}
         return False
+
+
+class TrainingInterrupted(TrainingError):
+    """Training stopped by SIGINT/SIGTERM after writing a checkpoint to resume from.
+
+    ``signum``: the signal; ``exit_status``: 128 + signum (the shell's convention); ``step`` and
+    ``checkpoint``: where the run stopped (``checkpoint`` is None on non-chief workers).
+    """
+
+    def __init__(self, message: str, signum: int = 2, step: int | None = None, checkpoint: str | None = None) -> None:
+        super().__init__(message)
+        self.signum, self.step, self.checkpoint = int(signum), step, checkpoint
+
+    @property
+    def exit_status(self) -> int:
+        """128 + the signal number."""
+        return 128 + self.signum

@@ -15,7 +15,7 @@ import tensorflow as tf
 
 from visionfw.data.embedded import HELDOUT
 from visionfw.errors import TrainingError, VisionFWError
-from visionfw.train.guards import LossGrowthWatch, StopRequest
+from visionfw.train.guards import LossGrowthWatch, StopRequest, TrainingInterrupted
 from visionfw.train.resolve import describe_val_data, model_stem
 from visionfw.train.workdir import CsvLog, remove_stale_tmp
 
@@ -142,7 +142,7 @@ class TrainingLoop:
 
     def _open_logs(self):
         """Writes ``config.json``; returns ``(train_log.csv, the TensorBoard writer or None)``."""
-        from visionfw.train.checkpoint import write_run_file
+        from visionfw.train.workdir import write_run_file
 
         c = self.config
         if self.chief:
@@ -299,8 +299,6 @@ class TrainingLoop:
                 path = manager.save(self.step, groups, self.checkpoint_meta(elapsed))
             else:  # diverged since the last log point: keep the last good checkpoint
                 path, kept = manager.latest(), "weights not finite, last good checkpoint {} kept"
-        from visionfw.train.trainer import TrainingInterrupted
-
         raise TrainingInterrupted(
             f"interrupted at step {self.step} of {c.steps}; {kept.format(path)}. To resume, run "
             "the same command again (resume=auto continues from the last checkpoint).",

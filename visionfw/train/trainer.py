@@ -38,30 +38,14 @@ import tensorflow as tf
 
 from visionfw.errors import ConfigError, TrainingError
 from visionfw.train.config import TrainConfig
-from visionfw.train.distribute import build_train_step, distributed_batches, is_chief, make_optimizer, make_strategy
+from visionfw.train.distribute import build_train_step, distributed_batches, is_chief, make_strategy
 from visionfw.train.guards import all_finite
 from visionfw.train.loop import TrainingLoop
+from visionfw.train.optimizers import make_optimizer
 from visionfw.train.resolve import POLICIES, resolve_config
 from visionfw.train.workdir import latest_checkpoint, remove_unfinished
 
-__all__ = ["train", "Trainer", "TrainingInterrupted", "warn_below_bicubic"]
-
-
-class TrainingInterrupted(TrainingError):
-    """Training stopped by SIGINT/SIGTERM after writing a checkpoint to resume from.
-
-    ``signum``: the signal; ``exit_status``: 128 + signum (the shell's convention); ``step`` and
-    ``checkpoint``: where the run stopped (``checkpoint`` is None on non-chief workers).
-    """
-
-    def __init__(self, message: str, signum: int = 2, step: int | None = None, checkpoint: str | None = None) -> None:
-        super().__init__(message)
-        self.signum, self.step, self.checkpoint = int(signum), step, checkpoint
-
-    @property
-    def exit_status(self) -> int:
-        """128 + the signal number."""
-        return 128 + self.signum
+__all__ = ["train", "Trainer", "warn_below_bicubic"]
 
 
 class Trainer(TrainingLoop):

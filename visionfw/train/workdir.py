@@ -21,11 +21,11 @@ import os
 import shutil
 import sys
 import time
-from collections.abc import Iterator, Mapping
-from typing import Any
+from collections.abc import Callable, Iterator, Mapping
+from typing import IO, Any
 
 from visionfw.errors import TrainingError
-from visionfw.files import temp_files
+from visionfw.files import temp_files, write_file_atomic
 
 __all__ = [
     "LOCK_NAME",
@@ -33,6 +33,7 @@ __all__ = [
     "lock_workdir",
     "write_error",
     "WRITE_ERRNOS",
+    "write_run_file",
     "CsvLog",
     "remove_stale_tmp",
     "remove_unfinished",
@@ -133,6 +134,24 @@ def lock_workdir(workdir: str) -> Iterator[str]:
         os.close(fd)  # releases the lock
 
 
+def write_run_file(path: str | os.PathLike[str], write: Callable[[IO[bytes]], object], kept: str | None = None) -> None:
+    """Writes a file of a training run atomically (:func:`visionfw.files.write_file_atomic`).
+
+    Args:
+        path: The file to create or replace.
+        write: Called with the temporary file open for binary writing.
+        kept: The last good checkpoint, named in the error.
+
+    Raises:
+        TrainingError: One line naming ``path`` (and ``kept``) when an ``OSError`` (full disk,
+            read-only file system, ...) stops the write; no partial file is left.
+    """
+    try:
+        write_file_atomic(path, write)
+    except OSError as exc:
+        raise write_error(os.fspath(path), exc, kept) from None
+
+
 class CsvLog:
     """``train_log.csv`` with fixed columns; rows after the resume step are dropped.
 
@@ -144,8 +163,6 @@ class CsvLog:
     """
 
     def __init__(self, path: str, columns: list[str], resume_step: int, enabled: bool) -> None:
-        from visionfw.train.checkpoint import write_run_file
-
         self.path, self.columns, self.enabled = path, columns, enabled
         if not enabled:
             return
