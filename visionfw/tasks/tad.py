@@ -274,7 +274,7 @@ class TADTask(Task):
     name = "tad"
     metric_names = ("l1_hr", "l_latent", "psnr_hr")
 
-    def __init__(self, config):
+    def __init__(self, config: Any) -> None:
         super().__init__(config)
         opts = typed_options(
             getattr(config, "task_options", None),
@@ -300,15 +300,17 @@ class TADTask(Task):
             scale = int(meta.get("scale", scale)) or 1
         self.objective = TADObjective(scale=scale, latent=latent, **opts)
 
-    def build_model(self, dtype_policy=None):
+    def build_model(self, dtype_policy: str | None = None) -> Any:
+        """The TAD autoencoder (kept: :meth:`begin_step` switches its quantisation)."""
         self._model = super().build_model(dtype_policy)
         return self._model
 
-    def begin_step(self, step):
+    def begin_step(self, step: int) -> None:
+        """Switches SLR quantisation on once ``step >= quantize_from``."""
         if self._model is not None:
             self.objective.on_step(self._model, int(step))
 
-    def check_loss(self, step, loss):
+    def check_loss(self, step: int, loss: float) -> str | None:
         """Stops the run when a logged loss exceeds ``max_loss_growth`` times the lowest one so far."""
         if self.max_loss_growth and loss > self.max_loss_growth * self._lowest_loss:
             return (
@@ -319,13 +321,17 @@ class TADTask(Task):
         self._lowest_loss = min(self._lowest_loss, float(loss))
         return None
 
-    def make_dataset(self, start_step=0):
+    def make_dataset(self, start_step: int = 0) -> tf.data.Dataset:
+        """HR patches of ``lr_patch * scale`` pixels, as ``(hr,)`` tuples."""
         return self.hr_patch_dataset(int(self.config.lr_patch) * max(1, self.objective.scale), start_step)
 
-    def compute_loss(self, model, batch, training):
+    def compute_loss(self, model: Any, batch: Any, training: bool) -> tuple[Any, dict[str, Any]]:
+        """The TAD loss and its terms (:meth:`TADObjective.compute_loss`)."""
         return self.objective.compute_loss(model, batch, training)
 
-    def validate(self, model):
+    def validate(self, model: Any) -> dict[str, Any]:
+        """:func:`evaluate_tad` on each of ``config.val_data``: ``{set: {psnr, ssim, bicubic_psnr,
+        lr_psnr}}`` plus ``'protocol'``."""
         from visionfw.evaluate import load_eval_set
 
         out, scale = {}, self.objective.scale
