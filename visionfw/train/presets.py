@@ -1,6 +1,6 @@
 """Per-family training recipes of the papers (flags override every field).
 
-A preset is a dict of :class:`visionfw.train.trainer.TrainConfig` fields plus
+A preset is a dict of :class:`visionfw.train.config.TrainConfig` fields plus
 ``source`` (where the recipe comes from) and ``notes`` (where we deviate).  Patch
 sizes are given in HR pixels (``hr_patch``) or LR pixels (``lr_patch``); the trainer
 turns an ``hr_patch`` into ``lr_patch = hr_patch // scale`` (the pipeline's unit).
