@@ -60,7 +60,7 @@ def visionfw_stepper(args, mixed=None, pipeline=False, xla=False):
     """(run(n) -> seconds per step over n steps, dataset build seconds, model) for our compiled step."""
     import keras
 
-    from visionfw.train.trainer import TrainConfig, Trainer, resolve_config
+    from visionfw.train import TrainConfig, Trainer, resolve_config
 
     cfg = resolve_config(
         TrainConfig(

@@ -136,8 +136,7 @@ def train_timed(args, model, workdir, train_data, stop_at, task_options=None, va
     SLR for the first half of the time, 8-bit SLR after, lr halved for the last quarter.  Each phase
     ends with a checkpoint (SIGTERM at its deadline); returns the plan in steps (``plan.json``).
     ``task_options``: see :func:`config_for`; ``validations``: about how many over the run."""
-    from visionfw.train import train
-    from visionfw.train.trainer import TrainingInterrupted
+    from visionfw.train import TrainingInterrupted, train
 
     start = time.time()
     phases = [

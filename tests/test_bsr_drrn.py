@@ -13,7 +13,7 @@ import visionfw
 from visionfw.errors import ConfigError
 from visionfw.tasks.losses import LP_EPS, parse_loss
 from visionfw.train import TrainConfig, train
-from visionfw.train.trainer import resolve_config
+from visionfw.train.resolve import resolve_config
 
 # ----------------------------------------------------------------------------- the Lp term
 

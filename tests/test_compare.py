@@ -263,7 +263,7 @@ def test_interrupt_writes_the_partial_table(tiny_data, tmp_path, monkeypatch):
     """The first Ctrl-C while the second model trains: the table of the first one is written, one
     TrainingInterrupted says where it is and how to finish; the rerun trains only what is missing."""
     import visionfw.train as tr
-    from visionfw.train.trainer import TrainingInterrupted
+    from visionfw.train import TrainingInterrupted
 
     real_train = tr.train
 

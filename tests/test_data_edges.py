@@ -70,7 +70,7 @@ def test_training_pipeline_applies_max_image_pixels(tmp_path):
     with pytest.raises(ConfigError, match="max_image_pixels=0 must be a positive integer"):
         pipeline.TrainDataConfig(max_image_pixels=0)
     from visionfw.train import TrainConfig
-    from visionfw.train.trainer import resolve_config
+    from visionfw.train.resolve import resolve_config
 
     with pytest.raises(ConfigError, match="max_image_pixels='many' must be a positive integer"):
         resolve_config(TrainConfig(model="espcn", max_image_pixels="many", val_data=[]))

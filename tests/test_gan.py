@@ -39,8 +39,8 @@ from visionfw.tasks.gan import (
 )
 from visionfw.train import TrainConfig, train
 from visionfw.train.checkpoint import load_state
+from visionfw.train.resolve import resolve_config
 from visionfw.train.schedules import ConstantLR, CosineLR, ScaledLR
-from visionfw.train.trainer import resolve_config
 
 T91 = SHARED_DATA / "train" / "T91"
 GAN_OPTIONS = {"discriminator": "srgan_discriminator_small", "vgg_weights": "random"}

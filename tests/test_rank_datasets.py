@@ -119,7 +119,7 @@ def test_rank_datasets_end_to_end_and_resume(tmp_path, monkeypatch):
 
 def test_interrupt_writes_the_ranking_of_the_finished_sets(tmp_path, monkeypatch):
     import visionfw.train as tr
-    from visionfw.train.trainer import TrainingInterrupted
+    from visionfw.train import TrainingInterrupted
 
     root = tmp_path / "train"
     _write_images(root / "A", 4, 40, 1)

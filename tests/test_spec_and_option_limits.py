@@ -12,7 +12,7 @@ from conftest import write_noise_images
 
 from visionfw.degradation import MAX_BLUR_SIZE, MAX_PASSES, check_fits, make_degrader, parse_spec
 from visionfw.errors import ConfigError, SpecError
-from visionfw.tasks.base import typed_options
+from visionfw.tasks.options import typed_options
 from visionfw.zoo.builder import build_model
 from visionfw.zoo.spec_format import MAX_SPEC_LINKS
 
@@ -242,7 +242,7 @@ def test_blur_size_capped_and_checked_against_the_patch_before_tracing():
 
 
 def test_training_config_refuses_a_blur_wider_than_the_patch(tmp_path):
-    from visionfw.train.trainer import TrainConfig, resolve_config
+    from visionfw.train import TrainConfig, resolve_config
 
     images = write_noise_images(tmp_path / "images", 2, 32, seed=0)
     config = TrainConfig(

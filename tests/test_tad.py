@@ -195,7 +195,7 @@ def test_unsupported_scale_is_a_config_error():
 def test_tad_task_plugs_into_the_shared_trainer(tmp_path):
     from visionfw.data.image_io import write_image
     from visionfw.tasks.base import get_task
-    from visionfw.train.trainer import TrainConfig
+    from visionfw.train import TrainConfig
 
     for i in range(2):
         write_image(tmp_path / f"{i}.png", (np.random.default_rng(i).random((20, 20, 3)) * 255).astype(np.uint8))
@@ -229,8 +229,7 @@ def test_tad_trains_end_to_end_in_the_shared_loop(tmp_path):
     import keras
 
     from visionfw.data.image_io import write_image
-    from visionfw.train import train
-    from visionfw.train.trainer import TrainConfig
+    from visionfw.train import TrainConfig, train
 
     data = tmp_path / "data"
     for i in range(3):
@@ -338,7 +337,7 @@ def test_identity_quantize_gradient_diverges_and_the_clipped_one_does_not():
 
 
 def test_loss_explosion_check_compares_with_the_lowest_logged_loss():
-    from visionfw.train.trainer import TrainConfig
+    from visionfw.train import TrainConfig
 
     task = tad.TADTask(TrainConfig(model="aetad_very_small", task="tad", scale=2))
     assert task.max_loss_growth == 3.0
@@ -353,8 +352,7 @@ def test_a_run_whose_loss_explodes_stops_and_keeps_the_last_checkpoint(tmp_path)
     from visionfw.data.image_io import write_image
     from visionfw.errors import TrainingError
     from visionfw.tasks.base import register_task
-    from visionfw.train import train
-    from visionfw.train.trainer import TrainConfig
+    from visionfw.train import TrainConfig, train
 
     class ExplodesAtStep4(tad.TADTask):
         def check_loss(self, step, loss):

@@ -20,8 +20,8 @@ from visionfw.tasks.losses import parse_loss
 from visionfw.train import TrainConfig, train
 from visionfw.train.checkpoint import load_state
 from visionfw.train.presets import get_preset
+from visionfw.train.resolve import resolve_config
 from visionfw.train.schedules import CosineLR, MultiStepLR, StepLR, make_schedule
-from visionfw.train.trainer import resolve_config
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("VISIONFW_SHARED_DATA", REPO.parent / "shared" / "data"))
@@ -300,7 +300,7 @@ def test_sigkill_then_resume_auto_matches_uninterrupted(tmp_path, image_dir):
 def test_unknown_data_option_is_config_error():
     from visionfw.errors import ConfigError
     from visionfw.tasks.base import SRTask
-    from visionfw.train.trainer import TrainConfig, resolve_config
+    from visionfw.train import TrainConfig, resolve_config
 
     config = resolve_config(TrainConfig(model="espcn", scale=2, data_options={"patch_ordr": "crop_then_downscale"}))
     with pytest.raises(ConfigError, match="patch_ordr"):
@@ -415,7 +415,7 @@ def test_failing_start_leaves_no_run_directory(tmp_path, image_dir):
 
 def test_val_data_auto_and_heldout(tmp_path):
     from visionfw.data.embedded import EMBEDDED_HELDOUT, HELDOUT
-    from visionfw.train.trainer import describe_val_data
+    from visionfw.train.resolve import describe_val_data
 
     heldout = resolve_config(TrainConfig(model="espcn", val_data=[HELDOUT]))
     assert heldout.val_data == [HELDOUT] and heldout.data_options == {"embedded_holdout": True}
@@ -442,7 +442,7 @@ def test_mixed_precision_auto_follows_the_hardware(tmp_path, monkeypatch):
 
     from visionfw.errors import ConfigError
     from visionfw.train import precision
-    from visionfw.train.trainer import resolve_config
+    from visionfw.train.resolve import resolve_config
 
     with_bf16 = tmp_path / "cpuinfo_bf16"
     with_bf16.write_text("processor : 0\nflags : fpu sse2 avx2 avx512f avx512_bf16\n")

@@ -293,12 +293,12 @@ def test_read_only_workdir_is_one_line_and_touches_nothing(tmp_path, image_dir, 
 
 
 def test_read_only_error_in_the_loop_is_one_line(tmp_path, image_dir, monkeypatch):
-    from visionfw.train import trainer
+    from visionfw.train import workdir as workdir_mod
 
     def refuse(self, row):
         raise OSError(errno.EROFS, "Read-only file system", self.path)
 
-    monkeypatch.setattr(trainer._CsvLog, "write", refuse)
+    monkeypatch.setattr(workdir_mod.CsvLog, "write", refuse)
     with pytest.raises(TrainingError) as info:
         train(tiny_config(tmp_path / "loop", image_dir, steps=3))
     log = tmp_path / "loop" / "train_log.csv"

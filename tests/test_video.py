@@ -104,7 +104,7 @@ def _config(shared_data, tmp_path, name, **kw):
 
 def test_video_task_batches_are_pans_and_training_lowers_the_loss(shared_data, tmp_path):
     from visionfw.tasks.base import get_task
-    from visionfw.train.trainer import resolve_config
+    from visionfw.train.resolve import resolve_config
 
     config = resolve_config(_config(shared_data, tmp_path, "bicubic", task_options={"max_motion": 3}))
     task = get_task("video_sr")(config)
@@ -146,7 +146,7 @@ def test_video_task_with_a_tad_encoder_as_downscaler(shared_data, tmp_path):
 
 def test_video_task_rejects_single_frame_models_and_unknown_options():
     from visionfw.tasks.base import get_task
-    from visionfw.train.trainer import resolve_config
+    from visionfw.train.resolve import resolve_config
 
     with pytest.raises(ConfigError, match="not a multi-frame model"):
         get_task("video_sr")(resolve_config(TrainConfig(model="espcn", task="video_sr")))

@@ -549,7 +549,7 @@ def write_results_json(
       The written path.
     """
     import visionfw
-    from visionfw.data.image_io import write_file_atomic
+    from visionfw.files import write_file_atomic
     from visionfw.metrics.psnr_ssim import protocol_description
     from visionfw.weights.formats import file_sha256
 

@@ -135,7 +135,7 @@ def write_photo(path, img):
     suffix = path.suffix.lower()
     if suffix not in PHOTO_SUFFIXES:
         raise ConfigError(f"{path}: cannot tell the image format; use one of {', '.join(PHOTO_SUFFIXES)}.")
-    from visionfw.data.image_io import write_file_atomic
+    from visionfw.files import write_file_atomic
 
     data = _encode(np.asarray(img), suffix)
     return write_file_atomic(path, lambda fh: fh.write(data))

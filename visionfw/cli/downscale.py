@@ -8,8 +8,11 @@ zoo model ``--model`` at ``--scale``.  HR inputs are cropped to a multiple of th
 are 8-bit PNGs named after the inputs.
 """
 
+from __future__ import annotations
+
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 
 @dataclass
@@ -34,8 +37,23 @@ class TadConfig:
 CONFIG = TadConfig
 
 
-def load_tad_model(model_name=None, weights=None, scale=None):
-    """(model, recursions, latent) from a .keras file or a zoo name plus a weights file."""
+def load_tad_model(
+    model_name: str | None = None, weights: str | None = None, scale: int | None = None
+) -> tuple[Any, int, str, int]:
+    """A trained TAD model from a ``.keras`` file, or a zoo name plus a weights file.
+
+    Args:
+        model_name: The zoo name (unset with a ``.keras`` file).
+        weights: A ``.keras`` model or a ``.weights.h5`` file.
+        scale: The scale of a zoo model that takes one.
+
+    Returns:
+        ``(model, recursions, latent, scale)``.
+
+    Raises:
+        WeightsError: The file is missing, damaged, not a TAD model or does not fit the model.
+        ConfigError: Neither a ``.keras`` file nor a model name.
+    """
     import keras
     import numpy as np
 
@@ -89,8 +107,25 @@ def _inputs(path):
     raise DataError(f"--input={path}: no such file or folder.")
 
 
-def run(command, model_name, weights, input_path, output, scale=None):
-    """Runs downscale/upscale; returns the list of written files."""
+def run(
+    command: str, model_name: str | None, weights: str | None, input_path: str, output: str, scale: int | None = None
+) -> list[Path]:
+    """Runs ``visionfw downscale`` or ``visionfw upscale`` on an image or a folder.
+
+    Args:
+        command: ``'downscale'`` (HR -> task-aware LR) or ``'upscale'`` (LR -> restored HR).
+        model_name: The zoo name of the TAD model (unset with a ``.keras`` file).
+        weights: A trained ``.keras`` model or ``.weights.h5`` file.
+        input_path: An image file or a folder of images.
+        output: The folder the PNGs are written to (created if missing).
+        scale: The scale of a zoo model that takes one.
+
+    Returns:
+        The written files.
+
+    Raises:
+        ConfigError: ``--input``, ``--output`` or ``--weights`` is missing.
+    """
     import numpy as np
 
     from visionfw.data.image_io import read_image, write_image
@@ -123,7 +158,8 @@ def run(command, model_name, weights, input_path, output, scale=None):
     return written
 
 
-def main(command, config):
+def main(command: str, config: TadConfig) -> int:
+    """The command: writes the images, prints one line; returns the exit status."""
     files = run(command, config.model, config.weights, config.input, config.output, config.scale)
     print(f"visionfw {command}: wrote {len(files)} image(s) to {config.output}")
     return 0

@@ -81,8 +81,8 @@ def write_graph(dot_text, output):
     import subprocess
     from pathlib import Path
 
-    from visionfw.data.image_io import write_file_atomic
     from visionfw.errors import ConfigError
+    from visionfw.files import write_file_atomic
 
     path = Path(output)
     suffix = path.suffix.lower().lstrip(".")

@@ -6,6 +6,8 @@ every flag overrides its preset value.  The first Ctrl-C (or SIGTERM) writes a c
 the step reached and stops; the same command resumes from it.
 """
 
+from __future__ import annotations
+
 from visionfw.train.config import TrainConfig
 
 CONFIG = TrainConfig
@@ -24,7 +26,8 @@ def _val_line(name, r):
     return line
 
 
-def main(command, config):
+def main(command: str, config: TrainConfig) -> int:
+    """``visionfw train``: trains, prints the model path and the validation; returns the exit status."""
     from visionfw.train import train
 
     result = train(config)

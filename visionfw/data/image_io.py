@@ -23,7 +23,6 @@ import os
 import re
 import stat
 import struct
-import tempfile
 import warnings
 from pathlib import Path
 
@@ -31,6 +30,7 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from visionfw.errors import DataError
+from visionfw.files import write_file_atomic
 
 __all__ = [
     "read_image",
@@ -44,8 +44,6 @@ __all__ = [
     "check_image_pixels",
     "png_header",
     "open_pil",
-    "new_file_mode",
-    "write_file_atomic",
 ]
 
 # below PIL's own warning threshold (89.5 M), so images within it decode without PIL's noise;
@@ -292,33 +290,6 @@ def write_image(path: str | os.PathLike, img: np.ndarray) -> Path:
     if arr.ndim not in (2, 3) or (arr.ndim == 3 and arr.shape[-1] not in (3, 4)):
         raise DataError(f"write_image: {path}: image shape {arr.shape} must be HW or HWC with 1, 3 or 4 channels.")
     return write_file_atomic(path, lambda fh: Image.fromarray(arr).save(fh, format=fmt))
-
-
-def write_file_atomic(path, write):
-    """Creates ``path`` atomically: ``write(binary file)`` fills a temporary file in the same folder,
-    which gets a new file's mode (:func:`new_file_mode`; ``mkstemp`` makes 0600) and is renamed into
-    place only when ``write`` succeeded.  Parent folders are created; returns ``path``."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            write(fh)
-        os.chmod(tmp, new_file_mode())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-    return path
-
-
-def new_file_mode():
-    """The mode a newly created file gets here (0666 less the umask): for files written through a
-    ``mkstemp`` temporary (0600) and renamed into place."""
-    mask = os.umask(0)
-    os.umask(mask)
-    return 0o666 & ~mask
 
 
 def _unusable(path):

@@ -328,7 +328,7 @@ def compare_models(
 
 def _compare_all(run):
     """Fills one row per model, then writes the outputs; after an interrupt, the finished rows'."""
-    from visionfw.train.trainer import TrainingInterrupted
+    from visionfw.train import TrainingInterrupted
 
     doing = "starting"
     try:

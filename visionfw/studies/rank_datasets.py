@@ -232,7 +232,7 @@ def rank_datasets(
 
     The first Ctrl-C / SIGTERM stops a training with a checkpoint, writes the ranking of the
     training sets that finished (``result['partial']``) and raises
-    :class:`visionfw.train.trainer.TrainingInterrupted`; the same call again finishes the rest.
+    :class:`visionfw.train.TrainingInterrupted`; the same call again finishes the rest.
 
     Args:
       model: registry name (e.g. 'espcn').
@@ -292,7 +292,7 @@ def rank_datasets(
 def _rank_all(run):
     """Trains and evaluates on every training set, then writes the ranking; after an interrupt, the finished sets'."""
     from visionfw.studies.runs import interrupted
-    from visionfw.train.trainer import TrainingInterrupted
+    from visionfw.train import TrainingInterrupted
 
     doing = "starting"
     try:

@@ -72,12 +72,11 @@ def atomic_write(path: str | Path, data: bytes | str) -> Path:
     Raises:
       TrainingError: the write failed (full disk, read-only file system...); the message names the file.
     """
-    from visionfw.train.checkpoint import atomic_write_bytes
+    from visionfw.train.workdir import write_run_file
 
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write_bytes(path, data.encode("utf-8") if isinstance(data, str) else data)
-    return path
+    payload = data.encode("utf-8") if isinstance(data, str) else data
+    write_run_file(Path(path), lambda f: f.write(payload))
+    return Path(path)
 
 
 def write_json(path: str | Path, obj: Any, indent: int = 2) -> Path:

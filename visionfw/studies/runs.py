@@ -89,7 +89,7 @@ def train_short(
     :func:`train_or_reuse`).
 
     The first Ctrl-C / SIGTERM stops the training with a checkpoint
-    (:class:`visionfw.train.trainer.TrainingInterrupted`); the next call resumes it.
+    (:class:`visionfw.train.TrainingInterrupted`); the next call resumes it.
 
     Args:
       model: registry name.
@@ -190,7 +190,7 @@ class ResultCache:
 
 
 def interrupted(command: str, doing: str, exc: BaseException, finished: str) -> Exception:
-    """The :class:`visionfw.train.trainer.TrainingInterrupted` that ``compare`` and
+    """The :class:`visionfw.train.TrainingInterrupted` that ``compare`` and
     ``rank-datasets`` raise after the first Ctrl-C / SIGTERM.
 
     Args:
@@ -202,7 +202,7 @@ def interrupted(command: str, doing: str, exc: BaseException, finished: str) -> 
     Returns:
       The exception to raise: what was going on, where the table is, and how to go on.
     """
-    from visionfw.train.trainer import TrainingInterrupted
+    from visionfw.train import TrainingInterrupted
 
     step = getattr(exc, "step", None)
     resumes = " and the training resumes from its checkpoint" if getattr(exc, "checkpoint", None) else ""

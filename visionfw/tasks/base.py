@@ -30,10 +30,13 @@ and its optimizer: extra networks and optimizers, e.g. a GAN's discriminator).
 
 from __future__ import annotations
 
+from typing import Any
+
 import tensorflow as tf
 
 from visionfw.errors import ConfigError, DataError, SpecError
 from visionfw.registries import Registry, import_package_modules
+from visionfw.tasks.options import checked_data_options
 
 __all__ = [
     "Task",
@@ -43,50 +46,8 @@ __all__ = [
     "get_task",
     "hr_of",
     "build_with_policy",
-    "typed_options",
     "model_spec",
 ]
-
-_TYPE_WORDS = {float: "a number", int: "an integer", str: "a string", bool: "true or false", type(None): "none"}
-_VALUE_WORDS = {**_TYPE_WORDS, float: "a fraction", list: "a list", dict: "a dict"}
-
-
-def typed_options(options, schema, task):
-    """``options`` (``--task_options``, parsed) checked against ``schema`` ``{name: type or tuple of
-    types}`` (float, int, str, bool, ``type(None)``); returns them with numbers as the named type.
-
-    Raises ConfigError naming the option, its value and the type it must have: a value of the wrong
-    type would otherwise fail deep inside the loss (``'<' not supported between 'str' and 'int'``).
-    A float option takes an integer too, an int option a whole float (100.0), neither a bool; floats
-    must be finite.
-    """
-    import math
-
-    out = {}
-    for key, value in dict(options or {}).items():
-        if key not in schema:
-            raise ConfigError(f"--task_options: {key!r} is not a {task} option; the options are {', '.join(schema)}.")
-        kinds = schema[key] if isinstance(schema[key], tuple) else (schema[key],)
-        for kind in kinds:
-            if kind is float and isinstance(value, (int, float)) and not isinstance(value, bool):
-                if not math.isfinite(value):
-                    raise ConfigError(f"--task_options {key}={value!r}: {task} option {key!r} must be a finite number.")
-                value = float(value)
-                break
-            if kind is int and isinstance(value, float) and value.is_integer():  # JSON's 100.0
-                value = int(value)
-            if kind is int and isinstance(value, int) and not isinstance(value, bool):
-                break
-            if kind is not float and kind is not int and isinstance(value, kind):
-                break
-        else:
-            want = " or ".join(_TYPE_WORDS.get(k, k.__name__) for k in kinds)
-            raise ConfigError(
-                f"--task_options {key}={value!r}: {task} option {key!r} must be {want}, not "
-                f"{_VALUE_WORDS.get(type(value), type(value).__name__)}."
-            )
-        out[key] = value
-    return out
 
 
 def model_spec(config):
@@ -145,38 +106,72 @@ def hr_of(batch):
 class Task:
     """Base class; see the module docstring.  ``config`` is a resolved ``TrainConfig``."""
 
-    name = None
-    metric_names = ()  # extra scalars compute_loss returns, e.g. ('l1', 'latent') for TAD
+    name: str | None = None
+    metric_names: tuple[str, ...] = ()  # extra scalars compute_loss returns, e.g. ('l1', 'latent') for TAD
 
-    def __init__(self, config):
+    def __init__(self, config: Any) -> None:
+        """
+        Args:
+            config: The run's resolved ``TrainConfig``.
+        """
         self.config = config
         self.rng = None  # a tf.random.Generator the trainer sets (checkpointed)
-        self._spec = None
+        self._spec: dict | None = None
 
     # -- model -------------------------------------------------------------------------
-    def spec(self):
+    def spec(self) -> dict:
         """The model spec dict (:func:`model_spec`: a registry name or your own function, with the
-        scale and model_kwargs; the registry decides whether a family takes a scale)."""
+        scale and model_kwargs; the registry decides whether a family takes a scale).
+
+        Returns:
+            The spec (built once, then cached).
+        """
         if self._spec is None:
             self._spec = model_spec(self.config)
         return self._spec
 
-    def build_model(self, dtype_policy=None):
-        """A fresh ``keras.Model``; ``dtype_policy`` e.g. ``'mixed_bfloat16'`` (None: float32)."""
+    def build_model(self, dtype_policy: str | None = None) -> Any:
+        """A fresh model of :meth:`spec`.
+
+        Args:
+            dtype_policy: A Keras dtype policy, e.g. ``'mixed_bfloat16'`` (None: float32).
+
+        Returns:
+            The ``keras.Model``.
+        """
         return build_with_policy(self.spec(), dtype_policy)
 
     @property
-    def meta(self):
+    def meta(self) -> dict:
+        """The ``meta`` dict of the model's spec."""
         return self.spec().get("meta", {})
 
     # -- data --------------------------------------------------------------------------
-    def make_dataset(self, start_step=0):
+    def make_dataset(self, start_step: int = 0) -> tf.data.Dataset:
+        """The training batches (global batches, deterministic in (seed, step)).
+
+        Args:
+            start_step: The step the data starts at (a resumed run's step).
+
+        Returns:
+            A ``tf.data.Dataset`` of batch tuples, which :meth:`compute_loss` reads.
+        """
         raise NotImplementedError
 
-    def hr_data_config(self, hr_patch):
-        """The pipeline config of RGB HR patches of ``hr_patch`` pixels, for tasks that make
-        their own model input from the HR patch (TAD, colorization): ``config.train_data``
-        (None: the embedded photos) with the run's batch, seed, augmentation and data options."""
+    def hr_data_config(self, hr_patch: int) -> Any:
+        """The pipeline config of RGB HR patches, for tasks that make their own model input from
+        the HR patch (TAD, colorization): ``config.train_data`` (None: the embedded photos) with
+        the run's batch, seed, augmentation and data options.
+
+        Args:
+            hr_patch: The HR patch size in pixels (even, >= 2).
+
+        Returns:
+            The :class:`~visionfw.data.pipeline.TrainDataConfig`.
+
+        Raises:
+            ConfigError: ``hr_patch`` is odd or below 2.
+        """
         from visionfw.data.pipeline import TrainDataConfig
 
         c = self.config
@@ -193,49 +188,102 @@ class Task:
             channels="rgb",
             augment=bool(c.augment),
             seed=int(c.seed),
-            **_checked_data_options(c.data_options, c),
+            **checked_data_options(c.data_options, c),
         )
 
-    def hr_patch_dataset(self, hr_patch, start_step=0):
-        """Batches of RGB HR patches only, as ``(hr,)`` tuples, from the shared input pipeline
-        (:meth:`hr_data_config`).  Deterministic in (seed, step) like every pipeline batch, so
-        resumed runs see the same data."""
+    def hr_patch_dataset(self, hr_patch: int, start_step: int = 0) -> tf.data.Dataset:
+        """Batches of RGB HR patches only, from the shared input pipeline (:meth:`hr_data_config`).
+
+        Deterministic in (seed, step) like every pipeline batch, so resumed runs see the same data.
+
+        Args:
+            hr_patch: The HR patch size in pixels.
+            start_step: The step the data starts at.
+
+        Returns:
+            A dataset of ``(hr,)`` tuples.
+        """
         from visionfw.data.pipeline import make_train_dataset
 
         config = self.hr_data_config(hr_patch)
         return make_train_dataset(config, start_step=int(start_step)).map(lambda lr, hr: (hr,))
 
     # -- step --------------------------------------------------------------------------
-    def compute_loss(self, model, batch, training):
+    def compute_loss(self, model: Any, batch: Any, training: bool) -> tuple[Any, dict[str, Any]]:
+        """The loss of one replica's batch (traced into the compiled step).
+
+        Args:
+            model: The model being trained.
+            batch: A batch tuple of :meth:`make_dataset`.
+            training: Passed to the model call.
+
+        Returns:
+            ``(scalar loss, metrics)``: ``metrics`` holds the scalars of :attr:`metric_names` and may
+            hold ``'_outputs'`` (the forward pass, for a learning patch sampler).
+        """
         raise NotImplementedError
 
-    def after_step(self, model, batch, outputs):
+    def after_step(self, model: Any, batch: Any, outputs: Any) -> None:
+        """Called in the compiled step after the update (e.g. to clip weights); default: nothing."""
         return None
 
     # see the module docstring; a method ``update_step(model, optimizer, batch, replicas)`` replaces it
     update_step = None
 
-    def build_training_state(self, model, schedule):
+    def build_training_state(self, model: Any, schedule: Any) -> None:
+        """Builds extra training state in the strategy's scope (a GAN's discriminator and its
+        optimizer); default: nothing.
+
+        Args:
+            model: The model being trained.
+            schedule: The run's lr schedule.
+        """
         return None
 
-    def begin_step(self, step):
+    def begin_step(self, step: int) -> None:
+        """Called on the host before each step (e.g. TAD switches quantisation on); default: nothing."""
         return None
 
-    def check_loss(self, step, loss):
-        """Called with each logged (finite) mean loss; a message stops the run there, keeping the
-        last checkpoint (as a non-finite loss does).  Default: never."""
+    def check_loss(self, step: int, loss: float) -> str | None:
+        """Called with each logged (finite) mean loss; default: never stops.
+
+        Args:
+            step: The step logged.
+            loss: Its mean loss since the last log point.
+
+        Returns:
+            None to go on, or a message: the run stops there, keeping the last checkpoint (as a
+            non-finite loss does).
+        """
         return None
 
-    def state_variables(self):
+    def state_variables(self) -> list:
+        """The task's own variables that a checkpoint holds (default: none)."""
         return []
 
     # -- validation --------------------------------------------------------------------
-    def validate(self, model):
-        """``{set: {'psnr', 'ssim', 'bicubic_psnr'}}`` plus ``'protocol'`` (a description)."""
+    def validate(self, model: Any) -> dict[str, Any]:
+        """Validates ``model`` on the run's ``val_data``.
+
+        Args:
+            model: The float32 model to validate (EMA weights when on).
+
+        Returns:
+            ``{set: {'psnr', 'ssim', 'bicubic_psnr'}}`` plus ``'protocol'`` (a description); empty
+            for a task without validation.
+        """
         return {}
 
-    def sample_images(self, model, batch):
-        """``{name: NHWC float [0, 1] images}`` for TensorBoard (a few patches)."""
+    def sample_images(self, model: Any, batch: Any) -> dict[str, Any]:
+        """Images for TensorBoard (a few patches).
+
+        Args:
+            model: The float32 model.
+            batch: A batch of :meth:`make_dataset`.
+
+        Returns:
+            ``{name: NHWC float [0, 1] images}``.
+        """
         return {}
 
 
@@ -271,7 +319,7 @@ class SRTask(Task):
         from visionfw.data.pipeline import TrainDataConfig
 
         c = self.config
-        extra = _checked_data_options(c.data_options, c)
+        extra = checked_data_options(c.data_options, c)
         return TrainDataConfig(
             source=c.train_data,
             scale=int(c.scale),
@@ -464,38 +512,6 @@ def _normalise_results(raw, names):
         out[name] = {"psnr": float(r["psnr"]), "ssim": float(r["ssim"]), "bicubic_psnr": float(r["bicubic_psnr"])}
         out["protocol"] = r["protocol_description"]
     return out
-
-
-def _checked_data_options(options, config=None):
-    """``--data_options`` as TrainDataConfig keyword arguments (plus the options of ``config``, a
-    TrainConfig, that have their own flag); ConfigError names an unknown key."""
-    import dataclasses
-
-    from visionfw.data.pipeline import TrainDataConfig
-
-    options = dict(options or {})
-    fixed = {
-        "source",
-        "scale",
-        "lr_patch",
-        "batch_size",
-        "channels",
-        "lr_source",
-        "augment",
-        "seed",
-        "upsample_input",
-        "max_image_pixels",
-    }  # set by their own flags or by the model
-    allowed = {f.name for f in dataclasses.fields(TrainDataConfig)} - fixed
-    for key in options:
-        if key not in allowed:
-            raise ConfigError(
-                f"data_options: {key!r} is not a pipeline option here; use one of "
-                f"{sorted(allowed)} (the others have their own config fields)."
-            )
-    if getattr(config, "max_image_pixels", None) is not None:
-        options["max_image_pixels"] = config.max_image_pixels
-    return options
 
 
 def _import_task_modules() -> None:

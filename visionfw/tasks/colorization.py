@@ -32,7 +32,8 @@ import numpy as np
 import tensorflow as tf
 
 from visionfw.errors import ConfigError, DataError
-from visionfw.tasks.base import Task, hr_of, register_task, typed_options
+from visionfw.tasks.base import Task, hr_of, register_task
+from visionfw.tasks.options import typed_options
 
 __all__ = [
     "rgb_to_lab",

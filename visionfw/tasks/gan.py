@@ -195,6 +195,7 @@ class PerceptualLoss:
         self,
         layer="block5_conv4",
         weights="auto",
+        *,
         before_activation=True,
         criterion="l1",
         normalization="caffe",
@@ -443,7 +444,7 @@ class GANTask(SRTask):
     def build_training_state(self, model, schedule):
         import keras
 
-        from visionfw.train.trainer import make_optimizer
+        from visionfw.train.optimizers import make_optimizer
 
         c, policy = self.config, model.dtype_policy.name
         self.discriminator = build_with_policy(self.discriminator_spec(), None if policy == "float32" else policy)
@@ -459,10 +460,10 @@ class GANTask(SRTask):
             self.perceptual = PerceptualLoss(
                 o.vgg_layer,
                 o.vgg_weights,
-                o.before_activation,
-                o.feature_criterion,
-                o.vgg_normalization,
-                o.feature_scale,
+                before_activation=o.before_activation,
+                criterion=o.feature_criterion,
+                normalization=o.vgg_normalization,
+                feature_scale=o.feature_scale,
                 seed=int(c.seed),
             )
         if self.pretrained:

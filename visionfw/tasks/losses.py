@@ -11,6 +11,7 @@ batch size and a replica's loss divided by the replica count sums to the global 
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 
 import tensorflow as tf
 
@@ -113,11 +114,18 @@ class WeightedLoss:
         return "+".join(parts)
 
 
-def parse_loss(spec):
-    """A :class:`WeightedLoss` from ``"l1"``, ``"mse"``, ``"0.8*l1+0.2*charbonnier"``,
-    ``"l2+0.1*l1+0.01*lp(0.5)"``...
+def parse_loss(spec: str | Callable) -> Callable:
+    """The loss of a spec string.
 
-    A callable is returned unchanged (custom losses ``fn(y_true, y_pred) -> scalar``).
+    Args:
+        spec: ``"l1"``, ``"mse"``, ``"0.8*l1+0.2*charbonnier"``, ``"l2+0.1*l1+0.01*lp(0.5)"``...,
+            or a callable (a custom loss ``fn(y_true, y_pred) -> scalar``).
+
+    Returns:
+        A :class:`WeightedLoss`, or ``spec`` unchanged when it is callable.
+
+    Raises:
+        ConfigError: An empty spec or an unknown term.
     """
     if callable(spec):
         return spec

@@ -23,13 +23,16 @@ encoder sub-model called ``log2(s)`` times, then one decoder sub-model called
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable
+from typing import Any
 
 import keras
 import numpy as np
 import tensorflow as tf
 
 from visionfw.errors import ConfigError, DataError
-from visionfw.tasks.base import Task, hr_of, register_task, typed_options
+from visionfw.tasks.base import Task, hr_of, register_task
+from visionfw.tasks.options import typed_options
 from visionfw.zoo.layers import LUMA_WEIGHTS, Luma, Quantize  # noqa: F401  (re-exported)
 
 __all__ = [
@@ -69,7 +72,7 @@ def latent_loss(slr, guide, epsilon=0.0):
     return tf.reduce_mean(d * active)
 
 
-def tad_loss(hr, shr, slr, guide, alpha=10.0, beta=1.0, epsilon=0.0):
+def tad_loss(hr, shr, slr, guide, *, alpha=10.0, beta=1.0, epsilon=0.0):
     """``alpha * L1(SHR, HR) + beta * L_latent``; returns (loss, dict of its terms)."""
     rec = tf.reduce_mean(tf.abs(tf.cast(shr, tf.float32) - tf.cast(hr, tf.float32)))
     lat = latent_loss(slr, guide, epsilon)
@@ -166,16 +169,32 @@ def _batch(img):
     raise DataError(f"expected an HWC or NHWC float image, got shape {img.shape}.")
 
 
-def downscale(encoder, hr):
-    """Task-aware LR of ``hr`` (HWC/NHWC float [0, 1]), quantised to 8 bits like a stored PNG."""
+def downscale(encoder: Any, hr: Any) -> np.ndarray:
+    """Task-aware LR of ``hr``, quantised to 8 bits like a stored PNG.
+
+    Args:
+        encoder: The TAD encoder (:func:`split_model`).
+        hr: An HWC or NHWC float image (batch) in [0, 1].
+
+    Returns:
+        The LR image(s), float32 in [0, 1] on the 8-bit grid, with ``hr``'s rank.
+    """
     x, single = _batch(hr)
     lr = np.asarray(encoder(x, training=False))
     lr = np.clip(np.floor(lr * 255.0 + 0.5), 0, 255) / 255.0
     return (lr[0] if single else lr).astype(np.float32)
 
 
-def upscale(decoder, lr):
-    """Restored HR from a task-aware LR image (HWC/NHWC float [0, 1]), clipped to [0, 1]."""
+def upscale(decoder: Any, lr: Any) -> np.ndarray:
+    """Restored HR from a task-aware LR image.
+
+    Args:
+        decoder: The TAD decoder (:func:`split_model`).
+        lr: An HWC or NHWC float image (batch) in [0, 1].
+
+    Returns:
+        The HR image(s), float32 clipped to [0, 1], with ``lr``'s rank.
+    """
     x, single = _batch(lr)
     hr = np.clip(np.asarray(decoder(x, training=False)), 0.0, 1.0)
     return (hr[0] if single else hr).astype(np.float32)
@@ -200,6 +219,7 @@ class TADObjective:
     def __init__(
         self,
         scale=2,
+        *,
         alpha=10.0,
         beta=1.0,
         epsilon=0.0,
@@ -236,7 +256,7 @@ class TADObjective:
         hr = tf.cast(hr_of(batch), tf.float32)
         shr, slr = model(hr, training=training)
         guide = guide_for(hr, self.scale, self.latent)
-        loss, terms = tad_loss(hr, shr, slr, guide, self.alpha, self.beta, self.epsilon)
+        loss, terms = tad_loss(hr, shr, slr, guide, alpha=self.alpha, beta=self.beta, epsilon=self.epsilon)
         mse = tf.reduce_mean(tf.square(tf.clip_by_value(tf.cast(shr, tf.float32), 0.0, 1.0) - hr))
         terms["psnr_hr"] = -10.0 * tf.math.log(mse + 1e-12) / math.log(10.0)
         return loss, terms
@@ -256,7 +276,7 @@ class TADTask(Task):
     name = "tad"
     metric_names = ("l1_hr", "l_latent", "psnr_hr")
 
-    def __init__(self, config):
+    def __init__(self, config: Any) -> None:
         super().__init__(config)
         opts = typed_options(
             getattr(config, "task_options", None),
@@ -282,15 +302,17 @@ class TADTask(Task):
             scale = int(meta.get("scale", scale)) or 1
         self.objective = TADObjective(scale=scale, latent=latent, **opts)
 
-    def build_model(self, dtype_policy=None):
+    def build_model(self, dtype_policy: str | None = None) -> Any:
+        """The TAD autoencoder (kept: :meth:`begin_step` switches its quantisation)."""
         self._model = super().build_model(dtype_policy)
         return self._model
 
-    def begin_step(self, step):
+    def begin_step(self, step: int) -> None:
+        """Switches SLR quantisation on once ``step >= quantize_from``."""
         if self._model is not None:
             self.objective.on_step(self._model, int(step))
 
-    def check_loss(self, step, loss):
+    def check_loss(self, step: int, loss: float) -> str | None:
         """Stops the run when a logged loss exceeds ``max_loss_growth`` times the lowest one so far."""
         if self.max_loss_growth and loss > self.max_loss_growth * self._lowest_loss:
             return (
@@ -301,13 +323,17 @@ class TADTask(Task):
         self._lowest_loss = min(self._lowest_loss, float(loss))
         return None
 
-    def make_dataset(self, start_step=0):
+    def make_dataset(self, start_step: int = 0) -> tf.data.Dataset:
+        """HR patches of ``lr_patch * scale`` pixels, as ``(hr,)`` tuples."""
         return self.hr_patch_dataset(int(self.config.lr_patch) * max(1, self.objective.scale), start_step)
 
-    def compute_loss(self, model, batch, training):
+    def compute_loss(self, model: Any, batch: Any, training: bool) -> tuple[Any, dict[str, Any]]:
+        """The TAD loss and its terms (:meth:`TADObjective.compute_loss`)."""
         return self.objective.compute_loss(model, batch, training)
 
-    def validate(self, model):
+    def validate(self, model: Any) -> dict[str, Any]:
+        """:func:`evaluate_tad` on each of ``config.val_data``: ``{set: {psnr, ssim, bicubic_psnr,
+        lr_psnr}}`` plus ``'protocol'``."""
         from visionfw.evaluate import load_eval_set
 
         out, scale = {}, self.objective.scale
@@ -345,13 +371,32 @@ def _back_to_channels(out, like):
     return out
 
 
-def evaluate_tad(model, hr_images, scale, times=1, protocol="edsr", noise_sigma=0.0, seed=0):
+def evaluate_tad(
+    model: Any,
+    hr_images: Iterable[np.ndarray],
+    scale: int,
+    *,
+    times: int = 1,
+    protocol: str = "edsr",
+    noise_sigma: float = 0.0,
+    seed: int = 0,
+) -> dict[str, Any]:
     """TAD on uint8 HR images: SLR stored as 8 bits (+ optional noise), then decoded.
 
-    Returns dict(psnr, ssim: HR metrics under ``protocol`` on Y with ``scale`` px shaved;
-    bicubic_psnr: the same for MATLAB bicubic down- then up-scaling (the baseline TAD has to
-    beat), without noise; lr_psnr: RGB PSNR of the 8-bit SLR against 8-bit MATLAB bicubic of
-    HR, no shave; protocol: the description).
+    Args:
+        model: A TAD autoencoder (encoder then decoder).
+        hr_images: uint8 HR images (HW or HWC); each is cropped to a multiple of ``scale``.
+        scale: The downscaling factor.
+        times: How many times the autoencoder applies its down/up pair (:func:`split_model`).
+        protocol: ``'edsr'`` or ``'srcnn'`` (:mod:`visionfw.metrics.psnr_ssim`).
+        noise_sigma: Std of white Gaussian noise added to the SLR (on the [0, 1] scale).
+        seed: The noise's seed.
+
+    Returns:
+        ``psnr``, ``ssim``: HR metrics under ``protocol`` on Y with ``scale`` px shaved;
+        ``bicubic_psnr``: the same for MATLAB bicubic down- then up-scaling (the baseline TAD has
+        to beat), without noise; ``lr_psnr``: RGB PSNR of the 8-bit SLR against 8-bit MATLAB
+        bicubic of HR, no shave; ``protocol``: the description.
     """
     from visionfw.data.imresize import imresize_numpy, modcrop
     from visionfw.evaluate import bicubic_metrics

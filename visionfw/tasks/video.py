@@ -81,7 +81,9 @@ def pan_offsets(n_frames, velocity, jitter=0, seed=0):
     return off - off.min(axis=0, keepdims=True)
 
 
-def synthetic_sequence(image, n_frames=7, size=None, velocity=(1, 2), jitter=0, seed=0, multiple_of=1, origin=(0, 0)):
+def synthetic_sequence(
+    image, n_frames=7, *, size=None, velocity=(1, 2), jitter=0, seed=0, multiple_of=1, origin=(0, 0)
+):
     """Sliding crops of one large photo, as if a camera panned over it: ``(frames, offsets)``.
 
     ``size``: (h, w) of a frame (default: the largest that fits the pan), rounded down to a multiple

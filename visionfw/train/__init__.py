@@ -21,8 +21,9 @@ _EXPORTS = {
     "register_task": "visionfw.tasks.base",
     "TrainConfig": "visionfw.train.config",
     "Trainer": "visionfw.train.trainer",
-    "resolve_config": "visionfw.train.trainer",
+    "resolve_config": "visionfw.train.resolve",
     "train": "visionfw.train.trainer",
+    "TrainingInterrupted": "visionfw.train.guards",
 }
 
 __all__ = [
@@ -30,6 +31,7 @@ __all__ = [
     "Trainer",
     "train",
     "resolve_config",
+    "TrainingInterrupted",
     "Task",
     "SRTask",
     "TASKS",

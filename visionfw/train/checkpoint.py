@@ -7,11 +7,11 @@ state and any plug-in state such as a sampler's -- keyed ``group/index`` in a fi
 order, plus a JSON ``__meta__`` (step, best PSNR, config).  The data position is the
 step: the deterministic input pipeline is rebuilt with ``start_step=step``.
 
-Writes go to ``name.tmp`` first, are fsync'ed, then ``os.replace``d into place, so a
-killed process leaves either the old or the new checkpoint, never a torn one.  A write
-that fails (full disk, read-only file system) removes its ``.tmp`` and raises a one-line
-:class:`~visionfw.errors.TrainingError` naming the file; the ``.tmp`` of a killed process is
-removed by the next run (:meth:`CheckpointManager.remove_stale_tmp`).
+Writes go through :func:`visionfw.files.write_file_atomic` (a temporary file, fsync'ed, then
+renamed into place), so a killed process leaves either the old or the new checkpoint, never a
+torn one.  A write that fails (full disk, read-only file system) removes its temporary file and
+raises a one-line :class:`~visionfw.errors.TrainingError` naming the file; the temporary file of
+a killed process is removed by the next run (:meth:`CheckpointManager.remove_stale_tmp`).
 
 Reading verifies what it can: the zip CRC of every array (a bit flip or truncation is a
 TrainingError, not a raw ``BadZipFile``) and, with :func:`check_finite`, that every float
@@ -31,56 +31,16 @@ import zlib
 import numpy as np
 
 from visionfw.errors import TrainingError
+from visionfw.files import temp_files
+from visionfw.train.workdir import write_run_file
 
 __all__ = ["save_state", "load_state", "restore_state", "CheckpointManager"]
 
 _META = "__meta__"
 
 
-def _fsync_dir(path):
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
-
-
 def _write_npz(f, arrays):
     np.savez(f, **arrays)
-
-
-def write_atomically(path, write, kept=None):
-    """Calls ``write(file)`` on ``path.tmp``, fsyncs it and renames it to ``path``.
-
-    An ``OSError`` (full disk, read-only file system, ...) removes the partial ``.tmp`` and is
-    raised as a one-line TrainingError naming ``path`` (and ``kept``, the last good file).
-    """
-    from visionfw.train.workdir import write_error
-
-    tmp = f"{path}.tmp"
-    try:
-        with open(tmp, "wb") as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except OSError as exc:
-        try:
-            os.remove(tmp)
-        except OSError:
-            pass
-        raise write_error(path, exc, kept) from None
-    _fsync_dir(os.path.dirname(os.path.abspath(path)))
-
-
-def atomic_write_bytes(path, data):
-    """Writes ``data`` to ``path`` via a temporary file and ``os.replace``."""
-    write_atomically(path, lambda f: f.write(data))
 
 
 def _value(var):
@@ -95,7 +55,7 @@ def save_state(path, groups, meta, kept=None):
         for i, var in enumerate(variables):
             arrays[f"{group}/{i:04d}"] = _value(var)
     arrays[_META] = np.frombuffer(json.dumps(meta).encode("utf-8"), dtype=np.uint8)
-    write_atomically(path, lambda f: _write_npz(f, arrays), kept)
+    write_run_file(path, lambda f: _write_npz(f, arrays), kept)
 
 
 class CorruptCheckpointError(TrainingError):
@@ -224,7 +184,8 @@ class CheckpointManager:
     def remove_stale_tmp(self):
         """Removes the ``.tmp`` files a killed run left behind (call it holding the workdir lock)."""
         removed = []
-        for p in glob.glob(os.path.join(self.directory, "*.tmp")):
+        # and plain ``<name>.tmp`` files
+        for p in sorted(set(temp_files(self.directory)) | set(glob.glob(os.path.join(self.directory, "*.tmp")))):
             try:
                 os.remove(p)
                 removed.append(p)

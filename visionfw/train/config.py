@@ -23,9 +23,12 @@ def _opt(default=dataclasses.MISSING, help="", **meta):
 
 @dataclasses.dataclass
 class TrainConfig:
-    """Everything a training run needs; ``visionfw train`` has one flag per field.  ``None``
-    fields are filled from the model's preset (:mod:`visionfw.train.presets`) by
-    :func:`resolve_config`."""
+    """Everything a training run needs; ``visionfw train`` has one flag per field.
+
+    Each field is typed and carries its help text (``visionfw train --help`` shows it, or
+    ``dataclasses.fields(TrainConfig)[i].metadata['help']``).  ``None`` fields are filled from the
+    model's preset (:mod:`visionfw.train.presets`) by :func:`~visionfw.train.resolve.resolve_config`.
+    """
 
     model: str = _opt(
         help="The model: a registry name (see `visionfw models`), or your own function returning a "
@@ -140,5 +143,6 @@ class TrainConfig:
     preset_notes: str = _opt("", "Where the preset deviates from the paper (filled by resolve_config).", cli=False)
     precision_note: str = _opt("", "The compute precision and why (filled by resolve_config).", cli=False)
 
-    def to_json(self):
+    def to_json(self) -> str:
+        """The config as JSON (sorted keys; ``config.json`` of a run and a checkpoint's meta)."""
         return json.dumps(dataclasses.asdict(self), indent=2, sort_keys=True, default=str)

@@ -1,6 +1,6 @@
 """Per-family training recipes of the papers (flags override every field).
 
-A preset is a dict of :class:`visionfw.train.trainer.TrainConfig` fields plus
+A preset is a dict of :class:`visionfw.train.config.TrainConfig` fields plus
 ``source`` (where the recipe comes from) and ``notes`` (where we deviate).  Patch
 sizes are given in HR pixels (``hr_patch``) or LR pixels (``lr_patch``); the trainer
 turns an ``hr_patch`` into ``lr_patch = hr_patch // scale`` (the pipeline's unit).
@@ -12,6 +12,7 @@ batch is the *global* batch, so the same lr applies (no linear scaling).
 from __future__ import annotations
 
 import copy
+from typing import Any
 
 from visionfw.errors import ConfigError
 
@@ -50,16 +51,24 @@ _DEFAULT = {
 }
 
 
-def get_preset(family, scale, default=None):
+def get_preset(family: str | None, scale: int, default: dict | None = None) -> dict[str, Any]:
     """The recipe of model ``family`` at ``scale`` with patch sizes resolved to ``lr_patch``.
 
-    The recipes live beside the families (``visionfw.model_defs``), in ``register_model(recipe=...)``;
-    a family without one gets ``default`` (the zoo's generic default when None).
+    The recipes live beside the families (``visionfw.model_defs``), in ``register_model(recipe=...)``.
+
+    Args:
+        family: The zoo family (None: no family).
+        scale: The upscaling factor.
+        default: The recipe of a family without one (None: the zoo's generic default).
+
+    Returns:
+        A dict of :class:`~visionfw.train.config.TrainConfig` fields plus ``source``, ``notes`` and
+        ``family``.
     """
     from visionfw.zoo.registry import family_recipe
 
     recipe = family_recipe(family)
-    preset = copy.deepcopy(recipe if recipe is not None else (default or _DEFAULT))
+    preset: dict[str, Any] = copy.deepcopy(recipe if recipe is not None else (default or _DEFAULT))
     preset["family"] = family if recipe is not None else None
     by_scale = preset.pop("lr_patch_by_scale", None)
     hr_patch = preset.pop("hr_patch", None)
@@ -72,10 +81,18 @@ def get_preset(family, scale, default=None):
     return preset
 
 
-def preset_for_model(model_name, scale):
-    """:func:`get_preset` for a registry name (its family decides; a model registered outside the
-    zoo whose family has no recipe gets :data:`USER_DEFAULT`) or for your own function
-    ``'file.py:function'`` / ``'package.module:function'`` (no family: :data:`USER_DEFAULT`)."""
+def preset_for_model(model_name: str, scale: int) -> dict[str, Any]:
+    """:func:`get_preset` for a model.
+
+    Args:
+        model_name: A registry name (its family decides; a model registered outside the zoo whose
+            family has no recipe gets :data:`USER_DEFAULT`) or your own function
+            ``'file.py:function'`` / ``'package.module:function'`` (no family: :data:`USER_DEFAULT`).
+        scale: The upscaling factor.
+
+    Returns:
+        The preset dict.
+    """
     from visionfw.loading import is_model_reference
     from visionfw.zoo.registry import model_entry
 

@@ -8,6 +8,7 @@ checkpointed, so a resumed run continues the schedule exactly.
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import keras
 import tensorflow as tf
@@ -115,11 +116,20 @@ class ScaledLR(keras.optimizers.schedules.LearningRateSchedule):
 SCHEDULES = {"constant": ConstantLR, "step": StepLR, "multistep": MultiStepLR, "cosine": CosineLR}
 
 
-def make_schedule(name, lr, **kw):
+def make_schedule(name: str, lr: float, **kw: Any) -> Any:
     """Schedule ``name`` starting at ``lr``.
 
-    ``step``: ``step_size``, ``gamma`` (0.5); ``multistep``: ``milestones``, ``gamma`` (0.1);
-    ``cosine``: ``total_steps``, ``warmup`` (0), ``min_lr`` (0).  Unused keywords are an error.
+    Args:
+        name: One of :data:`SCHEDULES` (constant, step, multistep, cosine).
+        lr: The initial learning rate.
+        **kw: ``step``: ``step_size``, ``gamma`` (0.5); ``multistep``: ``milestones``, ``gamma``
+            (0.1); ``cosine``: ``total_steps``, ``warmup`` (0), ``min_lr`` (0).
+
+    Returns:
+        The ``keras.optimizers.schedules.LearningRateSchedule``.
+
+    Raises:
+        ConfigError: An unknown name or an unused keyword.
     """
     if name not in SCHEDULES:
         raise ConfigError(f"--schedule={name!r} is unknown; use one of {sorted(SCHEDULES)}.")
