@@ -66,7 +66,7 @@ __all__ = [
 _BICUBIC_CACHE: dict[tuple[Any, ...], dict[str, float]] = {}
 
 
-def resolve_eval_set(name: str | Path, data_dir: str | Path | None = None) -> Path:
+def resolve_eval_set(name: str | Path, data_dir: str | Path | None = None) -> str | Path:
     """Where evaluation set ``name`` comes from.
 
     Args:

@@ -216,10 +216,10 @@ def model_entry(name: str) -> ModelEntry:
     return MODELS.lookup(key)
 
 
-def family_recipe(family: str) -> dict | None:
+def family_recipe(family: str | None) -> dict | None:
     """The training recipe registered for ``family`` (a copy), or None."""
     MODELS.load()
-    recipe = _RECIPES.get(family)
+    recipe = _RECIPES.get(family) if family is not None else None
     return dict(recipe) if recipe is not None else None
 
 
