@@ -32,6 +32,7 @@ from typing import Any
 
 import numpy as np
 
+from visionfw.data.image_io import to_float01, to_uint8
 from visionfw.errors import ConfigError, DataError
 
 __all__ = ["TASKS", "DEFAULTS", "deep_image_prior", "degrade", "estimate_noise_sigma", "as_float_image"]
@@ -56,7 +57,7 @@ def as_float_image(image, what="image"):
         raise DataError(f"{what}: expected an HW or HWC image with 1 or 3 channels, got shape {arr.shape}.")
     arr = arr[..., :3] if arr.shape[-1] == 4 else arr
     if arr.dtype == np.uint8:
-        return arr.astype(np.float32) / 255.0
+        return to_float01(arr)
     if not np.issubdtype(arr.dtype, np.floating):
         raise DataError(f"{what}: dtype {arr.dtype} unsupported; pass uint8 or float in [0, 1].")
     return arr.astype(np.float32)
@@ -86,8 +87,8 @@ def degrade(task, clean, scale=4, sigma=25.0 / 255.0, drop=0.5, seed=0):
     x = as_float_image(clean, "clean")
     rng = np.random.default_rng(seed)
     if task == "sr":
-        hr = modcrop(np.clip(np.floor(x * 255.0 + 0.5), 0, 255).astype(np.uint8), int(scale))
-        return imresize(hr, scale=1.0 / int(scale)).numpy().astype(np.float32) / 255.0, None
+        hr = modcrop(to_uint8(x), int(scale))
+        return to_float01(imresize(hr, scale=1.0 / int(scale)).numpy()), None
     if task == "denoise":
         return (x + rng.normal(0.0, sigma, x.shape)).astype(np.float32), None
     if task == "inpaint":

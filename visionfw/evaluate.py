@@ -38,6 +38,7 @@ import numpy as np
 
 from visionfw.console import Progress
 from visionfw.data.embedded import HELDOUT
+from visionfw.data.image_io import to_float01
 from visionfw.errors import ConfigError, DataError
 from visionfw.inference import infer_model_meta, prepare_input, super_resolve, with_precision
 from visionfw.metrics.psnr_ssim import as_hwc
@@ -148,7 +149,7 @@ def _save_sr(path, sr, hr, scale, channels):
 
     sr = np.clip(sr, 0.0, 1.0)
     if channels == "y" and hr.shape[-1] == 3:
-        ycc = rgb_to_ycbcr(hr.astype(np.float64) / 255.0)
+        ycc = rgb_to_ycbcr(to_float01(hr, np.float64))
         ycc = imresize_numpy(imresize_numpy(ycc, 1.0 / scale), float(scale))
         ycc[..., :1] = sr
         sr = np.clip(ycbcr_to_rgb(ycc), 0.0, 1.0)
@@ -229,7 +230,7 @@ def _protocol_pair(run, hr, lr):
     if run.channels == "rgb" and hr.shape[-1] == 1:
         hr, lr = np.repeat(hr, 3, axis=-1), np.repeat(lr, 3, axis=-1)
     if run.protocol == "srcnn":
-        src = protocol_y(hr, "srcnn") if run.channels == "y" else hr.astype(np.float64) / 255.0
+        src = protocol_y(hr, "srcnn") if run.channels == "y" else to_float01(hr, np.float64)
         lr = as_hwc(imresize_numpy(src, 1.0 / run.scale))
     return hr, lr
 

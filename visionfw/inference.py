@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from visionfw.data.image_io import to_float01
 from visionfw.errors import ConfigError, DataError
 from visionfw.metrics.psnr_ssim import as_hwc
 
@@ -56,7 +57,7 @@ _GLOBAL_CLASSES = (
 
 def _as_float(img):
     if img.dtype == np.uint8:
-        return img.astype(np.float64) / 255.0
+        return to_float01(img, np.float64)
     if np.issubdtype(img.dtype, np.floating):
         return img.astype(np.float64)
     raise DataError(f"image dtype {img.dtype} unsupported; use uint8 or float in [0, 1].")
@@ -116,7 +117,7 @@ def prepare_input(
         if lr.shape[-1] == 1:
             x = _as_float(lr)
         elif protocol == "srcnn":
-            x = rgb_to_y(quantize(lr)).astype(np.float64) / 255.0
+            x = to_float01(rgb_to_y(quantize(lr)), np.float64)
         else:
             x = rgb_to_y(_as_float(lr))
     else:

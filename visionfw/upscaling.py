@@ -33,6 +33,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from visionfw.data.image_io import to_float01, to_uint8
 from visionfw.errors import ConfigError, DataError
 
 if TYPE_CHECKING:
@@ -152,10 +153,8 @@ def _as_unit_float(image):
         arr = arr[..., None]
     if arr.ndim != 3 or arr.shape[-1] not in (1, 2, 3, 4) or min(arr.shape[:2]) < 1:
         raise DataError(f"upscale: image of shape {arr.shape}; pass HW or HWC with 1-4 channels.")
-    if arr.dtype == np.uint8:
-        return arr.astype(np.float64) / 255.0, np.uint8, squeeze
-    if arr.dtype == np.uint16:
-        return arr.astype(np.float64) / 65535.0, np.uint16, squeeze
+    if arr.dtype in (np.uint8, np.uint16):
+        return to_float01(arr, np.float64), arr.dtype.type, squeeze
     if np.issubdtype(arr.dtype, np.floating):
         lo, hi = float(np.nanmin(arr)), float(np.nanmax(arr))
         if lo < -1e-3 or hi > 1 + 1e-3:
@@ -170,7 +169,7 @@ def _as_unit_float(image):
 def _from_unit_float(x, dtype):
     x = np.clip(x, 0.0, 1.0)
     if dtype == np.uint8:
-        return np.floor(x * 255.0 + 0.5).astype(np.uint8)
+        return to_uint8(x)
     if dtype == np.uint16:
         return np.floor(x * 65535.0 + 0.5).astype(np.uint16)
     return x.astype(np.float32)

@@ -27,6 +27,7 @@ import warnings
 from pathlib import Path
 
 import numpy as np
+from numpy.typing import DTypeLike
 from PIL import Image, UnidentifiedImageError
 
 from visionfw.errors import DataError
@@ -168,28 +169,31 @@ def _pil_to_array(im, path):
     raise DataError(f"Image {path} has unsupported pixel mode {mode!r}; convert it to 8-bit RGB or grey PNG.")
 
 
-def to_float01(image: np.ndarray) -> np.ndarray:
-    """Pixels as float32 in [0, 1]: the one uint8/uint16 -> float conversion of visionfw.
+def to_float01(image: np.ndarray, dtype: DTypeLike = np.float32) -> np.ndarray:
+    """Pixels as floats in [0, 1]: the one uint8/uint16 -> float conversion of visionfw.
 
     Args:
         image: array of any shape; uint8 (divided by 255), uint16 (divided by 65535) or
-            floating point (taken as already in [0, 1] and returned as float32, without a copy
-            when it is float32 already).
+            floating point (taken as already in [0, 1] and returned as ``dtype``, without a copy
+            when it has that dtype already).
+        dtype: the float type, and the precision of the division (float64 where a protocol's
+            PSNR decimals depend on it).
 
     Returns:
-        float32 array of the same shape.
+        ``dtype`` array of the same shape.
 
     Raises:
         DataError: for any other dtype (signed integers, bool, ...).
     """
     image = np.asarray(image)
+    dtype = np.dtype(dtype)
     if np.issubdtype(image.dtype, np.floating):
-        return image.astype(np.float32, copy=False)
+        return image.astype(dtype, copy=False)
     peaks = {np.dtype(np.uint8): 255.0, np.dtype(np.uint16): 65535.0}
     if image.dtype not in peaks:
         raise DataError(f"to_float01: dtype {image.dtype} unsupported; pass uint8, uint16 or float in [0, 1].")
-    out = image.astype(np.float32)
-    out /= np.float32(peaks[image.dtype])  # in place: one float32 copy of the image, not three
+    out = image.astype(dtype)
+    out /= np.asarray(peaks[image.dtype], dtype)  # in place: one float copy of the image, not three
     return out
 
 

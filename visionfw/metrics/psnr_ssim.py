@@ -33,6 +33,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import ArrayLike
 
+from visionfw.data import image_io
 from visionfw.data.color import rgb_to_y
 from visionfw.data.imresize import imresize_numpy, modcrop
 from visionfw.errors import DataError
@@ -56,25 +57,16 @@ _CHANNELS = ("y", "rgb")
 
 
 def to_float01(img: ArrayLike) -> np.ndarray:
-    """An image as float64 in [0, 1]: uint8 divided by 255, float kept as it is (as float64).
-
-    The metrics' one uint8 -> float conversion (:func:`quantize` is the way back).
+    """An image as float64 in [0, 1] (:func:`visionfw.data.image_io.to_float01` in float64, the precision the
+    protocols' decimals need).
 
     Args:
-      img: uint8 or float array.
+      img: uint8, uint16 or float array.
 
     Returns:
       The float64 array, same shape.
-
-    Raises:
-      DataError: any other dtype.
     """
-    img = np.asarray(img)
-    if img.dtype == np.uint8:
-        return img.astype(np.float64) / 255.0
-    if np.issubdtype(img.dtype, np.floating):
-        return img.astype(np.float64)
-    raise DataError(f"metrics: dtype {img.dtype} unsupported; pass float images in [0, 1] or uint8.")
+    return image_io.to_float01(np.asarray(img), np.float64)
 
 
 def _same_shape(a, b, fn):
@@ -201,7 +193,7 @@ def shave(img: Any, border: int) -> Any:
 def quantize(img: ArrayLike) -> np.ndarray:
     """A [0, 1] float image rounded to uint8 as MATLAB does: ``floor(x * 255 + 0.5)``, clipped to [0, 255].
 
-    The metrics' one float -> uint8 conversion (:func:`to_float01` is the way back).
+    :func:`visionfw.data.image_io.to_uint8` under the metrics' name.
 
     Args:
       img: float in [0, 1], or uint8 (returned as it is).
@@ -209,10 +201,7 @@ def quantize(img: ArrayLike) -> np.ndarray:
     Returns:
       The uint8 image.
     """
-    img = np.asarray(img)
-    if img.dtype == np.uint8:
-        return img
-    return np.clip(np.floor(to_float01(img) * 255.0 + 0.5), 0, 255).astype(np.uint8)
+    return image_io.to_uint8(np.asarray(img))
 
 
 def _check_protocol(protocol, channel="y"):

@@ -31,6 +31,7 @@ import math
 import numpy as np
 import tensorflow as tf
 
+from visionfw.data.image_io import to_float01, to_uint8
 from visionfw.errors import ConfigError, DataError
 from visionfw.tasks.base import Task, hr_of, register_task
 from visionfw.tasks.options import typed_options
@@ -266,8 +267,8 @@ def ab_auc(pred_ab, true_ab, max_threshold=150):
 
 def rgb_psnr(pred, true):
     """PSNR over all RGB channels of two [0, 1] images after rounding both to uint8, no shave."""
-    a = np.floor(np.clip(np.asarray(pred, np.float64), 0, 1) * 255 + 0.5)
-    b = np.floor(np.clip(np.asarray(true, np.float64), 0, 1) * 255 + 0.5)
+    a = to_uint8(np.asarray(pred, np.float64)).astype(np.float64)
+    b = to_uint8(np.asarray(true, np.float64)).astype(np.float64)
     mse = np.mean((a - b) ** 2)
     return float("inf") if mse == 0 else float(10 * math.log10(255.0**2 / mse))
 
@@ -337,7 +338,7 @@ class ColorizeTask(Task):
                 f"embedded photos), not the patch file {source}."
             )
         _, images, _ = load_train_images(self.hr_data_config(int(self.config.lr_patch)))
-        return [im.astype(np.float32) / 255.0 if im.dtype == np.uint8 else im.astype(np.float32) for im in images]
+        return [to_float01(im) for im in images]
 
     @property
     def objective(self):

@@ -30,6 +30,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from visionfw.data.image_io import to_float01, to_uint8
 from visionfw.errors import ConfigError, DataError
 from visionfw.tasks.base import Task, hr_of, register_task
 from visionfw.tasks.options import typed_options
@@ -181,8 +182,8 @@ def downscale(encoder: Any, hr: Any) -> np.ndarray:
     """
     x, single = _batch(hr)
     lr = np.asarray(encoder(x, training=False))
-    lr = np.clip(np.floor(lr * 255.0 + 0.5), 0, 255) / 255.0
-    return (lr[0] if single else lr).astype(np.float32)
+    lr = to_float01(to_uint8(lr))
+    return lr[0] if single else lr
 
 
 def upscale(decoder: Any, lr: Any) -> np.ndarray:
@@ -406,9 +407,9 @@ def evaluate_tad(
     results, lr_psnrs, bicubic = [], [], []
     for hr in hr_images:
         hr = modcrop(np.asarray(hr), scale)
-        x = _as_rgb(hr).astype(np.float32) / 255.0
+        x = to_float01(_as_rgb(hr))
         slr = downscale(encoder, x)
-        bic = imresize_numpy(_as_rgb(hr), 1.0 / scale).astype(np.float64) / 255.0
+        bic = to_float01(imresize_numpy(_as_rgb(hr), 1.0 / scale), np.float64)
         lr_psnrs.append(metrics.psnr(slr.astype(np.float64), bic))
         if noise_sigma > 0:
             slr = add_noise(slr, noise_sigma, seed)
@@ -454,12 +455,12 @@ def evaluate_color_tad(model, hr_images):
         if not _has_colour(hr):
             skipped += 1
             continue
-        truth = np.asarray(hr).astype(np.float64) / 255.0
+        truth = to_float01(np.asarray(hr), np.float64)
         x = truth.astype(np.float32)
         code = downscale(encoder, x)
-        out = metrics.quantize(upscale(decoder, code)).astype(np.float64) / 255.0
-        code = metrics.quantize(code).astype(np.float64) / 255.0
-        luma = metrics.quantize(truth @ np.asarray(LUMA_WEIGHTS)).astype(np.float64)[..., None] / 255.0
+        out = to_float01(to_uint8(upscale(decoder, code)), np.float64)
+        code = to_float01(to_uint8(code), np.float64)
+        luma = to_float01(to_uint8(truth @ np.asarray(LUMA_WEIGHTS)), np.float64)[..., None]
         rgb.append(metrics.psnr(out, truth))
         ssims.append(metrics.ssim(out, truth))
         grey.append(metrics.psnr(np.repeat(luma, 3, axis=-1), truth))

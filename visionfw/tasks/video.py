@@ -23,6 +23,7 @@ from pathlib import Path
 import numpy as np
 import tensorflow as tf
 
+from visionfw.data.image_io import to_float01
 from visionfw.errors import ConfigError, DataError
 from visionfw.tasks.base import Task, register_task
 
@@ -93,7 +94,7 @@ def synthetic_sequence(
     ``offsets`` are the frames' top-left corners in the photo.
     """
     img = np.asarray(image)
-    img = img.astype(np.float32) / 255.0 if img.dtype == np.uint8 else img.astype(np.float32)
+    img = to_float01(img)
     if img.ndim == 2:
         img = img[..., None]
     off = pan_offsets(n_frames, velocity, jitter, seed)
