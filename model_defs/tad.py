@@ -203,10 +203,10 @@ def aetad_color_grey_baseline(n_blocks=3):
         f"AETAD_color_grey_baseline_R{n_blocks}",
         luma_encoder(),
         color_decoder(n_blocks),
-        1,
-        "luma",
-        1,
-        {"factor": 1, "n_blocks": n_blocks},
+        times=1,
+        latent="luma",
+        scale=1,
+        extra_meta={"factor": 1, "n_blocks": n_blocks},
     )
 
 

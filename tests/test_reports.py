@@ -1,7 +1,9 @@
 """visionfw.studies.reports: every report file is written atomically, and a disk error reads as a one-line
 TrainingError naming the file."""
 
+import errno
 import json
+import os
 
 import pytest
 
@@ -36,11 +38,18 @@ def _rank_result():
     }
 
 
-def test_a_failed_write_keeps_the_old_file_and_names_the_new_one(tmp_path):
+def test_a_failed_write_keeps_the_old_file_and_names_the_new_one(tmp_path, monkeypatch):
     result = _rank_result()
     reports.write_rank_reports(result, tmp_path, plot=False)
     old = (tmp_path / "ranking.json").read_text()
-    (tmp_path / "ranking.json.tmp").mkdir()  # the temporary file cannot be opened: a write error
+    real_replace = os.replace
+
+    def full_disk_for_the_json(src, dst):  # the JSON's rename into place fails: a write error
+        if str(dst).endswith("ranking.json"):
+            raise OSError(errno.ENOSPC, "No space left on device")
+        real_replace(src, dst)
+
+    monkeypatch.setattr(os, "replace", full_disk_for_the_json)
     result["markdown"] = "| another table |"
     with pytest.raises(TrainingError, match="ranking.json") as info:
         reports.write_rank_reports(result, tmp_path, plot=False)
