@@ -360,7 +360,8 @@ def gan_run(tmp_path_factory, t91_images):
     return workdir, result
 
 
-@pytest.mark.slow  # a 40-step GAN run with checkpoints: about 2 minutes on 2 cores (the presets' test trains GANs in the default run); `-m slow`
+# a 40-step GAN run with checkpoints: about 2 minutes on 2 cores; the presets' test trains GANs in the default run
+@pytest.mark.slow
 def test_gan_trains_end_to_end(gan_run):
     workdir, result = gan_run
     rows = read_log(workdir)

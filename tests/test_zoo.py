@@ -103,7 +103,8 @@ def test_keras_round_trip(name, tmp_path):
     assert loaded.count_params() == model.count_params()
 
 
-@pytest.mark.slow  # RCAN at its paper's size (16M parameters) saved and loaded: 1.5 minutes; small RCANs round-trip in the default run; `-m slow`
+# RCAN at its paper's size (16M parameters) saved and loaded: 1.5 minutes; small RCANs round-trip by default
+@pytest.mark.slow
 def test_full_size_rcan_round_trip(tmp_path):
     model = visionfw.get_model("rcan", scale=2)
     path = tmp_path / "rcan.keras"
