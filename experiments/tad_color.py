@@ -18,8 +18,8 @@ uint8 output, no shave, on Set5 and Set14 (images without colour left out: Set14
 the plain luma replicated to three channels.  The thesis' colour numbers are not available to this
 repository, so its column says so.
 
-    nice -n 5 python experiments/tad_color.py --budget_minutes=22 --results=/work/tad_results/color
-    python experiments/tad_color.py --table_only --results=/work/tad_results/color
+    python experiments/tad_color.py --budget_minutes=22 --batch=8 --patch=48
+    python experiments/tad_color.py --table_only
 """
 
 import argparse

@@ -18,7 +18,7 @@ reached go to ``plan.json``.  ``--steps=N`` instead gives a step plan (quantise 
 3N/4), resumable: run the same command again (``resume=auto``), or a larger ``--steps`` to continue a run.
 
     python experiments/tad_thesis.py --models=aetad_very_small --budget_minutes=90 \\
-        --table_out=/work/notes/tad_x4_table.md
+        --table_out=tad_x4_table.md
     python experiments/tad_thesis.py --models=aetad_skip2,aetad_very_small --steps=300000 --patch=192
     python experiments/tad_thesis.py --table_only            # the table of the runs so far
 """
