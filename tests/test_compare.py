@@ -190,15 +190,12 @@ def test_official_weights_reproduce_srcnn(shared_data, tmp_path):
     assert bic["metrics"]["Set5"]["psnr"] == pytest.approx(33.661, abs=0.002)
 
 
-def test_cli_compare_writes_the_table(tiny_data, tmp_path):
-    import subprocess
-    import sys
+def test_cli_compare_writes_the_table(tiny_data, tmp_path, capsys):
+    from visionfw.cli import run
 
     out = tmp_path / "cli"
-    cmd = [
-        sys.executable,
-        "-m",
-        "visionfw.cli",
+    argv = [
+        "visionfw",
         "compare",
         "--models=fsrcnn",
         f"--test_data={tiny_data / 'bench' / 'Set5'}",
@@ -209,10 +206,12 @@ def test_cli_compare_writes_the_table(tiny_data, tmp_path):
         "--latency_runs=1",
         "--warmup=1",
     ]
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
-    assert proc.returncode == 0, proc.stderr[-2000:]
-    assert "| fsrcnn | random | 12,809 |" in proc.stdout
-    assert "computed now: 0 trainings, 1 evaluations, 1 cost rows" in proc.stdout
+    capsys.readouterr()
+    status = run(argv)  # the console script's entry point, in this process
+    stdout, stderr = capsys.readouterr()
+    assert status == 0, stderr[-2000:]
+    assert "| fsrcnn | random | 12,809 |" in stdout
+    assert "computed now: 0 trainings, 1 evaluations, 1 cost rows" in stdout
     assert {p.name for p in out.iterdir()} >= {
         "compare.md",
         "compare.csv",

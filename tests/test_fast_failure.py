@@ -45,8 +45,9 @@ def test_import_visionfw_is_quiet_unless_the_user_chose_a_log_level():
     out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300, env=env)
     assert out.returncode == 0 and out.stdout.strip() == "3"
     assert out.stderr == ""  # no absl / cudart start-up lines
+    # the level is chosen when visionfw is imported: Keras is not needed to see that the user's is kept
     out = subprocess.run(
-        [sys.executable, "-c", script],
+        [sys.executable, "-c", script.replace("import keras; ", "")],
         capture_output=True,
         text=True,
         timeout=300,

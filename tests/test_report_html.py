@@ -540,14 +540,12 @@ def test_compare_report_numbers_equal_the_json_and_survive_the_cache(tiny_sets, 
     ]
 
 
-def test_cli_test_report_for_one_model(tiny_sets, tmp_path):
-    import sys
+def test_cli_test_report_for_one_model(tiny_sets, tmp_path, capsys):
+    from visionfw.cli import run
 
     page_path = tmp_path / "one.html"
-    cmd = [
-        sys.executable,
-        "-m",
-        "visionfw.cli",
+    argv = [
+        "visionfw",
         "test",
         "--model=espcn",
         "--allow_random",
@@ -557,9 +555,11 @@ def test_cli_test_report_for_one_model(tiny_sets, tmp_path):
         f"--results={tmp_path / 'r.json'}",
         "--noprogress",
     ]
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
-    assert proc.returncode == 0, proc.stderr[-2000:]
-    assert f"report: {page_path}" in proc.stdout
+    capsys.readouterr()
+    status = run(argv)  # the console script's entry point, in this process
+    stdout, stderr = capsys.readouterr()
+    assert status == 0, stderr[-2000:]
+    assert f"report: {page_path}" in stdout
     saved = json.loads((tmp_path / "r.json").read_text())
     page = parse_page(page_path)
     values = {float(v) for v, _ in page.cells if v}

@@ -281,16 +281,26 @@ def cli_train_args(image_dir, workdir, log_every, ckpt_every):
     ]
 
 
-def test_sigkill_then_resume_auto_matches_uninterrupted(tmp_path, image_dir):
+def _resume_in_process(args, capsys):
+    """The killed command line again with --resume=auto, through the console script's entry point in this
+    process (the kill needed a process of its own; the resume does not): (status, stdout, stderr)."""
+    from visionfw.cli import run
+
+    capsys.readouterr()
+    status = run(["visionfw", *args[3:], "--resume=auto"])  # args[:3]: python -m visionfw.cli
+    return (status, *capsys.readouterr())
+
+
+def test_sigkill_then_resume_auto_matches_uninterrupted(tmp_path, image_dir, capsys):
     """kill -9 the CLI after its first checkpoint; --resume=auto finishes with the same weights."""
     reference = train(tiny_config(tmp_path / "ref", image_dir, steps=12, ckpt_every=3, log_every=3, data_options={}))
     assert reference["steps"] == 12
     args = cli_train_args(image_dir, tmp_path / "killed", log_every=3, ckpt_every=3)
-    env = kill_9_after(args, tmp_path / "killed" / "checkpoints" / "ckpt-00000003.npz", step_delay=0.5, timeout=120)
+    kill_9_after(args, tmp_path / "killed" / "checkpoints" / "ckpt-00000003.npz", step_delay=0.5, timeout=120)
     assert not (tmp_path / "killed" / "checkpoints" / "ckpt-00000012.npz").exists()
-    done = subprocess.run(args + ["--resume=auto"], env=env, cwd=REPO, capture_output=True, text=True)
-    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
-    assert "model:" in done.stdout
+    status, stdout, stderr = _resume_in_process(args, capsys)
+    assert status == 0, stdout[-2000:] + stderr[-2000:]
+    assert "model:" in stdout
     a, _ = ckpt_arrays(tmp_path / "ref" / "checkpoints" / "ckpt-00000012.npz")
     b, _ = ckpt_arrays(tmp_path / "killed" / "checkpoints" / "ckpt-00000012.npz")
     for key in a:
@@ -307,7 +317,7 @@ def test_unknown_data_option_is_config_error():
         SRTask(config).data_config()
 
 
-def test_sigint_writes_a_checkpoint_and_resume_auto_continues(tmp_path, image_dir):
+def test_sigint_writes_a_checkpoint_and_resume_auto_continues(tmp_path, image_dir, capsys):
     """The first Ctrl-C: a checkpoint of the step reached within a couple of seconds, one line on how to
     resume, status 130; --resume=auto then ends with the weights of an uninterrupted run."""
     reference = train(tiny_config(tmp_path / "ref", image_dir, steps=12, ckpt_every=100, log_every=1, data_options={}))
@@ -352,9 +362,9 @@ def test_sigint_writes_a_checkpoint_and_resume_auto_continues(tmp_path, image_di
     ckpt = tmp_path / "int" / "checkpoints" / f"ckpt-{step:08d}.npz"
     assert str(ckpt) in message and ckpt.exists() and ckpt_arrays(ckpt)[1]["step"] == step
     assert not (tmp_path / "int" / "model.keras").exists()
-    done = subprocess.run(args + ["--resume=auto"], env=env, cwd=REPO, capture_output=True, text=True)
-    assert done.returncode == 0, done.stderr[-2000:]
-    assert f"steps {step} -> 12 (resumed)" in done.stderr and "model:" in done.stdout
+    status, stdout, stderr = _resume_in_process(args, capsys)
+    assert status == 0, stderr[-2000:]
+    assert f"steps {step} -> 12 (resumed)" in stderr and "model:" in stdout
     a, _ = ckpt_arrays(tmp_path / "ref" / "checkpoints" / "ckpt-00000012.npz")
     b, _ = ckpt_arrays(tmp_path / "int" / "checkpoints" / "ckpt-00000012.npz")
     for key in a:
