@@ -101,6 +101,18 @@ def model_fields():
     return model, kwargs, imports
 
 
+def shuffle_order_field():
+    """The ``shuffle_order`` field of the commands that load PyTorch weights (``test``, ``export``)."""
+    return dataclasses.field(
+        default=None,
+        metadata={
+            "help": "PyTorch weights: the PixelShuffle channel order they were trained with (default: the family's "
+            "loading option, else torch).",
+            "choices": ("torch", "tf"),
+        },
+    )
+
+
 def _unwrap(tp):
     """(base type, element type, Optional?) of an annotation such as ``list[int] | None``."""
     optional = False

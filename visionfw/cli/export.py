@@ -9,7 +9,7 @@ model (the max abs difference is printed); see :mod:`visionfw.export`.
 
 from dataclasses import dataclass, field
 
-from visionfw.cli.common import model_fields
+from visionfw.cli.common import model_fields, shuffle_order_field
 
 
 @dataclass
@@ -69,14 +69,7 @@ class ExportConfig:
             "tf.function difference if larger)."
         },
     )
-    shuffle_order: str | None = field(
-        default=None,
-        metadata={
-            "help": "PyTorch weights: the PixelShuffle channel order they were trained with (default: the family's "
-            "loading option, else torch).",
-            "choices": ("torch", "tf"),
-        },
-    )
+    shuffle_order: str | None = shuffle_order_field()
     allow_random: bool = field(
         default=False, metadata={"help": "Export without --weights (random weights; for smoke tests only)."}
     )

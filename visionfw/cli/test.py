@@ -8,7 +8,7 @@ visionfw test --model=my_models.py:my_net --model_kwargs=scale=2 --weights=my_ne
 
 from dataclasses import dataclass, field
 
-from visionfw.cli.common import model_fields
+from visionfw.cli.common import model_fields, shuffle_order_field
 from visionfw.data.paths import data_dir_help
 
 
@@ -102,14 +102,7 @@ class EvaluateConfig:
         },
     )
     self_ensemble: bool = field(default=False, metadata={"help": "Average over the 8 flips/rotations (EDSR's '+')."})
-    shuffle_order: str | None = field(
-        default=None,
-        metadata={
-            "help": "PyTorch weights: the PixelShuffle channel order they were trained with (default: the family's "
-            "loading option, else torch).",
-            "choices": ("torch", "tf"),
-        },
-    )
+    shuffle_order: str | None = shuffle_order_field()
     allow_random: bool = field(
         default=False,
         metadata={
