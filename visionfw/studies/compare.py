@@ -28,7 +28,7 @@ from typing import Any
 
 from visionfw.errors import ConfigError, WeightsError
 from visionfw.studies.profiling import parse_input_size
-from visionfw.studies.runs import ResultCache, interrupted, spec_hash, train_short
+from visionfw.studies.runs import ResultCache, evaluate_on_set, interrupted, spec_hash, train_short
 
 __all__ = ["CompareModel", "parse_models", "parse_weights", "parse_input_size", "compare_models"]
 
@@ -422,8 +422,6 @@ def _sr_images_dir(run, entry, shash, wsha):
 
 def _evaluated_cells(run, model, entry, spec, wsha, sr_dir):
     """{set: PSNR/SSIM cell} of ``model``: from the cache, else evaluated (and cached)."""
-    from visionfw.evaluate import evaluate_model
-
     meta = spec.get("meta", {})
     metrics = {}
     for ds, ds_name in zip(run.test_data, run.ds_names):
@@ -432,20 +430,7 @@ def _evaluated_cells(run, model, entry, spec, wsha, sr_dir):
         if cell is not None and sr_dir is not None and not _has_images(cell, sr_dir / ds_name / f"x{run.scale}"):
             cell = None  # evaluated before without the report: again, saving the outputs
         if cell is None:
-            res = evaluate_model(
-                model,
-                [ds],
-                run.scale,
-                protocol=run.protocol,
-                data_dir=run.data_dir,
-                channels=meta.get("channels"),
-                upsampled_input=meta.get("upsampled_input"),
-                progress=run.progress,
-                log_every=run.log_every,
-                progress_label=f"compare {entry.label}:",
-                save_images=sr_dir,
-            )
-            r = next(iter(res.values()))
+            r = evaluate_on_set(run, model, ds, meta, f"compare {entry.label}:", save_images=sr_dir)
             cell = {k: r[k] for k in ("psnr", "ssim", "bicubic_psnr", "bicubic_ssim", "gain_psnr", "n_images")}
             cell["images"] = [dict(im) for im in r["images"]]
             run.cache.put(key, cell)

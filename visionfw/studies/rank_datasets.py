@@ -370,22 +370,9 @@ def _load_trained(spec, model_path):
 
 def _gain_cell(run, net, test_set, tag):
     """The cached cell of one evaluation: mean and per-image PSNR gains over bicubic."""
-    from visionfw.evaluate import evaluate_model
+    from visionfw.studies.runs import evaluate_on_set
 
-    meta = run.spec.get("meta", {})
-    results = evaluate_model(
-        net,
-        [test_set],
-        run.scale,
-        protocol=run.protocol,
-        data_dir=run.data_dir,
-        channels=meta.get("channels"),
-        upsampled_input=meta.get("upsampled_input"),
-        progress=run.progress,
-        log_every=run.log_every,
-        progress_label=f"{tag}:",
-    )
-    r = next(iter(results.values()))
+    r = evaluate_on_set(run, net, test_set, run.spec.get("meta", {}), f"{tag}:")
     return {
         "gain_psnr": r["gain_psnr"],
         "psnr": r["psnr"],

@@ -21,7 +21,7 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-__all__ = ["train_or_reuse", "train_short", "ResultCache", "spec_hash", "interrupted"]
+__all__ = ["train_or_reuse", "train_short", "ResultCache", "spec_hash", "evaluate_on_set", "interrupted"]
 
 # TrainConfig fields that are bookkeeping, not part of what a run learns
 _BOOKKEEPING = {
@@ -187,6 +187,41 @@ class ResultCache:
             from visionfw.studies.reports import write_json
 
             write_json(self.path, self.data, indent=1)
+
+
+def evaluate_on_set(
+    run: Any, model: Any, test_set: str, meta: dict, label: str, save_images: str | Path | None = None
+) -> dict:
+    """One set's result of :func:`visionfw.evaluate.evaluate_model` inside a study.
+
+    Args:
+      run: the study's state; its ``scale``, ``protocol``, ``data_dir``, ``progress`` and ``log_every``
+        are the evaluation's.
+      model: the Keras model.
+      test_set: a set name or folder.
+      meta: the spec's ``meta`` (``channels``, ``upsampled_input``).
+      label: the progress label.
+      save_images: where to write the outputs (None: nowhere).
+
+    Returns:
+      The set's result dict (means, bicubic baseline, per-image rows).
+    """
+    from visionfw.evaluate import evaluate_model
+
+    results = evaluate_model(
+        model,
+        [test_set],
+        run.scale,
+        protocol=run.protocol,
+        data_dir=run.data_dir,
+        channels=meta.get("channels"),
+        upsampled_input=meta.get("upsampled_input"),
+        progress=run.progress,
+        log_every=run.log_every,
+        progress_label=label,
+        save_images=save_images,
+    )
+    return next(iter(results.values()))
 
 
 def interrupted(command: str, doing: str, exc: BaseException, finished: str) -> Exception:
