@@ -23,7 +23,6 @@ repository, so its column says so.
 """
 
 import argparse
-import json
 import os
 import sys
 import time
@@ -147,21 +146,13 @@ def main():
             ours[run] = evaluate(str(path), args.data_dir)
             described_runs[run] = tad_thesis.describe_run(results / run)
     text = table(ours, described_runs)
-    print(text, flush=True)
-    (results / "table.md").write_text(text)
-    (results / "table.json").write_text(
-        json.dumps(
-            {
-                "ours": ours,
-                "thesis": THESIS,
-                "budget_minutes_each": args.budget_minutes,
-                "curves": {r: tad_thesis.curve(results / r) for r in runs},
-            },
-            indent=2,
-        )
-    )
-    if args.table_out:
-        Path(args.table_out).write_text(text)
+    data = {
+        "ours": ours,
+        "thesis": THESIS,
+        "budget_minutes_each": args.budget_minutes,
+        "curves": {r: tad_thesis.curve(results / r) for r in runs},
+    }
+    tad_thesis.write_tables(results, text, data, args.table_out)
     return 0
 
 

@@ -264,6 +264,15 @@ def table(ours, runs):
     return "\n".join(lines) + "\n\n" + "\n".join(notes) + "\n"
 
 
+def write_tables(results, text, data, table_out=None):
+    """The table as ``table.md`` and ``data`` as ``table.json`` in ``results``, the table also at ``table_out``."""
+    print(text, flush=True)
+    (results / "table.md").write_text(text)
+    (results / "table.json").write_text(json.dumps(data, indent=2))
+    if table_out:
+        Path(table_out).write_text(text)
+
+
 def describe_run(model_dir):
     """One line: steps reached of the plan, the recipe's sizes, training time, the Set5 curve."""
     plan_file, rows = Path(model_dir) / "plan.json", _rows(model_dir)
@@ -326,17 +335,9 @@ def main():
         if path.exists():
             ours[model] = evaluate(str(path), args.scale, args.data_dir)
             runs[model] = describe_run(results / model)
-    text = table(ours, runs)
-    print(text, flush=True)
-    (results / "table.md").write_text(text)
-    (results / "table.json").write_text(
-        json.dumps(
-            {"ours": ours, "thesis": THESIS, "protocol": PROTOCOL, "curves": {m: curve(results / m) for m in models}},
-            indent=2,
-        )
-    )
-    if args.table_out:
-        Path(args.table_out).write_text(text)
+    curves = {m: curve(results / m) for m in models}
+    data = {"ours": ours, "thesis": THESIS, "protocol": PROTOCOL, "curves": curves}
+    write_tables(results, table(ours, runs), data, args.table_out)
     return 0
 
 
